@@ -1,0 +1,100 @@
+"""Find model folders and the files each one holds (the model contract in the README)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gate.errors import ConfigError, ModelError
+from gate.results import FileDigest
+
+MODEL_FILES = {"model.keras": "keras", "model.h5": "h5", "saved_model": "saved_model"}
+MANIFEST = "gate.toml"
+EVAL_DATA, TRAIN_DATA, CALIB_DATA = "eval.npz", "train.npz", "calib.npz"
+_FOLDER_MARKERS = (*MODEL_FILES, MANIFEST, EVAL_DATA)
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A folder under models/: its name is the model's name in every report."""
+
+    name: str
+    path: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / MANIFEST
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files of a model folder that follow the contract."""
+
+    model: Path  # model.keras, model.h5 or the saved_model/ directory
+    format: str  # "keras", "h5" or "saved_model"
+    eval_data: Path
+    train_data: Path | None
+    calib_data: Path | None
+
+
+def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
+    """Each path is a model folder, or a folder of model folders (like models/)."""
+    folders: list[ModelFolder] = []
+    for path in paths:
+        if not path.is_dir():
+            raise ConfigError(f"{path}: no such folder; pass model folders or the folder that holds them")
+        if any((path / marker).exists() for marker in _FOLDER_MARKERS):
+            folders.append(ModelFolder(path.name, path))
+        else:
+            folders.extend(ModelFolder(p.name, p) for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith("."))
+    names = [f.name for f in folders]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"two model folders are named {', '.join(duplicates)}; model names must be unique")
+    if not folders:
+        raise ConfigError(f"no model folders found in {', '.join(map(str, paths))}; see the README's model contract")
+    return folders
+
+
+def model_files(folder: ModelFolder) -> ModelFiles:
+    """Identify the model and data files of `folder`, or raise ModelError saying what is missing."""
+    present = [name for name in MODEL_FILES if (folder.path / name).exists()]
+    if not present:
+        raise ModelError(
+            f"{folder.path}: no model file; add exactly one of model.keras, model.h5 or a saved_model/ folder"
+        )
+    if len(present) > 1:
+        raise ModelError(
+            f"{folder.path}: found {' and '.join(present)}; keep exactly one model per folder so it is clear which one is gated"
+        )
+    eval_data = folder.path / EVAL_DATA
+    if not eval_data.is_file():
+        raise ModelError(
+            f"{folder.path}: no eval.npz; add one with arrays x and y so the gate can measure the model on its own data"
+        )
+    optional = {name: folder.path / name for name in (TRAIN_DATA, CALIB_DATA)}
+    return ModelFiles(
+        model=folder.path / present[0],
+        format=MODEL_FILES[present[0]],
+        eval_data=eval_data,
+        train_data=optional[TRAIN_DATA] if optional[TRAIN_DATA].is_file() else None,
+        calib_data=optional[CALIB_DATA] if optional[CALIB_DATA].is_file() else None,
+    )
+
+
+def digest(path: Path, relative_to: Path) -> FileDigest:
+    """Size and sha256 of one file."""
+    sha = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            sha.update(block)
+    return FileDigest(path=path.relative_to(relative_to).as_posix(), size_bytes=path.stat().st_size, sha256=sha.hexdigest())
+
+
+def digest_tree(path: Path, relative_to: Path) -> tuple[FileDigest, ...]:
+    """Digests of a file, or of every file under a directory, in a stable order."""
+    if path.is_file():
+        return (digest(path, relative_to),)
+    return tuple(digest(p, relative_to) for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink())

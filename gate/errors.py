@@ -1,0 +1,19 @@
+"""The one exception family that carries messages meant for users.
+
+Only ``gate.cli.main`` turns these into text and an exit code; anything else
+that escapes is a bug in gate and is shown with a traceback only under --debug.
+"""
+
+from __future__ import annotations
+
+
+class GateError(Exception):
+    """A problem the user can act on; ``str(error)`` is the whole message."""
+
+
+class ConfigError(GateError):
+    """A broken policy or command line: nothing can be gated (exit code 2)."""
+
+
+class ModelError(GateError):
+    """One model cannot be gated (refused, unreadable, bad data): its report row is ERROR."""

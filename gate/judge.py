@@ -1,0 +1,263 @@
+"""Judge a candidate's measured figures against a policy.
+
+`POLICY_KEYS` is the one registry of what a policy can say: every check with
+its threshold type, and every setting. The policy validator, the README's
+policy reference (tested against it) and the report all read from it.
+A check returns a verdict; it never raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from gate.results import Candidate, CheckResult, Status
+
+PolicyValue = float | int | str | bool
+
+
+@dataclass(frozen=True)
+class Number:
+    """A threshold or setting that is a number in [minimum, maximum]."""
+
+    minimum: float
+    maximum: float
+    integer: bool = False
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        return f"{kind} from {_plain(self.minimum)} to {_plain(self.maximum)}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.options)
+
+
+@dataclass(frozen=True)
+class Flag:
+    def describe(self) -> str:
+        return "true or false"
+
+
+ValueKind = Number | Choice | Flag
+Verdict = tuple[Status, float | str | bool | None, str]
+
+
+@dataclass(frozen=True)
+class CheckDefinition:
+    """A policy check: its threshold, and how a candidate's figures are judged against it."""
+
+    name: str
+    kind: ValueKind
+    unit: str
+    description: str
+    evaluate: Callable[[Candidate, PolicyValue, Mapping[str, PolicyValue], str], Verdict]
+
+
+@dataclass(frozen=True)
+class SettingDefinition:
+    """A policy setting that shapes a measurement rather than judging it."""
+
+    name: str
+    kind: ValueKind
+    default: PolicyValue
+    description: str
+
+
+def _plain(number: float) -> str:
+    return f"{number:g}"
+
+
+def _size_reduction(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+    baseline = policy["size.baseline"]
+    if baseline == "source":
+        ratio, label = candidate.size_reduction_vs_source, "the source model file"
+    else:
+        ratio, label = candidate.size_reduction_vs_float32, "the float32 .tflite"
+    status = Status.PASS if ratio >= limit else Status.FAIL
+    return status, round(ratio, 3), f"{ratio:.2f}× smaller than {label} (need ≥ {_plain(limit)}×)"
+
+
+def _accuracy_drop(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+    if task != "classification":
+        return Status.SKIP, None, f"task is {task}: accuracy applies to classification (see mae.max_increase)"
+    drop = -candidate.metric_change + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
+    status = Status.PASS if drop <= limit else Status.FAIL
+    return status, round(drop, 4), f"accuracy dropped {drop:.2f} pts (allowed ≤ {_plain(limit)})"
+
+
+def _mae_increase(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+    if task != "regression":
+        return Status.SKIP, None, f"task is {task}: MAE applies to regression (see accuracy.max_drop)"
+    increase = candidate.metric_change
+    status = Status.PASS if increase <= limit else Status.FAIL
+    return status, round(increase, 4), f"MAE rose {increase:.2f}% of the float model's (allowed ≤ {_plain(limit)}%)"
+
+
+def _dtype_check(side: str) -> Callable[[Candidate, PolicyValue, Mapping[str, PolicyValue], str], Verdict]:
+    def evaluate(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+        tensors = getattr(candidate.conversion, side)
+        dtypes = sorted({t.dtype for t in tensors})
+        measured = ",".join(dtypes)
+        wrong = [f"{t.name} is {t.dtype}" for t in tensors if t.dtype != limit]
+        if wrong:
+            return Status.FAIL, measured, f"{side[:-1]} must be {limit}: " + "; ".join(wrong)
+        return Status.PASS, measured, f"every {side[:-1]} is {limit}"
+
+    return evaluate
+
+
+def _integer_only(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+    float_ops = candidate.conversion.float_ops
+    if not limit:
+        return Status.SKIP, None, "the policy does not require integer-only ops"
+    if float_ops:
+        return Status.FAIL, False, "ops with float tensors: " + ", ".join(float_ops)
+    return Status.PASS, True, "every op runs on integer tensors"
+
+
+def _latency_budget(percentile: str) -> Callable[[Candidate, PolicyValue, Mapping[str, PolicyValue], str], Verdict]:
+    def evaluate(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+        latency = candidate.conversion.latency
+        if latency is None:
+            return Status.SKIP, None, "latency was not measured"
+        value = getattr(latency, f"{percentile}_ms")
+        status = Status.PASS if value <= limit else Status.FAIL
+        return (
+            status,
+            round(value, 4),
+            f"{percentile} {value:.3f} ms at batch 1, {latency.threads} thread(s) (budget ≤ {_plain(limit)} ms)",
+        )
+
+    return evaluate
+
+
+def _speedup(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+    if candidate.speedup is None:
+        return Status.SKIP, None, "latency was not measured"
+    status = Status.PASS if candidate.speedup >= limit else Status.FAIL
+    return status, round(candidate.speedup, 3), f"{candidate.speedup:.2f}× faster than float32 at p50 (need ≥ {_plain(limit)}×)"
+
+
+_DTYPES = Choice(("int8", "uint8", "float32"))
+
+CHECKS: dict[str, CheckDefinition] = {
+    check.name: check
+    for check in (
+        CheckDefinition(
+            "size.min_reduction",
+            Number(1.0, 1000.0),
+            "×",
+            "Minimum size reduction of the quantized .tflite, against the baseline `size.baseline` names.",
+            _size_reduction,
+        ),
+        CheckDefinition(
+            "accuracy.max_drop",
+            Number(0.0, 100.0),
+            "pts",
+            "Most top-1 accuracy the quantized .tflite may lose against the float model, in percentage points "
+            "(classification).",
+            _accuracy_drop,
+        ),
+        CheckDefinition(
+            "mae.max_increase",
+            Number(0.0, 1000.0),
+            "%",
+            "Most the mean absolute error may rise against the float model, in percent of the float MAE (regression).",
+            _mae_increase,
+        ),
+        CheckDefinition(
+            "io.input_dtype",
+            _DTYPES,
+            "",
+            "Required dtype of every model input; `int8`/`uint8` also set the I/O type of full-integer conversion.",
+            _dtype_check("inputs"),
+        ),
+        CheckDefinition(
+            "io.output_dtype", _DTYPES, "", "Required dtype of every model output.", _dtype_check("outputs")
+        ),
+        CheckDefinition(
+            "ops.integer_only",
+            Flag(),
+            "",
+            "When true, no op may read or write a float tensor (what integer-only accelerators and MCUs need).",
+            _integer_only,
+        ),
+        CheckDefinition(
+            "latency.max_p50_ms",
+            Number(0.0001, 1e6),
+            "ms",
+            "Median single-sample latency budget of the quantized .tflite.",
+            _latency_budget("p50"),
+        ),
+        CheckDefinition(
+            "latency.max_p95_ms",
+            Number(0.0001, 1e6),
+            "ms",
+            "95th-percentile single-sample latency budget of the quantized .tflite.",
+            _latency_budget("p95"),
+        ),
+        CheckDefinition(
+            "latency.min_speedup",
+            Number(0.0001, 1000.0),
+            "×",
+            "Minimum p50 speedup of the quantized .tflite over the float32 .tflite, measured in the same run.",
+            _speedup,
+        ),
+    )
+}
+
+SETTINGS: dict[str, SettingDefinition] = {
+    setting.name: setting
+    for setting in (
+        SettingDefinition(
+            "size.baseline",
+            Choice(("source", "float32_tflite")),
+            "source",
+            "What `size.min_reduction` compares against: the committed model file(s) or the float32 .tflite.",
+        ),
+        SettingDefinition(
+            "latency.threads", Number(1, 64, integer=True), 1, "Interpreter threads used for latency."
+        ),
+        SettingDefinition(
+            "latency.rounds", Number(10, 100_000, integer=True), 200, "Timed single-sample invocations per model."
+        ),
+        SettingDefinition(
+            "latency.warmup_rounds", Number(0, 10_000, integer=True), 20, "Untimed invocations before timing."
+        ),
+        SettingDefinition(
+            "limits.timeout_s", Number(10, 86_400), 900, "Wall-time limit for gating one model, in seconds."
+        ),
+        SettingDefinition(
+            "limits.memory_mb",
+            Number(256, 1_048_576, integer=True),
+            8192,
+            "Resident-memory limit for gating one model, in MiB.",
+        ),
+    )
+}
+
+POLICY_KEYS: dict[str, CheckDefinition | SettingDefinition] = {**CHECKS, **SETTINGS}
+
+LATENCY_CHECKS = ("latency.max_p50_ms", "latency.max_p95_ms", "latency.min_speedup")
+
+
+def judge(candidate: Candidate, *, policy: Mapping[str, PolicyValue], task: str) -> Candidate:
+    """Run every check the policy sets on `candidate`; return it with its checks and status.
+
+    Every check runs, so the report lists all failures, not the first.
+    """
+    results = []
+    for name, check in CHECKS.items():
+        if name not in policy:
+            continue
+        limit = policy[name]
+        status, measured, message = check.evaluate(candidate, limit, policy, task)
+        results.append(CheckResult(name, status, measured, limit, check.unit, message))
+    status = Status.FAIL if any(r.status is Status.FAIL for r in results) else Status.PASS
+    return dataclasses.replace(candidate, checks=tuple(results), status=status)

@@ -1,0 +1,260 @@
+"""Load an inspected model and its data.
+
+Only called after `gate.inspect` has accepted the model file: loading a Keras
+or SavedModel file can run code. TensorFlow and Keras are imported here, in
+the per-model worker, never at `import gate`.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gate.discover import digest
+from gate.errors import ModelError
+from gate.inspect import Inspection
+from gate.results import DataInfo
+
+PREDICT_BATCH = 256
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: data for it comes from `x` (single input) or `x.<name>`."""
+
+    name: str
+    shape: tuple[int | None, ...]  # without the batch dimension
+    dtype: str
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The float model, ready to evaluate and to convert."""
+
+    inputs: tuple[InputSpec, ...]
+    output_width: int
+    saved_model_dir: Path  # a SavedModel with a serving_default signature, for the converter
+    predict: Callable[[dict[str, np.ndarray]], np.ndarray]  # one batch, inputs by name
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated arrays from one .npz file."""
+
+    inputs: dict[str, np.ndarray]  # by model input name, already in the input's dtype
+    labels: np.ndarray | None  # class indices (classification) or targets (regression)
+    info: DataInfo
+
+    @property
+    def samples(self) -> int:
+        return self.info.samples
+
+
+def load_model(path: Path, inspection: Inspection, *, export_dir: Path, fixed_batch: bool) -> LoadedModel:
+    """Load `path` with the Keras that wrote it (or TensorFlow for a SavedModel)."""
+    try:
+        if inspection.format == "saved_model":
+            return _load_saved_model(path)
+        if inspection.writer == "keras":
+            return _load_keras3(path, export_dir, fixed_batch)
+        return _load_tf_keras(path, export_dir, fixed_batch)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Keras raises anything on a file it cannot read
+        raise ModelError(f"{path}: could not be loaded: {_first_line(exc)}; re-save the model with model.save()") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _keras_specs(model) -> tuple[InputSpec, ...]:  # noqa: ANN001 - a Keras 2 or 3 model
+    if len(model.outputs) != 1:
+        raise ModelError("models with several outputs are not supported yet; export one output per model")
+    return tuple(
+        InputSpec(tensor.name.split(":")[0], tuple(tensor.shape[1:]), np.dtype(_dtype_name(tensor.dtype)).name)
+        for tensor in model.inputs
+    )
+
+
+def _dtype_name(dtype) -> str:  # noqa: ANN001 - str in Keras 3, tf.DType in tf-keras
+    return getattr(dtype, "name", dtype)
+
+
+def _tensor_specs(specs: tuple[InputSpec, ...], fixed_batch: bool):  # noqa: ANN202
+    import tensorflow as tf
+
+    # Recurrent layers only convert with a static batch: with a dynamic one the
+    # converter fails with "'tf.TensorListReserve' op requires element_shape to be static".
+    batch = 1 if fixed_batch else None
+    return [tf.TensorSpec((batch, *s.shape), tf.dtypes.as_dtype(s.dtype), name=s.name) for s in specs]
+
+
+def _batched_predict(model, specs: tuple[InputSpec, ...]) -> Callable[[dict[str, np.ndarray]], np.ndarray]:  # noqa: ANN001
+    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        ordered = [inputs[s.name] for s in specs]
+        output = model(ordered if len(ordered) > 1 else ordered[0], training=False)
+        return np.asarray(output)
+
+    return predict
+
+
+def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel:
+    import keras
+
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    specs = _keras_specs(model)
+    # keras' own ExportArchive freezes Keras 3 variables correctly; a hand-built
+    # tf.Module around the model leaves READ_VARIABLE ops the calibrator cannot run.
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default",
+        lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
+        input_signature=_tensor_specs(specs, fixed_batch),
+    )
+    archive.write_out(str(export_dir), verbose=False)
+    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, _batched_predict(model, specs))
+
+
+def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel:
+    import tensorflow as tf
+    import tf_keras
+
+    model = tf_keras.models.load_model(path, compile=False, safe_mode=True)
+    specs = _keras_specs(model)
+    serve = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    tf.saved_model.save(model, str(export_dir), signatures=serve.get_concrete_function(*_tensor_specs(specs, fixed_batch)))
+    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, _batched_predict(model, specs))
+
+
+def _load_saved_model(path: Path) -> LoadedModel:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    if "serving_default" not in loaded.signatures:
+        raise ModelError(f"{path}: has no serving_default signature; export it with model.export() or a signatures= argument")
+    serve = loaded.signatures["serving_default"]
+    _args, kwargs = serve.structured_input_signature
+    outputs = serve.structured_outputs
+    if len(outputs) != 1:
+        raise ModelError(f"{path}: serving_default has {len(outputs)} outputs; only single-output models are supported yet")
+    (output_spec,) = outputs.values()
+    specs = tuple(
+        InputSpec(name, tuple(spec.shape[1:]), spec.dtype.name) for name, spec in sorted(kwargs.items())
+    )
+
+    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        (output,) = serve(**{name: tf.constant(array) for name, array in inputs.items()}).values()
+        return output.numpy()
+
+    return LoadedModel(specs, int(output_spec.shape[-1]), path, predict)
+
+
+def load_dataset(
+    path: Path,
+    *,
+    model_folder: Path,
+    inputs: tuple[InputSpec, ...],
+    task: str,
+    output_width: int,
+    need_labels: bool,
+) -> Dataset:
+    """Read and validate an .npz file against the model; raise ModelError naming every problem."""
+    where = path.relative_to(model_folder.parent) if path.is_relative_to(model_folder.parent) else path
+    arrays = _read_npz(path, where)
+    problems: list[str] = []
+    if len(inputs) == 1:
+        allowed_x = {"x": inputs[0], f"x.{inputs[0].name}": inputs[0]}
+    else:
+        allowed_x = {f"x.{spec.name}": spec for spec in inputs}
+    allowed = set(allowed_x) | {"y"}
+    for key in sorted(set(arrays) - allowed):
+        problems.append(f"{where}: unexpected array '{key}'; expected {', '.join(sorted(allowed))}")
+
+    features: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        keys = [k for k, s in allowed_x.items() if s is spec and k in arrays]
+        if not keys:
+            expected = " or ".join(k for k, s in allowed_x.items() if s is spec)
+            problems.append(f"{where}: no array for model input '{spec.name}'; add it as {expected}")
+            continue
+        array, problem = _check_features(where, keys[0], arrays[keys[0]], spec)
+        if problem:
+            problems.append(problem)
+        else:
+            features[spec.name] = array
+
+    labels = None
+    if "y" in arrays:
+        labels, problem = _check_labels(where, arrays["y"], task, output_width)
+        if problem:
+            problems.append(problem)
+    elif need_labels:
+        problems.append(f"{where}: no array 'y'; add the labels (class indices or one-hot for classification, targets for regression)")
+
+    counts = {name: len(a) for name, a in features.items()} | ({"y": len(labels)} if labels is not None else {})
+    if not problems and len(set(counts.values())) > 1:
+        problems.append(f"{where}: arrays hold different numbers of samples: {counts}; every array needs one row per sample")
+    if not problems and not counts.get(next(iter(features), ""), 0):
+        problems.append(f"{where}: holds no samples; add at least one")
+    if problems:
+        raise ModelError("\n".join(problems))
+    samples = len(next(iter(features.values())))
+    return Dataset(features, labels, DataInfo(file=digest(path, model_folder), samples=samples))
+
+
+def _read_npz(path: Path, where: Path) -> dict[str, np.ndarray]:
+    try:
+        # allow_pickle=False: an object array in an .npz is a pickle, and unpickling runs code.
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ModelError(
+                f"{where}: holds a pickled (object) array, which could run code when loaded; save only numeric arrays"
+            ) from None
+        raise ModelError(f"{where}: is not a readable .npz file ({exc}); write it with numpy.savez") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{where}: is not a readable .npz file ({exc}); write it with numpy.savez") from None
+
+
+def _check_features(where: Path, key: str, array: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, str | None]:
+    if array.dtype.kind not in "biuf":
+        return array, f"{where}: {key} has dtype {array.dtype}; expected numbers (int, uint or float)"
+    if array.ndim != len(spec.shape) + 1 or any(
+        want is not None and have != want for have, want in zip(array.shape[1:], spec.shape, strict=False)
+    ):
+        expected = "(samples, " + ", ".join("any" if d is None else str(d) for d in spec.shape) + ")"
+        return array, f"{where}: {key} has shape {array.shape}; model input '{spec.name}' expects {expected}"
+    converted = array.astype(spec.dtype)
+    if converted.dtype.kind == "f" and not np.isfinite(converted).all():
+        return array, f"{where}: {key} contains NaN or infinite values; remove or impute them"
+    return converted, None
+
+
+def _check_labels(where: Path, y: np.ndarray, task: str, output_width: int) -> tuple[np.ndarray, str | None]:
+    if y.dtype.kind not in "biuf":
+        return y, f"{where}: y has dtype {y.dtype}; expected numbers"
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        return y, f"{where}: y contains NaN or infinite values; remove those samples"
+    if task == "regression":
+        if y.ndim == 1 and output_width == 1 or y.ndim == 2 and y.shape[1] == output_width:
+            return y.astype(np.float64).reshape(len(y), -1), None
+        return y, f"{where}: y has shape {y.shape}; the model has {output_width} output(s), so expected (samples, {output_width})"
+    if y.ndim == 2 and y.shape[1] == max(output_width, 2) and y.shape[1] > 1:
+        y = np.argmax(y, axis=1)  # one-hot
+    elif y.ndim != 1:
+        return y, f"{where}: y has shape {y.shape}; expected class indices (samples,) or one-hot (samples, {output_width})"
+    if not np.all(np.equal(np.mod(y, 1), 0)):
+        return y, f"{where}: y holds non-integer values; classification needs class indices (for a regression model set task = \"regression\" in gate.toml)"
+    classes = max(output_width, 2)  # one sigmoid unit scores two classes
+    labels = y.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        return y, f"{where}: y holds class {labels.max() if labels.max() >= classes else labels.min()}, but the model scores classes 0..{classes - 1}; fix the labels or the model's output layer"
+    return labels, None

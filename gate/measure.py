@@ -1,0 +1,220 @@
+"""Measure a model honestly: task metric on its own eval data, I/O, ops, latency.
+
+Every .tflite runs in ai_edge_litert (tf.lite.Interpreter is deprecated; LiteRT
+has the same API). Evaluation is batched with `resize_tensor_input`: one
+Python `invoke` per sample is several times slower (see bench/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gate.errors import ModelError
+from gate.load import PREDICT_BATCH, Dataset
+from gate.results import Evaluation, Latency, TensorInfo
+
+# Samples per invoke when evaluating a .tflite. Chosen with bench/eval_speed.py:
+# batched evaluation beats the per-sample loop on every bundled model at 64.
+EVAL_BATCH = 64
+LATENCY_BENCH = Path(__file__).with_name("latency_bench.py")
+
+
+def _interpreter(model_path: Path, threads: int):  # noqa: ANN202
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(model_path), num_threads=threads)
+
+
+def _signature_io(interpreter) -> tuple[dict[str, dict], dict[str, dict]]:  # noqa: ANN001
+    """Input and output details keyed by signature name (the Keras input names)."""
+    runner = interpreter.get_signature_runner("serving_default")
+    return runner.get_input_details(), runner.get_output_details()
+
+
+def _tensor_info(name: str, detail: dict) -> TensorInfo:
+    scale, zero_point = detail["quantization"]
+    return TensorInfo(
+        name=name,
+        dtype=np.dtype(detail["dtype"]).name,
+        shape=tuple(int(d) for d in detail["shape_signature"]),
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )
+
+
+def describe(model_path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...], tuple[str, ...]]:
+    """Inputs, outputs, and the ops that read or write a float tensor ("NAME xCOUNT")."""
+    interpreter = _interpreter(model_path, threads=1)
+    inputs, outputs = _signature_io(interpreter)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+
+    def is_float(index: int) -> bool:
+        return index >= 0 and index in tensors and np.dtype(tensors[index]["dtype"]).kind == "f"
+
+    counts: dict[str, int] = {}
+    # _get_ops_details is what LiteRT's own model analyzer uses; there is no public equivalent.
+    for op in interpreter._get_ops_details():  # noqa: SLF001
+        if any(is_float(i) for i in (*op["inputs"], *op["outputs"])):
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    float_ops = tuple(f"{name} x{count}" for name, count in sorted(counts.items()))
+    return (
+        tuple(_tensor_info(n, d) for n, d in sorted(inputs.items())),
+        tuple(_tensor_info(n, d) for n, d in sorted(outputs.items())),
+        float_ops,
+    )
+
+
+def to_model_input(array: np.ndarray, detail: dict) -> np.ndarray:
+    """Bring float data into the input's dtype; quantize with its scale and zero point."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = detail["quantization"]
+    if dtype.kind in "iu" and scale:
+        # Round, then clip: the tutorials' astype() truncates, which was measured
+        # to invent a 2.34-point accuracy drop on a breast-cancer MLP.
+        limits = np.iinfo(dtype)
+        array = np.clip(np.round(array / scale + zero_point), limits.min, limits.max)
+    return array.astype(dtype)
+
+
+def from_model_output(array: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if np.dtype(detail["dtype"]).kind in "iu" and scale:
+        return (array.astype(np.float32) - zero_point) * scale
+    return array.astype(np.float32)
+
+
+def score(outputs: np.ndarray, labels: np.ndarray, task: str) -> tuple[float, tuple[float, ...]]:
+    """The task metric and each sample's part in it: accuracy in percent, or MAE."""
+    outputs = outputs.reshape(len(outputs), -1)
+    if task == "classification":
+        # One output unit is a sigmoid probability of class 1 (README: model contract).
+        predicted = (outputs[:, 0] > 0.5).astype(np.int64) if outputs.shape[1] == 1 else np.argmax(outputs, axis=1)
+        per_sample = (predicted == labels).astype(np.float64)
+        return float(per_sample.mean() * 100), tuple(per_sample.tolist())
+    per_sample = np.abs(outputs.astype(np.float64) - labels.reshape(len(labels), -1)).mean(axis=1)
+    return float(per_sample.mean()), tuple(per_sample.tolist())
+
+
+def metric_name(task: str) -> str:
+    return "accuracy" if task == "classification" else "mae"
+
+
+def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data: Dataset, task: str) -> Evaluation:
+    """The task metric of the Keras or SavedModel float model itself."""
+    outputs = [
+        predict({name: array[start : start + PREDICT_BATCH] for name, array in data.inputs.items()})
+        for start in range(0, data.samples, PREDICT_BATCH)
+    ]
+    value, per_sample = score(np.concatenate(outputs), data.labels, task)
+    return Evaluation(metric_name(task), value, data.samples, PREDICT_BATCH, per_sample)
+
+
+def evaluate_tflite(model_path: Path, data: Dataset, task: str, *, threads: int, batch_size: int = EVAL_BATCH) -> Evaluation:
+    """The task metric of a .tflite over the whole eval set, `batch_size` samples per invoke."""
+    interpreter = _interpreter(model_path, threads)
+    inputs, outputs = _signature_io(interpreter)
+    (output,) = outputs.values()
+    if any(detail["shape_signature"][0] != -1 for detail in inputs.values()):
+        batch_size = 1  # converted with a fixed batch of one (recurrent layers)
+    results = []
+    current = None
+    for start in range(0, data.samples, batch_size):
+        batch = {name: array[start : start + batch_size] for name, array in data.inputs.items()}
+        size = len(next(iter(batch.values())))
+        if size != current:
+            for name, detail in inputs.items():
+                interpreter.resize_tensor_input(detail["index"], [size, *detail["shape"][1:]], strict=True)
+            interpreter.allocate_tensors()
+            current = size
+        for name, detail in inputs.items():
+            interpreter.set_tensor(detail["index"], to_model_input(batch[name], detail))
+        interpreter.invoke()
+        results.append(from_model_output(interpreter.get_tensor(output["index"]), output))
+    value, per_sample = score(np.concatenate(results), data.labels, task)
+    return Evaluation(metric_name(task), value, data.samples, batch_size, per_sample)
+
+
+@dataclass(frozen=True)
+class LatencyCase:
+    """One .tflite to time in the pytest-benchmark run."""
+
+    label: str
+    model_path: Path
+    feeds: tuple[dict[int, np.ndarray], ...]  # batch-1 inputs by tensor index, already in the input dtype
+    threads: int
+    rounds: int
+    warmup_rounds: int
+
+
+def latency_case(label: str, model_path: Path, data: Dataset, *, threads: int, rounds: int, warmup_rounds: int) -> LatencyCase:
+    """Batch-1 inputs from the real eval data, as many distinct samples as rounds allow."""
+    interpreter = _interpreter(model_path, threads)
+    inputs, _outputs = _signature_io(interpreter)
+    count = min(data.samples, rounds + warmup_rounds)
+    feeds = tuple(
+        {detail["index"]: to_model_input(data.inputs[name][i : i + 1], detail) for name, detail in inputs.items()}
+        for i in range(count)
+    )
+    return LatencyCase(label, model_path, feeds, threads, rounds, warmup_rounds)
+
+
+class _LatencyCases:
+    """A pytest plugin that hands the cases to gate/latency_bench.py."""
+
+    def __init__(self, cases: Sequence[LatencyCase]) -> None:
+        self.cases = cases
+
+    def pytest_generate_tests(self, metafunc) -> None:  # noqa: ANN001
+        if "latency_case" in metafunc.fixturenames:
+            metafunc.parametrize("latency_case", self.cases, ids=[c.label for c in self.cases])
+
+
+def measure_latency(cases: Sequence[LatencyCase], *, json_path: Path, work_dir: Path) -> dict[str, Latency]:
+    """Time every case in one pytest-benchmark run; keep its JSON at `json_path`.
+
+    p50 and p95 come from the raw per-round timings (pytest-benchmark reports
+    no percentiles of its own).
+    """
+    import pytest
+
+    ini = work_dir / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    # Autoloaded third-party plugins could change the run; load only pytest-benchmark.
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    args = [
+        str(LATENCY_BENCH),
+        "-q",
+        "-c", str(ini),
+        "--rootdir", str(work_dir),
+        "-p", "no:cacheprovider",
+        "-p", "pytest_benchmark.plugin",
+        "--benchmark-json", str(json_path),
+        "--benchmark-disable-gc",
+        "--benchmark-timer", "time.perf_counter",
+    ]  # fmt: skip
+    exit_code = pytest.main(args, plugins=[_LatencyCases(cases)])
+    if exit_code != 0:
+        raise ModelError(f"the latency benchmark failed (pytest exit code {int(exit_code)}); run with --verbose to see its output")
+    report = json.loads(json_path.read_text())
+    latencies = {}
+    by_label = {c.label: c for c in cases}
+    for bench in report["benchmarks"]:
+        case = by_label[bench["param"]]
+        timings_ms = np.asarray(bench["stats"]["data"]) * 1000
+        latencies[case.label] = Latency(
+            threads=case.threads,
+            rounds=len(timings_ms),
+            warmup_rounds=case.warmup_rounds,
+            p50_ms=float(np.percentile(timings_ms, 50)),
+            p95_ms=float(np.percentile(timings_ms, 95)),
+            mean_ms=float(timings_ms.mean()),
+            stddev_ms=float(timings_ms.std(ddof=1)) if len(timings_ms) > 1 else 0.0,
+            min_ms=float(timings_ms.min()),
+        )
+    return latencies

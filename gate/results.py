@@ -1,0 +1,265 @@
+"""Typed, frozen result objects: everything a report shows, and nothing else.
+
+A model's whole result is one `ModelResult`. It round-trips through JSON
+exactly (``ModelResult.from_json(r.to_json()) == r``) so that a result can be
+produced in one process (the per-model worker, a CI shard, a cache) and
+rendered in another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+SCHEMA_VERSION = 1
+
+
+class Status(enum.StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+    ERROR = "ERROR"  # the model could not be gated at all
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One policy check's verdict on one candidate."""
+
+    name: str  # a key of gate.checks.CHECKS, e.g. "accuracy.max_drop"
+    status: Status
+    measured: float | str | bool | None  # None when the check was skipped
+    limit: float | str | bool
+    unit: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """An input or output file, as it was when gated."""
+
+    path: str  # relative to the model folder (inputs) or the output folder (artifacts)
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output as the .tflite file declares it."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]  # -1 for a dynamic dimension
+    scale: float  # 0.0 when the tensor is not quantized
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The task metric of one model (Keras or .tflite) on the whole eval set.
+
+    `per_sample` keeps each sample's score (1.0/0.0 correct for accuracy,
+    absolute error for MAE) so confidence intervals can be computed later
+    without running the model again.
+    """
+
+    metric: str  # "accuracy" (percent) or "mae"
+    value: float
+    samples: int
+    batch_size: int  # samples per invoke; 1 when the model has a fixed batch of one
+    per_sample: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Single-sample latency of one .tflite, measured by pytest-benchmark."""
+
+    threads: int
+    rounds: int
+    warmup_rounds: int
+    p50_ms: float  # from the raw per-round timings
+    p95_ms: float
+    mean_ms: float
+    stddev_ms: float
+    min_ms: float
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One .tflite built from the float model, with everything measured on it."""
+
+    method: str  # "float32" (the reference), "int8", "dynamic_range", "float16"
+    artifact: FileDigest
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    float_ops: tuple[str, ...]  # ops with a float input or output, as "NAME xCOUNT"
+    evaluation: Evaluation
+    latency: Latency | None  # None when the policy sets no latency check
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way of quantizing the model, judged against the policy."""
+
+    conversion: Conversion
+    size_reduction_vs_source: float  # source file(s) bytes / quantized .tflite bytes
+    size_reduction_vs_float32: float  # float32 .tflite bytes / quantized .tflite bytes
+    metric_change: float  # quantized minus float model; points for accuracy, percent of the float MAE for MAE
+    speedup: float | None  # float32 .tflite p50 / quantized p50
+    checks: tuple[CheckResult, ...]
+    status: Status
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """Which data file fed a stage, and how much of it."""
+
+    file: FileDigest
+    samples: int
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where every figure came from, so a reader can reproduce it."""
+
+    tool_versions: dict[str, str]
+    inputs: tuple[FileDigest, ...]  # every file of the model folder that was read
+    policy_file: str
+    policy_sha256: str  # of the effective policy (after overrides), canonical JSON
+    effective_policy: dict[str, float | str | bool | int]
+    overrides: dict[str, float | str | bool | int]
+    override_reason: str
+    allowed_custom_objects: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """Everything the gate found out about one model folder."""
+
+    name: str
+    status: Status
+    error: str  # the user-facing message when status is ERROR, else ""
+    task: str
+    source_format: str  # "keras", "h5", "saved_model", "" when unknown
+    source_writer: str  # "keras 3.15.1", "tf_keras 2.21.0", "tensorflow 2.21.0"
+    source_bytes: int
+    fixed_batch: bool  # converted with a batch of one (recurrent layers)
+    float_evaluation: Evaluation | None  # the Keras/SavedModel model itself
+    reference: Conversion | None  # the float32 .tflite
+    candidates: tuple[Candidate, ...]
+    chosen: int  # index into candidates; -1 when there are none
+    calibration: DataInfo | None
+    evaluation_data: DataInfo | None
+    provenance: Provenance | None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def candidate(self) -> Candidate | None:
+        return self.candidates[self.chosen] if self.chosen >= 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return from_jsonable(cls, data)
+
+
+def error_result(name: str, message: str, *, task: str = "", stage_seconds: dict[str, float] | None = None) -> ModelResult:
+    """The result of a model that could not be gated: one ERROR row with its message."""
+    return ModelResult(
+        name=name,
+        status=Status.ERROR,
+        error=message,
+        task=task,
+        source_format="",
+        source_writer="",
+        source_bytes=0,
+        fixed_batch=False,
+        float_evaluation=None,
+        reference=None,
+        candidates=(),
+        chosen=-1,
+        calibration=None,
+        evaluation_data=None,
+        provenance=None,
+        stage_seconds=stage_seconds or {},
+    )
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def from_jsonable(annotation: Any, data: Any) -> Any:
+    """Rebuild a value of type `annotation` from its JSON form, guided by the type hints."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        # JSON keeps None, bool, int, float and str apart by itself; only a
+        # dataclass member of the union needs rebuilding.
+        for option in typing.get_args(annotation):
+            if dataclasses.is_dataclass(option) and isinstance(data, dict):
+                return from_jsonable(option, data)
+        return data
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(annotation)
+        return tuple(from_jsonable(item_type, v) for v in data)
+    if origin is dict:
+        _key_type, value_type = typing.get_args(annotation)
+        return {k: from_jsonable(value_type, v) for k, v in data.items()}
+    if dataclasses.is_dataclass(annotation):
+        hints = typing.get_type_hints(annotation)
+        return annotation(**{f.name: from_jsonable(hints[f.name], data[f.name]) for f in dataclasses.fields(annotation)})
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return annotation(data)
+    return data
+
+
+def json_schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of `annotation`'s JSON form; dataclasses go into `definitions`.
+
+    Generated from the same type hints that `to_jsonable` follows, so the shipped
+    schema cannot drift from the results (tests compare the two).
+    """
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [json_schema(option, definitions) for option in typing.get_args(annotation)]}
+    if origin is tuple:
+        return {"type": "array", "items": json_schema(typing.get_args(annotation)[0], definitions)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(typing.get_args(annotation)[1], definitions)}
+    if dataclasses.is_dataclass(annotation):
+        name = annotation.__name__
+        if name not in definitions:
+            definitions[name] = {}  # placeholder: a dataclass may refer to itself
+            hints = typing.get_type_hints(annotation)
+            fields = dataclasses.fields(annotation)
+            definitions[name] = {
+                "type": "object",
+                "description": (annotation.__doc__ or "").strip().splitlines()[0],
+                "properties": {f.name: json_schema(hints[f.name], definitions) for f in fields},
+                "required": [f.name for f in fields],
+                "additionalProperties": False,
+            }
+        return {"$ref": f"#/$defs/{name}"}
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return {"enum": [member.value for member in annotation]}
+    simple = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string"}
+    return {"type": simple[annotation]}
+
+
+def dumps(data: Any) -> str:
+    """The one JSON encoding gate writes: sorted keys, so equal results give equal bytes."""
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"

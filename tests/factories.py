@@ -1,0 +1,94 @@
+"""Result objects built in code, for tests of the stages that need no TensorFlow."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gate.judge import judge
+from gate.results import (
+    Candidate,
+    Conversion,
+    DataInfo,
+    Evaluation,
+    FileDigest,
+    Latency,
+    ModelResult,
+    Provenance,
+    Status,
+    TensorInfo,
+)
+
+
+def conversion(method: str = "int8", *, size_bytes: int = 10_000, accuracy: float = 95.0, p50_ms: float = 1.0,
+               dtype: str = "int8", float_ops: tuple[str, ...] = ()) -> Conversion:
+    quantized = dtype in ("int8", "uint8")
+    tensor = TensorInfo("image", dtype, (-1, 8, 8, 1), 0.0039 if quantized else 0.0, -128 if quantized else 0)
+    return Conversion(
+        method=method,
+        artifact=FileDigest(f"artifacts/model.{method}.tflite", size_bytes, "ab" * 32),
+        inputs=(tensor,),
+        outputs=(dataclasses.replace(tensor, name="output_0", shape=(-1, 10)),),
+        float_ops=float_ops,
+        evaluation=Evaluation("accuracy", accuracy, 4, 64, (1.0, 1.0, 1.0, 0.0)),
+        latency=Latency(threads=1, rounds=200, warmup_rounds=20, p50_ms=p50_ms, p95_ms=p50_ms * 1.5,
+                        mean_ms=p50_ms, stddev_ms=0.1, min_ms=p50_ms / 2),
+    )
+
+
+def candidate(*, source_bytes: int = 80_000, float_accuracy: float = 96.0, policy: dict | None = None,
+              task: str = "classification", **conversion_args) -> Candidate:
+    reference = conversion("float32", size_bytes=40_000, accuracy=float_accuracy, p50_ms=2.0, dtype="float32")
+    quantized = conversion(**conversion_args)
+    unjudged = Candidate(
+        conversion=quantized,
+        size_reduction_vs_source=source_bytes / quantized.artifact.size_bytes,
+        size_reduction_vs_float32=reference.artifact.size_bytes / quantized.artifact.size_bytes,
+        metric_change=quantized.evaluation.value - float_accuracy,
+        speedup=reference.latency.p50_ms / quantized.latency.p50_ms,
+        checks=(),
+        status=Status.PASS,
+    )
+    return judge(unjudged, policy=policy or DEFAULT_POLICY, task=task)
+
+
+DEFAULT_POLICY = {
+    "size.min_reduction": 4.0,
+    "size.baseline": "source",
+    "accuracy.max_drop": 2.0,
+    "io.input_dtype": "int8",
+    "io.output_dtype": "int8",
+    "latency.max_p50_ms": 5.0,
+}
+
+
+def model_result(name: str = "digits", *, overrides: dict | None = None, **candidate_args) -> ModelResult:
+    judged = candidate(**candidate_args)
+    reference = conversion("float32", size_bytes=40_000, accuracy=96.0, p50_ms=2.0, dtype="float32")
+    data = DataInfo(FileDigest("eval.npz", 1234, "cd" * 32), 4)
+    return ModelResult(
+        name=name,
+        status=judged.status,
+        error="",
+        task="classification",
+        source_format="keras",
+        source_writer="keras 3.15.1",
+        source_bytes=80_000,
+        fixed_batch=False,
+        float_evaluation=Evaluation("accuracy", 96.0, 4, 256, (1.0, 1.0, 1.0, 1.0)),
+        reference=reference,
+        candidates=(judged,),
+        chosen=0,
+        calibration=DataInfo(FileDigest("train.npz", 5678, "ef" * 32), 200),
+        evaluation_data=data,
+        provenance=Provenance(
+            tool_versions={"gate": "0.1.0", "tensorflow": "2.21.0"},
+            inputs=(FileDigest("model.keras", 80_000, "01" * 32), data.file),
+            policy_file="policies/default.toml",
+            policy_sha256="23" * 32,
+            effective_policy=DEFAULT_POLICY | (overrides or {}),
+            overrides=overrides or {},
+            override_reason="measured on device" if overrides else "",
+            allowed_custom_objects=(),
+        ),
+        stage_seconds={"inspect": 0.01, "quantize": 1.5},
+    )

@@ -1,0 +1,51 @@
+import pytest
+
+from gate.results import Status
+
+from factories import DEFAULT_POLICY, candidate
+
+
+def verdicts(judged) -> dict[str, Status]:
+    return {check.name: check.status for check in judged.checks}
+
+
+@pytest.mark.parametrize(
+    ("candidate_args", "policy", "failed"),
+    [
+        ({}, DEFAULT_POLICY, []),
+        ({"size_bytes": 30_000}, DEFAULT_POLICY, ["size.min_reduction"]),  # 80 kB / 30 kB = 2.7x < 4x
+        ({"accuracy": 93.5}, DEFAULT_POLICY, ["accuracy.max_drop"]),  # 96 -> 93.5 = 2.5 pts
+        ({"accuracy": 94.0}, DEFAULT_POLICY, []),  # exactly 2 pts: allowed
+        ({"dtype": "uint8"}, DEFAULT_POLICY, ["io.input_dtype", "io.output_dtype"]),
+        ({"p50_ms": 6.0}, DEFAULT_POLICY, ["latency.max_p50_ms"]),
+        ({"float_ops": ("DEQUANTIZE x1",)}, DEFAULT_POLICY | {"ops.integer_only": True}, ["ops.integer_only"]),
+        ({"p50_ms": 2.5}, DEFAULT_POLICY | {"latency.min_speedup": 1.0}, ["latency.min_speedup"]),
+        ({"size_bytes": 30_000}, DEFAULT_POLICY | {"size.baseline": "float32_tflite", "size.min_reduction": 1.3}, []),
+        # every failure is listed, not only the first
+        ({"size_bytes": 30_000, "accuracy": 90.0}, DEFAULT_POLICY, ["size.min_reduction", "accuracy.max_drop"]),
+    ],
+)
+def test_checks_fail_exactly_when_a_threshold_is_crossed(candidate_args, policy, failed) -> None:
+    judged = candidate(policy=policy, **candidate_args)
+    assert sorted(n for n, s in verdicts(judged).items() if s is Status.FAIL) == sorted(failed)
+    assert judged.status is (Status.FAIL if failed else Status.PASS)
+
+
+def test_a_check_not_in_the_policy_does_not_run() -> None:
+    judged = candidate(policy={"accuracy.max_drop": 2.0})
+    assert list(verdicts(judged)) == ["accuracy.max_drop"]
+
+
+def test_checks_that_do_not_apply_are_skipped_with_a_reason() -> None:
+    judged = candidate(policy=DEFAULT_POLICY | {"mae.max_increase": 5.0}, task="classification")
+    mae = next(c for c in judged.checks if c.name == "mae.max_increase")
+    assert mae.status is Status.SKIP
+    assert mae.measured is None
+    assert "classification" in mae.message
+
+
+def test_failed_check_records_measured_value_and_threshold() -> None:
+    judged = candidate(accuracy=93.0)
+    check = next(c for c in judged.checks if c.name == "accuracy.max_drop")
+    assert (check.measured, check.limit, check.unit) == (3.0, 2.0, "pts")
+    assert check.message == "accuracy dropped 3.00 pts (allowed ≤ 2)"

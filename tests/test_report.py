@@ -1,0 +1,114 @@
+import json
+from importlib import resources
+
+import jsonschema
+import pytest
+
+from gate import report
+from gate.results import dumps, error_result
+
+from factories import model_result
+
+
+def shipped_schema() -> dict:
+    return json.loads(resources.files("gate").joinpath("schema/report.schema.json").read_text())
+
+
+def test_shipped_schema_is_generated_from_the_result_types() -> None:
+    # Regenerate with: python -m gate.report > gate/schema/report.schema.json
+    assert shipped_schema() == report.report_schema()
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        [model_result()],
+        [model_result("a"), model_result("b", accuracy=80.0), error_result("c", "models/c: no eval.npz")],
+        [],
+    ],
+)
+def test_report_json_validates_against_the_shipped_schema(results) -> None:
+    jsonschema.validate(json.loads(dumps(report.report_json(results))), shipped_schema())
+
+
+def test_schema_rejects_a_report_missing_a_figure() -> None:
+    data = json.loads(dumps(report.report_json([model_result()])))
+    del data["models"][0]["candidates"][0]["size_reduction_vs_source"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, shipped_schema())
+
+
+@pytest.mark.parametrize(
+    ("results", "first_line"),
+    [
+        ([model_result("a"), model_result("b")], "## ✅ gate: all 2 model(s) pass"),
+        ([model_result("a"), model_result("b", accuracy=80.0)], "## ❌ gate: 1 failed, 0 could not be gated, 1 passed"),
+        ([model_result("a"), error_result("c", "boom")], "## ⚠️ gate: 0 failed, 1 could not be gated, 1 passed"),
+    ],
+)
+def test_markdown_starts_with_the_verdict(results, first_line) -> None:
+    assert report.render_markdown(results).splitlines()[0] == first_line
+
+
+def test_markdown_names_the_failed_check_with_threshold_and_measurement() -> None:
+    text = report.render_markdown([model_result("digits", accuracy=93.0)])
+    assert "| `accuracy.max_drop` | 2 pts | 3 pts | ❌ FAIL | accuracy dropped 3.00 pts (allowed ≤ 2) |" in text
+    assert "| digits | int8 | 78.1 KiB → 9.8 KiB (8.00×) | accuracy 96.00% → 93.00% (−3.00 pts) |" in text
+
+
+def test_markdown_shows_overrides_prominently() -> None:
+    text = report.render_markdown([model_result(overrides={"size.min_reduction": 2.0})])
+    assert "**Overrides in force** (from gate.toml): `size.min_reduction = 2`." in text
+    assert "Reason given: measured on device" in text
+
+
+def test_untrusted_text_cannot_break_the_comment() -> None:
+    hostile = error_result("x|y", "models/x: <img src=x onerror=alert(1)> | @everyone\nsecond line")
+    text = report.render_markdown([hostile])
+    assert "<img" not in text
+    assert "| x\\|y |" in text
+    assert "&lt;img src=x onerror=alert(1)&gt; \\| @\u200beveryone" in text
+
+
+def test_markdown_is_fitted_under_githubs_comment_limit() -> None:
+    results = [model_result(f"model_{i}") for i in range(60)]
+    assert len(report.render_markdown(results)) > report.GITHUB_COMMENT_LIMIT
+    text = report.markdown_for_comment(results)
+    assert len(text) <= report.GITHUB_COMMENT_LIMIT
+    assert "| model_59 |" in text  # the summary table keeps every model
+
+
+def test_write_reports_writes_every_output_and_the_step_summary(tmp_path, monkeypatch) -> None:
+    result = model_result()
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "model.int8.tflite").write_bytes(b"int8")
+    (artifacts / "model.float32.tflite").write_bytes(b"float")
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+
+    markdown = report.write_reports(tmp_path, [result])
+
+    assert (tmp_path / "report.md").read_text() == markdown
+    assert json.loads((tmp_path / "report.json").read_text())["models"][0]["name"] == "digits"
+    assert summary.read_text() == "earlier step\n" + markdown
+    assert (tmp_path / "SHA256SUMS").read_text() == (
+        # from: printf float | sha256sum; printf int8 | sha256sum
+        "76a7e234dc54e9c605b2cc9fdf71279526150df48c574bdfa69e436e0b3d5c18  artifacts/model.float32.tflite\n"
+        "cb1525bced78da2c03c42fe15bf15663b584566ef6244ff91d892caa011fec1e  artifacts/model.int8.tflite\n"
+    )
+
+
+def test_write_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("complete old report")
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt  # as if Ctrl-C arrived after the bytes were written, before the rename
+
+    monkeypatch.setattr(report.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_atomic(target, "new report")
+    assert target.read_text() == "complete old report"
+    assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
