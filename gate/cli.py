@@ -110,23 +110,23 @@ def validate(model_dirs: Sequence[Path], *, policies_dir: Path) -> int:
 
     problems: list[str] = []
     try:
-        policies = load_policies(policies_dir)
+        policy_names = list(load_policies(policies_dir))
     except ConfigError as exc:
         problems.append(str(exc))
-        policies = None
+        # Check the manifests anyway, against the policy files that exist, so one run lists every problem.
+        policy_names = [path.stem for path in policies_dir.glob("*.toml")]
     folders = find_model_folders(model_dirs)
-    if policies is not None:
-        for folder in folders:
-            try:
-                parse_manifest(folder.manifest, policies)
-            except ModelError as exc:
-                problems.append(str(exc))
+    for folder in folders:
+        try:
+            parse_manifest(folder.manifest, policy_names)
+        except ModelError as exc:
+            problems.append(str(exc))
     if problems:
         text = "\n".join(problems)
         print(text, file=sys.stderr)
         print(f"gate: {len(text.splitlines())} problem(s) found", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"gate: {len(policies)} policies and {len(folders)} model folders are valid", file=sys.stderr)
+    print(f"gate: {len(policy_names)} policies and {len(folders)} model folders are valid", file=sys.stderr)
     return EXIT_PASS
 
 

@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,8 +176,8 @@ _MANIFEST_KEYS = (
 )
 
 
-def parse_manifest(path: Path, policies: Mapping[str, Policy]) -> Manifest:
-    """Validate a model's gate.toml; raise ModelError listing every problem in it."""
+def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
+    """Validate a model's gate.toml against the policies that exist; raise ModelError listing every problem."""
     if not path.exists():
         return Manifest(path="")
     raw = _read_toml(path, ModelError)
@@ -189,7 +189,7 @@ def parse_manifest(path: Path, policies: Mapping[str, Policy]) -> Manifest:
                 f"{path}: unknown key '{key}'{_suggest(key, _MANIFEST_KEYS)}; allowed keys: {', '.join(_MANIFEST_KEYS)}"
             )
             continue
-        problem = _manifest_field(path, key, value, policies, fields, problems)
+        problem = _manifest_field(path, key, value, policy_names, fields, problems)
         if problem:
             problems.append(problem)
     if fields.get("overrides") and not fields.get("override_reason"):
@@ -206,13 +206,13 @@ def _manifest_field(
     path: Path,
     key: str,
     value: Any,
-    policies: Mapping[str, Policy],
+    policy_names: Collection[str],
     fields: dict[str, Any],
     problems: list[str],
 ) -> str | None:
     """Validate one manifest key into `fields`; return a problem or None."""
     if key in ("task", "method", "policy"):
-        options = {"task": TASKS, "method": METHODS, "policy": tuple(sorted(policies))}[key]
+        options = {"task": TASKS, "method": METHODS, "policy": tuple(sorted(policy_names))}[key]
         if not isinstance(value, str) or value not in options:
             hint = _suggest(value, options) if isinstance(value, str) else ""
             return f"{path}: {key}: expected one of {', '.join(options)}, got {value!r}{hint}"

@@ -13,7 +13,8 @@ from gate.results import FileDigest
 MODEL_FILES = {"model.keras": "keras", "model.h5": "h5", "saved_model": "saved_model"}
 MANIFEST = "gate.toml"
 EVAL_DATA, TRAIN_DATA, CALIB_DATA = "eval.npz", "train.npz", "calib.npz"
-_FOLDER_MARKERS = (*MODEL_FILES, MANIFEST, EVAL_DATA)
+# Files that make a folder a model folder (rather than a folder of model folders).
+_FOLDER_MARKERS = ("model.keras", "model.h5", "saved_model/saved_model.pb", MANIFEST, EVAL_DATA)
 
 
 @dataclass(frozen=True)
