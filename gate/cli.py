@@ -99,7 +99,9 @@ def verdict_line(result: ModelResult) -> str:
     if candidate is None:
         return f"{result.name}  ERROR  {result.error.splitlines()[0] if result.error else ''}"
     failed = [f"{c.name}: {c.message}" for c in candidate.checks if c.status is Status.FAIL]
-    summary = "; ".join(failed) if failed else f"{len(candidate.checks)} checks passed"
+    passed = sum(c.status is Status.PASS for c in candidate.checks)
+    skipped = sum(c.status is Status.SKIP for c in candidate.checks)
+    summary = "; ".join(failed) if failed else f"{passed} checks passed, {skipped} skipped"
     return f"{result.name}  {candidate.conversion.method}  {result.status.value}  {summary}"
 
 

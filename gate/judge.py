@@ -70,7 +70,8 @@ class SettingDefinition:
 
 
 def _plain(number: float) -> str:
-    return f"{number:g}"
+    """2.0 -> "2", 1048576 -> "1048576", 0.0001 -> "0.0001": as a person would write it in TOML."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _size_reduction(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
@@ -131,7 +132,7 @@ def _latency_budget(percentile: str) -> Callable[[Candidate, PolicyValue, Mappin
         return (
             status,
             round(value, 4),
-            f"{percentile} {value:.3f} ms at batch 1, {latency.threads} thread(s) (budget ≤ {_plain(limit)} ms)",
+            f"{percentile} {value:.3g} ms at batch 1, {latency.threads} thread(s) (budget ≤ {_plain(limit)} ms)",
         )
 
     return evaluate
@@ -231,7 +232,7 @@ SETTINGS: dict[str, SettingDefinition] = {
             "latency.warmup_rounds", Number(0, 10_000, integer=True), 20, "Untimed invocations before timing."
         ),
         SettingDefinition(
-            "limits.timeout_s", Number(10, 86_400), 900, "Wall-time limit for gating one model, in seconds."
+            "limits.timeout_s", Number(1, 86_400), 900, "Wall-time limit for gating one model, in seconds."
         ),
         SettingDefinition(
             "limits.memory_mb",
@@ -261,3 +262,15 @@ def judge(candidate: Candidate, *, policy: Mapping[str, PolicyValue], task: str)
         results.append(CheckResult(name, status, measured, limit, check.unit, message))
     status = Status.FAIL if any(r.status is Status.FAIL for r in results) else Status.PASS
     return dataclasses.replace(candidate, checks=tuple(results), status=status)
+
+
+def policy_reference() -> str:
+    """The README's policy reference, as Markdown, from the registry (a test keeps the README in sync)."""
+    rows = ["| Key | Kind | Allowed values | Default | Meaning |", "|---|---|---|---|---|"]
+    for name, definition in POLICY_KEYS.items():
+        if isinstance(definition, CheckDefinition):
+            kind, default = "check", "not checked"
+        else:
+            kind, default = "setting", f"`{str(definition.default).lower() if isinstance(definition.default, bool) else definition.default}`"
+        rows.append(f"| `{name}` | {kind} | {definition.kind.describe()} | {default} | {definition.description} |")
+    return "\n".join(rows) + "\n"

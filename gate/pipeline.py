@@ -40,6 +40,8 @@ from gate.results import (
 )
 from gate.report import write_atomic
 
+# The stages of gating one model, in the order they run (progress lines and stage times use these names).
+STAGES = ("inspect", "import tensorflow", "load", "quantize", "evaluate", "latency", "judge")
 TOOL_DISTRIBUTIONS = ("tensorflow", "keras", "tf-keras", "ai-edge-litert", "numpy", "pytest-benchmark")
 
 

@@ -90,6 +90,11 @@ def _change(value: float, metric: str) -> str:
     return f"{sign}{abs(value):.2f} pts" if metric == "accuracy" else f"{sign}{abs(value):.2f}%"
 
 
+def _ms(value: float) -> str:
+    # Three significant figures: a 1 µs MLP and a 40 ms CNN both stay readable.
+    return f"{value:.3g} ms"
+
+
 def _number(value: object) -> str:
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "—"}[value]
@@ -106,7 +111,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters.update(md=_md, size=_size, metric=_metric, change=_change, number=_number)
+    environment.filters.update(md=_md, size=_size, metric=_metric, change=_change, number=_number, ms=_ms)
     environment.globals.update(icons=STATUS_ICONS, Status=Status, policy_keys=POLICY_KEYS)
     return environment
 

@@ -7,7 +7,7 @@ Each example is a small Keras classifier trained from scratch, written to
     eval.npz      x, y: the held-out 20% of the data set
     train.npz     x, y: the training 80%; or, when that file would be too big to
                   commit, calib.npz with only x for the first training samples
-    gate.toml     the manifest: classification, default policy, int8, 200 samples
+    gate.toml     the manifest: classification, the example's policy, int8, 200 samples
 
 The data sets ship with scikit-learn (`load_digits`, `load_breast_cancer`), so
 nothing is downloaded. Every run is seeded and splits the data the same way,
@@ -44,7 +44,7 @@ CALIB_SAMPLES = 300
 OUTPUT_FILES = ("model.keras", "eval.npz", "train.npz", "calib.npz", "gate.toml")
 MANIFEST = """\
 task = "classification"
-policy = "default"
+policy = "{policy}"
 method = "int8"
 calibration_samples = 200
 """
@@ -70,6 +70,7 @@ class Example:
     epochs: int
     batch_size: int
     learning_rate: float = 1e-3
+    policy: str = "default"  # the policies/*.toml its gate.toml names
 
 
 # ---------------------------------------------------------------- data
@@ -154,7 +155,7 @@ def digits_mobilenetv2(shape: tuple[int, ...]) -> keras.Model:
 
 
 EXAMPLES = (
-    Example("digits_cnn", digits_8x8, digits_cnn, epochs=40, batch_size=32),
+    Example("digits_cnn", digits_8x8, digits_cnn, epochs=40, batch_size=32, policy="mcu"),
     Example("breast_cancer_mlp", breast_cancer_standardized, breast_cancer_mlp, epochs=40, batch_size=32),
     Example("digits_mobilenetv2", digits_32x32_uint8, digits_mobilenetv2, epochs=30, batch_size=64),
 )
@@ -183,7 +184,7 @@ def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(predictions, axis=1) == y))
 
 
-def write_folder(folder: Path, model: keras.Model, data: Split) -> None:
+def write_folder(folder: Path, model: keras.Model, data: Split, policy: str) -> None:
     """Write the model, its data and its manifest, following the model contract."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in OUTPUT_FILES:
@@ -194,7 +195,7 @@ def write_folder(folder: Path, model: keras.Model, data: Split) -> None:
     if (folder / "train.npz").stat().st_size > MAX_TRAIN_NPZ_BYTES:
         (folder / "train.npz").unlink()
         np.savez_compressed(folder / "calib.npz", x=data.x_train[:CALIB_SAMPLES])
-    (folder / "gate.toml").write_text(MANIFEST, encoding="utf-8")
+    (folder / "gate.toml").write_text(MANIFEST.format(policy=policy), encoding="utf-8")
 
 
 def report(example: Example, model: keras.Model, data: Split, seconds: float, folder: Path) -> None:
@@ -223,7 +224,7 @@ def main() -> None:
         data = example.load_data()
         model, seconds = train(example, data)
         folder = MODELS_DIR / example.name
-        write_folder(folder, model, data)
+        write_folder(folder, model, data, example.policy)
         report(example, model, data, seconds, folder)
 
 

@@ -26,7 +26,7 @@ def write(path, text: str):
          "{p}: io.input_dtype: expected one of int8, uint8, float32, got 'unt8' (did you mean 'uint8'?)"),
         ("[ops]\ninteger_only = 1\n", "{p}: ops.integer_only: expected true or false, got 1"),
         ("[latency]\nthreads = 1.5\n", "{p}: latency.threads: expected a whole number from 1 to 64, got 1.5"),
-        ("[latency]\nmax_p50_ms = nan\n", "{p}: latency.max_p50_ms: expected a number from 0.0001 to 1e+06, got nan"),
+        ("[latency]\nmax_p50_ms = nan\n", "{p}: latency.max_p50_ms: expected a number from 0.0001 to 1000000, got nan"),
         ("size = 4\n", "{p}: size: expected a table [size], got 4"),
         ("[size\nmin_reduction = 4\n", "Failed to parse {p}: Expected ']' at the end of a table declaration (at line 1, column 6); fix the TOML syntax"),
         ("description = 3\n", "{p}: description: expected a string, got 3"),

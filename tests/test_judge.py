@@ -49,3 +49,12 @@ def test_failed_check_records_measured_value_and_threshold() -> None:
     check = next(c for c in judged.checks if c.name == "accuracy.max_drop")
     assert (check.measured, check.limit, check.unit) == (3.0, 2.0, "pts")
     assert check.message == "accuracy dropped 3.00 pts (allowed ≤ 2)"
+
+
+def test_readme_policy_reference_matches_the_registry() -> None:
+    from pathlib import Path
+
+    from gate.judge import policy_reference
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert policy_reference() in readme, "regenerate the README's policy reference from gate.judge.policy_reference()"

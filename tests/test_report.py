@@ -58,7 +58,7 @@ def test_markdown_names_the_failed_check_with_threshold_and_measurement() -> Non
 
 def test_markdown_shows_overrides_prominently() -> None:
     text = report.render_markdown([model_result(overrides={"size.min_reduction": 2.0})])
-    assert "**Overrides in force** (from gate.toml): `size.min_reduction = 2`." in text
+    assert "> **digits: overrides in force** (from gate.toml): `size.min_reduction = 2`." in text
     assert "Reason given: measured on device" in text
 
 
