@@ -49,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gate: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except KeyboardInterrupt:
-        print("gate: interrupted; no report was written", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as exc:
+        print("gate: interrupted; no report was written (the next run starts afresh)", file=sys.stderr)
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     except Exception:
         if args.debug:
             traceback.print_exc()
@@ -77,7 +77,9 @@ def check(model_dirs: Sequence[Path], *, policies_dir: Path, out_dir: Path, verb
     _check_keras_version()
 
     def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # unwinds through gate_all, which kills the running worker
+        interrupt = KeyboardInterrupt()  # unwinds through gate_all, which kills the running worker
+        interrupt.signum = signum
+        raise interrupt
 
     signal.signal(signal.SIGTERM, terminate)
     results = gate_all(

@@ -11,13 +11,16 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gate.discover import digest
 from gate.errors import ModelError
-from gate.inspect import Inspection
 from gate.results import DataInfo
+
+if TYPE_CHECKING:
+    from gate.inspect import Inspection
 
 PREDICT_BATCH = 256
 
@@ -192,9 +195,11 @@ def load_dataset(
 
     labels = None
     if "y" in arrays:
-        labels, problem = _check_labels(where, arrays["y"], task, output_width)
+        checked, problem = _check_labels(where, arrays["y"], task, output_width)
         if problem:
             problems.append(problem)
+        else:
+            labels = checked
     elif need_labels:
         problems.append(f"{where}: no array 'y'; add the labels (class indices or one-hot for classification, targets for regression)")
 
