@@ -128,7 +128,7 @@ def evaluate_tflite(model_path: Path, data: Dataset, task: str, *, threads: int,
         batch = {name: array[start : start + batch_size] for name, array in data.inputs.items()}
         size = len(next(iter(batch.values())))
         if size != current:
-            for name, detail in inputs.items():
+            for detail in inputs.values():
                 interpreter.resize_tensor_input(detail["index"], [size, *detail["shape"][1:]], strict=True)
             interpreter.allocate_tensors()
             current = size

@@ -26,11 +26,10 @@ from gate.config import policy_digest
 from gate.discover import ModelFolder, digest, digest_tree, model_files
 from gate.errors import ModelError
 from gate.judge import LATENCY_CHECKS, PolicyValue, judge
+from gate.report import write_atomic
 from gate.results import (
     Candidate,
     Conversion,
-    DataInfo,
-    FileDigest,
     ModelResult,
     Provenance,
     Status,
@@ -38,7 +37,6 @@ from gate.results import (
     from_jsonable,
     to_jsonable,
 )
-from gate.report import write_atomic
 
 # The stages of gating one model, in the order they run (progress lines and stage times use these names).
 STAGES = ("inspect", "import tensorflow", "load", "quantize", "evaluate", "latency", "judge")

@@ -1,8 +1,7 @@
 import pytest
+from factories import DEFAULT_POLICY, candidate
 
 from gate.results import Status
-
-from factories import DEFAULT_POLICY, candidate
 
 
 def verdicts(judged) -> dict[str, Status]:

@@ -3,11 +3,10 @@ from importlib import resources
 
 import jsonschema
 import pytest
+from factories import model_result
 
 from gate import report
 from gate.results import dumps, error_result
-
-from factories import model_result
 
 
 def shipped_schema() -> dict:

@@ -1,8 +1,8 @@
 import json
 
-from gate.results import ModelResult, Status, dumps, error_result
-
 from factories import model_result
+
+from gate.results import ModelResult, Status, dumps, error_result
 
 
 def test_model_result_round_trips_through_json_exactly() -> None:
