@@ -119,7 +119,11 @@ def validate(model_dirs: Sequence[Path], *, policies_dir: Path) -> int:
         problems.append(str(exc))
         # Check the manifests anyway, against the policy files that exist, so one run lists every problem.
         policy_names = [path.stem for path in policies_dir.glob("*.toml")]
-    folders = find_model_folders(model_dirs)
+    try:
+        folders = find_model_folders(model_dirs)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        folders = []
     for folder in folders:
         try:
             parse_manifest(folder.manifest, policy_names)

@@ -1,0 +1,39 @@
+import pytest
+
+from factories import model_result
+
+from gate import cli
+from gate.errors import ConfigError
+from gate.results import error_result
+
+
+@pytest.mark.parametrize(("version", "refused"), [("3.13.1", True), ("2.15.0", True), ("3.13.2", False), ("3.15.1", False)])
+def test_keras_older_than_3_13_2_is_refused_at_start_up(monkeypatch, version, refused) -> None:
+    monkeypatch.setattr(cli.metadata, "version", lambda name: version)
+    if refused:
+        with pytest.raises(ConfigError, match=f"Keras {version} is installed; gate needs keras>=3.13.2"):
+            cli._check_keras_version()
+    else:
+        cli._check_keras_version()
+
+
+@pytest.mark.parametrize(
+    ("result", "line"),
+    [
+        (model_result("digits"), "digits  int8  PASS  5 checks passed, 0 skipped"),
+        (model_result("digits", accuracy=93.0),
+         "digits  int8  FAIL  accuracy.max_drop: accuracy dropped 3.00 pts (allowed ≤ 2)"),
+        (error_result("broken", "models/broken: no eval.npz\nsecond line"), "broken  ERROR  models/broken: no eval.npz"),
+    ],
+)
+def test_one_verdict_line_per_model(result, line) -> None:
+    assert cli.verdict_line(result) == line
+
+
+def test_validate_reports_a_missing_default_policy_and_models_folder_together(tmp_path, capsys) -> None:
+    assert cli.main(["validate", str(tmp_path / "nowhere"), "--policies", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path}: no default.toml; every run needs a default policy for models whose gate.toml names none",
+        f"{tmp_path / 'nowhere'}: no such folder; pass model folders or the folder that holds them",
+        "gate: 2 problem(s) found",
+    ]
