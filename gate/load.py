@@ -169,7 +169,7 @@ def load_dataset(
     need_labels: bool,
 ) -> Dataset:
     """Read and validate an .npz file against the model; raise ModelError naming every problem."""
-    where = path.relative_to(model_folder.parent) if path.is_relative_to(model_folder.parent) else path
+    where = path  # as the user named it: models/<name>/eval.npz
     arrays = _read_npz(path, where)
     problems: list[str] = []
     if len(inputs) == 1:
@@ -215,6 +215,10 @@ def load_dataset(
 
 
 def _read_npz(path: Path, where: Path) -> dict[str, np.ndarray]:
+    unreadable = f"{where}: is not a readable .npz file ({{}}); write it with numpy.savez"
+    # np.load treats anything that is neither a zip nor an .npy as a pickle: rule that out first.
+    if not zipfile.is_zipfile(path):
+        raise ModelError(unreadable.format("not a zip archive"))
     try:
         # allow_pickle=False: an object array in an .npz is a pickle, and unpickling runs code.
         with np.load(path, allow_pickle=False) as npz:
@@ -224,9 +228,9 @@ def _read_npz(path: Path, where: Path) -> dict[str, np.ndarray]:
             raise ModelError(
                 f"{where}: holds a pickled (object) array, which could run code when loaded; save only numeric arrays"
             ) from None
-        raise ModelError(f"{where}: is not a readable .npz file ({exc}); write it with numpy.savez") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"{where}: is not a readable .npz file ({exc}); write it with numpy.savez") from None
+        raise ModelError(unreadable.format(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a damaged archive raises zlib, struct, OSError, EOFError...
+        raise ModelError(unreadable.format(f"{type(exc).__name__}: {exc}")) from None
 
 
 def _check_features(where: Path, key: str, array: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, str | None]:

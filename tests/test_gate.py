@@ -1,0 +1,234 @@
+"""End to end: `gate check` and `gate validate` as a user runs them, on real tiny models."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, TEST_POLICIES, digits, keras3_mlp, run_gate, write_data
+
+
+def tf_keras_mlp(folder: Path, filename: str, manifest: str = "") -> None:
+    import tf_keras
+
+    x_train, y_train, x_eval, y_eval = digits()
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([tf_keras.Input((64,), name="pixels"), tf_keras.layers.Dense(16, activation="relu"),
+                                 tf_keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / filename)
+    write_data(folder, x_train, y_train, x_eval, y_eval)
+    (folder / "gate.toml").write_text(manifest)
+
+
+def keras3_lstm(folder: Path) -> None:
+    import keras
+
+    x_train, y_train, x_eval, y_eval = digits("rows")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8), name="rows"), keras.layers.LSTM(16),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=15, batch_size=64, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    write_data(folder, x_train, y_train, x_eval[:60], y_eval[:60])
+    (folder / "gate.toml").write_text('method = "dynamic_range"\npolicy = "float_io"\n')
+
+
+def keras3_two_inputs(folder: Path) -> None:
+    import keras
+
+    x_train, y_train, x_eval, y_eval = digits()
+    keras.utils.set_random_seed(0)
+    top, bottom = keras.Input((32,), name="top"), keras.Input((32,), name="bottom")
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([bottom, top]))
+    model = keras.Model([top, bottom], keras.layers.Dense(10, activation="softmax")(hidden))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit([x_train[:, :32], x_train[:, 32:]], y_train, epochs=30, batch_size=64, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    np.savez(folder / "train.npz", **{"x.top": x_train[:, :32], "x.bottom": x_train[:, 32:]}, y=y_train)
+    np.savez(folder / "eval.npz", **{"x.top": x_eval[:, :32], "x.bottom": x_eval[:, 32:]}, y=y_eval)
+
+
+def keras3_regression(folder: Path) -> None:
+    import keras
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    x = ((data.data - data.data.mean(0)) / data.data.std(0)).astype(np.float32)
+    y = data.target.astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,), name="features"), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mae")
+    model.fit(x[:350], y[:350], epochs=60, batch_size=32, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    write_data(folder, x[:350], y[:350], x[350:], y[350:])
+    (folder / "gate.toml").write_text('task = "regression"\n')
+
+
+def keras3_saved_model(folder: Path) -> None:
+    keras3_mlp(folder / "build")
+    import keras
+
+    model = keras.saving.load_model(folder / "build" / "model.keras")
+    model.export(folder / "saved_model", verbose=False)
+    for name in ("train.npz", "eval.npz"):
+        shutil.move(folder / "build" / name, folder / name)
+    shutil.rmtree(folder / "build")
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory, healthy_model) -> Path:
+    """One workspace holding every kind of model the contract allows, plus broken ones."""
+    root = tmp_path_factory.mktemp("zoo")
+    (root / "policies").mkdir()
+    for name, text in TEST_POLICIES.items():
+        (root / "policies" / f"{name}.toml").write_text(text)
+    models = root / "models"
+    shutil.copytree(healthy_model, models / "keras3_mlp")
+    tf_keras_mlp(models / "tf_keras_keras", "model.keras")
+    tf_keras_mlp(models / "tf_keras_h5", "model.h5", 'method = "dynamic_range"\npolicy = "float_io"\n')
+    keras3_saved_model(models / "keras_export")
+    keras3_lstm(models / "lstm")
+    keras3_two_inputs(models / "two_inputs")
+    keras3_regression(models / "regression")
+    shutil.copytree(healthy_model, models / "float16")
+    (models / "float16" / "gate.toml").write_text('method = "float16"\npolicy = "float_io"\n')
+    shutil.copytree(healthy_model, models / "demands_10x")
+    (models / "demands_10x" / "gate.toml").write_text(
+        'override_reason = "the board has 16 KiB of flash"\n[overrides.size]\nmin_reduction = 10.0\n'
+    )
+    shutil.copytree(healthy_model, models / "corrupt")
+    (models / "corrupt" / "model.keras").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    shutil.copytree(healthy_model, models / "typo")
+    (models / "typo" / "gate.toml").write_text('methd = "int8"\n')
+    return root
+
+
+@pytest.fixture(scope="session")
+def zoo_run(zoo):
+    return run_gate("check", cwd=zoo)
+
+
+PASSING = ["keras3_mlp", "tf_keras_keras", "tf_keras_h5", "keras_export", "lstm", "two_inputs", "regression", "float16"]
+
+
+@pytest.mark.parametrize("name", PASSING)
+def test_every_supported_kind_of_model_is_gated_and_passes(zoo_run, name) -> None:
+    model = zoo_run.model(name)
+    assert (model["status"], model["error"]) == ("PASS", "")
+    candidate = model["candidates"][model["chosen"]]
+    assert all(check["status"] in ("PASS", "SKIP") for check in candidate["checks"])
+    assert candidate["conversion"]["evaluation"]["samples"] == model["evaluation_data"]["samples"]
+
+
+def test_one_failing_or_broken_model_fails_the_run_but_every_model_is_reported(zoo_run) -> None:
+    assert zoo_run.exit_code == 1
+    assert sorted(m["name"] for m in zoo_run.report["models"]) == sorted([*PASSING, "demands_10x", "corrupt", "typo"])
+    assert zoo_run.report["status"] == "ERROR"
+
+
+def test_a_threshold_override_that_is_not_met_fails_with_the_check_named_in_both_reports(zoo_run) -> None:
+    model = zoo_run.model("demands_10x")
+    assert model["status"] == "FAIL"
+    (failed,) = [c for c in model["candidates"][0]["checks"] if c["status"] == "FAIL"]
+    assert (failed["name"], failed["limit"]) == ("size.min_reduction", 10.0)
+    assert model["provenance"]["overrides"] == {"size.min_reduction": 10.0}
+    assert "| `size.min_reduction` | 10 × |" in zoo_run.markdown
+    assert "> Reason given: the board has 16 KiB of flash" in zoo_run.markdown
+    assert any(line.startswith("demands_10x  int8  FAIL  size.min_reduction: ") for line in zoo_run.stdout.splitlines())
+
+
+def test_a_corrupt_model_file_becomes_an_error_row(zoo_run) -> None:
+    model = zoo_run.model("corrupt")
+    assert model["status"] == "ERROR"
+    assert model["error"].startswith(f"{Path('models/corrupt/model.keras')}: ")
+    assert "| corrupt | — | — | — | — | — | ⚠️ ERROR: models/corrupt/model.keras: " in zoo_run.markdown
+    assert "Traceback" not in zoo_run.stderr + zoo_run.stdout
+
+
+def test_a_typo_in_gate_toml_is_an_error_row_for_that_model_only(zoo_run) -> None:
+    model = zoo_run.model("typo")
+    assert model["error"] == (
+        f"{Path('models/typo/gate.toml')}: unknown key 'methd' (did you mean 'method'?); allowed keys: task, policy, "
+        "method, calibration_samples, calibrate_on_eval, overrides, override_reason, allow_custom_objects"
+    )
+
+
+def test_recurrent_models_convert_with_a_fixed_batch_of_one(zoo_run) -> None:
+    model = zoo_run.model("lstm")
+    assert model["fixed_batch"] is True
+    assert model["candidates"][0]["conversion"]["evaluation"]["batch_size"] == 1
+    assert model["source_writer"] == "keras 3.15.1" or model["source_writer"].startswith("keras 3.")
+
+
+def test_the_report_says_which_data_calibrated_and_evaluated_each_model(zoo_run) -> None:
+    mlp = zoo_run.model("keras3_mlp")
+    assert mlp["calibration"]["file"]["path"] == "train.npz"
+    assert mlp["calibration"]["samples"] == 200
+    assert mlp["evaluation_data"]["file"]["path"] == "eval.npz"
+    assert zoo_run.model("tf_keras_h5")["calibration"] is None  # dynamic range needs no calibration
+    assert zoo_run.model("tf_keras_h5")["source_writer"].startswith("tf_keras 2.")
+
+
+def test_artifacts_checksums_and_benchmarks_are_written(zoo_run) -> None:
+    out = zoo_run.out_dir
+    sums = dict(reversed(line.split("  ")) for line in (out / "SHA256SUMS").read_text().splitlines())
+    assert "artifacts/keras3_mlp.int8.tflite" in sums and "artifacts/lstm.dynamic_range.tflite" in sums
+    for path, sha in sums.items():
+        assert hashlib.sha256((out / path).read_bytes()).hexdigest() == sha
+    assert (out / "benchmarks" / "keras3_mlp.json").is_file()
+    latency = zoo_run.model("keras3_mlp")["candidates"][0]["conversion"]["latency"]
+    assert latency["rounds"] == 200 and latency["p50_ms"] <= latency["p95_ms"]
+
+
+def test_the_same_inputs_give_byte_identical_artifacts(workspace) -> None:
+    first = run_gate("check", "--out", "first", cwd=workspace)
+    second = run_gate("check", "--out", "second", cwd=workspace)
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    assert (first.out_dir / "SHA256SUMS").read_text() == (second.out_dir / "SHA256SUMS").read_text()
+    assert "healthy: quantize" in first.stderr  # progress per model and stage
+
+
+def test_a_typo_in_a_policy_is_a_configuration_error(workspace) -> None:
+    (workspace / "policies" / "default.toml").write_text("[accuracy]\nmax_dorp = 2.0\n")
+    for command in ("check", "validate"):
+        run = run_gate(command, cwd=workspace)
+        assert run.exit_code == 2
+        assert "unknown key 'accuracy.max_dorp' (did you mean 'accuracy.max_drop'?)" in run.stderr
+    assert not (workspace / "gate-out" / "report.json").exists()
+
+
+def test_validate_lists_every_problem_without_tensorflow(workspace) -> None:
+    (workspace / "policies" / "edge.toml").write_text("[io]\ninput_dtype = 8\n")
+    shutil.copytree(workspace / "models" / "healthy", workspace / "models" / "other")
+    (workspace / "models" / "other" / "gate.toml").write_text('task = "clasification"\n')
+    run = run_gate("validate", cwd=workspace)
+    assert run.exit_code == 2
+    assert "edge.toml: io.input_dtype: expected one of int8, uint8, float32, got 8" in run.stderr
+    assert "other/gate.toml: task: expected one of classification, regression, got 'clasification'" in run.stderr
+    assert run.stderr.endswith("gate: 2 problem(s) found\n")
+
+
+def test_validate_does_not_import_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from gate.cli import main; main(['validate']); print('tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_bundled_example_models_pass(tmp_path) -> None:
+    run = run_gate("check", "--out", tmp_path / "out", cwd=REPO)
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert [m["name"] for m in run.report["models"]] == ["breast_cancer_mlp", "digits_cnn", "digits_mobilenetv2"]

@@ -1,0 +1,83 @@
+"""Each model is gated in its own process: a crash, hang or memory blow-up ends only that model,
+and an interrupted run leaves nothing that looks complete."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from conftest import run_gate
+
+
+def bilstm_attention(folder: Path) -> None:
+    """The BiLSTM + attention model whose full-int8 conversion dies with SIGSEGV in TF 2.21."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8), name="rows")
+    sequence = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True))(inputs)
+    attended = keras.layers.Attention()([sequence, sequence])
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling1D()(attended))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((200, 8, 8), dtype=np.float32)
+    y = np.arange(200) % 10
+    model.fit(x, y, epochs=1, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    np.savez(folder / "train.npz", x=x, y=y)
+    np.savez(folder / "eval.npz", x=x[:50], y=y[:50])
+
+
+def with_limit(workspace: Path, name: str, limit: str) -> None:
+    shutil.copytree(workspace / "models" / "healthy", workspace / "models" / name)
+    (workspace / "models" / name / "gate.toml").write_text(f'override_reason = "test"\n[overrides.limits]\n{limit}\n')
+
+
+def test_a_converter_crash_becomes_an_error_row_naming_the_signal_and_stage(workspace) -> None:
+    bilstm_attention(workspace / "models" / "bilstm")
+    run = run_gate("check", cwd=workspace)
+    assert run.exit_code == 1
+    assert run.model("bilstm")["error"] == (
+        f"{Path('models/bilstm')}: the gate's worker died with SIGSEGV during stage 'quantize' "
+        f"(a crash inside TensorFlow or LiteRT on this model); see {Path('gate-out/logs/bilstm.log')}"
+    )
+    assert run.model("healthy")["status"] == "PASS"
+
+
+def test_wall_time_and_memory_limits_stop_a_model_and_name_the_limit(workspace) -> None:
+    with_limit(workspace, "slow", "timeout_s = 1")
+    with_limit(workspace, "hungry", "memory_mb = 256")  # importing TensorFlow alone takes more
+    run = run_gate("check", cwd=workspace)
+    assert run.exit_code == 1
+    assert "took longer than its 1 s wall-time limit (limits.timeout_s)" in run.model("slow")["error"]
+    assert ", over its 256 MiB limit (limits.memory_mb)" in run.model("hungry")["error"]
+    assert run.model("healthy")["status"] == "PASS"
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_an_interrupted_run_leaves_no_report_and_the_next_run_recovers(workspace) -> None:
+    shutil.copytree(workspace / "models" / "healthy", workspace / "models" / "second")
+    out = workspace / "gate-out"
+    out.mkdir()
+    (out / "report.json").write_text('{"stale": "a report from an earlier run"}')
+    gate = subprocess.Popen([sys.executable, "-m", "gate.cli", "check"], cwd=workspace,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in gate.stderr:
+        if line.startswith("[2/2] second: "):  # the first model is done, the second is being gated
+            gate.send_signal(signal.SIGTERM)
+            break
+    gate.communicate(timeout=60)
+    assert gate.returncode == 128 + signal.SIGTERM
+    assert not (out / "report.json").exists() and not (out / "report.md").exists()
+    assert not list(out.rglob(".*.tmp"))
+    workers = subprocess.run(["pgrep", "-f", "gate.pipeline"], capture_output=True, text=True).stdout
+    assert workers == "", "the running worker must be killed with the run"
+
+    rerun = run_gate("check", cwd=workspace)
+    assert rerun.exit_code == 0
+    assert [m["name"] for m in rerun.report["models"]] == ["healthy", "second"]
