@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import ConfigError, ModelError
+from gate.inspect import never_allowed_problem
 from gate.judge import POLICY_KEYS, SETTINGS, Choice, Flag, Number, PolicyValue
 
 DEFAULT_POLICY = "default"
@@ -228,6 +229,8 @@ def _manifest_field(
     elif key == "allow_custom_objects":
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             return f"{path}: allow_custom_objects: expected a list of class names such as [\"my_pkg>MyLayer\"], got {value!r}"
+        if never := [problem for entry in value if (problem := never_allowed_problem(entry))]:
+            return f"{path}: {never[0]}"
         value = tuple(value)
     elif key == "overrides":
         if not isinstance(value, dict):

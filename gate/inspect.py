@@ -200,6 +200,7 @@ _KERAS_MODULES = frozenset({
     "keras.src.ops.math", "keras.src.ops.nn", "keras.src.ops.numpy", "tf_keras.src.engine.functional",
 })
 
+
 @dataclass(frozen=True)
 class _Never:
     """Why a name is refused even when gate.toml lists it, and what to do instead."""
@@ -269,7 +270,7 @@ _RECURRENT_LAYERS = frozenset({
 # A function entry with module "builtins" is looked up in Keras' modules first,
 # but tf-keras then takes the name from Python's builtins module.
 _PYTHON_BUILTINS = frozenset(dir(builtins))
-_KERAS_VERSION = re.compile(r"(\d+)\.\d+(\.\d+)?([.+\-\w]*)")
+_VERSION = re.compile(r"(\d+)\.\d+(\.\d+)?([.+\-\w]*)")
 _MAX_PROBLEMS = 20  # a broken file can have thousands; the first ones say enough
 
 
@@ -282,15 +283,22 @@ class _Findings:
     custom_objects: frozenset[str]
 
 
+def never_allowed_problem(entry: str) -> str | None:
+    """Why an allow_custom_objects entry can never be allowed, or None; gate validate reports it too."""
+    name = entry.rsplit(">", 1)[-1].rsplit(".", 1)[-1]
+    if name not in _NEVER_ALLOWED:
+        return None
+    never = _NEVER_ALLOWED[name]
+    return (
+        f"allow_custom_objects lists {entry!r}, which can never be allowed: it {never.reason}; remove it from the list "
+        f"and {never.fix}"
+    )
+
+
 def _refuse_never_allowed(path: Path, allowed: tuple[str, ...]) -> None:
     for entry in allowed:
-        name = entry.rsplit(">", 1)[-1].rsplit(".", 1)[-1]
-        if name in _NEVER_ALLOWED:
-            never = _NEVER_ALLOWED[name]
-            raise ModelError(
-                f"{path.parent / 'gate.toml'}: allow_custom_objects lists {entry!r}, which can never be allowed: "
-                f"it {never.reason}; remove it from the list and {never.fix}"
-            )
+        if problem := never_allowed_problem(entry):
+            raise ModelError(f"{path.parent / 'gate.toml'}: {problem}")
 
 
 def _check_config(path: Path, source: str, document: object, allowed: frozenset[str], *, is_model: bool) -> _Findings:
@@ -426,7 +434,7 @@ def _join(where: str, key: str) -> str:
 
 def _writer(path: Path, source: str, version: object) -> tuple[str, str]:
     """Keras 3 or tf-keras, from the keras_version the saving Keras recorded."""
-    if not isinstance(version, str) or len(version) > 64 or not _KERAS_VERSION.fullmatch(version):
+    if not isinstance(version, str) or len(version) > 64 or not _VERSION.fullmatch(version):
         raise ModelError(
             f"{path}: {source}: keras_version is {version!r}, expected a version such as \"3.15.1\"; "
             "re-save the model with model.save()"
@@ -544,7 +552,7 @@ def _checked_entries(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.
             problem = "is encrypted"
         elif name in entries:
             problem = "appears twice, so different readers could read different contents"
-        elif _RATIO_CHECKED_ABOVE_BYTES < info.file_size > _MAX_COMPRESSION_RATIO * info.compress_size:
+        elif info.file_size > max(_RATIO_CHECKED_ABOVE_BYTES, _MAX_COMPRESSION_RATIO * info.compress_size):
             problem = (
                 f"expands {info.file_size / max(info.compress_size, 1):.0f}x ({info.compress_size} to "
                 f"{info.file_size} bytes), more than the {_MAX_COMPRESSION_RATIO}x a model file needs (a zip bomb?)"
@@ -564,7 +572,7 @@ def _read_json_entry(path: Path, archive: zipfile.ZipFile, entries: dict[str, zi
     if info is None:
         raise ModelError(f"{path}: has no {name}, so it is not a Keras model archive; {_SAVE_KERAS}")
     limit = _MAX_JSON_BYTES[name]
-    too_large = ModelError(f"{path}: {name} is larger than {limit} bytes, more than a model config needs; {_SAVE_KERAS}")
+    too_large = ModelError(f"{path}: {name} is larger than {limit} bytes, more than a config needs; {_SAVE_KERAS}")
     if info.file_size > limit:
         raise too_large
     with archive.open(info) as stream:
@@ -710,9 +718,16 @@ def _inspect_saved_model(path: Path) -> Inspection:
         raise ModelError(f"{graph_file}: holds no MetaGraph; {_EXPORT_AGAIN}")
     _raise_problems([problem for graph in graphs for problem in _graph_problems(graph_file, graph)])
     versions = [g.tensorflow_version for g in graphs if g.tensorflow_version]
-    version = versions[-1] if versions and _KERAS_VERSION.fullmatch(versions[-1]) else ""
+    version = versions[-1] if versions and _VERSION.fullmatch(versions[-1]) else ""
     ops = {op for g in graphs for f in g.functions for node in f.nodes for op in node.ops}
-    return Inspection("saved_model", "tensorflow", version, (), bool(ops & _LOOP_OPS), ())
+    return Inspection(
+        format="saved_model",
+        writer="tensorflow",
+        writer_version=version,
+        layer_classes=(),
+        has_recurrent_layers=bool(ops & _LOOP_OPS),
+        allowed_custom_objects=(),
+    )
 
 
 def _check_saved_model_files(path: Path) -> None:

@@ -7,6 +7,7 @@ the per-model worker, never at `import gate`.
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class LoadedModel:
     inputs: tuple[InputSpec, ...]
     output_width: int
     saved_model_dir: Path  # a SavedModel with a serving_default signature, for the converter
+    fixed_batch: bool  # that signature takes a batch of exactly one
     predict: Callable[[dict[str, np.ndarray]], np.ndarray]  # one batch, inputs by name
 
 
@@ -60,6 +62,7 @@ class Dataset:
 def load_model(path: Path, inspection: Inspection, *, export_dir: Path, fixed_batch: bool) -> LoadedModel:
     """Load `path` with the Keras that wrote it (or TensorFlow for a SavedModel)."""
     try:
+        _import_allowed_custom_objects(path, inspection.allowed_custom_objects)
         if inspection.format == "saved_model":
             return _load_saved_model(path)
         if inspection.writer == "keras":
@@ -69,6 +72,35 @@ def load_model(path: Path, inspection: Inspection, *, export_dir: Path, fixed_ba
         raise
     except Exception as exc:  # noqa: BLE001 - Keras raises anything on a file it cannot read
         raise ModelError(f"{path}: could not be loaded: {_first_line(exc)}; re-save the model with model.save()") from None
+
+
+def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:
+    """Import the package of each custom object gate.toml allowed, so that it registers itself.
+
+    Keras 3 never imports a module a file names (only registered objects are
+    found), so the package named before ">" in the registered name is imported
+    from the repository (the worker's working directory). The worker runs with
+    PYTHONSAFEPATH set, so the repository is on sys.path only while the packages the
+    manifest names are imported. gate.inspect has checked that the config
+    names no module outside them.
+    """
+    import importlib
+
+    if not names:
+        return
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        for name in names:
+            package = name.split(">", 1)[0]
+            try:
+                importlib.import_module(package)
+            except ImportError as exc:
+                raise ModelError(
+                    f"{path}: the allowed custom object {name!r} is registered in package {package!r}, which cannot "
+                    f"be imported from {Path.cwd()} ({exc}); run gate from the repository root that holds it"
+                ) from None
+    finally:
+        sys.path.remove(str(Path.cwd()))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -122,7 +154,7 @@ def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel
         input_signature=_tensor_specs(specs, fixed_batch),
     )
     archive.write_out(str(export_dir), verbose=False)
-    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, _batched_predict(model, specs))
+    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, fixed_batch, _batched_predict(model, specs))
 
 
 def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel:
@@ -133,7 +165,7 @@ def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedMod
     specs = _keras_specs(model)
     serve = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
     tf.saved_model.save(model, str(export_dir), signatures=serve.get_concrete_function(*_tensor_specs(specs, fixed_batch)))
-    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, _batched_predict(model, specs))
+    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, fixed_batch, _batched_predict(model, specs))
 
 
 def _load_saved_model(path: Path) -> LoadedModel:
@@ -152,11 +184,19 @@ def _load_saved_model(path: Path) -> LoadedModel:
         InputSpec(name, tuple(spec.shape[1:]), spec.dtype.name) for name, spec in sorted(kwargs.items())
     )
 
-    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        (output,) = serve(**{name: tf.constant(array) for name, array in inputs.items()}).values()
-        return output.numpy()
+    # Converted as it is: the gate cannot re-trace a SavedModel, so its signature's batch dimension stands.
+    fixed_batch = all(spec.shape[0] == 1 for spec in kwargs.values())
 
-    return LoadedModel(specs, int(output_spec.shape[-1]), path, predict)
+    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        samples = len(next(iter(inputs.values())))
+        step = 1 if fixed_batch else samples
+        batches = [
+            serve(**{name: tf.constant(array[start : start + step]) for name, array in inputs.items()})
+            for start in range(0, samples, step)
+        ]
+        return np.concatenate([next(iter(batch.values())).numpy() for batch in batches])
+
+    return LoadedModel(specs, int(output_spec.shape[-1]), path, fixed_batch, predict)
 
 
 def load_dataset(

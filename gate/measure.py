@@ -121,7 +121,7 @@ def evaluate_tflite(model_path: Path, data: Dataset, task: str, *, threads: int,
     inputs, outputs = _signature_io(interpreter)
     (output,) = outputs.values()
     if any(detail["shape_signature"][0] != -1 for detail in inputs.values()):
-        batch_size = 1  # converted with a fixed batch of one (recurrent layers)
+        batch_size = 1  # converted with a fixed batch of one
     results = []
     current = None
     for start in range(0, data.samples, batch_size):

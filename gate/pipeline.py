@@ -115,8 +115,10 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
 
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         with stages.stage("load"):
-            fixed_batch = inspection.has_recurrent_layers
-            model = load.load_model(files.model, inspection, export_dir=Path(scratch) / "export", fixed_batch=fixed_batch)
+            # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
+            model = load.load_model(
+                files.model, inspection, export_dir=Path(scratch) / "export", fixed_batch=inspection.has_recurrent_layers
+            )
             data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": job.task, "output_width": model.output_width}
             eval_data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
             calibration = _calibration(job, files, eval_data, data_args) if job.method == "int8" else None
@@ -205,7 +207,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         source_format=inspection.format,
         source_writer=f"{inspection.writer} {inspection.writer_version}".strip(),
         source_bytes=source_bytes,
-        fixed_batch=fixed_batch,
+        fixed_batch=model.fixed_batch,
         float_evaluation=float_evaluation,
         reference=reference,
         candidates=(candidate,),

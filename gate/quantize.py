@@ -53,8 +53,24 @@ def convert(
     try:
         return converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types, all meaning "cannot convert"
-        lines = [line for line in str(exc).splitlines() if "error:" in line] or str(exc).splitlines() or [type(exc).__name__]
-        raise ModelError(f"TFLite conversion ({method}) failed: {lines[0].strip()[:400]}") from None
+        raise ModelError(f"TFLite conversion ({method}) failed: {_converter_error(exc)}") from None
+
+
+def _converter_error(exc: Exception) -> str:
+    """The converter's first error, without the MLIR location that precedes it."""
+    lines = [line for line in str(exc).splitlines() if "error:" in line] or str(exc).splitlines() or [type(exc).__name__]
+    message = lines[0].split("error:", 1)[-1].strip()
+    if message.startswith("loc("):  # loc(callsite(fused[...] at ...)): message
+        depth = 0
+        for position, char in enumerate(message):
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if char == ")" and depth == 0:
+                message = message[position + 1 :].lstrip(": ")
+                break
+    if "TensorListReserve" in message:
+        # Only a SavedModel gets here: for a Keras file the gate fixes the batch itself.
+        message += "; recurrent layers need a static batch: export the SavedModel with a signature of batch 1"
+    return message[:400]
 
 
 def _representative(calibration: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:

@@ -147,7 +147,7 @@ class ModelResult:
     source_format: str  # "keras", "h5", "saved_model", "" when unknown
     source_writer: str  # "keras 3.15.1", "tf_keras 2.21.0", "tensorflow 2.21.0"
     source_bytes: int
-    fixed_batch: bool  # converted with a batch of one (recurrent layers)
+    fixed_batch: bool  # converted with a batch of exactly one (recurrent layers need it)
     float_evaluation: Evaluation | None  # the Keras/SavedModel model itself
     reference: Conversion | None  # the float32 .tflite
     candidates: tuple[Candidate, ...]

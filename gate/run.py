@@ -120,7 +120,10 @@ def run_worker(job: Job, *, job_dir: Path, verbose: bool, progress: Progress) ->
     memory_mb = int(job.policy["limits.memory_mb"])
 
     read_fd, write_fd = os.pipe()
-    environment = os.environ | ({} if verbose else QUIET_ENVIRONMENT)
+    # PYTHONSAFEPATH: `python -m`, here and in any Python the worker starts (pytest-benchmark runs
+    # `python -m cpuinfo`), would put the working directory, the pull request's checkout, first on
+    # sys.path, where a committed json.py or numpy.py would be imported in place of the real module.
+    environment = os.environ | {"PYTHONSAFEPATH": "1"} | ({} if verbose else QUIET_ENVIRONMENT)
     start = time.monotonic()
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(

@@ -52,7 +52,7 @@ class GateRun:
 def run_gate(*args: str | Path, cwd: Path) -> GateRun:
     """`gate ...` as a user runs it, in a fresh process."""
     process = subprocess.run(
-        [sys.executable, "-m", "gate.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900
+        [sys.executable, "-P", "-m", "gate.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900
     )
     out = Path(cwd) / (args[args.index("--out") + 1] if "--out" in args else "gate-out")
     return GateRun(process.returncode, process.stdout, process.stderr, out)

@@ -1,5 +1,4 @@
 import pytest
-
 from factories import model_result
 
 from gate import cli

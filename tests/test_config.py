@@ -77,6 +77,10 @@ def test_a_default_policy_is_required(tmp_path) -> None:
          "allowed keys in [size]: baseline, min_reduction"),
         ("allow_custom_objects = \"MyLayer\"\n",
          "{p}: allow_custom_objects: expected a list of class names such as [\"my_pkg>MyLayer\"], got 'MyLayer'"),
+        ('allow_custom_objects = ["my_layers>Scale", "Lambda"]\n',
+         "{p}: allow_custom_objects lists 'Lambda', which can never be allowed: it is a Lambda layer, which runs "
+         "arbitrary Python when loaded; remove it from the list and replace it with a built-in layer or a custom layer "
+         "allowed in gate.toml"),
     ],
 )
 def test_manifest_problems_name_file_key_value_and_fix(tmp_path, toml, message) -> None:

@@ -86,6 +86,65 @@ def keras3_saved_model(folder: Path) -> None:
     shutil.rmtree(folder / "build")
 
 
+def keras3_lstm_saved_model(folder: Path, batch: int | None) -> None:
+    """A recurrent SavedModel, exported with a fixed batch of one or with a dynamic batch."""
+    keras3_lstm(folder / "build")
+    import keras
+
+    model = keras.saving.load_model(folder / "build" / "model.keras")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", model.call, input_signature=[keras.InputSpec(shape=(batch, 8, 8), dtype="float32", name="rows")])
+    archive.write_out(folder / "saved_model", verbose=False)
+    for name in ("train.npz", "eval.npz", "gate.toml"):
+        shutil.move(folder / "build" / name, folder / name)
+    shutil.rmtree(folder / "build")
+
+
+CUSTOM_LAYER_MODULE = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="my_layers")
+class Scale(keras.layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, inputs):
+        return inputs * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+"""
+
+
+def keras3_custom_layer(folder: Path) -> None:
+    """A model with a custom layer that lives in the repository (my_layers.py at its root)."""
+    import importlib
+    import sys
+
+    import keras
+
+    root = folder.parent.parent
+    (root / "my_layers.py").write_text(CUSTOM_LAYER_MODULE)
+    sys.path.insert(0, str(root))
+    try:
+        my_layers = importlib.import_module("my_layers")
+    finally:
+        sys.path.remove(str(root))
+    x_train, y_train, x_eval, y_eval = digits()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,), name="pixels"), my_layers.Scale(0.5), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    write_data(folder, x_train, y_train, x_eval, y_eval)
+    (folder / "gate.toml").write_text('allow_custom_objects = ["my_layers>Scale"]\n')
+
+
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory, healthy_model) -> Path:
     """One workspace holding every kind of model the contract allows, plus broken ones."""
@@ -99,8 +158,11 @@ def zoo(tmp_path_factory, healthy_model) -> Path:
     tf_keras_mlp(models / "tf_keras_h5", "model.h5", 'method = "dynamic_range"\npolicy = "float_io"\n')
     keras3_saved_model(models / "keras_export")
     keras3_lstm(models / "lstm")
+    keras3_lstm_saved_model(models / "lstm_export", batch=1)
+    keras3_lstm_saved_model(models / "lstm_export_dynamic", batch=None)
     keras3_two_inputs(models / "two_inputs")
     keras3_regression(models / "regression")
+    keras3_custom_layer(models / "custom_layer")
     shutil.copytree(healthy_model, models / "float16")
     (models / "float16" / "gate.toml").write_text('method = "float16"\npolicy = "float_io"\n')
     shutil.copytree(healthy_model, models / "demands_10x")
@@ -119,7 +181,8 @@ def zoo_run(zoo):
     return run_gate("check", cwd=zoo)
 
 
-PASSING = ["keras3_mlp", "tf_keras_keras", "tf_keras_h5", "keras_export", "lstm", "two_inputs", "regression", "float16"]
+PASSING = ["keras3_mlp", "tf_keras_keras", "tf_keras_h5", "keras_export", "lstm", "lstm_export", "two_inputs",
+           "regression", "float16", "custom_layer"]
 
 
 @pytest.mark.parametrize("name", PASSING)
@@ -133,7 +196,9 @@ def test_every_supported_kind_of_model_is_gated_and_passes(zoo_run, name) -> Non
 
 def test_one_failing_or_broken_model_fails_the_run_but_every_model_is_reported(zoo_run) -> None:
     assert zoo_run.exit_code == 1
-    assert sorted(m["name"] for m in zoo_run.report["models"]) == sorted([*PASSING, "demands_10x", "corrupt", "typo"])
+    assert sorted(m["name"] for m in zoo_run.report["models"]) == sorted(
+        [*PASSING, "lstm_export_dynamic", "demands_10x", "corrupt", "typo"]
+    )
     assert zoo_run.report["status"] == "ERROR"
 
 
@@ -164,11 +229,26 @@ def test_a_typo_in_gate_toml_is_an_error_row_for_that_model_only(zoo_run) -> Non
     )
 
 
-def test_recurrent_models_convert_with_a_fixed_batch_of_one(zoo_run) -> None:
-    model = zoo_run.model("lstm")
+def test_an_allowed_custom_layer_is_loaded_and_shown_prominently(zoo_run) -> None:
+    assert zoo_run.model("custom_layer")["provenance"]["allowed_custom_objects"] == ["my_layers>Scale"]
+    assert ("> **custom_layer: custom code allowed** by gate.toml and run while loading this model: my_layers&gt;Scale"
+            in zoo_run.markdown)
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm_export"])
+def test_recurrent_models_convert_with_a_fixed_batch_of_one(zoo_run, name) -> None:
+    model = zoo_run.model(name)
     assert model["fixed_batch"] is True
     assert model["candidates"][0]["conversion"]["evaluation"]["batch_size"] == 1
-    assert model["source_writer"] == "keras 3.15.1" or model["source_writer"].startswith("keras 3.")
+    assert "(the model's batch is fixed at one)" in zoo_run.markdown
+
+
+def test_a_recurrent_saved_model_with_a_dynamic_batch_is_an_error_that_says_how_to_export_it(zoo_run) -> None:
+    assert zoo_run.model("lstm_export_dynamic")["error"] == (
+        "TFLite conversion (float32) failed: 'tf.TensorListReserve' op requires element_shape to be static during "
+        "TF Lite transformation pass; recurrent layers need a static batch: export the SavedModel with a signature of "
+        "batch 1"
+    )
 
 
 def test_the_report_says_which_data_calibrated_and_evaluated_each_model(zoo_run) -> None:
@@ -178,6 +258,7 @@ def test_the_report_says_which_data_calibrated_and_evaluated_each_model(zoo_run)
     assert mlp["evaluation_data"]["file"]["path"] == "eval.npz"
     assert zoo_run.model("tf_keras_h5")["calibration"] is None  # dynamic range needs no calibration
     assert zoo_run.model("tf_keras_h5")["source_writer"].startswith("tf_keras 2.")
+    assert zoo_run.model("keras3_mlp")["source_writer"].startswith("keras 3.")
 
 
 def test_artifacts_checksums_and_benchmarks_are_written(zoo_run) -> None:

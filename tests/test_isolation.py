@@ -60,23 +60,32 @@ def test_wall_time_and_memory_limits_stop_a_model_and_name_the_limit(workspace) 
     assert "Traceback" not in run.stdout + run.stderr
 
 
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status is left to collect
+
+
 def test_an_interrupted_run_leaves_no_report_and_the_next_run_recovers(workspace) -> None:
     shutil.copytree(workspace / "models" / "healthy", workspace / "models" / "second")
     out = workspace / "gate-out"
     out.mkdir()
     (out / "report.json").write_text('{"stale": "a report from an earlier run"}')
-    gate = subprocess.Popen([sys.executable, "-m", "gate.cli", "check"], cwd=workspace,
+    gate = subprocess.Popen([sys.executable, "-P", "-m", "gate.cli", "check"], cwd=workspace,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in gate.stderr:
         if line.startswith("[2/2] second: "):  # the first model is done, the second is being gated
+            workers = subprocess.run(["pgrep", "-P", str(gate.pid)], capture_output=True, text=True).stdout.split()
             gate.send_signal(signal.SIGTERM)
             break
     gate.communicate(timeout=60)
     assert gate.returncode == 128 + signal.SIGTERM
     assert not (out / "report.json").exists() and not (out / "report.md").exists()
     assert not list(out.rglob(".*.tmp"))
-    workers = subprocess.run(["pgrep", "-f", "gate.pipeline"], capture_output=True, text=True).stdout
-    assert workers == "", "the running worker must be killed with the run"
+    assert len(workers) == 1
+    assert not _running(int(workers[0])), "the running worker must be killed with the run"
 
     rerun = run_gate("check", cwd=workspace)
     assert rerun.exit_code == 0

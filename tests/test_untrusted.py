@@ -8,8 +8,8 @@ message, no marker may appear, and the healthy model must still pass.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import stat
 import zipfile
@@ -370,15 +370,15 @@ MESSAGES = {
     'the model with model.save("model.keras")',
     "random_bytes_npz": "{folder}/eval.npz: is not a readable .npz file (not a zip archive); write it with numpy.savez",
     "saved_model_matching_files": "{folder}/saved_model/saved_model.pb: function '{{function}}' runs op "
-    "'MatchingFiles' (node 'MatchingFiles') which is not an inference op the gate allows (those never touch files, the "
+    "'MatchingFiles' (node 'MatchingFiles'), which is not an inference op the gate allows (those never touch files, the "
     "network or Python); export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_random_bytes": "{folder}/saved_model/saved_model.pb: is not a readable SavedModel ({{detail}}); "
     "export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_read_file": "{folder}/saved_model/saved_model.pb: function '{{function}}' runs op 'ReadFile' (node "
-    "'ReadFile') which is not an inference op the gate allows (those never touch files, the network or Python); export "
+    "'ReadFile'), which is not an inference op the gate allows (those never touch files, the network or Python); export "
     "the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_write_file": "{folder}/saved_model/saved_model.pb: function '{{function}}' runs op 'WriteFile' (node "
-    "'WriteFile') which is not an inference op the gate allows (those never touch files, the network or Python); "
+    "'WriteFile'), which is not an inference op the gate allows (those never touch files, the network or Python); "
     "export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "strings_in_npz": "{folder}/eval.npz: x has dtype <U1; expected numbers (int, uint or float)",
     "symlink_entry": "{folder}/model.keras: entry 'assets/link' is a symbolic link, which could point outside the "
@@ -401,6 +401,9 @@ MESSAGES = {
 }
 
 
+SHADOWING_MODULES = ("numpy", "h5py", "keras", "tensorflow", "jinja2", "json", "tomllib")
+
+
 @pytest.fixture(scope="session")
 def catalogue_run(tmp_path_factory, healthy_model):
     root = tmp_path_factory.mktemp("catalogue")
@@ -418,6 +421,9 @@ def catalogue_run(tmp_path_factory, healthy_model):
             assert marker.exists()
             marker.unlink()
     shutil.copytree(healthy_model, root / "models" / "zz_healthy")
+    for module in SHADOWING_MODULES:
+        # A pull request can commit these at the repository root, where `python -m` would import them first.
+        (root / f"{module}.py").write_text(f"open({str(root / 'markers' / module)!r}, 'w').close()\n")
     return root, run_gate("check", cwd=root)
 
 
@@ -436,6 +442,12 @@ def test_each_case_is_refused_with_its_message_and_nothing_runs(catalogue_run, n
     pattern = pattern.replace(r"\{ratio\}", r"\d+").replace(r"\{sizes\}", r"\d+ to \d+ bytes")
     assert re.fullmatch(pattern, model["error"].splitlines()[0]), model["error"]
     assert not list((root / "markers").iterdir())
+
+
+def test_modules_committed_at_the_repository_root_are_never_imported(catalogue_run) -> None:
+    root, run = catalogue_run
+    assert [module for module in SHADOWING_MODULES if (root / "markers" / module).exists()] == []
+    assert run.model("zz_healthy")["status"] == "PASS"
 
 
 def test_the_healthy_model_in_the_same_run_passes(catalogue_run) -> None:
