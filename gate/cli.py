@@ -125,6 +125,9 @@ def validate(model_dirs: Sequence[Path], *, policies_dir: Path) -> int:
         problems.append(str(exc))
         folders = []
     for folder in folders:
+        if folder.problem:
+            problems.append(folder.problem)
+            continue
         try:
             parse_manifest(folder.manifest, policy_names)
         except ModelError as exc:

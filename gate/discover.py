@@ -23,6 +23,7 @@ class ModelFolder:
 
     name: str
     path: Path
+    problem: str | None = None  # why the folder cannot be gated, found before any of it is read
 
     @property
     def manifest(self) -> Path:
@@ -46,10 +47,19 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
     for path in paths:
         if not path.is_dir():
             raise ConfigError(f"{path}: no such folder; pass model folders or the folder that holds them")
-        if any((path / marker).exists() for marker in _FOLDER_MARKERS):
+        model_files_here = [marker for marker in _FOLDER_MARKERS if (path / marker).exists()]
+        subfolders = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        if model_files_here and not any(_is_model_folder(p) for p in subfolders):
             folders.append(ModelFolder(path.name, path))
-        else:
-            folders.extend(ModelFolder(p.name, p) for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith("."))
+            continue
+        folders.extend(ModelFolder(p.name, p) for p in subfolders if not (model_files_here and p.name == "saved_model"))
+        if model_files_here:
+            # Beside model folders, these files are a mistake (or an attempt to hide the folders): never
+            # gate them as a model, never drop the folders, and make the run fail until they move.
+            folders.append(ModelFolder(f"{path.name}/", path, problem=(
+                f"{path}: holds {', '.join(model_files_here)} beside model folders; the files of a model belong in "
+                f"a folder of their own, {path}/<name>/, so move them there (or delete them)"
+            )))
     names = [f.name for f in folders]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -57,6 +67,10 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
     if not folders:
         raise ConfigError(f"no model folders found in {', '.join(map(str, paths))}; see the README's model contract")
     return folders
+
+
+def _is_model_folder(path: Path) -> bool:
+    return any((path / marker).exists() for marker in _FOLDER_MARKERS)
 
 
 def model_files(folder: ModelFolder) -> ModelFiles:

@@ -13,7 +13,9 @@ graphs use; everything else is refused with a ModelError.
 from __future__ import annotations
 
 import builtins
+import io
 import json
+import math
 import os
 import re
 import stat
@@ -502,11 +504,16 @@ def _inspect_keras_archive(path: Path, allowed: frozenset[str]) -> Inspection:
             entries = _checked_entries(path, archive)
             metadata = _read_json_entry(path, archive, entries, "metadata.json")
             config = _read_json_entry(path, archive, entries, "config.json")
+            # Read whole, so the CRC is checked before the HDF5 library parses a byte of it.
+            weights = {name: archive.read(info) for name, info in entries.items() if name.endswith(".h5")}
     except _ARCHIVE_ERRORS as exc:
         raise ModelError(f"{path}: is not a readable .keras archive ({_describe(exc)}); {_SAVE_KERAS}") from None
     version = metadata.get("keras_version") if isinstance(metadata, dict) else None
     writer = _writer(path, "metadata.json", version)
-    return _inspection("keras", writer, [_check_config(path, "config.json", config, allowed, is_model=True)])
+    inspection = _inspection("keras", writer, [_check_config(path, "config.json", config, allowed, is_model=True)])
+    for name, data in weights.items():
+        _check_h5_storage(f"{path}: {name}", io.BytesIO(data), _SAVE_KERAS)
+    return inspection
 
 
 def _check_central_directory(path: Path) -> None:
@@ -613,7 +620,54 @@ def _inspect_h5(path: Path, allowed: frozenset[str]) -> Inspection:
         for name, text in texts.items()
         if name != "keras_version"
     ]
-    return _inspection("h5", writer, findings)
+    inspection = _inspection("h5", writer, findings)
+    _check_h5_storage(str(path), path, _SAVE_H5)
+    return inspection
+
+
+# Keras 3 refuses datasets above 4 GiB that expand more than 1000x their stored bytes; tf-keras checks nothing.
+_H5_BOMB_FLOOR_BYTES = 1 << 32
+_H5_MAX_EXPANSION = 1000
+
+
+def _check_h5_storage(where: str, source: Path | io.BytesIO, fix: str) -> None:
+    """Refuse HDF5 objects whose data lives elsewhere: tf-keras would read it into the weights.
+
+    An external dataset, a virtual dataset or a link can point at any file the
+    gate can read (/proc/self/environ, a CI secret), and the converted model
+    would carry its bytes into a published artifact. Keras never writes them.
+    """
+    import h5py
+
+    problems: list[str] = []
+
+    def check(name: str, link: object) -> None:
+        if isinstance(link, h5py.ExternalLink):
+            problems.append(f"{where}: '{name}' is an HDF5 external link to {link.filename}:{link.path}, "
+                            f"so loading would read another file; {fix}")
+        elif isinstance(link, h5py.SoftLink):
+            problems.append(f"{where}: '{name}' is an HDF5 soft link to {link.path}, which Keras never writes; {fix}")
+        elif isinstance(dataset := h5[name], h5py.Dataset):
+            if dataset.external:
+                files = ", ".join(sorted({os.fsdecode(entry[0]) for entry in dataset.external}))
+                problems.append(f"{where}: dataset '{name}' keeps its data in the outside file {files}, so loading "
+                                f"would read that file into the weights; {fix}")
+            elif dataset.is_virtual:
+                problems.append(f"{where}: dataset '{name}' is a virtual dataset that maps data from other files, "
+                                f"so loading would read them into the weights; {fix}")
+            else:
+                declared = math.prod(dataset.shape or ()) * dataset.dtype.itemsize
+                stored = dataset.id.get_storage_size()
+                if declared > _H5_BOMB_FLOOR_BYTES and declared > _H5_MAX_EXPANSION * stored:
+                    problems.append(f"{where}: dataset '{name}' declares {declared} bytes but stores {stored} "
+                                    f"(a decompression bomb?); {fix}")
+
+    try:
+        with h5py.File(source, "r") as h5:
+            h5.visititems_links(check)  # links are visited without following them
+    except _H5_ERRORS as exc:
+        raise ModelError(f"{where}: is not a readable HDF5 file ({_describe(exc)}); {fix}") from None
+    _raise_problems(problems)
 
 
 def _attribute_text(path: Path, name: str, value: object) -> str:

@@ -262,7 +262,7 @@ def _read_npz(path: Path, where: Path) -> dict[str, np.ndarray]:
     try:
         # allow_pickle=False: an object array in an .npz is a pickle, and unpickling runs code.
         with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
+            arrays = {key: npz[key] for key in npz.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise ModelError(
@@ -271,6 +271,13 @@ def _read_npz(path: Path, where: Path) -> dict[str, np.ndarray]:
         raise ModelError(unreadable.format(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a damaged archive raises zlib, struct, OSError, EOFError...
         raise ModelError(unreadable.format(f"{type(exc).__name__}: {exc}")) from None
+    # np.load hands back the raw bytes of a member that is not an .npy file.
+    not_arrays = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if not_arrays:
+        raise ModelError(
+            f"{where}: entry {', '.join(map(repr, not_arrays))} is not a NumPy array; write the file with numpy.savez"
+        )
+    return arrays
 
 
 def _check_features(where: Path, key: str, array: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, str | None]:

@@ -42,6 +42,9 @@ def plan(folders: Sequence[ModelFolder], policies: dict[str, Policy], out_dir: P
     """A job per model folder; a broken gate.toml makes only its own model an ERROR result."""
     jobs: list[Job | ModelResult] = []
     for folder in folders:
+        if folder.problem:
+            jobs.append(error_result(folder.name, folder.problem))
+            continue
         try:
             manifest = parse_manifest(folder.manifest, policies)
         except ModelError as exc:
@@ -88,7 +91,7 @@ def gate_all(
         for number, job in enumerate(jobs, start=1):
             label = f"[{number}/{len(jobs)}] {job.name}"
             if isinstance(job, ModelResult):
-                progress(f"{label}: invalid gate.toml")
+                progress(f"{label}: ERROR before gating: {job.error.splitlines()[0]}")
                 results.append(job)
                 continue
             results.append(run_worker(job, job_dir=Path(job_dir), verbose=verbose, progress=lambda line: progress(f"{label}: {line}")))

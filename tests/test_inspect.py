@@ -13,6 +13,7 @@ import contextlib
 import copy
 import importlib
 import inspect
+import io
 import json
 import pkgutil
 import random
@@ -265,7 +266,15 @@ def write_keras(path: Path, entries: dict[str, bytes | str | dict], *, compressi
     return path
 
 
-def keras_file(folder: Path, config: object, weights: bytes = b"", version: str = "3.15.1") -> Path:
+def empty_h5() -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w"):
+        pass
+    return buffer.getvalue()
+
+
+def keras_file(folder: Path, config: object, weights: bytes | None = None, version: str = "3.15.1") -> Path:
+    weights = empty_h5() if weights is None else weights
     entries = {"metadata.json": {"keras_version": version}, "config.json": config, "model.weights.h5": weights}
     return write_keras(folder / "models" / "x" / "model.keras", entries)
 
@@ -589,6 +598,62 @@ def test_unreadable_h5_files_are_refused(tf_keras_models, garbage, tmp_path, con
     path = tmp_path / "model.h5"
     path.write_bytes(data)
     refused(path, r"is not a readable HDF5 file \(OSError: .*\); re-save the model with model\.save\(")
+
+
+# Each writes an object whose data lives outside the file; `secret` stands for /proc/self/environ.
+HDF5_INDIRECTIONS: dict[str, tuple[Callable[[h5py.File, Path], None], str]] = {
+    "external dataset": (
+        lambda h5, secret: h5.create_dataset("leak", shape=(8,), dtype="u1", external=[(str(secret), 0, 8)]),
+        r"dataset 'leak' keeps its data in the outside file .*secret, so loading would read that file into the weights",
+    ),
+    "external link": (
+        lambda h5, secret: h5.__setitem__("leak", h5py.ExternalLink(str(secret), "/data")),
+        r"'leak' is an HDF5 external link to .*secret:/data, so loading would read another file",
+    ),
+    "soft link": (
+        lambda h5, secret: h5.__setitem__("leak", h5py.SoftLink("/elsewhere")),
+        r"'leak' is an HDF5 soft link to /elsewhere, which Keras never writes",
+    ),
+    "virtual dataset": (
+        lambda h5, secret: h5.create_virtual_dataset("leak", virtual_layout(secret)),
+        r"dataset 'leak' is a virtual dataset that maps data from other files",
+    ),
+    "shape bomb": (  # 8 GiB declared, nothing stored: reading it allocates it all
+        lambda h5, secret: h5.create_dataset("leak", shape=(1 << 31,), dtype="f4", chunks=(1 << 16,), compression="gzip"),
+        r"dataset 'leak' declares 8589934592 bytes but stores 0 \(a decompression bomb\?\)",
+    ),
+}
+
+
+def virtual_layout(secret: Path) -> h5py.VirtualLayout:
+    layout = h5py.VirtualLayout(shape=(8,), dtype="u1")
+    layout[:] = h5py.VirtualSource(str(secret), "data", shape=(8,))
+    return layout
+
+
+@pytest.mark.parametrize("indirection", sorted(HDF5_INDIRECTIONS))
+def test_hdf5_objects_that_read_other_files_are_refused(tf_keras_models, healthy_config, tmp_path, indirection) -> None:
+    write, message = HDF5_INDIRECTIONS[indirection]
+    secret = tmp_path / "secret"
+    with h5py.File(secret, "w") as h5:
+        h5["data"] = np.frombuffer(b"GITHUB_TOKEN", dtype="u1")
+    path = tmp_path / "h5" / "model.h5"
+    path.parent.mkdir()
+    path.write_bytes(tf_keras_models["cnn.h5"].read_bytes())
+    with h5py.File(path, "a") as h5:
+        write(h5, secret)
+    refused(path, rf"^{re.escape(str(path))}: " + message)
+
+    weights = io.BytesIO(healthy_config[1])
+    with h5py.File(weights, "a") as h5:
+        write(h5, secret)
+    path = keras_file(tmp_path / "keras", healthy_config[0], weights.getvalue())
+    refused(path, rf"^{re.escape(str(path))}: model\.weights\.h5: " + message)
+
+
+def test_unreadable_weights_in_an_archive_are_refused(healthy_config, tmp_path) -> None:
+    path = keras_file(tmp_path, healthy_config[0], b"not hdf5")
+    refused(path, r"model\.weights\.h5: is not a readable HDF5 file \(OSError: .*\); re-save the model with model\.save")
 
 
 # --- SavedModels --------------------------------------------------------------------------------------

@@ -247,6 +247,54 @@ def config_not_json(folder: Path, marker: Path) -> None:
     rewrite_keras(folder, lambda entries: entries.update({"config.json": b"{'not': json"}))
 
 
+# ---------------------------------------------------------------- weights that read other files
+
+
+def secret_file(folder: Path) -> Path:
+    """What the weights would exfiltrate: in CI, /proc/self/environ holds the secrets."""
+    secret = folder.parent.parent / "secret.txt"
+    secret.write_bytes(b"GITHUB_TOKEN=ghs_not_a_real_token\n" * 100)
+    return secret
+
+
+@case
+def h5_external_dataset(folder: Path, marker: Path) -> None:
+    import h5py
+    import tf_keras
+
+    model = tf_keras.Sequential([tf_keras.Input((64,), name="pixels"), tf_keras.layers.Dense(10, name="out")])
+    (folder / "model.keras").unlink()
+    model.save(folder / "model.h5")
+    with h5py.File(folder / "model.h5", "a") as h5:
+        group = h5["model_weights/out/out"]
+        del group["kernel:0"]  # the same shape, read from another file: tf-keras would load its bytes as weights
+        group.create_dataset("kernel:0", shape=(64, 10), dtype="f4", external=[(str(secret_file(folder)), 0, 2560)])
+
+
+@case
+def keras_weights_external_link(folder: Path, marker: Path) -> None:
+    import io
+
+    import h5py
+
+    def change(entries: dict[str, bytes]) -> None:
+        weights = io.BytesIO(entries["model.weights.h5"])
+        with h5py.File(weights, "a") as h5:
+            del h5["layers/dense/vars/0"]
+            h5["layers/dense/vars/0"] = h5py.ExternalLink(str(secret_file(folder)), "/kernel")
+        entries["model.weights.h5"] = weights.getvalue()
+
+    rewrite_keras(folder, change)
+
+
+@case
+def npz_entry_not_an_array(folder: Path, marker: Path) -> None:
+    x = np.load(folder / "eval.npz")["x"]
+    np.savez(folder / "eval.npz", x=x)
+    with zipfile.ZipFile(folder / "eval.npz", "a") as npz:
+        npz.writestr("y.npy", b"not an array")  # np.load hands back these bytes instead of an array
+
+
 # ---------------------------------------------------------------- data files
 
 
@@ -340,10 +388,15 @@ MESSAGES = {
     '"evil_layers>EvilDense" to allow_custom_objects in gate.toml',
     "empty_keras": "{folder}/model.keras: is not a zip archive (empty, truncated or another format); re-save the model "
     'with model.save("model.keras")',
+    "h5_external_dataset": "{folder}/model.h5: dataset 'model_weights/out/out/kernel:0' keeps its data in the outside "
+    "file {secret}, so loading would read that file into the weights; re-save the model with model.save(\"model.keras\") "
+    '(or model.save("model.h5"))',
     "initializer_from_outside_module": "{folder}/model.keras: config.json: layer 'dense' "
     "(config.layers[1].config.kernel_initializer) names module 'os', which is not part of Keras, so loading would "
     "import it; use Keras' own layers and functions (or a registered custom object listed in allow_custom_objects in "
     "gate.toml)",
+    "keras_weights_external_link": "{folder}/model.keras: model.weights.h5: 'layers/dense/vars/0' is an HDF5 external "
+    "link to {secret}:/kernel, so loading would read another file; re-save the model with model.save(\"model.keras\")",
     "label_out_of_range": "{folder}/eval.npz: y holds class 10, but the model scores classes 0..9; fix the labels or "
     "the model's output layer",
     "lambda_keras3": "{folder}/model.keras: config.json: layer 'lambda' (config.layers[1]) is a Lambda layer, which "
@@ -359,6 +412,7 @@ MESSAGES = {
     "own data",
     "mistyped_value": "{folder}/gate.toml: calibration_samples: expected a whole number from 1 to 100000, got '200'",
     "nan_in_data": "{folder}/eval.npz: x contains NaN or infinite values; remove or impute them",
+    "npz_entry_not_an_array": "{folder}/eval.npz: entry 'y' is not a NumPy array; write the file with numpy.savez",
     "outside_module": "{folder}/model.keras: config.json: config.layers[1] names module 'builtins', which is not part "
     "of Keras, so loading would import it; use Keras' own layers and functions (or a registered custom object listed "
     "in allow_custom_objects in gate.toml)",
@@ -421,6 +475,8 @@ def catalogue_run(tmp_path_factory, healthy_model):
             assert marker.exists()
             marker.unlink()
     shutil.copytree(healthy_model, root / "models" / "zz_healthy")
+    # A gate.toml beside the model folders once made models/ itself the only model, hiding every folder.
+    (root / "models" / "gate.toml").write_text('task = "classification"\n')
     for module in SHADOWING_MODULES:
         # A pull request can commit these at the repository root, where `python -m` would import them first.
         (root / f"{module}.py").write_text(f"open({str(root / 'markers' / module)!r}, 'w').close()\n")
@@ -436,7 +492,8 @@ def test_each_case_is_refused_with_its_message_and_nothing_runs(catalogue_run, n
     root, run = catalogue_run
     model = run.model(name)
     assert model["status"] == "ERROR"
-    expected = MESSAGES[name].format(folder=Path("models") / name, marker=root / "markers" / name)
+    expected = MESSAGES[name].format(folder=Path("models") / name, marker=root / "markers" / name,
+                                     secret=root / "secret.txt")
     # {function}, {detail}, {ratio}, {sizes}: generated names and sizes that vary between TF versions
     pattern = re.escape(expected).replace(r"\{function\}", r"__inference_\w+").replace(r"\{detail\}", r"[^)]+")
     pattern = pattern.replace(r"\{ratio\}", r"\d+").replace(r"\{sizes\}", r"\d+ to \d+ bytes")
@@ -448,6 +505,15 @@ def test_modules_committed_at_the_repository_root_are_never_imported(catalogue_r
     root, run = catalogue_run
     assert [module for module in SHADOWING_MODULES if (root / "markers" / module).exists()] == []
     assert run.model("zz_healthy")["status"] == "PASS"
+
+
+def test_model_files_beside_the_model_folders_are_an_error_row_and_hide_none(catalogue_run) -> None:
+    root, run = catalogue_run
+    assert run.model("models/")["error"] == (
+        f"{Path('models')}: holds gate.toml beside model folders; the files of a model belong in a folder of their own, "
+        "models/<name>/, so move them there (or delete them)"
+    )
+    assert {model["name"] for model in run.report["models"]} == set(CASES) | {"zz_healthy", "models/"}
 
 
 def test_the_healthy_model_in_the_same_run_passes(catalogue_run) -> None:

@@ -1,0 +1,40 @@
+"""gate.discover: which folders are gated, and that no file can hide a model folder."""
+
+from pathlib import Path
+
+import pytest
+
+from gate.discover import find_model_folders
+
+
+def make(root: Path, *files: str) -> Path:
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+    return root
+
+
+def gated(folders) -> list[tuple[str, bool]]:
+    return [(folder.name, folder.problem is None) for folder in folders]
+
+
+def test_every_subfolder_of_a_folder_of_models_is_gated(tmp_path) -> None:
+    models = make(tmp_path / "models", "a/model.keras", "b/model.h5", "c/saved_model/saved_model.pb", "empty/.keep",
+                  ".git/config", "README.md")
+    assert gated(find_model_folders([models])) == [("a", True), ("b", True), ("c", True), ("empty", True)]
+
+
+def test_a_model_folder_can_be_passed_itself_and_keep_folders_of_its_own(tmp_path) -> None:
+    folder = make(tmp_path / "models" / "cnn", "model.keras", "eval.npz", "saved_model/variables/x", "notes/a.txt")
+    assert gated(find_model_folders([folder])) == [("cnn", True)]
+
+
+@pytest.mark.parametrize("stray", ["model.keras", "model.h5", "gate.toml", "eval.npz", "saved_model/saved_model.pb"])
+def test_model_files_beside_model_folders_are_an_error_row_and_hide_nothing(tmp_path, stray) -> None:
+    models = make(tmp_path / "models", "a/model.keras", "b/gate.toml", stray)
+    folders = find_model_folders([models])
+    assert gated(folders) == [("a", True), ("b", True), ("models/", False)]
+    assert folders[-1].problem == (
+        f"{models}: holds {stray} beside model folders; the files of a model belong in a folder of their own, "
+        f"{models}/<name>/, so move them there (or delete them)"
+    )
