@@ -48,11 +48,11 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
         if not path.is_dir():
             raise ConfigError(f"{path}: no such folder; pass model folders or the folder that holds them")
         model_files_here = [marker for marker in _FOLDER_MARKERS if (path / marker).exists()]
-        subfolders = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        subfolders = [p for p in sorted(path.iterdir()) if (p.is_dir() or p.is_symlink()) and not p.name.startswith(".")]
         if model_files_here and not any(_is_model_folder(p) for p in subfolders):
-            folders.append(ModelFolder(path.name, path))
+            folders.append(_model_folder(path))
             continue
-        folders.extend(ModelFolder(p.name, p) for p in subfolders if not (model_files_here and p.name == "saved_model"))
+        folders.extend(_model_folder(p) for p in subfolders if not (model_files_here and p.name == "saved_model"))
         if model_files_here:
             # Beside model folders, these files are a mistake (or an attempt to hide the folders): never
             # gate them as a model, never drop the folders, and make the run fail until they move.
@@ -67,6 +67,17 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
     if not folders:
         raise ConfigError(f"no model folders found in {', '.join(map(str, paths))}; see the README's model contract")
     return folders
+
+
+def _model_folder(path: Path) -> ModelFolder:
+    # A link in a pull request can point anywhere on the machine that runs the gate: read none.
+    links = [p for p in (path, *(path / name for name in (*MODEL_FILES, MANIFEST, EVAL_DATA, TRAIN_DATA, CALIB_DATA)))
+             if p.is_symlink()]
+    problem = None
+    if links:
+        problem = (f"{links[0]}: is a symbolic link, which could point anywhere on the machine that runs the gate; "
+                   "commit the folder or file itself")
+    return ModelFolder(path.name, path, problem=problem)
 
 
 def _is_model_folder(path: Path) -> bool:

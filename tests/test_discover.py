@@ -38,3 +38,18 @@ def test_model_files_beside_model_folders_are_an_error_row_and_hide_nothing(tmp_
         f"{models}: holds {stray} beside model folders; the files of a model belong in a folder of their own, "
         f"{models}/<name>/, so move them there (or delete them)"
     )
+
+
+@pytest.mark.parametrize("link", ["a", "a/eval.npz", "a/gate.toml", "a/model.keras", "a/saved_model"])
+def test_a_symbolic_link_to_a_folder_or_model_file_is_an_error_row(tmp_path, link) -> None:
+    outside = make(tmp_path / "outside", "model.keras", "eval.npz", "gate.toml", "saved_model/saved_model.pb")
+    models = make(tmp_path / "models", "b/model.keras")
+    if link != "a":
+        (models / "a").mkdir()
+    (models / link).symlink_to(outside / Path(link).name if link != "a" else outside)
+    folders = find_model_folders([models])
+    assert gated(folders) == [("a", False), ("b", True)]
+    assert folders[0].problem == (
+        f"{models / link}: is a symbolic link, which could point anywhere on the machine that runs the gate; "
+        "commit the folder or file itself"
+    )

@@ -361,6 +361,12 @@ def missing_calibration_data(folder: Path, marker: Path) -> None:
 
 
 @case
+def symlinked_eval_data(folder: Path, marker: Path) -> None:
+    (folder / "eval.npz").unlink()
+    (folder / "eval.npz").symlink_to("/etc/hostname")
+
+
+@case
 def bad_toml(folder: Path, marker: Path) -> None:
     (folder / "gate.toml").write_text('task = "classification\n')
 
@@ -435,6 +441,8 @@ MESSAGES = {
     "'WriteFile'), which is not an inference op the gate allows (those never touch files, the network or Python); "
     "export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "strings_in_npz": "{folder}/eval.npz: x has dtype <U1; expected numbers (int, uint or float)",
+    "symlinked_eval_data": "{folder}/eval.npz: is a symbolic link, which could point anywhere on the machine that runs "
+    "the gate; commit the folder or file itself",
     "symlink_entry": "{folder}/model.keras: entry 'assets/link' is a symbolic link, which could point outside the "
     'archive; re-save the model with model.save("model.keras")',
     "tfsm_layer": "{folder}/model.keras: config.json: layer 'tfsm' (config.layers[1]) is a TFSMLayer, which loads and "
