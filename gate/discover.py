@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
         if model_files_here:
             # Beside model folders, these files are a mistake (or an attempt to hide the folders): never
             # gate them as a model, never drop the folders, and make the run fail until they move.
-            folders.append(ModelFolder(f"{path.name}/", path, problem=(
+            folders.append(ModelFolder(f"{_name(path)}/", path, problem=(
                 f"{path}: holds {', '.join(model_files_here)} beside model folders; the files of a model belong in "
                 f"a folder of their own, {path}/<name>/, so move them there (or delete them)"
             )))
@@ -77,7 +78,12 @@ def _model_folder(path: Path) -> ModelFolder:
     if links:
         problem = (f"{links[0]}: is a symbolic link, which could point anywhere on the machine that runs the gate; "
                    "commit the folder or file itself")
-    return ModelFolder(path.name, path, problem=problem)
+    return ModelFolder(_name(path), path, problem=problem)
+
+
+def _name(path: Path) -> str:
+    """The folder's own name, also for `gate check .` or `..` (whose Path.name is empty or '..')."""
+    return Path(os.path.abspath(path)).name
 
 
 def _is_model_folder(path: Path) -> bool:

@@ -25,7 +25,7 @@ from gate.discover import ModelFolder, find_model_folders
 from gate.errors import ModelError
 from gate.pipeline import Job
 from gate.report import CHECKSUMS, REPORT_JSON, REPORT_MD, write_reports
-from gate.results import ModelResult, error_result, to_jsonable
+from gate.results import ModelResult, Status, error_result, to_jsonable
 
 # What a run writes into --out; all of it is removed when a run starts, so a
 # report or artifact left by an earlier or interrupted run is never mistaken for this run's.
@@ -94,9 +94,19 @@ def gate_all(
                 progress(f"{label}: ERROR before gating: {job.error.splitlines()[0]}")
                 results.append(job)
                 continue
-            results.append(run_worker(job, job_dir=Path(job_dir), verbose=verbose, progress=lambda line: progress(f"{label}: {line}")))
+            result = run_worker(job, job_dir=Path(job_dir), verbose=verbose, progress=lambda line: progress(f"{label}: {line}"))
+            if result.status is Status.ERROR:
+                remove_artifacts(out_dir, job)
+            results.append(result)
     write_reports(out_dir, results)
     return results
+
+
+def remove_artifacts(out_dir: Path, job: Job) -> None:
+    """A model that could not be gated publishes nothing: a crash or error after conversion left files that
+    were never judged (and SHA256SUMS lists only the gated ones)."""
+    for method in ("float32", job.method):
+        (out_dir / "artifacts" / f"{job.name}.{method}.tflite").unlink(missing_ok=True)
 
 
 def clear_outputs(out_dir: Path) -> None:

@@ -53,3 +53,9 @@ def test_a_symbolic_link_to_a_folder_or_model_file_is_an_error_row(tmp_path, lin
         f"{models / link}: is a symbolic link, which could point anywhere on the machine that runs the gate; "
         "commit the folder or file itself"
     )
+
+
+def test_a_model_folder_passed_as_dot_keeps_its_name(tmp_path, monkeypatch) -> None:
+    folder = make(tmp_path / "models" / "cnn", "model.keras", "eval.npz")
+    monkeypatch.chdir(folder)
+    assert gated(find_model_folders([Path(".")])) == [("cnn", True)]

@@ -47,6 +47,8 @@ def test_a_converter_crash_becomes_an_error_row_naming_the_signal_and_stage(work
         f"(a crash inside TensorFlow or LiteRT on this model); see {Path('gate-out/logs/bilstm.log')}"
     )
     assert run.model("healthy")["status"] == "PASS"
+    # The float32 .tflite was written before the crash: a model that was not gated publishes nothing.
+    assert sorted(p.name for p in (run.out_dir / "artifacts").iterdir()) == ["healthy.float32.tflite", "healthy.int8.tflite"]
 
 
 def test_wall_time_and_memory_limits_stop_a_model_and_name_the_limit(workspace) -> None:

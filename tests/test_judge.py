@@ -1,3 +1,6 @@
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 from factories import DEFAULT_POLICY, candidate
 
@@ -57,3 +60,20 @@ def test_readme_policy_reference_matches_the_registry() -> None:
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert policy_reference() in readme, "regenerate the README's policy reference from gate.judge.policy_reference()"
+
+
+@pytest.mark.parametrize(("samples", "float_correct", "lost"), [(300, 281, 3), (500, 450, 10), (1000, 905, 20), (500, 487, 10)])
+def test_a_drop_of_exactly_the_limit_passes_and_one_more_sample_fails(samples, float_correct, lost) -> None:
+    from gate.judge import _accuracy_drop
+    from gate.measure import score
+    from gate.pipeline import _metric_change
+
+    def accuracy(correct: int) -> float:
+        outputs = np.zeros((samples, 2))
+        outputs[:correct, 0] = outputs[correct:, 1] = 1
+        return score(outputs, np.zeros(samples, dtype=np.int64), "classification")[0]
+
+    limit = lost * 100 / samples  # e.g. 3 of 300 samples: exactly 1 point
+    for lost_samples, expected in ((lost, Status.PASS), (lost + 1, Status.FAIL)):
+        change = _metric_change("classification", accuracy(float_correct), accuracy(float_correct - lost_samples))
+        assert _accuracy_drop(SimpleNamespace(metric_change=change), limit, {}, "classification")[0] is expected
