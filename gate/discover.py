@@ -48,6 +48,7 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
     for path in paths:
         if not path.is_dir():
             raise ConfigError(f"{path}: no such folder; pass model folders or the folder that holds them")
+        refuse_links(path, "commit the folder itself")
         model_files_here = [marker for marker in _FOLDER_MARKERS if (path / marker).exists()]
         subfolders = [p for p in sorted(path.iterdir()) if (p.is_dir() or p.is_symlink()) and not p.name.startswith(".")]
         if model_files_here and not any(_is_model_folder(p) for p in subfolders):
@@ -68,6 +69,14 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
     if not folders:
         raise ConfigError(f"no model folders found in {', '.join(map(str, paths))}; see the README's model contract")
     return folders
+
+
+def refuse_links(path: Path, fix: str) -> None:
+    """Raise ConfigError when `path`, as given, is or lies under a symbolic link: it could lead anywhere."""
+    for part in (path, *path.parents):
+        if part.is_symlink():
+            raise ConfigError(f"{path}: {part} is a symbolic link, which could point anywhere on the machine that "
+                              f"runs the gate; {fix}")
 
 
 def _model_folder(path: Path) -> ModelFolder:

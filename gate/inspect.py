@@ -641,14 +641,25 @@ def _check_h5_storage(where: str, source: Path | io.BytesIO, fix: str) -> None:
 
     problems: list[str] = []
 
+    def check_attributes(name: str, attributes: h5py.AttributeManager) -> None:
+        for key in attributes:
+            if _holds_references(attributes.get_id(key).dtype):
+                problems.append(f"{where}: attribute '{key}' of '{name}' holds HDF5 object references, which Keras "
+                                f"never writes and which can reach data no link shows; {fix}")
+
     def check(name: str, link: object) -> None:
+        if isinstance(link, h5py.HardLink):
+            check_attributes(name, h5[name].attrs)
         if isinstance(link, h5py.ExternalLink):
             problems.append(f"{where}: '{name}' is an HDF5 external link to {link.filename}:{link.path}, "
                             f"so loading would read another file; {fix}")
         elif isinstance(link, h5py.SoftLink):
             problems.append(f"{where}: '{name}' is an HDF5 soft link to {link.path}, which Keras never writes; {fix}")
         elif isinstance(dataset := h5[name], h5py.Dataset):
-            if dataset.external:
+            if _holds_references(dataset.dtype):
+                problems.append(f"{where}: dataset '{name}' holds HDF5 object references, which Keras never writes "
+                                f"and which can reach data no link shows; {fix}")
+            elif dataset.external:
                 files = ", ".join(sorted({os.fsdecode(entry[0]) for entry in dataset.external}))
                 problems.append(f"{where}: dataset '{name}' keeps its data in the outside file {files}, so loading "
                                 f"would read that file into the weights; {fix}")
@@ -664,10 +675,27 @@ def _check_h5_storage(where: str, source: Path | io.BytesIO, fix: str) -> None:
 
     try:
         with h5py.File(source, "r") as h5:
+            check_attributes("/", h5.attrs)
             h5.visititems_links(check)  # links are visited without following them
     except _H5_ERRORS as exc:
         raise ModelError(f"{where}: is not a readable HDF5 file ({_describe(exc)}); {fix}") from None
     _raise_problems(problems)
+
+
+def _holds_references(dtype: object) -> bool:
+    """Whether values of `dtype` (or of any field, element or sequence in it) are object or region references."""
+    import h5py
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    if h5py.check_dtype(ref=dtype) is not None:
+        return True
+    vlen = h5py.check_dtype(vlen=dtype)
+    if vlen is not None and vlen not in (str, bytes):
+        return _holds_references(vlen)
+    if dtype.subdtype is not None:
+        return _holds_references(dtype.subdtype[0])
+    return any(_holds_references(field[0]) for field in (dtype.fields or {}).values())
 
 
 def _attribute_text(path: Path, name: str, value: object) -> str:

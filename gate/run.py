@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gate.config import Policy, effective_policy, load_policies, parse_manifest
-from gate.discover import ModelFolder, find_model_folders
+from gate.discover import ModelFolder, find_model_folders, refuse_links
 from gate.errors import ModelError
 from gate.pipeline import Job
 from gate.report import CHECKSUMS, REPORT_JSON, REPORT_MD, write_reports
@@ -84,6 +84,7 @@ def gate_all(
     """
     policies = load_policies(policies_dir)
     folders = find_model_folders(model_dirs)
+    refuse_links(out_dir, "pass a real folder with --out (gate deletes its earlier outputs there)")
     jobs = plan(folders, policies, out_dir)
     clear_outputs(out_dir)
     results = []

@@ -36,3 +36,16 @@ def test_validate_reports_a_missing_default_policy_and_models_folder_together(tm
         f"{tmp_path / 'nowhere'}: no such folder; pass model folders or the folder that holds them",
         "gate: 2 problem(s) found",
     ]
+
+
+def test_an_output_folder_behind_a_symbolic_link_is_refused_before_anything_is_deleted(workspace) -> None:
+    from gate.run import gate_all
+
+    victim = workspace / "victim"
+    (victim / "logs").mkdir(parents=True)
+    (victim / "logs" / "keep.txt").write_text("keep")
+    (workspace / "gate-out").symlink_to(victim)
+    with pytest.raises(ConfigError, match=r"gate-out is a symbolic link, which could point anywhere .*; pass a real "
+                                          r"folder with --out"):
+        gate_all([workspace / "models"], policies_dir=workspace / "policies", out_dir=workspace / "gate-out")
+    assert (victim / "logs" / "keep.txt").read_text() == "keep"

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from gate.discover import find_model_folders
+from gate.errors import ConfigError
 
 
 def make(root: Path, *files: str) -> Path:
@@ -59,3 +60,16 @@ def test_a_model_folder_passed_as_dot_keeps_its_name(tmp_path, monkeypatch) -> N
     folder = make(tmp_path / "models" / "cnn", "model.keras", "eval.npz")
     monkeypatch.chdir(folder)
     assert gated(find_model_folders([Path(".")])) == [("cnn", True)]
+
+
+@pytest.mark.parametrize("given", ["models", "models/a"])
+def test_a_models_folder_that_is_a_symbolic_link_is_refused(tmp_path, monkeypatch, given) -> None:
+    make(tmp_path / "outside", "a/model.keras")
+    (tmp_path / "models").symlink_to(tmp_path / "outside")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        find_model_folders([Path(given)])
+    assert str(raised.value) == (
+        f"{given}: models is a symbolic link, which could point anywhere on the machine that runs the gate; "
+        "commit the folder itself"
+    )

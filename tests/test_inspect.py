@@ -618,6 +618,14 @@ HDF5_INDIRECTIONS: dict[str, tuple[Callable[[h5py.File, Path], None], str]] = {
         lambda h5, secret: h5.create_virtual_dataset("leak", virtual_layout(secret)),
         r"dataset 'leak' is a virtual dataset that maps data from other files",
     ),
+    "reference in an attribute": (  # tf-keras follows weight_names references to data that no link reaches
+        lambda h5, secret: h5.attrs.create("leak", [h5.ref], dtype=h5py.ref_dtype),
+        r"attribute 'leak' of '/' holds HDF5 object references, which Keras never writes",
+    ),
+    "references in a dataset": (
+        lambda h5, secret: h5.create_dataset("leak", data=np.array([(h5.ref, 1)], dtype=[("r", h5py.ref_dtype), ("n", "i4")])),
+        r"dataset 'leak' holds HDF5 object references, which Keras never writes",
+    ),
     "shape bomb": (  # 8 GiB declared, nothing stored: reading it allocates it all
         lambda h5, secret: h5.create_dataset("leak", shape=(1 << 31,), dtype="f4", chunks=(1 << 16,), compression="gzip"),
         r"dataset 'leak' declares 8589934592 bytes but stores 0 \(a decompression bomb\?\)",
