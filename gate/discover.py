@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate.errors import ConfigError, ModelError
+from gate.errors import ConfigError, ModelError, printable
 from gate.results import FileDigest
 
 MODEL_FILES = {"model.keras": "keras", "model.h5": "h5", "saved_model": "saved_model"}
@@ -80,6 +80,12 @@ def refuse_links(path: Path, fix: str) -> None:
 
 
 def _model_folder(path: Path) -> ModelFolder:
+    name = _name(path)
+    if printable(name) != name:
+        return ModelFolder(printable(name), path, problem=(
+            f"{printable(str(path))}: the folder name is not valid UTF-8 (its other bytes are shown as \\xNN); "
+            "rename the folder using UTF-8 characters"
+        ))
     # A link in a pull request can point anywhere on the machine that runs the gate: read none.
     links = [p for p in (path, *(path / name for name in (*MODEL_FILES, MANIFEST, EVAL_DATA, TRAIN_DATA, CALIB_DATA)))
              if p.is_symlink()]
@@ -87,7 +93,7 @@ def _model_folder(path: Path) -> ModelFolder:
     if links:
         problem = (f"{links[0]}: is a symbolic link, which could point anywhere on the machine that runs the gate; "
                    "commit the folder or file itself")
-    return ModelFolder(_name(path), path, problem=problem)
+    return ModelFolder(name, path, problem=problem)
 
 
 def _name(path: Path) -> str:

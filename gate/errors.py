@@ -17,3 +17,12 @@ class ConfigError(GateError):
 
 class ModelError(GateError):
     """One model cannot be gated (refused, unreadable, bad data): its report row is ERROR."""
+
+
+def printable(name: str) -> str:
+    """`name` with the bytes that are not UTF-8 shown as \\xNN escapes.
+
+    Python keeps undecodable bytes of file names as lone surrogates, which no
+    report (UTF-8) can hold; a name that changes here must be refused.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

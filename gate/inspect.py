@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate.errors import ModelError
+from gate.errors import ModelError, printable
 
 
 @dataclass(frozen=True)
@@ -826,6 +826,9 @@ def _check_saved_model_files(path: Path) -> None:
             seen += 1
             if seen > _MAX_SAVED_MODEL_FILES:
                 raise ModelError(f"{path}: holds more than {_MAX_SAVED_MODEL_FILES} files; {_EXPORT_AGAIN}")
+            if printable(name) != name:
+                raise ModelError(f"{printable(os.path.join(folder, name))}: the file name is not valid UTF-8; TensorFlow "
+                                 f"writes none like it, so {_EXPORT_AGAIN}")
             if os.path.islink(os.path.join(folder, name)):
                 raise ModelError(
                     f"{Path(folder) / name}: is a symbolic link, which could make TensorFlow read files outside the "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import stat
@@ -26,6 +27,11 @@ CASES: dict[str, Callable[[Path, Path], None]] = {}  # name -> build(folder, mar
 def case(build: Callable[[Path, Path], None]) -> Callable[[Path, Path], None]:
     CASES[build.__name__] = build
     return build
+
+
+def noise(size: int) -> bytes:
+    """Random bytes from a fixed seed: the parser's message must be the same in every run."""
+    return random.Random(size).randbytes(size)
 
 
 def rewrite_keras(folder: Path, change: Callable[[dict[str, bytes]], None]) -> None:
@@ -185,7 +191,13 @@ def saved_model_matching_files(folder: Path, marker: Path) -> None:
 def saved_model_random_bytes(folder: Path, marker: Path) -> None:
     (folder / "model.keras").unlink()
     (folder / "saved_model").mkdir()
-    (folder / "saved_model" / "saved_model.pb").write_bytes(os.urandom(2048))
+    (folder / "saved_model" / "saved_model.pb").write_bytes(noise(2048))
+
+
+@case
+def saved_model_file_name_not_utf8(folder: Path, marker: Path) -> None:
+    saved_model_random_bytes(folder, marker)
+    (folder / "saved_model" / os.fsdecode(b"variables\xff")).write_bytes(b"")
 
 
 # ---------------------------------------------------------------- hostile archives
@@ -233,13 +245,14 @@ def empty_keras(folder: Path, marker: Path) -> None:
 
 @case
 def random_bytes_keras(folder: Path, marker: Path) -> None:
-    (folder / "model.keras").write_bytes(os.urandom(4096))
+    (folder / "model.keras").write_bytes(noise(4096))
 
 
 @case
 def random_bytes_h5(folder: Path, marker: Path) -> None:
     (folder / "model.keras").unlink()
-    (folder / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(4096))
+    # The HDF5 signature, then superblock version 255 (no HDF5 library writes it), then noise
+    (folder / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n\xff" + noise(4096))
 
 
 @case
@@ -322,7 +335,7 @@ def strings_in_npz(folder: Path, marker: Path) -> None:
 
 @case
 def random_bytes_npz(folder: Path, marker: Path) -> None:
-    (folder / "eval.npz").write_bytes(os.urandom(1024))
+    (folder / "eval.npz").write_bytes(noise(1024))
 
 
 @case
@@ -434,6 +447,8 @@ MESSAGES = {
     "network or Python); export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_random_bytes": "{folder}/saved_model/saved_model.pb: is not a readable SavedModel ({{detail}}); "
     "export the model again with model.export() (Keras 3) or tf.saved_model.save()",
+    "saved_model_file_name_not_utf8": "{folder}/saved_model/variables\\xff: the file name is not valid UTF-8; "
+    "TensorFlow writes none like it, so export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_read_file": "{folder}/saved_model/saved_model.pb: function '{{function}}' runs op 'ReadFile' (node "
     "'ReadFile'), which is not an inference op the gate allows (those never touch files, the network or Python); export "
     "the model again with model.export() (Keras 3) or tf.saved_model.save()",
@@ -463,6 +478,9 @@ MESSAGES = {
 }
 
 
+NOT_UTF8 = "not_utf8_\\xff"  # as reports show the folder name b"not_utf8_\xff"
+
+
 SHADOWING_MODULES = ("numpy", "h5py", "keras", "tensorflow", "jinja2", "json", "tomllib")
 
 
@@ -483,6 +501,8 @@ def catalogue_run(tmp_path_factory, healthy_model):
             assert marker.exists()
             marker.unlink()
     shutil.copytree(healthy_model, root / "models" / "zz_healthy")
+    # Python keeps the undecodable byte as a lone surrogate, which once made writing report.md crash.
+    shutil.copytree(healthy_model, root / "models" / os.fsdecode(b"not_utf8_\xff"))
     # A gate.toml beside the model folders once made models/ itself the only model, hiding every folder.
     (root / "models" / "gate.toml").write_text('task = "classification"\n')
     for module in SHADOWING_MODULES:
@@ -521,7 +541,16 @@ def test_model_files_beside_the_model_folders_are_an_error_row_and_hide_none(cat
         f"{Path('models')}: holds gate.toml beside model folders; the files of a model belong in a folder of their own, "
         "models/<name>/, so move them there (or delete them)"
     )
-    assert {model["name"] for model in run.report["models"]} == set(CASES) | {"zz_healthy", "models/"}
+    assert {model["name"] for model in run.report["models"]} == set(CASES) | {"zz_healthy", "models/", NOT_UTF8}
+
+
+def test_a_folder_name_that_is_not_utf8_is_an_error_row(catalogue_run) -> None:
+    _root, run = catalogue_run
+    assert run.model(NOT_UTF8)["error"] == (
+        f"{Path('models') / NOT_UTF8}: the folder name is not valid UTF-8 (its other bytes are shown as \\xNN); "
+        "rename the folder using UTF-8 characters"
+    )
+    assert f"| {NOT_UTF8} |" in run.markdown
 
 
 def test_the_healthy_model_in_the_same_run_passes(catalogue_run) -> None:
