@@ -1,29 +1,74 @@
 """Policies (`policies/*.toml`) and model manifests (`models/<name>/gate.toml`).
 
-Raw TOML becomes frozen dataclasses here, once; nothing later touches a raw
-dict. Every problem in a file is gathered and reported together, each naming
-the file, the key, the bad value and what is allowed. Unknown keys are errors:
-a gate must never ignore a misspelled threshold.
+Both are described once, declaratively: `POLICY_KEYS` (every check of
+gate.judge.CHECKS and every setting) and `MANIFEST_KEYS`, each key with its
+kind, default and meaning. Validation, the README's reference tables (tested
+against these) and `gate validate` read them. Raw TOML becomes frozen
+dataclasses here, once; nothing later touches a raw dict. Every problem in a
+file is gathered and reported together, each naming the file, the key, the
+bad value and what is allowed. Unknown keys are errors: a gate must never
+ignore a misspelled threshold.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gate.errors import ConfigError, ModelError
+from gate.discover import ModelFolder, find_model_folders
+from gate.errors import ConfigError, GateError, ModelError
 from gate.inspect import never_allowed_problem
-from gate.judge import POLICY_KEYS, SETTINGS, Choice, Flag, Number, PolicyValue
+from gate.judge import CHECKS
+from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, reference_table, suggest
+from gate.methods import DEFAULT_METHOD, SELECTABLE
 
 DEFAULT_POLICY = "default"
 TASKS = ("classification", "regression")
-METHODS = ("int8", "dynamic_range", "float16")
+
+SETTINGS = (
+    Key("size.baseline", Choice(("source", "float32_tflite")), "source",
+        "What `size.min_reduction` compares against: the committed model file(s) or the float32 .tflite."),
+    Key("latency.threads", Number(1, 64, integer=True), 1, "Interpreter threads used for latency."),
+    Key("latency.rounds", Number(10, 100_000, integer=True), 200, "Timed single-sample invocations per model."),
+    Key("latency.warmup_rounds", Number(0, 10_000, integer=True), 20, "Untimed invocations before timing."),
+    Key("limits.timeout_s", Number(1, 86_400), 900, "Wall-time limit for gating one model, in seconds."),
+    Key("limits.memory_mb", Number(256, 1_048_576, integer=True), 8192,
+        "Resident-memory limit for gating one model, in MiB."),
+)  # fmt: skip
+
+POLICY_KEYS: dict[str, Key] = {
+    **{name: Key(name, check.kind, None, check.description, role="check") for name, check in CHECKS.items()},
+    **{key.name: key for key in SETTINGS},
+}
+# Keys outside any [table] of a policy file.
+POLICY_TOP_LEVEL: dict[str, Key] = {"description": Key("description", Text(), "", "What the policy is for.")}
+
+MANIFEST_KEYS: dict[str, Key] = {
+    key.name: key
+    for key in (
+        Key("task", Choice(TASKS), "classification", "The metric: top-1 accuracy (classification) or mean absolute "
+            "error (regression).", role="manifest"),
+        Key("policy", Choice(options_from="the name of a policy file in policies/, without .toml"), DEFAULT_POLICY,
+            "The policy the model is judged by.", role="manifest"),
+        Key("method", Choice(SELECTABLE), DEFAULT_METHOD, "The quantization method (see the method table).",
+            role="manifest"),
+        Key("calibration_samples", Number(1, 100_000, integer=True), 200,
+            "How many calibration samples (the first N) full-integer conversion uses.", role="manifest"),
+        Key("calibrate_on_eval", Flag(), False, "Calibrate on eval.npz when there is no calib.npz or train.npz "
+            "(the report then says so in bold).", role="manifest"),
+        Key("overrides", Tables("[overrides.accuracy]"), None, "Policy values that replace the policy's for this "
+            "model; need `override_reason`.", role="manifest"),
+        Key("override_reason", Text(required=True), "", "Why the overrides are needed; shown beside them in the "
+            "report.", role="manifest"),
+        Key("allow_custom_objects", Names('["my_pkg>MyLayer"]', "class names", check=never_allowed_problem), (),
+            "Custom Keras objects this model may use, as registered (see the security model).", role="manifest"),
+    )
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -33,7 +78,7 @@ class Policy:
     name: str
     path: str
     description: str
-    values: Mapping[str, PolicyValue]
+    values: Mapping[str, Value]
 
 
 @dataclass(frozen=True)
@@ -41,35 +86,40 @@ class Manifest:
     """A validated `gate.toml` (or the defaults when a model folder has none)."""
 
     path: str  # "" when the folder has no gate.toml
-    task: str = "classification"
+    task: str = str(MANIFEST_KEYS["task"].default)
     policy: str = DEFAULT_POLICY
-    method: str = "int8"
-    calibration_samples: int = 200
+    method: str = DEFAULT_METHOD
+    calibration_samples: int = int(MANIFEST_KEYS["calibration_samples"].default)  # type: ignore[arg-type]
     calibrate_on_eval: bool = False
-    overrides: Mapping[str, PolicyValue] = field(default_factory=dict)
+    overrides: Mapping[str, Value] = field(default_factory=dict)
     override_reason: str = ""
     allow_custom_objects: tuple[str, ...] = ()
 
 
-def effective_policy(policy: Policy, manifest: Manifest) -> dict[str, PolicyValue]:
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model folder with its validated manifest and the policy it is judged by."""
+
+    folder: ModelFolder
+    manifest: Manifest
+    policy: Policy
+    values: dict[str, Value]  # the effective policy: defaults, then the policy file, then the overrides
+
+
+def effective_policy(policy: Policy, manifest: Manifest) -> dict[str, Value]:
     """The policy a model is judged by: defaults, then the policy file, then the manifest's overrides."""
-    values: dict[str, PolicyValue] = {name: s.default for name, s in SETTINGS.items()}
+    values: dict[str, Value] = {key.name: key.default for key in SETTINGS if key.default is not None}
     values.update(policy.values)
     values.update(manifest.overrides)
     return dict(sorted(values.items()))
 
 
-def policy_digest(values: Mapping[str, PolicyValue]) -> str:
+def policy_digest(values: Mapping[str, Value]) -> str:
     """sha256 of the effective policy's canonical JSON: equal policies, equal digests."""
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
-def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _read_toml(path: Path, error: type[Exception]) -> dict[str, Any]:
+def _read_toml(path: Path, error: type[GateError]) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -80,37 +130,34 @@ def _read_toml(path: Path, error: type[Exception]) -> dict[str, Any]:
         raise error(f"Failed to read {path}: {exc.strerror}") from None
 
 
-def _check_value(where: str, key: str, value: Any) -> tuple[PolicyValue | None, str | None]:
-    """Validate one policy value against the registry: (value, None) or (None, problem)."""
-    kind = POLICY_KEYS[key].kind
-    if isinstance(kind, Flag):
-        if isinstance(value, bool):
-            return value, None
-        return None, f"{where}: {key}: expected true or false, got {value!r}"
-    if isinstance(kind, Choice):
-        if isinstance(value, str) and value in kind.options:
-            return value, None
-        hint = _suggest(value, kind.options) if isinstance(value, str) else ""
-        return None, f"{where}: {key}: expected {kind.describe()}, got {value!r}{hint}"
-    assert isinstance(kind, Number)
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or (kind.integer and not isinstance(value, int)) or value != value:  # noqa: PLR0124 (NaN)
-        return None, f"{where}: {key}: expected {kind.describe()}, got {value!r}"
-    if not kind.minimum <= value <= kind.maximum:
-        return None, f"{where}: {key}: expected {kind.describe()}, got {value!r}"
-    return value, None
+def _parse(where: str, key: Key, value: object, problems: list[str], options: Collection[str] = ()) -> Value | None:
+    """The validated value, or None with the problem appended."""
+    try:
+        return key.kind.parse(value, options)
+    except Invalid as problem:
+        text = str(problem)
+        # A kind's own check (e.g. a never-allowed custom object) words its message itself.
+        problems.append(f"{where}: {text}" if text.startswith(key.name) else f"{where}: {key.name}: {text}")
+        return None
 
 
-def _policy_values(where: str, tables: Mapping[str, Any], problems: list[str]) -> dict[str, PolicyValue]:
+def _unknown(where: str, name: str, allowed: Sequence[str], label: str) -> str:
+    return f"{where}: unknown key '{name}'{suggest(name, allowed)}; {label}: {', '.join(allowed)}"
+
+
+def _policy_values(where: str, tables: Mapping[str, Any], problems: list[str], top_level: Collection[str]) -> dict[str, Value]:
     """Flatten `[section] key = value` tables into validated "section.key" values."""
     sections = sorted({name.split(".")[0] for name in POLICY_KEYS})
-    values: dict[str, PolicyValue] = {}
+    values: dict[str, Value] = {}
     for section, table in tables.items():
         if section not in sections:
-            problems.append(
-                f"{where}: unknown table [{section}]{_suggest(section, sections)}; "
-                f"allowed tables: {', '.join(sections)}"
-            )
+            if isinstance(table, dict):
+                problems.append(
+                    f"{where}: unknown table [{section}]{suggest(section, sections)}; allowed tables: {', '.join(sections)}"
+                )
+            else:  # a key, not a table: suggest among both
+                allowed = [*top_level, *sections]
+                problems.append(_unknown(where, section, allowed, "allowed keys and tables"))
             continue
         if not isinstance(table, dict):
             problems.append(f"{where}: {section}: expected a table [{section}], got {table!r}")
@@ -120,15 +167,13 @@ def _policy_values(where: str, tables: Mapping[str, Any], problems: list[str]) -
             if name not in POLICY_KEYS:
                 allowed = sorted(k for k in POLICY_KEYS if k.startswith(section + "."))
                 problems.append(
-                    f"{where}: unknown key '{name}'{_suggest(name, allowed)}; "
+                    f"{where}: unknown key '{name}'{suggest(name, allowed)}; "
                     f"allowed keys in [{section}]: {', '.join(k.split('.', 1)[1] for k in allowed)}"
                 )
                 continue
-            checked, problem = _check_value(where, name, value)
-            if problem:
-                problems.append(problem)
-            else:
-                values[name] = checked  # type: ignore[assignment]
+            checked = _parse(where, POLICY_KEYS[name], value, problems)
+            if checked is not None:
+                values[name] = checked
     return values
 
 
@@ -136,17 +181,17 @@ def parse_policy(path: Path) -> Policy:
     """Validate one policy file; raise ConfigError listing every problem in it."""
     raw = _read_toml(path, ConfigError)
     problems: list[str] = []
-    description = raw.pop("description", "")
-    if not isinstance(description, str):
-        problems.append(f"{path}: description: expected a string, got {description!r}")
-    values = _policy_values(str(path), raw, problems)
+    description = ""
+    if "description" in raw:
+        description = _parse(str(path), POLICY_TOP_LEVEL["description"], raw.pop("description"), problems) or ""
+    values = _policy_values(str(path), raw, problems, top_level=list(POLICY_TOP_LEVEL))
     if problems:
         raise ConfigError("\n".join(problems))
     return Policy(name=path.stem, path=str(path), description=str(description), values=values)
 
 
 def load_policies(directory: Path) -> dict[str, Policy]:
-    """Every policy in `directory`, validated; one ConfigError lists the problems of all files."""
+    """Every policies/*.toml by name; one ConfigError lists the problems of all files."""
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no such policies folder; pass --policies DIR or create it")
     policies: dict[str, Policy] = {}
@@ -165,18 +210,6 @@ def load_policies(directory: Path) -> dict[str, Policy]:
     return policies
 
 
-_MANIFEST_KEYS = (
-    "task",
-    "policy",
-    "method",
-    "calibration_samples",
-    "calibrate_on_eval",
-    "overrides",
-    "override_reason",
-    "allow_custom_objects",
-)
-
-
 def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
     """Validate a model's gate.toml against the policies that exist; raise ModelError listing every problem."""
     if not path.exists():
@@ -184,15 +217,14 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
     raw = _read_toml(path, ModelError)
     problems: list[str] = []
     fields: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in _MANIFEST_KEYS:
-            problems.append(
-                f"{path}: unknown key '{key}'{_suggest(key, _MANIFEST_KEYS)}; allowed keys: {', '.join(_MANIFEST_KEYS)}"
-            )
-            continue
-        problem = _manifest_field(path, key, value, policy_names, fields, problems)
-        if problem:
-            problems.append(problem)
+    for name, value in raw.items():
+        key = MANIFEST_KEYS.get(name)
+        if key is None:
+            problems.append(_unknown(str(path), name, list(MANIFEST_KEYS), "allowed keys"))
+        elif (checked := _parse(str(path), key, value, problems, options=sorted(policy_names))) is not None:
+            if isinstance(key.kind, Tables):  # overrides: policy keys, validated as in a policy file
+                checked = _policy_values(f"{path}: {name}", checked, problems, top_level=())
+            fields[name] = checked
     if fields.get("overrides") and not fields.get("override_reason"):
         problems.append(
             f"{path}: overrides need override_reason = \"...\" saying why this model may not meet the policy; "
@@ -203,38 +235,49 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
     return Manifest(path=str(path), **fields)
 
 
-def _manifest_field(
-    path: Path,
-    key: str,
-    value: Any,
-    policy_names: Collection[str],
-    fields: dict[str, Any],
-    problems: list[str],
-) -> str | None:
-    """Validate one manifest key into `fields`; return a problem or None."""
-    if key in ("task", "method", "policy"):
-        options = {"task": TASKS, "method": METHODS, "policy": tuple(sorted(policy_names))}[key]
-        if not isinstance(value, str) or value not in options:
-            hint = _suggest(value, options) if isinstance(value, str) else ""
-            return f"{path}: {key}: expected one of {', '.join(options)}, got {value!r}{hint}"
-    elif key == "calibration_samples":
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
-            return f"{path}: calibration_samples: expected a whole number from 1 to 100000, got {value!r}"
-    elif key == "calibrate_on_eval":
-        if not isinstance(value, bool):
-            return f"{path}: calibrate_on_eval: expected true or false, got {value!r}"
-    elif key == "override_reason":
-        if not isinstance(value, str) or not value.strip():
-            return f"{path}: override_reason: expected a non-empty string, got {value!r}"
-    elif key == "allow_custom_objects":
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            return f"{path}: allow_custom_objects: expected a list of class names such as [\"my_pkg>MyLayer\"], got {value!r}"
-        if never := [problem for entry in value if (problem := never_allowed_problem(entry))]:
-            return f"{path}: {never[0]}"
-        value = tuple(value)
-    elif key == "overrides":
-        if not isinstance(value, dict):
-            return f"{path}: overrides: expected a table such as [overrides.accuracy], got {value!r}"
-        value = _policy_values(f"{path}: overrides", value, problems)
-    fields[key] = value
-    return None
+@dataclass(frozen=True)
+class Configuration:
+    """Everything `gate check` and `gate validate` read before touching a model."""
+
+    policies: dict[str, Policy]
+    models: list[ModelConfig | tuple[ModelFolder, str]]  # a configured model, or a folder with its problem
+
+
+def configure(model_dirs: Sequence[Path], *, policies_dir: Path) -> Configuration:
+    """Read the policies, find the model folders and validate each manifest.
+
+    A broken policy or a missing folder raises ConfigError (nothing can be
+    gated); a broken gate.toml is that model's problem only.
+    """
+    policies = load_policies(policies_dir)
+    folders = find_model_folders(model_dirs)
+    return Configuration(policies, [configure_model(folder, policies) for folder in folders])
+
+
+def configure_model(
+    folder: ModelFolder, policies: Mapping[str, Policy], *, policy_names: Collection[str] | None = None
+) -> ModelConfig | tuple[ModelFolder, str]:
+    """The model's configuration, or its folder with the problem that stops it from being gated.
+
+    `policy_names` (for `gate validate` when a policy file is broken) are the names a manifest may use.
+    """
+    if folder.problem:
+        return folder, folder.problem
+    try:
+        manifest = parse_manifest(folder.manifest, policies if policy_names is None else policy_names)
+    except ModelError as exc:
+        return folder, str(exc)
+    policy = policies.get(manifest.policy)
+    if policy is None:  # only with policy_names: the policy file exists but is broken, and says so itself
+        return folder, ""
+    return ModelConfig(folder, manifest, policy, effective_policy(policy, manifest))
+
+
+def policy_reference() -> str:
+    """The README's policy reference, from POLICY_KEYS (a test keeps the README in sync)."""
+    return reference_table(POLICY_KEYS.values(), kind_column=True)
+
+
+def manifest_reference() -> str:
+    """The README's gate.toml reference, from MANIFEST_KEYS (a test keeps the README in sync)."""
+    return reference_table(MANIFEST_KEYS.values(), kind_column=False)

@@ -1,9 +1,10 @@
 """Judge a candidate's measured figures against a policy.
 
-`POLICY_KEYS` is the one registry of what a policy can say: every check with
-its threshold type, and every setting. The policy validator, the README's
-policy reference (tested against it) and the report all read from it.
-A check returns a verdict; it never raises.
+`CHECKS` is the one registry of checks: each with its threshold's kind, unit
+and meaning, and how a candidate's figures are judged against it. The policy
+schema (gate.config.POLICY_KEYS), the README's policy reference (tested
+against it) and the report all read from it. A check returns a verdict; it
+never raises.
 """
 
 from __future__ import annotations
@@ -12,39 +13,10 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from gate.keys import Choice, Flag, Kind, Number, Value, plain
 from gate.results import Candidate, CheckResult, Status
 
-PolicyValue = float | int | str | bool
 
-
-@dataclass(frozen=True)
-class Number:
-    """A threshold or setting that is a number in [minimum, maximum]."""
-
-    minimum: float
-    maximum: float
-    integer: bool = False
-
-    def describe(self) -> str:
-        kind = "a whole number" if self.integer else "a number"
-        return f"{kind} from {_plain(self.minimum)} to {_plain(self.maximum)}"
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple[str, ...]
-
-    def describe(self) -> str:
-        return "one of " + ", ".join(self.options)
-
-
-@dataclass(frozen=True)
-class Flag:
-    def describe(self) -> str:
-        return "true or false"
-
-
-ValueKind = Number | Choice | Flag
 Verdict = tuple[Status, float | str | bool | None, str]
 
 
@@ -53,57 +25,42 @@ class CheckDefinition:
     """A policy check: its threshold, and how a candidate's figures are judged against it."""
 
     name: str
-    kind: ValueKind
+    kind: Kind
     unit: str
     description: str
-    evaluate: Callable[[Candidate, PolicyValue, Mapping[str, PolicyValue], str], Verdict]
+    evaluate: Callable[[Candidate, Value, Mapping[str, Value], str], Verdict]
 
 
-@dataclass(frozen=True)
-class SettingDefinition:
-    """A policy setting that shapes a measurement rather than judging it."""
-
-    name: str
-    kind: ValueKind
-    default: PolicyValue
-    description: str
-
-
-def _plain(number: float) -> str:
-    """2.0 -> "2", 1048576 -> "1048576", 0.0001 -> "0.0001": as a person would write it in TOML."""
-    return str(int(number)) if float(number).is_integer() else f"{number:g}"
-
-
-def _size_reduction(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+def _size_reduction(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
     baseline = policy["size.baseline"]
     if baseline == "source":
         ratio, label = candidate.size_reduction_vs_source, "the source model file"
     else:
         ratio, label = candidate.size_reduction_vs_float32, "the float32 .tflite"
     status = Status.PASS if ratio >= limit else Status.FAIL
-    return status, round(ratio, 3), f"{ratio:.2f}× smaller than {label} (need ≥ {_plain(limit)}×)"
+    return status, round(ratio, 3), f"{ratio:.2f}× smaller than {label} (need ≥ {plain(limit)}×)"
 
 
-def _accuracy_drop(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+def _accuracy_drop(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
     if task != "classification":
         return Status.SKIP, None, f"task is {task}: accuracy applies to classification (see mae.max_increase)"
     # Rounded so that a drop of exactly the limit passes, as the README promises: 281/300 - 278/300 is
     # 1.0000000000000036 in floating point. No eval set is large enough for 1e-9 points to matter.
     drop = round(-candidate.metric_change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
     status = Status.PASS if drop <= limit else Status.FAIL
-    return status, round(drop, 4), f"accuracy dropped {drop:.2f} pts (allowed ≤ {_plain(limit)})"
+    return status, round(drop, 4), f"accuracy dropped {drop:.2f} pts (allowed ≤ {plain(limit)})"
 
 
-def _mae_increase(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+def _mae_increase(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
     if task != "regression":
         return Status.SKIP, None, f"task is {task}: MAE applies to regression (see accuracy.max_drop)"
     increase = round(candidate.metric_change, 9)  # as for the accuracy drop
     status = Status.PASS if increase <= limit else Status.FAIL
-    return status, round(increase, 4), f"MAE rose {increase:.2f}% of the float model's (allowed ≤ {_plain(limit)}%)"
+    return status, round(increase, 4), f"MAE rose {increase:.2f}% of the float model's (allowed ≤ {plain(limit)}%)"
 
 
-def _dtype_check(side: str) -> Callable[[Candidate, PolicyValue, Mapping[str, PolicyValue], str], Verdict]:
-    def evaluate(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+def _dtype_check(side: str) -> Callable[[Candidate, Value, Mapping[str, Value], str], Verdict]:
+    def evaluate(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
         tensors = getattr(candidate.conversion, side)
         dtypes = sorted({t.dtype for t in tensors})
         measured = ",".join(dtypes)
@@ -115,7 +72,7 @@ def _dtype_check(side: str) -> Callable[[Candidate, PolicyValue, Mapping[str, Po
     return evaluate
 
 
-def _integer_only(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+def _integer_only(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
     float_ops = candidate.conversion.float_ops
     if not limit:
         return Status.SKIP, None, "the policy does not require integer-only ops"
@@ -124,8 +81,8 @@ def _integer_only(candidate: Candidate, limit: PolicyValue, policy: Mapping[str,
     return Status.PASS, True, "every op runs on integer tensors"
 
 
-def _latency_budget(percentile: str) -> Callable[[Candidate, PolicyValue, Mapping[str, PolicyValue], str], Verdict]:
-    def evaluate(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+def _latency_budget(percentile: str) -> Callable[[Candidate, Value, Mapping[str, Value], str], Verdict]:
+    def evaluate(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
         latency = candidate.conversion.latency
         if latency is None:
             return Status.SKIP, None, "latency was not measured"
@@ -134,17 +91,17 @@ def _latency_budget(percentile: str) -> Callable[[Candidate, PolicyValue, Mappin
         return (
             status,
             round(value, 4),
-            f"{percentile} {value:.3g} ms at batch 1, {latency.threads} thread(s) (budget ≤ {_plain(limit)} ms)",
+            f"{percentile} {value:.3g} ms at batch 1, {latency.threads} thread(s) (budget ≤ {plain(limit)} ms)",
         )
 
     return evaluate
 
 
-def _speedup(candidate: Candidate, limit: PolicyValue, policy: Mapping[str, PolicyValue], task: str) -> Verdict:
+def _speedup(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
     if candidate.speedup is None:
         return Status.SKIP, None, "latency was not measured"
     status = Status.PASS if candidate.speedup >= limit else Status.FAIL
-    return status, round(candidate.speedup, 3), f"{candidate.speedup:.2f}× faster than float32 at p50 (need ≥ {_plain(limit)}×)"
+    return status, round(candidate.speedup, 3), f"{candidate.speedup:.2f}× faster than float32 at p50 (need ≥ {plain(limit)}×)"
 
 
 _DTYPES = Choice(("int8", "uint8", "float32"))
@@ -215,42 +172,10 @@ CHECKS: dict[str, CheckDefinition] = {
     )
 }
 
-SETTINGS: dict[str, SettingDefinition] = {
-    setting.name: setting
-    for setting in (
-        SettingDefinition(
-            "size.baseline",
-            Choice(("source", "float32_tflite")),
-            "source",
-            "What `size.min_reduction` compares against: the committed model file(s) or the float32 .tflite.",
-        ),
-        SettingDefinition(
-            "latency.threads", Number(1, 64, integer=True), 1, "Interpreter threads used for latency."
-        ),
-        SettingDefinition(
-            "latency.rounds", Number(10, 100_000, integer=True), 200, "Timed single-sample invocations per model."
-        ),
-        SettingDefinition(
-            "latency.warmup_rounds", Number(0, 10_000, integer=True), 20, "Untimed invocations before timing."
-        ),
-        SettingDefinition(
-            "limits.timeout_s", Number(1, 86_400), 900, "Wall-time limit for gating one model, in seconds."
-        ),
-        SettingDefinition(
-            "limits.memory_mb",
-            Number(256, 1_048_576, integer=True),
-            8192,
-            "Resident-memory limit for gating one model, in MiB.",
-        ),
-    )
-}
-
-POLICY_KEYS: dict[str, CheckDefinition | SettingDefinition] = {**CHECKS, **SETTINGS}
-
 LATENCY_CHECKS = ("latency.max_p50_ms", "latency.max_p95_ms", "latency.min_speedup")
 
 
-def judge(candidate: Candidate, *, policy: Mapping[str, PolicyValue], task: str) -> Candidate:
+def judge(candidate: Candidate, *, policy: Mapping[str, Value], task: str) -> Candidate:
     """Run every check the policy sets on `candidate`; return it with its checks and status.
 
     Every check runs, so the report lists all failures, not the first.
@@ -264,15 +189,3 @@ def judge(candidate: Candidate, *, policy: Mapping[str, PolicyValue], task: str)
         results.append(CheckResult(name, status, measured, limit, check.unit, message))
     status = Status.FAIL if any(r.status is Status.FAIL for r in results) else Status.PASS
     return dataclasses.replace(candidate, checks=tuple(results), status=status)
-
-
-def policy_reference() -> str:
-    """The README's policy reference, as Markdown, from the registry (a test keeps the README in sync)."""
-    rows = ["| Key | Kind | Allowed values | Default | Meaning |", "|---|---|---|---|---|"]
-    for name, definition in POLICY_KEYS.items():
-        if isinstance(definition, CheckDefinition):
-            kind, default = "check", "not checked"
-        else:
-            kind, default = "setting", f"`{str(definition.default).lower() if isinstance(definition.default, bool) else definition.default}`"
-        rows.append(f"| `{name}` | {kind} | {definition.kind.describe()} | {default} | {definition.description} |")
-    return "\n".join(rows) + "\n"

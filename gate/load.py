@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +53,7 @@ class Dataset:
     inputs: dict[str, np.ndarray]  # by model input name, already in the input's dtype
     labels: np.ndarray | None  # class indices (classification) or targets (regression)
     info: DataInfo
+    path: Path  # as the user names it, e.g. models/<name>/eval.npz
 
     @property
     def samples(self) -> int:
@@ -103,6 +104,23 @@ def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:
         sys.path.remove(str(Path.cwd()))
 
 
+def refuse_non_finite_weights(path: Path, weights: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Raise ModelError naming the first weight that holds NaN or infinity.
+
+    Such a model cannot be quantized (no scale covers infinity; XNNPACK then fails with
+    "unsupported scale value (inf)") and its float outputs are meaningless, so it is bad input.
+    """
+    for name, values in weights:
+        if values.dtype.kind != "f" or np.isfinite(values).all():
+            continue
+        layer, _, weight = name.removesuffix(":0").rpartition("/")
+        nan, infinite = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+        raise ModelError(
+            f"{path}: weight '{weight}' of layer '{layer or '?'}' holds {nan} NaN and {infinite} infinite value(s) "
+            f"among its {values.size}; the float model itself is broken: retrain it or fix that weight, then re-save"
+        )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
@@ -143,6 +161,7 @@ def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel
     import keras
 
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    refuse_non_finite_weights(path, ((w.path, w.numpy()) for w in model.weights))
     specs = _keras_specs(model)
     # keras' own ExportArchive freezes Keras 3 variables correctly; a hand-built
     # tf.Module around the model leaves READ_VARIABLE ops the calibrator cannot run.
@@ -162,6 +181,7 @@ def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedMod
     import tf_keras
 
     model = tf_keras.models.load_model(path, compile=False, safe_mode=True)
+    refuse_non_finite_weights(path, ((w.name, w.numpy()) for w in model.weights))
     specs = _keras_specs(model)
     serve = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
     tf.saved_model.save(model, str(export_dir), signatures=serve.get_concrete_function(*_tensor_specs(specs, fixed_batch)))
@@ -172,6 +192,7 @@ def _load_saved_model(path: Path) -> LoadedModel:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
+    refuse_non_finite_weights(path, ((v.name, v.numpy()) for v in getattr(loaded, "variables", ())))
     if "serving_default" not in loaded.signatures:
         raise ModelError(f"{path}: has no serving_default signature; export it with model.export() or a signatures= argument")
     serve = loaded.signatures["serving_default"]
@@ -251,7 +272,7 @@ def load_dataset(
     if problems:
         raise ModelError("\n".join(problems))
     samples = len(next(iter(features.values())))
-    return Dataset(features, labels, DataInfo(file=digest(path, model_folder), samples=samples))
+    return Dataset(features, labels, DataInfo(file=digest(path, model_folder), samples=samples), path)
 
 
 def _read_npz(path: Path, where: Path) -> dict[str, np.ndarray]:

@@ -101,17 +101,29 @@ def score(outputs: np.ndarray, labels: np.ndarray, task: str) -> tuple[float, tu
     return float(per_sample.mean()), tuple(per_sample.tolist())
 
 
+def refuse_non_finite_outputs(outputs: np.ndarray, data: Dataset, model: str) -> None:
+    """A model whose outputs are NaN or infinite cannot be scored: that is the model's problem, said plainly."""
+    bad = ~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
+    if bad.any():
+        kinds = " or ".join(k for k, m in (("NaN", np.isnan(outputs).any()), ("infinite", np.isinf(outputs).any())) if m)
+        raise ModelError(
+            f"{data.path}: {model}'s output is {kinds} on {int(bad.sum())} of {data.samples} eval samples "
+            "(first: sample {first}); check the model's weights and the data's scale".format(first=int(np.argmax(bad)))
+        )
+
+
 def metric_name(task: str) -> str:
     return "accuracy" if task == "classification" else "mae"
 
 
 def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data: Dataset, task: str) -> Evaluation:
     """The task metric of the Keras or SavedModel float model itself."""
-    outputs = [
+    outputs = np.concatenate([
         predict({name: array[start : start + PREDICT_BATCH] for name, array in data.inputs.items()})
         for start in range(0, data.samples, PREDICT_BATCH)
-    ]
-    value, per_sample = score(np.concatenate(outputs), data.labels, task)
+    ])
+    refuse_non_finite_outputs(outputs, data, "the float model")
+    value, per_sample = score(outputs, data.labels, task)
     return Evaluation(metric_name(task), value, data.samples, PREDICT_BATCH, per_sample)
 
 
@@ -136,7 +148,9 @@ def evaluate_tflite(model_path: Path, data: Dataset, task: str, *, threads: int,
             interpreter.set_tensor(detail["index"], to_model_input(batch[name], detail))
         interpreter.invoke()
         results.append(from_model_output(interpreter.get_tensor(output["index"]), output))
-    value, per_sample = score(np.concatenate(results), data.labels, task)
+    outputs = np.concatenate(results)
+    refuse_non_finite_outputs(outputs, data, f"{model_path.name}")
+    value, per_sample = score(outputs, data.labels, task)
     return Evaluation(metric_name(task), value, data.samples, batch_size, per_sample)
 
 

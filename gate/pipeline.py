@@ -25,7 +25,10 @@ from gate import __version__
 from gate.config import policy_digest
 from gate.discover import ModelFolder, digest, digest_tree, model_files
 from gate.errors import ModelError
-from gate.judge import LATENCY_CHECKS, PolicyValue, judge
+from gate.judge import LATENCY_CHECKS, judge
+from gate.keys import Value
+from gate.layout import ModelOutputs
+from gate.methods import METHODS, REFERENCE, Setup, io_dtypes
 from gate.report import write_atomic
 from gate.results import (
     Candidate,
@@ -33,8 +36,10 @@ from gate.results import (
     ModelResult,
     Provenance,
     Status,
+    dumps,
     error_result,
     from_jsonable,
+    non_finite_fields,
     to_jsonable,
 )
 
@@ -55,8 +60,8 @@ class Job:
     calibrate_on_eval: bool
     allow_custom_objects: tuple[str, ...]
     policy_file: str
-    policy: dict[str, PolicyValue]  # the effective policy: defaults, policy file, overrides
-    overrides: dict[str, PolicyValue]
+    policy: dict[str, Value]  # the effective policy: defaults, policy file, overrides
+    overrides: dict[str, Value]
     override_reason: str
     out_dir: str
 
@@ -102,8 +107,9 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
     from gate.inspect import inspect_model
 
     folder = ModelFolder(job.name, Path(job.folder))
-    out_dir = Path(job.out_dir)
+    staged = ModelOutputs(Path(job.out_dir), job.name)
     policy = job.policy
+    method = METHODS[job.method]
     with stages.stage("inspect"):
         files = model_files(folder)
         inspection = inspect_model(files.model, allowed_custom_objects=job.allow_custom_objects)
@@ -121,22 +127,20 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             )
             data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": job.task, "output_width": model.output_width}
             eval_data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
-            calibration = _calibration(job, files, eval_data, data_args) if job.method == "int8" else None
+            calibration = _calibration(job, files, eval_data, data_args) if method.needs_calibration else None
 
         with stages.stage("quantize"):
-            artifacts = out_dir / "artifacts"
             reference_path = _write_artifact(
-                artifacts / f"{job.name}.float32.tflite", quantize.convert(model.saved_model_dir, method="float32")
+                staged.artifact(REFERENCE), quantize.convert(model.saved_model_dir, method=REFERENCE)
+            )
+            input_dtype, output_dtype = io_dtypes(policy)
+            setup = Setup(
+                input_dtype=input_dtype,
+                output_dtype=output_dtype,
+                calibration={n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None,
             )
             candidate_path = _write_artifact(
-                artifacts / f"{job.name}.{job.method}.tflite",
-                quantize.convert(
-                    model.saved_model_dir,
-                    method=job.method,
-                    input_dtype=str(policy.get("io.input_dtype", "int8")),
-                    output_dtype=str(policy.get("io.output_dtype", "int8")),
-                    calibration={n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None,
-                ),
+                staged.artifact(job.method), quantize.convert(model.saved_model_dir, method=job.method, setup=setup)
             )
 
         with stages.stage("evaluate"):
@@ -157,17 +161,16 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                 }
                 cases = [
                     measure.latency_case(label, path, eval_data, **settings)
-                    for label, path in (("float32", reference_path), (job.method, candidate_path))
+                    for label, path in ((REFERENCE, reference_path), (job.method, candidate_path))
                 ]
-                benchmarks = out_dir / "benchmarks"
-                benchmarks.mkdir(parents=True, exist_ok=True)
-                latencies = measure.measure_latency(cases, json_path=benchmarks / f"{job.name}.json", work_dir=Path(scratch))
+                staged.benchmark.parent.mkdir(parents=True, exist_ok=True)
+                latencies = measure.measure_latency(cases, json_path=staged.benchmark, work_dir=Path(scratch))
 
     def conversion(method: str, path: Path) -> Conversion:
         inputs, outputs, float_ops = measure.describe(path)
         return Conversion(
             method=method,
-            artifact=digest(path, out_dir),
+            artifact=digest(path, staged.root),
             inputs=inputs,
             outputs=outputs,
             float_ops=float_ops,
@@ -175,7 +178,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             latency=latencies.get(method),
         )
 
-    reference = conversion("float32", reference_path)
+    reference = conversion(REFERENCE, reference_path)
     quantized = conversion(job.method, candidate_path)
     source_files = digest_tree(files.model, folder.path)
     source_bytes = sum(f.size_bytes for f in source_files)
@@ -272,8 +275,25 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug in gate: still one row, traceback in the log
         traceback.print_exc()
         result = error_result(job.name, f"internal error in gate ({type(exc).__name__}: {exc}); please report it with the log")
-    write_atomic(job_path.with_suffix(".result.json"), json.dumps(to_jsonable(result)).encode())
+    write_atomic(job_path.with_suffix(".result.json"), encode_result(job, result))
     return 0
+
+
+def encode_result(job: Job, result: ModelResult) -> str:
+    """The result as the reports will encode it; a figure that is NaN or infinite makes it an ERROR result.
+
+    JSON has neither NaN nor infinity, and the reports refuse them: encoding them here would
+    leave the whole run without a report. Say which figure instead; the other models' rows stand.
+    """
+    if bad := non_finite_fields(result):
+        result = error_result(
+            job.name,
+            f"{job.folder}: a measured figure is not a finite number ({', '.join(bad[:5])}); "
+            "the model or its data produce NaN or infinity",
+            task=job.task,
+            stage_seconds=result.stage_seconds,
+        )
+    return dumps(to_jsonable(result))
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ from typing import Any
 import jinja2
 
 from gate import __version__
-from gate.judge import POLICY_KEYS
+from gate.layout import CHECKSUMS, REPORT_JSON, REPORT_MD
 from gate.results import SCHEMA_VERSION, ModelResult, Status, dumps, json_schema
 
 # GitHub rejects issue and PR comments longer than this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
-REPORT_MD, REPORT_JSON, CHECKSUMS = "report.md", "report.json", "SHA256SUMS"
 STATUS_ICONS = {Status.PASS: "✅", Status.FAIL: "❌", Status.ERROR: "⚠️", Status.SKIP: "➖"}
 
 
@@ -112,7 +111,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     environment.filters.update(md=_md, size=_size, metric=_metric, change=_change, number=_number, ms=_ms)
-    environment.globals.update(icons=STATUS_ICONS, Status=Status, policy_keys=POLICY_KEYS)
+    environment.globals.update(icons=STATUS_ICONS, Status=Status)
     return environment
 
 
@@ -146,9 +145,7 @@ def checksums(out_dir: Path, results: Sequence[ModelResult]) -> str:
     Hashes are taken from the files on disk (not the results), so `sha256sum -c`
     and the report agree only when the artifacts are really the ones gated.
     """
-    paths = sorted(
-        {c.artifact.path for r in results for c in ([r.reference] if r.reference else []) + [k.conversion for k in r.candidates]}
-    )
+    paths = sorted({artifact.path for r in results for artifact in r.artifacts})
     lines = [f"{hashlib.sha256((out_dir / p).read_bytes()).hexdigest()}  {p}" for p in paths]
     return "".join(line + "\n" for line in lines)
 

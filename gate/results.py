@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -161,6 +162,19 @@ class ModelResult:
     def candidate(self) -> Candidate | None:
         return self.candidates[self.chosen] if self.chosen >= 0 else None
 
+    @property
+    def artifacts(self) -> tuple[FileDigest, ...]:
+        """The .tflite files a gated model publishes: the float32 reference and the chosen candidate."""
+        conversions = [self.reference, self.candidate.conversion if self.candidate else None]
+        return tuple(c.artifact for c in conversions if c is not None)
+
+    def kept_files(self) -> set[str]:
+        """Paths inside --out of every file this result refers to (artifacts, the latency benchmark's JSON)."""
+        from gate.layout import benchmark_path
+
+        latency_measured = self.reference is not None and self.reference.latency is not None
+        return {a.path for a in self.artifacts} | ({benchmark_path(self.name)} if latency_measured else set())
+
     def to_json(self) -> dict[str, Any]:
         return to_jsonable(self)
 
@@ -258,6 +272,21 @@ def json_schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
         return {"enum": [member.value for member in annotation]}
     simple = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string"}
     return {"type": simple[annotation]}
+
+
+def non_finite_fields(value: Any, where: str = "") -> list[str]:
+    """The paths of every NaN or infinite float in a result, e.g. ["candidates[0].metric_change"]."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [where or "value"]
+    if dataclasses.is_dataclass(value):
+        items = [(f".{f.name}" if where else f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    elif isinstance(value, tuple | list):
+        items = [(f"[{i}]", v) for i, v in enumerate(value)]
+    elif isinstance(value, dict):
+        items = [(f"[{k!r}]", v) for k, v in value.items()]
+    else:
+        return []
+    return [path for suffix, item in items for path in non_finite_fields(item, where + suffix)]
 
 
 def dumps(data: Any) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,16 +19,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gate.config import Policy, effective_policy, load_policies, parse_manifest
-from gate.discover import ModelFolder, find_model_folders, refuse_links
-from gate.errors import ModelError
+from gate.config import Configuration, ModelConfig, configure
+from gate.discover import refuse_links
+from gate.layout import ModelOutputs, clear_outputs, log_path
 from gate.pipeline import Job
-from gate.report import CHECKSUMS, REPORT_JSON, REPORT_MD, write_reports
+from gate.report import write_reports
 from gate.results import ModelResult, Status, error_result, to_jsonable
 
-# What a run writes into --out; all of it is removed when a run starts, so a
-# report or artifact left by an earlier or interrupted run is never mistaken for this run's.
-OUTPUTS = (REPORT_MD, REPORT_JSON, CHECKSUMS, "artifacts", "benchmarks", "logs")
 POLL_SECONDS = 0.2
 # TensorFlow's C++ logging and absl: hidden unless --verbose (the converter's
 # own prints go to the model's log file instead of the terminal).
@@ -38,36 +34,30 @@ QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL
 Progress = Callable[[str], None]
 
 
-def plan(folders: Sequence[ModelFolder], policies: dict[str, Policy], out_dir: Path) -> list[Job | ModelResult]:
+def plan(configuration: Configuration, out_dir: Path) -> list[Job | ModelResult]:
     """A job per model folder; a broken gate.toml makes only its own model an ERROR result."""
-    jobs: list[Job | ModelResult] = []
-    for folder in folders:
-        if folder.problem:
-            jobs.append(error_result(folder.name, folder.problem))
-            continue
-        try:
-            manifest = parse_manifest(folder.manifest, policies)
-        except ModelError as exc:
-            jobs.append(error_result(folder.name, str(exc)))
-            continue
-        policy = policies[manifest.policy]
-        jobs.append(
-            Job(
-                name=folder.name,
-                folder=str(folder.path),
-                task=manifest.task,
-                method=manifest.method,
-                calibration_samples=manifest.calibration_samples,
-                calibrate_on_eval=manifest.calibrate_on_eval,
-                allow_custom_objects=manifest.allow_custom_objects,
-                policy_file=policy.path,
-                policy=effective_policy(policy, manifest),
-                overrides=dict(manifest.overrides),
-                override_reason=manifest.override_reason,
-                out_dir=str(out_dir),
-            )
-        )
-    return jobs
+    return [
+        job_for(model, out_dir) if isinstance(model, ModelConfig) else error_result(model[0].name, model[1])
+        for model in configuration.models
+    ]
+
+
+def job_for(model: ModelConfig, out_dir: Path) -> Job:
+    manifest = model.manifest
+    return Job(
+        name=model.folder.name,
+        folder=str(model.folder.path),
+        task=manifest.task,
+        method=manifest.method,
+        calibration_samples=manifest.calibration_samples,
+        calibrate_on_eval=manifest.calibrate_on_eval,
+        allow_custom_objects=manifest.allow_custom_objects,
+        policy_file=model.policy.path,
+        policy=model.values,
+        overrides=dict(manifest.overrides),
+        override_reason=manifest.override_reason,
+        out_dir=str(out_dir),
+    )
 
 
 def gate_all(
@@ -82,10 +72,9 @@ def gate_all(
 
     Raises ConfigError (before touching any model) for a broken policy or command line.
     """
-    policies = load_policies(policies_dir)
-    folders = find_model_folders(model_dirs)
+    configuration = configure(model_dirs, policies_dir=policies_dir)
     refuse_links(out_dir, "pass a real folder with --out (gate deletes its earlier outputs there)")
-    jobs = plan(folders, policies, out_dir)
+    jobs = plan(configuration, out_dir)
     clear_outputs(out_dir)
     results = []
     with tempfile.TemporaryDirectory(prefix="gate-jobs-") as job_dir:
@@ -96,31 +85,14 @@ def gate_all(
                 results.append(job)
                 continue
             result = run_worker(job, job_dir=Path(job_dir), verbose=verbose, progress=lambda line: progress(f"{label}: {line}"))
+            outputs = ModelOutputs(out_dir, job.name)
             if result.status is Status.ERROR:
-                remove_artifacts(out_dir, job)
+                outputs.discard()
+            else:
+                outputs.publish(result.kept_files())
             results.append(result)
     write_reports(out_dir, results)
     return results
-
-
-def remove_artifacts(out_dir: Path, job: Job) -> None:
-    """A model that could not be gated publishes nothing: a crash or error after conversion left files that
-    were never judged (and SHA256SUMS lists only the gated ones)."""
-    for method in ("float32", job.method):
-        (out_dir / "artifacts" / f"{job.name}.{method}.tflite").unlink(missing_ok=True)
-
-
-def clear_outputs(out_dir: Path) -> None:
-    """Remove what an earlier run wrote (only gate's own files, never anything else in the folder)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUTS:
-        path = out_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    for leftover in out_dir.glob(".*.tmp"):  # temporaries of an interrupted write_atomic
-        leftover.unlink()
 
 
 def run_worker(job: Job, *, job_dir: Path, verbose: bool, progress: Progress) -> ModelResult:
@@ -128,8 +100,8 @@ def run_worker(job: Job, *, job_dir: Path, verbose: bool, progress: Progress) ->
     job_path = job_dir / f"{job.name}.json"
     job_path.write_text(json.dumps(to_jsonable(job)))
     result_path = job_path.with_suffix(".result.json")
-    log_path = Path(job.out_dir) / "logs" / f"{job.name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = Path(job.out_dir) / log_path(job.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
     timeout_s = float(job.policy["limits.timeout_s"])
     memory_mb = int(job.policy["limits.memory_mb"])
 
@@ -139,12 +111,12 @@ def run_worker(job: Job, *, job_dir: Path, verbose: bool, progress: Progress) ->
     # sys.path, where a committed json.py or numpy.py would be imported in place of the real module.
     environment = os.environ | {"PYTHONSAFEPATH": "1"} | ({} if verbose else QUIET_ENVIRONMENT)
     start = time.monotonic()
-    with open(log_path, "wb") as log:
+    with open(log, "wb") as log_file:
         worker = subprocess.Popen(
             [sys.executable, "-m", "gate.pipeline", str(job_path), str(write_fd)],
             pass_fds=(write_fd,),
             stdin=subprocess.DEVNULL,
-            stdout=None if verbose else log,
+            stdout=None if verbose else log_file,
             stderr=None if verbose else subprocess.STDOUT,
             env=environment,
             start_new_session=True,  # its own process group: a kill reaches anything it started
@@ -180,7 +152,7 @@ def run_worker(job: Job, *, job_dir: Path, verbose: bool, progress: Progress) ->
     worker.wait()
     elapsed = time.monotonic() - start
     where = f"during stage '{stage}'" if stage != "start" else "before its first stage"
-    log_hint = f"; see {log_path}" if not verbose else ""
+    log_hint = f"; see {log}" if not verbose else ""
     if limit_hit:
         result = error_result(job.name, f"{job.folder}: gating was stopped {where}: the model {limit_hit}; raise the limit in the policy or gate.toml overrides, or shrink the model{log_hint}", task=job.task)
     elif worker.returncode < 0:

@@ -2,18 +2,19 @@ import pytest
 from factories import model_result
 
 from gate import cli
+from gate.commands import check
 from gate.errors import ConfigError
 from gate.results import error_result
 
 
 @pytest.mark.parametrize(("version", "refused"), [("3.13.1", True), ("2.15.0", True), ("3.13.2", False), ("3.15.1", False)])
 def test_keras_older_than_3_13_2_is_refused_at_start_up(monkeypatch, version, refused) -> None:
-    monkeypatch.setattr(cli.metadata, "version", lambda name: version)
+    monkeypatch.setattr(check.metadata, "version", lambda name: version)
     if refused:
         with pytest.raises(ConfigError, match=f"Keras {version} is installed; gate needs keras>=3.13.2"):
-            cli._check_keras_version()
+            check.check_keras_version()
     else:
-        cli._check_keras_version()
+        check.check_keras_version()
 
 
 @pytest.mark.parametrize(
@@ -26,7 +27,7 @@ def test_keras_older_than_3_13_2_is_refused_at_start_up(monkeypatch, version, re
     ],
 )
 def test_one_verdict_line_per_model(result, line) -> None:
-    assert cli.verdict_line(result) == line
+    assert check.verdict_line(result) == line
 
 
 def test_validate_reports_a_missing_default_policy_and_models_folder_together(tmp_path, capsys) -> None:

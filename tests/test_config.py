@@ -30,6 +30,10 @@ def write(path, text: str):
         ("size = 4\n", "{p}: size: expected a table [size], got 4"),
         ("[size\nmin_reduction = 4\n", "Failed to parse {p}: Expected ']' at the end of a table declaration (at line 1, column 6); fix the TOML syntax"),
         ("description = 3\n", "{p}: description: expected a string, got 3"),
+        ('descriptoin = "phones"\n', "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
+         "tables: description, accuracy, io, latency, limits, mae, ops, size"),
+        ("sise = 4\n", "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
+         "accuracy, io, latency, limits, mae, ops, size"),
     ],
 )
 def test_policy_problems_name_file_key_value_and_fix(tmp_path, toml, message) -> None:

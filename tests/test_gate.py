@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, TEST_POLICIES, digits, keras3_mlp, run_gate, write_data
+from helpers import REPO, TEST_POLICIES, digits, keras3_mlp, run_gate, write_data
 
 
 def tf_keras_mlp(folder: Path, filename: str, manifest: str = "") -> None:
@@ -313,3 +313,35 @@ def test_the_bundled_example_models_pass(tmp_path) -> None:
     run = run_gate("check", "--out", tmp_path / "out", cwd=REPO)
     assert run.exit_code == 0, run.stdout + run.stderr
     assert [m["name"] for m in run.report["models"]] == ["breast_cancer_mlp", "digits_cnn", "digits_mobilenetv2"]
+
+
+def keras3_mlp_with(folder: Path, healthy_model: Path, kernel_value: float, at: tuple) -> None:
+    """A copy of the healthy MLP with values of the first Dense kernel replaced."""
+    import keras
+
+    model = keras.saving.load_model(healthy_model / "model.keras")
+    kernel, bias = model.layers[0].get_weights()
+    kernel[at] = kernel_value
+    model.layers[0].set_weights([kernel, bias])
+    shutil.copytree(healthy_model, folder)
+    model.save(folder / "model.keras")
+
+
+def test_non_finite_weights_and_outputs_are_error_rows_that_say_so_beside_a_healthy_model(workspace, healthy_model) -> None:
+    models = workspace / "models"
+    keras3_mlp_with(models / "inf_weight", healthy_model, np.inf, (3, 0))
+    # Finite weights whose sum overflows float32 on every digit: hidden unit 0 is infinite, the softmax NaN.
+    keras3_mlp_with(models / "nan_outputs", healthy_model, 3e38, (slice(None), 0))
+    run = run_gate("check", cwd=workspace)
+    assert run.exit_code == 1
+    assert run.model("healthy")["status"] == "PASS"
+    assert run.model("inf_weight")["error"] == (
+        f"{Path('models/inf_weight/model.keras')}: weight 'kernel' of layer 'dense' holds 0 NaN and 1 infinite value(s) "
+        "among its 1024; the float model itself is broken: retrain it or fix that weight, then re-save"
+    )
+    samples = len(digits()[2])
+    assert run.model("nan_outputs")["error"] == (
+        f"{Path('models/nan_outputs/eval.npz')}: the float model's output is NaN on {samples} of {samples} eval samples "
+        "(first: sample 0); check the model's weights and the data's scale"
+    )
+    assert "internal error" not in run.markdown and "Traceback" not in run.stderr

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import run_gate
+from helpers import run_gate
 
 
 def bilstm_attention(folder: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TEST_POLICIES, run_gate
+from helpers import TEST_POLICIES, run_gate
 
 CASES: dict[str, Callable[[Path, Path], None]] = {}  # name -> build(folder, marker)
 

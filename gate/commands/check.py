@@ -1,0 +1,86 @@
+"""`gate check`: quantize, measure, judge and report every model."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+from gate.commands import options
+from gate.errors import ConfigError
+from gate.results import ModelResult, Status
+
+HELP = "quantize, measure, judge and report every model"
+# Keras before 3.13.2 has known safe_mode bypasses (see the README's security model).
+MINIMUM_KERAS = (3, 13, 2)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.model_dirs(parser)
+    options.policies(parser)
+    options.out(parser)
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and the converter's own output")
+
+
+def run(args: argparse.Namespace) -> int:
+    return check(options.chosen_model_dirs(args), policies_dir=args.policies, out_dir=args.out, verbose=args.verbose)
+
+
+def check_keras_version() -> None:
+    try:
+        version = metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        raise ConfigError("Keras is not installed; install gate with pip install -e .") from None
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    if parts < MINIMUM_KERAS:
+        minimum = ".".join(map(str, MINIMUM_KERAS))
+        raise ConfigError(
+            f"Keras {version} is installed; gate needs keras>={minimum}, which fixes known safe_mode bypasses: "
+            f"pip install 'keras>={minimum}'"
+        )
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, through the code that kills the running worker and writes no report."""
+
+    def terminate(signum: int, frame: object) -> None:
+        interrupt = KeyboardInterrupt()
+        interrupt.signum = signum  # type: ignore[attr-defined]
+        raise interrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def check(model_dirs: Sequence[Path], *, policies_dir: Path, out_dir: Path, verbose: bool) -> int:
+    from gate.run import gate_all
+
+    check_keras_version()
+    stop_on_sigterm()
+    results = gate_all(model_dirs, policies_dir=policies_dir, out_dir=out_dir, verbose=verbose, progress=progress)
+    for result in results:
+        print(verdict_line(result))
+    print(f"gate: reports written to {out_dir / 'report.md'} and {out_dir / 'report.json'}", file=sys.stderr)
+    return exit_code(results)
+
+
+def exit_code(results: Sequence[ModelResult]) -> int:
+    return options.EXIT_PASS if all(r.status is Status.PASS for r in results) else options.EXIT_FAIL
+
+
+def verdict_line(result: ModelResult) -> str:
+    """One line per model, like twine's `Checking dist/x.whl: PASSED`."""
+    candidate = result.candidate
+    if candidate is None:
+        return f"{result.name}  ERROR  {result.error.splitlines()[0] if result.error else ''}"
+    failed = [f"{c.name}: {c.message}" for c in candidate.checks if c.status is Status.FAIL]
+    passed = sum(c.status is Status.PASS for c in candidate.checks)
+    skipped = sum(c.status is Status.SKIP for c in candidate.checks)
+    summary = "; ".join(failed) if failed else f"{passed} checks passed, {skipped} skipped"
+    return f"{result.name}  {candidate.conversion.method}  {result.status.value}  {summary}"

@@ -1,0 +1,85 @@
+"""Where a run writes its outputs: the one place that names every file in --out.
+
+A model's worker writes only into that model's staging folder
+(`--out/.staging/<model>/`), laid out as the final folder is. When the model
+was gated (PASS or FAIL), `publish` moves the files its result keeps into
+place; when it was not (ERROR), `discard` removes the staging folder. So a
+model that could not be gated leaves no artifact, whatever it had written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+REPORT_MD, REPORT_JSON, CHECKSUMS = "report.md", "report.json", "SHA256SUMS"
+ARTIFACTS, BENCHMARKS, LOGS = "artifacts", "benchmarks", "logs"
+STAGING = ".staging"
+# What a run writes into --out; all of it is removed when a run starts, so a report or artifact left by
+# an earlier or interrupted run is never mistaken for this run's.
+OUTPUTS = (REPORT_MD, REPORT_JSON, CHECKSUMS, ARTIFACTS, BENCHMARKS, LOGS, STAGING)
+
+
+def artifact_path(model: str, method: str) -> str:
+    """An artifact's path inside --out (and inside the model's staging folder), as results record it."""
+    return f"{ARTIFACTS}/{model}.{method}.tflite"
+
+
+def benchmark_path(model: str) -> str:
+    return f"{BENCHMARKS}/{model}.json"
+
+
+def log_path(model: str) -> str:
+    return f"{LOGS}/{model}.log"
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """The staging folder of one model: relative paths inside it are the final paths inside --out."""
+
+    out_dir: Path
+    model: str
+
+    @property
+    def root(self) -> Path:
+        return self.out_dir / STAGING / self.model
+
+    def artifact(self, method: str) -> Path:
+        return self.root / artifact_path(self.model, method)
+
+    @property
+    def benchmark(self) -> Path:
+        return self.root / benchmark_path(self.model)
+
+    @property
+    def log(self) -> Path:
+        """Logs are written in place at once: they explain an ERROR too."""
+        return self.out_dir / log_path(self.model)
+
+    def publish(self, keep: set[str]) -> None:
+        """Move the staged files whose relative paths are in `keep` into --out, then drop the rest."""
+        for relative in sorted(keep):
+            source = self.root / relative
+            if source.is_file():
+                target = self.out_dir / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+        self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """Remove what an earlier run wrote (only gate's own files, never anything else in the folder)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for leftover in out_dir.glob(".*.tmp"):  # temporaries of an interrupted write_atomic
+        leftover.unlink()

@@ -1,0 +1,86 @@
+"""Helpers the tests import: tiny real models built in code, and `gate` run as a user runs it.
+
+Each model is a few hundred to a few thousand parameters and trains in about a
+second, so the tests run the real TensorFlow converter and LiteRT on them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_POLICIES = {
+    "default": (REPO / "policies" / "default.toml").read_text(),
+    # for dynamic-range and float16 models, whose I/O stays float32
+    "float_io": '[size]\nmin_reduction = 2.0\n[accuracy]\nmax_drop = 2.0\n[io]\ninput_dtype = "float32"\noutput_dtype = "float32"\n',
+}
+
+
+@dataclass(frozen=True)
+class GateRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+    out_dir: Path
+
+    @property
+    def report(self) -> dict:
+        return json.loads((self.out_dir / "report.json").read_text())
+
+    @property
+    def markdown(self) -> str:
+        return (self.out_dir / "report.md").read_text()
+
+    def model(self, name: str) -> dict:
+        return next(m for m in self.report["models"] if m["name"] == name)
+
+
+def run_gate(*args: str | Path, cwd: Path) -> GateRun:
+    """`gate ...` as a user runs it, in a fresh process."""
+    process = subprocess.run(
+        [sys.executable, "-P", "-m", "gate.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+    out = Path(cwd) / (args[args.index("--out") + 1] if "--out" in args else "gate-out")
+    return GateRun(process.returncode, process.stdout, process.stderr, out)
+
+
+def digits(features: str = "flat") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.images / 16.0).astype(np.float32)
+    x = x.reshape(len(x), 64) if features == "flat" else x  # "rows": 8 time steps of 8 features
+    y = data.target.astype(np.int64)
+    return x[:1400], y[:1400], x[1400:], y[1400:]
+
+
+def write_data(folder: Path, x_train, y_train, x_eval, y_eval) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "train.npz", x=x_train, y=y_train)
+    np.savez(folder / "eval.npz", x=x_eval, y=y_eval)
+
+
+def keras3_mlp(folder: Path, manifest: str = "") -> Path:
+    """A Keras 3 64-16-10 MLP on the digits, saved with model.save()."""
+    import keras
+
+    x_train, y_train, x_eval, y_eval = digits()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,), name="pixels"), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    write_data(folder, x_train, y_train, x_eval, y_eval)
+    if manifest:
+        (folder / "gate.toml").write_text(manifest)
+    return folder
+
+
