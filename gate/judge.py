@@ -29,6 +29,7 @@ class CheckDefinition:
     unit: str
     description: str
     evaluate: Callable[[Candidate, Value, Mapping[str, Value], str], Verdict]
+    bound: str = "max"  # a failure means measured > limit ("max"), < limit ("min") or != limit ("equal")
 
 
 def _size_reduction(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
@@ -115,6 +116,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "×",
             "Minimum size reduction of the quantized .tflite, against the baseline `size.baseline` names.",
             _size_reduction,
+            bound="min",
         ),
         CheckDefinition(
             "accuracy.max_drop",
@@ -137,9 +139,11 @@ CHECKS: dict[str, CheckDefinition] = {
             "",
             "Required dtype of every model input; `int8`/`uint8` also set the I/O type of full-integer conversion.",
             _dtype_check("inputs"),
+            bound="equal",
         ),
         CheckDefinition(
-            "io.output_dtype", _DTYPES, "", "Required dtype of every model output.", _dtype_check("outputs")
+            "io.output_dtype", _DTYPES, "", "Required dtype of every model output.", _dtype_check("outputs"),
+            bound="equal",
         ),
         CheckDefinition(
             "ops.integer_only",
@@ -147,6 +151,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "",
             "When true, no op may read or write a float tensor (what integer-only accelerators and MCUs need).",
             _integer_only,
+            bound="equal",
         ),
         CheckDefinition(
             "latency.max_p50_ms",
@@ -168,6 +173,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "×",
             "Minimum p50 speedup of the quantized .tflite over the float32 .tflite, measured in the same run.",
             _speedup,
+            bound="min",
         ),
     )
 }

@@ -14,12 +14,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-REPORT_MD, REPORT_JSON, CHECKSUMS = "report.md", "report.json", "SHA256SUMS"
+REPORT_MD, REPORT_JSON, CHECKSUMS, COMMENT_MD = "report.md", "report.json", "SHA256SUMS", "comment.md"
 ARTIFACTS, BENCHMARKS, LOGS = "artifacts", "benchmarks", "logs"
 STAGING = ".staging"
 # What a run writes into --out; all of it is removed when a run starts, so a report or artifact left by
 # an earlier or interrupted run is never mistaken for this run's.
-OUTPUTS = (REPORT_MD, REPORT_JSON, CHECKSUMS, ARTIFACTS, BENCHMARKS, LOGS, STAGING)
+OUTPUTS = (REPORT_MD, REPORT_JSON, CHECKSUMS, COMMENT_MD, ARTIFACTS, BENCHMARKS, LOGS, STAGING)
 
 
 def artifact_path(model: str, method: str) -> str:

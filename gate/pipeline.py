@@ -2,8 +2,8 @@
 
 `gate_model` is a function of its job alone (the model folder's files, the
 effective policy, the installed tool versions): no state is shared between
-models. `python -m gate.pipeline JOB PROGRESS_FD` runs it in a child process
-so that a converter crash ends only that model (see gate.run).
+models. gate.worker runs it in a child process so that a converter crash ends
+only that model (see gate.run).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -64,6 +64,8 @@ class Job:
     overrides: dict[str, Value]
     override_reason: str
     out_dir: str
+    log_path: str  # where the worker sends TensorFlow's and the converter's output
+    result_path: str  # where the worker writes the result
 
 
 def tool_versions() -> dict[str, str]:
@@ -76,27 +78,39 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-class _Stages:
-    """Times each stage and reports it to the parent as it ends."""
+class Reporter:
+    """What gating a model tells the process that runs it; this base tells nobody (one process, no neighbours)."""
 
-    def __init__(self, report: Callable[[str, float], None]) -> None:
+    def stage(self, name: str, seconds: float) -> None:
+        """A stage started (seconds < 0) or ended after `seconds`."""
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the machine alone: no other gate worker runs inside this block."""
+        yield
+
+
+class _Stages:
+    """Times each stage and reports it as it starts and ends."""
+
+    def __init__(self, reporter: Reporter) -> None:
         self.seconds: dict[str, float] = {}
-        self._report = report
+        self.reporter = reporter
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
-        self._report(name, -1.0)
+        self.reporter.stage(name, -1.0)
         try:
             yield
         finally:
             self.seconds[name] = round(time.perf_counter() - start, 3)
-            self._report(name, self.seconds[name])
+            self.reporter.stage(name, self.seconds[name])
 
 
-def gate_model(job: Job, report: Callable[[str, float], None] = lambda stage, seconds: None) -> ModelResult:
+def gate_model(job: Job, reporter: Reporter | None = None) -> ModelResult:
     """Gate one model; a problem with the model becomes an ERROR result, never an exception."""
-    stages = _Stages(report)
+    stages = _Stages(reporter or Reporter())
     try:
         return _gate_model(job, stages)
     except ModelError as exc:
@@ -164,7 +178,8 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                     for label, path in ((REFERENCE, reference_path), (job.method, candidate_path))
                 ]
                 staged.benchmark.parent.mkdir(parents=True, exist_ok=True)
-                latencies = measure.measure_latency(cases, json_path=staged.benchmark, work_dir=Path(scratch))
+                with stages.reporter.exclusive():
+                    latencies = measure.measure_latency(cases, json_path=staged.benchmark, work_dir=Path(scratch))
 
     def conversion(method: str, path: Path) -> Conversion:
         inputs, outputs, float_ops = measure.describe(path)
@@ -262,23 +277,6 @@ def _write_artifact(path: Path, blob: bytes) -> Path:
     return path
 
 
-def main(argv: list[str]) -> int:
-    """Worker entry point: gate the job in argv[0], report stages on fd argv[1], write the result."""
-    job_path, progress_fd = Path(argv[0]), int(argv[1])
-    job = from_jsonable(Job, json.loads(job_path.read_text()))
-
-    def report(stage: str, seconds: float) -> None:
-        os.write(progress_fd, f"{stage}\t{seconds}\n".encode())
-
-    try:
-        result = gate_model(job, report)
-    except Exception as exc:  # noqa: BLE001 - a bug in gate: still one row, traceback in the log
-        traceback.print_exc()
-        result = error_result(job.name, f"internal error in gate ({type(exc).__name__}: {exc}); please report it with the log")
-    write_atomic(job_path.with_suffix(".result.json"), encode_result(job, result))
-    return 0
-
-
 def encode_result(job: Job, result: ModelResult) -> str:
     """The result as the reports will encode it; a figure that is NaN or infinite makes it an ERROR result.
 
@@ -295,6 +293,3 @@ def encode_result(job: Job, result: ModelResult) -> str:
         )
     return dumps(to_jsonable(result))
 
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -10,17 +10,24 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from gate import __version__
-from gate.layout import CHECKSUMS, REPORT_JSON, REPORT_MD
-from gate.results import SCHEMA_VERSION, ModelResult, Status, dumps, json_schema
+from gate.compare import Baseline, Comparison, ModelChange, compare
+from gate.judge import CHECKS
+from gate.layout import CHECKSUMS, COMMENT_MD, REPORT_JSON, REPORT_MD, log_path
+from gate.results import SCHEMA_VERSION, CheckResult, ModelResult, Status, dumps, json_schema
 
 # GitHub rejects issue and PR comments longer than this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
+# The hidden first line by which gate finds its own comment on a pull request again.
+COMMENT_MARKER = "<!-- gate-report -->"
+# The workflow artifact the report job uploads (see .github/workflows/gate.yml).
+ARTIFACT_NAME = "gate-report"
 STATUS_ICONS = {Status.PASS: "✅", Status.FAIL: "❌", Status.ERROR: "⚠️", Status.SKIP: "➖"}
 
 
@@ -53,11 +60,19 @@ def overall_status(results: Sequence[ModelResult]) -> Status:
     return Status.FAIL if Status.FAIL in statuses else Status.PASS
 
 
-def report_json(results: Sequence[ModelResult]) -> dict[str, Any]:
+def source() -> dict[str, str] | None:
+    """The commit this run gated, as GitHub Actions names it (GITHUB_SHA, GITHUB_REF_NAME); None elsewhere."""
+    commit = os.environ.get("GITHUB_SHA", "")
+    return {"commit": commit, "ref": os.environ.get("GITHUB_REF_NAME", "")} if commit else None
+
+
+def report_json(results: Sequence[ModelResult], comparison: Comparison | None = None) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "gate_version": __version__,
         "status": overall_status(results).value,
+        "source": source(),
+        "comparison": comparison.to_json() if comparison else None,
         "models": [r.to_json() for r in results],
     }
 
@@ -76,8 +91,19 @@ def _md(text: object) -> str:
     return "<br>".join(escaped.splitlines())
 
 
+def _cause(text: str, limit: int = 100) -> str:
+    """The first line of an error, short enough for a table cell (the details hold the whole message)."""
+    first = text.splitlines()[0] if text else ""
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
 def _size(size_bytes: int) -> str:
     return f"{size_bytes / 1024:,.1f} KiB" if size_bytes < 1024 * 1024 else f"{size_bytes / 1024 / 1024:,.2f} MiB"
+
+
+def _size_change(delta_bytes: int) -> str:
+    sign = "+" if delta_bytes > 0 else ("−" if delta_bytes < 0 else "±")
+    return sign + _size(abs(delta_bytes))
 
 
 def _metric(value: float, metric: str) -> str:
@@ -89,9 +115,18 @@ def _change(value: float, metric: str) -> str:
     return f"{sign}{abs(value):.2f} pts" if metric == "accuracy" else f"{sign}{abs(value):.2f}%"
 
 
-def _ms(value: float) -> str:
-    # Three significant figures: a 1 µs MLP and a 40 ms CNN both stay readable.
-    return f"{value:.3g} ms"
+def _duration(milliseconds: float) -> str:
+    """A latency in the unit that suits it: 0.84 µs, 41 µs, 3.2 ms, 1.5 s (two significant digits below 100)."""
+    for unit, scale in (("µs", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        value = milliseconds / scale
+        if abs(value) < 1000 or unit == "s":
+            return (f"{value:.0f}" if abs(value) >= 10 else f"{value:.2g}") + f" {unit}"
+    raise AssertionError("unreachable")
+
+
+def _duration_change(milliseconds: float) -> str:
+    sign = "+" if milliseconds > 0 else ("−" if milliseconds < 0 else "±")
+    return sign + _duration(abs(milliseconds))
 
 
 def _number(value: object) -> str:
@@ -102,6 +137,64 @@ def _number(value: object) -> str:
     return str(value)
 
 
+def _figure(value: object, unit: str) -> str:
+    """A measured value or threshold with its unit, as a reviewer reads it: 3.99×, 3.1 pts, 41 µs."""
+    if unit == "ms" and isinstance(value, int | float) and not isinstance(value, bool):
+        return _duration(float(value))
+    text = f"{value:.3g}" if isinstance(value, float) else _number(value)
+    return f"{text}{'' if unit in ('', '×') else ' '}{unit}"
+
+
+def _failed_checks(checks: Sequence[CheckResult]) -> str:
+    """`❌ size.min_reduction 3.99× < 4×; …`: why a model failed, in its summary row."""
+    relation = {"min": "<", "max": ">", "equal": "≠"}
+    return "; ".join(
+        f"{c.name} {_figure(c.measured, c.unit)} {relation[CHECKS[c.name].bound]} {_figure(c.limit, c.unit)}"
+        for c in checks
+        if c.status is Status.FAIL
+    )
+
+
+def _verdict_cell(change: ModelChange) -> str:
+    base, head = change.base, change.head
+    if head is None:
+        return "removed" + (f" (was {STATUS_ICONS[base.status]} {base.status.value})" if base else "")
+    now = f"{STATUS_ICONS[head.status]} {head.status.value}"
+    return f"new: {now}" if base is None else f"{STATUS_ICONS[base.status]} {base.status.value} → {now}"
+
+
+def _size_cell(change: ModelChange) -> str:
+    base, head = change.base, change.head
+    if head is None or head.size_bytes is None:
+        return "—"
+    if base is None or base.size_bytes is None:
+        return _size(head.size_bytes)
+    return f"{_size(base.size_bytes)} → {_size(head.size_bytes)} ({_size_change(head.size_bytes - base.size_bytes)})"
+
+
+def _metric_cell(change: ModelChange, label: str) -> str:
+    base, head = change.base, change.head
+    if head is None or head.metric_value is None:
+        return "—"
+    now = f"{head.metric} {_metric(head.metric_value, head.metric)}"
+    if base is None or base.metric_value is None or base.metric != head.metric:
+        return now
+    delta = head.metric_value - base.metric_value
+    if head.metric != "accuracy":  # MAE: percent of the base's
+        delta = delta / base.metric_value * 100 if base.metric_value else 0.0
+    return (f"{head.metric} {_metric(base.metric_value, base.metric)} → {_metric(head.metric_value, head.metric)} "
+            f"({_change(delta, head.metric)} vs {label})")
+
+
+def _latency_cell(change: ModelChange) -> str:
+    base, head = change.base, change.head
+    if head is None or head.p50_ms is None:
+        return "—"
+    if base is None or base.p50_ms is None:
+        return _duration(head.p50_ms)
+    return f"{_duration(base.p50_ms)} → {_duration(head.p50_ms)} ({_duration_change(head.p50_ms - base.p50_ms)})"
+
+
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("gate", "templates"),
@@ -110,30 +203,75 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters.update(md=_md, size=_size, metric=_metric, change=_change, number=_number, ms=_ms)
-    environment.globals.update(icons=STATUS_ICONS, Status=Status)
+    environment.filters.update(
+        md=_md, cause=_cause, size=_size, size_change=_size_change, metric=_metric, change=_change,
+        number=_number, duration=_duration, duration_change=_duration_change, figure=_figure,
+        failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
+        latency_cell=_latency_cell,
+    )  # fmt: skip
+    environment.globals.update(icons=STATUS_ICONS, Status=Status, log_path=log_path, artifact=ARTIFACT_NAME)
     return environment
 
 
-def render_markdown(results: Sequence[ModelResult], *, details: bool = True) -> str:
-    """report.md: the verdict on the first line, a table, then each model's details."""
-    return _environment().get_template("report.md.j2").render(
+@dataclass(frozen=True)
+class Markdown:
+    """report.md in parts, so that the comment can drop model details one by one to fit."""
+
+    summary: str
+    details: dict[str, str]  # by model name, in report order
+    footer: str
+
+    def text(self, keep: Sequence[str] | None = None, note: str = "") -> str:
+        kept = [self.details[name] for name in (self.details if keep is None else keep)]
+        return self.summary + "".join(kept) + note + self.footer
+
+
+def render(results: Sequence[ModelResult], comparison: Comparison | None = None) -> Markdown:
+    environment = _environment()
+    summary = environment.get_template("summary.md.j2").render(
         results=results,
         status=overall_status(results),
         counts={s: sum(r.status is s for r in results) for s in Status},
-        details=details,
-        gate_version=__version__,
+        comparison=comparison,
     )
+    model = environment.get_template("model.md.j2")
+    details = {r.name: model.render(r=r) for r in results}
+    footer = f"\n<sub>gate {__version__} · report.json carries every figure above with its provenance</sub>\n"
+    return Markdown(summary, details, footer)
 
 
-def markdown_for_comment(results: Sequence[ModelResult]) -> str:
-    """report.md, fitted under GitHub's comment limit: details are dropped before anything else."""
-    text = render_markdown(results)
-    if len(text) <= GITHUB_COMMENT_LIMIT:
-        return text
-    text = render_markdown(results, details=False)
-    note = "\n_Truncated to fit a GitHub comment; report.json has every figure._\n"
-    return text if len(text) <= GITHUB_COMMENT_LIMIT else text[: GITHUB_COMMENT_LIMIT - len(note)] + note
+def render_markdown(results: Sequence[ModelResult], comparison: Comparison | None = None) -> str:
+    """report.md: the verdict on the first line, the summary table, then each model's details."""
+    return render(results, comparison).text()
+
+
+def markdown_for_comment(results: Sequence[ModelResult], comparison: Comparison | None = None) -> str:
+    """The report fitted under GitHub's comment limit, with the hidden marker that finds the comment again.
+
+    Model details are dropped one by one, passing models first and from the end, until it fits;
+    a note then points to the full report.md in the workflow artifact.
+    """
+    parts = render(results, comparison)
+    text = parts.text()
+    if len(COMMENT_MARKER) + 1 + len(text) <= GITHUB_COMMENT_LIMIT:
+        return f"{COMMENT_MARKER}\n{text}"
+    keep = list(parts.details)
+    order = [r.name for r in reversed(results) if r.status is Status.PASS]
+    order += [r.name for r in reversed(results) if r.status is not Status.PASS]
+    for name in order:
+        keep.remove(name)
+        dropped = len(parts.details) - len(keep)
+        note = (
+            f"\n_Details of {dropped} model(s) are left out to fit a GitHub comment: see `report.md` in the "
+            f"workflow artifact `{ARTIFACT_NAME}` (report.json there has every figure)._\n"
+        )
+        text = parts.text(keep, note)
+        if len(COMMENT_MARKER) + 1 + len(text) <= GITHUB_COMMENT_LIMIT:
+            return f"{COMMENT_MARKER}\n{text}"
+    # Even the summary table is too long (thousands of models): cut it at a row boundary.
+    budget = GITHUB_COMMENT_LIMIT - len(COMMENT_MARKER) - 1 - len(note) - len(parts.footer)
+    summary = parts.summary[: parts.summary.rfind("\n", 0, budget) + 1]
+    return f"{COMMENT_MARKER}\n{summary}{note}{parts.footer}"
 
 
 # ---------------------------------------------------------------- files
@@ -150,17 +288,32 @@ def checksums(out_dir: Path, results: Sequence[ModelResult]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def write_reports(out_dir: Path, results: Sequence[ModelResult]) -> str:
-    """Write report.json, report.md and SHA256SUMS into `out_dir`; return the Markdown."""
-    markdown = markdown_for_comment(results)
+def write_reports(
+    out_dir: Path,
+    results: Sequence[ModelResult],
+    *,
+    baseline: Baseline | None = None,
+    removed: Sequence[str] = (),
+    step_summary: bool = True,
+) -> str:
+    """Write report.json, report.md, comment.md and SHA256SUMS into `out_dir`; return report.md's text.
+
+    With a `baseline` (the base branch's results), the reports compare each model with it.
+    With `step_summary`, the comment's text is also appended to GitHub's job summary when the
+    step has one (a shard of a CI matrix passes False: the merged report is summarized once).
+    """
+    comparison = compare(results, baseline, removed=removed) if baseline else None
+    markdown = render_markdown(results, comparison)
+    comment = markdown_for_comment(results, comparison)
     write_atomic(out_dir / CHECKSUMS, checksums(out_dir, results))
-    write_atomic(out_dir / REPORT_JSON, dumps(report_json(results)))
+    write_atomic(out_dir / REPORT_JSON, dumps(report_json(results, comparison)))
     write_atomic(out_dir / REPORT_MD, markdown)
+    write_atomic(out_dir / COMMENT_MD, comment)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
+    if summary and step_summary:
         # GitHub's job summary is one file the steps append to.
         with open(summary, "a", encoding="utf-8") as stream:
-            stream.write(markdown)
+            stream.write(comment.removeprefix(COMMENT_MARKER + "\n"))
     return markdown
 
 
@@ -176,9 +329,17 @@ def report_schema() -> dict[str, Any]:
             "schema_version": {"const": SCHEMA_VERSION},
             "gate_version": {"type": "string"},
             "status": json_schema(Status, definitions),
+            "source": {
+                "anyOf": [
+                    {"type": "null"},
+                    {"type": "object", "properties": {"commit": {"type": "string"}, "ref": {"type": "string"}},
+                     "required": ["commit", "ref"], "additionalProperties": False},
+                ]
+            },  # fmt: skip
+            "comparison": {"anyOf": [{"type": "null"}, json_schema(Comparison, definitions)]},
             "models": {"type": "array", "items": model},
         },
-        "required": ["schema_version", "gate_version", "status", "models"],
+        "required": ["schema_version", "gate_version", "status", "source", "comparison", "models"],
         "additionalProperties": False,
         "$defs": dict(sorted(definitions.items())),
     }

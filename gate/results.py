@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Status(enum.StrEnum):
@@ -138,6 +138,16 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """When, where and from what the figures of a result were measured."""
+
+    measured_at: str  # UTC, ISO 8601, when the model's gating ended
+    machine: str  # CPU model and core count of the machine that measured it
+    cache_key: str  # sha256 over everything the result depends on (gate.cache)
+    from_cache: bool  # reused from the result cache rather than measured in this run
+
+
+@dataclass(frozen=True)
 class ModelResult:
     """Everything the gate found out about one model folder."""
 
@@ -157,6 +167,7 @@ class ModelResult:
     evaluation_data: DataInfo | None
     provenance: Provenance | None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    origin: Origin | None = None  # None for a model that could not be configured
 
     @property
     def candidate(self) -> Candidate | None:
@@ -203,6 +214,25 @@ def error_result(name: str, message: str, *, task: str = "", stage_seconds: dict
         provenance=None,
         stage_seconds=stage_seconds or {},
     )
+
+
+class InvalidResult(ValueError):
+    """Data read back from disk is not a valid result; str() names the field."""
+
+
+def load_result(annotation: Any, data: Any) -> Any:
+    """Validate `data` (parsed JSON written elsewhere: a shard, a cache entry) into `annotation`'s type.
+
+    msgspec checks every field's type, every enum value and every required
+    field, and names the field that is wrong (`$.candidates[0].status`). It was
+    chosen over pydantic and jsonschema by bench/validated_loading.py: see the README.
+    """
+    import msgspec
+
+    try:
+        return msgspec.convert(data, type=annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidResult(str(exc)) from None
 
 
 def to_jsonable(value: Any) -> Any:

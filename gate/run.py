@@ -1,13 +1,18 @@
-"""Run the gate over model folders: one isolated worker process per model.
+"""Run the gate over model folders: cached results first, then isolated worker processes, N at a time.
 
-Each model is gated by `python -m gate.pipeline` in its own process group,
-with the wall-time and memory limits of its policy. A converter crash (the
-TFLite converter has died with SIGSEGV on a BiLSTM here), an abort, a hang or
-an out-of-memory ends only that worker and becomes that model's ERROR row.
+Each worker (`python -m gate.worker`) runs in its own process group and gates
+model after model, importing TensorFlow once. Every model keeps its own
+wall-time and memory limits. A converter crash (the TFLite converter has died
+with SIGSEGV on a BiLSTM here), an abort, a hang or an out-of-memory ends only
+that worker: the model it was gating becomes an ERROR row and the remaining
+models go to a fresh worker. Latency is measured while every other worker is
+paused (SIGSTOP), so a benchmark never shares the CPU with another model's
+conversion.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -16,15 +21,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from gate.cache import Cache, cache_key
+from gate.compare import Baseline
 from gate.config import Configuration, ModelConfig, configure
 from gate.discover import refuse_links
+from gate.environment import machine
 from gate.layout import ModelOutputs, clear_outputs, log_path
 from gate.pipeline import Job
 from gate.report import write_reports
-from gate.results import ModelResult, Status, error_result, to_jsonable
+from gate.results import InvalidResult, ModelResult, Origin, Status, error_result, load_result, to_jsonable
 
 POLL_SECONDS = 0.2
 # TensorFlow's C++ logging and absl: hidden unless --verbose (the converter's
@@ -34,18 +45,19 @@ QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL
 Progress = Callable[[str], None]
 
 
-def plan(configuration: Configuration, out_dir: Path) -> list[Job | ModelResult]:
+def plan(configuration: Configuration, out_dir: Path, job_dir: Path) -> list[Job | ModelResult]:
     """A job per model folder; a broken gate.toml makes only its own model an ERROR result."""
     return [
-        job_for(model, out_dir) if isinstance(model, ModelConfig) else error_result(model[0].name, model[1])
+        job_for(model, out_dir, job_dir) if isinstance(model, ModelConfig) else error_result(model[0].name, model[1])
         for model in configuration.models
     ]
 
 
-def job_for(model: ModelConfig, out_dir: Path) -> Job:
+def job_for(model: ModelConfig, out_dir: Path, job_dir: Path) -> Job:
     manifest = model.manifest
+    name = model.folder.name
     return Job(
-        name=model.folder.name,
+        name=name,
         folder=str(model.folder.path),
         task=manifest.task,
         method=manifest.method,
@@ -57,6 +69,8 @@ def job_for(model: ModelConfig, out_dir: Path) -> Job:
         overrides=dict(manifest.overrides),
         override_reason=manifest.override_reason,
         out_dir=str(out_dir),
+        log_path=str(out_dir / log_path(name)),
+        result_path=str(job_dir / f"{len(name)}-{name}.result.json"),
     )
 
 
@@ -65,105 +79,271 @@ def gate_all(
     *,
     policies_dir: Path,
     out_dir: Path,
+    jobs: int | None = None,
+    cache_dir: Path | None = None,
     verbose: bool = False,
     progress: Progress = lambda line: None,
+    baseline: Baseline | None = None,
+    step_summary: bool = True,
 ) -> list[ModelResult]:
     """Gate every model under `model_dirs` and write the reports into `out_dir`.
 
+    `jobs` workers run at once (default: one per core); `cache_dir` None disables the result cache.
     Raises ConfigError (before touching any model) for a broken policy or command line.
     """
     configuration = configure(model_dirs, policies_dir=policies_dir)
     refuse_links(out_dir, "pass a real folder with --out (gate deletes its earlier outputs there)")
-    jobs = plan(configuration, out_dir)
     clear_outputs(out_dir)
-    results = []
+    cache = Cache(cache_dir, warn=progress) if cache_dir else None
     with tempfile.TemporaryDirectory(prefix="gate-jobs-") as job_dir:
-        for number, job in enumerate(jobs, start=1):
-            label = f"[{number}/{len(jobs)}] {job.name}"
+        planned = plan(configuration, out_dir, Path(job_dir))
+        total = len(planned)
+        results: dict[int, ModelResult] = {}
+        keys: dict[int, str] = {}
+        queue: list[tuple[int, Job]] = []
+        for index, job in enumerate(planned):
+            label = f"[{index + 1}/{total}] {job.name}"
             if isinstance(job, ModelResult):
                 progress(f"{label}: ERROR before gating: {job.error.splitlines()[0]}")
-                results.append(job)
+                results[index] = job
                 continue
-            result = run_worker(job, job_dir=Path(job_dir), verbose=verbose, progress=lambda line: progress(f"{label}: {line}"))
-            outputs = ModelOutputs(out_dir, job.name)
+            keys[index] = cache_key(job, root=Path.cwd())
+            cached = cache.load(keys[index], job.name, out_dir) if cache else None
+            if cached is not None:
+                assert cached.origin is not None
+                progress(f"{label}: {cached.status.value} (cached, measured {cached.origin.measured_at})")
+                results[index] = cached
+            else:
+                queue.append((index, job))
+
+        def finished(index: int, result: ModelResult) -> None:
+            outputs = ModelOutputs(out_dir, result.name)
             if result.status is Status.ERROR:
                 outputs.discard()
             else:
+                origin = Origin(datetime.now(UTC).isoformat(timespec="seconds"), machine(), keys[index], False)
+                result = dataclasses.replace(result, origin=origin)
                 outputs.publish(result.kept_files())
-            results.append(result)
-    write_reports(out_dir, results)
-    return results
+                if cache:
+                    cache.store(keys[index], result, out_dir)
+            results[index] = result
+
+        labels = {index: f"[{index + 1}/{total}] {job.name}" for index, job in queue}
+        Scheduler(jobs or os.cpu_count() or 1, verbose=verbose, progress=progress, labels=labels).run(queue, finished)
+    ordered = [results[index] for index in range(total)]
+    write_reports(out_dir, ordered, baseline=baseline, step_summary=step_summary)
+    return ordered
 
 
-def run_worker(job: Job, *, job_dir: Path, verbose: bool, progress: Progress) -> ModelResult:
-    """Gate one model in a child process; whatever happens to it, return its result."""
-    job_path = job_dir / f"{job.name}.json"
-    job_path.write_text(json.dumps(to_jsonable(job)))
-    result_path = job_path.with_suffix(".result.json")
-    log = Path(job.out_dir) / log_path(job.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    timeout_s = float(job.policy["limits.timeout_s"])
-    memory_mb = int(job.policy["limits.memory_mb"])
+@dataclass
+class _Worker:
+    """One worker process and the model it is gating."""
 
-    read_fd, write_fd = os.pipe()
-    # PYTHONSAFEPATH: `python -m`, here and in any Python the worker starts (pytest-benchmark runs
-    # `python -m cpuinfo`), would put the working directory, the pull request's checkout, first on
-    # sys.path, where a committed json.py or numpy.py would be imported in place of the real module.
-    environment = os.environ | {"PYTHONSAFEPATH": "1"} | ({} if verbose else QUIET_ENVIRONMENT)
-    start = time.monotonic()
-    with open(log, "wb") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "gate.pipeline", str(job_path), str(write_fd)],
-            pass_fds=(write_fd,),
+    process: subprocess.Popen
+    control: int  # write end: jobs and grants
+    events: int  # read end: stages, requests, results
+    dedicated: bool  # runs one model's allowed custom code: ends after that model
+    pending: bytes = b""
+    index: int = -1
+    job: Job | None = None
+    stage: str = "start"
+    started: float = 0.0
+    paused_seconds: float = 0.0
+    paused_since: float | None = None  # stopped for another's latency, or waiting for its own turn
+    stopped: bool = False  # SIGSTOPped
+
+    def send(self, message: dict) -> None:
+        os.write(self.control, (json.dumps(message) + "\n").encode())
+
+    def elapsed(self, now: float) -> float:
+        """Wall time spent on its model, not counting the time it was paused for another's latency."""
+        paused = self.paused_seconds + (now - self.paused_since if self.paused_since is not None else 0.0)
+        return now - self.started - paused
+
+    def signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Scheduler:
+    """Hands jobs to up to `workers` worker processes and keeps latency measurements alone on the machine."""
+
+    workers: int
+    verbose: bool
+    progress: Progress
+    labels: dict[int, str]
+    _busy: list[_Worker] = field(default_factory=list)
+    _idle: list[_Worker] = field(default_factory=list)
+    _holder: _Worker | None = None  # the worker measuring latency, while every other one is paused
+    _waiting: deque[_Worker] = field(default_factory=deque)
+
+    def run(self, queue: Sequence[tuple[int, Job]], finished: Callable[[int, ModelResult], None]) -> None:
+        todo = deque(queue)
+        self._finished = finished
+        try:
+            while todo or self._busy:
+                while todo and len(self._busy) < self.workers and self._holder is None:
+                    self._start(*todo.popleft())
+                self._poll()
+        finally:
+            for worker in self._busy + self._idle:
+                worker.signal_group(signal.SIGKILL)
+                worker.process.wait()
+                os.close(worker.control)
+                os.close(worker.events)
+
+    def _start(self, index: int, job: Job) -> None:
+        dedicated = bool(job.allow_custom_objects)
+        worker = self._idle.pop() if self._idle and not dedicated else self._spawn(dedicated)
+        worker.index, worker.job, worker.stage = index, job, "start"
+        worker.started, worker.paused_seconds, worker.paused_since = time.monotonic(), 0.0, None
+        Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
+        worker.send({"job": to_jsonable(job)})
+        self._busy.append(worker)
+
+    def _spawn(self, dedicated: bool) -> _Worker:
+        control_read, control_write = os.pipe()
+        events_read, events_write = os.pipe()
+        # PYTHONSAFEPATH: `python -m`, here and in any Python the worker starts (pytest-benchmark runs
+        # `python -m cpuinfo`), would put the working directory, the pull request's checkout, first on
+        # sys.path, where a committed json.py or numpy.py would be imported in place of the real module.
+        environment = os.environ | {"PYTHONSAFEPATH": "1"}
+        environment |= {"GATE_WORKER_VERBOSE": "1"} if self.verbose else QUIET_ENVIRONMENT
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gate.worker", str(control_read), str(events_write)],
+            pass_fds=(control_read, events_write),
             stdin=subprocess.DEVNULL,
-            stdout=None if verbose else log_file,
-            stderr=None if verbose else subprocess.STDOUT,
             env=environment,
-            start_new_session=True,  # its own process group: a kill reaches anything it started
+            start_new_session=True,  # its own process group: a stop or kill reaches anything it started
         )
-    os.close(write_fd)
-    stage, limit_hit = "start", ""
-    try:
-        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-            pending = b""
-            while True:
-                ready, _, _ = select.select([pipe], [], [], POLL_SECONDS)
-                if ready:
-                    chunk = pipe.read(4096)
-                    if not chunk:
-                        break  # the worker closed its end: it has exited
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        stage, seconds = line.decode().split("\t")
-                        if float(seconds) >= 0:
-                            progress(f"{stage} {float(seconds):.1f} s")
-                elapsed = time.monotonic() - start
-                if elapsed > timeout_s:
-                    limit_hit = f"took longer than its {timeout_s:g} s wall-time limit (limits.timeout_s)"
-                    break
-                rss_mb = _resident_mb(worker.pid)
-                if rss_mb > memory_mb:
-                    limit_hit = f"used {rss_mb:,} MiB of memory, over its {memory_mb:,} MiB limit (limits.memory_mb)"
-                    break
-    finally:
-        if worker.poll() is None:
-            _kill_group(worker)
-    worker.wait()
-    elapsed = time.monotonic() - start
-    where = f"during stage '{stage}'" if stage != "start" else "before its first stage"
-    log_hint = f"; see {log}" if not verbose else ""
-    if limit_hit:
-        result = error_result(job.name, f"{job.folder}: gating was stopped {where}: the model {limit_hit}; raise the limit in the policy or gate.toml overrides, or shrink the model{log_hint}", task=job.task)
-    elif worker.returncode < 0:
-        name = signal.Signals(-worker.returncode).name
-        result = error_result(job.name, f"{job.folder}: the gate's worker died with {name} {where} (a crash inside TensorFlow or LiteRT on this model){log_hint}", task=job.task)
-    elif not result_path.is_file():
-        result = error_result(job.name, f"{job.folder}: the gate's worker exited with code {worker.returncode} {where} without a result{log_hint}", task=job.task)
-    else:
-        result = ModelResult.from_json(json.loads(result_path.read_text()))
-    progress(f"{result.status.value} in {elapsed:.1f} s")
-    return result
+        os.close(control_read)
+        os.close(events_write)
+        return _Worker(process, control_write, events_read, dedicated)
+
+    def _poll(self) -> None:
+        ready, _, _ = select.select([w.events for w in self._busy], [], [], POLL_SECONDS)
+        for worker in [w for w in self._busy if w.events in ready]:
+            chunk = os.read(worker.events, 65536)
+            if not chunk:
+                self._died(worker)
+                continue
+            worker.pending += chunk
+            *lines, worker.pending = worker.pending.split(b"\n")
+            for line in lines:
+                self._handle(worker, json.loads(line))
+        now = time.monotonic()
+        for worker in list(self._busy):
+            self._enforce_limits(worker, now)
+
+    def _handle(self, worker: _Worker, message: dict) -> None:
+        label = self.labels[worker.index]
+        if "stage" in message:
+            worker.stage = message["stage"]
+            if message["seconds"] >= 0:
+                self.progress(f"{label}: {message['stage']} {message['seconds']:.1f} s")
+        elif "exclusive" in message:
+            self._waiting.append(worker)
+            worker.paused_since = worker.paused_since or time.monotonic()  # waiting is not the model's time
+            if self._holder is None:
+                self._grant()
+        elif "released" in message:
+            self._release()
+        elif "result" in message:
+            try:
+                result = load_result(ModelResult, json.loads(Path(message["result"]).read_text(encoding="utf-8")))
+            except (OSError, ValueError, InvalidResult) as exc:
+                result = error_result(worker.job.name, f"internal error in gate (unreadable worker result: {exc})")
+            self._done(worker, result, time.monotonic())
+
+    def _grant(self) -> None:
+        worker = self._waiting.popleft()
+        now = time.monotonic()
+        for other in self._busy:
+            if other is not worker and not other.stopped:
+                other.signal_group(signal.SIGSTOP)
+                other.stopped = True
+                other.paused_since = other.paused_since or now
+        if worker.stopped:  # its request was already in the pipe when it was stopped for another
+            worker.signal_group(signal.SIGCONT)
+            worker.stopped = False
+        worker.paused_seconds += now - (worker.paused_since or now)
+        worker.paused_since = None
+        self._holder = worker
+        worker.send({"go": True})
+
+    def _release(self) -> None:
+        now = time.monotonic()
+        self._holder = None
+        for other in self._busy:
+            if other.stopped:
+                other.signal_group(signal.SIGCONT)
+                other.stopped = False
+            if other.paused_since is not None and other not in self._waiting:
+                other.paused_seconds += now - other.paused_since
+                other.paused_since = None
+        if self._waiting:
+            self._grant()
+
+    def _enforce_limits(self, worker: _Worker, now: float) -> None:
+        assert worker.job is not None
+        if worker.paused_since is not None:
+            return
+        timeout_s = float(worker.job.policy["limits.timeout_s"])
+        memory_mb = int(worker.job.policy["limits.memory_mb"])
+        if worker.elapsed(now) > timeout_s:
+            limit = f"took longer than its {timeout_s:g} s wall-time limit (limits.timeout_s)"
+        elif (rss_mb := _resident_mb(worker.process.pid)) > memory_mb:
+            limit = f"used {rss_mb:,} MiB of memory, over its {memory_mb:,} MiB limit (limits.memory_mb)"
+        else:
+            return
+        worker.signal_group(signal.SIGKILL)
+        worker.process.wait()
+        job = worker.job
+        self._done(worker, error_result(
+            job.name, f"{job.folder}: gating was stopped {self._where(worker)}: the model {limit}; raise the limit "
+            f"in the policy or gate.toml overrides, or shrink the model{self._log_hint(job)}", task=job.task,
+        ), now, ended=True)  # fmt: skip
+
+    def _died(self, worker: _Worker) -> None:
+        """The worker's end of the pipe closed: it exited or crashed while gating its model."""
+        worker.process.wait()
+        job = worker.job
+        assert job is not None
+        code = worker.process.returncode
+        cause = (f"died with {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}") + (
+            f" {self._where(worker)}"
+        )
+        crash = " (a crash inside TensorFlow or LiteRT on this model)" if code < 0 else " without a result"
+        self._done(worker, error_result(
+            job.name, f"{job.folder}: the gate's worker {cause}{crash}{self._log_hint(job)}", task=job.task
+        ), time.monotonic(), ended=True)  # fmt: skip
+
+    def _done(self, worker: _Worker, result: ModelResult, now: float, *, ended: bool = False) -> None:
+        self.progress(f"{self.labels[worker.index]}: {result.status.value} in {worker.elapsed(now):.1f} s")
+        self._busy.remove(worker)
+        if worker in self._waiting:
+            self._waiting.remove(worker)
+        if self._holder is worker:
+            self._release()
+        if ended or worker.dedicated:
+            worker.signal_group(signal.SIGKILL)
+            worker.process.wait()
+            os.close(worker.control)
+            os.close(worker.events)
+        else:
+            worker.job = None
+            self._idle.append(worker)
+        self._finished(worker.index, result)
+
+    @staticmethod
+    def _where(worker: _Worker) -> str:
+        return f"during stage '{worker.stage}'" if worker.stage != "start" else "before its first stage"
+
+    def _log_hint(self, job: Job) -> str:
+        return "" if self.verbose else f"; see {job.log_path}"
 
 
 def _resident_mb(pid: int) -> int:
@@ -177,9 +357,3 @@ def _resident_mb(pid: int) -> int:
         pass
     return 0
 
-
-def _kill_group(worker: subprocess.Popen) -> None:
-    try:
-        os.killpg(worker.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

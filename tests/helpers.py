@@ -7,6 +7,7 @@ second, so the tests run the real TensorFlow converter and LiteRT on them.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -41,10 +42,11 @@ class GateRun:
         return next(m for m in self.report["models"] if m["name"] == name)
 
 
-def run_gate(*args: str | Path, cwd: Path) -> GateRun:
-    """`gate ...` as a user runs it, in a fresh process."""
+def run_gate(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> GateRun:
+    """`gate ...` as a user runs it, in a fresh process (`env` adds to the environment)."""
     process = subprocess.run(
-        [sys.executable, "-P", "-m", "gate.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900
+        [sys.executable, "-P", "-m", "gate.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900,
+        env=os.environ | env if env else None,
     )
     out = Path(cwd) / (args[args.index("--out") + 1] if "--out" in args else "gate-out")
     return GateRun(process.returncode, process.stdout, process.stderr, out)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from helpers import run_gate
 
 
@@ -70,12 +71,13 @@ def _running(pid: int) -> bool:
     return state != "Z"  # a zombie has ended; only its exit status is left to collect
 
 
-def test_an_interrupted_run_leaves_no_report_and_the_next_run_recovers(workspace) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_interrupted_run_leaves_no_report_and_the_next_run_recovers(workspace, jobs) -> None:
     shutil.copytree(workspace / "models" / "healthy", workspace / "models" / "second")
     out = workspace / "gate-out"
     out.mkdir()
     (out / "report.json").write_text('{"stale": "a report from an earlier run"}')
-    gate = subprocess.Popen([sys.executable, "-P", "-m", "gate.cli", "check"], cwd=workspace,
+    gate = subprocess.Popen([sys.executable, "-P", "-m", "gate.cli", "check", "-j", str(jobs)], cwd=workspace,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in gate.stderr:
         if line.startswith("[2/2] second: "):  # the first model is done, the second is being gated
@@ -86,8 +88,8 @@ def test_an_interrupted_run_leaves_no_report_and_the_next_run_recovers(workspace
     assert gate.returncode == 128 + signal.SIGTERM
     assert not (out / "report.json").exists() and not (out / "report.md").exists()
     assert not list(out.rglob(".*.tmp"))
-    assert len(workers) == 1
-    assert not _running(int(workers[0])), "the running worker must be killed with the run"
+    assert len(workers) == jobs  # with -j 2, both models are being gated
+    assert not any(_running(int(pid)) for pid in workers), "the running workers must be killed with the run"
 
     rerun = run_gate("check", cwd=workspace)
     assert rerun.exit_code == 0

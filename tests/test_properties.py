@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 from gate.config import load_policies, parse_manifest, parse_policy
 from gate.errors import ConfigError, ModelError
-from gate.judge import POLICY_KEYS
+from gate.config import POLICY_KEYS
 from gate.load import InputSpec, load_dataset
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

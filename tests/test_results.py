@@ -34,7 +34,7 @@ def test_a_non_finite_figure_becomes_an_error_result_not_a_report_crash(tmp_path
     conversion = dataclasses.replace(broken.candidates[0].conversion, latency=latency)
     broken = dataclasses.replace(broken, candidates=(dataclasses.replace(broken.candidates[0], conversion=conversion),))
     job = Job("broken", "models/broken", "classification", "int8", 200, False, (), "policies/default.toml", {}, {}, "",
-              str(tmp_path))
+              str(tmp_path), str(tmp_path / "broken.log"), str(tmp_path / "broken.result.json"))
     decoded = ModelResult.from_json(json.loads(encode_result(job, broken)))
     assert decoded.status is Status.ERROR
     assert decoded.error == ("models/broken: a measured figure is not a finite number "

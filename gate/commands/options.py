@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import json
+from pathlib import Path, PurePosixPath
+
+from gate.errors import ConfigError
 
 EXIT_PASS, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -23,3 +26,36 @@ def out(parser: argparse.ArgumentParser, default: str = "gate-out") -> None:
 
 def chosen_model_dirs(args: argparse.Namespace) -> list[Path]:
     return args.model_dirs or [Path("models")]
+
+
+def cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="result cache folder (default: .gate-cache/ beside the --out folder)")
+    parser.add_argument("--no-cache", action="store_true", help="gate every model afresh; read and write no cache")
+
+
+def cache_dir(args: argparse.Namespace) -> Path | None:
+    if args.no_cache:
+        return None
+    return args.cache or args.out.absolute().parent / ".gate-cache"
+
+
+def entry_paths(text: str) -> list[Path]:
+    """The model folders of one `gate plan` matrix entry: {"model": ..., "path": P} or {"model": ..., "paths": [P...]}."""
+    try:
+        entry = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--entry: not JSON ({exc}); pass one entry of gate plan's matrix") from None
+    paths = entry.get("paths", [entry.get("path")]) if isinstance(entry, dict) else None
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+        raise ConfigError(f"--entry: expected {{\"model\": ..., \"path\": ...}} or {{\"paths\": [...]}}, got {text[:200]!r}")
+    for path in paths:
+        pure = PurePosixPath(path)
+        if pure.is_absolute() or ".." in pure.parts:
+            raise ConfigError(f"--entry: {path!r} must be a relative path inside the repository")
+    return [Path(p) for p in paths]
+
+
+def baseline(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", type=Path, metavar="REPORT_JSON",
+                        help="the base branch's report.json: the report shows each model's change against it")

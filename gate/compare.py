@@ -1,0 +1,95 @@
+"""Compare a run's results with the base branch's: what the pull request changed, model by model.
+
+The base branch's report.json (kept by the default branch's run) is read like
+any other file written elsewhere: validated, and when it is missing or
+unreadable the report simply has no comparison, after one warning line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gate.results import ModelResult, Status
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The figures of one model that a reviewer compares between the base branch and the pull request."""
+
+    status: Status
+    method: str
+    size_bytes: int | None  # of the chosen .tflite
+    metric: str
+    metric_value: float | None
+    p50_ms: float | None
+
+    @classmethod
+    def of(cls, result: ModelResult) -> Figures:
+        candidate = result.candidate
+        conversion = candidate.conversion if candidate else None
+        return cls(
+            status=result.status,
+            method=conversion.method if conversion else "",
+            size_bytes=conversion.artifact.size_bytes if conversion else None,
+            metric=conversion.evaluation.metric if conversion else "",
+            metric_value=conversion.evaluation.value if conversion else None,
+            p50_ms=conversion.latency.p50_ms if conversion and conversion.latency else None,
+        )
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    name: str
+    base: Figures | None  # None: the model is new
+    head: Figures | None  # None: the model was removed
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The base branch's results, and how the report names them ("main@3f2a1c9")."""
+
+    label: str
+    results: dict[str, ModelResult]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    label: str
+    changes: tuple[ModelChange, ...]  # every gated model, then every removed one
+    unchanged: tuple[str, ...]  # on the base branch, neither gated now nor removed
+
+    def to_json(self) -> dict[str, object]:
+        from gate.results import to_jsonable
+
+        return to_jsonable(self)
+
+
+def load_baseline(path: Path, *, warn: Callable[[str], None]) -> Baseline | None:
+    """The base branch's report; None, after one warning line, when it cannot be read or trusted."""
+    from gate.merge import read_report
+
+    try:
+        document, results = read_report(path, what="baseline")
+    except ValueError as exc:
+        warn(f"gate: warning: ignoring the baseline: {exc}; the report shows no changes against the base branch")
+        return None
+    source = document.get("source") if isinstance(document.get("source"), dict) else {}
+    commit, ref = str(source.get("commit") or ""), str(source.get("ref") or "base")
+    label = f"{ref}@{commit[:7]}" if commit else ref
+    return Baseline(label, {r.name: r for r in results})
+
+
+def compare(results: Sequence[ModelResult], baseline: Baseline, *, removed: Sequence[str] = ()) -> Comparison:
+    gated = {r.name for r in results}
+    changes = [
+        ModelChange(r.name, Figures.of(baseline.results[r.name]) if r.name in baseline.results else None, Figures.of(r))
+        for r in results
+    ]
+    changes += [
+        ModelChange(name, Figures.of(baseline.results[name]) if name in baseline.results else None, None)
+        for name in sorted(set(removed) - gated)
+    ]
+    unchanged = tuple(sorted(set(baseline.results) - gated - set(removed)))
+    return Comparison(baseline.label, tuple(changes), unchanged)

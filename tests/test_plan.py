@@ -1,0 +1,119 @@
+"""`gate plan` on temporary git repositories: only what a change can have affected is gated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gate import cli
+from gate.plan import Plan, PlannedModel, plan_changes
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """Three models: two on the default policy, one on `edge`; gate's own code and a workflow."""
+    git(tmp_path, "init", "-q")
+    for name, manifest in (("a", ""), ("b", ""), ("c", 'policy = "edge"\n')):
+        folder = tmp_path / "models" / name
+        folder.mkdir(parents=True)
+        (folder / "model.keras").write_bytes(name.encode() * 100)
+        (folder / "eval.npz").write_bytes(b"data")
+        (folder / "gate.toml").write_text(manifest)
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.toml").write_text("[accuracy]\nmax_drop = 2.0\n")
+    (tmp_path / "policies" / "edge.toml").write_text("[accuracy]\nmax_drop = 1.0\n")
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "judge.py").write_text("# gate\n")
+    (tmp_path / "README.md").write_text("readme\n")
+    commit(tmp_path, "base")
+    return tmp_path
+
+
+def planned(repo: Path, **kwargs: object) -> list[str]:
+    return [m.name for m in plan_changes(base="HEAD~1", repo=str(repo), **kwargs).models]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: (r / "models/a/model.keras").write_bytes(b"retrained"), ["a"]),
+        (lambda r: (r / "models/b/train.npz").write_bytes(b"new data"), ["b"]),
+        (lambda r: (r / "policies/default.toml").write_text("[accuracy]\nmax_drop = 3.0\n"), ["a", "b"]),
+        (lambda r: (r / "policies/edge.toml").write_text("[accuracy]\nmax_drop = 0.5\n"), ["c"]),
+        (lambda r: (r / "gate/judge.py").write_text("# changed\n"), ["a", "b", "c"]),
+        (lambda r: (r / "pyproject.toml").write_text("[project]\n"), ["a", "b", "c"]),
+        (lambda r: (r / "README.md").write_text("docs only\n"), []),
+    ],
+    ids=["model file", "new data file", "default policy", "named policy", "gate code", "dependency pins", "docs"],
+)
+def test_only_models_a_change_can_affect_are_planned(repo, change, expected) -> None:
+    change(repo)
+    commit(repo, "change")
+    assert planned(repo) == expected
+
+
+def test_a_model_that_switches_policy_is_planned_and_a_deleted_one_is_listed_as_removed(repo) -> None:
+    (repo / "models/a/gate.toml").write_text('policy = "edge"\n')
+    subprocess.run(["git", "rm", "-rq", "models/b"], cwd=repo, check=True)
+    commit(repo, "change")
+    plan = plan_changes(base="HEAD~1", repo=str(repo))
+    assert [m.name for m in plan.models] == ["a"]
+    assert plan.removed == ("b",)
+    assert planned(repo, everything=True) == ["a", "c"]
+
+
+def test_the_matrix_is_usable_by_github_actions_and_shards_beyond_256_models() -> None:
+    small = Plan(tuple(PlannedModel(f"m{i}", f"models/m{i}", 10, "") for i in range(3)), (), "b", "h")
+    assert small.matrix() == {"include": [{"model": f"m{i}", "path": f"models/m{i}"} for i in range(3)]}
+    models = tuple(PlannedModel(f"m{i:03d}", f"models/m{i:03d}", 1000 if i < 10 else 1, "") for i in range(600))
+    entries = Plan(models, (), "b", "h").matrix()["include"]
+    assert len(entries) == 256
+    assert sorted(p for e in entries for p in e["paths"]) == sorted(m.path for m in models)  # each model once
+    sizes = [sum(1000 if int(p[-3:]) < 10 else 1 for p in e["paths"]) for e in entries]
+    assert max(sizes) == 1000  # a large model is never shared with another large one
+    assert entries[0]["model"] == "shard-001"
+
+
+def test_the_command_prints_names_or_the_plan_and_writes_github_outputs(repo, monkeypatch, capsys, tmp_path) -> None:
+    (repo / "models/c/model.keras").write_bytes(b"retrained")
+    commit(repo, "change")
+    monkeypatch.chdir(repo)
+    output = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    assert cli.main(["plan", "--base", "HEAD~1", "--save", str(tmp_path / "plan.json"), "--github-output"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["include"] == [{"model": "c", "path": "models/c"}]
+    assert printed["removed"] == []
+    assert json.loads((tmp_path / "plan.json").read_text()) == printed
+    assert output.read_text().splitlines() == ['matrix={"include":[{"model":"c","path":"models/c"}]}', "count=1",
+                                               "removed=[]"]
+    assert cli.main(["plan", "--base", "HEAD~1", "--format", "names"]) == 0
+    assert capsys.readouterr().out == "c\n"
+
+
+def test_an_unknown_base_or_a_shallow_clone_says_what_to_fetch(repo, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(repo)
+    assert cli.main(["plan", "--base", "no-such-ref"]) == 2
+    assert "unknown commit 'no-such-ref': fetch it (git fetch origin no-such-ref) or check the name" in capsys.readouterr().err
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "models/a/model.keras").write_bytes(b"retrained")
+    commit(repo, "change")
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow)], check=True)
+    monkeypatch.chdir(shallow)
+    assert cli.main(["plan", "--base", base]) == 2
+    assert ("this is a shallow clone that lacks it: check out with actions/checkout's fetch-depth: 0, "
+            f"or run git fetch origin {base}") in capsys.readouterr().err
