@@ -25,7 +25,7 @@ from gate.errors import ConfigError, GateError, ModelError
 from gate.inspect import never_allowed_problem
 from gate.judge import CHECKS
 from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, reference_table, suggest
-from gate.methods import DEFAULT_METHOD, SELECTABLE
+from gate.methods import DEFAULT_METHOD, METHOD_CHOICES, SELECTABLE
 
 DEFAULT_POLICY = "default"
 TASKS = ("classification", "regression")
@@ -39,6 +39,21 @@ SETTINGS = (
     Key("limits.timeout_s", Number(1, 86_400), 900, "Wall-time limit for gating one model, in seconds."),
     Key("limits.memory_mb", Number(256, 1_048_576, integer=True), 8192,
         "Resident-memory limit for gating one model, in MiB."),
+    Key("search.candidates", Names(entries=SELECTABLE), (),
+        "The methods `auto` may try, in the registry's order (empty: all of them)."),
+    Key("search.max_seconds", Number(1, 86_400), 600,
+        "Time budget of `auto`'s search for one model: candidates not started by then are skipped."),
+    Key("search.candidate_timeout_s", Number(1, 86_400), 300,
+        "Wall-time limit of one candidate: a conversion that hangs longer fails that candidate only."),
+    Key("search.max_float_layers", Number(1, 100, integer=True), 5,
+        "Most layers `int8-float-fallback` may keep in float."),
+    Key("statistics.decide_on", Choice(("estimate", "upper_bound", "lower_bound")), "estimate",
+        "What the accuracy and MAE checks compare with their limit: the measured change, the pessimistic "
+        "(`upper_bound`) or the optimistic (`lower_bound`) end of its confidence interval."),
+    Key("statistics.confidence", Number(0.5, 0.999), 0.95, "Confidence level of the paired-bootstrap intervals."),
+    Key("qat.epochs", Number(1, 1000, integer=True), 3, "Epochs of quantization-aware training on train.npz."),
+    Key("qat.learning_rate", Number(1e-7, 1.0), 1e-4, "Learning rate of quantization-aware training (Adam)."),
+    Key("qat.batch_size", Number(1, 65_536, integer=True), 32, "Batch size of quantization-aware training."),
 )  # fmt: skip
 
 POLICY_KEYS: dict[str, Key] = {
@@ -55,8 +70,8 @@ MANIFEST_KEYS: dict[str, Key] = {
             "error (regression).", role="manifest"),
         Key("policy", Choice(options_from="the name of a policy file in policies/, without .toml"), DEFAULT_POLICY,
             "The policy the model is judged by.", role="manifest"),
-        Key("method", Choice(SELECTABLE), DEFAULT_METHOD, "The quantization method (see the method table).",
-            role="manifest"),
+        Key("method", Choice(METHOD_CHOICES), DEFAULT_METHOD, "The quantization method, or `auto` to search for "
+            "the first that passes (see the method table).", role="manifest"),
         Key("calibration_samples", Number(1, 100_000, integer=True), 200,
             "How many calibration samples (the first N) full-integer conversion uses.", role="manifest"),
         Key("calibrate_on_eval", Flag(), False, "Calibrate on eval.npz when there is no calib.npz or train.npz "

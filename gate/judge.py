@@ -14,10 +14,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gate.keys import Choice, Flag, Kind, Number, Value, plain
-from gate.results import Candidate, CheckResult, Status
+from gate.results import Candidate, CheckResult, Conversion, Status
 
 
 Verdict = tuple[Status, float | str | bool | None, str]
+# A drop limit worth fewer eval samples than this cannot be told apart from noise: the check says so.
+RESOLVABLE_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check may read besides the candidate: the effective policy, the task and the float32 reference."""
+
+    policy: Mapping[str, Value]
+    task: str
+    reference: Conversion | None = None  # its inputs tell which inputs are integer in the float model
+    eval_samples: int = 0
+
+
+Evaluate = Callable[[Candidate, Value, Context], Verdict]
 
 
 @dataclass(frozen=True)
@@ -28,52 +43,94 @@ class CheckDefinition:
     kind: Kind
     unit: str
     description: str
-    evaluate: Callable[[Candidate, Value, Mapping[str, Value], str], Verdict]
+    evaluate: Evaluate
     bound: str = "max"  # a failure means measured > limit ("max"), < limit ("min") or != limit ("equal")
 
 
-def _size_reduction(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
-    baseline = policy["size.baseline"]
-    if baseline == "source":
+def _size_reduction(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    if context.policy["size.baseline"] == "source":
         ratio, label = candidate.size_reduction_vs_source, "the source model file"
     else:
         ratio, label = candidate.size_reduction_vs_float32, "the float32 .tflite"
+    assert ratio is not None
     status = Status.PASS if ratio >= limit else Status.FAIL
     return status, round(ratio, 3), f"{ratio:.2f}× smaller than {label} (need ≥ {plain(limit)}×)"
 
 
-def _accuracy_drop(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
-    if task != "classification":
-        return Status.SKIP, None, f"task is {task}: accuracy applies to classification (see mae.max_increase)"
+def _decided(estimate: float, interval: tuple[float, float] | None, limit: Value, context: Context) -> tuple[float, str]:
+    """The value a metric check compares with its limit: the estimate, or a bound of its interval (statistics.decide_on)."""
+    decide_on = context.policy.get("statistics.decide_on", "estimate")
+    if decide_on == "estimate" or interval is None:
+        return estimate, ""
+    value = max(interval) if decide_on == "upper_bound" else min(interval)
+    return value, f"; judged on the {decide_on.replace('_', ' ')} of its interval, {value:.2f}"
+
+
+def _resolution(limit: Value, context: Context, per_sample: float | None) -> str:
+    """A note when the eval set is too small for the limit to mean anything."""
+    if not per_sample or float(limit) >= RESOLVABLE_SAMPLES * per_sample:
+        return ""
+    return (f"; note: with {context.eval_samples} eval samples one sample is {per_sample:.2f} pts, so the limit is "
+            f"{float(limit) / per_sample:.1f} sample(s): add eval data to resolve it")
+
+
+def _interval_text(interval: tuple[float, float], confidence: float, unit: str) -> str:
+    low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in interval)
+    return f" ({confidence:.0%} CI {low} to {high} {unit})"
+
+
+def _accuracy_drop(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    if context.task != "classification":
+        return Status.SKIP, None, f"task is {context.task}: accuracy applies to classification (see mae.max_increase)"
+    assert candidate.metric_change is not None
     # Rounded so that a drop of exactly the limit passes, as the README promises: 281/300 - 278/300 is
     # 1.0000000000000036 in floating point. No eval set is large enough for 1e-9 points to matter.
     drop = round(-candidate.metric_change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
-    status = Status.PASS if drop <= limit else Status.FAIL
-    return status, round(drop, 4), f"accuracy dropped {drop:.2f} pts (allowed ≤ {plain(limit)})"
+    ci = candidate.metric_change_interval
+    interval = (-ci.high, -ci.low) if ci else None
+    decided, how = _decided(drop, interval, limit, context)
+    status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
+    shown = _interval_text(interval, ci.confidence, "pts") if ci and interval else ""
+    per_sample = 100 / context.eval_samples if context.eval_samples else None
+    return (status, round(drop, 4),
+            f"accuracy dropped {drop:.2f} pts{shown} (allowed ≤ {plain(limit)}){how}{_resolution(limit, context, per_sample)}")
 
 
-def _mae_increase(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
-    if task != "regression":
-        return Status.SKIP, None, f"task is {task}: MAE applies to regression (see accuracy.max_drop)"
+def _mae_increase(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    if context.task != "regression":
+        return Status.SKIP, None, f"task is {context.task}: MAE applies to regression (see accuracy.max_drop)"
+    assert candidate.metric_change is not None
     increase = round(candidate.metric_change, 9)  # as for the accuracy drop
-    status = Status.PASS if increase <= limit else Status.FAIL
-    return status, round(increase, 4), f"MAE rose {increase:.2f}% of the float model's (allowed ≤ {plain(limit)}%)"
+    ci = candidate.metric_change_interval
+    interval = (ci.low, ci.high) if ci else None
+    decided, how = _decided(increase, interval, limit, context)
+    status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
+    shown = _interval_text(interval, ci.confidence, "%") if ci and interval else ""
+    return status, round(increase, 4), f"MAE rose {increase:.2f}%{shown} of the float model's (allowed ≤ {plain(limit)}%){how}"
 
 
-def _dtype_check(side: str) -> Callable[[Candidate, Value, Mapping[str, Value], str], Verdict]:
-    def evaluate(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
+def _dtype_check(side: str) -> Evaluate:
+    def evaluate(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+        assert candidate.conversion is not None
         tensors = getattr(candidate.conversion, side)
-        dtypes = sorted({t.dtype for t in tensors})
-        measured = ",".join(dtypes)
-        wrong = [f"{t.name} is {t.dtype}" for t in tensors if t.dtype != limit]
+        # An input that is integer in the float model (token ids) stays integer in every .tflite: not quantizable.
+        fixed = {t.name for t in getattr(context.reference, side, ()) if t.dtype.startswith(("int", "uint"))}
+        judged = [t for t in tensors if t.name not in fixed]
+        measured = ",".join(sorted({t.dtype for t in tensors}))
+        if not judged:
+            return Status.SKIP, measured, (f"every {side[:-1]} is an integer tensor in the float model "
+                                           f"({measured}), which quantization leaves as it is")
+        wrong = [f"{t.name} is {t.dtype}" for t in judged if t.dtype != limit]
+        note = f" ({', '.join(sorted(fixed))} stay integer, as in the float model)" if fixed else ""
         if wrong:
-            return Status.FAIL, measured, f"{side[:-1]} must be {limit}: " + "; ".join(wrong)
-        return Status.PASS, measured, f"every {side[:-1]} is {limit}"
+            return Status.FAIL, measured, f"{side[:-1]} must be {limit}: " + "; ".join(wrong) + note
+        return Status.PASS, measured, f"every {side[:-1]} is {limit}{note}"
 
     return evaluate
 
 
-def _integer_only(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
+def _integer_only(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    assert candidate.conversion is not None
     float_ops = candidate.conversion.float_ops
     if not limit:
         return Status.SKIP, None, "the policy does not require integer-only ops"
@@ -82,23 +139,23 @@ def _integer_only(candidate: Candidate, limit: Value, policy: Mapping[str, Value
     return Status.PASS, True, "every op runs on integer tensors"
 
 
-def _latency_budget(percentile: str) -> Callable[[Candidate, Value, Mapping[str, Value], str], Verdict]:
-    def evaluate(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
-        latency = candidate.conversion.latency
+def _latency_budget(percentile: str) -> Evaluate:
+    def evaluate(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+        latency = candidate.conversion.latency if candidate.conversion else None
         if latency is None:
             return Status.SKIP, None, "latency was not measured"
         value = getattr(latency, f"{percentile}_ms")
         status = Status.PASS if value <= limit else Status.FAIL
         return (
             status,
-            round(value, 4),
+            round(value, 6),
             f"{percentile} {value:.3g} ms at batch 1, {latency.threads} thread(s) (budget ≤ {plain(limit)} ms)",
         )
 
     return evaluate
 
 
-def _speedup(candidate: Candidate, limit: Value, policy: Mapping[str, Value], task: str) -> Verdict:
+def _speedup(candidate: Candidate, limit: Value, context: Context) -> Verdict:
     if candidate.speedup is None:
         return Status.SKIP, None, "latency was not measured"
     status = Status.PASS if candidate.speedup >= limit else Status.FAIL
@@ -181,17 +238,36 @@ CHECKS: dict[str, CheckDefinition] = {
 LATENCY_CHECKS = ("latency.max_p50_ms", "latency.max_p95_ms", "latency.min_speedup")
 
 
-def judge(candidate: Candidate, *, policy: Mapping[str, Value], task: str) -> Candidate:
-    """Run every check the policy sets on `candidate`; return it with its checks and status.
+def judge(candidate: Candidate, context: Context) -> Candidate:
+    """Run every check the policy sets on a built `candidate`; return it with its checks, status and reason.
 
     Every check runs, so the report lists all failures, not the first.
     """
     results = []
     for name, check in CHECKS.items():
-        if name not in policy:
+        if name not in context.policy:
             continue
-        limit = policy[name]
-        status, measured, message = check.evaluate(candidate, limit, policy, task)
+        limit = context.policy[name]
+        status, measured, message = check.evaluate(candidate, limit, context)
         results.append(CheckResult(name, status, measured, limit, check.unit, message))
-    status = Status.FAIL if any(r.status is Status.FAIL for r in results) else Status.PASS
-    return dataclasses.replace(candidate, checks=tuple(results), status=status)
+    failed = [r for r in results if r.status is Status.FAIL]
+    status = Status.FAIL if failed else Status.PASS
+    reason = f"{failed[0].name}: {failed[0].message}" if failed else ""
+    return dataclasses.replace(candidate, checks=tuple(results), status=status, reason=reason)
+
+
+def hard_requirement_problem(
+    policy: Mapping[str, Value], *, float_io: bool, float_ops: bool, io_dtype: str = "", integer_inputs: bool = False
+) -> str:
+    """Why a kind of candidate cannot pass `policy` whatever it measures, or "" (used to skip it untried).
+
+    `integer_inputs`: the float model's inputs are integer (token ids), which no candidate changes.
+    """
+    for side in ("output",) if integer_inputs else ("input", "output"):
+        wanted = policy.get(f"io.{side}_dtype")
+        has = "float32" if float_io else io_dtype
+        if wanted and has and wanted != has:
+            return f"its model {side} is {has}, and the policy requires io.{side}_dtype = {wanted}"
+    if policy.get("ops.integer_only") and float_ops:
+        return "it keeps ops on float tensors, and the policy requires ops.integer_only = true"
+    return ""

@@ -1,34 +1,30 @@
-"""Gate one model: inspect → load → quantize → measure → judge, in a worker process.
+"""Gate one model: inspect → load → the float32 reference → the candidate search, in a worker process.
 
 `gate_model` is a function of its job alone (the model folder's files, the
 effective policy, the installed tool versions): no state is shared between
 models. gate.worker runs it in a child process so that a converter crash ends
-only that model (see gate.run).
+only that candidate or model (see gate.run).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from gate import __version__
 from gate.config import policy_digest
-from gate.discover import ModelFolder, digest, digest_tree, model_files
+from gate.discover import ModelFiles, ModelFolder, digest, digest_tree, model_files
+from gate.environment import tool_versions
 from gate.errors import ModelError
-from gate.judge import LATENCY_CHECKS, judge
 from gate.keys import Value
 from gate.layout import ModelOutputs
-from gate.methods import METHODS, REFERENCE, Setup, io_dtypes
+from gate.methods import METHODS, REFERENCE, Setup, io_dtypes, search_order
 from gate.report import write_atomic
 from gate.results import (
     Candidate,
@@ -38,14 +34,12 @@ from gate.results import (
     Status,
     dumps,
     error_result,
-    from_jsonable,
     non_finite_fields,
     to_jsonable,
 )
 
 # The stages of gating one model, in the order they run (progress lines and stage times use these names).
-STAGES = ("inspect", "import tensorflow", "load", "quantize", "evaluate", "latency", "judge")
-TOOL_DISTRIBUTIONS = ("tensorflow", "keras", "tf-keras", "ai-edge-litert", "numpy", "pytest-benchmark")
+STAGES = ("inspect", "import tensorflow", "load", "reference", "search", "diagnose")
 
 
 @dataclass(frozen=True)
@@ -66,16 +60,10 @@ class Job:
     out_dir: str
     log_path: str  # where the worker sends TensorFlow's and the converter's output
     result_path: str  # where the worker writes the result
-
-
-def tool_versions() -> dict[str, str]:
-    versions = {"gate": __version__, "python": sys.version.split()[0]}
-    for distribution in TOOL_DISTRIBUTIONS:
-        try:
-            versions[distribution] = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            versions[distribution] = "not installed"
-    return versions
+    # Candidates a worker finished (or crashed on) before it died, and the search time they took: a fresh
+    # worker resumes the search after them (gate.run).
+    done: tuple[Candidate, ...] = ()
+    search_seconds: float = 0.0
 
 
 class Reporter:
@@ -83,6 +71,12 @@ class Reporter:
 
     def stage(self, name: str, seconds: float) -> None:
         """A stage started (seconds < 0) or ended after `seconds`."""
+
+    def candidate(self, method: str) -> None:
+        """The search starts building this candidate (a crash from now on is this candidate's)."""
+
+    def candidate_done(self, candidate: Candidate, search_seconds: float) -> None:
+        """A candidate is finished: tried, skipped or failed."""
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -113,6 +107,9 @@ def gate_model(job: Job, reporter: Reporter | None = None) -> ModelResult:
     stages = _Stages(reporter or Reporter())
     try:
         return _gate_model(job, stages)
+    except _NothingBuilt as exc:
+        return error_result(job.name, f"{job.folder}: {exc}", task=job.task, stage_seconds=stages.seconds,
+                            candidates=exc.candidates)  # fmt: skip
     except ModelError as exc:
         return error_result(job.name, str(exc), task=job.task, stage_seconds=stages.seconds)
 
@@ -123,7 +120,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
     folder = ModelFolder(job.name, Path(job.folder))
     staged = ModelOutputs(Path(job.out_dir), job.name)
     policy = job.policy
-    method = METHODS[job.method]
+    order = search_order(job.method, tuple(policy.get("search.candidates", ()) or ()))  # type: ignore[arg-type]
     with stages.stage("inspect"):
         files = model_files(folder)
         inspection = inspect_model(files.model, allowed_custom_objects=job.allow_custom_objects)
@@ -131,7 +128,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
     with stages.stage("import tensorflow"):
         import tensorflow  # noqa: F401 - timed on its own so stage times are comparable
 
-        from gate import load, measure, quantize
+        from gate import load, measure, quantize, search
 
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         with stages.stage("load"):
@@ -139,87 +136,110 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             model = load.load_model(
                 files.model, inspection, export_dir=Path(scratch) / "export", fixed_batch=inspection.has_recurrent_layers
             )
-            data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": job.task, "output_width": model.output_width}
+            data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": job.task,
+                         "output_width": model.output_width}  # fmt: skip
             eval_data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
-            calibration = _calibration(job, files, eval_data, data_args) if method.needs_calibration else None
+            needs_calibration = any(METHODS[name].needs_calibration for name in order)
+            calibration = _calibration(job, files, eval_data, data_args) if needs_calibration else None
 
-        with stages.stage("quantize"):
-            reference_path = _write_artifact(
-                staged.artifact(REFERENCE), quantize.convert(model.saved_model_dir, method=REFERENCE)
-            )
-            input_dtype, output_dtype = io_dtypes(policy)
-            setup = Setup(
-                input_dtype=input_dtype,
-                output_dtype=output_dtype,
-                calibration={n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None,
-            )
-            candidate_path = _write_artifact(
-                staged.artifact(job.method), quantize.convert(model.saved_model_dir, method=job.method, setup=setup)
-            )
+        threads = os.cpu_count() or 1
+        latency_settings = {"threads": int(policy["latency.threads"]), "rounds": int(policy["latency.rounds"]),
+                            "warmup_rounds": int(policy["latency.warmup_rounds"])}  # fmt: skip
 
-        with stages.stage("evaluate"):
-            threads = os.cpu_count() or 1
+        def save(method: str, tflite: bytes) -> Path:
+            write_atomic(staged.artifact(method), tflite)
+            return staged.artifact(method)
+
+        def describe(method: str, path: Path) -> Conversion:
+            inputs, outputs, float_ops = measure.describe(path)
+            evaluation = measure.evaluate_tflite(path, eval_data, job.task, threads=threads)
+            return Conversion(method, digest(path, staged.root), inputs, outputs, float_ops, evaluation, None)
+
+        with stages.stage("reference"):
             float_evaluation = measure.evaluate_float(model.predict, eval_data, job.task)
-            evaluations = {
-                path: measure.evaluate_tflite(path, eval_data, job.task, threads=threads)
-                for path in (reference_path, candidate_path)
-            }
+            reference_path = save(REFERENCE, quantize.convert(model.saved_model_dir, method=REFERENCE).tflite)
+            reference = describe(REFERENCE, reference_path)
+        reference_latencies = {}
 
-        latencies = {}
-        if any(name in policy for name in LATENCY_CHECKS):
-            with stages.stage("latency"):
-                settings = {
-                    "threads": int(policy["latency.threads"]),
-                    "rounds": int(policy["latency.rounds"]),
-                    "warmup_rounds": int(policy["latency.warmup_rounds"]),
-                }
-                cases = [
-                    measure.latency_case(label, path, eval_data, **settings)
-                    for label, path in ((REFERENCE, reference_path), (job.method, candidate_path))
-                ]
-                staged.benchmark.parent.mkdir(parents=True, exist_ok=True)
-                with stages.reporter.exclusive():
-                    latencies = measure.measure_latency(cases, json_path=staged.benchmark, work_dir=Path(scratch))
+        def measure_candidate(method: str, path: Path) -> tuple[Conversion, Any]:
+            conversion = describe(method, path)
+            if not search.judges_latency(policy):
+                return conversion, None
+            # Timed in one pytest-benchmark run with the float32 reference, so the speedup compares like with like.
+            cases = [measure.latency_case(label, p, eval_data, **latency_settings)
+                     for label, p in ((REFERENCE, reference_path), (method, path))]  # fmt: skip
+            json_path = staged.benchmark.with_name(f"{job.name}.{method}.json")
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            with stages.reporter.exclusive():
+                latencies = measure.measure_latency(cases, json_path=json_path, work_dir=Path(scratch))
+            reference_latencies[method] = latencies[REFERENCE]
+            return dataclasses.replace(conversion, latency=latencies[method]), latencies[REFERENCE]
 
-    def conversion(method: str, path: Path) -> Conversion:
-        inputs, outputs, float_ops = measure.describe(path)
-        return Conversion(
-            method=method,
-            artifact=digest(path, staged.root),
-            inputs=inputs,
-            outputs=outputs,
-            float_ops=float_ops,
-            evaluation=evaluations[path],
-            latency=latencies.get(method),
-        )
-
-    reference = conversion(REFERENCE, reference_path)
-    quantized = conversion(job.method, candidate_path)
-    source_files = digest_tree(files.model, folder.path)
-    source_bytes = sum(f.size_bytes for f in source_files)
-    with stages.stage("judge"):
-        candidate = judge(
-            Candidate(
-                conversion=quantized,
-                size_reduction_vs_source=source_bytes / quantized.artifact.size_bytes,
-                size_reduction_vs_float32=reference.artifact.size_bytes / quantized.artifact.size_bytes,
-                metric_change=_metric_change(job.task, float_evaluation.value, quantized.evaluation.value),
-                speedup=(reference.latency.p50_ms / quantized.latency.p50_ms) if quantized.latency and reference.latency else None,
-                checks=(),
-                status=Status.PASS,
-            ),
+        input_dtype, output_dtype = io_dtypes(policy)
+        first = {n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None
+        train = None  # labelled training data, for the methods that train (QAT)
+        if any(METHODS[name].needs_training_data for name in order) and files.train_data:
+            reuse = calibration is not None and calibration.path == files.train_data
+            train = calibration if reuse else load.load_dataset(files.train_data, need_labels=False, **data_args)
+        setup = Setup(
+            input_dtype=input_dtype,
+            output_dtype=output_dtype,
+            calibration=first,
+            all_calibration=calibration.inputs if calibration else None,
+            float_tflite=reference_path.read_bytes(),
+            allowed_change=search.allowed_change(policy, job.task),
+            metric_change=lambda tflite: _metric_change_of(tflite, Path(scratch), eval_data, job.task, threads,
+                                                           float_evaluation.value, measure, search),
+            extra={"job": job, "files": files, "inspection": inspection, "model": model, "eval_data": eval_data,
+                   "train_data": train, "scratch": Path(scratch)},
+        )  # fmt: skip
+        source_files = digest_tree(files.model, folder.path)
+        source_bytes = sum(f.size_bytes for f in source_files)
+        bench = search.Workbench(
             policy=policy,
             task=job.task,
+            source_bytes=source_bytes,
+            float_evaluation=float_evaluation,
+            reference=reference,
+            integer_inputs=all(t.dtype.startswith(("int", "uint")) for t in reference.inputs),
+            setup=setup,
+            build=lambda method, setup: quantize.convert(model.saved_model_dir, method=method, setup=setup),
+            save=save,
+            measure=measure_candidate,
+            interval=lambda evaluation: _interval(float_evaluation, evaluation, policy),
         )
+        search_start = time.monotonic() - job.search_seconds
+        with stages.stage("search"):
+            candidates, chosen, choice = search.search(
+                job.method, bench,
+                has_calibration=calibration is not None,
+                has_training=train is not None and train.labels is not None,
+                done=job.done, elapsed=job.search_seconds,
+                started=stages.reporter.candidate,
+                finished=lambda c: stages.reporter.candidate_done(c, time.monotonic() - search_start),
+            )  # fmt: skip
+        if chosen < 0:
+            raise _NothingBuilt(candidates)
+        published = candidates[chosen]
+        assert published.conversion is not None
+        if published.method in reference_latencies:  # the published candidate's benchmark is the model's
+            staged.benchmark.with_name(f"{job.name}.{published.method}.json").replace(staged.benchmark)
+        reference = dataclasses.replace(reference, latency=reference_latencies.get(published.method))
+        with stages.stage("diagnose"):
+            from gate import diagnose
+
+            layer_errors, findings = diagnose.diagnose(candidates, setup, model.saved_model_dir, eval_data, policy, job.task)
 
     input_files = [*source_files, eval_data.info.file]
     if calibration and calibration.info.file != eval_data.info.file:
         input_files.append(calibration.info.file)
+    if files.train_data and (not calibration or calibration.info.file.path != files.train_data.name):
+        input_files.append(digest(files.train_data, folder.path))
     if folder.manifest.is_file():
         input_files.append(digest(folder.manifest, folder.path))
     return ModelResult(
         name=job.name,
-        status=candidate.status,
+        status=Status.PASS if published.status is Status.PASS else Status.FAIL,
         error="",
         task=job.task,
         source_format=inspection.format,
@@ -228,15 +248,16 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         fixed_batch=model.fixed_batch,
         float_evaluation=float_evaluation,
         reference=reference,
-        candidates=(candidate,),
-        chosen=0,
+        candidates=candidates,
+        chosen=chosen,
+        choice=choice,
         calibration=dataclasses.replace(
             calibration.info, samples=min(calibration.samples, job.calibration_samples)
         ) if calibration else None,
         evaluation_data=eval_data.info,
         provenance=Provenance(
             tool_versions=tool_versions(),
-            inputs=tuple(sorted(input_files, key=lambda f: f.path)),
+            inputs=tuple(sorted(set(input_files), key=lambda f: f.path)),
             policy_file=job.policy_file,
             policy_sha256=policy_digest(policy),
             effective_policy=policy,
@@ -245,36 +266,44 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             allowed_custom_objects=inspection.allowed_custom_objects,
         ),
         stage_seconds=stages.seconds,
+        layer_errors=layer_errors,
+        findings=findings,
     )
 
 
-def _calibration(job: Job, files, eval_data, data_args: Mapping) -> object:  # noqa: ANN001
-    """Calibration data: calib.npz, else train.npz; the eval set only when gate.toml says so."""
+class _NothingBuilt(ModelError):
+    """No candidate could be built: the model is an ERROR row that lists what happened to each."""
+
+    def __init__(self, candidates: tuple[Candidate, ...]) -> None:
+        self.candidates = candidates
+        outcomes = "; ".join(f"{c.method}: {c.reason}" for c in candidates)
+        super().__init__(f"no candidate could be built: {outcomes}")
+
+
+def _metric_change_of(tflite: bytes, scratch: Path, eval_data: Any, task: str, threads: int, float_value: float,
+                      measure: Any, search: Any) -> float:  # fmt: skip
+    """The metric change of a .tflite not yet staged (for methods that search themselves)."""
+    path = scratch / "probe.tflite"
+    path.write_bytes(tflite)
+    evaluation = measure.evaluate_tflite(path, eval_data, task, threads=threads)
+    return search.metric_change(task, float_value, evaluation.value)
+
+
+def _interval(float_evaluation: Any, evaluation: Any, policy: Mapping[str, Value]) -> Any:
+    from gate.stats import change_interval
+
+    return change_interval(float_evaluation.per_sample, evaluation.per_sample, evaluation.metric,
+                           confidence=float(policy.get("statistics.confidence", 0.95)))  # fmt: skip
+
+
+def _calibration(job: Job, files: ModelFiles, eval_data: Any, data_args: Mapping) -> Any:
+    """Calibration data: calib.npz, else train.npz; the eval set only when gate.toml says so; else None."""
     from gate import load
 
     source = files.calib_data or files.train_data
     if source is not None:
         return load.load_dataset(source, need_labels=False, **data_args)
-    if job.calibrate_on_eval:
-        return eval_data
-    raise ModelError(
-        f"{job.folder}: int8 quantization needs calibration data: add calib.npz (x) or train.npz (x, y), "
-        "or set calibrate_on_eval = true in gate.toml to calibrate on the eval set (the report will say so)"
-    )
-
-
-def _metric_change(task: str, float_value: float, quantized_value: float) -> float:
-    """Accuracy: points gained (negative = lost). MAE: percent change of the float model's MAE."""
-    if task == "classification":
-        return quantized_value - float_value
-    if float_value == 0:
-        return 0.0 if quantized_value == 0 else 1000.0  # the largest increase a policy can allow
-    return (quantized_value - float_value) / float_value * 100
-
-
-def _write_artifact(path: Path, blob: bytes) -> Path:
-    write_atomic(path, blob)
-    return path
+    return eval_data if job.calibrate_on_eval else None
 
 
 def encode_result(job: Job, result: ModelResult) -> str:
@@ -292,4 +321,3 @@ def encode_result(job: Job, result: ModelResult) -> str:
             stage_seconds=result.stage_seconds,
         )
     return dumps(to_jsonable(result))
-

@@ -9,17 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from gate.errors import ModelError
-from gate.methods import METHODS, Setup
+from gate.methods import METHODS, Built, NotApplicable, Setup
 
 
-def convert(saved_model_dir: Path, *, method: str, setup: Setup = Setup()) -> bytes:
-    """Convert the SavedModel's serving_default signature with one method of the registry."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["serving_default"])
+def convert(saved_model_dir: Path, *, method: str, setup: Setup = Setup()) -> Built:
+    """Build a .tflite with one method of the registry; a converter failure is a ModelError saying why."""
     try:
-        METHODS[method].configure(converter, setup)
-        return converter.convert()
+        return METHODS[method].build(saved_model_dir, setup)
+    except (ModelError, NotApplicable):
+        raise
     except Exception as exc:  # noqa: BLE001 - the converter raises many types, all meaning "cannot convert"
         raise ModelError(f"TFLite conversion ({method}) failed: {_converter_error(exc)}") from None
 

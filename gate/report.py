@@ -20,7 +20,7 @@ from gate import __version__
 from gate.compare import Baseline, Comparison, ModelChange, compare
 from gate.judge import CHECKS
 from gate.layout import CHECKSUMS, COMMENT_MD, REPORT_JSON, REPORT_MD, log_path
-from gate.results import SCHEMA_VERSION, CheckResult, ModelResult, Status, dumps, json_schema
+from gate.results import SCHEMA_VERSION, CheckResult, Interval, ModelResult, Status, dumps, json_schema
 
 # GitHub rejects issue and PR comments longer than this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -115,6 +115,19 @@ def _change(value: float, metric: str) -> str:
     return f"{sign}{abs(value):.2f} pts" if metric == "accuracy" else f"{sign}{abs(value):.2f}%"
 
 
+def _interval(interval: Interval | None, metric: str) -> str:
+    """'95% CI −4.17 to −1.11 pts' for a metric change's interval; '' when there is none."""
+    if interval is None:
+        return ""
+    unit = "pts" if metric == "accuracy" else "%"
+    low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in (interval.low, interval.high))
+    return f"{interval.confidence:.0%} CI {low} to {high} {unit}"
+
+
+def _mermaid_label(text: str) -> str:
+    return '"' + "".join(ch for ch in text if ch.isalnum() or ch in "-_.") + '"'
+
+
 def _duration(milliseconds: float) -> str:
     """A latency in the unit that suits it: 0.84 µs, 41 µs, 3.2 ms, 1.5 s (two significant digits below 100)."""
     for unit, scale in (("µs", 1e-3), ("ms", 1.0), ("s", 1e3)):
@@ -207,7 +220,7 @@ def _environment() -> jinja2.Environment:
         md=_md, cause=_cause, size=_size, size_change=_size_change, metric=_metric, change=_change,
         number=_number, duration=_duration, duration_change=_duration_change, figure=_figure,
         failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
-        latency_cell=_latency_cell,
+        latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label,
     )  # fmt: skip
     environment.globals.update(icons=STATUS_ICONS, Status=Status, log_path=log_path, artifact=ARTIFACT_NAME)
     return environment

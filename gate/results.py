@@ -103,16 +103,56 @@ class Conversion:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One way of quantizing the model, judged against the policy."""
+class Interval:
+    """A confidence interval of a metric change, from a paired bootstrap over the eval samples."""
 
-    conversion: Conversion
-    size_reduction_vs_source: float  # source file(s) bytes / quantized .tflite bytes
-    size_reduction_vs_float32: float  # float32 .tflite bytes / quantized .tflite bytes
-    metric_change: float  # quantized minus float model; points for accuracy, percent of the float MAE for MAE
-    speedup: float | None  # float32 .tflite p50 / quantized p50
-    checks: tuple[CheckResult, ...]
+    low: float
+    high: float
+    confidence: float  # e.g. 0.95
+    method: str  # "BCa", or "percentile" where BCa is undefined (both models agree on every sample)
+    resamples: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way of quantizing the model, tried (and judged against the policy), skipped, or failed to build.
+
+    PASS and FAIL: built, measured and judged. SKIP: not tried, because it cannot meet
+    a hard requirement of the policy or the search ran out of time (`reason` says which).
+    ERROR: it could not be built or measured, e.g. the converter crashed (`reason` says how).
+    """
+
+    method: str  # a name of gate.methods.METHODS
     status: Status
+    reason: str  # why it was skipped or failed to build; for FAIL, its first failed check
+    conversion: Conversion | None  # None unless built
+    size_reduction_vs_source: float | None  # source file(s) bytes / quantized .tflite bytes
+    size_reduction_vs_float32: float | None  # float32 .tflite bytes / quantized .tflite bytes
+    metric_change: float | None  # quantized minus float model; points for accuracy, percent of the float MAE for MAE
+    metric_change_interval: Interval | None  # 95% (by default) confidence interval of metric_change
+    speedup: float | None  # float32 .tflite p50 / quantized p50, measured in the same run
+    checks: tuple[CheckResult, ...]
+    seconds: float  # building, evaluating and timing it
+    notes: tuple[str, ...] = ()  # how it was built: calibration samples, layers kept in float, QAT epochs
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """How much one layer's quantization distorts its output, from the quantization debugger."""
+
+    name: str  # the tensor a user can recognise (the Keras layer's name where it can be recovered)
+    op: str  # e.g. "FULLY_CONNECTED"
+    error: float  # RMSE of the quantized output against the float one, in units of the output's scale
+    scale: float
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something the gate found out about why quantization fails, with what to do about it."""
+
+    kind: str  # e.g. "input_range"
+    title: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -131,8 +171,8 @@ class Provenance:
     inputs: tuple[FileDigest, ...]  # every file of the model folder that was read
     policy_file: str
     policy_sha256: str  # of the effective policy (after overrides), canonical JSON
-    effective_policy: dict[str, float | str | bool | int]
-    overrides: dict[str, float | str | bool | int]
+    effective_policy: dict[str, float | str | bool | int | tuple[str, ...]]
+    overrides: dict[str, float | str | bool | int | tuple[str, ...]]
     override_reason: str
     allowed_custom_objects: tuple[str, ...]
 
@@ -161,16 +201,20 @@ class ModelResult:
     fixed_batch: bool  # converted with a batch of exactly one (recurrent layers need it)
     float_evaluation: Evaluation | None  # the Keras/SavedModel model itself
     reference: Conversion | None  # the float32 .tflite
-    candidates: tuple[Candidate, ...]
-    chosen: int  # index into candidates; -1 when there are none
+    candidates: tuple[Candidate, ...]  # in the order they were tried
+    chosen: int  # index into candidates of the published one; -1 when none was built
+    choice: str  # why that candidate was chosen, e.g. "the first candidate that passes every check"
     calibration: DataInfo | None
     evaluation_data: DataInfo | None
     provenance: Provenance | None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     origin: Origin | None = None  # None for a model that could not be configured
+    layer_errors: tuple[LayerError, ...] = ()  # the layers int8 quantization distorts most, worst first
+    findings: tuple[Finding, ...] = ()
 
     @property
     def candidate(self) -> Candidate | None:
+        """The published candidate: the one that passed, or the closest one when none did."""
         return self.candidates[self.chosen] if self.chosen >= 0 else None
 
     @property
@@ -194,7 +238,14 @@ class ModelResult:
         return from_jsonable(cls, data)
 
 
-def error_result(name: str, message: str, *, task: str = "", stage_seconds: dict[str, float] | None = None) -> ModelResult:
+def error_result(
+    name: str,
+    message: str,
+    *,
+    task: str = "",
+    stage_seconds: dict[str, float] | None = None,
+    candidates: tuple[Candidate, ...] = (),
+) -> ModelResult:
     """The result of a model that could not be gated: one ERROR row with its message."""
     return ModelResult(
         name=name,
@@ -207,8 +258,9 @@ def error_result(name: str, message: str, *, task: str = "", stage_seconds: dict
         fixed_batch=False,
         float_evaluation=None,
         reference=None,
-        candidates=(),
+        candidates=candidates,
         chosen=-1,
+        choice="",
         calibration=None,
         evaluation_data=None,
         provenance=None,

@@ -35,7 +35,7 @@ from gate.environment import machine
 from gate.layout import ModelOutputs, clear_outputs, log_path
 from gate.pipeline import Job
 from gate.report import write_reports
-from gate.results import InvalidResult, ModelResult, Origin, Status, error_result, load_result, to_jsonable
+from gate.results import Candidate, InvalidResult, ModelResult, Origin, Status, error_result, load_result, to_jsonable
 
 POLL_SECONDS = 0.2
 # TensorFlow's C++ logging and absl: hidden unless --verbose (the converter's
@@ -151,6 +151,10 @@ class _Worker:
     paused_seconds: float = 0.0
     paused_since: float | None = None  # stopped for another's latency, or waiting for its own turn
     stopped: bool = False  # SIGSTOPped
+    candidate: str = ""  # the candidate being built: a crash or hang now is that candidate's
+    candidate_started: float = 0.0  # elapsed() when it started
+    done: list[Candidate] = field(default_factory=list)  # candidates finished in this worker
+    search_seconds: float = 0.0
 
     def send(self, message: dict) -> None:
         os.write(self.control, (json.dumps(message) + "\n").encode())
@@ -181,12 +185,12 @@ class Scheduler:
     _waiting: deque[_Worker] = field(default_factory=deque)
 
     def run(self, queue: Sequence[tuple[int, Job]], finished: Callable[[int, ModelResult], None]) -> None:
-        todo = deque(queue)
+        self._todo = deque(queue)
         self._finished = finished
         try:
-            while todo or self._busy:
-                while todo and len(self._busy) < self.workers and self._holder is None:
-                    self._start(*todo.popleft())
+            while self._todo or self._busy:
+                while self._todo and len(self._busy) < self.workers and self._holder is None:
+                    self._start(*self._todo.popleft())
                 self._poll()
         finally:
             for worker in self._busy + self._idle:
@@ -200,6 +204,7 @@ class Scheduler:
         worker = self._idle.pop() if self._idle and not dedicated else self._spawn(dedicated)
         worker.index, worker.job, worker.stage = index, job, "start"
         worker.started, worker.paused_seconds, worker.paused_since = time.monotonic(), 0.0, None
+        worker.candidate, worker.done, worker.search_seconds = "", list(job.done), job.search_seconds
         Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
         worker.send({"job": to_jsonable(job)})
         self._busy.append(worker)
@@ -244,6 +249,14 @@ class Scheduler:
             worker.stage = message["stage"]
             if message["seconds"] >= 0:
                 self.progress(f"{label}: {message['stage']} {message['seconds']:.1f} s")
+        elif "candidate" in message:
+            worker.candidate, worker.candidate_started = message["candidate"], worker.elapsed(time.monotonic())
+        elif "candidate_done" in message:
+            candidate = load_result(Candidate, message["candidate_done"])
+            if candidate.method not in {c.method for c in worker.done}:
+                worker.done.append(candidate)
+                self.progress(f"{label}: {_candidate_line(candidate)}")
+            worker.candidate, worker.search_seconds = "", message["search_seconds"]
         elif "exclusive" in message:
             self._waiting.append(worker)
             worker.paused_since = worker.paused_since or time.monotonic()  # waiting is not the model's time
@@ -293,6 +306,13 @@ class Scheduler:
             return
         timeout_s = float(worker.job.policy["limits.timeout_s"])
         memory_mb = int(worker.job.policy["limits.memory_mb"])
+        candidate_timeout_s = float(worker.job.policy["search.candidate_timeout_s"])
+        if worker.candidate and worker.elapsed(now) - worker.candidate_started > candidate_timeout_s:
+            worker.signal_group(signal.SIGKILL)
+            worker.process.wait()
+            self._resume(worker, f"it took longer than its {candidate_timeout_s:g} s limit "
+                                 "(search.candidate_timeout_s) and was stopped")  # fmt: skip
+            return
         if worker.elapsed(now) > timeout_s:
             limit = f"took longer than its {timeout_s:g} s wall-time limit (limits.timeout_s)"
         elif (rss_mb := _resident_mb(worker.process.pid)) > memory_mb:
@@ -313,9 +333,12 @@ class Scheduler:
         job = worker.job
         assert job is not None
         code = worker.process.returncode
-        cause = (f"died with {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}") + (
-            f" {self._where(worker)}"
-        )
+        death = f"died with {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        if worker.candidate:  # the candidate's failure, not the model's: resume the search after it
+            crash = " (a crash inside TensorFlow or LiteRT)" if code < 0 else ""
+            self._resume(worker, f"the gate's worker {death} while building or measuring it{crash}{self._log_hint(job)}")
+            return
+        cause = f"{death} {self._where(worker)}"
         crash = " (a crash inside TensorFlow or LiteRT on this model)" if code < 0 else " without a result"
         self._done(worker, error_result(
             job.name, f"{job.folder}: the gate's worker {cause}{crash}{self._log_hint(job)}", task=job.task
@@ -323,27 +346,50 @@ class Scheduler:
 
     def _done(self, worker: _Worker, result: ModelResult, now: float, *, ended: bool = False) -> None:
         self.progress(f"{self.labels[worker.index]}: {result.status.value} in {worker.elapsed(now):.1f} s")
+        if ended or worker.dedicated:
+            self._retire(worker)
+        else:
+            self._busy.remove(worker)
+            worker.job = None
+            self._idle.append(worker)
+        self._finished(worker.index, result)
+
+    def _resume(self, worker: _Worker, reason: str) -> None:
+        """Record the candidate the worker was on as failed, and gate the model on in a fresh worker."""
+        job = worker.job
+        assert job is not None
+        failed = Candidate(worker.candidate, Status.ERROR, reason, None, None, None, None, None, None, (),
+                           round(worker.elapsed(time.monotonic()) - worker.candidate_started, 3))  # fmt: skip
+        self.progress(f"{self.labels[worker.index]}: {_candidate_line(failed)}")
+        resumed = dataclasses.replace(job, done=(*worker.done, failed), search_seconds=worker.search_seconds)
+        index = worker.index
+        self._retire(worker)
+        self._todo.appendleft((index, resumed))
+
+    def _retire(self, worker: _Worker) -> None:
+        """Take a worker that has ended (or must) out of the schedule."""
         self._busy.remove(worker)
         if worker in self._waiting:
             self._waiting.remove(worker)
         if self._holder is worker:
             self._release()
-        if ended or worker.dedicated:
-            worker.signal_group(signal.SIGKILL)
-            worker.process.wait()
-            os.close(worker.control)
-            os.close(worker.events)
-        else:
-            worker.job = None
-            self._idle.append(worker)
-        self._finished(worker.index, result)
+        worker.signal_group(signal.SIGKILL)
+        worker.process.wait()
+        os.close(worker.control)
+        os.close(worker.events)
 
     @staticmethod
     def _where(worker: _Worker) -> str:
         return f"during stage '{worker.stage}'" if worker.stage != "start" else "before its first stage"
 
     def _log_hint(self, job: Job) -> str:
-        return "" if self.verbose else f"; see {job.log_path}"
+        return "" if self.verbose else f"; see {log_path(job.name)} in the output folder"
+
+
+def _candidate_line(candidate: Candidate) -> str:
+    """One progress line per candidate: `int8: FAIL accuracy.max_drop: accuracy dropped 3.10 pts … (4.2 s)`."""
+    reason = f" {candidate.reason.splitlines()[0]}" if candidate.reason else ""
+    return f"candidate {candidate.method}: {candidate.status.value}{reason} ({candidate.seconds:.1f} s)"
 
 
 def _resident_mb(pid: int) -> int:

@@ -27,7 +27,7 @@ from typing import IO
 
 from gate.pipeline import Job, Reporter, encode_result, gate_model
 from gate.report import write_atomic
-from gate.results import error_result, from_jsonable
+from gate.results import Candidate, error_result, load_result, to_jsonable
 
 
 class _Channel(Reporter):
@@ -47,6 +47,12 @@ class _Channel(Reporter):
     def stage(self, name: str, seconds: float) -> None:
         self.send({"stage": name, "seconds": seconds})
 
+    def candidate(self, method: str) -> None:
+        self.send({"candidate": method})
+
+    def candidate_done(self, candidate: Candidate, search_seconds: float) -> None:
+        self.send({"candidate_done": to_jsonable(candidate), "search_seconds": round(search_seconds, 3)})
+
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Wait until the parent has paused every other worker; a benchmark sharing the CPU measures the neighbour."""
@@ -59,12 +65,15 @@ class _Channel(Reporter):
             self.send({"released": True})
 
 
-def _redirect_output(log: Path) -> None:
-    """Send fd 1 and 2 (TensorFlow's C++ logging writes to fd 2 directly) to this model's log."""
+def _redirect_output(log: Path, *, append: bool) -> None:
+    """Send fd 1 and 2 (TensorFlow's C++ logging writes to fd 2 directly) to this model's log.
+
+    A resumed search appends: the log then still shows what the crashed worker printed.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -75,9 +84,9 @@ def main(argv: list[str]) -> int:
     verbose = os.environ.get("GATE_WORKER_VERBOSE") == "1"
     channel = _Channel(os.fdopen(control_fd, "r", encoding="utf-8"), events_fd)
     while (message := channel.receive()) is not None:
-        job = from_jsonable(Job, message["job"])
+        job = load_result(Job, message["job"])
         if not verbose:
-            _redirect_output(Path(job.log_path))
+            _redirect_output(Path(job.log_path), append=bool(job.done))
         try:
             result = gate_model(job, channel)
         except Exception as exc:  # noqa: BLE001 - a bug in gate: still one row, traceback in the log

@@ -39,17 +39,37 @@ def with_limit(workspace: Path, name: str, limit: str) -> None:
     (workspace / "models" / name / "gate.toml").write_text(f'override_reason = "test"\n[overrides.limits]\n{limit}\n')
 
 
-def test_a_converter_crash_becomes_an_error_row_naming_the_signal_and_stage(workspace) -> None:
+def test_a_converter_crash_fails_that_candidate_and_a_model_with_no_other_is_an_error_row(workspace) -> None:
     bilstm_attention(workspace / "models" / "bilstm")
+    (workspace / "models" / "bilstm" / "gate.toml").write_text('method = "int8"\n')
     run = run_gate("check", cwd=workspace)
     assert run.exit_code == 1
-    assert run.model("bilstm")["error"] == (
-        f"{Path('models/bilstm')}: the gate's worker died with SIGSEGV during stage 'quantize' "
-        f"(a crash inside TensorFlow or LiteRT on this model); see {Path('gate-out/logs/bilstm.log')}"
-    )
+    crash = ("the gate's worker died with SIGSEGV while building or measuring it (a crash inside TensorFlow or "
+             f"LiteRT); see {Path('logs/bilstm.log')} in the output folder")
+    assert run.model("bilstm")["error"] == f"{Path('models/bilstm')}: no candidate could be built: int8: {crash}"
+    assert [(c["method"], c["status"], c["reason"]) for c in run.model("bilstm")["candidates"]] == [
+        ("int8", "ERROR", crash)
+    ]
+    assert "candidate int8: ERROR the gate's worker died with SIGSEGV" in run.stderr
     assert run.model("healthy")["status"] == "PASS"
     # The float32 .tflite was written before the crash: a model that was not gated publishes nothing.
     assert sorted(p.name for p in (run.out_dir / "artifacts").iterdir()) == ["healthy.float32.tflite", "healthy.int8.tflite"]
+
+
+def test_after_a_candidate_crashes_the_search_goes_on_with_the_next(workspace) -> None:
+    bilstm_attention(workspace / "models" / "bilstm")
+    (workspace / "models" / "bilstm" / "gate.toml").write_text(
+        'policy = "float_io"\noverride_reason = "keep the test short"\n'
+        '[overrides.search]\ncandidates = ["int8", "dynamic_range"]\n'
+    )
+    run = run_gate("check", cwd=workspace)
+    model = run.model("bilstm")
+    assert [(c["method"], c["status"]) for c in model["candidates"]][0] == ("int8", "ERROR")
+    assert "died with SIGSEGV" in model["candidates"][0]["reason"]
+    assert model["candidates"][1]["method"] == "dynamic_range" and model["candidates"][1]["conversion"]
+    assert model["status"] in ("PASS", "FAIL") and model["chosen"] == 1
+    assert (run.out_dir / "artifacts" / "bilstm.dynamic_range.tflite").is_file()
+    assert "| `int8` | — | — | — | ⚠️ ERROR: the gate's worker died with SIGSEGV" in run.markdown
 
 
 def test_wall_time_and_memory_limits_stop_a_model_and_name_the_limit(workspace) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from gate.commands import options
 from gate.errors import ConfigError
-from gate.report import write_atomic
 
 HELP = "list the models whose result can differ between two commits, as a GitHub Actions matrix"
 
@@ -28,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gate.plan import plan_changes
+    from gate.report import write_atomic
 
     plan = plan_changes(base=args.base, head=args.head, everything=args.all)
     document = plan.to_json()

@@ -1,0 +1,206 @@
+"""The candidate search: build, measure and judge candidates until one passes the policy.
+
+`method = "auto"` tries every method of gate.methods in the registry's order,
+from the most to the least deployable, and keeps the first candidate that
+passes every check. A candidate that cannot meet a hard requirement of the
+policy (its I/O dtype, float ops under `ops.integer_only`) is skipped with that
+reason, untried. A candidate that fails to build is that candidate's failure:
+a converter error is recorded as its ERROR and the search goes on; a crash or
+hang of the worker process is turned into the same by gate.run, which resumes
+the search in a fresh worker with the candidates already done. When nothing
+passes, the closest candidate (fewest failed checks, then the smallest metric
+loss) is kept and published as the model's FAIL, so the user sees how far off it is.
+
+Runs inside the worker, where TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gate.errors import ModelError
+from gate.judge import LATENCY_CHECKS, Context, hard_requirement_problem, judge
+from gate.keys import Value
+from gate.methods import AUTO, METHODS, Built, NotApplicable, Setup, search_order
+from gate.results import Candidate, Conversion, Evaluation, Latency, Status
+
+
+@dataclass(frozen=True)
+class Workbench:
+    """What every candidate is built from and measured against, for one model (set up by gate.pipeline)."""
+
+    policy: Mapping[str, Value]
+    task: str
+    source_bytes: int
+    float_evaluation: Evaluation
+    reference: Conversion  # the float32 .tflite, measured (latency of its first pairing, if any)
+    integer_inputs: bool  # every input of the float model is integer (token ids): no candidate quantizes it
+    setup: Setup
+    build: Callable[[str, Setup], Built]  # method name, setup -> the candidate's .tflite
+    save: Callable[[str, bytes], Path]  # method name, .tflite bytes -> where it is staged
+    measure: Callable[[str, Path], tuple[Conversion, Latency | None]]  # evaluate, describe, time (with float32)
+    interval: Callable[[Evaluation], object]  # the metric change's confidence interval against the float model
+
+
+def metric_change(task: str, float_value: float, quantized_value: float) -> float:
+    """Accuracy: points gained (negative = lost). MAE: percent change of the float model's MAE."""
+    if task == "classification":
+        return quantized_value - float_value
+    if float_value == 0:
+        return 0.0 if quantized_value == 0 else 1000.0  # the largest increase a policy can allow
+    return (quantized_value - float_value) / float_value * 100
+
+
+def allowed_change(policy: Mapping[str, Value], task: str) -> float | None:
+    """The metric change the policy's accuracy or MAE check allows, as a bound on `metric_change`."""
+    if task == "classification" and "accuracy.max_drop" in policy:
+        return -float(policy["accuracy.max_drop"])
+    if task == "regression" and "mae.max_increase" in policy:
+        return float(policy["mae.max_increase"])
+    return None
+
+
+def skipped(method: str, reason: str) -> Candidate:
+    return Candidate(method, Status.SKIP, reason, None, None, None, None, None, None, (), 0.0)
+
+
+def failed(method: str, reason: str, seconds: float = 0.0) -> Candidate:
+    return Candidate(method, Status.ERROR, reason, None, None, None, None, None, None, (), round(seconds, 3))
+
+
+def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_training: bool) -> str:
+    """Why `method` cannot pass this policy or cannot run on this model, or "" when it should be tried."""
+    definition = METHODS[method]
+    if definition.needs_calibration and not has_calibration:
+        return ("it needs calibration data: add calib.npz (x) or train.npz (x, y), or set calibrate_on_eval = true in "
+                "gate.toml to calibrate on the eval set (the report will say so)")
+    if definition.needs_training_data and not has_training:
+        return "it trains on train.npz with labels, and the model folder has none"
+    io_dtype = {"policy": "", "float32": "", "int16": "int16"}[definition.io]
+    if definition.io == "int16" and str(bench.policy.get("io.input_dtype", "float32")) == "float32":
+        io_dtype = "float32"  # 16x8 keeps float I/O when the policy asks for it
+    problem = hard_requirement_problem(
+        bench.policy, float_io=definition.io == "float32", float_ops=definition.float_ops, io_dtype=io_dtype,
+        integer_inputs=bench.integer_inputs,
+    )  # fmt: skip
+    return problem
+
+
+def build_candidate(method: str, bench: Workbench) -> Candidate:
+    """Build, measure and judge one candidate; a build that fails is that candidate's ERROR."""
+    start = time.perf_counter()
+    try:
+        built = bench.build(method, bench.setup)
+    except NotApplicable as reason:
+        return skipped(method, str(reason))
+    except ModelError as exc:
+        return failed(method, str(exc), time.perf_counter() - start)
+    path = bench.save(method, built.tflite)
+    try:
+        conversion, reference_latency = bench.measure(method, path)
+    except ModelError as exc:
+        return failed(method, str(exc), time.perf_counter() - start)
+    reference = bench.reference
+    speedup = None
+    if conversion.latency and reference_latency:
+        speedup = reference_latency.p50_ms / conversion.latency.p50_ms
+    candidate = Candidate(
+        method=method,
+        status=Status.PASS,
+        reason="",
+        conversion=conversion,
+        size_reduction_vs_source=bench.source_bytes / conversion.artifact.size_bytes,
+        size_reduction_vs_float32=reference.artifact.size_bytes / conversion.artifact.size_bytes,
+        metric_change=metric_change(bench.task, bench.float_evaluation.value, conversion.evaluation.value),
+        metric_change_interval=bench.interval(conversion.evaluation),  # type: ignore[arg-type]
+        speedup=speedup,
+        checks=(),
+        seconds=0.0,
+        notes=built.notes,
+    )
+    context = Context(bench.policy, bench.task, reference, bench.float_evaluation.samples)
+    judged = judge(candidate, context)
+    return dataclasses.replace(judged, seconds=round(time.perf_counter() - start, 3))
+
+
+def closest(candidates: Sequence[Candidate]) -> int:
+    """The index of the candidate to publish: the first that passed, else the closest built one, else -1."""
+    for index, candidate in enumerate(candidates):
+        if candidate.status is Status.PASS:
+            return index
+    built = [(i, c) for i, c in enumerate(candidates) if c.conversion is not None]
+    if not built:
+        return -1
+
+    def distance(item: tuple[int, Candidate]) -> tuple[int, float, int]:
+        index, candidate = item
+        failures = sum(check.status is Status.FAIL for check in candidate.checks)
+        loss = -(candidate.metric_change or 0.0) if candidate.conversion.evaluation.metric == "accuracy" else (
+            candidate.metric_change or 0.0)
+        return failures, loss, index
+
+    return min(built, key=distance)[0]
+
+
+def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool) -> str:
+    if chosen < 0:
+        return ""
+    candidate = candidates[chosen]
+    if candidate.status is Status.PASS:
+        if not searched:
+            return f"{candidate.method}, the method gate.toml names, passes every check"
+        earlier = len([c for c in candidates[:chosen] if c.status is not Status.SKIP])
+        return (f"{candidate.method}: the first candidate in the search order that passes every check"
+                + (f" ({earlier} tried before it did not)" if earlier else ""))
+    failures = sum(check.status is Status.FAIL for check in candidate.checks)
+    return (f"no candidate passes; {candidate.method} is the closest (fewest failed checks, {failures}, then the "
+            "smallest metric loss) and is kept so you can see how far off it is")
+
+
+def search(
+    method: str,
+    bench: Workbench,
+    *,
+    has_calibration: bool,
+    has_training: bool,
+    done: Sequence[Candidate] = (),
+    elapsed: float = 0.0,
+    started: Callable[[str], None] = lambda method: None,
+    finished: Callable[[Candidate], None] = lambda candidate: None,
+) -> tuple[tuple[Candidate, ...], int, str]:
+    """Try the candidates `method` asks for; return them all, the index of the one to publish, and why.
+
+    `done` are candidates an earlier worker finished (or crashed on) before it died: they are
+    reused as they are, not tried again. `elapsed` is the search time those took.
+    """
+    restrict = tuple(bench.policy.get("search.candidates", ()) or ())  # type: ignore[arg-type]
+    order = search_order(method, restrict)
+    budget = float(bench.policy.get("search.max_seconds", 600))
+    earlier = {candidate.method: candidate for candidate in done}
+    start = time.monotonic() - elapsed
+    candidates: list[Candidate] = []
+    for name in order:
+        if name in earlier:
+            candidate = earlier[name]
+        elif reason := skip_reason(name, bench, has_calibration=has_calibration, has_training=has_training):
+            candidate = skipped(name, f"not tried: {reason}")
+        elif candidates and time.monotonic() - start > budget:
+            candidate = skipped(name, f"not tried: the search's time budget (search.max_seconds = {budget:g} s) was "
+                                      "used up")  # fmt: skip
+        else:
+            started(name)
+            candidate = build_candidate(name, bench)
+        candidates.append(candidate)
+        finished(candidate)
+        if candidate.status is Status.PASS:
+            break
+    chosen = closest(candidates)
+    return tuple(candidates), chosen, choice_text(candidates, chosen, searched=method == AUTO)
+
+
+def judges_latency(policy: Mapping[str, Value]) -> bool:
+    return any(name in policy for name in LATENCY_CHECKS)
