@@ -276,7 +276,10 @@ class _NothingBuilt(ModelError):
 
     def __init__(self, candidates: tuple[Candidate, ...]) -> None:
         self.candidates = candidates
-        outcomes = "; ".join(f"{c.method}: {c.reason}" for c in candidates)
+        by_reason: dict[str, list[str]] = {}
+        for candidate in candidates:
+            by_reason.setdefault(candidate.reason, []).append(candidate.method)
+        outcomes = "; ".join(f"{', '.join(methods)}: {reason}" for reason, methods in by_reason.items())
         super().__init__(f"no candidate could be built: {outcomes}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gate.judge import judge
+from gate.judge import Context, judge
 from gate.results import (
     Candidate,
     Conversion,
@@ -40,15 +40,19 @@ def candidate(*, source_bytes: int = 80_000, float_accuracy: float = 96.0, polic
     reference = conversion("float32", size_bytes=40_000, accuracy=float_accuracy, p50_ms=2.0, dtype="float32")
     quantized = conversion(**conversion_args)
     unjudged = Candidate(
+        method=quantized.method,
+        status=Status.PASS,
+        reason="",
         conversion=quantized,
         size_reduction_vs_source=source_bytes / quantized.artifact.size_bytes,
         size_reduction_vs_float32=reference.artifact.size_bytes / quantized.artifact.size_bytes,
         metric_change=quantized.evaluation.value - float_accuracy,
+        metric_change_interval=None,
         speedup=reference.latency.p50_ms / quantized.latency.p50_ms,
         checks=(),
-        status=Status.PASS,
+        seconds=1.0,
     )
-    return judge(unjudged, policy=policy or DEFAULT_POLICY, task=task)
+    return judge(unjudged, Context(policy or DEFAULT_POLICY, task, reference))
 
 
 DEFAULT_POLICY = {
@@ -78,6 +82,7 @@ def model_result(name: str = "digits", *, overrides: dict | None = None, **candi
         reference=reference,
         candidates=(judged,),
         chosen=0,
+        choice="int8: the first candidate in the search order that passes every check",
         calibration=DataInfo(FileDigest("train.npz", 5678, "ef" * 32), 200),
         evaluation_data=data,
         provenance=Provenance(

@@ -18,7 +18,7 @@ def write(path, text: str):
         ("[accuracy]\nmax_dorp = 2.0\n",
          "{p}: unknown key 'accuracy.max_dorp' (did you mean 'accuracy.max_drop'?); allowed keys in [accuracy]: max_drop"),
         ("[acuracy]\nmax_drop = 2.0\n",
-         "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, io, latency, limits, mae, ops, size"),
+         "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, io, latency, limits, mae, ops, qat, search, size, statistics"),
         ("[accuracy]\nmax_drop = \"2\"\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got '2'"),
         ("[accuracy]\nmax_drop = -1\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got -1"),
         ("[io]\ninput_dtype = \"int16\"\n", "{p}: io.input_dtype: expected one of int8, uint8, float32, got 'int16' (did you mean 'int8'?)"),
@@ -31,9 +31,9 @@ def write(path, text: str):
         ("[size\nmin_reduction = 4\n", "Failed to parse {p}: Expected ']' at the end of a table declaration (at line 1, column 6); fix the TOML syntax"),
         ("description = 3\n", "{p}: description: expected a string, got 3"),
         ('descriptoin = "phones"\n', "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
-         "tables: description, accuracy, io, latency, limits, mae, ops, size"),
+         "tables: description, accuracy, io, latency, limits, mae, ops, qat, search, size, statistics"),
         ("sise = 4\n", "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
-         "accuracy, io, latency, limits, mae, ops, size"),
+         "accuracy, io, latency, limits, mae, ops, qat, search, size, statistics"),
     ],
 )
 def test_policy_problems_name_file_key_value_and_fix(tmp_path, toml, message) -> None:
@@ -70,7 +70,8 @@ def test_a_default_policy_is_required(tmp_path) -> None:
         ('polcy = "default"\n', "{p}: unknown key 'polcy' (did you mean 'policy'?); allowed keys: task, policy, method, "
          "calibration_samples, calibrate_on_eval, overrides, override_reason, allow_custom_objects"),
         ('policy = "edg"\n', "{p}: policy: expected one of default, edge, got 'edg' (did you mean 'edge'?)"),
-        ('method = "int4"\n', "{p}: method: expected one of int8, dynamic_range, float16, got 'int4' (did you mean 'int8'?)"),
+        ('method = "int4"\n', "{p}: method: expected one of auto, int8, int8-all-calibration, qat-int8, int8-float-fallback, int16x8, "
+         "dynamic_range, float16, got 'int4' (did you mean 'int8'?)"),
         ("calibration_samples = 0\n", "{p}: calibration_samples: expected a whole number from 1 to 100000, got 0"),
         ("calibrate_on_eval = \"yes\"\n", "{p}: calibrate_on_eval: expected true or false, got 'yes'"),
         ("[overrides.size]\nmin_reduction = 10.0\n",
@@ -111,4 +112,4 @@ def test_overrides_apply_on_top_of_the_policy_and_defaults(tmp_path) -> None:
 
 def test_a_folder_without_gate_toml_gets_the_defaults(tmp_path) -> None:
     manifest = parse_manifest(tmp_path / "gate.toml", {})
-    assert (manifest.task, manifest.policy, manifest.method) == ("classification", "default", "int8")
+    assert (manifest.task, manifest.policy, manifest.method) == ("classification", "default", "auto")

@@ -277,7 +277,7 @@ def test_the_same_inputs_give_byte_identical_artifacts(workspace) -> None:
     second = run_gate("check", "--out", "second", "--no-cache", cwd=workspace)
     assert (first.exit_code, second.exit_code) == (0, 0)
     assert (first.out_dir / "SHA256SUMS").read_text() == (second.out_dir / "SHA256SUMS").read_text()
-    assert "healthy: quantize" in first.stderr  # progress per model and stage
+    assert "healthy: candidate int8: PASS" in first.stderr  # progress per model and candidate
 
 
 def test_a_typo_in_a_policy_is_a_configuration_error(workspace) -> None:

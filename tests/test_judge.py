@@ -55,9 +55,9 @@ def test_failed_check_records_measured_value_and_threshold() -> None:
 
 @pytest.mark.parametrize(("samples", "float_correct", "lost"), [(300, 281, 3), (500, 450, 10), (1000, 905, 20), (500, 487, 10)])
 def test_a_drop_of_exactly_the_limit_passes_and_one_more_sample_fails(samples, float_correct, lost) -> None:
-    from gate.judge import _accuracy_drop
+    from gate.judge import Context, _accuracy_drop
     from gate.measure import score
-    from gate.pipeline import _metric_change
+    from gate.search import metric_change
 
     def accuracy(correct: int) -> float:
         outputs = np.zeros((samples, 2))
@@ -66,5 +66,6 @@ def test_a_drop_of_exactly_the_limit_passes_and_one_more_sample_fails(samples, f
 
     limit = lost * 100 / samples  # e.g. 3 of 300 samples: exactly 1 point
     for lost_samples, expected in ((lost, Status.PASS), (lost + 1, Status.FAIL)):
-        change = _metric_change("classification", accuracy(float_correct), accuracy(float_correct - lost_samples))
-        assert _accuracy_drop(SimpleNamespace(metric_change=change), limit, {}, "classification")[0] is expected
+        change = metric_change("classification", accuracy(float_correct), accuracy(float_correct - lost_samples))
+        candidate = SimpleNamespace(metric_change=change, metric_change_interval=None)
+        assert _accuracy_drop(candidate, limit, Context({}, "classification"))[0] is expected

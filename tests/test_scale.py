@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import run_gate
 
-TIMINGS = {"stage_seconds", "latency", "speedup", "measured_at", "from_cache"}
+TIMINGS = {"stage_seconds", "latency", "speedup", "measured_at", "from_cache", "seconds"}
 
 
 def without_timings(value: object) -> object:

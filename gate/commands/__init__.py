@@ -7,6 +7,6 @@ module and one line here. Shared options live in `gate.commands.options`.
 
 from __future__ import annotations
 
-from gate.commands import check, merge, plan, validate
+from gate.commands import check, merge, plan, release, validate
 
-COMMANDS = {"check": check, "validate": validate, "plan": plan, "merge": merge}
+COMMANDS = {"check": check, "validate": validate, "plan": plan, "merge": merge, "release": release}
