@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import ConfigError, ModelError
-from gate.inspect import never_allowed_problem
+from gate.inspection import never_allowed_problem
 from gate.judge import POLICY_KEYS, SETTINGS, Choice, Flag, Number, PolicyValue
 
 DEFAULT_POLICY = "default"

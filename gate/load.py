@@ -21,7 +21,7 @@ from gate.errors import ModelError
 from gate.results import DataInfo
 
 if TYPE_CHECKING:
-    from gate.inspect import Inspection
+    from gate.inspection import Inspection
 
 PREDICT_BATCH = 256
 

@@ -99,7 +99,7 @@ def gate_model(job: Job, report: Callable[[str, float], None] = lambda stage, se
 
 
 def _gate_model(job: Job, stages: _Stages) -> ModelResult:
-    from gate.inspect import inspect_model
+    from gate.inspection import inspect_model
 
     folder = ModelFolder(job.name, Path(job.folder))
     out_dir = Path(job.out_dir)

@@ -18,7 +18,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests/factories.py
+sys.path.insert(0, str(Path(__file__).parent))  # tests/factories.py, tests/inspection_models.py
+
+# The models the inspection tests share, built once per session.
+pytest_plugins = ("inspection_models",)
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_POLICIES = {
