@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from gate import load, measure, quantize  # noqa: E402
 from gate.config import load_policies, parse_manifest  # noqa: E402
 from gate.discover import find_model_folders, model_files  # noqa: E402
-from gate.inspect import inspect_model  # noqa: E402
+from gate.inspection import inspect_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH_SIZES = (16, 64, 256)

@@ -22,7 +22,7 @@ from typing import Any
 
 from gate.discover import ModelFolder, find_model_folders
 from gate.errors import ConfigError, GateError, ModelError
-from gate.inspect import never_allowed_problem
+from gate.inspection import never_allowed_problem
 from gate.judge import CHECKS
 from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, reference_table, suggest
 from gate.methods import DEFAULT_METHOD, METHOD_CHOICES, SELECTABLE

@@ -1,6 +1,6 @@
 """Load an inspected model and its data.
 
-Only called after `gate.inspect` has accepted the model file: loading a Keras
+Only called after `gate.inspection` has accepted the model file: loading a Keras
 or SavedModel file can run code. TensorFlow and Keras are imported here, in
 the per-model worker, never at `import gate`.
 """
@@ -21,7 +21,7 @@ from gate.errors import ModelError
 from gate.results import DataInfo
 
 if TYPE_CHECKING:
-    from gate.inspect import Inspection
+    from gate.inspection import Inspection
 
 PREDICT_BATCH = 256
 
@@ -82,7 +82,7 @@ def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:
     found), so the package named before ">" in the registered name is imported
     from the repository (the worker's working directory). The worker runs with
     PYTHONSAFEPATH set, so the repository is on sys.path only while the packages the
-    manifest names are imported. gate.inspect has checked that the config
+    manifest names are imported. gate.inspection has checked that the config
     names no module outside them.
     """
     import importlib

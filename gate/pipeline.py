@@ -115,7 +115,7 @@ def gate_model(job: Job, reporter: Reporter | None = None) -> ModelResult:
 
 
 def _gate_model(job: Job, stages: _Stages) -> ModelResult:
-    from gate.inspect import inspect_model
+    from gate.inspection import inspect_model
 
     folder = ModelFolder(job.name, Path(job.folder))
     staged = ModelOutputs(Path(job.out_dir), job.name)

@@ -12,6 +12,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from helpers import TEST_POLICIES, keras3_mlp  # noqa: E402 - after the environment TensorFlow reads
 
+# The models the inspection tests share, built once per session.
+pytest_plugins = ("inspection_models",)
+
 
 @pytest.fixture(scope="session")
 def healthy_model(tmp_path_factory) -> Path:
