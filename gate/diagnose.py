@@ -2,8 +2,8 @@
 
 Runs in the worker after the search, on what the search built.
 
-- Layer errors: for a model whose int8 candidate changed the metric, the
-  quantization debugger's per-layer error (gate.selective), worst first.
+- Layer errors: for a model whose int8 candidate changed the metric, each
+  layer's effect on the model's output when it alone is int8 (gate.selective), worst first.
 - Input ranges: one int8 scale covers a whole input tensor. A model fed raw
   physical units that normalizes them inside itself (a feature spanning 0–0.9
   beside one spanning 900–3,600) loses the small features entirely: they fall
@@ -56,12 +56,11 @@ def layer_errors(saved_model_dir: Path, setup: Setup) -> tuple[LayerError, ...]:
     try:
         from gate import selective
 
-        ranked = selective.rank_layers(saved_model_dir, setup.float_tflite, setup.calibration,
-                                       input_dtype=setup.input_dtype, output_dtype=setup.output_dtype)  # fmt: skip
+        ranked = selective.ranked_layers(saved_model_dir, setup.calibration)
     except Exception as exc:  # noqa: BLE001 - a diagnosis must never cost the model its result
         print(f"gate: the quantization debugger could not rank layers: {type(exc).__name__}: {exc}", flush=True)
         return ()
-    return tuple(LayerError(r.name, r.op, float(r.error), float(r.scale)) for r in ranked[:TOP_LAYERS])
+    return tuple(ranked[:TOP_LAYERS])
 
 
 def input_range_finding(tensor: TensorInfo, inputs: Mapping[str, np.ndarray]) -> Finding | None:

@@ -257,17 +257,17 @@ def judge(candidate: Candidate, context: Context) -> Candidate:
 
 
 def hard_requirement_problem(
-    policy: Mapping[str, Value], *, float_io: bool, float_ops: bool, io_dtype: str = "", integer_inputs: bool = False
+    policy: Mapping[str, Value], *, float_io: bool, float_ops: bool, integer_inputs: bool = False
 ) -> str:
     """Why a kind of candidate cannot pass `policy` whatever it measures, or "" (used to skip it untried).
 
-    `integer_inputs`: the float model's inputs are integer (token ids), which no candidate changes.
+    `float_io`: its model I/O is float32 whatever the policy asks. `integer_inputs`: the float model's
+    inputs are integer (token ids), which no candidate changes.
     """
     for side in ("output",) if integer_inputs else ("input", "output"):
         wanted = policy.get(f"io.{side}_dtype")
-        has = "float32" if float_io else io_dtype
-        if wanted and has and wanted != has:
-            return f"its model {side} is {has}, and the policy requires io.{side}_dtype = {wanted}"
+        if float_io and wanted and wanted != "float32":
+            return f"its model {side} is float32, and the policy requires io.{side}_dtype = {wanted}"
     if policy.get("ops.integer_only") and float_ops:
         return "it keeps ops on float tensors, and the policy requires ops.integer_only = true"
     return ""

@@ -64,7 +64,7 @@ class Method:
     description: str
     needs_calibration: bool  # a representative dataset (calib.npz or train.npz) drives the conversion
     build: Callable[[Path, Setup], Built]  # (SavedModel folder, setup) -> .tflite; TensorFlow is imported by then
-    # What it produces, for ruling it out before it is tried: "policy" (the io.* dtypes), "float32" or "int16".
+    # What model I/O it produces, for ruling it out before it is tried: "policy" (the io.* dtypes) or "float32".
     io: str = "policy"
     float_ops: bool = False  # it leaves ops on float tensors
     needs_training_data: bool = False
@@ -77,7 +77,7 @@ def _converter(saved_model_dir: Path) -> Any:
     return tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["serving_default"])
 
 
-def _representative(calibration: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+def representative_dataset(calibration: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
     # Feed by input name: the signature's input order need not match Keras' order.
     samples = len(next(iter(calibration.values())))
     for index in range(samples):
@@ -110,19 +110,15 @@ def _float16(saved_model_dir: Path, setup: Setup) -> Built:
 
 
 def full_integer(
-    saved_model_dir: Path, calibration: Mapping[str, np.ndarray], *, input_dtype: str, output_dtype: str, ops: str = "int8"
+    saved_model_dir: Path, calibration: Mapping[str, np.ndarray], *, input_dtype: str, output_dtype: str
 ) -> bytes:
-    """Full-integer post-training quantization: int8 (or int16, with ops="int16x8") activations, int8 weights."""
+    """Full-integer int8 post-training quantization: int8 activations and weights, calibrated."""
     import tensorflow as tf
 
     converter = _converter(saved_model_dir)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: _representative(calibration)
-    converter.target_spec.supported_ops = [
-        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-        if ops == "int16x8"
-        else tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-    ]
+    converter.representative_dataset = lambda: representative_dataset(calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     # Model I/O as the policy requires; float32 keeps quantize/dequantize ops at the edges.
     converter.inference_input_type = tf.dtypes.as_dtype(input_dtype)
     converter.inference_output_type = tf.dtypes.as_dtype(output_dtype)
@@ -150,18 +146,16 @@ def _int8_all_calibration(saved_model_dir: Path, setup: Setup) -> Built:
     return Built(tflite, (f"calibrated on all {available:,} calibration samples (int8 used {used:,})",))
 
 
-def _int16x8(saved_model_dir: Path, setup: Setup) -> Built:
-    assert setup.calibration is not None
-    io = "int16" if setup.input_dtype in ("int8", "uint8", "int16") else "float32"
-    tflite = full_integer(saved_model_dir, setup.calibration, input_dtype=io, output_dtype=io, ops="int16x8")
-    return Built(tflite, (f"int16 activations, int8 weights, {io} I/O", f"calibrated on the first "
-                          f"{_samples(setup.calibration):,} samples"))  # fmt: skip
-
-
 def _float_fallback(saved_model_dir: Path, setup: Setup) -> Built:
     from gate import selective
 
     return selective.build(saved_model_dir, setup)
+
+
+def _int16x8(saved_model_dir: Path, setup: Setup) -> Built:
+    from gate import selective
+
+    return selective.build_int16x8(saved_model_dir, setup)
 
 
 def _qat_int8(saved_model_dir: Path, setup: Setup) -> Built:
@@ -190,8 +184,8 @@ METHODS: dict[str, Method] = {
                "kept in float one by one until the metric is within the policy); model I/O as for `int8`.",
                needs_calibration=True, build=_float_fallback, float_ops=True),
         Method("int16x8", "int16 activations with int8 weights (16x8): 256 times finer activations where int8 "
-               "ones collapse; int16 I/O (float32 when the policy asks for float I/O); slower reference kernels.",
-               needs_calibration=True, build=_int16x8, io="int16"),
+               "ones collapse; int8 I/O by requantizing at the edges (litert-quantizer), or float32 I/O when the "
+               "policy asks for it; slower reference kernels.", needs_calibration=True, build=_int16x8),
         Method("dynamic_range", "Dynamic-range quantization: int8 weights, float activations and float I/O.",
                needs_calibration=False, build=_dynamic_range, io="float32", float_ops=True),
         Method("float16", "float16 weights; float32 activations and I/O.", needs_calibration=False,

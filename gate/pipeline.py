@@ -191,7 +191,8 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             metric_change=lambda tflite: _metric_change_of(tflite, Path(scratch), eval_data, job.task, threads,
                                                            float_evaluation.value, measure, search),
             extra={"job": job, "files": files, "inspection": inspection, "model": model, "eval_data": eval_data,
-                   "train_data": train, "scratch": Path(scratch)},
+                   "train_data": train, "scratch": Path(scratch), "task": job.task,
+                   "max_float_layers": int(policy["search.max_float_layers"])},
         )  # fmt: skip
         source_files = digest_tree(files.model, folder.path)
         source_bytes = sum(f.size_bytes for f in source_files)

@@ -19,10 +19,10 @@ def convert(saved_model_dir: Path, *, method: str, setup: Setup = Setup()) -> Bu
     except (ModelError, NotApplicable):
         raise
     except Exception as exc:  # noqa: BLE001 - the converter raises many types, all meaning "cannot convert"
-        raise ModelError(f"TFLite conversion ({method}) failed: {_converter_error(exc)}") from None
+        raise ModelError(f"TFLite conversion ({method}) failed: {converter_error(exc)}") from None
 
 
-def _converter_error(exc: Exception) -> str:
+def converter_error(exc: Exception) -> str:
     """The converter's first error, without the MLIR location that precedes it."""
     lines = [line for line in str(exc).splitlines() if "error:" in line] or str(exc).splitlines() or [type(exc).__name__]
     message = lines[0].split("error:", 1)[-1].strip()

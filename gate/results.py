@@ -138,12 +138,19 @@ class Candidate:
 
 @dataclass(frozen=True)
 class LayerError:
-    """How much one layer's quantization distorts its output, from the quantization debugger."""
+    """How much one layer hurts the model when it alone is quantized to int8 (gate.selective.rank_layers)."""
 
-    name: str  # the tensor a user can recognise (the Keras layer's name where it can be recovered)
-    op: str  # e.g. "FULLY_CONNECTED"
-    error: float  # RMSE of the quantized output against the float one, in units of the output's scale
-    scale: float
+    name: str  # the Keras layer(s) the op computes, e.g. "features" or "Conv1_relu+bn_Conv1+Conv1"; unique
+    op: str  # the TFLite op, e.g. "FULLY_CONNECTED", "CONV_2D"
+    error: float  # model output noise-to-signal ratio, sum((q - f)^2) / sum(f^2), with only this op int8
+    tensor: str  # the op's output tensor in the .tflite (what the MLIR quantizer's denylist names)
+    scale: float  # the int8 scale of that output tensor
+    channel_range_ratio: float  # widest channel's float range / the median channel's: ~1-10 normal, 100+ an outlier
+
+    @property
+    def snr_db(self) -> float:
+        """The same error as a signal-to-noise ratio in dB (higher is better)."""
+        return math.inf if self.error <= 0 else -10 * math.log10(self.error)
 
 
 @dataclass(frozen=True)

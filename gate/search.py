@@ -80,14 +80,8 @@ def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_tra
                 "gate.toml to calibrate on the eval set (the report will say so)")
     if definition.needs_training_data and not has_training:
         return "it trains on train.npz with labels, and the model folder has none"
-    io_dtype = {"policy": "", "float32": "", "int16": "int16"}[definition.io]
-    if definition.io == "int16" and str(bench.policy.get("io.input_dtype", "float32")) == "float32":
-        io_dtype = "float32"  # 16x8 keeps float I/O when the policy asks for it
-    problem = hard_requirement_problem(
-        bench.policy, float_io=definition.io == "float32", float_ops=definition.float_ops, io_dtype=io_dtype,
-        integer_inputs=bench.integer_inputs,
-    )  # fmt: skip
-    return problem
+    return hard_requirement_problem(bench.policy, float_io=definition.io == "float32", float_ops=definition.float_ops,
+                                    integer_inputs=bench.integer_inputs)  # fmt: skip
 
 
 def build_candidate(method: str, bench: Workbench) -> Candidate:

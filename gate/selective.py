@@ -43,7 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from gate.errors import ModelError
-from gate.quantize import _converter_error, _representative
+from gate.methods import Built, NotApplicable, Setup, representative_dataset
+from gate.quantize import converter_error
+from gate.results import LayerError
 
 IO_DTYPES = ("int8", "uint8", "float32")  # what convert_selective's model I/O can be
 INT16X8_IO_DTYPES = ("int8", "int16", "float32")
@@ -54,23 +56,6 @@ _BATCH = 64
 # Calibrated models of recent (SavedModel, calibration) pairs: the search converts the same model many times.
 _CALIBRATED: dict[str, bytes] = {}
 _CALIBRATED_KEEP = 2
-
-
-@dataclass(frozen=True)
-class LayerError:
-    """How much one layer hurts the model when it alone is quantized to int8."""
-
-    name: str  # the Keras layer(s) the op computes, e.g. "features" or "Conv1_relu+bn_Conv1+Conv1"; unique
-    op: str  # the TFLite op, e.g. "FULLY_CONNECTED", "CONV_2D"
-    error: float  # model output noise-to-signal ratio, sum((q - f)^2) / sum(f^2), with only this op int8
-    tensor: str  # the op's output tensor in the .tflite (what the MLIR quantizer's denylist names)
-    scale: float  # the int8 scale of that output tensor
-    channel_range_ratio: float  # widest channel's float range / the median channel's: ~1-10 normal, 100+ an outlier
-
-    @property
-    def snr_db(self) -> float:
-        """The same error as a signal-to-noise ratio in dB (higher is better)."""
-        return float("inf") if self.error <= 0 else float(-10 * np.log10(self.error))
 
 
 def rank_layers(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) -> list[LayerError]:
@@ -162,14 +147,14 @@ def convert_int16x8(
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["serving_default"])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: _representative(calibration)
+    converter.representative_dataset = lambda: representative_dataset(calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     converter.inference_input_type = tf.dtypes.as_dtype(io_dtype)
     converter.inference_output_type = tf.dtypes.as_dtype(io_dtype)
     try:
         return converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types, all meaning "cannot convert"
-        raise ModelError(f"TFLite conversion (16x8) failed: {_converter_error(exc)}") from None
+        raise ModelError(f"TFLite conversion (16x8) failed: {converter_error(exc)}") from None
 
 
 # ---------------------------------------------------------------- TensorFlow's MLIR quantizer
@@ -184,14 +169,14 @@ def _calibrated(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) ->
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["serving_default"])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: _representative(calibration)
+    converter.representative_dataset = lambda: representative_dataset(calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     # What QuantizationDebugger sets: stop after calibration, so the quantizer can run with a denylist.
     converter._experimental_calibrate_only = True  # noqa: SLF001
     try:
         calibrated = converter.convert()
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"TFLite calibration failed: {_converter_error(exc)}") from None
+        raise ModelError(f"TFLite calibration failed: {converter_error(exc)}") from None
     while len(_CALIBRATED) >= _CALIBRATED_KEEP:
         _CALIBRATED.pop(next(iter(_CALIBRATED)))
     _CALIBRATED[key] = calibrated
@@ -222,7 +207,7 @@ def _mlir_quantize(calibrated: bytes, *, denylist: Sequence[str], input_dtype: s
             denylisted_nodes=list(denylist),
         )
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"selective int8 quantization failed: {_converter_error(exc)}") from None
+        raise ModelError(f"selective int8 quantization failed: {converter_error(exc)}") from None
 
 
 # ---------------------------------------------------------------- litert-quantizer
@@ -436,3 +421,61 @@ def _variable_layers(saved_model_dir: Path) -> set[str]:
         for node in graph.object_graph_def.nodes
         if node.WhichOneof("kind") == "variable" and "/" in node.variable.name
     }
+
+
+# ---------------------------------------------------------------- the candidates gate.methods registers
+
+_RANKED: dict[str, list[LayerError]] = {}
+
+
+def ranked_layers(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) -> list[LayerError]:
+    """`rank_layers`, computed once per model and calibration set (the search and the report both need it)."""
+    key = _digest(saved_model_dir, calibration)
+    if key not in _RANKED:
+        _RANKED.clear()
+        _RANKED[key] = rank_layers(saved_model_dir, calibration)
+    return _RANKED[key]
+
+
+def build(saved_model_dir: Path, setup: Setup) -> Built:
+    """The int8-float-fallback candidate: keep the most harmful layers float, one more at a time, until it passes.
+
+    Layers are kept cumulatively in ranking order (a tensor may need both its producer and its
+    consumer float before anything improves, so a revert that did not help alone is not undone),
+    and each build is measured on the eval set. The first build whose metric change the policy
+    allows wins; if none does within `search.max_float_layers`, the best one is returned.
+    """
+    assert setup.calibration is not None and setup.metric_change is not None
+    ranked = ranked_layers(saved_model_dir, setup.calibration)
+    limit = int(setup.extra.get("max_float_layers", 5))
+    best: tuple[float, bytes, list[LayerError]] | None = None
+    for count in range(1, min(limit, len(ranked)) + 1):
+        kept = ranked[:count]
+        tflite = convert_selective(saved_model_dir, setup.calibration, keep_float=[layer.tensor for layer in kept],
+                                   input_dtype=setup.input_dtype, output_dtype=setup.output_dtype)  # fmt: skip
+        change = setup.metric_change(tflite)
+        # Accuracy changes upwards is better (points gained); MAE changes downwards: compare them as a loss.
+        classification = setup.extra.get("task", "classification") == "classification"
+        loss = -change if classification else change
+        if best is None or loss < best[0]:
+            best = (loss, tflite, kept)
+        if setup.allowed_change is not None and loss <= (-setup.allowed_change if classification else setup.allowed_change):
+            break
+    if best is None:
+        raise NotApplicable("the model has no layer that int8 quantizes")
+    _loss, tflite, kept = best
+    names = ", ".join(f"{layer.name} ({layer.op})" for layer in kept)
+    return Built(tflite, (f"kept in float: {names}", f"{len(kept)} of {len(ranked)} layers, ranked by the output "
+                          "error each causes when quantized alone"))  # fmt: skip
+
+
+def build_int16x8(saved_model_dir: Path, setup: Setup) -> Built:
+    """The int16x8 candidate, with the model I/O the policy asks for where 16x8 can give it."""
+    assert setup.calibration is not None
+    if setup.input_dtype != setup.output_dtype or setup.input_dtype not in INT16X8_IO_DTYPES:
+        raise NotApplicable(f"16x8 gives int8, int16 or float32 I/O alike on both sides, and the policy asks for "
+                            f"{setup.input_dtype} input and {setup.output_dtype} output")  # fmt: skip
+    tflite = convert_int16x8(saved_model_dir, setup.float_tflite, setup.calibration, io_dtype=setup.input_dtype)
+    how = "litert-quantizer (16x8 inside, int8 at the edges)" if setup.input_dtype == "int8" else "TFLiteConverter"
+    return Built(tflite, (f"int16 activations, int8 weights, {setup.input_dtype} I/O, by {how}",
+                          f"calibrated on the first {len(next(iter(setup.calibration.values()))):,} samples"))

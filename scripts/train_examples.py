@@ -7,7 +7,7 @@ Each example is a small Keras classifier trained from scratch, written to
     eval.npz      x, y: the held-out 20% of the data set
     train.npz     x, y: the training 80%; or, when that file would be too big to
                   commit, calib.npz with only x for the first training samples
-    gate.toml     the manifest: classification, the example's policy, int8, 200 samples
+    gate.toml     the manifest: classification, the example's policy, method auto, 200 samples
 
 The data sets ship with scikit-learn (`load_digits`, `load_breast_cancer`), so
 nothing is downloaded. Every run is seeded and splits the data the same way,
@@ -45,7 +45,7 @@ OUTPUT_FILES = ("model.keras", "eval.npz", "train.npz", "calib.npz", "gate.toml"
 MANIFEST = """\
 task = "classification"
 policy = "{policy}"
-method = "int8"
+method = "auto"
 calibration_samples = 200
 """
 

@@ -153,6 +153,7 @@ def report_quantized(folder: Path, data: Split) -> None:
     """Every figure of the example, measured as gate measures: int8 PTQ, selective, 16x8."""
     from gate import selective
     from gate.load import _load_keras3
+    from gate.methods import full_integer
     from gate.quantize import convert
 
     keras_bytes = (folder / "model.keras").stat().st_size
@@ -160,18 +161,15 @@ def report_quantized(folder: Path, data: Split) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # Exported exactly as gate's worker exports a Keras 3 model.
         saved_model = _load_keras3(folder / "model.keras", Path(tmp) / "saved_model", fixed_batch=False).saved_model_dir
-        float_tflite = convert(saved_model, method="float32")
+        float_tflite = convert(saved_model, method="float32").tflite
         rows = [("float32 .tflite", float_tflite)]
-        rows.append(
-            ("int8 PTQ (200 calibration samples)", convert(saved_model, method="int8", calibration=calibration))
-        )
+
+        def int8(samples: dict) -> bytes:
+            return full_integer(saved_model, samples, input_dtype="int8", output_dtype="int8")
+
+        rows.append(("int8 PTQ (200 calibration samples)", int8(calibration)))
         everything = {"pixels": data.x_train}
-        rows.append(
-            (
-                f"int8 PTQ ({len(data.x_train)} calibration samples)",
-                convert(saved_model, method="int8", calibration=everything),
-            )
-        )
+        rows.append((f"int8 PTQ ({len(data.x_train)} calibration samples)", int8(everything)))
         ranking = selective.rank_layers(saved_model, calibration)
         for k in (1, 2, 3):
             kept = [layer.name for layer in ranking[:k]]
