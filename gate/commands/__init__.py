@@ -7,6 +7,6 @@ module and one line here. Shared options live in `gate.commands.options`.
 
 from __future__ import annotations
 
-from gate.commands import check, validate
+from gate.commands import check, comment, publish, validate
 
-COMMANDS = {"check": check, "validate": validate}
+COMMANDS = {"check": check, "validate": validate, "comment": comment, "publish": publish}

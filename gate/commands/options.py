@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+
+from gate.errors import ConfigError
 
 EXIT_PASS, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -23,3 +26,17 @@ def out(parser: argparse.ArgumentParser, default: str = "gate-out") -> None:
 
 def chosen_model_dirs(args: argparse.Namespace) -> list[Path]:
     return args.model_dirs or [Path("models")]
+
+
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+def repo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", required=True, metavar="OWNER/NAME",
+                        help="the GitHub repository (in a workflow: ${{ github.repository }})")
+
+
+def check_repo(name: str) -> None:
+    """--repo goes into API paths: only OWNER/NAME as GitHub spells names."""
+    if not _REPO.fullmatch(name) or ".." in name:
+        raise ConfigError(f"--repo: expected OWNER/NAME, got {name!r}")
