@@ -22,7 +22,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -116,7 +116,7 @@ class FakeGitHub:
         # Under a path, as on GitHub Enterprise, so the client's URL joining is tested too.
         return f"{self.origin}/api"
 
-    def __enter__(self) -> FakeGitHub:
+    def __enter__(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -200,7 +200,7 @@ class FakeGitHub:
         last = max(1, -(-len(items) // per_page))
         if page < last:
             base = (self.link_base or self.origin) + path
-            link = lambda number: f"{base}?{urllib.parse.urlencode({**query, 'page': number})}"  # noqa: E731
+            link = lambda number: f"{base}?{urllib.parse.urlencode({**query, 'page': number})}"
             headers["Link"] = f'<{link(page + 1)}>; rel="next", <{link(last)}>; rel="last"'
         return Answer(200, items[(page - 1) * per_page: page * per_page], headers)
 
