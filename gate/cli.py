@@ -1,7 +1,7 @@
 """The `gate` command: a thin dispatcher over gate.commands (one module per subcommand).
 
 Exit codes, like ruff and mypy: 0 every model passed, 1 a model failed a check
-or could not be gated, 2 a usage or configuration error.
+or could not be gated, 2 a usage or configuration error (or a GitHub API error).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from gate.commands import COMMANDS
 from gate.commands.options import EXIT_CONFIG
-from gate.errors import ConfigError
+from gate.errors import ConfigError, GitHubError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except ConfigError as exc:
+    except (ConfigError, GitHubError) as exc:
         print(f"gate: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt as exc:

@@ -15,6 +15,18 @@ class ConfigError(GateError):
     """A broken policy or command line: nothing can be gated (exit code 2)."""
 
 
+class GitHubError(GateError):
+    """A GitHub API call failed, or GitHub's state refuses the action (exit code 2).
+
+    The message names the request, the status, the API's own message and what to
+    check (usually a permission of the workflow's token).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ModelError(GateError):
     """One model cannot be gated (refused, unreadable, bad data): its report row is ERROR."""
 

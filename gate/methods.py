@@ -14,11 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from gate.keys import Value
+
+if TYPE_CHECKING:
+    # Only in annotations: `gate comment` imports this module through gate.cli and must run on the
+    # standard library alone (its workflow installs gate with --no-deps).
+    import numpy as np
 
 REFERENCE = "float32"  # the unquantized .tflite every candidate is measured against
 AUTO = "auto"  # search METHODS in order for the first candidate that passes

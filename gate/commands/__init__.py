@@ -7,6 +7,14 @@ module and one line here. Shared options live in `gate.commands.options`.
 
 from __future__ import annotations
 
-from gate.commands import check, merge, plan, release, validate
+from gate.commands import check, comment, merge, plan, publish, release, validate
 
-COMMANDS = {"check": check, "validate": validate, "plan": plan, "merge": merge, "release": release}
+COMMANDS = {
+    "check": check,
+    "validate": validate,
+    "plan": plan,
+    "merge": merge,
+    "release": release,
+    "comment": comment,
+    "publish": publish,
+}

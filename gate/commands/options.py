@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path, PurePosixPath
 
 from gate.errors import ConfigError
@@ -59,3 +60,15 @@ def entry_paths(text: str) -> list[Path]:
 def baseline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", type=Path, metavar="REPORT_JSON",
                         help="the base branch's report.json: the report shows each model's change against it")
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+def repo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", required=True, metavar="OWNER/NAME",
+                        help="the GitHub repository (in a workflow: ${{ github.repository }})")
+
+
+def check_repo(name: str) -> None:
+    """--repo goes into API paths: only OWNER/NAME as GitHub spells names."""
+    if not _REPO.fullmatch(name) or ".." in name:
+        raise ConfigError(f"--repo: expected OWNER/NAME, got {name!r}")

@@ -1,0 +1,250 @@
+"""The GitHub Actions workflows: schema-valid, clean under zizmor, and shaped as the README's security model says.
+
+check-jsonschema and zizmor run as the venv's own executables (both are in the
+test extra), offline. The structural tests state the facts a reviewer relies on,
+so a change that breaks one fails here instead of in a live run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from fake_github import FakeGitHub
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / ".github" / "workflows"
+BIN = Path(sys.executable).parent
+# Each action at one commit everywhere, the version its tag names (read from the actions' repositories).
+PINS = {
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "actions/cache/restore": ("27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"),
+    "actions/cache/save": ("27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"),
+    "actions/upload-artifact": ("bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"),
+    "actions/download-artifact": ("3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"),
+    "actions/attest": ("1e69f48acb82d1966a394da916b4c1698aa569d6", "v4.2.2"),
+}
+_USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+?)@(\S+)(.*)$")
+
+
+def load(name: str) -> dict:
+    return YAML(typ="safe", pure=True).load((WORKFLOWS / name).read_text(encoding="utf-8"))
+
+
+def steps(workflow: dict) -> list[tuple[str, dict]]:
+    return [(job_name, step) for job_name, job in workflow["jobs"].items() for step in job.get("steps", [])]
+
+
+def uses(step: dict) -> str:
+    return step.get("uses", "").split("@", 1)[0]
+
+
+def step_using(workflow: dict, job: str, action: str) -> list[dict]:
+    return [step for name, step in steps(workflow) if name == job and uses(step) == action]
+
+
+def test_the_three_workflows_are_there() -> None:
+    assert sorted(path.name for path in WORKFLOWS.iterdir()) == ["gate-comment.yml", "gate.yml", "release.yml"]
+
+
+def test_every_workflow_validates_against_the_github_workflows_schema() -> None:
+    process = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *sorted(WORKFLOWS.glob("*.yml"))],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+
+
+def zizmor(*options: str) -> list[dict]:
+    process = subprocess.run(
+        [BIN / "zizmor", "--offline", "--no-config", "--format", "json", *options, WORKFLOWS],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode in (0, 11, 12, 13, 14), process.stderr  # 1x: findings of some severity
+    return json.loads(process.stdout)
+
+
+def test_zizmor_finds_nothing_even_as_the_pedantic_persona() -> None:
+    assert zizmor("--persona", "pedantic") == []
+
+
+def test_the_one_suppressed_zizmor_finding_is_the_reviewed_workflow_run_trigger() -> None:
+    found = [(f["ident"], Path(f["locations"][0]["symbolic"]["key"]["Local"]["verbatim_path"]).name)
+             for f in zizmor("--persona", "pedantic", "--no-ignores")]
+    assert found == [("dangerous-triggers", "gate-comment.yml")]
+    ignores = [(path.name, line.strip()) for path in WORKFLOWS.glob("*.yml")
+               for line in path.read_text().splitlines() if "zizmor: ignore" in line]
+    assert len(ignores) == 1 and ignores[0][0] == "gate-comment.yml"
+    assert ignores[0][1].startswith("workflow_run: # zizmor: ignore[dangerous-triggers] runs only default-branch code")
+
+
+@pytest.mark.parametrize("name", ["gate.yml", "gate-comment.yml", "release.yml"])
+def test_every_action_is_pinned_to_a_full_commit_with_its_version_in_a_comment(name) -> None:
+    text = (WORKFLOWS / name).read_text(encoding="utf-8")
+    lines = [_USES_LINE.match(line) for line in text.splitlines()]
+    pinned = [(m.group(1), m.group(2), m.group(3).strip()) for m in lines if m]
+    assert pinned, f"{name} uses no action"
+    for action, ref, comment in pinned:
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{name}: {action}@{ref} is not pinned to a commit"
+        assert (ref, comment) == (PINS[action][0], f"# {PINS[action][1]}"), f"{name}: {action}@{ref} {comment}"
+    assert len(pinned) == len([step for _, step in steps(load(name)) if "uses" in step])
+
+
+@pytest.mark.parametrize("name", ["gate.yml", "gate-comment.yml", "release.yml"])
+def test_least_privilege_and_no_expansion_inside_a_script(name) -> None:
+    workflow = load(name)
+    assert workflow["permissions"] == {}
+    for job_name, job in workflow["jobs"].items():
+        assert "permissions" in job, f"{name}: job {job_name} does not say what its token may do"
+        assert job["runs-on"] == "ubuntu-latest"
+    for job_name, step in steps(workflow):
+        # A value expanded into a script is code; passed through env: it is data.
+        assert "${{" not in step.get("run", ""), f"{name}: {job_name}: {step.get('name')} expands ${{{{ }}}} in run:"
+        if uses(step) == "actions/checkout":
+            assert step["with"]["persist-credentials"] is False
+        if uses(step) == "actions/setup-python":
+            assert step["with"]["python-version"] == "3.11"
+    assert not any("pull_request_target" in str(key) for key in workflow["on"])
+
+
+def test_gate_yml_plans_checks_in_a_matrix_and_reports_once() -> None:
+    workflow = load("gate.yml")
+    assert workflow["name"] == "gate"  # gate-comment.yml's workflow_run names it
+    assert set(workflow["on"]) == {"pull_request", "push"}
+    assert workflow["on"]["push"] == {"branches": ["main"]}
+    assert workflow["on"]["pull_request"]["paths"] == [
+        "models/**", "policies/**", "gate/**", "pyproject.toml", ".github/workflows/**"]
+    assert workflow["concurrency"] == {"group": "gate-${{ github.event.pull_request.number || github.sha }}",
+                                       "cancel-in-progress": "${{ github.event_name == 'pull_request' }}"}
+    jobs = workflow["jobs"]
+    assert {name: job["permissions"] for name, job in jobs.items()} == {
+        "plan": {"contents": "read"}, "check": {"contents": "read"}, "report": {"contents": "read"}}
+    for name, job in jobs.items():
+        (setup,) = step_using(workflow, name, "actions/setup-python")
+        assert (setup["with"]["cache"], setup["with"]["cache-dependency-path"]) == ("pip", "pyproject.toml")
+        assert any(step.get("run") == "pip install -e ." for step in job["steps"])
+
+    (checkout,) = step_using(workflow, "plan", "actions/checkout")
+    assert checkout["with"]["fetch-depth"] == 0
+    plan_script = next(step for step in jobs["plan"]["steps"] if step.get("id") == "plan")
+    assert "gate plan --all --base" in plan_script["run"] and "--save plan.json --github-output" in plan_script["run"]
+    assert plan_script["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha || github.event.before }}"
+
+    check = jobs["check"]
+    assert check["needs"] == "plan" and check["if"] == "needs.plan.outputs.count != '0'"
+    assert check["strategy"] == {"fail-fast": False, "matrix": "${{ fromJSON(needs.plan.outputs.matrix) }}"}
+    gate_check = next(step for step in check["steps"] if "gate check" in step.get("run", ""))
+    assert gate_check["env"] == {"ENTRY": "${{ toJSON(matrix) }}"}
+    assert gate_check["run"] == 'gate check --entry "$ENTRY" --out gate-out'
+    (upload,) = step_using(workflow, "check", "actions/upload-artifact")
+    assert upload["if"] == "always()" and upload["with"]["name"] == "gate-shard-${{ strategy.job-index }}"
+
+    report = jobs["report"]
+    assert report["needs"] == ["plan", "check"] and report["if"] == "${{ !cancelled() }}"
+    downloads = step_using(workflow, "report", "actions/download-artifact")
+    assert [d["with"].get("pattern") for d in downloads] == [None, "gate-shard-*"]
+    assert downloads[1]["with"]["merge-multiple"] is False and downloads[1]["with"]["path"] == "shards"
+    (restore,) = step_using(workflow, "report", "actions/cache/restore")
+    (save,) = step_using(workflow, "report", "actions/cache/save")
+    assert restore["with"]["restore-keys"] == "gate-baseline-"
+    assert restore["with"]["key"] == "gate-baseline-${{ github.event.pull_request.base.sha || github.event.before }}"
+    assert save["with"]["key"] == "gate-baseline-${{ github.sha }}"
+    assert restore["with"]["path"] == save["with"]["path"]  # a cache's version includes its paths
+    assert "github.event_name == 'push'" in save["if"]
+    merge = next(step for step in report["steps"] if "gate merge" in step.get("run", ""))
+    assert "if" not in merge  # its exit code is the job's, and the job's is the required check
+    assert '--plan plan/plan.json --out gate-out "${extra[@]}" --annotate' in merge["run"]
+    (report_upload,) = step_using(workflow, "report", "actions/upload-artifact")
+    assert report_upload["with"]["name"] == "gate-report" and report_upload["if"] == "${{ !cancelled() }}"
+    assert report_upload["with"]["path"].split() == [
+        "gate-out/report.md", "gate-out/report.json", "gate-out/comment.md", "gate-out/pull-request.json",
+        "gate-out/SHA256SUMS", "gate-out/artifacts/"]
+
+
+def test_gate_comment_yml_never_touches_the_pull_requests_code() -> None:
+    workflow = load("gate-comment.yml")
+    assert workflow["on"] == {"workflow_run": {"workflows": ["gate"], "types": ["completed"]}}
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"actions": "read", "contents": "read", "pull-requests": "write"}
+    assert "github.event.workflow_run.event == 'pull_request'" in job["if"]
+    (checkout,) = [step for _, step in steps(workflow) if uses(step) == "actions/checkout"]
+    assert checkout["with"]["ref"] == "${{ github.event.repository.default_branch }}"
+    assert "head" not in json.dumps(checkout) and "allow-unsafe-pr-checkout" not in checkout["with"]
+    (setup,) = [step for _, step in steps(workflow) if uses(step) == "actions/setup-python"]
+    assert "cache" not in setup["with"]
+    (download,) = [step for _, step in steps(workflow) if uses(step) == "actions/download-artifact"]
+    assert download["with"] == {"name": "gate-report", "path": "${{ runner.temp }}/gate-report",
+                                "run-id": "${{ github.event.workflow_run.id }}", "github-token": "${{ github.token }}"}
+    runs = [step["run"] for _, step in steps(workflow) if "run" in step]
+    assert runs == ["pip install --no-deps .",
+                    'gate comment --artifact "$REPORT_DIR" --repo "$REPO" --head-sha "$HEAD_SHA"']
+    post = next(step for _, step in steps(workflow) if "gate comment" in step.get("run", ""))
+    assert post["env"]["HEAD_SHA"] == "${{ github.event.workflow_run.head_sha }}"
+    assert post["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+
+
+def test_release_yml_gates_uploads_attests_then_publishes_without_any_cache() -> None:
+    workflow = load("release.yml")
+    assert workflow["on"] == {"push": {"tags": ["v*"]}}
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "write", "id-token": "write", "attestations": "write"}
+    names = [uses(step) or step["run"] for step in job["steps"]]
+    assert names == [
+        "actions/checkout", "actions/setup-python", "pip install -e .", "gate check --out gate-out",
+        "gate release --from gate-out --out release/",
+        'gate publish release --repo "$REPO" --tag "$TAG" --draft', "actions/attest",
+        'gate publish release --repo "$REPO" --tag "$TAG" --finalize',
+    ]
+    text = (WORKFLOWS / "release.yml").read_text()
+    assert "actions/cache" not in text and "cache:" not in text  # a poisoned cache would reach a release
+    (attest,) = [step for step in job["steps"] if uses(step) == "actions/attest"]
+    assert attest["with"] == {"subject-checksums": "release/SHA256SUMS"}
+
+
+def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
+    """gate-comment.yml's `pip install --no-deps .`: a venv of the standard library and gate's wheel alone."""
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "gate", source / "gate", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", tmp_path / "wheel", source], check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", tmp_path / "venv"], check=True, timeout=120)
+    python = tmp_path / "venv" / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    (wheel,) = (tmp_path / "wheel").glob("gate-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", purelib,
+                    wheel], check=True, capture_output=True, timeout=300)
+
+    head = "c3" * 20
+    artifact = tmp_path / "gate-report"
+    artifact.mkdir()
+    (artifact / "comment.md").write_text("<!-- gate-report -->\n## ✅ gate: all 1 model(s) pass\n")
+    (artifact / "pull-request.json").write_text(json.dumps({"number": 4, "head_sha": head}))
+    script = textwrap.dedent("""
+        import sys
+        import gate
+        from gate.cli import main
+        print("gate from", gate.__file__, file=sys.stderr)
+        sys.exit(main(sys.argv[1:]))
+    """)
+    with FakeGitHub("octo/models") as github:
+        github.add_pull(4, head_sha=head)
+        env = {"GITHUB_API_URL": github.api_url, "GITHUB_TOKEN": FakeGitHub.TOKEN, "PATH": "/usr/bin:/bin"}
+        process = subprocess.run(
+            [python, "-I", "-c", script, "comment", "--artifact", artifact, "--repo", "octo/models", "--head-sha", head],
+            check=False, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+        )
+    assert process.returncode == 0, process.stderr
+    assert f"gate from {purelib}/gate/__init__.py" in process.stderr
+    assert "gate: created the report comment on pull request #4" in process.stdout
+    assert [c["body"] for c in github.comments_on(4)] == ["<!-- gate-report -->\n## ✅ gate: all 1 model(s) pass\n"]
