@@ -23,10 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from gate import load, measure, quantize  # noqa: E402
+from gate import load, measure  # noqa: E402
 from gate.config import load_policies, parse_manifest  # noqa: E402
 from gate.discover import find_model_folders, model_files  # noqa: E402
 from gate.inspection import inspect_model  # noqa: E402
+from gate.methods import full_integer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH_SIZES = (16, 64, 256)
@@ -81,9 +82,8 @@ def main() -> int:
             data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
             calibration = load.load_dataset(files.calib_data or files.train_data, need_labels=False, **data_args)
             artifact = Path(scratch) / "model.tflite"
-            artifact.write_bytes(quantize.convert(
-                model.saved_model_dir, method="int8",
-                calibration={n: a[: manifest.calibration_samples] for n, a in calibration.inputs.items()}))
+            first = {n: a[: manifest.calibration_samples] for n, a in calibration.inputs.items()}
+            artifact.write_bytes(full_integer(model.saved_model_dir, first, input_dtype="int8", output_dtype="int8"))
             loop_seconds, loop_metric = best_of(args.repeats, lambda: per_sample_loop(artifact, data, manifest.task, args.threads))
             batched = {}
             for batch in BATCH_SIZES:

@@ -283,15 +283,32 @@ def load_result(annotation: Any, data: Any) -> Any:
     """Validate `data` (parsed JSON written elsewhere: a shard, a cache entry) into `annotation`'s type.
 
     msgspec checks every field's type, every enum value and every required
-    field, and names the field that is wrong (`$.candidates[0].status`). It was
-    chosen over pydantic and jsonschema by bench/validated_loading.py: see the README.
+    field, and names the field that is wrong (`$.candidates[0].status`). It
+    ignores fields it does not know, so the value must also encode back to
+    exactly what was read: an unknown or altered field is refused by its path.
+    Chosen over pydantic and jsonschema by bench/validated_loading.py (see the README).
     """
     import msgspec
 
     try:
-        return msgspec.convert(data, type=annotation, strict=True)
+        value = msgspec.convert(data, type=annotation, strict=True)
     except msgspec.ValidationError as exc:
         raise InvalidResult(str(exc)) from None
+    if difference := _difference(to_jsonable(value), data, "$"):
+        raise InvalidResult(difference)
+    return value
+
+
+def _difference(expected: Any, actual: Any, path: str) -> str:
+    """Where `actual` (as read) differs from `expected` (as the types encode it), or ""."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        if unknown := sorted(set(actual) - set(expected), key=str):
+            return f"Object has an unknown field `{unknown[0]}` - at `{path}`"
+        return next((d for k in expected if (d := _difference(expected[k], actual.get(k), f"{path}.{k}"))), "")
+    if isinstance(expected, list) and isinstance(actual, list):
+        return next((d for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+                     if (d := _difference(e, a, f"{path}[{i}]"))), "")  # fmt: skip
+    return "" if expected == actual else f"Expected `{expected!r}` as encoded, got `{actual!r}` - at `{path}`"
 
 
 def to_jsonable(value: Any) -> Any:

@@ -312,7 +312,9 @@ def test_validate_does_not_import_tensorflow() -> None:
 def test_the_bundled_example_models_pass(tmp_path) -> None:
     run = run_gate("check", "--out", tmp_path / "out", cwd=REPO)
     assert run.exit_code == 0, run.stdout + run.stderr
-    assert [m["name"] for m in run.report["models"]] == ["breast_cancer_mlp", "digits_cnn", "digits_mobilenetv2"]
+    assert [m["name"] for m in run.report["models"]] == [
+        "breast_cancer_mlp", "digits_cnn", "digits_mobilenetv2", "digits_outlier_mlp"
+    ]
 
 
 def keras3_mlp_with(folder: Path, healthy_model: Path, kernel_value: float, at: tuple) -> None:

@@ -77,7 +77,7 @@ def test_a_pull_request_end_to_end(repository, tmp_path) -> None:
     assert [m["name"] for m in merged.report["models"]] == ["vision"]  # kws was not gated again
     comment = (repo / "gate-out" / "comment.md").read_text()
     assert comment.startswith("<!-- gate-report -->\n## ✅ gate: all 1 model(s) pass")
-    label = f"main@{main[:7]}"
+    label = f"main@\u200b{main[:7]}"  # the report keeps @ from mentioning anyone
     assert f"**Against the base branch ({label})**" in comment
     (row,) = [line for line in comment.splitlines() if line.startswith("| vision | ✅ PASS → ✅ PASS |")]
     assert f" vs {label})" in row and " → " in row
@@ -112,7 +112,7 @@ def test_a_failing_model_blocks_the_merge_with_annotations_and_the_release(repos
     assert merged.exit_code == 1
     (annotation,) = [line for line in merged.stdout.splitlines() if line.startswith("::error")]
     assert annotation.startswith("::error file=models/kws/gate.toml,title=gate%3A kws failed size.min_reduction::")
-    layout = run_gate("release", "--from", out, "--out", repo / "release", cwd=repo)
+    layout = run_gate("release", "--from", out, "--out", tmp_path / "release", cwd=repo)
     assert layout.exit_code == 1
     assert "gate release: kws is FAIL; nothing is published" in layout.stderr
-    assert not (repo / "release").exists()
+    assert not (tmp_path / "release").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import digits
+from helpers import digits
 
 OUTLIER_FACTOR = 1000.0
 CALIBRATION = 200
@@ -60,6 +60,7 @@ class Example:
         import keras
 
         from gate.load import _load_keras3
+        from gate.methods import full_integer
         from gate.quantize import convert
 
         x_train, y_train, self.x_eval, self.y_eval = digits()
@@ -87,8 +88,8 @@ class Example:
             folder / "model.keras", folder / "saved_model", fixed_batch=False
         ).saved_model_dir
         self.calibration = {"pixels": x_train[:CALIBRATION]}
-        self.float_tflite = convert(self.saved_model, method="float32")
-        self.int8 = convert(self.saved_model, method="int8", calibration=self.calibration)
+        self.float_tflite = convert(self.saved_model, method="float32").tflite
+        self.int8 = full_integer(self.saved_model, self.calibration, input_dtype="int8", output_dtype="int8")
         self.float_accuracy = _accuracy(self.float_tflite, self.x_eval, self.y_eval)
         # As gate exports recurrent models: a signature of batch one, which converts to a fixed batch.
         self.saved_model_batch1 = _load_keras3(
@@ -301,7 +302,7 @@ def test_a_model_with_a_fixed_batch_of_one_is_ranked_and_converted(example) -> N
         input_dtype="int8",
         output_dtype="int8",
     )
-    float_tflite = convert(example.saved_model_batch1, method="float32")
+    float_tflite = convert(example.saved_model_batch1, method="float32").tflite
     int16x8 = convert_int16x8(example.saved_model_batch1, float_tflite, example.calibration, io_dtype="int8")
 
     assert [layer.name for layer in layers] == [

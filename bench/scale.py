@@ -1,0 +1,59 @@
+"""How gate scales on this machine: a fully cached run, -j 1 against -j 2, and gate against the bare work.
+
+Runs the real commands on the bundled models, each into a fresh temporary folder:
+
+1. `gate check` twice with one cache: the second run reuses every result (target < 3 s);
+2. `gate check --no-cache -j 1` and `-j 2` (target: -j 2 at most 0.8 × -j 1 on 2 cores);
+3. `gate check --no-cache` (cold, the default -j, isolation kept) against `bench/bare_work.py`,
+   the shortest single-process script that produces the same headline figures (target ≤ 1.0 ×).
+
+    python bench/scale.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def gate(*args: str | Path) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-P", "-m", "gate.cli", "check", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"gate check {' '.join(map(str, args))} failed:\n{done.stdout}{done.stderr}")
+    return seconds
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        first = gate("--out", tmp / "warm", "--cache", tmp / "cache")
+        cached = gate("--out", tmp / "cached", "--cache", tmp / "cache")
+        serial = gate("--no-cache", "-j", "1", "--out", tmp / "j1")
+        parallel = gate("--no-cache", "-j", "2", "--out", tmp / "j2")
+        default = gate("--no-cache", "--out", tmp / "default")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(REPO / "bench" / "bare_work.py")], cwd=REPO, check=True,
+                       capture_output=True)
+        bare = time.perf_counter() - start
+    cores = os.cpu_count()
+    print(f"fully cached gate check:        {cached:6.2f} s (first run {first:.1f} s; target < 3 s)")
+    print(f"gate check -j 1:                {serial:6.1f} s")
+    print(f"gate check -j 2:                {parallel:6.1f} s = {parallel / serial:.2f} × -j 1 (target ≤ 0.8 ×)")
+    print(f"gate check (default -j {cores}):     {default:6.1f} s")
+    print(f"bench/bare_work.py:             {bare:6.1f} s")
+    print(f"gate check cold / bare work:    {default / bare:6.2f} × (target ≤ 1.0 ×)")
+    ok = cached < 3 and parallel <= 0.8 * serial and default <= bare
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""How to load results written elsewhere (shards, cache entries): msgspec, pydantic or jsonschema.
+
+Builds a report of 200 models (each with 360 per-sample scores, as the bundled
+models have) and times loading it into the result types, then checks what each
+refuses: a wrong type, a bad enum value, a missing field, an unknown field, and
+a number given as a string.
+
+    python bench/validated_loading.py
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from factories import model_result  # noqa: E402
+
+from gate import report  # noqa: E402
+from gate.results import ModelResult, from_jsonable, load_result  # noqa: E402
+
+MODELS = 200
+
+
+def loaders() -> dict:
+    import jsonschema
+    import msgspec
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(ModelResult)
+    schema = report.report_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def with_schema(document: dict) -> list:
+        validator.validate(document)
+        return [from_jsonable(ModelResult, m) for m in document["models"]]
+
+    return {
+        "msgspec.convert": lambda d: [msgspec.convert(m, type=ModelResult) for m in d["models"]],
+        "gate: msgspec + round trip": lambda d: [load_result(ModelResult, m) for m in d["models"]],
+        "pydantic TypeAdapter": lambda d: [adapter.validate_python(m) for m in d["models"]],
+        "jsonschema + from_jsonable": with_schema,
+    }
+
+
+def document() -> dict:
+    results = []
+    for index in range(MODELS):
+        result = model_result(f"model_{index}")
+        scores = tuple(float(i % 10 != 0) for i in range(360))
+        evaluation = dataclasses.replace(result.float_evaluation, samples=360, per_sample=scores)
+        results.append(dataclasses.replace(result, float_evaluation=evaluation))
+    return json.loads(report.dumps(report.report_json(results)))
+
+
+def tampered(base: dict) -> dict[str, dict]:
+    cases = {}
+    for name, change in {
+        "wrong type": lambda m: m.update(source_bytes="80000"),
+        "bad enum": lambda m: m["candidates"][0].update(status="MAYBE"),
+        "missing field": lambda m: m.pop("task"),
+        "unknown field": lambda m: m.update(injected=True),
+        "nested wrong type": lambda m: m["float_evaluation"].update(value="96.0"),
+    }.items():
+        doc = copy.deepcopy(base)
+        doc["models"] = doc["models"][:1]
+        change(doc["models"][0])
+        cases[name] = doc
+    return cases
+
+
+def main() -> int:
+    base = document()
+    print(f"{'loader':<28} {'200 models':>11}  refuses: " + ", ".join(tampered(base)))
+    for name, load in loaders().items():
+        start = time.perf_counter()
+        loaded = load(base)
+        seconds = time.perf_counter() - start
+        assert loaded[0] == ModelResult.from_json(base["models"][0])
+        refused = []
+        for case, doc in tampered(base).items():
+            try:
+                load(doc)
+                refused.append("no")
+            except Exception as exc:  # noqa: BLE001 - whatever each library raises
+                refused.append(f"yes ({str(exc).splitlines()[0][:60]})" if case == "bad enum" else "yes")
+        print(f"{name:<28} {seconds * 1000:>8.0f} ms  " + ", ".join(refused))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
