@@ -143,6 +143,8 @@ def _duration_change(milliseconds: float) -> str:
 
 
 def _number(value: object) -> str:
+    if isinstance(value, tuple | list):  # as in TOML: ["int8", "int16x8"]
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "—"}[value]
     if isinstance(value, float):

@@ -1,0 +1,155 @@
+"""The candidate search: what it skips, what it keeps, and the causes it names, on real tiny models."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from factories import DEFAULT_POLICY, candidate
+from helpers import TEST_POLICIES, run_gate
+
+from gate.judge import hard_requirement_problem
+from gate.methods import search_order
+from gate.results import Status
+from gate.search import closest, skipped
+
+
+def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows() -> None:
+    assert search_order("auto") == ("int8", "int8-all-calibration", "qat-int8", "int8-float-fallback", "int16x8",
+                                    "dynamic_range", "float16")
+    assert search_order("auto", ("float16", "int8")) == ("int8", "float16")
+    assert search_order("float16", ("int8",)) == ("float16",)  # a method gate.toml names is tried as it is
+
+
+@pytest.mark.parametrize(
+    ("policy", "float_io", "float_ops", "integer_inputs", "reason"),
+    [
+        ({"io.input_dtype": "int8"}, True, True, False,
+         "its model input is float32, and the policy requires io.input_dtype = int8"),
+        ({"io.input_dtype": "int8", "io.output_dtype": "int8"}, True, True, True,
+         "its model output is float32, and the policy requires io.output_dtype = int8"),
+        ({"io.input_dtype": "float32", "ops.integer_only": True}, False, True, False,
+         "it keeps ops on float tensors, and the policy requires ops.integer_only = true"),
+        ({"io.input_dtype": "float32"}, True, True, False, ""),
+        ({"ops.integer_only": True}, False, False, False, ""),
+    ],
+)
+def test_a_candidate_that_cannot_meet_a_hard_requirement_is_skipped_untried(policy, float_io, float_ops,
+                                                                              integer_inputs, reason) -> None:
+    assert hard_requirement_problem(policy, float_io=float_io, float_ops=float_ops,
+                                    integer_inputs=integer_inputs) == reason
+
+
+def test_the_first_passing_candidate_is_published_else_the_closest() -> None:
+    fails_twice = candidate(accuracy=80.0, size_bytes=30_000)  # accuracy and size fail
+    fails_once = candidate(accuracy=90.0)  # accuracy fails, by less
+    passes = candidate(accuracy=95.5)
+    assert closest([skipped("int8", "not tried"), fails_twice, passes, fails_once]) == 2
+    assert closest([fails_twice, fails_once, skipped("float16", "not tried")]) == 1
+    worse_drop = candidate(accuracy=85.0)
+    assert closest([worse_drop, fails_once]) == 1  # same number of failed checks: the smaller loss
+    assert closest([skipped("int8", "x"), dataclasses.replace(fails_once, conversion=None, status=Status.ERROR)]) == -1
+
+
+# ---------------------------------------------------------------- real models
+
+
+def raw_units_mlp(folder: Path) -> None:
+    """A breast-cancer MLP fed raw physical units, normalizing them inside itself (a Normalization layer)."""
+    import keras
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    x_train, x_eval, y_train, y_eval = train_test_split(
+        data.data.astype(np.float32), data.target, test_size=0.2, stratify=data.target, random_state=0
+    )
+    keras.utils.set_random_seed(0)
+    normalize = keras.layers.Normalization(name="normalize")
+    normalize.adapt(x_train)
+    model = keras.Sequential([keras.Input((30,), name="features"), normalize,
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=60, batch_size=32, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    np.savez(folder / "train.npz", x=x_train, y=y_train)
+    np.savez(folder / "eval.npz", x=x_eval, y=y_eval)
+
+
+def token_classifier(folder: Path) -> None:
+    """A classifier of int32 token ids: does token 7 occur in the sequence?"""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, size=(1200, 12)).astype(np.int32)
+    y = (x == 7).any(axis=1).astype(np.int64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,), dtype="int32", name="ids"), keras.layers.Embedding(50, 8),
+                              keras.layers.GlobalMaxPooling1D(), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[:1000], y[:1000], epochs=20, batch_size=32, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    np.savez(folder / "train.npz", x=x[:1000], y=y[:1000])
+    np.savez(folder / "eval.npz", x=x[1000:], y=y[1000:])
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    (root / "policies").mkdir()
+    for name, text in TEST_POLICIES.items():
+        (root / "policies" / f"{name}.toml").write_text(text)
+    raw_units_mlp(root / "models" / "raw_units")
+    shutil.copytree(root / "models" / "raw_units", root / "models" / "raw_units_float_io")
+    (root / "models" / "raw_units_float_io" / "gate.toml").write_text(
+        'policy = "float_io"\noverride_reason = "keep the test short"\n'
+        '[overrides.search]\ncandidates = ["int8", "int8-float-fallback", "dynamic_range"]\n'
+    )
+    (root / "models" / "raw_units" / "gate.toml").write_text(
+        'override_reason = "keep the test short"\n[overrides.search]\ncandidates = ["int8", "int16x8"]\n'
+    )
+    token_classifier(root / "models" / "tokens")
+    (root / "models" / "tokens" / "gate.toml").write_text('method = "int8"\n')
+    return run_gate("check", "--no-cache", cwd=root)
+
+
+def test_raw_unit_inputs_are_named_as_the_cause_under_an_int8_input_policy(search_run) -> None:
+    model = search_run.model("raw_units")
+    assert model["status"] == "FAIL"
+    int8 = model["candidates"][0]
+    assert int8["method"] == "int8" and -int8["metric_change"] > 2
+    (finding,) = model["findings"]
+    assert finding["kind"] == "input_range"
+    assert finding["title"] == "The input 'features' cannot be represented in int8"
+    assert "normalize the features" in finding["detail"] and 'io.input_dtype = "float32"' in finding["detail"]
+    assert "> [!IMPORTANT]\n> **raw_units: The input 'features' cannot be represented in int8.**" in search_run.markdown
+
+
+def test_under_a_float_input_policy_auto_recovers_the_raw_unit_model(search_run) -> None:
+    model = search_run.model("raw_units_float_io")
+    assert model["status"] == "PASS", model["choice"]
+    assert model["candidates"][0]["status"] == "FAIL"  # plain int8 (float I/O) still collapses the input
+    assert model["candidates"][model["chosen"]]["method"] in ("int8-float-fallback", "dynamic_range")
+
+
+def test_an_integer_token_input_is_not_failed_by_the_int8_input_check(search_run) -> None:
+    model = search_run.model("tokens")
+    (check,) = [c for c in model["candidates"][0]["checks"] if c["name"] == "io.input_dtype"]
+    assert check["status"] == "SKIP"
+    assert check["message"] == ("every input is an integer tensor in the float model (int32), which quantization "
+                                "leaves as it is")
+
+
+def test_every_drop_is_printed_with_its_interval(search_run) -> None:
+    for model in search_run.report["models"]:
+        for tried in model["candidates"]:
+            if tried["conversion"]:
+                interval = tried["metric_change_interval"]
+                assert interval["low"] <= tried["metric_change"] <= interval["high"]
+                assert interval["confidence"] == 0.95 and interval["method"] in ("BCa", "percentile")
+    assert "95% CI" in search_run.markdown.splitlines()[4]
