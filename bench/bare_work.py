@@ -45,18 +45,28 @@ def main() -> int:
             export = Path(scratch) / "export"
             archive = keras.export.ExportArchive()
             archive.track(model)
-            archive.add_endpoint("serving_default", lambda t: model(t, training=False),
-                                 input_signature=[tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype, name=name)])
+            archive.add_endpoint(
+                "serving_default",
+                lambda t: model(t, training=False),
+                input_signature=[tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype, name=name)],
+            )
             archive.write_out(str(export), verbose=False)
             paths = {"float32": Path(scratch) / "f.tflite", "int8": Path(scratch) / "q.tflite"}
             paths["float32"].write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(export)).convert())
             paths["int8"].write_bytes(full_integer(export, calibration, input_dtype="int8", output_dtype="int8"))
-            accuracy = {k: measure.evaluate_tflite(p, data, "classification", threads=os.cpu_count() or 1).value
-                        for k, p in paths.items()}
-            cases = [measure.latency_case(k, p, data, threads=1, rounds=200, warmup_rounds=20) for k, p in paths.items()]
+            accuracy = {
+                k: measure.evaluate_tflite(p, data, "classification", threads=os.cpu_count() or 1).value
+                for k, p in paths.items()
+            }
+            cases = [
+                measure.latency_case(k, p, data, threads=1, rounds=200, warmup_rounds=20) for k, p in paths.items()
+            ]
             latency = measure.measure_latency(cases, json_path=Path(scratch) / "bench.json", work_dir=Path(scratch))
-        print(f"{folder.name:<20} accuracy {accuracy['float32']:.2f}% -> {accuracy['int8']:.2f}%, "
-              f"p50 {latency['float32'].p50_ms * 1000:.1f} µs -> {latency['int8'].p50_ms * 1000:.1f} µs", file=sys.stderr)
+        print(
+            f"{folder.name:<20} accuracy {accuracy['float32']:.2f}% -> {accuracy['int8']:.2f}%, "
+            f"p50 {latency['float32'].p50_ms * 1000:.1f} µs -> {latency['int8'].p50_ms * 1000:.1f} µs",
+            file=sys.stderr,
+        )
     print(f"{time.perf_counter() - start:.2f}")
     return 0
 

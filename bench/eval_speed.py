@@ -69,34 +69,51 @@ def main() -> int:
     args = parser.parse_args()
     policies = load_policies(REPO / "policies")
     slower = []
-    print(f"{'model':<20} {'samples':>7} {'per-sample loop':>17} " + " ".join(f"{f'batch {b}':>12}" for b in BATCH_SIZES)
-          + f" {'ratio @' + str(measure.EVAL_BATCH):>10}")
+    print(
+        f"{'model':<20} {'samples':>7} {'per-sample loop':>17} "
+        + " ".join(f"{f'batch {b}':>12}" for b in BATCH_SIZES)
+        + f" {'ratio @' + str(measure.EVAL_BATCH):>10}"
+    )
     for folder in find_model_folders([REPO / "models"]):
         manifest = parse_manifest(folder.manifest, policies)
         files = model_files(folder)
         with tempfile.TemporaryDirectory() as scratch:
-            model = load.load_model(files.model, inspect_model(files.model), export_dir=Path(scratch) / "export",
-                                    fixed_batch=False)
-            data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": manifest.task,
-                         "output_width": model.output_width}
+            model = load.load_model(
+                files.model, inspect_model(files.model), export_dir=Path(scratch) / "export", fixed_batch=False
+            )
+            data_args = {
+                "model_folder": folder.path,
+                "inputs": model.inputs,
+                "task": manifest.task,
+                "output_width": model.output_width,
+            }
             data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
             calibration = load.load_dataset(files.calib_data or files.train_data, need_labels=False, **data_args)
             artifact = Path(scratch) / "model.tflite"
             first = {n: a[: manifest.calibration_samples] for n, a in calibration.inputs.items()}
             artifact.write_bytes(full_integer(model.saved_model_dir, first, input_dtype="int8", output_dtype="int8"))
-            loop_seconds, loop_metric = best_of(args.repeats, lambda: per_sample_loop(artifact, data, manifest.task, args.threads))
+            loop_seconds, loop_metric = best_of(
+                args.repeats, lambda: per_sample_loop(artifact, data, manifest.task, args.threads)
+            )
             batched = {}
             for batch in BATCH_SIZES:
-                seconds, evaluation = best_of(args.repeats, lambda b=batch: measure.evaluate_tflite(
-                    artifact, data, manifest.task, threads=args.threads, batch_size=b))
+                seconds, evaluation = best_of(
+                    args.repeats,
+                    lambda b=batch: measure.evaluate_tflite(
+                        artifact, data, manifest.task, threads=args.threads, batch_size=b
+                    ),
+                )
                 assert abs(evaluation.value - loop_metric) < 1e-9, "batched and per-sample evaluation disagree"
                 batched[batch] = seconds
         rate = lambda seconds: data.samples / seconds  # noqa: E731
         ratio = loop_seconds / batched[measure.EVAL_BATCH]
         if ratio <= 1:
             slower.append(folder.name)
-        print(f"{folder.name:<20} {data.samples:>7} {rate(loop_seconds):>11,.0f} smp/s "
-              + " ".join(f"{rate(batched[b]):>6,.0f} smp/s" for b in BATCH_SIZES) + f" {ratio:>9.1f}×")
+        print(
+            f"{folder.name:<20} {data.samples:>7} {rate(loop_seconds):>11,.0f} smp/s "
+            + " ".join(f"{rate(batched[b]):>6,.0f} smp/s" for b in BATCH_SIZES)
+            + f" {ratio:>9.1f}×"
+        )
     print(f"\n{args.threads} thread(s), best of {args.repeats}; same accuracy from both methods on every model.")
     if slower:
         print(f"batched evaluation is NOT faster on: {', '.join(slower)}", file=sys.stderr)

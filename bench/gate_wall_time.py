@@ -25,8 +25,9 @@ TARGET_SECONDS = 60.0
 def main() -> int:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "gate.cli", "check", "--out", out], cwd=REPO,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "gate.cli", "check", "--out", out], cwd=REPO, capture_output=True, text=True
+        )
         total = time.perf_counter() - start
         if done.returncode != 0:
             print(done.stdout + done.stderr, file=sys.stderr)
@@ -36,8 +37,11 @@ def main() -> int:
     print(f"{'model':<20} " + " ".join(f"{s:>17}" for s in stages) + f" {'sum':>7}")
     for model in models:
         seconds = model["stage_seconds"]
-        print(f"{model['name']:<20} " + " ".join(f"{seconds.get(s, 0):>15.1f} s" for s in stages)
-              + f" {sum(seconds.values()):>5.1f} s")
+        print(
+            f"{model['name']:<20} "
+            + " ".join(f"{seconds.get(s, 0):>15.1f} s" for s in stages)
+            + f" {sum(seconds.values()):>5.1f} s"
+        )
     print(f"\ngate check on {len(models)} bundled models: {total:.1f} s wall time (target < {TARGET_SECONDS:.0f} s)")
     return 0 if total < TARGET_SECONDS else 1
 

@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def gate(*args: str | Path) -> float:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-P", "-m", "gate.cli", "check", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "gate.cli", "check", *map(str, args)], cwd=REPO, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"gate check {' '.join(map(str, args))} failed:\n{done.stdout}{done.stderr}")
@@ -41,8 +42,9 @@ def main() -> int:
         parallel = gate("--no-cache", "-j", "2", "--out", tmp / "j2")
         default = gate("--no-cache", "--out", tmp / "default")
         start = time.perf_counter()
-        subprocess.run([sys.executable, str(REPO / "bench" / "bare_work.py")], cwd=REPO, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, str(REPO / "bench" / "bare_work.py")], cwd=REPO, check=True, capture_output=True
+        )
         bare = time.perf_counter() - start
     cores = os.cpu_count()
     print(f"fully cached gate check:        {cached:6.2f} s (first run {first:.1f} s; target < 3 s)")

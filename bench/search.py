@@ -21,8 +21,12 @@ TARGET_SECONDS = 300.0
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, "-P", "-m", "gate.cli", "check", "--no-cache", "--out", out], cwd=REPO,
-                       capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-P", "-m", "gate.cli", "check", "--no-cache", "--out", out],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         models = json.loads((Path(out) / "report.json").read_text())["models"]
     slow = []
     for model in models:

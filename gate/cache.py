@@ -31,7 +31,7 @@ from gate.discover import digest
 from gate.environment import gate_source_digest, machine, tool_versions
 from gate.judge import LATENCY_CHECKS
 from gate.pipeline import Job
-from gate.results import FileDigest, InvalidResult, ModelResult, Origin, dumps, load_result, to_jsonable
+from gate.results import FileDigest, InvalidResult, ModelResult, dumps, load_result, to_jsonable
 
 ENTRY = "entry.json"
 ENTRY_VERSION = 1

@@ -160,7 +160,9 @@ def _unknown(where: str, name: str, allowed: Sequence[str], label: str) -> str:
     return f"{where}: unknown key '{name}'{suggest(name, allowed)}; {label}: {', '.join(allowed)}"
 
 
-def _policy_values(where: str, tables: Mapping[str, Any], problems: list[str], top_level: Collection[str]) -> dict[str, Value]:
+def _policy_values(
+    where: str, tables: Mapping[str, Any], problems: list[str], top_level: Collection[str]
+) -> dict[str, Value]:
     """Flatten `[section] key = value` tables into validated "section.key" values."""
     sections = sorted({name.split(".")[0] for name in POLICY_KEYS})
     values: dict[str, Value] = {}
@@ -168,7 +170,8 @@ def _policy_values(where: str, tables: Mapping[str, Any], problems: list[str], t
         if section not in sections:
             if isinstance(table, dict):
                 problems.append(
-                    f"{where}: unknown table [{section}]{suggest(section, sections)}; allowed tables: {', '.join(sections)}"
+                    f"{where}: unknown table [{section}]{suggest(section, sections)}; allowed tables: "
+                    f"{', '.join(sections)}"
                 )
             else:  # a key, not a table: suggest among both
                 allowed = [*top_level, *sections]
@@ -220,7 +223,8 @@ def load_policies(directory: Path) -> dict[str, Policy]:
         raise ConfigError("\n".join(problems))
     if DEFAULT_POLICY not in policies:
         raise ConfigError(
-            f"{directory}: no {DEFAULT_POLICY}.toml; every run needs a default policy for models whose gate.toml names none"
+            f"{directory}: no {DEFAULT_POLICY}.toml; every run needs a default policy for models whose gate.toml "
+            "names none"
         )
     return policies
 
@@ -242,7 +246,7 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
             fields[name] = checked
     if fields.get("overrides") and not fields.get("override_reason"):
         problems.append(
-            f"{path}: overrides need override_reason = \"...\" saying why this model may not meet the policy; "
+            f'{path}: overrides need override_reason = "..." saying why this model may not meet the policy; '
             "the report shows it beside the overrides"
         )
     if problems:

@@ -79,12 +79,13 @@ def input_range_finding(tensor: TensorInfo, inputs: Mapping[str, np.ndarray]) ->
         f"feature {i} spans {low[i]:.3g} to {high[i]:.3g} ({levels[i]:.1f} levels)" for i in collapsed[:3]
     )
     detail = (
-        f"input '{tensor.name}' is quantized with one int8 scale, {tensor.scale:.4g}, for all its {len(levels)} features. "
+        f"input '{tensor.name}' is quantized with one int8 scale, {tensor.scale:.4g}, for all its {len(levels)} "
+        "features. "
         f"Feature {widest} spans {low[widest]:.4g} to {high[widest]:.4g} ({levels[widest]:.0f} of the 256 levels), so "
         f"{len(collapsed)} feature(s) get fewer than {COLLAPSED_LEVELS}: {examples}. No layer kept in float can "
         "restore what the input quantization loses. Fix it before the model: normalize the features (for example "
         "standardize them) in the code that feeds the model, so that the model's input has one range; or gate it "
-        "under a policy that allows float32 (or int16) input, `io.input_dtype = \"float32\"`, under which `auto` "
+        'under a policy that allows float32 (or int16) input, `io.input_dtype = "float32"`, under which `auto` '
         "can keep the input in float."
     )
     return Finding("input_range", f"The input '{tensor.name}' cannot be represented in int8", detail)

@@ -50,7 +50,9 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
             raise ConfigError(f"{path}: no such folder; pass model folders or the folder that holds them")
         refuse_links(path, "commit the folder itself")
         model_files_here = [marker for marker in _FOLDER_MARKERS if (path / marker).exists()]
-        subfolders = [p for p in sorted(path.iterdir()) if (p.is_dir() or p.is_symlink()) and not p.name.startswith(".")]
+        subfolders = [
+            p for p in sorted(path.iterdir()) if (p.is_dir() or p.is_symlink()) and not p.name.startswith(".")
+        ]
         if model_files_here and not any(_is_model_folder(p) for p in subfolders):
             folders.append(_model_folder(path))
             continue
@@ -58,10 +60,17 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
         if model_files_here:
             # Beside model folders, these files are a mistake (or an attempt to hide the folders): never
             # gate them as a model, never drop the folders, and make the run fail until they move.
-            folders.append(ModelFolder(f"{_name(path)}/", path, problem=(
-                f"{path}: holds {', '.join(model_files_here)} beside model folders; the files of a model belong in "
-                f"a folder of their own, {path}/<name>/, so move them there (or delete them)"
-            )))
+            folders.append(
+                ModelFolder(
+                    f"{_name(path)}/",
+                    path,
+                    problem=(
+                        f"{path}: holds {', '.join(model_files_here)} beside model folders; the files of a model "
+                        "belong in "
+                        f"a folder of their own, {path}/<name>/, so move them there (or delete them)"
+                    ),
+                )
+            )
     names = [f.name for f in folders]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -75,24 +84,35 @@ def refuse_links(path: Path, fix: str) -> None:
     """Raise ConfigError when `path`, as given, is or lies under a symbolic link: it could lead anywhere."""
     for part in (path, *path.parents):
         if part.is_symlink():
-            raise ConfigError(f"{path}: {part} is a symbolic link, which could point anywhere on the machine that "
-                              f"runs the gate; {fix}")
+            raise ConfigError(
+                f"{path}: {part} is a symbolic link, which could point anywhere on the machine that "
+                f"runs the gate; {fix}"
+            )
 
 
 def _model_folder(path: Path) -> ModelFolder:
     name = _name(path)
     if printable(name) != name:
-        return ModelFolder(printable(name), path, problem=(
-            f"{printable(str(path))}: the folder name is not valid UTF-8 (its other bytes are shown as \\xNN); "
-            "rename the folder using UTF-8 characters"
-        ))
+        return ModelFolder(
+            printable(name),
+            path,
+            problem=(
+                f"{printable(str(path))}: the folder name is not valid UTF-8 (its other bytes are shown as \\xNN); "
+                "rename the folder using UTF-8 characters"
+            ),
+        )
     # A link in a pull request can point anywhere on the machine that runs the gate: read none.
-    links = [p for p in (path, *(path / name for name in (*MODEL_FILES, MANIFEST, EVAL_DATA, TRAIN_DATA, CALIB_DATA)))
-             if p.is_symlink()]
+    links = [
+        p
+        for p in (path, *(path / name for name in (*MODEL_FILES, MANIFEST, EVAL_DATA, TRAIN_DATA, CALIB_DATA)))
+        if p.is_symlink()
+    ]
     problem = None
     if links:
-        problem = (f"{links[0]}: is a symbolic link, which could point anywhere on the machine that runs the gate; "
-                   "commit the folder or file itself")
+        problem = (
+            f"{links[0]}: is a symbolic link, which could point anywhere on the machine that runs the gate; "
+            "commit the folder or file itself"
+        )
     return ModelFolder(name, path, problem=problem)
 
 
@@ -114,7 +134,8 @@ def model_files(folder: ModelFolder) -> ModelFiles:
         )
     if len(present) > 1:
         raise ModelError(
-            f"{folder.path}: found {' and '.join(present)}; keep exactly one model per folder so it is clear which one is gated"
+            f"{folder.path}: found {' and '.join(present)}; keep exactly one model per folder so it is clear which "
+            "one is gated"
         )
     eval_data = folder.path / EVAL_DATA
     if not eval_data.is_file():
@@ -137,7 +158,9 @@ def digest(path: Path, relative_to: Path) -> FileDigest:
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             sha.update(block)
-    return FileDigest(path=path.relative_to(relative_to).as_posix(), size_bytes=path.stat().st_size, sha256=sha.hexdigest())
+    return FileDigest(
+        path=path.relative_to(relative_to).as_posix(), size_bytes=path.stat().st_size, sha256=sha.hexdigest()
+    )
 
 
 def digest_tree(path: Path, relative_to: Path) -> tuple[FileDigest, ...]:

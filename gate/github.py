@@ -87,13 +87,17 @@ class GitHub:
                 return
             items, headers = self.request("GET", url, need=need)
             if not isinstance(items, list):
-                raise GitHubError(f"GitHub API GET {self._shown(url)}: expected a JSON list, got {type(items).__name__}")
+                raise GitHubError(
+                    f"GitHub API GET {self._shown(url)}: expected a JSON list, got {type(items).__name__}"
+                )
             yield from items
             url = next_page(headers.get("Link", ""))
             if url is not None and not url.startswith(self.api_url + "/"):
                 # The token goes with every request: never to a host the API did not say it is.
-                raise GitHubError(f"GitHub API GET {self._shown(path)}: the next page {url!r} is not under "
-                                  f"{self.api_url}; refusing to send the token there")
+                raise GitHubError(
+                    f"GitHub API GET {self._shown(path)}: the next page {url!r} is not under "
+                    f"{self.api_url}; refusing to send the token there"
+                )
         raise GitHubError(f"GitHub API GET {self._shown(path)}: more than {MAX_PAGES} pages; giving up")
 
     def upload(self, url: str, name: str, data: bytes, *, need: str) -> Any:
@@ -102,8 +106,10 @@ class GitHub:
         parsed = urllib.parse.urlsplit(base)
         origin = f"{parsed.scheme}://{parsed.netloc}"
         if origin not in (self.origin, UPLOAD_ORIGINS.get(self.origin)):
-            raise GitHubError(f"GitHub API: the release's upload_url {url!r} is on neither {self.origin} nor its "
-                              "upload host; refusing to send the token there")
+            raise GitHubError(
+                f"GitHub API: the release's upload_url {url!r} is on neither {self.origin} nor its "
+                "upload host; refusing to send the token there"
+            )
         target = f"{base}?{urllib.parse.urlencode({'name': name})}"
         return self.request("POST", target, need=need, data=data, content_type="application/octet-stream")[0]
 
@@ -136,12 +142,14 @@ class GitHub:
                 body, headers = response.read(), response.headers
         except urllib.error.HTTPError as error:
             with error:
-                raise GitHubError(failure_message(what, error.code, error.read(), error.headers, need),
-                                  status=error.code) from None
+                raise GitHubError(
+                    failure_message(what, error.code, error.read(), error.headers, need), status=error.code
+                ) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)
-            raise GitHubError(f"GitHub API {what}: could not reach {self.origin} ({reason}); "
-                              "check GITHUB_API_URL and the network") from None
+            raise GitHubError(
+                f"GitHub API {what}: could not reach {self.origin} ({reason}); check GITHUB_API_URL and the network"
+            ) from None
         if not body.strip():
             return None, headers
         try:
@@ -155,7 +163,7 @@ class GitHub:
 
     def _shown(self, url: str) -> str:
         """A URL as messages show it: relative to the API when it is under it."""
-        return url[len(self.api_url):] if url.startswith(self.api_url + "/") else url
+        return url[len(self.api_url) :] if url.startswith(self.api_url + "/") else url
 
 
 def next_page(link_header: str) -> str | None:
@@ -171,7 +179,7 @@ _HINTS = {
     401: "the token was refused: check that GITHUB_TOKEN (or GH_TOKEN) is set to a valid token",
     403: "check that the workflow job's token has the '{need}' permission (its permissions: block)",
     404: "check --repo, and that the token has the '{need}' permission (GitHub answers 404 for what a token "
-         "may not see)",
+    "may not see)",
     409: "the repository is in a state that refuses this; check it on GitHub",
     410: "the resource is gone (disabled or deleted on GitHub)",
     422: "GitHub refused the request's content",
@@ -189,8 +197,12 @@ def failure_message(what: str, status: int, body: bytes, headers: Mapping[str, s
         message = str(answer.get("message", ""))
         for error in answer.get("errors") or []:
             if isinstance(error, dict):
-                details.append(str(error.get("message") or "/".join(
-                    str(error[key]) for key in ("resource", "field", "code") if key in error)))
+                details.append(
+                    str(
+                        error.get("message")
+                        or "/".join(str(error[key]) for key in ("resource", "field", "code") if key in error)
+                    )
+                )
             else:
                 details.append(str(error))
     elif body:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from gate.keys import Choice, Flag, Kind, Number, Value, plain
 from gate.results import Candidate, CheckResult, Conversion, Status
 
-
 Verdict = tuple[Status, float | str | bool | None, str]
 # A drop limit worth fewer eval samples than this cannot be told apart from noise: the check says so.
 RESOLVABLE_SAMPLES = 3
@@ -57,8 +56,10 @@ def _size_reduction(candidate: Candidate, limit: Value, context: Context) -> Ver
     return status, round(ratio, 3), f"{ratio:.2f}× smaller than {label} (need ≥ {plain(limit)}×)"
 
 
-def _decided(estimate: float, interval: tuple[float, float] | None, limit: Value, context: Context) -> tuple[float, str]:
-    """The value a metric check compares with its limit: the estimate, or a bound of its interval (statistics.decide_on)."""
+def _decided(
+    estimate: float, interval: tuple[float, float] | None, limit: Value, context: Context
+) -> tuple[float, str]:
+    """What a metric check compares with its limit: the estimate, or a bound of its interval (statistics.decide_on)."""
     decide_on = context.policy.get("statistics.decide_on", "estimate")
     if decide_on == "estimate" or interval is None:
         return estimate, ""
@@ -70,8 +71,10 @@ def _resolution(limit: Value, context: Context, per_sample: float | None) -> str
     """A note when the eval set is too small for the limit to mean anything."""
     if not per_sample or float(limit) >= RESOLVABLE_SAMPLES * per_sample:
         return ""
-    return (f"; note: with {context.eval_samples} eval samples one sample is {per_sample:.2f} pts, so the limit is "
-            f"{float(limit) / per_sample:.1f} sample(s): add eval data to resolve it")
+    return (
+        f"; note: with {context.eval_samples} eval samples one sample is {per_sample:.2f} pts, so the limit is "
+        f"{float(limit) / per_sample:.1f} sample(s): add eval data to resolve it"
+    )
 
 
 def _interval_text(interval: tuple[float, float], confidence: float, unit: str) -> str:
@@ -92,8 +95,12 @@ def _accuracy_drop(candidate: Candidate, limit: Value, context: Context) -> Verd
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
     shown = _interval_text(interval, ci.confidence, "pts") if ci and interval else ""
     per_sample = 100 / context.eval_samples if context.eval_samples else None
-    return (status, round(drop, 4),
-            f"accuracy dropped {drop:.2f} pts{shown} (allowed ≤ {plain(limit)}){how}{_resolution(limit, context, per_sample)}")
+    return (
+        status,
+        round(drop, 4),
+        f"accuracy dropped {drop:.2f} pts{shown} (allowed ≤ "
+        f"{plain(limit)}){how}{_resolution(limit, context, per_sample)}",
+    )
 
 
 def _mae_increase(candidate: Candidate, limit: Value, context: Context) -> Verdict:
@@ -106,7 +113,11 @@ def _mae_increase(candidate: Candidate, limit: Value, context: Context) -> Verdi
     decided, how = _decided(increase, interval, limit, context)
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
     shown = _interval_text(interval, ci.confidence, "%") if ci and interval else ""
-    return status, round(increase, 4), f"MAE rose {increase:.2f}%{shown} of the float model's (allowed ≤ {plain(limit)}%){how}"
+    return (
+        status,
+        round(increase, 4),
+        f"MAE rose {increase:.2f}%{shown} of the float model's (allowed ≤ {plain(limit)}%){how}",
+    )
 
 
 def _dtype_check(side: str) -> Evaluate:
@@ -118,8 +129,14 @@ def _dtype_check(side: str) -> Evaluate:
         judged = [t for t in tensors if t.name not in fixed]
         measured = ",".join(sorted({t.dtype for t in tensors}))
         if not judged:
-            return Status.SKIP, measured, (f"every {side[:-1]} is an integer tensor in the float model "
-                                           f"({measured}), which quantization leaves as it is")
+            return (
+                Status.SKIP,
+                measured,
+                (
+                    f"every {side[:-1]} is an integer tensor in the float model "
+                    f"({measured}), which quantization leaves as it is"
+                ),
+            )
         wrong = [f"{t.name} is {t.dtype}" for t in judged if t.dtype != limit]
         note = f" ({', '.join(sorted(fixed))} stay integer, as in the float model)" if fixed else ""
         if wrong:
@@ -159,7 +176,11 @@ def _speedup(candidate: Candidate, limit: Value, context: Context) -> Verdict:
     if candidate.speedup is None:
         return Status.SKIP, None, "latency was not measured"
     status = Status.PASS if candidate.speedup >= limit else Status.FAIL
-    return status, round(candidate.speedup, 3), f"{candidate.speedup:.2f}× faster than float32 at p50 (need ≥ {plain(limit)}×)"
+    return (
+        status,
+        round(candidate.speedup, 3),
+        f"{candidate.speedup:.2f}× faster than float32 at p50 (need ≥ {plain(limit)}×)",
+    )
 
 
 _DTYPES = Choice(("int8", "uint8", "float32"))
@@ -199,7 +220,11 @@ CHECKS: dict[str, CheckDefinition] = {
             bound="equal",
         ),
         CheckDefinition(
-            "io.output_dtype", _DTYPES, "", "Required dtype of every model output.", _dtype_check("outputs"),
+            "io.output_dtype",
+            _DTYPES,
+            "",
+            "Required dtype of every model output.",
+            _dtype_check("outputs"),
             bound="equal",
         ),
         CheckDefinition(

@@ -118,9 +118,7 @@ class Names:
             raise Invalid(f"expected {self.describe()}, got {value!r}")
         for entry in value:
             if self.entries and entry not in self.entries:
-                raise Invalid(
-                    f"{entry!r} is not one of {', '.join(self.entries)}{suggest(entry, self.entries)}"
-                )
+                raise Invalid(f"{entry!r} is not one of {', '.join(self.entries)}{suggest(entry, self.entries)}")
             if self.check and (problem := self.check(entry)):
                 raise Invalid(problem)
         return tuple(value)

@@ -72,7 +72,9 @@ def load_model(path: Path, inspection: Inspection, *, export_dir: Path, fixed_ba
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - Keras raises anything on a file it cannot read
-        raise ModelError(f"{path}: could not be loaded: {_first_line(exc)}; re-save the model with model.save()") from None
+        raise ModelError(
+            f"{path}: could not be loaded: {_first_line(exc)}; re-save the model with model.save()"
+        ) from None
 
 
 def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:
@@ -184,7 +186,9 @@ def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedMod
     refuse_non_finite_weights(path, ((w.name, w.numpy()) for w in model.weights))
     specs = _keras_specs(model)
     serve = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
-    tf.saved_model.save(model, str(export_dir), signatures=serve.get_concrete_function(*_tensor_specs(specs, fixed_batch)))
+    tf.saved_model.save(
+        model, str(export_dir), signatures=serve.get_concrete_function(*_tensor_specs(specs, fixed_batch))
+    )
     return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, fixed_batch, _batched_predict(model, specs))
 
 
@@ -194,16 +198,18 @@ def _load_saved_model(path: Path) -> LoadedModel:
     loaded = tf.saved_model.load(str(path))
     refuse_non_finite_weights(path, ((v.name, v.numpy()) for v in getattr(loaded, "variables", ())))
     if "serving_default" not in loaded.signatures:
-        raise ModelError(f"{path}: has no serving_default signature; export it with model.export() or a signatures= argument")
+        raise ModelError(
+            f"{path}: has no serving_default signature; export it with model.export() or a signatures= argument"
+        )
     serve = loaded.signatures["serving_default"]
     _args, kwargs = serve.structured_input_signature
     outputs = serve.structured_outputs
     if len(outputs) != 1:
-        raise ModelError(f"{path}: serving_default has {len(outputs)} outputs; only single-output models are supported yet")
+        raise ModelError(
+            f"{path}: serving_default has {len(outputs)} outputs; only single-output models are supported yet"
+        )
     (output_spec,) = outputs.values()
-    specs = tuple(
-        InputSpec(name, tuple(spec.shape[1:]), spec.dtype.name) for name, spec in sorted(kwargs.items())
-    )
+    specs = tuple(InputSpec(name, tuple(spec.shape[1:]), spec.dtype.name) for name, spec in sorted(kwargs.items()))
 
     # Converted as it is: the gate cannot re-trace a SavedModel, so its signature's batch dimension stands.
     fixed_batch = all(spec.shape[0] == 1 for spec in kwargs.values())
@@ -262,11 +268,16 @@ def load_dataset(
         else:
             labels = checked
     elif need_labels:
-        problems.append(f"{where}: no array 'y'; add the labels (class indices or one-hot for classification, targets for regression)")
+        problems.append(
+            f"{where}: no array 'y'; add the labels (class indices or one-hot for classification, targets for "
+            "regression)"
+        )
 
     counts = {name: len(a) for name, a in features.items()} | ({"y": len(labels)} if labels is not None else {})
     if not problems and len(set(counts.values())) > 1:
-        problems.append(f"{where}: arrays hold different numbers of samples: {counts}; every array needs one row per sample")
+        problems.append(
+            f"{where}: arrays hold different numbers of samples: {counts}; every array needs one row per sample"
+        )
     if not problems and not counts.get(next(iter(features), ""), 0):
         problems.append(f"{where}: holds no samples; add at least one")
     if problems:
@@ -323,15 +334,30 @@ def _check_labels(where: Path, y: np.ndarray, task: str, output_width: int) -> t
     if task == "regression":
         if y.ndim == 1 and output_width == 1 or y.ndim == 2 and y.shape[1] == output_width:
             return y.astype(np.float64).reshape(len(y), -1), None
-        return y, f"{where}: y has shape {y.shape}; the model has {output_width} output(s), so expected (samples, {output_width})"
+        return (
+            y,
+            f"{where}: y has shape {y.shape}; the model has {output_width} output(s), so expected (samples, "
+            f"{output_width})",
+        )
     if y.ndim == 2 and y.shape[1] == max(output_width, 2) and y.shape[1] > 1:
         y = np.argmax(y, axis=1)  # one-hot
     elif y.ndim != 1:
-        return y, f"{where}: y has shape {y.shape}; expected class indices (samples,) or one-hot (samples, {output_width})"
+        return (
+            y,
+            f"{where}: y has shape {y.shape}; expected class indices (samples,) or one-hot (samples, {output_width})",
+        )
     if not np.all(np.equal(np.mod(y, 1), 0)):
-        return y, f"{where}: y holds non-integer values; classification needs class indices (for a regression model set task = \"regression\" in gate.toml)"
+        return (
+            y,
+            f"{where}: y holds non-integer values; classification needs class indices (for a regression model set "
+            'task = "regression" in gate.toml)',
+        )
     classes = max(output_width, 2)  # one sigmoid unit scores two classes
     labels = y.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        return y, f"{where}: y holds class {labels.max() if labels.max() >= classes else labels.min()}, but the model scores classes 0..{classes - 1}; fix the labels or the model's output layer"
+        return (
+            y,
+            f"{where}: y holds class {labels.max() if labels.max() >= classes else labels.min()}, but the model "
+            f"scores classes 0..{classes - 1}; fix the labels or the model's output layer",
+        )
     return labels, None

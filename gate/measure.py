@@ -105,7 +105,9 @@ def refuse_non_finite_outputs(outputs: np.ndarray, data: Dataset, model: str) ->
     """A model whose outputs are NaN or infinite cannot be scored: that is the model's problem, said plainly."""
     bad = ~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
     if bad.any():
-        kinds = " or ".join(k for k, m in (("NaN", np.isnan(outputs).any()), ("infinite", np.isinf(outputs).any())) if m)
+        kinds = " or ".join(
+            k for k, m in (("NaN", np.isnan(outputs).any()), ("infinite", np.isinf(outputs).any())) if m
+        )
         raise ModelError(
             f"{data.path}: {model}'s output is {kinds} on {int(bad.sum())} of {data.samples} eval samples "
             "(first: sample {first}); check the model's weights and the data's scale".format(first=int(np.argmax(bad)))
@@ -118,16 +120,20 @@ def metric_name(task: str) -> str:
 
 def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data: Dataset, task: str) -> Evaluation:
     """The task metric of the Keras or SavedModel float model itself."""
-    outputs = np.concatenate([
-        predict({name: array[start : start + PREDICT_BATCH] for name, array in data.inputs.items()})
-        for start in range(0, data.samples, PREDICT_BATCH)
-    ])
+    outputs = np.concatenate(
+        [
+            predict({name: array[start : start + PREDICT_BATCH] for name, array in data.inputs.items()})
+            for start in range(0, data.samples, PREDICT_BATCH)
+        ]
+    )
     refuse_non_finite_outputs(outputs, data, "the float model")
     value, per_sample = score(outputs, data.labels, task)
     return Evaluation(metric_name(task), value, data.samples, PREDICT_BATCH, per_sample)
 
 
-def evaluate_tflite(model_path: Path, data: Dataset, task: str, *, threads: int, batch_size: int = EVAL_BATCH) -> Evaluation:
+def evaluate_tflite(
+    model_path: Path, data: Dataset, task: str, *, threads: int, batch_size: int = EVAL_BATCH
+) -> Evaluation:
     """The task metric of a .tflite over the whole eval set, `batch_size` samples per invoke."""
     interpreter = _interpreter(model_path, threads)
     inputs, outputs = _signature_io(interpreter)
@@ -166,7 +172,9 @@ class LatencyCase:
     warmup_rounds: int
 
 
-def latency_case(label: str, model_path: Path, data: Dataset, *, threads: int, rounds: int, warmup_rounds: int) -> LatencyCase:
+def latency_case(
+    label: str, model_path: Path, data: Dataset, *, threads: int, rounds: int, warmup_rounds: int
+) -> LatencyCase:
     """Batch-1 inputs from the real eval data, as many distinct samples as rounds allow."""
     interpreter = _interpreter(model_path, threads)
     inputs, _outputs = _signature_io(interpreter)
@@ -214,7 +222,9 @@ def measure_latency(cases: Sequence[LatencyCase], *, json_path: Path, work_dir: 
     ]  # fmt: skip
     exit_code = pytest.main(args, plugins=[_LatencyCases(cases)])
     if exit_code != 0:
-        raise ModelError(f"the latency benchmark failed (pytest exit code {int(exit_code)}); run with --verbose to see its output")
+        raise ModelError(
+            f"the latency benchmark failed (pytest exit code {int(exit_code)}); run with --verbose to see its output"
+        )
     report = json.loads(json_path.read_text())
     latencies = {}
     by_label = {c.label: c for c in cases}

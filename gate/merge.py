@@ -30,7 +30,7 @@ class Shard:
 
 
 def read_report(path: Path, *, what: str) -> tuple[dict, tuple[ModelResult, ...]]:
-    """A report.json written elsewhere, validated: (its top level, its results). Raises ValueError naming the problem."""
+    """A report.json written elsewhere, validated: (its top level, its results); ValueError names the problem."""
     if path.is_symlink() or not path.is_file():
         raise ValueError(f"{path}: no {REPORT_JSON} (a regular file) in this {what}")
     try:
@@ -43,8 +43,11 @@ def read_report(path: Path, *, what: str) -> tuple[dict, tuple[ModelResult, ...]
     if not isinstance(version, int) or isinstance(version, bool):
         raise ValueError(f"{path}: schema_version is missing or not a number ({version!r})")
     if version != SCHEMA_VERSION:
-        fix = "a newer gate wrote it: use that version here too" if version > SCHEMA_VERSION else (
-            "an older gate wrote it: gate the models again with this version")
+        fix = (
+            "a newer gate wrote it: use that version here too"
+            if version > SCHEMA_VERSION
+            else ("an older gate wrote it: gate the models again with this version")
+        )
         raise ValueError(f"{path}: schema_version {version}, but this gate reads {SCHEMA_VERSION}; {fix}")
     models = document.get("models")
     if not isinstance(models, list):
@@ -66,7 +69,10 @@ def _check_files(shard: Path, result: ModelResult) -> None:
     for conversion in conversions:
         artifact = conversion.artifact
         if artifact.path != artifact_path(result.name, conversion.method):
-            raise ValueError(f"{result.name}: artifact path {artifact.path!r} is not {artifact_path(result.name, conversion.method)!r}")
+            raise ValueError(
+                f"{result.name}: artifact path {artifact.path!r} is not "
+                f"{artifact_path(result.name, conversion.method)!r}"
+            )
         file = shard / artifact.path
         if file.is_symlink() or not file.is_file():
             raise ValueError(f"{result.name}: artifact {artifact.path} is missing")
@@ -122,7 +128,7 @@ def merge_shards(
     for name in planned or ():
         if name not in results:
             results[name] = error_result(
-                name, f"no shard holds a result for {name}: its check job failed before uploading one; see that job's log"
+                name,
+                f"no shard holds a result for {name}: its check job failed before uploading one; see that job's log",
             )
     return [results[name] for name in sorted(results)]
-

@@ -134,7 +134,10 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         with stages.stage("load"):
             # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
             model = load.load_model(
-                files.model, inspection, export_dir=Path(scratch) / "export", fixed_batch=inspection.has_recurrent_layers
+                files.model,
+                inspection,
+                export_dir=Path(scratch) / "export",
+                fixed_batch=inspection.has_recurrent_layers,
             )
             data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": job.task,
                          "output_width": model.output_width}  # fmt: skip
@@ -229,7 +232,9 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         with stages.stage("diagnose"):
             from gate import diagnose
 
-            layer_errors, findings = diagnose.diagnose(candidates, setup, model.saved_model_dir, eval_data, policy, job.task)
+            layer_errors, findings = diagnose.diagnose(
+                candidates, setup, model.saved_model_dir, eval_data, policy, job.task
+            )
 
     input_files = [*source_files, eval_data.info.file]
     if calibration and calibration.info.file != eval_data.info.file:
@@ -252,9 +257,9 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         candidates=candidates,
         chosen=chosen,
         choice=choice,
-        calibration=dataclasses.replace(
-            calibration.info, samples=min(calibration.samples, job.calibration_samples)
-        ) if calibration else None,
+        calibration=dataclasses.replace(calibration.info, samples=min(calibration.samples, job.calibration_samples))
+        if calibration
+        else None,
         evaluation_data=eval_data.info,
         provenance=Provenance(
             tool_versions=tool_versions(),

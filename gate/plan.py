@@ -124,7 +124,12 @@ def _manifest(commit: str, path: str, *, cwd: str) -> dict[str, object]:
 
 
 def plan_changes(
-    *, base: str, head: str = "HEAD", everything: bool = False, repo: str = ".", models_dir: str = "models",
+    *,
+    base: str,
+    head: str = "HEAD",
+    everything: bool = False,
+    repo: str = ".",
+    models_dir: str = "models",
     policies_dir: str = "policies",
 ) -> Plan:
     """The models whose result can differ between `base` and `head` (every model with `everything`)."""
@@ -132,7 +137,9 @@ def plan_changes(
     head_files = _tree(head_sha, models_dir, cwd=repo)
     base_models = _model_names(_tree(base_sha, models_dir, cwd=repo), models_dir)
     head_models = _model_names(head_files, models_dir)
-    changed = [p for p in _git("diff", "--name-only", "-z", "--no-renames", base_sha, head_sha, cwd=repo).split("\0") if p]
+    changed = [
+        p for p in _git("diff", "--name-only", "-z", "--no-renames", base_sha, head_sha, cwd=repo).split("\0") if p
+    ]
 
     def touched(pattern: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pattern) for path in changed)

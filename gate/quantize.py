@@ -24,7 +24,9 @@ def convert(saved_model_dir: Path, *, method: str, setup: Setup = Setup()) -> Bu
 
 def converter_error(exc: Exception) -> str:
     """The converter's first error, without the MLIR location that precedes it."""
-    lines = [line for line in str(exc).splitlines() if "error:" in line] or str(exc).splitlines() or [type(exc).__name__]
+    lines = (
+        [line for line in str(exc).splitlines() if "error:" in line] or str(exc).splitlines() or [type(exc).__name__]
+    )
     message = lines[0].split("error:", 1)[-1].strip()
     if message.startswith("loc("):  # loc(callsite(fused[...] at ...)): message
         depth = 0

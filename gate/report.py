@@ -197,8 +197,10 @@ def _metric_cell(change: ModelChange, label: str) -> str:
     delta = head.metric_value - base.metric_value
     if head.metric != "accuracy":  # MAE: percent of the base's
         delta = delta / base.metric_value * 100 if base.metric_value else 0.0
-    return (f"{head.metric} {_metric(base.metric_value, base.metric)} → {_metric(head.metric_value, head.metric)} "
-            f"({_change(delta, head.metric)} vs {label})")
+    return (
+        f"{head.metric} {_metric(base.metric_value, base.metric)} → {_metric(head.metric_value, head.metric)} "
+        f"({_change(delta, head.metric)} vs {label})"
+    )
 
 
 def _latency_cell(change: ModelChange) -> str:
@@ -347,8 +349,12 @@ def report_schema() -> dict[str, Any]:
             "source": {
                 "anyOf": [
                     {"type": "null"},
-                    {"type": "object", "properties": {"commit": {"type": "string"}, "ref": {"type": "string"}},
-                     "required": ["commit", "ref"], "additionalProperties": False},
+                    {
+                        "type": "object",
+                        "properties": {"commit": {"type": "string"}, "ref": {"type": "string"}},
+                        "required": ["commit", "ref"],
+                        "additionalProperties": False,
+                    },
                 ]
             },  # fmt: skip
             "comparison": {"anyOf": [{"type": "null"}, json_schema(Comparison, definitions)]},

@@ -341,7 +341,9 @@ def from_jsonable(annotation: Any, data: Any) -> Any:
         return {k: from_jsonable(value_type, v) for k, v in data.items()}
     if dataclasses.is_dataclass(annotation):
         hints = typing.get_type_hints(annotation)
-        return annotation(**{f.name: from_jsonable(hints[f.name], data[f.name]) for f in dataclasses.fields(annotation)})
+        return annotation(
+            **{f.name: from_jsonable(hints[f.name], data[f.name]) for f in dataclasses.fields(annotation)}
+        )
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return annotation(data)
     return data

@@ -336,7 +336,9 @@ class Scheduler:
         death = f"died with {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         if worker.candidate:  # the candidate's failure, not the model's: resume the search after it
             crash = " (a crash inside TensorFlow or LiteRT)" if code < 0 else ""
-            self._resume(worker, f"the gate's worker {death} while building or measuring it{crash}{self._log_hint(job)}")
+            self._resume(
+                worker, f"the gate's worker {death} while building or measuring it{crash}{self._log_hint(job)}"
+            )
             return
         cause = f"{death} {self._where(worker)}"
         crash = " (a crash inside TensorFlow or LiteRT on this model)" if code < 0 else " without a result"
@@ -402,4 +404,3 @@ def _resident_mb(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
-

@@ -76,8 +76,10 @@ def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_tra
     """Why `method` cannot pass this policy or cannot run on this model, or "" when it should be tried."""
     definition = METHODS[method]
     if definition.needs_calibration and not has_calibration:
-        return ("it needs calibration data: add calib.npz (x) or train.npz (x, y), or set calibrate_on_eval = true in "
-                "gate.toml to calibrate on the eval set (the report will say so)")
+        return (
+            "it needs calibration data: add calib.npz (x) or train.npz (x, y), or set calibrate_on_eval = true in "
+            "gate.toml to calibrate on the eval set (the report will say so)"
+        )
     if definition.needs_training_data and not has_training:
         return "it trains on train.npz with labels, and the model folder has none"
     return hard_requirement_problem(bench.policy, float_io=definition.io == "float32", float_ops=definition.float_ops,
@@ -133,8 +135,11 @@ def closest(candidates: Sequence[Candidate]) -> int:
     def distance(item: tuple[int, Candidate]) -> tuple[int, float, int]:
         index, candidate = item
         failures = sum(check.status is Status.FAIL for check in candidate.checks)
-        loss = -(candidate.metric_change or 0.0) if candidate.conversion.evaluation.metric == "accuracy" else (
-            candidate.metric_change or 0.0)
+        loss = (
+            -(candidate.metric_change or 0.0)
+            if candidate.conversion.evaluation.metric == "accuracy"
+            else (candidate.metric_change or 0.0)
+        )
         return failures, loss, index
 
     return min(built, key=distance)[0]
@@ -148,11 +153,14 @@ def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool) ->
         if not searched:
             return f"{candidate.method}, the method gate.toml names, passes every check"
         earlier = len([c for c in candidates[:chosen] if c.status is not Status.SKIP])
-        return (f"{candidate.method}: the first candidate in the search order that passes every check"
-                + (f" ({earlier} tried before it did not)" if earlier else ""))
+        return f"{candidate.method}: the first candidate in the search order that passes every check" + (
+            f" ({earlier} tried before it did not)" if earlier else ""
+        )
     failures = sum(check.status is Status.FAIL for check in candidate.checks)
-    return (f"no candidate passes; {candidate.method} is the closest (fewest failed checks, {failures}, then the "
-            "smallest metric loss) and is kept so you can see how far off it is")
+    return (
+        f"no candidate passes; {candidate.method} is the closest (fewest failed checks, {failures}, then the "
+        "smallest metric loss) and is kept so you can see how far off it is"
+    )
 
 
 def search(

@@ -459,7 +459,9 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
         loss = -change if classification else change
         if best is None or loss < best[0]:
             best = (loss, tflite, kept)
-        if setup.allowed_change is not None and loss <= (-setup.allowed_change if classification else setup.allowed_change):
+        if setup.allowed_change is not None and loss <= (
+            -setup.allowed_change if classification else setup.allowed_change
+        ):
             break
     if best is None:
         raise NotApplicable("the model has no layer that int8 quantizes")
@@ -477,5 +479,10 @@ def build_int16x8(saved_model_dir: Path, setup: Setup) -> Built:
                             f"{setup.input_dtype} input and {setup.output_dtype} output")  # fmt: skip
     tflite = convert_int16x8(saved_model_dir, setup.float_tflite, setup.calibration, io_dtype=setup.input_dtype)
     how = "litert-quantizer (16x8 inside, int8 at the edges)" if setup.input_dtype == "int8" else "TFLiteConverter"
-    return Built(tflite, (f"int16 activations, int8 weights, {setup.input_dtype} I/O, by {how}",
-                          f"calibrated on the first {len(next(iter(setup.calibration.values()))):,} samples"))
+    return Built(
+        tflite,
+        (
+            f"int16 activations, int8 weights, {setup.input_dtype} I/O, by {how}",
+            f"calibrated on the first {len(next(iter(setup.calibration.values()))):,} samples",
+        ),
+    )

@@ -19,8 +19,15 @@ from gate.results import (
 )
 
 
-def conversion(method: str = "int8", *, size_bytes: int = 10_000, accuracy: float = 95.0, p50_ms: float = 1.0,
-               dtype: str = "int8", float_ops: tuple[str, ...] = ()) -> Conversion:
+def conversion(
+    method: str = "int8",
+    *,
+    size_bytes: int = 10_000,
+    accuracy: float = 95.0,
+    p50_ms: float = 1.0,
+    dtype: str = "int8",
+    float_ops: tuple[str, ...] = (),
+) -> Conversion:
     quantized = dtype in ("int8", "uint8")
     tensor = TensorInfo("image", dtype, (-1, 8, 8, 1), 0.0039 if quantized else 0.0, -128 if quantized else 0)
     return Conversion(
@@ -30,13 +37,27 @@ def conversion(method: str = "int8", *, size_bytes: int = 10_000, accuracy: floa
         outputs=(dataclasses.replace(tensor, name="output_0", shape=(-1, 10)),),
         float_ops=float_ops,
         evaluation=Evaluation("accuracy", accuracy, 4, 64, (1.0, 1.0, 1.0, 0.0)),
-        latency=Latency(threads=1, rounds=200, warmup_rounds=20, p50_ms=p50_ms, p95_ms=p50_ms * 1.5,
-                        mean_ms=p50_ms, stddev_ms=0.1, min_ms=p50_ms / 2),
+        latency=Latency(
+            threads=1,
+            rounds=200,
+            warmup_rounds=20,
+            p50_ms=p50_ms,
+            p95_ms=p50_ms * 1.5,
+            mean_ms=p50_ms,
+            stddev_ms=0.1,
+            min_ms=p50_ms / 2,
+        ),
     )
 
 
-def candidate(*, source_bytes: int = 80_000, float_accuracy: float = 96.0, policy: dict | None = None,
-              task: str = "classification", **conversion_args) -> Candidate:
+def candidate(
+    *,
+    source_bytes: int = 80_000,
+    float_accuracy: float = 96.0,
+    policy: dict | None = None,
+    task: str = "classification",
+    **conversion_args,
+) -> Candidate:
     reference = conversion("float32", size_bytes=40_000, accuracy=float_accuracy, p50_ms=2.0, dtype="float32")
     quantized = conversion(**conversion_args)
     unjudged = Candidate(

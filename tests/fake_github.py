@@ -65,29 +65,50 @@ class FakeGitHub:
     # Setting the scene.
 
     def add_pull(self, number: int, *, head_sha: str, state: str = "open") -> dict:
-        pull = {"number": number, "state": state, "head": {"sha": head_sha, "ref": "feature"},
-                "html_url": f"https://github.test/{self.repo}/pull/{number}"}
+        pull = {
+            "number": number,
+            "state": state,
+            "head": {"sha": head_sha, "ref": "feature"},
+            "html_url": f"https://github.test/{self.repo}/pull/{number}",
+        }
         self.pulls[number] = pull
         return pull
 
     def add_comment(self, issue: int, body: str, *, login: str = BOT) -> dict:
         comment_id = next(self._ids)
-        comment = {"id": comment_id, "issue": issue, "body": body, "user": {"login": login},
-                   "html_url": f"https://github.test/{self.repo}/pull/{issue}#issuecomment-{comment_id}"}
+        comment = {
+            "id": comment_id,
+            "issue": issue,
+            "body": body,
+            "user": {"login": login},
+            "html_url": f"https://github.test/{self.repo}/pull/{issue}#issuecomment-{comment_id}",
+        }
         self.comments.append(comment)
         return comment
 
     def add_release(self, tag: str, *, draft: bool) -> dict:
         release_id = next(self._ids)
-        release = {"id": release_id, "tag_name": tag, "name": tag, "draft": draft,
-                   "html_url": f"https://github.test/{self.repo}/releases/tag/{tag}",
-                   "upload_url": f"{self.origin}/uploads/repos/{self.repo}/releases/{release_id}/assets{{?name,label}}"}
+        release = {
+            "id": release_id,
+            "tag_name": tag,
+            "name": tag,
+            "draft": draft,
+            "html_url": f"https://github.test/{self.repo}/releases/tag/{tag}",
+            "upload_url": f"{self.origin}/uploads/repos/{self.repo}/releases/{release_id}/assets{{?name,label}}",
+        }
         self.releases.append(release)
         return release
 
     def add_asset(self, release: dict, name: str, data: bytes) -> dict:
-        asset = {"id": next(self._ids), "release_id": release["id"], "name": name, "size": len(data),
-                 "state": "uploaded", "digest": f"sha256:{hashlib.sha256(data).hexdigest()}", "data": data}
+        asset = {
+            "id": next(self._ids),
+            "release_id": release["id"],
+            "name": name,
+            "size": len(data),
+            "state": "uploaded",
+            "digest": f"sha256:{hashlib.sha256(data).hexdigest()}",
+            "data": data,
+        }
         self.assets.append(asset)
         return asset
 
@@ -169,21 +190,43 @@ class FakeGitHub:
         payload = json.loads(body) if body and not path.startswith(uploads) else {}
         routes = [
             ("GET", rf"{api}/pulls/(\d+)", lambda n: self._pull(int(n))),
-            ("GET", rf"{api}/pulls", lambda: self._page(path, query, [
-                p for p in sorted(self.pulls.values(), key=lambda p: p["number"])
-                if query.get("state", "open") in ("all", p["state"])])),
-            ("GET", rf"{api}/commits/([0-9a-f]{{40}})/pulls", lambda sha: self.commit_pulls_answer or self._page(
-                path, query, [p for p in self.pulls.values() if p["head"]["sha"] == sha])),
-            ("GET", rf"{api}/issues/(\d+)/comments", lambda n: self._page(
-                path, query, [_public(c) for c in self.comments_on(int(n))])),
+            (
+                "GET",
+                rf"{api}/pulls",
+                lambda: self._page(
+                    path,
+                    query,
+                    [
+                        p
+                        for p in sorted(self.pulls.values(), key=lambda p: p["number"])
+                        if query.get("state", "open") in ("all", p["state"])
+                    ],
+                ),
+            ),
+            (
+                "GET",
+                rf"{api}/commits/([0-9a-f]{{40}})/pulls",
+                lambda sha: (
+                    self.commit_pulls_answer
+                    or self._page(path, query, [p for p in self.pulls.values() if p["head"]["sha"] == sha])
+                ),
+            ),
+            (
+                "GET",
+                rf"{api}/issues/(\d+)/comments",
+                lambda n: self._page(path, query, [_public(c) for c in self.comments_on(int(n))]),
+            ),
             ("POST", rf"{api}/issues/(\d+)/comments", lambda n: self._post_comment(int(n), payload)),
             ("PATCH", rf"{api}/issues/comments/(\d+)", lambda c: self._patch_comment(int(c), payload)),
             ("GET", rf"{api}/releases", lambda: self._page(path, query, list(reversed(self.releases)))),
             ("GET", rf"{api}/releases/tags/(.+)", lambda tag: self._published_by_tag(tag)),
             ("POST", rf"{api}/releases", lambda: self._create_release(payload)),
             ("PATCH", rf"{api}/releases/(\d+)", lambda r: self._patch_release(int(r), payload)),
-            ("GET", rf"{api}/releases/(\d+)/assets", lambda r: self._page(
-                path, query, [_public(a) for a in self.assets if a["release_id"] == int(r)])),
+            (
+                "GET",
+                rf"{api}/releases/(\d+)/assets",
+                lambda r: self._page(path, query, [_public(a) for a in self.assets if a["release_id"] == int(r)]),
+            ),
             ("DELETE", rf"{api}/releases/assets/(\d+)", lambda a: self._delete_asset(int(a))),
             ("POST", rf"{uploads}/releases/(\d+)/assets", lambda r: self._upload(int(r), query, body)),
         ]
@@ -200,9 +243,12 @@ class FakeGitHub:
         last = max(1, -(-len(items) // per_page))
         if page < last:
             base = (self.link_base or self.origin) + path
-            link = lambda number: f"{base}?{urllib.parse.urlencode({**query, 'page': number})}"
+
+            def link(number: int) -> str:
+                return f"{base}?{urllib.parse.urlencode({**query, 'page': number})}"
+
             headers["Link"] = f'<{link(page + 1)}>; rel="next", <{link(last)}>; rel="last"'
-        return Answer(200, items[(page - 1) * per_page: page * per_page], headers)
+        return Answer(200, items[(page - 1) * per_page : page * per_page], headers)
 
     def _pull(self, number: int) -> Answer:
         return Answer(200, self.pulls[number]) if number in self.pulls else Answer(404, {"message": "Not Found"})
@@ -257,8 +303,13 @@ class FakeGitHub:
             return Answer(422, {"message": "Cannot upload assets to an immutable release"})
         name = query["name"]
         if any(a["release_id"] == release_id and a["name"] == name for a in self.assets):
-            return Answer(422, {"message": "Validation Failed",
-                                "errors": [{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}]})
+            return Answer(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}],
+                },
+            )
         return Answer(201, _public(self.add_asset(release, name, data)))
 
 
@@ -268,6 +319,17 @@ def _public(record: dict) -> dict:
 
 
 def _too_long() -> Answer:
-    return Answer(422, {"message": "Validation Failed",
-                        "errors": [{"resource": "IssueComment", "code": "custom", "field": "body",
-                                    "message": "body is too long (maximum is 65536 characters)"}]})
+    return Answer(
+        422,
+        {
+            "message": "Validation Failed",
+            "errors": [
+                {
+                    "resource": "IssueComment",
+                    "code": "custom",
+                    "field": "body",
+                    "message": "body is too long (maximum is 65536 characters)",
+                }
+            ],
+        },
+    )

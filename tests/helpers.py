@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_POLICIES = {
     "default": (REPO / "policies" / "default.toml").read_text(),
     # for dynamic-range and float16 models, whose I/O stays float32
-    "float_io": '[size]\nmin_reduction = 2.0\n[accuracy]\nmax_drop = 2.0\n[io]\ninput_dtype = "float32"\noutput_dtype = "float32"\n',
+    "float_io": "[size]\nmin_reduction = 2.0\n[accuracy]\nmax_drop = 2.0\n"
+    '[io]\ninput_dtype = "float32"\noutput_dtype = "float32"\n',
 }
 
 
@@ -45,7 +46,11 @@ class GateRun:
 def run_gate(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> GateRun:
     """`gate ...` as a user runs it, in a fresh process (`env` adds to the environment)."""
     process = subprocess.run(
-        [sys.executable, "-P", "-m", "gate.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900,
+        [sys.executable, "-P", "-m", "gate.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
         env=os.environ | env if env else None,
     )
     out = Path(cwd) / (args[args.index("--out") + 1] if "--out" in args else "gate-out")
@@ -74,8 +79,13 @@ def keras3_mlp(folder: Path, manifest: str = "") -> Path:
 
     x_train, y_train, x_eval, y_eval = digits()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,), name="pixels"), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,), name="pixels"),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,5 +94,3 @@ def keras3_mlp(folder: Path, manifest: str = "") -> Path:
     if manifest:
         (folder / "gate.toml").write_text(manifest)
     return folder
-
-

@@ -7,7 +7,9 @@ from gate.errors import ConfigError
 from gate.results import error_result
 
 
-@pytest.mark.parametrize(("version", "refused"), [("3.13.1", True), ("2.15.0", True), ("3.13.2", False), ("3.15.1", False)])
+@pytest.mark.parametrize(
+    ("version", "refused"), [("3.13.1", True), ("2.15.0", True), ("3.13.2", False), ("3.15.1", False)]
+)
 def test_keras_older_than_3_13_2_is_refused_at_start_up(monkeypatch, version, refused) -> None:
     monkeypatch.setattr(check.metadata, "version", lambda name: version)
     if refused:
@@ -21,9 +23,14 @@ def test_keras_older_than_3_13_2_is_refused_at_start_up(monkeypatch, version, re
     ("result", "line"),
     [
         (model_result("digits"), "digits  int8  PASS  5 checks passed, 0 skipped"),
-        (model_result("digits", accuracy=93.0),
-         "digits  int8  FAIL  accuracy.max_drop: accuracy dropped 3.00 pts (allowed ≤ 2)"),
-        (error_result("broken", "models/broken: no eval.npz\nsecond line"), "broken  ERROR  models/broken: no eval.npz"),
+        (
+            model_result("digits", accuracy=93.0),
+            "digits  int8  FAIL  accuracy.max_drop: accuracy dropped 3.00 pts (allowed ≤ 2)",
+        ),
+        (
+            error_result("broken", "models/broken: no eval.npz\nsecond line"),
+            "broken  ERROR  models/broken: no eval.npz",
+        ),
     ],
 )
 def test_one_verdict_line_per_model(result, line) -> None:
@@ -46,7 +53,10 @@ def test_an_output_folder_behind_a_symbolic_link_is_refused_before_anything_is_d
     (victim / "logs").mkdir(parents=True)
     (victim / "logs" / "keep.txt").write_text("keep")
     (workspace / "gate-out").symlink_to(victim)
-    with pytest.raises(ConfigError, match=r"gate-out is a symbolic link, which could point anywhere .*; pass a real "
-                                          r"folder with --out"):
+    with pytest.raises(
+        ConfigError,
+        match=r"gate-out is a symbolic link, which could point anywhere .*; pass a real "
+        r"folder with --out",
+    ):
         gate_all([workspace / "models"], policies_dir=workspace / "policies", out_dir=workspace / "gate-out")
     assert (victim / "logs" / "keep.txt").read_text() == "keep"

@@ -3,7 +3,7 @@ import pytest
 from gate.config import effective_policy, load_policies, parse_manifest, parse_policy
 from gate.errors import ConfigError, ModelError
 
-DEFAULT = '[size]\nmin_reduction = 4.0\n[accuracy]\nmax_drop = 2.0\n'
+DEFAULT = "[size]\nmin_reduction = 4.0\n[accuracy]\nmax_drop = 2.0\n"
 
 
 def write(path, text: str):
@@ -15,25 +15,46 @@ def write(path, text: str):
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[accuracy]\nmax_dorp = 2.0\n",
-         "{p}: unknown key 'accuracy.max_dorp' (did you mean 'accuracy.max_drop'?); allowed keys in [accuracy]: max_drop"),
-        ("[acuracy]\nmax_drop = 2.0\n",
-         "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, io, latency, limits, mae, ops, qat, search, size, statistics"),
-        ("[accuracy]\nmax_drop = \"2\"\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got '2'"),
+        (
+            "[accuracy]\nmax_dorp = 2.0\n",
+            "{p}: unknown key 'accuracy.max_dorp' (did you mean 'accuracy.max_drop'?); allowed keys in [accuracy]: "
+            "max_drop",
+        ),
+        (
+            "[acuracy]\nmax_drop = 2.0\n",
+            "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, io, latency, limits, "
+            "mae, ops, qat, search, size, statistics",
+        ),
+        ('[accuracy]\nmax_drop = "2"\n', "{p}: accuracy.max_drop: expected a number from 0 to 100, got '2'"),
         ("[accuracy]\nmax_drop = -1\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got -1"),
-        ("[io]\ninput_dtype = \"int16\"\n", "{p}: io.input_dtype: expected one of int8, uint8, float32, got 'int16' (did you mean 'int8'?)"),
-        ("[io]\ninput_dtype = \"unt8\"\n",
-         "{p}: io.input_dtype: expected one of int8, uint8, float32, got 'unt8' (did you mean 'uint8'?)"),
+        (
+            '[io]\ninput_dtype = "int16"\n',
+            "{p}: io.input_dtype: expected one of int8, uint8, float32, got 'int16' (did you mean 'int8'?)",
+        ),
+        (
+            '[io]\ninput_dtype = "unt8"\n',
+            "{p}: io.input_dtype: expected one of int8, uint8, float32, got 'unt8' (did you mean 'uint8'?)",
+        ),
         ("[ops]\ninteger_only = 1\n", "{p}: ops.integer_only: expected true or false, got 1"),
         ("[latency]\nthreads = 1.5\n", "{p}: latency.threads: expected a whole number from 1 to 64, got 1.5"),
         ("[latency]\nmax_p50_ms = nan\n", "{p}: latency.max_p50_ms: expected a number from 0.0001 to 1000000, got nan"),
         ("size = 4\n", "{p}: size: expected a table [size], got 4"),
-        ("[size\nmin_reduction = 4\n", "Failed to parse {p}: Expected ']' at the end of a table declaration (at line 1, column 6); fix the TOML syntax"),
+        (
+            "[size\nmin_reduction = 4\n",
+            "Failed to parse {p}: Expected ']' at the end of a table declaration (at line 1, column 6); fix the TOML "
+            "syntax",
+        ),
         ("description = 3\n", "{p}: description: expected a string, got 3"),
-        ('descriptoin = "phones"\n', "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
-         "tables: description, accuracy, io, latency, limits, mae, ops, qat, search, size, statistics"),
-        ("sise = 4\n", "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
-         "accuracy, io, latency, limits, mae, ops, qat, search, size, statistics"),
+        (
+            'descriptoin = "phones"\n',
+            "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
+            "tables: description, accuracy, io, latency, limits, mae, ops, qat, search, size, statistics",
+        ),
+        (
+            "sise = 4\n",
+            "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
+            "accuracy, io, latency, limits, mae, ops, qat, search, size, statistics",
+        ),
     ],
 )
 def test_policy_problems_name_file_key_value_and_fix(tmp_path, toml, message) -> None:
@@ -65,32 +86,52 @@ def test_a_default_policy_is_required(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ('task = "clasification"\n',
-         "{p}: task: expected one of classification, regression, got 'clasification' (did you mean 'classification'?)"),
-        ('polcy = "default"\n', "{p}: unknown key 'polcy' (did you mean 'policy'?); allowed keys: task, policy, method, "
-         "calibration_samples, calibrate_on_eval, overrides, override_reason, allow_custom_objects"),
+        (
+            'task = "clasification"\n',
+            "{p}: task: expected one of classification, regression, got 'clasification' (did you mean "
+            "'classification'?)",
+        ),
+        (
+            'polcy = "default"\n',
+            "{p}: unknown key 'polcy' (did you mean 'policy'?); allowed keys: task, policy, method, "
+            "calibration_samples, calibrate_on_eval, overrides, override_reason, allow_custom_objects",
+        ),
         ('policy = "edg"\n', "{p}: policy: expected one of default, edge, got 'edg' (did you mean 'edge'?)"),
-        ('method = "int4"\n', "{p}: method: expected one of auto, int8, int8-all-calibration, qat-int8, int8-float-fallback, int16x8, "
-         "dynamic_range, float16, got 'int4' (did you mean 'int8'?)"),
+        (
+            'method = "int4"\n',
+            "{p}: method: expected one of auto, int8, int8-all-calibration, qat-int8, int8-float-fallback, int16x8, "
+            "dynamic_range, float16, got 'int4' (did you mean 'int8'?)",
+        ),
         ("calibration_samples = 0\n", "{p}: calibration_samples: expected a whole number from 1 to 100000, got 0"),
-        ("calibrate_on_eval = \"yes\"\n", "{p}: calibrate_on_eval: expected true or false, got 'yes'"),
-        ("[overrides.size]\nmin_reduction = 10.0\n",
-         "{p}: overrides need override_reason = \"...\" saying why this model may not meet the policy; "
-         "the report shows it beside the overrides"),
-        ('override_reason = "x"\n[overrides.size]\nmin_reducion = 10.0\n',
-         "{p}: overrides: unknown key 'size.min_reducion' (did you mean 'size.min_reduction'?); "
-         "allowed keys in [size]: baseline, min_reduction"),
-        ("allow_custom_objects = \"MyLayer\"\n",
-         "{p}: allow_custom_objects: expected a list of class names such as [\"my_pkg>MyLayer\"], got 'MyLayer'"),
-        ('allow_custom_objects = ["my_layers>Scale", "Lambda"]\n',
-         "{p}: allow_custom_objects lists 'Lambda', which can never be allowed: it is a Lambda layer, which runs "
-         "arbitrary Python when loaded; remove it from the list and replace it with a built-in layer or a custom layer "
-         "allowed in gate.toml"),
+        ('calibrate_on_eval = "yes"\n', "{p}: calibrate_on_eval: expected true or false, got 'yes'"),
+        (
+            "[overrides.size]\nmin_reduction = 10.0\n",
+            '{p}: overrides need override_reason = "..." saying why this model may not meet the policy; '
+            "the report shows it beside the overrides",
+        ),
+        (
+            'override_reason = "x"\n[overrides.size]\nmin_reducion = 10.0\n',
+            "{p}: overrides: unknown key 'size.min_reducion' (did you mean 'size.min_reduction'?); "
+            "allowed keys in [size]: baseline, min_reduction",
+        ),
+        (
+            'allow_custom_objects = "MyLayer"\n',
+            "{p}: allow_custom_objects: expected a list of class names such as [\"my_pkg>MyLayer\"], got 'MyLayer'",
+        ),
+        (
+            'allow_custom_objects = ["my_layers>Scale", "Lambda"]\n',
+            "{p}: allow_custom_objects lists 'Lambda', which can never be allowed: it is a Lambda layer, which runs "
+            "arbitrary Python when loaded; remove it from the list and replace it with a built-in layer or a custom "
+            "layer "
+            "allowed in gate.toml",
+        ),
     ],
 )
 def test_manifest_problems_name_file_key_value_and_fix(tmp_path, toml, message) -> None:
-    policies = {"default": parse_policy(write(tmp_path / "p" / "default.toml", DEFAULT)),
-                "edge": parse_policy(write(tmp_path / "p" / "edge.toml", DEFAULT))}
+    policies = {
+        "default": parse_policy(write(tmp_path / "p" / "default.toml", DEFAULT)),
+        "edge": parse_policy(write(tmp_path / "p" / "edge.toml", DEFAULT)),
+    }
     path = write(tmp_path / "m" / "gate.toml", toml)
     with pytest.raises(ModelError) as error:
         parse_manifest(path, policies)

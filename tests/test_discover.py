@@ -20,8 +20,15 @@ def gated(folders) -> list[tuple[str, bool]]:
 
 
 def test_every_subfolder_of_a_folder_of_models_is_gated(tmp_path) -> None:
-    models = make(tmp_path / "models", "a/model.keras", "b/model.h5", "c/saved_model/saved_model.pb", "empty/.keep",
-                  ".git/config", "README.md")
+    models = make(
+        tmp_path / "models",
+        "a/model.keras",
+        "b/model.h5",
+        "c/saved_model/saved_model.pb",
+        "empty/.keep",
+        ".git/config",
+        "README.md",
+    )
     assert gated(find_model_folders([models])) == [("a", True), ("b", True), ("c", True), ("empty", True)]
 
 

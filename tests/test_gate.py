@@ -16,8 +16,13 @@ def tf_keras_mlp(folder: Path, filename: str, manifest: str = "") -> None:
 
     x_train, y_train, x_eval, y_eval = digits()
     tf_keras.utils.set_random_seed(0)
-    model = tf_keras.Sequential([tf_keras.Input((64,), name="pixels"), tf_keras.layers.Dense(16, activation="relu"),
-                                 tf_keras.layers.Dense(10, activation="softmax")])
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((64,), name="pixels"),
+            tf_keras.layers.Dense(16, activation="relu"),
+            tf_keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
     folder.mkdir(parents=True)
@@ -31,8 +36,9 @@ def keras3_lstm(folder: Path) -> None:
 
     x_train, y_train, x_eval, y_eval = digits("rows")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8), name="rows"), keras.layers.LSTM(16),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((8, 8), name="rows"), keras.layers.LSTM(16), keras.layers.Dense(10, activation="softmax")]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=15, batch_size=64, verbose=0)
     folder.mkdir(parents=True)
@@ -65,8 +71,9 @@ def keras3_regression(folder: Path) -> None:
     x = ((data.data - data.data.mean(0)) / data.data.std(0)).astype(np.float32)
     y = data.target.astype(np.float32)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((10,), name="features"), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((10,), name="features"), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mae")
     model.fit(x[:350], y[:350], epochs=60, batch_size=32, verbose=0)
     folder.mkdir(parents=True)
@@ -94,7 +101,9 @@ def keras3_lstm_saved_model(folder: Path, batch: int | None) -> None:
     model = keras.saving.load_model(folder / "build" / "model.keras")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", model.call, input_signature=[keras.InputSpec(shape=(batch, 8, 8), dtype="float32", name="rows")])
+    archive.add_endpoint(
+        "serve", model.call, input_signature=[keras.InputSpec(shape=(batch, 8, 8), dtype="float32", name="rows")]
+    )
     archive.write_out(folder / "saved_model", verbose=False)
     for name in ("train.npz", "eval.npz", "gate.toml"):
         shutil.move(folder / "build" / name, folder / name)
@@ -135,8 +144,14 @@ def keras3_custom_layer(folder: Path) -> None:
         sys.path.remove(str(root))
     x_train, y_train, x_eval, y_eval = digits()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,), name="pixels"), my_layers.Scale(0.5), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,), name="pixels"),
+            my_layers.Scale(0.5),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
     folder.mkdir(parents=True)
@@ -181,8 +196,18 @@ def zoo_run(zoo):
     return run_gate("check", cwd=zoo)
 
 
-PASSING = ["keras3_mlp", "tf_keras_keras", "tf_keras_h5", "keras_export", "lstm", "lstm_export", "two_inputs",
-           "regression", "float16", "custom_layer"]
+PASSING = [
+    "keras3_mlp",
+    "tf_keras_keras",
+    "tf_keras_h5",
+    "keras_export",
+    "lstm",
+    "lstm_export",
+    "two_inputs",
+    "regression",
+    "float16",
+    "custom_layer",
+]
 
 
 @pytest.mark.parametrize("name", PASSING)
@@ -231,8 +256,10 @@ def test_a_typo_in_gate_toml_is_an_error_row_for_that_model_only(zoo_run) -> Non
 
 def test_an_allowed_custom_layer_is_loaded_and_shown_prominently(zoo_run) -> None:
     assert zoo_run.model("custom_layer")["provenance"]["allowed_custom_objects"] == ["my_layers>Scale"]
-    assert ("> **custom_layer: custom code allowed** by gate.toml and run while loading this model: my_layers&gt;Scale"
-            in zoo_run.markdown)
+    assert (
+        "> **custom_layer: custom code allowed** by gate.toml and run while loading this model: my_layers&gt;Scale"
+        in zoo_run.markdown
+    )
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm_export"])
@@ -313,7 +340,10 @@ def test_the_bundled_example_models_pass(tmp_path) -> None:
     run = run_gate("check", "--out", tmp_path / "out", cwd=REPO)
     assert run.exit_code == 0, run.stdout + run.stderr
     assert [m["name"] for m in run.report["models"]] == [
-        "breast_cancer_mlp", "digits_cnn", "digits_mobilenetv2", "digits_outlier_mlp"
+        "breast_cancer_mlp",
+        "digits_cnn",
+        "digits_mobilenetv2",
+        "digits_outlier_mlp",
     ]
 
 
@@ -329,7 +359,9 @@ def keras3_mlp_with(folder: Path, healthy_model: Path, kernel_value: float, at: 
     model.save(folder / "model.keras")
 
 
-def test_non_finite_weights_and_outputs_are_error_rows_that_say_so_beside_a_healthy_model(workspace, healthy_model) -> None:
+def test_non_finite_weights_and_outputs_are_error_rows_that_say_so_beside_a_healthy_model(
+    workspace, healthy_model
+) -> None:
     models = workspace / "models"
     keras3_mlp_with(models / "inf_weight", healthy_model, np.inf, (3, 0))
     # Finite weights whose sum overflows float32 on every digit: hidden unit 0 is infinite, the softmax NaN.
@@ -338,12 +370,14 @@ def test_non_finite_weights_and_outputs_are_error_rows_that_say_so_beside_a_heal
     assert run.exit_code == 1
     assert run.model("healthy")["status"] == "PASS"
     assert run.model("inf_weight")["error"] == (
-        f"{Path('models/inf_weight/model.keras')}: weight 'kernel' of layer 'dense' holds 0 NaN and 1 infinite value(s) "
+        f"{Path('models/inf_weight/model.keras')}: weight 'kernel' of layer 'dense' holds 0 NaN and 1 infinite "
+        "value(s) "
         "among its 1024; the float model itself is broken: retrain it or fix that weight, then re-save"
     )
     samples = len(digits()[2])
     assert run.model("nan_outputs")["error"] == (
-        f"{Path('models/nan_outputs/eval.npz')}: the float model's output is NaN on {samples} of {samples} eval samples "
+        f"{Path('models/nan_outputs/eval.npz')}: the float model's output is NaN on {samples} of {samples} eval "
+        "samples "
         "(first: sample 0); check the model's weights and the data's scale"
     )
     assert "internal error" not in run.markdown and "Traceback" not in run.stderr

@@ -33,8 +33,9 @@ def github(monkeypatch):
         yield fake
 
 
-def report_artifact(folder: Path, *, body: str = BODY, pull_request: object = None, number: int | None = 7,
-                    head_sha: str = HEAD) -> Path:
+def report_artifact(
+    folder: Path, *, body: str = BODY, pull_request: object = None, number: int | None = 7, head_sha: str = HEAD
+) -> Path:
     """What gate merge writes into the gate-report artifact: comment.md and pull-request.json."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "comment.md").write_text(body, encoding="utf-8")
@@ -109,7 +110,9 @@ def test_a_fork_pull_request_is_found_by_its_head_sha(github, tmp_path, capsys, 
     assert "GET /api/repos/octo/models/pulls" not in github.calls()
 
 
-@pytest.mark.parametrize("commit_pulls", [Answer(200, []), Answer(422, {"message": f"No commit found for SHA: {HEAD}"})])
+@pytest.mark.parametrize(
+    "commit_pulls", [Answer(200, []), Answer(422, {"message": f"No commit found for SHA: {HEAD}"})]
+)
 def test_a_fork_pull_request_is_found_among_the_open_pulls_when_the_commit_lookup_finds_none(
     monkeypatch, tmp_path, commit_pulls
 ) -> None:
@@ -130,8 +133,9 @@ def test_a_fork_pull_request_is_found_among_the_open_pulls_when_the_commit_looku
 def test_no_open_pull_request_with_that_head_is_a_skip(github, tmp_path, capsys) -> None:
     github.add_pull(3, head_sha=OTHER)
     assert comment(report_artifact(tmp_path, number=None)) == 0
-    assert capsys.readouterr().out == (f"gate: no open pull request of octo/models has head {HEAD}; nothing to "
-                                       "comment on (skipped)\n")
+    assert capsys.readouterr().out == (
+        f"gate: no open pull request of octo/models has head {HEAD}; nothing to comment on (skipped)\n"
+    )
     assert github.calls("POST") == github.calls("PATCH") == []
 
 
@@ -139,8 +143,10 @@ def test_a_report_of_a_commit_the_pull_request_has_moved_past_is_skipped(github,
     github.add_pull(7, head_sha=OTHER)  # a newer push
     github.add_comment(7, BODY + "report of the newer push")
     assert comment(report_artifact(tmp_path)) == 0
-    assert capsys.readouterr().out == (f"gate: pull request #7 is now at {OTHER}, not {HEAD}: this report is stale "
-                                       "(the newer push gets its own); skipped\n")
+    assert capsys.readouterr().out == (
+        f"gate: pull request #7 is now at {OTHER}, not {HEAD}: this report is stale "
+        "(the newer push gets its own); skipped\n"
+    )
     assert github.calls("POST") == github.calls("PATCH") == []
     assert github.comments_on(7)[0]["body"] == BODY + "report of the newer push"
 
@@ -166,52 +172,118 @@ def _symlinked_pull_request(folder: Path) -> None:
 @pytest.mark.parametrize(
     ("artifact", "change", "message"),
     [
-        ({"pull_request": {"number": f"12; {PAYLOAD}", "head_sha": HEAD}}, None,
-         "pull-request.json: number: expected a positive whole number, got '12; $(touch /tmp/gate-test-payload-ran)'"),
-        ({"pull_request": {"number": "12", "head_sha": HEAD}}, None,
-         "pull-request.json: number: expected a positive whole number, got '12'"),
-        ({"pull_request": {"number": 12.0, "head_sha": HEAD}}, None,
-         "pull-request.json: number: expected a positive whole number, got 12.0"),
-        ({"pull_request": {"number": True, "head_sha": HEAD}}, None,
-         "pull-request.json: number: expected a positive whole number, got True"),
-        ({"pull_request": {"number": 0, "head_sha": HEAD}}, None,
-         "pull-request.json: number: expected a positive whole number, got 0"),
-        ({"pull_request": {"number": -7, "head_sha": HEAD}}, None,
-         "pull-request.json: number: expected a positive whole number, got -7"),
-        ({"pull_request": {"number": [7], "head_sha": HEAD}}, None,
-         "pull-request.json: number: expected a positive whole number, got [7]"),
-        ({"pull_request": {"number": 7, "head_sha": OTHER}}, None,
-         (f"pull-request.json: head_sha: {OTHER} is not the head of the run that triggered this one (--head-sha "
-         f"{HEAD}); the artifact does not belong to that run")),
-        ({"pull_request": {"number": 7, "head_sha": HEAD.upper()}}, None,
-         f"pull-request.json: head_sha: expected 40 lowercase hex digits, got '{HEAD.upper()}'"),
-        ({"pull_request": {"number": 7, "head_sha": HEAD + "\n"}}, None,
-         "pull-request.json: head_sha: expected 40 lowercase hex digits, got 'a1a1a1"),
-        ({"pull_request": {"number": 7}}, None, ("pull-request.json: head_sha: expected 40 lowercase hex digits, "
-                                                "got None")),
-        ({"pull_request": {"number": 7, "head_sha": HEAD, "run": PAYLOAD}}, None,
-         "pull-request.json: run: unknown key; expected number and head_sha"),
-        ({"pull_request": f'{{"number": 7, "number": 8, "head_sha": "{HEAD}"}}'}, None,
-         "pull-request.json: not valid JSON (duplicate key 'number')"),
-        ({"pull_request": f'{{"number": NaN, "head_sha": "{HEAD}"}}'}, None,
-         "pull-request.json: not valid JSON (NaN is not JSON)"),
-        ({"pull_request": "[7]"}, None, ('pull-request.json: expected a JSON object {"number": N, "head_sha": "..."}, '
-                                        "got [7]")),
+        (
+            {"pull_request": {"number": f"12; {PAYLOAD}", "head_sha": HEAD}},
+            None,
+            "pull-request.json: number: expected a positive whole number, got '12; $(touch "
+            "/tmp/gate-test-payload-ran)'",
+        ),
+        (
+            {"pull_request": {"number": "12", "head_sha": HEAD}},
+            None,
+            "pull-request.json: number: expected a positive whole number, got '12'",
+        ),
+        (
+            {"pull_request": {"number": 12.0, "head_sha": HEAD}},
+            None,
+            "pull-request.json: number: expected a positive whole number, got 12.0",
+        ),
+        (
+            {"pull_request": {"number": True, "head_sha": HEAD}},
+            None,
+            "pull-request.json: number: expected a positive whole number, got True",
+        ),
+        (
+            {"pull_request": {"number": 0, "head_sha": HEAD}},
+            None,
+            "pull-request.json: number: expected a positive whole number, got 0",
+        ),
+        (
+            {"pull_request": {"number": -7, "head_sha": HEAD}},
+            None,
+            "pull-request.json: number: expected a positive whole number, got -7",
+        ),
+        (
+            {"pull_request": {"number": [7], "head_sha": HEAD}},
+            None,
+            "pull-request.json: number: expected a positive whole number, got [7]",
+        ),
+        (
+            {"pull_request": {"number": 7, "head_sha": OTHER}},
+            None,
+            (
+                f"pull-request.json: head_sha: {OTHER} is not the head of the run that triggered this one (--head-sha "
+                f"{HEAD}); the artifact does not belong to that run"
+            ),
+        ),
+        (
+            {"pull_request": {"number": 7, "head_sha": HEAD.upper()}},
+            None,
+            f"pull-request.json: head_sha: expected 40 lowercase hex digits, got '{HEAD.upper()}'",
+        ),
+        (
+            {"pull_request": {"number": 7, "head_sha": HEAD + "\n"}},
+            None,
+            "pull-request.json: head_sha: expected 40 lowercase hex digits, got 'a1a1a1",
+        ),
+        (
+            {"pull_request": {"number": 7}},
+            None,
+            ("pull-request.json: head_sha: expected 40 lowercase hex digits, got None"),
+        ),
+        (
+            {"pull_request": {"number": 7, "head_sha": HEAD, "run": PAYLOAD}},
+            None,
+            "pull-request.json: run: unknown key; expected number and head_sha",
+        ),
+        (
+            {"pull_request": f'{{"number": 7, "number": 8, "head_sha": "{HEAD}"}}'},
+            None,
+            "pull-request.json: not valid JSON (duplicate key 'number')",
+        ),
+        (
+            {"pull_request": f'{{"number": NaN, "head_sha": "{HEAD}"}}'},
+            None,
+            "pull-request.json: not valid JSON (NaN is not JSON)",
+        ),
+        (
+            {"pull_request": "[7]"},
+            None,
+            ('pull-request.json: expected a JSON object {"number": N, "head_sha": "..."}, got [7]'),
+        ),
         ({"pull_request": "7" * 5000}, None, "pull-request.json: larger than 4096 bytes"),
-        ({"body": f"## gate report {PAYLOAD}\n{MARKER}\n"}, None,
-         f"comment.md: does not start with {MARKER}, so it is not a report gate wrote"),
-        ({"body": MARKER + "x" * (MAX_COMMENT_CHARS - len(MARKER) + 1)}, None,
-         "comment.md: 65,537 characters; GitHub refuses comments over 65,536 (gate merge shrinks the report to fit)"),
-        ({"body": MARKER + "x" * (4 * MAX_COMMENT_CHARS)}, None,
-         "comment.md: more than 65,536 characters; GitHub refuses longer comments"),
-        ({}, lambda folder: (folder / "comment.md").write_bytes(MARKER.encode() + b"\n\xff\xfe"),
-         "comment.md: not UTF-8 (byte 0xff at offset 21)"),
+        (
+            {"body": f"## gate report {PAYLOAD}\n{MARKER}\n"},
+            None,
+            f"comment.md: does not start with {MARKER}, so it is not a report gate wrote",
+        ),
+        (
+            {"body": MARKER + "x" * (MAX_COMMENT_CHARS - len(MARKER) + 1)},
+            None,
+            "comment.md: 65,537 characters; GitHub refuses comments over 65,536 (gate merge shrinks the report to fit)",
+        ),
+        (
+            {"body": MARKER + "x" * (4 * MAX_COMMENT_CHARS)},
+            None,
+            "comment.md: more than 65,536 characters; GitHub refuses longer comments",
+        ),
+        (
+            {},
+            lambda folder: (folder / "comment.md").write_bytes(MARKER.encode() + b"\n\xff\xfe"),
+            "comment.md: not UTF-8 (byte 0xff at offset 21)",
+        ),
         ({}, _symlinked_body, "comment.md: is a symbolic link; the artifact must hold a regular file"),
         ({}, _symlinked_pull_request, "pull-request.json: is a symbolic link; the artifact must hold a regular file"),
-        ({}, lambda folder: (folder / "comment.md").unlink(),
-         "comment.md: no such file; download the gate-report artifact into"),
-        ({}, lambda folder: ((folder / "comment.md").unlink(), (folder / "comment.md").mkdir()),
-         "comment.md: not a regular file"),
+        (
+            {},
+            lambda folder: (folder / "comment.md").unlink(),
+            "comment.md: no such file; download the gate-report artifact into",
+        ),
+        (
+            {},
+            lambda folder: ((folder / "comment.md").unlink(), (folder / "comment.md").mkdir()),
+            "comment.md: not a regular file",
+        ),
     ],
 )
 def test_an_artifact_that_is_not_a_gate_report_is_refused_before_any_request(
@@ -241,8 +313,14 @@ def test_every_problem_of_pull_request_json_is_reported_together(github, tmp_pat
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--repo", REPO, "--head-sha", "HEAD"], "gate: error: --head-sha: expected 40 lowercase hex digits, got 'HEAD'"),
-        (["--repo", "octo/../admin", "--head-sha", HEAD], "gate: error: --repo: expected OWNER/NAME, got 'octo/../admin'"),
+        (
+            ["--repo", REPO, "--head-sha", "HEAD"],
+            "gate: error: --head-sha: expected 40 lowercase hex digits, got 'HEAD'",
+        ),
+        (
+            ["--repo", "octo/../admin", "--head-sha", HEAD],
+            "gate: error: --repo: expected OWNER/NAME, got 'octo/../admin'",
+        ),
         (["--repo", "octo", "--head-sha", HEAD], "gate: error: --repo: expected OWNER/NAME, got 'octo'"),
     ],
 )
@@ -269,10 +347,21 @@ def test_a_token_without_pull_requests_write_gets_a_message_naming_the_permissio
 @pytest.mark.parametrize(
     ("status", "message", "headers", "expected"),
     [
-        (404, "Not Found", {}, ("GitHub API GET /repos/octo/models/pulls/7 failed: HTTP 404: Not Found; check --repo, "
-                               "and that the token has the 'pull-requests: write' permission")),
-        (403, "API rate limit exceeded", {"X-RateLimit-Remaining": "0"},
-         "HTTP 403: API rate limit exceeded; the API rate limit is used up; re-run the job later"),
+        (
+            404,
+            "Not Found",
+            {},
+            (
+                "GitHub API GET /repos/octo/models/pulls/7 failed: HTTP 404: Not Found; check --repo, "
+                "and that the token has the 'pull-requests: write' permission"
+            ),
+        ),
+        (
+            403,
+            "API rate limit exceeded",
+            {"X-RateLimit-Remaining": "0"},
+            "HTTP 403: API rate limit exceeded; the API rate limit is used up; re-run the job later",
+        ),
         (502, "Server Error", {}, "HTTP 502: Server Error; GitHub had an internal error; re-run the job"),
     ],
 )
@@ -290,8 +379,10 @@ def test_a_missing_or_wrong_token_is_named(github, tmp_path, monkeypatch, capsys
     assert "gate: error: no GitHub token: set GITHUB_TOKEN or GH_TOKEN" in capsys.readouterr().err
     monkeypatch.setenv("GH_TOKEN", "expired")
     assert comment(report_artifact(tmp_path)) == 2
-    assert ("HTTP 401: Bad credentials; the token was refused: check that GITHUB_TOKEN (or GH_TOKEN) is set to a valid "
-            "token") in capsys.readouterr().err
+    assert (
+        "HTTP 401: Bad credentials; the token was refused: check that GITHUB_TOKEN (or GH_TOKEN) is set to a valid "
+        "token"
+    ) in capsys.readouterr().err
 
 
 def test_an_unreachable_api_is_named(tmp_path, monkeypatch, capsys) -> None:
@@ -319,8 +410,11 @@ def test_the_token_is_never_sent_to_a_next_page_on_another_host(github) -> None:
     github.add_pull(1, head_sha=HEAD)
     github.add_pull(2, head_sha=HEAD)
     client = GitHub(api_url=github.api_url, token=FakeGitHub.TOKEN)
-    with pytest.raises(GitHubError, match="the next page 'http://127.0.0.2:9/api/repos/octo/models/pulls.*' is not "
-                                          "under http://127.0.0.1:.*/api; refusing to send the token there"):
+    with pytest.raises(
+        GitHubError,
+        match="the next page 'http://127.0.0.2:9/api/repos/octo/models/pulls.*' is not "
+        "under http://127.0.0.1:.*/api; refusing to send the token there",
+    ):
         list(client.paginate("/repos/octo/models/pulls", need="pull-requests: read"))
     assert len(github.requests) == 1
 
@@ -328,8 +422,10 @@ def test_the_token_is_never_sent_to_a_next_page_on_another_host(github) -> None:
 @pytest.mark.parametrize(
     ("header", "url"),
     [
-        ('<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last"',
-         "https://api.github.com/x?page=2"),
+        (
+            '<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last"',
+            "https://api.github.com/x?page=2",
+        ),
         ('<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first"', None),
         ("", None),
     ],
@@ -369,8 +465,14 @@ def test_gate_comment_imports_nothing_outside_the_standard_library(github, tmp_p
         sys.exit(code)
     """)
     argv = ["comment", "--artifact", str(report_artifact(tmp_path)), "--repo", REPO, "--head-sha", HEAD]
-    process = subprocess.run([sys.executable, "-P", "-c", script, *argv], check=False, capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    process = subprocess.run(
+        [sys.executable, "-P", "-c", script, *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
     assert "attempted imports: []" in process.stderr, process.stderr
     assert process.returncode == 0, process.stderr
     assert "gate: created the report comment on pull request #7" in process.stdout
@@ -380,20 +482,27 @@ def test_gate_comment_imports_nothing_outside_the_standard_library(github, tmp_p
 # gate publish
 
 
-def release_folder(folder: Path, files: dict[str, bytes] | None = None, *, listed: dict[str, bytes] | None = None) -> Path:
+def release_folder(
+    folder: Path, files: dict[str, bytes] | None = None, *, listed: dict[str, bytes] | None = None
+) -> Path:
     """What gate release --out lays out: the passing models' .tflite files, the reports and SHA256SUMS."""
-    files = files if files is not None else {
-        "digits_cnn.int8.tflite": b"TFL3 digits" * 100,
-        "breast_cancer_mlp.int8.tflite": b"TFL3 mlp" * 50,
-        "report.md": f"{MARKER}\n## ✅ gate: all 2 model(s) pass\n".encode(),
-        "report.json": b'{"schema_version": 1}',
-    }
+    files = (
+        files
+        if files is not None
+        else {
+            "digits_cnn.int8.tflite": b"TFL3 digits" * 100,
+            "breast_cancer_mlp.int8.tflite": b"TFL3 mlp" * 50,
+            "report.md": f"{MARKER}\n## ✅ gate: all 2 model(s) pass\n".encode(),
+            "report.json": b'{"schema_version": 1}',
+        }
+    )
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (folder / name).write_bytes(data)
     listed = files if listed is None else listed
-    (folder / "SHA256SUMS").write_text("".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n"
-                                               for n, d in sorted(listed.items())))
+    (folder / "SHA256SUMS").write_text(
+        "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(listed.items()))
+    )
     return folder
 
 
@@ -416,11 +525,19 @@ def test_draft_upload_finalize(github, tmp_path, capsys) -> None:
     assert "gate: uploaded SHA256SUMS (" in out
     assert publish("--finalize", folder) == 0
     assert release["draft"] is False
-    assert capsys.readouterr().out == "gate: published the release of v1.2.0: https://github.test/octo/models/releases/tag/v1.2.0\n"
+    assert (
+        capsys.readouterr().out
+        == "gate: published the release of v1.2.0: https://github.test/octo/models/releases/tag/v1.2.0\n"
+    )
     calls = [call.split("/octo/models", 1)[1] for call in github.calls() if not call.startswith("GET")]
     assert calls == ["/releases", *[f"/releases/{release['id']}/assets"] * 5, f"/releases/{release['id']}"]
     assert [r.query["name"] for r in github.requests if r.path.startswith("/uploads/")] == [
-        "breast_cancer_mlp.int8.tflite", "digits_cnn.int8.tflite", "report.json", "report.md", "SHA256SUMS"]
+        "breast_cancer_mlp.int8.tflite",
+        "digits_cnn.int8.tflite",
+        "report.json",
+        "report.md",
+        "SHA256SUMS",
+    ]
     # Published: the release is immutable, so a second --draft is refused before any upload.
     github.requests.clear()
     assert publish(folder, "--draft") == 2
@@ -438,8 +555,10 @@ def test_a_draft_of_the_tag_is_reused_and_left_holding_exactly_the_folder(github
     assert github.assets_of(draft) == folder_contents(folder)
     assert len(github.releases) == 2
     out = capsys.readouterr().out
-    assert out.startswith(f"gate: reusing the draft release of v1.2.0 (id {draft['id']})\n"
-                          f"gate: removed kws.int8.tflite, which {folder / 'SHA256SUMS'} does not list, from the draft\n")
+    assert out.startswith(
+        f"gate: reusing the draft release of v1.2.0 (id {draft['id']})\n"
+        f"gate: removed kws.int8.tflite, which {folder / 'SHA256SUMS'} does not list, from the draft\n"
+    )
     assert "gate: replaced report.md (" in out
 
 
@@ -448,7 +567,8 @@ def test_a_published_release_of_the_tag_is_never_touched(github, tmp_path, capsy
     assert publish(release_folder(tmp_path / "release"), "--draft") == 2
     assert capsys.readouterr().err == (
         "gate: error: octo/models already has a published release of v1.2.0 (https://github.test/octo/models/releases/"
-        "tag/v1.2.0); a published release cannot change: push a new tag\n")
+        "tag/v1.2.0); a published release cannot change: push a new tag\n"
+    )
     assert github.calls("POST") == github.calls("DELETE") == []
 
 
@@ -498,8 +618,13 @@ DIGITS_SHA = hashlib.sha256(b"TFL3 digits" * 100).hexdigest()
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (_changed_model, (f"digits_cnn.int8.tflite: sha256 {hashlib.sha256(b'TFL3 swapped').hexdigest()}, but "
-                         f"SHA256SUMS says {DIGITS_SHA}")),
+        (
+            _changed_model,
+            (
+                f"digits_cnn.int8.tflite: sha256 {hashlib.sha256(b'TFL3 swapped').hexdigest()}, but "
+                f"SHA256SUMS says {DIGITS_SHA}"
+            ),
+        ),
         (_unlisted_file, "notes.txt: not listed in SHA256SUMS; every released file must be"),
         (_missing_file, "SHA256SUMS: lists report.json, which is not in"),
         (_linked_file, "report.json: a symbolic link; a release folder holds only regular files"),
@@ -540,16 +665,23 @@ def test_finalize_refuses_a_draft_that_does_not_hold_the_folder(github, tmp_path
     github.add_asset(release, "stray.bin", b"?")
     capsys.readouterr()
     assert publish("--finalize", folder) == 2
-    assert capsys.readouterr().err == ("gate: error: the draft release of v1.2.0 does not hold "
-                                       f"{folder}:\nreport.md: not attached to the draft\n"
-                                       "stray.bin: attached to the draft but not in the folder\n")
+    assert capsys.readouterr().err == (
+        "gate: error: the draft release of v1.2.0 does not hold "
+        f"{folder}:\nreport.md: not attached to the draft\n"
+        "stray.bin: attached to the draft but not in the folder\n"
+    )
     assert release["draft"] is True
 
 
 @pytest.mark.parametrize(
     ("published", "message"),
-    [(False, "octo/models has no draft release of v1.2.0; run gate publish DIR --draft first"),
-     (True, "octo/models's release of v1.2.0 is already published (https://github.test/octo/models/releases/tag/v1.2.0)")],
+    [
+        (False, "octo/models has no draft release of v1.2.0; run gate publish DIR --draft first"),
+        (
+            True,
+            "octo/models's release of v1.2.0 is already published (https://github.test/octo/models/releases/tag/v1.2.0)",
+        ),
+    ],
 )
 def test_finalize_needs_a_draft(github, capsys, published, message) -> None:
     if published:
@@ -565,13 +697,15 @@ def test_a_token_without_contents_write_gets_a_message_naming_the_permission(git
     assert capsys.readouterr().err == (
         "gate: error: GitHub API POST /repos/octo/models/releases failed: HTTP 403: Resource not accessible by "
         "integration; check that the workflow job's token has the 'contents: write' permission (its permissions: "
-        "block)\n")
+        "block)\n"
+    )
 
 
 def test_an_upload_github_refuses_names_its_reason(github, tmp_path, capsys) -> None:
     folder = release_folder(tmp_path / "release")
-    github.fail("POST", r"/uploads/repos/octo/models/releases/\d+/assets", 422, "Cannot upload assets to an immutable "
-                                                                                 "release")
+    github.fail(
+        "POST", r"/uploads/repos/octo/models/releases/\d+/assets", 422, "Cannot upload assets to an immutable release"
+    )
     assert publish(folder, "--draft") == 2
     err = capsys.readouterr().err
     assert "GitHub API POST http://127.0.0.1:" in err
@@ -583,7 +717,10 @@ def test_an_upload_github_refuses_names_its_reason(github, tmp_path, capsys) -> 
     ("argv", "message"),
     [
         (["--draft"], "gate: error: gate publish --draft: pass the release folder (what gate release --out wrote)"),
-        (["--draft", "release", "--tag", "v1 2"], "gate: error: --tag: expected a git tag name such as v1.2.0, got 'v1 2'"),
+        (
+            ["--draft", "release", "--tag", "v1 2"],
+            "gate: error: --tag: expected a git tag name such as v1.2.0, got 'v1 2'",
+        ),
     ],
 )
 def test_publish_command_line_errors(github, tmp_path, monkeypatch, capsys, argv, message) -> None:

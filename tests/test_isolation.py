@@ -44,8 +44,10 @@ def test_a_converter_crash_fails_that_candidate_and_a_model_with_no_other_is_an_
     (workspace / "models" / "bilstm" / "gate.toml").write_text('method = "int8"\n')
     run = run_gate("check", cwd=workspace)
     assert run.exit_code == 1
-    crash = ("the gate's worker died with SIGSEGV while building or measuring it (a crash inside TensorFlow or "
-             f"LiteRT); see {Path('logs/bilstm.log')} in the output folder")
+    crash = (
+        "the gate's worker died with SIGSEGV while building or measuring it (a crash inside TensorFlow or "
+        f"LiteRT); see {Path('logs/bilstm.log')} in the output folder"
+    )
     assert run.model("bilstm")["error"] == f"{Path('models/bilstm')}: no candidate could be built: int8: {crash}"
     assert [(c["method"], c["status"], c["reason"]) for c in run.model("bilstm")["candidates"]] == [
         ("int8", "ERROR", crash)
@@ -53,7 +55,10 @@ def test_a_converter_crash_fails_that_candidate_and_a_model_with_no_other_is_an_
     assert "candidate int8: ERROR the gate's worker died with SIGSEGV" in run.stderr
     assert run.model("healthy")["status"] == "PASS"
     # The float32 .tflite was written before the crash: a model that was not gated publishes nothing.
-    assert sorted(p.name for p in (run.out_dir / "artifacts").iterdir()) == ["healthy.float32.tflite", "healthy.int8.tflite"]
+    assert sorted(p.name for p in (run.out_dir / "artifacts").iterdir()) == [
+        "healthy.float32.tflite",
+        "healthy.int8.tflite",
+    ]
 
 
 def test_after_a_candidate_crashes_the_search_goes_on_with_the_next(workspace) -> None:
@@ -97,8 +102,13 @@ def test_an_interrupted_run_leaves_no_report_and_the_next_run_recovers(workspace
     out = workspace / "gate-out"
     out.mkdir()
     (out / "report.json").write_text('{"stale": "a report from an earlier run"}')
-    gate = subprocess.Popen([sys.executable, "-P", "-m", "gate.cli", "check", "-j", str(jobs)], cwd=workspace,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gate = subprocess.Popen(
+        [sys.executable, "-P", "-m", "gate.cli", "check", "-j", str(jobs)],
+        cwd=workspace,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in gate.stderr:
         if line.startswith("[2/2] second: "):  # the first model is done, the second is being gated
             workers = subprocess.run(["pgrep", "-P", str(gate.pid)], capture_output=True, text=True).stdout.split()

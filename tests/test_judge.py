@@ -53,7 +53,9 @@ def test_failed_check_records_measured_value_and_threshold() -> None:
     assert check.message == "accuracy dropped 3.00 pts (allowed ≤ 2)"
 
 
-@pytest.mark.parametrize(("samples", "float_correct", "lost"), [(300, 281, 3), (500, 450, 10), (1000, 905, 20), (500, 487, 10)])
+@pytest.mark.parametrize(
+    ("samples", "float_correct", "lost"), [(300, 281, 3), (500, 450, 10), (1000, 905, 20), (500, 487, 10)]
+)
 def test_a_drop_of_exactly_the_limit_passes_and_one_more_sample_fails(samples, float_correct, lost) -> None:
     from gate.judge import Context, _accuracy_drop
     from gate.measure import score

@@ -98,8 +98,11 @@ def test_the_command_prints_names_or_the_plan_and_writes_github_outputs(repo, mo
     assert printed["include"] == [{"model": "c", "path": "models/c"}]
     assert printed["removed"] == []
     assert json.loads((tmp_path / "plan.json").read_text()) == printed
-    assert output.read_text().splitlines() == ['matrix={"include":[{"model":"c","path":"models/c"}]}', "count=1",
-                                               "removed=[]"]
+    assert output.read_text().splitlines() == [
+        'matrix={"include":[{"model":"c","path":"models/c"}]}',
+        "count=1",
+        "removed=[]",
+    ]
     assert cli.main(["plan", "--base", "HEAD~1", "--format", "names"]) == 0
     assert capsys.readouterr().out == "c\n"
 
@@ -107,7 +110,10 @@ def test_the_command_prints_names_or_the_plan_and_writes_github_outputs(repo, mo
 def test_an_unknown_base_or_a_shallow_clone_says_what_to_fetch(repo, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(repo)
     assert cli.main(["plan", "--base", "no-such-ref"]) == 2
-    assert "unknown commit 'no-such-ref': fetch it (git fetch origin no-such-ref) or check the name" in capsys.readouterr().err
+    assert (
+        "unknown commit 'no-such-ref': fetch it (git fetch origin no-such-ref) or check the name"
+        in capsys.readouterr().err
+    )
     base = git(repo, "rev-parse", "HEAD")
     (repo / "models/a/model.keras").write_bytes(b"retrained")
     commit(repo, "change")
@@ -115,5 +121,7 @@ def test_an_unknown_base_or_a_shallow_clone_says_what_to_fetch(repo, tmp_path, c
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow)], check=True)
     monkeypatch.chdir(shallow)
     assert cli.main(["plan", "--base", base]) == 2
-    assert ("this is a shallow clone that lacks it: check out with actions/checkout's fetch-depth: 0, "
-            f"or run git fetch origin {base}") in capsys.readouterr().err
+    assert (
+        "this is a shallow clone that lacks it: check out with actions/checkout's fetch-depth: 0, "
+        f"or run git fetch origin {base}"
+    ) in capsys.readouterr().err

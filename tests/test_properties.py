@@ -15,9 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gate.config import load_policies, parse_manifest, parse_policy
+from gate.config import POLICY_KEYS, load_policies, parse_manifest, parse_policy
 from gate.errors import ConfigError, ModelError
-from gate.config import POLICY_KEYS
 from gate.load import InputSpec, load_dataset
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -25,8 +24,15 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 # Keys near the real ones reach the validator's deeper branches; random text covers the rest.
 SECTIONS = sorted({name.split(".")[0] for name in POLICY_KEYS}) + ["overrides", "acuracy"]
 KEYS = sorted({name.split(".")[1] for name in POLICY_KEYS}) + [
-    "task", "policy", "method", "calibration_samples", "calibrate_on_eval", "override_reason",
-    "allow_custom_objects", "description", "max_dorp",
+    "task",
+    "policy",
+    "method",
+    "calibration_samples",
+    "calibrate_on_eval",
+    "override_reason",
+    "allow_custom_objects",
+    "description",
+    "max_dorp",
 ]
 scalars = st.one_of(
     st.booleans(),
@@ -116,8 +122,14 @@ def valid_features(samples: int) -> st.SearchStrategy:
 
 @SETTINGS
 @given(
-    contents=st.one_of(npz_contents, st.integers(0, 4).flatmap(lambda n: st.fixed_dictionaries(
-        {"x": valid_features(n), "y": hnp.arrays(np.int64, (n,), elements=st.integers(-2, 12))}))),
+    contents=st.one_of(
+        npz_contents,
+        st.integers(0, 4).flatmap(
+            lambda n: st.fixed_dictionaries(
+                {"x": valid_features(n), "y": hnp.arrays(np.int64, (n,), elements=st.integers(-2, 12))}
+            )
+        ),
+    ),
     task=st.sampled_from(["classification", "regression"]),
 )
 def test_any_npz_loads_or_gives_a_model_error(tmp_path: Path, contents: dict, task: str) -> None:

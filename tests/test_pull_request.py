@@ -71,8 +71,23 @@ def test_a_pull_request_end_to_end(repository, tmp_path) -> None:
     assert [entry["model"] for entry in json.loads(plan.stdout)["include"]] == ["vision"]
     pr_env = {"GITHUB_SHA": head, "GITHUB_REF_NAME": "7/merge"}
     shards = gate_shards(repo, repo / "plan-pr.json", "pr", pr_env)
-    merged = run_gate("merge", *shards, "--plan", "plan-pr.json", "--baseline", "baseline/report.json",
-                      "--pull-request", "7", "--head-sha", head, "--annotate", "--out", "gate-out", cwd=repo, env=pr_env)
+    merged = run_gate(
+        "merge",
+        *shards,
+        "--plan",
+        "plan-pr.json",
+        "--baseline",
+        "baseline/report.json",
+        "--pull-request",
+        "7",
+        "--head-sha",
+        head,
+        "--annotate",
+        "--out",
+        "gate-out",
+        cwd=repo,
+        env=pr_env,
+    )
     assert merged.exit_code == 0, merged.stderr
     assert [m["name"] for m in merged.report["models"]] == ["vision"]  # kws was not gated again
     comment = (repo / "gate-out" / "comment.md").read_text()

@@ -33,12 +33,28 @@ def test_a_non_finite_figure_becomes_an_error_result_not_a_report_crash(tmp_path
     latency = dataclasses.replace(broken.candidates[0].conversion.latency, p95_ms=float("inf"))
     conversion = dataclasses.replace(broken.candidates[0].conversion, latency=latency)
     broken = dataclasses.replace(broken, candidates=(dataclasses.replace(broken.candidates[0], conversion=conversion),))
-    job = Job("broken", "models/broken", "classification", "int8", 200, False, (), "policies/default.toml", {}, {}, "",
-              str(tmp_path), str(tmp_path / "broken.log"), str(tmp_path / "broken.result.json"))
+    job = Job(
+        "broken",
+        "models/broken",
+        "classification",
+        "int8",
+        200,
+        False,
+        (),
+        "policies/default.toml",
+        {},
+        {},
+        "",
+        str(tmp_path),
+        str(tmp_path / "broken.log"),
+        str(tmp_path / "broken.result.json"),
+    )
     decoded = ModelResult.from_json(json.loads(encode_result(job, broken)))
     assert decoded.status is Status.ERROR
-    assert decoded.error == ("models/broken: a measured figure is not a finite number "
-                             "(candidates[0].conversion.latency.p95_ms); the model or its data produce NaN or infinity")
+    assert decoded.error == (
+        "models/broken: a measured figure is not a finite number "
+        "(candidates[0].conversion.latency.p95_ms); the model or its data produce NaN or infinity"
+    )
     for artifact in healthy.artifacts:
         (tmp_path / artifact.path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / artifact.path).write_bytes(b"tflite")

@@ -17,7 +17,9 @@ def without_timings(value: object) -> object:
     if isinstance(value, dict):
         return {k: without_timings(v) for k, v in value.items() if k not in TIMINGS}
     if isinstance(value, list):
-        return [without_timings(v) for v in value if not (isinstance(v, dict) and str(v.get("name")).startswith("latency."))]
+        return [
+            without_timings(v) for v in value if not (isinstance(v, dict) and str(v.get("name")).startswith("latency."))
+        ]
     return value
 
 
@@ -28,7 +30,7 @@ def two_models(tmp_path_factory, healthy_model) -> Path:
     shutil.copy(Path(__file__).parent.parent / "policies" / "default.toml", root / "policies")
     for name in ("alpha", "beta"):
         shutil.copytree(healthy_model, root / "models" / name)
-    (root / "models" / "beta" / "gate.toml").write_text('calibration_samples = 100\n')
+    (root / "models" / "beta" / "gate.toml").write_text("calibration_samples = 100\n")
     return root
 
 
@@ -86,7 +88,9 @@ def tamper(shard: Path, how: str) -> None:
         ("path", "alpha: artifact path '../../etc/passwd' is not 'artifacts/alpha.float32.tflite'"),
     ],
 )
-def test_a_tampered_shard_is_refused_naming_the_shard_and_the_problem(two_models, serial, tmp_path, how, message) -> None:
+def test_a_tampered_shard_is_refused_naming_the_shard_and_the_problem(
+    two_models, serial, tmp_path, how, message
+) -> None:
     shard = tmp_path / "shard"
     shutil.copytree(serial.out_dir, shard)
     report = json.loads((shard / "report.json").read_text())
@@ -108,7 +112,9 @@ def test_a_model_gated_in_two_shards_is_refused(two_models, serial, tmp_path) ->
 
 def test_a_planned_model_without_a_result_is_an_error_row(two_models, serial, tmp_path) -> None:
     (tmp_path / "plan.json").write_text(json.dumps({"models": ["alpha", "beta", "gamma"], "removed": ["old"]}))
-    merged = run_gate("merge", serial.out_dir, "--plan", tmp_path / "plan.json", "--out", tmp_path / "m", cwd=two_models)
+    merged = run_gate(
+        "merge", serial.out_dir, "--plan", tmp_path / "plan.json", "--out", tmp_path / "m", cwd=two_models
+    )
     assert merged.exit_code == 1
     assert merged.model("gamma")["error"].startswith("no shard holds a result for gamma")
 
@@ -125,8 +131,9 @@ def test_a_second_run_reuses_every_result_without_importing_tensorflow(two_model
     blocker = tmp_path / "no-tensorflow"
     (blocker / "tensorflow").mkdir(parents=True)
     (blocker / "tensorflow" / "__init__.py").write_text("raise ImportError('TensorFlow was imported')\n")
-    second = run_gate("check", "--out", "cached-2", "--cache", tmp_path / "cache", cwd=two_models,
-                      env={"PYTHONPATH": str(blocker)})
+    second = run_gate(
+        "check", "--out", "cached-2", "--cache", tmp_path / "cache", cwd=two_models, env={"PYTHONPATH": str(blocker)}
+    )
     assert second.exit_code == 0, second.stderr
     assert without_timings(second.report) == without_timings(first.report)
     assert all(m["origin"]["from_cache"] for m in second.report["models"])
@@ -135,7 +142,7 @@ def test_a_second_run_reuses_every_result_without_importing_tensorflow(two_model
     assert (second.out_dir / "SHA256SUMS").read_text() == (first.out_dir / "SHA256SUMS").read_text()
 
     # A corrupt entry is ignored with one warning and that model is gated again.
-    (entry,) = [p for p in (tmp_path / "cache").glob("*/*/artifacts/alpha.int8.tflite")]
+    (entry,) = list((tmp_path / "cache").glob("*/*/artifacts/alpha.int8.tflite"))
     entry.write_bytes(b"corrupt")
     third = run_gate("check", "--out", "cached-3", "--cache", tmp_path / "cache", cwd=two_models)
     assert third.exit_code == 0, third.stderr
@@ -144,9 +151,9 @@ def test_a_second_run_reuses_every_result_without_importing_tensorflow(two_model
     assert not third.model("alpha")["origin"]["from_cache"] and third.model("beta")["origin"]["from_cache"]
 
     # A change to the model's files is a miss.
-    (two_models / "models" / "beta" / "gate.toml").write_text('calibration_samples = 101\n')
+    (two_models / "models" / "beta" / "gate.toml").write_text("calibration_samples = 101\n")
     try:
         fourth = run_gate("check", "--out", "cached-4", "--cache", tmp_path / "cache", cwd=two_models)
         assert fourth.model("alpha")["origin"]["from_cache"] and not fourth.model("beta")["origin"]["from_cache"]
     finally:
-        (two_models / "models" / "beta" / "gate.toml").write_text('calibration_samples = 100\n')
+        (two_models / "models" / "beta" / "gate.toml").write_text("calibration_samples = 100\n")

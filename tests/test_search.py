@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import DEFAULT_POLICY, candidate
+from factories import candidate
 from helpers import TEST_POLICIES, run_gate
 
 from gate.judge import hard_requirement_problem
@@ -18,8 +18,15 @@ from gate.search import closest, skipped
 
 
 def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows() -> None:
-    assert search_order("auto") == ("int8", "int8-all-calibration", "qat-int8", "int8-float-fallback", "int16x8",
-                                    "dynamic_range", "float16")
+    assert search_order("auto") == (
+        "int8",
+        "int8-all-calibration",
+        "qat-int8",
+        "int8-float-fallback",
+        "int16x8",
+        "dynamic_range",
+        "float16",
+    )
     assert search_order("auto", ("float16", "int8")) == ("int8", "float16")
     assert search_order("float16", ("int8",)) == ("float16",)  # a method gate.toml names is tried as it is
 
@@ -27,20 +34,38 @@ def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows
 @pytest.mark.parametrize(
     ("policy", "float_io", "float_ops", "integer_inputs", "reason"),
     [
-        ({"io.input_dtype": "int8"}, True, True, False,
-         "its model input is float32, and the policy requires io.input_dtype = int8"),
-        ({"io.input_dtype": "int8", "io.output_dtype": "int8"}, True, True, True,
-         "its model output is float32, and the policy requires io.output_dtype = int8"),
-        ({"io.input_dtype": "float32", "ops.integer_only": True}, False, True, False,
-         "it keeps ops on float tensors, and the policy requires ops.integer_only = true"),
+        (
+            {"io.input_dtype": "int8"},
+            True,
+            True,
+            False,
+            "its model input is float32, and the policy requires io.input_dtype = int8",
+        ),
+        (
+            {"io.input_dtype": "int8", "io.output_dtype": "int8"},
+            True,
+            True,
+            True,
+            "its model output is float32, and the policy requires io.output_dtype = int8",
+        ),
+        (
+            {"io.input_dtype": "float32", "ops.integer_only": True},
+            False,
+            True,
+            False,
+            "it keeps ops on float tensors, and the policy requires ops.integer_only = true",
+        ),
         ({"io.input_dtype": "float32"}, True, True, False, ""),
         ({"ops.integer_only": True}, False, False, False, ""),
     ],
 )
-def test_a_candidate_that_cannot_meet_a_hard_requirement_is_skipped_untried(policy, float_io, float_ops,
-                                                                              integer_inputs, reason) -> None:
-    assert hard_requirement_problem(policy, float_io=float_io, float_ops=float_ops,
-                                    integer_inputs=integer_inputs) == reason
+def test_a_candidate_that_cannot_meet_a_hard_requirement_is_skipped_untried(
+    policy, float_io, float_ops, integer_inputs, reason
+) -> None:
+    assert (
+        hard_requirement_problem(policy, float_io=float_io, float_ops=float_ops, integer_inputs=integer_inputs)
+        == reason
+    )
 
 
 def test_the_first_passing_candidate_is_published_else_the_closest() -> None:
@@ -70,8 +95,14 @@ def raw_units_mlp(folder: Path) -> None:
     keras.utils.set_random_seed(0)
     normalize = keras.layers.Normalization(name="normalize")
     normalize.adapt(x_train)
-    model = keras.Sequential([keras.Input((30,), name="features"), normalize,
-                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((30,), name="features"),
+            normalize,
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=60, batch_size=32, verbose=0)
     folder.mkdir(parents=True)
@@ -88,8 +119,14 @@ def token_classifier(folder: Path) -> None:
     x = rng.integers(0, 50, size=(1200, 12)).astype(np.int32)
     y = (x == 7).any(axis=1).astype(np.int64)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((12,), dtype="int32", name="ids"), keras.layers.Embedding(50, 8),
-                              keras.layers.GlobalMaxPooling1D(), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((12,), dtype="int32", name="ids"),
+            keras.layers.Embedding(50, 8),
+            keras.layers.GlobalMaxPooling1D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x[:1000], y[:1000], epochs=20, batch_size=32, verbose=0)
     folder.mkdir(parents=True)
@@ -141,8 +178,9 @@ def test_an_integer_token_input_is_not_failed_by_the_int8_input_check(search_run
     model = search_run.model("tokens")
     (check,) = [c for c in model["candidates"][0]["checks"] if c["name"] == "io.input_dtype"]
     assert check["status"] == "SKIP"
-    assert check["message"] == ("every input is an integer tensor in the float model (int32), which quantization "
-                                "leaves as it is")
+    assert check["message"] == (
+        "every input is an integer tensor in the float model (int32), which quantization leaves as it is"
+    )
 
 
 def test_every_drop_is_printed_with_its_interval(search_run) -> None:

@@ -66,9 +66,13 @@ def lambda_keras3(folder: Path, marker: Path) -> None:
     import keras
 
     payload = marker_code(marker)
-    model = keras.Sequential([keras.Input((64,), name="pixels"),
-                              keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,), name="pixels"),
+            keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.save(folder / "model.keras")
 
 
@@ -77,9 +81,13 @@ def lambda_tf_keras_h5(folder: Path, marker: Path) -> None:
     import tf_keras
 
     payload = marker_code(marker)
-    model = tf_keras.Sequential([tf_keras.Input((64,), name="pixels"),
-                                 tf_keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
-                                 tf_keras.layers.Dense(10, activation="softmax")])
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((64,), name="pixels"),
+            tf_keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
+            tf_keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     (folder / "model.keras").unlink()
     model.save(folder / "model.h5")
 
@@ -89,9 +97,13 @@ def lambda_tf_keras_keras(folder: Path, marker: Path) -> None:
     import tf_keras
 
     payload = marker_code(marker)
-    model = tf_keras.Sequential([tf_keras.Input((64,), name="pixels"),
-                                 tf_keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
-                                 tf_keras.layers.Dense(10, activation="softmax")])
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((64,), name="pixels"),
+            tf_keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
+            tf_keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.save(folder / "model.keras")
 
 
@@ -110,8 +122,12 @@ def outside_module(folder: Path, marker: Path) -> None:
 def initializer_from_outside_module(folder: Path, marker: Path) -> None:
     def edit(config: dict) -> None:
         layer = config["config"]["layers"][1]
-        layer["config"]["kernel_initializer"] = {"module": "os", "class_name": "system",
-                                                 "config": {"command": f"touch {marker}"}, "registered_name": None}
+        layer["config"]["kernel_initializer"] = {
+            "module": "os",
+            "class_name": "system",
+            "config": {"command": f"touch {marker}"},
+            "registered_name": None,
+        }
 
     edit_config(folder, edit)
 
@@ -386,7 +402,7 @@ def bad_toml(folder: Path, marker: Path) -> None:
 
 @case
 def unknown_key(folder: Path, marker: Path) -> None:
-    (folder / "gate.toml").write_text('calibration_sample = 100\n')
+    (folder / "gate.toml").write_text("calibration_sample = 100\n")
 
 
 @case
@@ -399,7 +415,8 @@ LIVE_WHEN_BUILT = {"lambda_keras3", "lambda_tf_keras_h5", "lambda_tf_keras_keras
 MESSAGES = {
     "absolute_path_entry": "{folder}/model.keras: entry '{marker}' has an absolute path, which could write outside "
     'the extraction folder; re-save the model with model.save("model.keras")',
-    "bad_toml": "Failed to parse {folder}/gate.toml: Illegal character '\\n' (at line 1, column 23); fix the TOML syntax",
+    "bad_toml": "Failed to parse {folder}/gate.toml: Illegal character '\\n' (at line 1, column 23); fix the TOML "
+    "syntax",
     "config_not_json": "{folder}/model.keras: config.json: is not valid JSON (JSONDecodeError: Expecting property name "
     "enclosed in double quotes: line 1 column 2 (char 1)); re-save the model with model.save()",
     "custom_object_not_allowed": "{folder}/model.keras: config.json: layer 'dense' (config.layers[1]) is the custom "
@@ -408,14 +425,14 @@ MESSAGES = {
     "empty_keras": "{folder}/model.keras: is not a zip archive (empty, truncated or another format); re-save the model "
     'with model.save("model.keras")',
     "h5_external_dataset": "{folder}/model.h5: dataset 'model_weights/out/out/kernel:0' keeps its data in the outside "
-    "file {secret}, so loading would read that file into the weights; re-save the model with model.save(\"model.keras\") "
+    'file {secret}, so loading would read that file into the weights; re-save the model with model.save("model.keras") '
     '(or model.save("model.h5"))',
     "initializer_from_outside_module": "{folder}/model.keras: config.json: layer 'dense' "
     "(config.layers[1].config.kernel_initializer) names module 'os', which is not part of Keras, so loading would "
     "import it; use Keras' own layers and functions (or a registered custom object listed in allow_custom_objects in "
     "gate.toml)",
     "keras_weights_external_link": "{folder}/model.keras: model.weights.h5: 'layers/dense/vars/0' is an HDF5 external "
-    "link to {secret}:/kernel, so loading would read another file; re-save the model with model.save(\"model.keras\")",
+    'link to {secret}:/kernel, so loading would read another file; re-save the model with model.save("model.keras")',
     "label_out_of_range": "{folder}/eval.npz: y holds class 10, but the model scores classes 0..9; fix the labels or "
     "the model's output layer",
     "lambda_keras3": "{folder}/model.keras: config.json: layer 'lambda' (config.layers[1]) is a Lambda layer, which "
@@ -439,20 +456,23 @@ MESSAGES = {
     "in allow_custom_objects in gate.toml)",
     "pickle_in_npz": "{folder}/eval.npz: holds a pickled (object) array, which could run code when loaded; save only "
     "numeric arrays",
-    "random_bytes_h5": "{folder}/model.h5: is not a readable HDF5 file (OSError: Unable to synchronously open file (bad "
+    "random_bytes_h5": "{folder}/model.h5: is not a readable HDF5 file (OSError: Unable to synchronously open file "
+    "(bad "
     'superblock version number)); re-save the model with model.save("model.keras") (or model.save("model.h5"))',
     "random_bytes_keras": "{folder}/model.keras: is not a zip archive (empty, truncated or another format); re-save "
     'the model with model.save("model.keras")',
     "random_bytes_npz": "{folder}/eval.npz: is not a readable .npz file (not a zip archive); write it with numpy.savez",
     "saved_model_matching_files": "{folder}/saved_model/saved_model.pb: function '{{function}}' runs op "
-    "'MatchingFiles' (node 'MatchingFiles'), which is not an inference op the gate allows (those never touch files, the "
+    "'MatchingFiles' (node 'MatchingFiles'), which is not an inference op the gate allows (those never touch files, "
+    "the "
     "network or Python); export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_random_bytes": "{folder}/saved_model/saved_model.pb: is not a readable SavedModel ({{detail}}); "
     "export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_file_name_not_utf8": "{folder}/saved_model/variables\\xff: the file name is not valid UTF-8; "
     "TensorFlow writes none like it, so export the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_read_file": "{folder}/saved_model/saved_model.pb: function '{{function}}' runs op 'ReadFile' (node "
-    "'ReadFile'), which is not an inference op the gate allows (those never touch files, the network or Python); export "
+    "'ReadFile'), which is not an inference op the gate allows (those never touch files, the network or Python); "
+    "export "
     "the model again with model.export() (Keras 3) or tf.saved_model.save()",
     "saved_model_write_file": "{folder}/saved_model/saved_model.pb: function '{{function}}' runs op 'WriteFile' (node "
     "'WriteFile'), which is not an inference op the gate allows (those never touch files, the network or Python); "
@@ -469,7 +489,8 @@ MESSAGES = {
     'model with model.save("model.keras")',
     "two_model_files": "{folder}: found model.keras and model.h5; keep exactly one model per folder so it is clear "
     "which one is gated",
-    "unknown_key": "{folder}/gate.toml: unknown key 'calibration_sample' (did you mean 'calibration_samples'?); allowed "
+    "unknown_key": "{folder}/gate.toml: unknown key 'calibration_sample' (did you mean 'calibration_samples'?); "
+    "allowed "
     "keys: task, policy, method, calibration_samples, calibrate_on_eval, overrides, override_reason, "
     "allow_custom_objects",
     "wrong_shape": "{folder}/eval.npz: x has shape (5, 8, 8); model input 'pixels' expects (samples, 64)",
@@ -522,8 +543,9 @@ def test_each_case_is_refused_with_its_message_and_nothing_runs(catalogue_run, n
     root, run = catalogue_run
     model = run.model(name)
     assert model["status"] == "ERROR"
-    expected = MESSAGES[name].format(folder=Path("models") / name, marker=root / "markers" / name,
-                                     secret=root / "secret.txt")
+    expected = MESSAGES[name].format(
+        folder=Path("models") / name, marker=root / "markers" / name, secret=root / "secret.txt"
+    )
     # {function}, {detail}, {ratio}, {sizes}: generated names and sizes that vary between TF versions
     pattern = re.escape(expected).replace(r"\{function\}", r"__inference_\w+").replace(r"\{detail\}", r"[^)]+")
     pattern = pattern.replace(r"\{ratio\}", r"\d+").replace(r"\{sizes\}", r"\d+ to \d+ bytes")
@@ -540,7 +562,8 @@ def test_modules_committed_at_the_repository_root_are_never_imported(catalogue_r
 def test_model_files_beside_the_model_folders_are_an_error_row_and_hide_none(catalogue_run) -> None:
     root, run = catalogue_run
     assert run.model("models/")["error"] == (
-        f"{Path('models')}: holds gate.toml beside model folders; the files of a model belong in a folder of their own, "
+        f"{Path('models')}: holds gate.toml beside model folders; the files of a model belong in a folder of their "
+        "own, "
         "models/<name>/, so move them there (or delete them)"
     )
     assert {model["name"] for model in run.report["models"]} == set(CASES) | {"zz_healthy", "models/", NOT_UTF8}

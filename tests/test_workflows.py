@@ -58,7 +58,10 @@ def test_the_three_workflows_are_there() -> None:
 def test_every_workflow_validates_against_the_github_workflows_schema() -> None:
     process = subprocess.run(
         [BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *sorted(WORKFLOWS.glob("*.yml"))],
-        check=False, capture_output=True, text=True, timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert process.returncode == 0, process.stdout + process.stderr
 
@@ -66,7 +69,10 @@ def test_every_workflow_validates_against_the_github_workflows_schema() -> None:
 def zizmor(*options: str) -> list[dict]:
     process = subprocess.run(
         [BIN / "zizmor", "--offline", "--no-config", "--format", "json", *options, WORKFLOWS],
-        check=False, capture_output=True, text=True, timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert process.returncode in (0, 11, 12, 13, 14), process.stderr  # 1x: findings of some severity
     return json.loads(process.stdout)
@@ -77,11 +83,17 @@ def test_zizmor_finds_nothing_even_as_the_pedantic_persona() -> None:
 
 
 def test_the_one_suppressed_zizmor_finding_is_the_reviewed_workflow_run_trigger() -> None:
-    found = [(f["ident"], Path(f["locations"][0]["symbolic"]["key"]["Local"]["verbatim_path"]).name)
-             for f in zizmor("--persona", "pedantic", "--no-ignores")]
+    found = [
+        (f["ident"], Path(f["locations"][0]["symbolic"]["key"]["Local"]["verbatim_path"]).name)
+        for f in zizmor("--persona", "pedantic", "--no-ignores")
+    ]
     assert found == [("dangerous-triggers", "gate-comment.yml")]
-    ignores = [(path.name, line.strip()) for path in WORKFLOWS.glob("*.yml")
-               for line in path.read_text().splitlines() if "zizmor: ignore" in line]
+    ignores = [
+        (path.name, line.strip())
+        for path in WORKFLOWS.glob("*.yml")
+        for line in path.read_text().splitlines()
+        if "zizmor: ignore" in line
+    ]
     assert len(ignores) == 1 and ignores[0][0] == "gate-comment.yml"
     assert ignores[0][1].startswith("workflow_run: # zizmor: ignore[dangerous-triggers] runs only default-branch code")
 
@@ -121,12 +133,22 @@ def test_gate_yml_plans_checks_in_a_matrix_and_reports_once() -> None:
     assert set(workflow["on"]) == {"pull_request", "push"}
     assert workflow["on"]["push"] == {"branches": ["main"]}
     assert workflow["on"]["pull_request"]["paths"] == [
-        "models/**", "policies/**", "gate/**", "pyproject.toml", ".github/workflows/**"]
-    assert workflow["concurrency"] == {"group": "gate-${{ github.event.pull_request.number || github.sha }}",
-                                       "cancel-in-progress": "${{ github.event_name == 'pull_request' }}"}
+        "models/**",
+        "policies/**",
+        "gate/**",
+        "pyproject.toml",
+        ".github/workflows/**",
+    ]
+    assert workflow["concurrency"] == {
+        "group": "gate-${{ github.event.pull_request.number || github.sha }}",
+        "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
+    }
     jobs = workflow["jobs"]
     assert {name: job["permissions"] for name, job in jobs.items()} == {
-        "plan": {"contents": "read"}, "check": {"contents": "read"}, "report": {"contents": "read"}}
+        "plan": {"contents": "read"},
+        "check": {"contents": "read"},
+        "report": {"contents": "read"},
+    }
     for name, job in jobs.items():
         (setup,) = step_using(workflow, name, "actions/setup-python")
         assert (setup["with"]["cache"], setup["with"]["cache-dependency-path"]) == ("pip", "pyproject.toml")
@@ -165,8 +187,13 @@ def test_gate_yml_plans_checks_in_a_matrix_and_reports_once() -> None:
     (report_upload,) = step_using(workflow, "report", "actions/upload-artifact")
     assert report_upload["with"]["name"] == "gate-report" and report_upload["if"] == "${{ !cancelled() }}"
     assert report_upload["with"]["path"].split() == [
-        "gate-out/report.md", "gate-out/report.json", "gate-out/comment.md", "gate-out/pull-request.json",
-        "gate-out/SHA256SUMS", "gate-out/artifacts/"]
+        "gate-out/report.md",
+        "gate-out/report.json",
+        "gate-out/comment.md",
+        "gate-out/pull-request.json",
+        "gate-out/SHA256SUMS",
+        "gate-out/artifacts/",
+    ]
 
 
 def test_gate_comment_yml_never_touches_the_pull_requests_code() -> None:
@@ -181,11 +208,17 @@ def test_gate_comment_yml_never_touches_the_pull_requests_code() -> None:
     (setup,) = [step for _, step in steps(workflow) if uses(step) == "actions/setup-python"]
     assert "cache" not in setup["with"]
     (download,) = [step for _, step in steps(workflow) if uses(step) == "actions/download-artifact"]
-    assert download["with"] == {"name": "gate-report", "path": "${{ runner.temp }}/gate-report",
-                                "run-id": "${{ github.event.workflow_run.id }}", "github-token": "${{ github.token }}"}
+    assert download["with"] == {
+        "name": "gate-report",
+        "path": "${{ runner.temp }}/gate-report",
+        "run-id": "${{ github.event.workflow_run.id }}",
+        "github-token": "${{ github.token }}",
+    }
     runs = [step["run"] for _, step in steps(workflow) if "run" in step]
-    assert runs == ["pip install --no-deps .",
-                    'gate comment --artifact "$REPORT_DIR" --repo "$REPO" --head-sha "$HEAD_SHA"']
+    assert runs == [
+        "pip install --no-deps .",
+        'gate comment --artifact "$REPORT_DIR" --repo "$REPO" --head-sha "$HEAD_SHA"',
+    ]
     post = next(step for _, step in steps(workflow) if "gate comment" in step.get("run", ""))
     assert post["env"]["HEAD_SHA"] == "${{ github.event.workflow_run.head_sha }}"
     assert post["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
@@ -198,9 +231,13 @@ def test_release_yml_gates_uploads_attests_then_publishes_without_any_cache() ->
     assert job["permissions"] == {"contents": "write", "id-token": "write", "attestations": "write"}
     names = [uses(step) or step["run"] for step in job["steps"]]
     assert names == [
-        "actions/checkout", "actions/setup-python", "pip install -e .", "gate check --out gate-out",
+        "actions/checkout",
+        "actions/setup-python",
+        "pip install -e .",
+        "gate check --out gate-out",
         "gate release --from gate-out --out release/",
-        'gate publish release --repo "$REPO" --tag "$TAG" --draft', "actions/attest",
+        'gate publish release --repo "$REPO" --tag "$TAG" --draft',
+        "actions/attest",
         'gate publish release --repo "$REPO" --tag "$TAG" --finalize',
     ]
     text = (WORKFLOWS / "release.yml").read_text()
@@ -215,15 +252,38 @@ def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
     shutil.copytree(REPO / "gate", source / "gate", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", tmp_path / "wheel", source], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            tmp_path / "wheel",
+            source,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", tmp_path / "venv"], check=True, timeout=120)
     python = tmp_path / "venv" / "bin" / "python"
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (wheel,) = (tmp_path / "wheel").glob("gate-*.whl")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", purelib,
-                    wheel], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", purelib, wheel],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
     head = "c3" * 20
     artifact = tmp_path / "gate-report"
@@ -241,8 +301,25 @@ def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
         github.add_pull(4, head_sha=head)
         env = {"GITHUB_API_URL": github.api_url, "GITHUB_TOKEN": FakeGitHub.TOKEN, "PATH": "/usr/bin:/bin"}
         process = subprocess.run(
-            [python, "-I", "-c", script, "comment", "--artifact", artifact, "--repo", "octo/models", "--head-sha", head],
-            check=False, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+            [
+                python,
+                "-I",
+                "-c",
+                script,
+                "comment",
+                "--artifact",
+                artifact,
+                "--repo",
+                "octo/models",
+                "--head-sha",
+                head,
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=tmp_path,
         )
     assert process.returncode == 0, process.stderr
     assert f"gate from {purelib}/gate/__init__.py" in process.stderr

@@ -22,12 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.model_dirs(parser)
     options.policies(parser)
     options.out(parser)
-    parser.add_argument("-j", "--jobs", type=_positive, default=None, metavar="N",
-                        help="gate up to N models at once (default: one per core)")
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="gate up to N models at once (default: one per core)",
+    )
     options.cache(parser)
     options.baseline(parser)
-    parser.add_argument("--entry", metavar="JSON",
-                        help="gate the models of one `gate plan` matrix entry (what a CI shard job passes)")
+    parser.add_argument(
+        "--entry", metavar="JSON", help="gate the models of one `gate plan` matrix entry (what a CI shard job passes)"
+    )
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and the converter's own output")
 
 
@@ -39,8 +46,16 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     model_dirs = options.entry_paths(args.entry) if args.entry else options.chosen_model_dirs(args)
-    return check(model_dirs, policies_dir=args.policies, out_dir=args.out, verbose=args.verbose, jobs=args.jobs,
-                 cache_dir=options.cache_dir(args), baseline_path=args.baseline, step_summary=not args.entry)
+    return check(
+        model_dirs,
+        policies_dir=args.policies,
+        out_dir=args.out,
+        verbose=args.verbose,
+        jobs=args.jobs,
+        cache_dir=options.cache_dir(args),
+        baseline_path=args.baseline,
+        step_summary=not args.entry,
+    )
 
 
 def check_keras_version() -> None:
@@ -89,8 +104,17 @@ def check(
     check_keras_version()
     stop_on_sigterm()
     baseline = load_baseline(baseline_path, warn=progress) if baseline_path else None
-    results = gate_all(model_dirs, policies_dir=policies_dir, out_dir=out_dir, verbose=verbose, progress=progress,
-                       jobs=jobs, cache_dir=cache_dir, baseline=baseline, step_summary=step_summary)
+    results = gate_all(
+        model_dirs,
+        policies_dir=policies_dir,
+        out_dir=out_dir,
+        verbose=verbose,
+        progress=progress,
+        jobs=jobs,
+        cache_dir=cache_dir,
+        baseline=baseline,
+        step_summary=step_summary,
+    )
     for result in results:
         print(verdict_line(result))
     print(f"gate: reports written to {out_dir / 'report.md'} and {out_dir / 'report.json'}", file=sys.stderr)

@@ -36,21 +36,35 @@ _MAX_NUMBER = 2**53  # larger is not a number GitHub hands out, nor one every JS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--artifact", type=Path, required=True, metavar="DIR",
-                        help="the downloaded gate-report artifact: comment.md and pull-request.json")
+    parser.add_argument(
+        "--artifact",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the downloaded gate-report artifact: comment.md and pull-request.json",
+    )
     options.repo(parser)
-    parser.add_argument("--head-sha", required=True, metavar="SHA",
-                        help="the head SHA of the run that wrote the artifact (github.event.workflow_run.head_sha)")
-    parser.add_argument("--bot-login", default=BOT_LOGIN, metavar="LOGIN",
-                        help=f"who the token comments as; only its comments are updated (default: {BOT_LOGIN})")
+    parser.add_argument(
+        "--head-sha",
+        required=True,
+        metavar="SHA",
+        help="the head SHA of the run that wrote the artifact (github.event.workflow_run.head_sha)",
+    )
+    parser.add_argument(
+        "--bot-login",
+        default=BOT_LOGIN,
+        metavar="LOGIN",
+        help=f"who the token comments as; only its comments are updated (default: {BOT_LOGIN})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     return comment(artifact=args.artifact, repo=args.repo, head_sha=args.head_sha, bot_login=args.bot_login)
 
 
-def comment(*, artifact: Path, repo: str, head_sha: str, bot_login: str = BOT_LOGIN,
-            github: GitHub | None = None) -> int:
+def comment(
+    *, artifact: Path, repo: str, head_sha: str, bot_login: str = BOT_LOGIN, github: GitHub | None = None
+) -> int:
     """Validate the artifact, find its pull request, then update gate's comment there or create it.
 
     Returns 0 when the comment was posted, or skipped because the PR has moved on
@@ -72,8 +86,10 @@ def comment(*, artifact: Path, repo: str, head_sha: str, bot_login: str = BOT_LO
     pull = github.get(f"/repos/{repo}/pulls/{number}", need=NEED)
     current = (pull.get("head") or {}).get("sha") if isinstance(pull, dict) else None
     if current != head_sha:
-        say(f"gate: pull request #{number} is now at {current}, not {head_sha}: this report is stale "
-            "(the newer push gets its own); skipped")
+        say(
+            f"gate: pull request #{number} is now at {current}, not {head_sha}: this report is stale "
+            "(the newer push gets its own); skipped"
+        )
         return options.EXIT_PASS
 
     existing = sticky_comment(github, repo, number, bot_login=bot_login)
@@ -90,15 +106,19 @@ def read_body(path: Path) -> str:
     """comment.md: a regular file (no link), UTF-8, at most 65,536 characters, starting with the marker."""
     raw = read_regular_file(path, limit=4 * MAX_COMMENT_CHARS)  # UTF-8 takes at most 4 bytes a character
     if raw is None:
-        raise ConfigError(f"{path}: more than {MAX_COMMENT_CHARS:,} characters; GitHub refuses longer comments "
-                          "(gate merge shrinks the report to fit)")
+        raise ConfigError(
+            f"{path}: more than {MAX_COMMENT_CHARS:,} characters; GitHub refuses longer comments "
+            "(gate merge shrinks the report to fit)"
+        )
     try:
         body = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 (byte {raw[error.start]:#04x} at offset {error.start})") from None
     if len(body) > MAX_COMMENT_CHARS:
-        raise ConfigError(f"{path}: {len(body):,} characters; GitHub refuses comments over {MAX_COMMENT_CHARS:,} "
-                          "(gate merge shrinks the report to fit)")
+        raise ConfigError(
+            f"{path}: {len(body):,} characters; GitHub refuses comments over {MAX_COMMENT_CHARS:,} "
+            "(gate merge shrinks the report to fit)"
+        )
     if not body.startswith(MARKER):
         raise ConfigError(f"{path}: does not start with {MARKER}, so it is not a report gate wrote")
     return body
@@ -108,16 +128,20 @@ def read_pull_request(path: Path, *, head_sha: str) -> int | None:
     """pull-request.json: {"number": N, "head_sha": "..."}; the number, or None when the run did not know it."""
     raw = read_regular_file(path, limit=MAX_PULL_REQUEST_JSON_BYTES)
     if raw is None:
-        raise ConfigError(f"{path}: larger than {MAX_PULL_REQUEST_JSON_BYTES} bytes; expected "
-                          '{"number": N, "head_sha": "..."}')
+        raise ConfigError(
+            f'{path}: larger than {MAX_PULL_REQUEST_JSON_BYTES} bytes; expected {{"number": N, "head_sha": "..."}}'
+        )
     try:
         record = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except (ValueError, RecursionError) as error:
         raise ConfigError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(record, dict):
         raise ConfigError(f'{path}: expected a JSON object {{"number": N, "head_sha": "..."}}, got {shown(record)}')
-    problems = [f"{path}: {key}: unknown key; expected number and head_sha" for key in record
-                if key not in ("number", "head_sha")]
+    problems = [
+        f"{path}: {key}: unknown key; expected number and head_sha"
+        for key in record
+        if key not in ("number", "head_sha")
+    ]
     number = record.get("number")
     # bool is an int in Python, and "12; rm" or 12.0 are not PR numbers.
     if number is not None and not (type(number) is int and 0 < number <= _MAX_NUMBER):
@@ -126,8 +150,10 @@ def read_pull_request(path: Path, *, head_sha: str) -> int | None:
     if not (isinstance(artifact_sha, str) and _SHA.fullmatch(artifact_sha)):
         problems.append(f"{path}: head_sha: expected 40 lowercase hex digits, got {shown(artifact_sha)}")
     elif artifact_sha != head_sha:
-        problems.append(f"{path}: head_sha: {artifact_sha} is not the head of the run that triggered this one "
-                        f"(--head-sha {head_sha}); the artifact does not belong to that run")
+        problems.append(
+            f"{path}: head_sha: {artifact_sha} is not the head of the run that triggered this one "
+            f"(--head-sha {head_sha}); the artifact does not belong to that run"
+        )
     if problems:
         raise ConfigError("\n".join(problems))
     return number
@@ -164,15 +190,22 @@ def find_pull_request(github: GitHub, repo: str, head_sha: str) -> int | None:
     if not matches:
         matches = _heads(github.paginate(f"/repos/{repo}/pulls", need=NEED, params={"state": "open"}), head_sha)
     if len(matches) > 1:
-        say(f"gate: pull requests {', '.join(f'#{n}' for n in matches)} all have head {head_sha}; "
-            f"commenting on #{matches[0]}")
+        say(
+            f"gate: pull requests {', '.join(f'#{n}' for n in matches)} all have head {head_sha}; "
+            f"commenting on #{matches[0]}"
+        )
     return matches[0] if matches else None
 
 
 def _heads(pulls: Any, head_sha: str) -> list[int]:
-    return sorted(int(pull["number"]) for pull in pulls
-                  if isinstance(pull, dict) and pull.get("state", "open") == "open"
-                  and (pull.get("head") or {}).get("sha") == head_sha and type(pull.get("number")) is int)
+    return sorted(
+        int(pull["number"])
+        for pull in pulls
+        if isinstance(pull, dict)
+        and pull.get("state", "open") == "open"
+        and (pull.get("head") or {}).get("sha") == head_sha
+        and type(pull.get("number")) is int
+    )
 
 
 def sticky_comment(github: GitHub, repo: str, number: int, *, bot_login: str) -> dict | None:
@@ -182,8 +215,11 @@ def sticky_comment(github: GitHub, repo: str, number: int, *, bot_login: str) ->
     never edited (the token could overwrite a person's words with the report).
     """
     for item in github.paginate(f"/repos/{repo}/issues/{number}/comments", need=NEED):
-        if (isinstance(item, dict) and MARKER in str(item.get("body") or "")
-                and (item.get("user") or {}).get("login") == bot_login):
+        if (
+            isinstance(item, dict)
+            and MARKER in str(item.get("body") or "")
+            and (item.get("user") or {}).get("login") == bot_login
+        ):
             return item
     return None
 
@@ -209,4 +245,3 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
-

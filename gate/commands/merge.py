@@ -16,15 +16,25 @@ PULL_REQUEST_JSON = "pull-request.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("shard_dirs", nargs="*", type=Path, metavar="SHARD_DIR",
-                        help="--out folders of gate check runs (none: nothing was planned)")
+    parser.add_argument(
+        "shard_dirs",
+        nargs="*",
+        type=Path,
+        metavar="SHARD_DIR",
+        help="--out folders of gate check runs (none: nothing was planned)",
+    )
     options.out(parser)
-    parser.add_argument("--plan", type=Path, help="the plan gate plan --save wrote: every planned model must have a result")
+    parser.add_argument(
+        "--plan", type=Path, help="the plan gate plan --save wrote: every planned model must have a result"
+    )
     options.baseline(parser)
     parser.add_argument("--pull-request", metavar="N", help="the pull request's number, kept in pull-request.json")
     parser.add_argument("--head-sha", metavar="SHA", help="the commit that was gated, kept in pull-request.json")
-    parser.add_argument("--annotate", action="store_true",
-                        help="print a GitHub ::error annotation per failed check (at most 10 are shown per step)")
+    parser.add_argument(
+        "--annotate",
+        action="store_true",
+        help="print a GitHub ::error annotation per failed check (at most 10 are shown per step)",
+    )
 
 
 def _planned(path: Path) -> tuple[list[str], list[str]]:

@@ -13,8 +13,13 @@ EXIT_PASS, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
 def model_dirs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dirs", nargs="*", type=Path, metavar="MODEL_DIR",
-                        help="model folders, or folders of them (default: models/)")
+    parser.add_argument(
+        "model_dirs",
+        nargs="*",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="model folders, or folders of them (default: models/)",
+    )
 
 
 def policies(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +35,9 @@ def chosen_model_dirs(args: argparse.Namespace) -> list[Path]:
 
 
 def cache(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache", type=Path, metavar="DIR",
-                        help="result cache folder (default: .gate-cache/ beside the --out folder)")
+    parser.add_argument(
+        "--cache", type=Path, metavar="DIR", help="result cache folder (default: .gate-cache/ beside the --out folder)"
+    )
     parser.add_argument("--no-cache", action="store_true", help="gate every model afresh; read and write no cache")
 
 
@@ -42,14 +48,14 @@ def cache_dir(args: argparse.Namespace) -> Path | None:
 
 
 def entry_paths(text: str) -> list[Path]:
-    """The model folders of one `gate plan` matrix entry: {"model": ..., "path": P} or {"model": ..., "paths": [P...]}."""
+    """The model folders of one `gate plan` matrix entry: {"model": ..., "path": P} or {"paths": [P...]}."""
     try:
         entry = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"--entry: not JSON ({exc}); pass one entry of gate plan's matrix") from None
     paths = entry.get("paths", [entry.get("path")]) if isinstance(entry, dict) else None
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
-        raise ConfigError(f"--entry: expected {{\"model\": ..., \"path\": ...}} or {{\"paths\": [...]}}, got {text[:200]!r}")
+        raise ConfigError(f'--entry: expected {{"model": ..., "path": ...}} or {{"paths": [...]}}, got {text[:200]!r}')
     for path in paths:
         pure = PurePosixPath(path)
         if pure.is_absolute() or ".." in pure.parts:
@@ -58,14 +64,24 @@ def entry_paths(text: str) -> list[Path]:
 
 
 def baseline(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baseline", type=Path, metavar="REPORT_JSON",
-                        help="the base branch's report.json: the report shows each model's change against it")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="REPORT_JSON",
+        help="the base branch's report.json: the report shows each model's change against it",
+    )
+
+
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def repo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repo", required=True, metavar="OWNER/NAME",
-                        help="the GitHub repository (in a workflow: ${{ github.repository }})")
+    parser.add_argument(
+        "--repo",
+        required=True,
+        metavar="OWNER/NAME",
+        help="the GitHub repository (in a workflow: ${{ github.repository }})",
+    )
 
 
 def check_repo(name: str) -> None:

@@ -18,11 +18,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="the commit to compare with (a PR's base SHA)")
     parser.add_argument("--head", default="HEAD", help="the commit to gate (default: HEAD)")
     parser.add_argument("--all", action="store_true", help="plan every model (e.g. on the default branch)")
-    parser.add_argument("--format", choices=("json", "names"), default="json",
-                        help="json: the plan with its matrix (default); names: one model name a line, for people")
-    parser.add_argument("--save", type=Path, help="also write the plan's JSON to this file (gate merge --plan reads it)")
-    parser.add_argument("--github-output", action="store_true",
-                        help="append matrix=, count= and removed= to $GITHUB_OUTPUT for the next jobs")
+    parser.add_argument(
+        "--format",
+        choices=("json", "names"),
+        default="json",
+        help="json: the plan with its matrix (default); names: one model name a line, for people",
+    )
+    parser.add_argument(
+        "--save", type=Path, help="also write the plan's JSON to this file (gate merge --plan reads it)"
+    )
+    parser.add_argument(
+        "--github-output",
+        action="store_true",
+        help="append matrix=, count= and removed= to $GITHUB_OUTPUT for the next jobs",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

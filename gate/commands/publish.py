@@ -53,9 +53,13 @@ class ReleaseFile:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("release_dir", nargs="?", type=Path, metavar="DIR",
-                        help="the folder gate release wrote (needed with --draft; with --finalize, checked against "
-                             "the draft's assets)")
+    parser.add_argument(
+        "release_dir",
+        nargs="?",
+        type=Path,
+        metavar="DIR",
+        help="the folder gate release wrote (needed with --draft; with --finalize, checked against the draft's assets)",
+    )
     options.repo(parser)
     parser.add_argument("--tag", required=True, help="the release's tag (in a workflow: ${{ github.ref_name }})")
     step = parser.add_mutually_exclusive_group(required=True)
@@ -78,8 +82,10 @@ def publish_draft(release_dir: Path, *, repo: str, tag: str, github: GitHub | No
     github = github or GitHub.from_environment()
     drafts, published = releases_of(github, repo, tag)
     if published:
-        raise GitHubError(f"{repo} already has a published release of {tag} ({published[0].get('html_url', '')}); "
-                          "a published release cannot change: push a new tag")
+        raise GitHubError(
+            f"{repo} already has a published release of {tag} ({published[0].get('html_url', '')}); "
+            "a published release cannot change: push a new tag"
+        )
     if drafts:
         release = drafts[0]
         say(f"gate: reusing the draft release of {tag} (id {release['id']})")
@@ -87,8 +93,9 @@ def publish_draft(release_dir: Path, *, repo: str, tag: str, github: GitHub | No
         release = github.post(f"/repos/{repo}/releases", {"tag_name": tag, "name": tag, "draft": True}, need=NEED)
         say(f"gate: created the draft release of {tag} (id {release['id']})")
     release_id = int(release["id"])
-    assets = {asset["name"]: asset for asset in github.paginate(f"/repos/{repo}/releases/{release_id}/assets",
-                                                                 need=NEED)}
+    assets = {
+        asset["name"]: asset for asset in github.paginate(f"/repos/{repo}/releases/{release_id}/assets", need=NEED)
+    }
     for name in sorted(set(assets) - {file.name for file in files}):
         # Left by an earlier attempt: SHA256SUMS and the attestation would not cover it.
         github.delete(f"/repos/{repo}/releases/assets/{int(assets[name]['id'])}", need=NEED)
@@ -100,8 +107,9 @@ def publish_draft(release_dir: Path, *, repo: str, tag: str, github: GitHub | No
         asset = github.upload(str(release["upload_url"]), file.name, data, need=NEED)
         digest = asset.get("digest") if isinstance(asset, dict) else None
         if digest is not None and digest != f"sha256:{file.sha256}":
-            raise GitHubError(f"GitHub stored {file.name} with digest {digest}, not sha256:{file.sha256}; "
-                              "re-run gate publish --draft")
+            raise GitHubError(
+                f"GitHub stored {file.name} with digest {digest}, not sha256:{file.sha256}; re-run gate publish --draft"
+            )
         verb = "replaced" if file.name in assets else "uploaded"
         say(f"gate: {verb} {file.name} ({file.size:,} bytes, sha256 {file.sha256})")
     say(f"gate: the draft release of {tag} holds {len(files)} file(s); publish it with gate publish --finalize")

@@ -14,8 +14,13 @@ HELP = "lay out the release files (each passing model's .tflite, the reports, SH
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="source", type=Path, default=Path("gate-out"),
-                        help="the --out folder of a gate check run over every model (default: gate-out/)")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=Path("gate-out"),
+        help="the --out folder of a gate check run over every model (default: gate-out/)",
+    )
     options.out(parser, default="release")
 
 
