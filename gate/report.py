@@ -94,7 +94,7 @@ def _md(text: object) -> str:
 def _cause(text: str, limit: int = 100) -> str:
     """The first line of an error, short enough for a table cell (the details hold the whole message)."""
     first = text.splitlines()[0] if text else ""
-    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+    return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _size(size_bytes: int) -> str:

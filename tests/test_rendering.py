@@ -1,0 +1,124 @@
+"""report.md and the PR comment render as GitHub renders them (cmark-gfm, GitHub's own Markdown engine)."""
+
+from __future__ import annotations
+
+import dataclasses
+import html.parser
+import re
+
+import cmarkgfm
+import pytest
+from cmarkgfm.cmark import Options
+from factories import model_result
+
+from gate import report
+from gate.compare import Baseline
+from gate.results import Finding, LayerError, Status, error_result
+
+
+class _Structure(html.parser.HTMLParser):
+    """Tags as GitHub's renderer leaves them: details must nest and close; tables must be tables."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.tables = 0
+        self.problems: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("details", "summary", "table"):
+            self.open.append(tag)
+        self.tables += tag == "table"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("details", "summary", "table"):
+            if not self.open or self.open[-1] != tag:
+                self.problems.append(f"</{tag}> closes {self.open[-1:] or 'nothing'}")
+            else:
+                self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def rendered(markdown: str) -> _Structure:
+    # GitHub keeps <details>, <summary>, <b>, <br> and <sub>: render raw HTML, as it does for those tags.
+    page = cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+    structure = _Structure()
+    structure.feed(page)
+    return structure
+
+
+def markdown_tables(markdown: str) -> int:
+    """Tables in the source: a header row directly followed by a |---| delimiter row."""
+    lines = markdown.splitlines()
+    return sum(1 for a, b in zip(lines, lines[1:]) if a.startswith("| ") and re.fullmatch(r"\|(---\|)+", b))
+
+
+def varied_results() -> list:
+    failing = model_result("fails", accuracy=80.0, size_bytes=30_000)
+    finding = Finding("input_range", "The input 'image' cannot be represented in int8", "feature 3 spans 0 to 0.9 …")
+    layer = LayerError("features", "FULLY_CONNECTED", 0.49, "seq/features/MatMul", 11.26, 369.1)
+    failing = dataclasses.replace(failing, findings=(finding,), layer_errors=(layer,))
+    long_error = error_result("broken", "models/broken/model.keras: " + "a very long reason " * 40 + "\nsecond line")
+    return [model_result("passes"), failing, long_error, model_result("x|y<b>", overrides={"size.min_reduction": 2.0})]
+
+
+def test_every_table_parses_every_details_closes_and_no_markdown_is_left_raw() -> None:
+    results = varied_results()
+    baseline = Baseline("main@3f2a1c9", {"passes": results[0], "gone": results[0]})
+    markdown = report.render_markdown(results, report.compare(results, baseline, removed=["gone"]))
+    structure = rendered(markdown)
+    assert structure.problems == [] and structure.open == []
+    assert structure.tables == markdown_tables(markdown) > 5
+    text = "".join(structure.text)
+    assert "|---" not in text and "**" not in text and "<details" not in text
+    # Alerts are GitHub's own step after cmark-gfm: a blockquote whose first line is the marker.
+    assert "<blockquote>\n<p>[!IMPORTANT]\n" in cmarkgfm.github_flavored_markdown_to_html(markdown)
+    assert "x|y<b>" in text  # a hostile name shows as text, not as a table cell break or a tag
+
+
+def test_a_long_error_takes_one_line_in_the_summary_and_all_of_it_in_the_details() -> None:
+    markdown = report.render_markdown(varied_results())
+    (row,) = [line for line in markdown.splitlines() if line.startswith("| broken |")]
+    assert len(row) < 200 and row.endswith("a very long reason a very long reason a very long reason a very long… |")
+    assert markdown.count("a very long reason") > 40
+
+
+def test_a_failed_models_summary_row_names_its_failed_checks_with_value_and_limit() -> None:
+    markdown = report.render_markdown(varied_results())
+    (row,) = [line for line in markdown.splitlines() if line.startswith("| fails |")]
+    assert row.endswith("| ❌ FAIL: size.min_reduction 2.67× < 4×; accuracy.max_drop 16 pts > 2 pts |")
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "text"),
+    [(0.000841, "0.84 µs"), (0.0413, "41 µs"), (3.21, "3.2 ms"), (12.5, "12 ms"), (1500, "1.5 s")],
+)
+def test_latency_reads_in_the_unit_that_suits_it(milliseconds, text) -> None:
+    assert report._duration(milliseconds) == text
+
+
+def test_a_comment_for_200_models_fits_githubs_limit_and_renders() -> None:
+    results = [model_result(f"model_{i:03d}", accuracy=80.0 if i % 7 == 0 else 95.0) for i in range(200)]
+    full = report.render_markdown(results)
+    assert len(full) > report.GITHUB_COMMENT_LIMIT
+    comment = report.markdown_for_comment(results)
+    assert len(comment) <= report.GITHUB_COMMENT_LIMIT
+    assert comment.startswith(report.COMMENT_MARKER + "\n## ❌ gate: 29 failed")
+    assert all(f"| model_{i:03d} |" in comment for i in range(200))  # the summary keeps every model
+    assert "left out to fit a GitHub comment: see `report.md` in the workflow artifact `gate-report`" in comment
+    kept = re.findall(r"<summary><b>(model_\d+)</b>", comment)
+    assert kept and all(int(name[6:]) % 7 == 0 for name in kept[: len(kept)])  # failing models keep details first
+    structure = rendered(comment)
+    assert structure.problems == [] and structure.open == []
+
+
+def test_no_path_of_the_runners_disk_appears() -> None:
+    result = error_result("crashed", "models/crashed: the gate's worker died with SIGSEGV during stage 'load'")
+    result = dataclasses.replace(result, stage_seconds={"inspect": 0.1, "load": 2.0})
+    markdown = report.render_markdown([result])
+    assert "`logs/crashed.log` in the output folder (the workflow artifact `gate-report` in CI)" in markdown
+    assert "/tmp" not in markdown and "/home" not in markdown
+    assert result.status is Status.ERROR
