@@ -2,7 +2,7 @@
 
     npm install --prefix /tmp/ghcss github-markdown-css    # GitHub's stylesheet
     apt-get install chromium                               # a headless browser
-    python scripts/render_comment.py gate-out/comment.md [--css /tmp/ghcss/node_modules/github-markdown-css/github-markdown-light.css]
+    python scripts/render_comment.py gate-out/comment.md [--css FILE] [--out docs/comment.png]
 
 The Markdown is rendered by cmark-gfm (cmarkgfm, GitHub's own engine), GitHub's
 alerts are styled as GitHub styles them, Mermaid blocks are left as code
