@@ -34,7 +34,7 @@ POLICY = '[accuracy]\nmax_drop = 2.0\n[io]\ninput_dtype = "int8"\noutput_dtype =
 
 
 def build(name: str, folder: Path) -> None:
-    """Train one of the BUILT models on the digits (8x8 images, or their rows as 8 time steps) and save it as gate expects."""
+    """Train one of the BUILT models on the digits (8x8 images, or rows as 8 time steps); save it as gate expects."""
     import keras
     from sklearn.datasets import load_digits
 
@@ -104,10 +104,27 @@ def post_training(folders: list[Path], work: Path) -> dict[str, dict]:
         (work / "policies" / policy.name).write_text(POLICY)
     start = time.perf_counter()
     # check=False: gate exits 1 when a model fails or errs, which the report says model by model.
-    subprocess.run([sys.executable, "-m", "gate.cli", "check", "--policies", str(work / "policies"),
-                    "--out", str(work / "gate-out"), *map(str, folders)], cwd=work, capture_output=True, text=True,
-                   check=False)
-    print(f"gate check (post-training int8) on {len(folders)} models: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gate.cli",
+            "check",
+            "--policies",
+            str(work / "policies"),
+            "--out",
+            str(work / "gate-out"),
+            *map(str, folders),
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(
+        f"gate check (post-training int8) on {len(folders)} models: {time.perf_counter() - start:.1f} s",
+        file=sys.stderr,
+    )
     return {m["name"]: m for m in json.loads((work / "gate-out" / "report.json").read_text())["models"]}
 
 
@@ -137,27 +154,45 @@ def main(argv: list[str] | None = None) -> int:
             with np.load(folder / "eval.npz") as data:
                 eval_inputs = {n: data["x" if "x" in data else f"x.{n}"].astype(np.float32) for n in input_names}
                 labels = data["y"].astype(np.int64)
-            write_keras3_reference(model, eval_inputs, weights_path=work / f"{name}.weights.npz",
-                                   reference_path=work / f"{name}.reference.npz")
+            write_keras3_reference(
+                model,
+                eval_inputs,
+                weights_path=work / f"{name}.weights.npz",
+                reference_path=work / f"{name}.reference.npz",
+            )
             request = QatRequest(
-                model_path=str(folder / "model.keras"), train_path=str(folder / "train.npz"), input_names=input_names,
-                task="classification", tflite_path=str(work / f"{name}.qat-int8.tflite"),
-                result_path=str(work / f"{name}.qat.json"), weights_path=str(work / f"{name}.weights.npz"),
-                reference_path=str(work / f"{name}.reference.npz"), epochs=args.epochs,
+                model_path=str(folder / "model.keras"),
+                train_path=str(folder / "train.npz"),
+                input_names=input_names,
+                task="classification",
+                tflite_path=str(work / f"{name}.qat-int8.tflite"),
+                result_path=str(work / f"{name}.qat.json"),
+                weights_path=str(work / f"{name}.weights.npz"),
+                reference_path=str(work / f"{name}.reference.npz"),
+                epochs=args.epochs,
             )
             print(f"{name}:", file=sys.stderr)
             start = time.perf_counter()
-            result = run_qat(request, request_path=work / f"{name}.request.json",
-                             progress=lambda line: print(f"  {line}", file=sys.stderr))
+            result = run_qat(
+                request,
+                request_path=work / f"{name}.request.json",
+                progress=lambda line: print(f"  {line}", file=sys.stderr),
+            )
             wall = time.perf_counter() - start
-            qat = tflite_accuracy(Path(result.tflite.path), eval_inputs, labels) if result.status is QatStatus.OK else None
+            qat = (
+                tflite_accuracy(Path(result.tflite.path), eval_inputs, labels)
+                if result.status is QatStatus.OK
+                else None
+            )
             scores = np.asarray(model.predict([eval_inputs[n] for n in input_names], verbose=0))
             float_accuracy = float(np.mean(np.argmax(scores, axis=1) == labels) * 100)
             rows.append((name, result, wall, ptq.get(name, {}), float_accuracy, qat))
     print(f"\nQAT with {args.epochs} epoch(s), lr 1e-4, batch 32, seed 0; seconds measured inside the QAT process\n")
-    print(f"{'model':<24} {'tf import':>9} {'rebuild':>7} {'faithful':>8} {'annotate':>8} {'train/epoch':>12} "
-          f"{'convert':>8} {'QAT wall':>9}  "
-          f"{'max |diff|':>10}  {'float':>7} {'PTQ int8':>9} {'QAT int8':>9}  annotated / float layers")
+    print(
+        f"{'model':<24} {'tf import':>9} {'rebuild':>7} {'faithful':>8} {'annotate':>8} {'train/epoch':>12} "
+        f"{'convert':>8} {'QAT wall':>9}  "
+        f"{'max |diff|':>10}  {'float':>7} {'PTQ int8':>9} {'QAT int8':>9}  annotated / float layers"
+    )
     for name, result, wall, report, float_accuracy, qat in rows:
         s = result.seconds
         per_epoch = "/".join(f"{e.seconds:.1f}" for e in result.epochs) or "-"
@@ -168,10 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         def cell(value: float | None) -> str:
             return f"{value:.2f}%" if value is not None else "-"
 
-        print(f"{name:<24} {s.get('import tensorflow', 0):>8.1f}s {s.get('load', 0):>6.1f}s "
-              f"{s.get('faithfulness', 0):>7.2f}s {s.get('annotate', 0):>7.1f}s {per_epoch:>11}s "
-              f"{s.get('convert', 0):>7.1f}s {wall:>8.1f}s  {diff:>10}  {cell(float_accuracy):>7} {cell(ptq_accuracy):>9} "
-              f"{cell(qat):>9}  {len(result.annotated_layers)} / {len(result.unannotated_layers)}")
+        print(
+            f"{name:<24} {s.get('import tensorflow', 0):>8.1f}s {s.get('load', 0):>6.1f}s "
+            f"{s.get('faithfulness', 0):>7.2f}s {s.get('annotate', 0):>7.1f}s {per_epoch:>11}s "
+            f"{s.get('convert', 0):>7.1f}s {wall:>8.1f}s  {diff:>10}  {cell(float_accuracy):>7} "
+            f"{cell(ptq_accuracy):>9} "
+            f"{cell(qat):>9}  {len(result.annotated_layers)} / {len(result.unannotated_layers)}"
+        )
         if report.get("error"):
             print(f"{'':<24} PTQ: {report['error'].splitlines()[0]}")
         if result.status is not QatStatus.OK:

@@ -32,21 +32,27 @@ WIDE_LEVELS = 64
 
 def diagnose(
     candidates: Sequence[Candidate],
+    published: Candidate,
     setup: Setup,
     saved_model_dir: Path,
     eval_data: Any,
     policy: Mapping[str, Value],
     task: str,
 ) -> tuple[tuple[LayerError, ...], tuple[Finding, ...]]:
+    """Layer errors when the published or the int8 candidate lost accuracy (or MAE); input findings when int8 failed."""
+
+    def lost(candidate: Candidate | None) -> bool:
+        change = candidate.metric_change if candidate else None
+        return change is not None and (change < 0 if task == "classification" else change > 0)
+
     int8 = next((c for c in candidates if c.method in INT8_FAMILY and c.conversion is not None), None)
-    if int8 is None or not int8.metric_change:
-        return (), ()
     findings = []
     metric_check = "accuracy.max_drop" if task == "classification" else "mae.max_increase"
-    if any(check.name == metric_check and check.status is Status.FAIL for check in int8.checks):
+    if int8 and any(check.name == metric_check and check.status is Status.FAIL for check in int8.checks):
         assert int8.conversion is not None
         findings = [f for tensor in int8.conversion.inputs if (f := input_range_finding(tensor, eval_data.inputs))]
-    return layer_errors(saved_model_dir, setup), tuple(findings)
+    errors = layer_errors(saved_model_dir, setup) if lost(published) or lost(int8) else ()
+    return errors, tuple(findings)
 
 
 def layer_errors(saved_model_dir: Path, setup: Setup) -> tuple[LayerError, ...]:

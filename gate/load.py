@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,7 @@ class LoadedModel:
     saved_model_dir: Path  # a SavedModel with a serving_default signature, for the converter
     fixed_batch: bool  # that signature takes a batch of exactly one
     predict: Callable[[dict[str, np.ndarray]], np.ndarray]  # one batch, inputs by name
+    keras_model: Any = None  # the Keras 3 model itself (QAT rebuilds it in tf-keras from its weights); else None
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,9 @@ def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel
         input_signature=_tensor_specs(specs, fixed_batch),
     )
     archive.write_out(str(export_dir), verbose=False)
-    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, fixed_batch, _batched_predict(model, specs))
+    return LoadedModel(
+        specs, int(model.outputs[0].shape[-1]), export_dir, fixed_batch, _batched_predict(model, specs), model
+    )
 
 
 def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel:

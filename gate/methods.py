@@ -162,9 +162,9 @@ def _int16x8(saved_model_dir: Path, setup: Setup) -> Built:
 
 
 def _qat_int8(saved_model_dir: Path, setup: Setup) -> Built:
-    from gate import qat
+    from gate import qat_job  # the parent's side: gate.qat itself runs in a process of its own
 
-    return qat.build(saved_model_dir, setup)
+    return qat_job.build(saved_model_dir, setup)
 
 
 METHODS: dict[str, Method] = {

@@ -78,6 +78,9 @@ class Reporter:
     def candidate_done(self, candidate: Candidate, search_seconds: float) -> None:
         """A candidate is finished: tried, skipped or failed."""
 
+    def note(self, line: str) -> None:
+        """A progress line from inside a candidate (e.g. one per QAT epoch)."""
+
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the machine alone: no other gate worker runs inside this block."""
@@ -195,7 +198,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                                                            float_evaluation.value, measure, search),
             extra={"job": job, "files": files, "inspection": inspection, "model": model, "eval_data": eval_data,
                    "train_data": train, "scratch": Path(scratch), "task": job.task,
-                   "max_float_layers": int(policy["search.max_float_layers"])},
+                   "max_float_layers": int(policy["search.max_float_layers"]), "progress": stages.reporter.note},
         )  # fmt: skip
         source_files = digest_tree(files.model, folder.path)
         source_bytes = sum(f.size_bytes for f in source_files)
@@ -233,7 +236,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             from gate import diagnose
 
             layer_errors, findings = diagnose.diagnose(
-                candidates, setup, model.saved_model_dir, eval_data, policy, job.task
+                candidates, published, setup, model.saved_model_dir, eval_data, policy, job.task
             )
 
     input_files = [*source_files, eval_data.info.file]

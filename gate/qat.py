@@ -135,7 +135,7 @@ def run(request: QatRequest) -> QatResult:
 
 
 def _run(request: QatRequest, state: _Run) -> QatResult:
-    from gate.inspect import inspect_model
+    from gate.inspection import inspect_model
 
     total = time.perf_counter()
     model_path = Path(request.model_path)
@@ -163,13 +163,19 @@ def _run(request: QatRequest, state: _Run) -> QatResult:
         model = _load(model_path, plan, request, state)
         inputs = _input_specs(model, request, model_path)
         state.fixed_batch = request.fixed_batch or inspection.has_recurrent_layers
-    progress(f"{'rebuilt in tf-keras' if state.rebuilt else 'loaded'}: {len(model.layers)} layers, {state.seconds['load']:.1f} s")
+    progress(
+        f"{'rebuilt in tf-keras' if state.rebuilt else 'loaded'}: {len(model.layers)} layers, "
+        f"{state.seconds['load']:.1f} s"
+    )
 
     with state.timed("faithfulness"):
         state.faithfulness = _faithfulness(model, inputs, request, required=state.rebuilt)
         if state.faithfulness:
             f = state.faithfulness
-            progress(f"faithful: max |tf-keras - original| {f.max_abs_diff:.3g} <= {f.tolerance:g} on {f.samples} eval inputs")
+            progress(
+                f"faithful: max |tf-keras - original| {f.max_abs_diff:.3g} <= {f.tolerance:g} on {f.samples} eval "
+                "inputs"
+            )
 
     with state.timed("data"):
         from gate import load
@@ -224,7 +230,9 @@ def _keras3_plan(path: Path, request: QatRequest):
     from gate import qat_rebuild
 
     if path.suffix != ".keras":
-        raise ModelError(f"{path}: a Keras 3 .h5 file cannot be rebuilt for QAT; re-save it with model.save(\"model.keras\")")
+        raise ModelError(
+            f'{path}: a Keras 3 .h5 file cannot be rebuilt for QAT; re-save it with model.save("model.keras")'
+        )
     if request.weights_path is None:
         raise ModelError(f"{path}: a Keras 3 model needs its weights from the parent (weights_path) to be rebuilt")
     return qat_rebuild.translate(qat_rebuild.read_keras3_config(path), str(path))
@@ -245,10 +253,13 @@ def _load(path: Path, plan, request: QatRequest, state: _Run):
     try:
         model = tf_keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - tf-keras raises anything on a file it cannot read
-        raise ModelError(f"{path}: tf-keras could not load it: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        raise ModelError(
+            f"{path}: tf-keras could not load it: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        ) from None
     if not isinstance(model, tf_keras.Sequential) and not getattr(model, "_is_graph_network", False):
         raise ModelError(
-            f"{path}: is a subclassed model ({type(model).__name__}); quantization-aware training needs a Sequential or "
+            f"{path}: is a subclassed model ({type(model).__name__}); quantization-aware training needs a Sequential "
+            "or "
             "Functional model, whose layers tfmot can wrap"
         )
     if nested := [layer.name for layer in model.layers if isinstance(layer, tf_keras.Model)]:
@@ -277,7 +288,9 @@ def _input_specs(model, request: QatRequest, path: Path):
     specs = _model_inputs(model)
     names = tuple(s.name for s in specs)
     if names != request.input_names:
-        raise ModelError(f"{path}: the model's inputs are {list(names)}, but the request names {list(request.input_names)}")
+        raise ModelError(
+            f"{path}: the model's inputs are {list(names)}, but the request names {list(request.input_names)}"
+        )
     return specs
 
 
@@ -318,7 +331,7 @@ def _faithfulness(model, inputs, request: QatRequest, *, required: bool) -> Fait
 
 
 def _loss_and_metric(model, train, request: QatRequest):
-    """The training objective: cross-entropy on probabilities or logits, as the model outputs them; MAE for regression."""
+    """The training objective: cross-entropy on probabilities or logits, as the model outputs them; MAE (regression)."""
     import tf_keras
 
     if request.task == "regression":
@@ -342,7 +355,9 @@ def _train(qat_model, model, train, request: QatRequest, state: _Run) -> None:
     import tf_keras
 
     loss, metric, state.loss, state.metric = _loss_and_metric(model, train, request)
-    qat_model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=request.learning_rate), loss=loss, metrics=[metric])
+    qat_model.compile(
+        optimizer=tf_keras.optimizers.Adam(learning_rate=request.learning_rate), loss=loss, metrics=[metric]
+    )
     x = [train.inputs[s.name] for s in _model_inputs(qat_model)]
     if request.task == "regression":
         y = train.labels.astype(np.float32)
@@ -361,7 +376,10 @@ def _train(qat_model, model, train, request: QatRequest, state: _Run) -> None:
             record = EpochRecord(epoch + 1, float(logs["loss"]), float(logs[metric.name]) * scale, seconds)
             state.epochs.append(record)
             shown = f"{record.metric:.2f}%" if state.metric == "accuracy" else f"{record.metric:.4g}"
-            progress(f"epoch {record.epoch}/{request.epochs}  loss {record.loss:.4f}  {state.metric} {shown}  {seconds:.1f} s")
+            progress(
+                f"epoch {record.epoch}/{request.epochs}  loss {record.loss:.4f}  {state.metric} {shown}  "
+                f"{seconds:.1f} s"
+            )
 
     qat_model.fit(
         x if len(x) > 1 else x[0],
@@ -378,6 +396,7 @@ def _convert(qat_model, inputs, train, request: QatRequest, state: _Run) -> byte
     import tensorflow as tf
 
     from gate import quantize
+    from gate.methods import Setup
 
     # Recurrent layers convert only with a static batch: with a dynamic one the
     # converter fails on "'tf.TensorListReserve' op requires element_shape to be static".
@@ -388,13 +407,8 @@ def _convert(qat_model, inputs, train, request: QatRequest, state: _Run) -> byte
     state.calibration_samples = len(next(iter(calibration.values())))
     with tempfile.TemporaryDirectory(prefix="gate-qat-") as scratch:
         tf.saved_model.save(qat_model, scratch, signatures=serve.get_concrete_function(*specs))
-        return quantize.convert(
-            Path(scratch),
-            method="int8",
-            input_dtype=request.input_dtype,
-            output_dtype=request.output_dtype,
-            calibration=calibration,
-        )
+        setup = Setup(input_dtype=request.input_dtype, output_dtype=request.output_dtype, calibration=calibration)
+        return quantize.convert(Path(scratch), method="int8", setup=setup).tflite
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,8 @@ def annotate(model: Any, *, where: str) -> tuple[Any, tuple[LayerInfo, ...], tup
         if not chosen:
             raise ModelError(
                 f"{where}: tfmot can quantize none of the model's layers "
-                f"({', '.join(f'{layer.name} ({type(layer).__name__})' for layer in layers)}), so QAT has nothing to train"
+                f"({', '.join(f'{layer.name} ({type(layer).__name__})' for layer in layers)}), so QAT has nothing to "
+                "train"
             )
 
         def clone(layer: Any, chosen: set[str] = chosen) -> Any:
@@ -56,7 +57,9 @@ def annotate(model: Any, *, where: str) -> tuple[Any, tuple[LayerInfo, ...], tup
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             named = sorted((name for name in chosen if name in message), key=len)
             if not named:
-                raise ModelError(f"{where}: tfmot could not quantize the model: {type(exc).__name__}: {message[:300]}") from None
+                raise ModelError(
+                    f"{where}: tfmot could not quantize the model: {type(exc).__name__}: {message[:300]}"
+                ) from None
             notes[named[-1]] = f"quantize_apply refused it: {message[:200]}"
             continue
         infos = {layer.name: type(layer).__name__ for layer in layers}
@@ -133,7 +136,7 @@ def _around_recurrent(tf_keras: Any, layers: list[Any], notes: dict[str, str]) -
     for layer in layers:
         if not recurrent(layer):
             continue
-        pending = [l for l in _inbound(layer) if l.name in by_name]
+        pending = [node for node in _inbound(layer) if node.name in by_name]
         while pending:
             ancestor = pending.pop()
             if ancestor.name not in found and not recurrent(ancestor):
@@ -141,16 +144,19 @@ def _around_recurrent(tf_keras: Any, layers: list[Any], notes: dict[str, str]) -
                     f"feeds recurrent layer {layer.name!r}; with a fake-quant before an LSTM the int8 .tflite lost "
                     "most of its accuracy (TF 2.21: 85.6% -> 26.9% on a CRNN)"
                 )
-                pending += [l for l in _inbound(ancestor) if l.name in by_name]
+                pending += [node for node in _inbound(ancestor) if node.name in by_name]
     source: dict[str, str] = {}  # layer -> the recurrent layer whose float output reaches it
     for layer in layers:  # model.layers is in topological order
-        origins = [l.name if recurrent(l) else source.get(l.name) for l in _inbound(layer)]
+        origins = [node.name if recurrent(node) else source.get(node.name) for node in _inbound(layer)]
         origin = next((o for o in origins if o), None)
         if origin is None or recurrent(layer) or (not notes[layer.name] and layer.weights):
             continue
         source[layer.name] = origin
-        found.setdefault(layer.name, (
-            f"reads the output of recurrent layer {origin!r} through float layers; with a fake-quant here the "
-            "converter fails ('Failed to duplicate values for the stateful op', TF 2.21)"
-        ))
+        found.setdefault(
+            layer.name,
+            (
+                f"reads the output of recurrent layer {origin!r} through float layers; with a fake-quant here the "
+                "converter fails ('Failed to duplicate values for the stateful op', TF 2.21)"
+            ),
+        )
     return {name: note for name, note in found.items() if not notes[name]}

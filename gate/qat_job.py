@@ -11,18 +11,14 @@ result are files, so each is validated field by field when read.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import hashlib
 import json
-import math
 import os
 import signal
 import subprocess
 import sys
 import threading
-import types
-import typing
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from gate.errors import ModelError
-from gate.results import FileDigest, dumps, to_jsonable
+from gate.methods import Built, NotApplicable, Setup
+from gate.results import FileDigest, InvalidResult, dumps, load_result, to_jsonable
 
 SCHEMA_VERSION = 1
 TASKS = ("classification", "regression")
@@ -46,7 +43,7 @@ MAX_EPOCHS = 100
 class QatRequest:
     """One quantization-aware training run: what to train, how, and where to write."""
 
-    model_path: str  # a .keras or .h5 file gate.inspect accepts
+    model_path: str  # a .keras or .h5 file gate.inspection accepts
     train_path: str | None  # train.npz (x or x.<input>, y); QAT never sees the eval labels
     input_names: tuple[str, ...]  # the model's inputs, in order
     task: str  # "classification" (class indices, cross-entropy) or "regression" (MAE)
@@ -78,7 +75,11 @@ class QatRequest:
             (0 < self.learning_rate <= 1, "learning_rate", "expected a number in (0, 1]"),
             (1 <= self.batch_size <= 65536, "batch_size", "expected a whole number from 1 to 65536"),
             (0 <= self.seed < 2**31, "seed", "expected a whole number from 0 to 2**31 - 1"),
-            (1 <= self.calibration_samples <= 100_000, "calibration_samples", "expected a whole number from 1 to 100000"),
+            (
+                1 <= self.calibration_samples <= 100_000,
+                "calibration_samples",
+                "expected a whole number from 1 to 100000",
+            ),
             (0 <= self.tolerance <= 1, "tolerance", "expected a number from 0 to 1"),
             (len(self.input_names) > 0, "input_names", "expected at least one input name"),
         ]
@@ -178,81 +179,15 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def _read_checked(cls: type, path: Path) -> Any:
+    """A request or result file, validated like every result read back from disk (gate.results.load_result)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ModelError(f"{path}: is not a readable JSON file ({type(exc).__name__}: {exc})") from None
-    problems: list[str] = []
-    value = _checked(cls, data, "", problems)
-    if problems:
-        raise ModelError("\n".join(f"{path}: {problem}" for problem in problems[:20]))
-    return value
-
-
-def _checked(annotation: Any, data: Any, where: str, problems: list[str]) -> Any:
-    """`data` as a value of `annotation`, or None with a problem naming the field."""
-    origin = typing.get_origin(annotation)
-    label = where or "the top level"
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if data is None and type(None) in options:
-            return None
-        (option,) = [o for o in options if o is not type(None)]
-        return _checked(option, data, where, problems)
-    if origin is tuple:
-        if not isinstance(data, list):
-            problems.append(f"{label}: expected a list, got {data!r}")
-            return ()
-        item = typing.get_args(annotation)[0]
-        return tuple(_checked(item, v, f"{where}[{i}]", problems) for i, v in enumerate(data))
-    if origin is dict:
-        if not isinstance(data, dict):
-            problems.append(f"{label}: expected an object, got {data!r}")
-            return {}
-        value_type = typing.get_args(annotation)[1]
-        return {k: _checked(value_type, v, f"{where}.{k}" if where else k, problems) for k, v in data.items()}
-    if dataclasses.is_dataclass(annotation):
-        return _checked_dataclass(annotation, data, where, problems)
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        options = [member.value for member in annotation]
-        if data not in options:
-            problems.append(f"{label}: expected one of {', '.join(options)}, got {data!r}")
-            return next(iter(annotation))
-        return annotation(data)
-    expected = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}[annotation]
-    is_number = isinstance(data, int | float) and not isinstance(data, bool)
-    valid = {
-        bool: isinstance(data, bool),
-        int: isinstance(data, int) and not isinstance(data, bool),
-        float: is_number and math.isfinite(data),
-        str: isinstance(data, str),
-    }[annotation]
-    if not valid:
-        problems.append(f"{label}: expected {expected}, got {data!r}")
-        return None
-    return float(data) if annotation is float else data
-
-
-def _checked_dataclass(cls: type, data: Any, where: str, problems: list[str]) -> Any:
-    if not isinstance(data, dict):
-        problems.append(f"{where or 'the top level'}: expected an object, got {data!r}")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    prefix = f"{where}." if where else ""
-    for key in data.keys() - fields.keys():
-        close = difflib.get_close_matches(key, list(fields), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        problems.append(f"{prefix}{key}: unknown field{hint}; allowed: {', '.join(fields)}")
-    values = {}
-    for name, f in fields.items():
-        if name in data:
-            values[name] = _checked(hints[name], data[name], prefix + name, problems)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            problems.append(f"{prefix}{name}: missing")
-    if problems:
-        return None
-    return cls(**values)
+    try:
+        return load_result(cls, data)
+    except InvalidResult as exc:
+        raise ModelError(f"{path}: {exc}") from None
 
 
 def read_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
@@ -270,7 +205,12 @@ def read_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
 
 
 def write_keras3_reference(
-    model: Any, eval_inputs: Mapping[str, np.ndarray], *, weights_path: Path, reference_path: Path, batch_size: int = 256
+    model: Any,
+    eval_inputs: Mapping[str, np.ndarray],
+    *,
+    weights_path: Path,
+    reference_path: Path,
+    batch_size: int = 256,
 ) -> None:
     """Save a Keras 3 model's weights, and its float outputs on the eval inputs, for the QAT process.
 
@@ -279,7 +219,9 @@ def write_keras3_reference(
     "outputs". The QAT process rebuilds the model in tf-keras from these weights
     and must reproduce these outputs before it trains.
     """
-    np.savez(weights_path, **{f"{layer.name}/{i}": w for layer in model.layers for i, w in enumerate(layer.get_weights())})
+    np.savez(
+        weights_path, **{f"{layer.name}/{i}": w for layer in model.layers for i, w in enumerate(layer.get_weights())}
+    )
     names = [tensor.name.split(":")[0] for tensor in model.inputs]
     samples = len(eval_inputs[names[0]])
     outputs = []
@@ -314,14 +256,15 @@ def run_qat(
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
-        start_new_session=True,  # its own process group, so a timeout ends the converter too
+        # The worker's process group: when gate.run kills the worker (a limit, an interrupted run), this ends too.
+        # The converter runs inside this process, so a kill of the process ends it.
     )
     timed_out = threading.Event()
 
     def stop() -> None:
         timed_out.set()
         try:
-            os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
         except ProcessLookupError:  # it ended just now
             pass
 
@@ -371,3 +314,69 @@ def _empty_result(stage: str) -> QatResult:
         calibration_samples=0, fixed_batch=False, tflite=None, seconds={}, tool_versions={},
     )  # fmt: skip
 
+
+# --- the qat-int8 candidate of gate.methods ---------------------------------
+
+
+def build(saved_model_dir: Path, setup: Setup) -> Built:
+    """Train with QAT in its own process and return its full-int8 .tflite, with how it was made.
+
+    Runs in gate's worker; `setup.extra` holds what the pipeline loaded. A model QAT cannot
+    be done for is NotApplicable (its candidate is skipped with the reason); a run that
+    crashed or timed out is a ModelError (its candidate fails with the reason).
+    """
+    extra = setup.extra
+    job, files, inspection, model, train = (
+        extra["job"],
+        extra["files"],
+        extra["inspection"],
+        extra["model"],
+        extra["train_data"],
+    )
+    scratch: Path = extra["scratch"] / "qat"
+    scratch.mkdir(exist_ok=True)
+    if inspection.format == "saved_model":
+        raise NotApplicable("QAT trains a Keras model, and a SavedModel is not one: commit model.keras to train it")
+    if train is None or train.labels is None:
+        raise NotApplicable("QAT trains on train.npz with labels (x and y), and the model folder has none")
+    references = {}
+    if model.keras_model is not None:  # Keras 3: the QAT process rebuilds it in tf-keras from these
+        references = {"weights_path": str(scratch / "weights.npz"), "reference_path": str(scratch / "reference.npz")}
+        write_keras3_reference(model.keras_model, extra["eval_data"].inputs, weights_path=scratch / "weights.npz",
+                               reference_path=scratch / "reference.npz")  # fmt: skip
+    policy = job.policy
+    request = QatRequest(
+        model_path=str(files.model), train_path=str(files.train_data), input_names=tuple(s.name for s in model.inputs),
+        task=job.task, tflite_path=str(scratch / "qat.tflite"), result_path=str(scratch / "result.json"),
+        epochs=int(policy["qat.epochs"]), learning_rate=float(policy["qat.learning_rate"]),
+        batch_size=int(policy["qat.batch_size"]), calibration_samples=job.calibration_samples,
+        input_dtype=setup.input_dtype, output_dtype=setup.output_dtype, fixed_batch=model.fixed_batch, **references,
+    )  # fmt: skip
+    # Below the candidate's own limit, so that a hang is reported with its stage rather than as a killed worker.
+    timeout = max(1.0, float(policy["search.candidate_timeout_s"]) - 5)
+    result = run_qat(request, request_path=scratch / "request.json", timeout_seconds=timeout,
+                     progress=extra.get("progress", lambda line: None))  # fmt: skip
+    if result.status is QatStatus.UNAVAILABLE:
+        raise NotApplicable(result.reason)
+    if result.status is QatStatus.FAILED:
+        raise ModelError(result.reason)
+    return Built(Path(request.tflite_path).read_bytes(), notes(result))
+
+
+def notes(result: QatResult) -> tuple[str, ...]:
+    """How the QAT candidate was made, for the report: faithfulness, epochs, layers left float."""
+    lines = []
+    if result.rebuilt and result.faithfulness:
+        f = result.faithfulness
+        lines.append(f"rebuilt in tf-keras from the Keras 3 model: outputs on {f.samples} eval samples within "
+                     f"{f.max_abs_diff:.2g} of the original (tolerance {f.tolerance:g})")  # fmt: skip
+    if result.epochs:
+        last = result.epochs[-1]
+        lines.append(f"{len(result.epochs)} epoch(s) of QAT on {result.train_samples} training samples (last: loss "
+                     f"{last.loss:.4g}, {result.metric} {last.metric:.4g})")  # fmt: skip
+    if result.unannotated_layers:
+        left = ", ".join(f"{layer.name} ({layer.class_name})" for layer in result.unannotated_layers[:8])
+        more = f" and {len(result.unannotated_layers) - 8} more" if len(result.unannotated_layers) > 8 else ""
+        lines.append(f"trained in float, not quantization-aware (tfmot cannot quantize them here): {left}{more}")
+    lines.append(f"full-int8 conversion calibrated on the first {result.calibration_samples} training samples")
+    return tuple(lines)

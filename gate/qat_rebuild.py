@@ -113,14 +113,35 @@ LAYERS: dict[str, LayerTranslation] = {
 }
 
 # Activations that tf-keras 2.21 computes exactly as keras 3.15 does (tested on a grid).
-SAME_ACTIVATIONS = frozenset({
-    "elu", "exponential", "gelu", "leaky_relu", "linear", "log_softmax", "mish", "relu", "relu6", "selu", "sigmoid",
-    "silu", "softmax", "softplus", "softsign", "swish", "tanh",
-})
+SAME_ACTIVATIONS = frozenset(
+    {
+        "elu",
+        "exponential",
+        "gelu",
+        "leaky_relu",
+        "linear",
+        "log_softmax",
+        "mish",
+        "relu",
+        "relu6",
+        "selu",
+        "sigmoid",
+        "silu",
+        "softmax",
+        "softplus",
+        "softsign",
+        "swish",
+        "tanh",
+    }
+)
 # Keras 3 activations tf-keras lacks or defines differently (its hard_sigmoid is
 # clip(0.2x + 0.5); Keras 3's is relu6(x + 3) / 6): built from gate's own
 # implementation of the Keras 3 formula, registered under these names.
-KERAS3_ACTIVATIONS = {"hard_sigmoid": "keras3_hard_sigmoid", "hard_silu": "keras3_hard_silu", "hard_swish": "keras3_hard_silu"}
+KERAS3_ACTIVATIONS = {
+    "hard_sigmoid": "keras3_hard_sigmoid",
+    "hard_silu": "keras3_hard_silu",
+    "hard_swish": "keras3_hard_silu",
+}
 
 _REGULARIZERS = frozenset({"L1", "L2", "L1L2", "OrthogonalRegularizer"})
 _CONSTRAINTS = frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"})
@@ -174,7 +195,7 @@ class ModelPlan:
 
 
 def read_keras3_config(path: Path) -> object:
-    """The architecture of a `.keras` archive that gate.inspect has accepted."""
+    """The architecture of a `.keras` archive that gate.inspection has accepted."""
     with zipfile.ZipFile(path) as archive:
         return json.loads(archive.read("config.json"))
 
@@ -189,7 +210,8 @@ def translate(config: object, where: str) -> ModelPlan:
         name = config.get("registered_name") or kind
         raise ModelError(
             f"{where}: is a subclassed model ({name!r}); quantization-aware training needs a Sequential or "
-            "Functional model, whose layers tfmot can wrap; rebuild it with keras.Sequential or keras.Model(inputs, outputs)"
+            "Functional model, whose layers tfmot can wrap; rebuild it with keras.Sequential or keras.Model(inputs, "
+            "outputs)"
         )
     body = config["config"]
     raw_layers = body.get("layers")
@@ -247,7 +269,9 @@ def _input_plan(raw: dict, where: str, problems: list[str]) -> InputPlan:
     shape = config.get("batch_shape", config.get("batch_input_shape"))
     for option in ("sparse", "ragged", "optional"):
         if config.get(option):
-            problems.append(f"{where}: input {name!r} is {option}; quantization-aware training needs dense, required inputs")
+            problems.append(
+                f"{where}: input {name!r} is {option}; quantization-aware training needs dense, required inputs"
+            )
     if not isinstance(shape, list) or not all(d is None or isinstance(d, int) for d in shape):
         problems.append(f"{where}: input {name!r} has batch_shape {shape!r}, not a list of sizes")
         shape = [None]
@@ -267,7 +291,11 @@ def _dtype_name(value: object) -> str | None:
 
 
 def _layer_plan(raw: object, where: str, problems: list[str], *, functional: bool) -> LayerPlan | None:
-    if not isinstance(raw, dict) or not isinstance(raw.get("class_name"), str) or not isinstance(raw.get("config"), dict):
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("class_name"), str)
+        or not isinstance(raw.get("config"), dict)
+    ):
         problems.append(f"{where}: config.json holds a layer entry that is not a Keras layer config: {str(raw)[:80]}")
         return None
     class_name, config = raw["class_name"], raw["config"]
@@ -298,10 +326,19 @@ def _layer_plan(raw: object, where: str, problems: list[str], *, functional: boo
     if functional:
         nodes = raw.get("inbound_nodes", [])
         for node in nodes if isinstance(nodes, list) else [nodes]:
-            if not isinstance(node, dict) or not isinstance(node.get("args", []), list) or not isinstance(node.get("kwargs", {}), dict):
+            if (
+                not isinstance(node, dict)
+                or not isinstance(node.get("args", []), list)
+                or not isinstance(node.get("kwargs", {}), dict)
+            ):
                 problems.append(f"{subject}: inbound node {str(node)[:80]} is not in Keras 3's format")
                 continue
-            calls.append((_call_value(node.get("args", []), subject, problems), _call_value(node.get("kwargs", {}), subject, problems)))
+            calls.append(
+                (
+                    _call_value(node.get("args", []), subject, problems),
+                    _call_value(node.get("kwargs", {}), subject, problems),
+                )
+            )
     return LayerPlan(name, class_name, translated, tuple(calls))
 
 
@@ -317,7 +354,9 @@ def _call_value(value: Any, subject: str, problems: list[str]) -> Any:
             problems.append(f"{subject}: a call argument has keras_history {history!r}, not [layer, node, tensor]")
             return None
         if "class_name" in value:
-            problems.append(f"{subject}: a call argument is a {value['class_name']!r} object, which gate cannot rebuild")
+            problems.append(
+                f"{subject}: a call argument is a {value['class_name']!r} object, which gate cannot rebuild"
+            )
             return None
         return {k: _call_value(v, subject, problems) for k, v in value.items()}
     return value
@@ -390,7 +429,9 @@ def _keras_object(subject: str, key: str, value: Any, allowed: frozenset[str], p
     class_name = value.get("class_name") if isinstance(value, dict) else value
     config = value.get("config", {}) if isinstance(value, dict) else {}
     if class_name not in allowed or not isinstance(config, dict) or _holds_object(config):
-        problems.append(f"{subject}: {key} {class_name!r} is not one gate can rebuild; use one of {', '.join(sorted(allowed))}")
+        problems.append(
+            f"{subject}: {key} {class_name!r} is not one gate can rebuild; use one of {', '.join(sorted(allowed))}"
+        )
         return None
     return {"class_name": class_name, "config": config}  # tf-keras' own lookup: no module is imported
 
@@ -428,8 +469,12 @@ def build(plan: ModelPlan, weights: Mapping[str, list[np.ndarray]], where: str) 
             while pending:
                 ready = [item for item in pending if all(_key(r) in tensors for r in _tensor_refs(item[2]))]
                 if not ready:
-                    missing = sorted({r.layer for item in pending for r in _tensor_refs(item[2]) if _key(r) not in tensors})
-                    raise ModelError(f"{where}: layers {', '.join(missing)} are called before they exist; re-save the model")
+                    missing = sorted(
+                        {r.layer for item in pending for r in _tensor_refs(item[2]) if _key(r) not in tensors}
+                    )
+                    raise ModelError(
+                        f"{where}: layers {', '.join(missing)} are called before they exist; re-save the model"
+                    )
                 for item in ready:
                     layer_plan, node, (args, kwargs) = item
                     outputs = layers[layer_plan.name](*_resolve(args, tensors), **_resolve(kwargs, tensors))
@@ -454,8 +499,10 @@ def _make_layer(tf_keras, plan: LayerPlan):
 
 
 def _make_config(plan: LayerPlan) -> dict[str, Any]:
-    return {k: ({"class_name": v.class_name, "config": _make_config(v)} if isinstance(v, LayerPlan) else v)
-            for k, v in plan.config.items()}
+    return {
+        k: ({"class_name": v.class_name, "config": _make_config(v)} if isinstance(v, LayerPlan) else v)
+        for k, v in plan.config.items()
+    }
 
 
 def _key(ref: TensorRef) -> tuple[str, int, int]:

@@ -304,7 +304,8 @@ def _difference(expected: Any, actual: Any, path: str) -> str:
     if isinstance(expected, dict) and isinstance(actual, dict):
         if unknown := sorted(set(actual) - set(expected), key=str):
             return f"Object has an unknown field `{unknown[0]}` - at `{path}`"
-        return next((d for k in expected if (d := _difference(expected[k], actual.get(k), f"{path}.{k}"))), "")
+        # Fields left out were defaulted by msgspec, or it would have refused them as missing.
+        return next((d for k in actual if (d := _difference(expected[k], actual[k], f"{path}.{k}"))), "")
     if isinstance(expected, list) and isinstance(actual, list):
         return next((d for i, (e, a) in enumerate(zip(expected, actual, strict=True))
                      if (d := _difference(e, a, f"{path}[{i}]"))), "")  # fmt: skip

@@ -249,6 +249,8 @@ class Scheduler:
             worker.stage = message["stage"]
             if message["seconds"] >= 0:
                 self.progress(f"{label}: {message['stage']} {message['seconds']:.1f} s")
+        elif "note" in message:
+            self.progress(f"{label}: {message['note']}")
         elif "candidate" in message:
             worker.candidate, worker.candidate_started = message["candidate"], worker.elapsed(time.monotonic())
         elif "candidate_done" in message:

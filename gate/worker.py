@@ -50,6 +50,9 @@ class _Channel(Reporter):
     def candidate(self, method: str) -> None:
         self.send({"candidate": method})
 
+    def note(self, line: str) -> None:
+        self.send({"note": line})
+
     def candidate_done(self, candidate: Candidate, search_seconds: float) -> None:
         self.send({"candidate_done": to_jsonable(candidate), "search_seconds": round(search_seconds, 3)})
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import digits
+from helpers import digits
 
 from gate import load, measure
 from gate.errors import ModelError
@@ -81,7 +81,9 @@ def keras3_folder(folder: Path, layers: list, *, rows: bool = False, epochs: int
     model.save(folder / "model.keras")
     np.savez(folder / "train.npz", x=x_train, y=y_train)
     np.savez(folder / "eval.npz", x=x_eval, y=y_eval)
-    write_keras3_reference(model, {name: x_eval}, weights_path=folder / "weights.npz", reference_path=folder / "reference.npz")
+    write_keras3_reference(
+        model, {name: x_eval}, weights_path=folder / "weights.npz", reference_path=folder / "reference.npz"
+    )
     float_accuracy = float(np.mean(np.argmax(model.predict(x_eval, verbose=0), axis=1) == y_eval) * 100)
     return Folder(folder, name, x_eval, y_eval, float_accuracy)
 
@@ -119,8 +121,12 @@ def run(request: QatRequest, where: Path) -> tuple[QatResult, list[str]]:
 def cnn(tmp_path_factory) -> Folder:
     import keras
 
-    layers = [keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(), keras.layers.Flatten(),
-              keras.layers.Dense(10, activation="softmax")]
+    layers = [
+        keras.layers.Conv2D(16, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ]
     return keras3_folder(tmp_path_factory.mktemp("cnn") / "digits_cnn", layers)
 
 
@@ -138,7 +144,11 @@ def test_a_keras3_cnn_is_rebuilt_faithfully_and_keeps_its_accuracy_at_int8(cnn, 
     assert result.faithfulness.max_abs_diff <= TOLERANCE == result.faithfulness.tolerance
     assert result.faithfulness.samples == len(cnn.x_eval)
     assert [(i.name, i.class_name) for i in result.annotated_layers] == [
-        ("conv2d", "Conv2D"), ("max_pooling2d", "MaxPooling2D"), ("flatten", "Flatten"), ("dense", "Dense")]
+        ("conv2d", "Conv2D"),
+        ("max_pooling2d", "MaxPooling2D"),
+        ("flatten", "Flatten"),
+        ("dense", "Dense"),
+    ]
     assert result.unannotated_layers == ()
     assert [e.epoch for e in result.epochs] == [1, 2]
     assert result.loss == "sparse_categorical_crossentropy (probabilities)" and result.metric == "accuracy"
@@ -170,8 +180,12 @@ def test_two_runs_of_one_request_give_the_same_tflite_bytes(cnn, cnn_run, tmp_pa
 def test_layers_tfmot_cannot_quantize_stay_float_and_are_listed(tmp_path) -> None:
     import keras
 
-    layers = [keras.layers.Rescaling(2.0, offset=-1.0), keras.layers.Conv1D(16, 3, activation="relu"),
-              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    layers = [
+        keras.layers.Rescaling(2.0, offset=-1.0),
+        keras.layers.Conv1D(16, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ]
     folder = keras3_folder(tmp_path / "conv1d", layers, rows=True, epochs=10)
     result, lines = run(folder.request(tmp_path / "out", epochs=1), tmp_path)
     assert result.status is QatStatus.OK, result.reason
@@ -188,9 +202,14 @@ def test_layers_tfmot_cannot_quantize_stay_float_and_are_listed(tmp_path) -> Non
 def test_a_crnn_trains_with_only_its_head_quantized_and_converts_with_a_batch_of_one(tmp_path) -> None:
     import keras
 
-    layers = [keras.layers.Reshape((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-              keras.layers.Reshape((8, 32)), keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True)),
-              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(10, activation="softmax")]
+    layers = [
+        keras.layers.Reshape((8, 8, 1)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+        keras.layers.Reshape((8, 32)),
+        keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True)),
+        keras.layers.GlobalAveragePooling1D(),
+        keras.layers.Dense(10, activation="softmax"),
+    ]
     folder = keras3_folder(tmp_path / "crnn", layers, rows=True, epochs=10)
     result, _lines = run(folder.request(tmp_path / "out", epochs=1), tmp_path)
     assert result.status is QatStatus.OK, result.reason
@@ -203,8 +222,14 @@ def test_a_crnn_trains_with_only_its_head_quantized_and_converts_with_a_batch_of
     accuracy = tflite_accuracy(Path(result.tflite.path), folder.x_eval, folder.y_eval)
     assert accuracy >= folder.float_accuracy - 2
     # gate.measure scores it the same: it resets the LSTM's state variables before each invoke.
-    data = load.load_dataset(folder.path / "eval.npz", model_folder=folder.path, task="classification", output_width=10,
-                             inputs=(load.InputSpec("rows", (8, 8), "float32"),), need_labels=True)
+    data = load.load_dataset(
+        folder.path / "eval.npz",
+        model_folder=folder.path,
+        task="classification",
+        output_width=10,
+        inputs=(load.InputSpec("rows", (8, 8), "float32"),),
+        need_labels=True,
+    )
     assert measure.evaluate_tflite(Path(result.tflite.path), data, "classification", threads=1).value == accuracy
 
 
@@ -214,17 +239,25 @@ def test_a_tf_keras_model_is_trained_as_it_is(writer, tmp_path) -> None:
 
     x_train, y_train, _x_eval, _y_eval = digits()
     tf_keras.utils.set_random_seed(0)
-    model = tf_keras.Sequential([tf_keras.Input((64,), name="pixels"), tf_keras.layers.Dense(16, activation="relu"),
-                                 tf_keras.layers.Dense(10)])  # logits
+    model = tf_keras.Sequential(
+        [tf_keras.Input((64,), name="pixels"), tf_keras.layers.Dense(16, activation="relu"), tf_keras.layers.Dense(10)]
+    )  # logits
     model.compile(optimizer="adam", loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x_train, y_train, epochs=3, verbose=0)
     path = tmp_path / ("model.h5" if writer == "h5" else "model.keras")
     model.save(path)
     np.savez(tmp_path / "train.npz", x=x_train, y=y_train)
-    request = QatRequest(model_path=str(path), train_path=str(tmp_path / "train.npz"), input_names=("pixels",),
-                         task="classification", tflite_path=str(tmp_path / "qat.tflite"),
-                         result_path=str(tmp_path / "result.json"), epochs=1, input_dtype="uint8",
-                         output_dtype="float32")
+    request = QatRequest(
+        model_path=str(path),
+        train_path=str(tmp_path / "train.npz"),
+        input_names=("pixels",),
+        task="classification",
+        tflite_path=str(tmp_path / "qat.tflite"),
+        result_path=str(tmp_path / "result.json"),
+        epochs=1,
+        input_dtype="uint8",
+        output_dtype="float32",
+    )
     result, _lines = run(request, tmp_path)
     assert result.status is QatStatus.OK, result.reason
     assert not result.rebuilt and result.source_writer.startswith("tf_keras 2.")
@@ -246,35 +279,73 @@ def _keras3_mlp(folder: Path) -> None:
 
     model = keras.Sequential([keras.Input((64,), name="pixels"), keras.layers.Dense(10)])
     model.save(folder / "model.keras")
-    write_keras3_reference(model, {"pixels": np.zeros((4, 64), np.float32)}, weights_path=folder / "weights.npz",
-                           reference_path=folder / "reference.npz")
+    write_keras3_reference(
+        model,
+        {"pixels": np.zeros((4, 64), np.float32)},
+        weights_path=folder / "weights.npz",
+        reference_path=folder / "reference.npz",
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "build", "train", "message"),
     [
-        ("no train.npz", _keras3_mlp, None,
-         ("{folder}/train.npz: no such file; quantization-aware training fine-tunes the model on its training set, so "
-         "add train.npz with the inputs (x) and labels (y)")),
-        ("no labels", _keras3_mlp, {"x": np.zeros((4, 64), np.float32)},
-         ("quantization-aware training needs labelled training data: {folder}/train.npz: no array 'y'; add the labels "
-         "(class indices or one-hot for classification, targets for regression)")),
-        ("nested model", _keras3_nested, {"x": np.zeros((4, 64), np.float32), "y": np.zeros(4)},
-         ("{folder}/model.keras: layer 'inner' (Sequential) is a nested model; tfmot cannot quantize a model inside a "
-         "model, so flatten it into one Sequential or Functional model")),
+        (
+            "no train.npz",
+            _keras3_mlp,
+            None,
+            (
+                "{folder}/train.npz: no such file; quantization-aware training fine-tunes the model on its training "
+                "set, so "
+                "add train.npz with the inputs (x) and labels (y)"
+            ),
+        ),
+        (
+            "no labels",
+            _keras3_mlp,
+            {"x": np.zeros((4, 64), np.float32)},
+            (
+                "quantization-aware training needs labelled training data: {folder}/train.npz: no array 'y'; add the "
+                "labels "
+                "(class indices or one-hot for classification, targets for regression)"
+            ),
+        ),
+        (
+            "nested model",
+            _keras3_nested,
+            {"x": np.zeros((4, 64), np.float32), "y": np.zeros(4)},
+            (
+                "{folder}/model.keras: layer 'inner' (Sequential) is a nested model; tfmot cannot quantize a model "
+                "inside a "
+                "model, so flatten it into one Sequential or Functional model"
+            ),
+        ),
     ],
 )
-def test_where_qat_cannot_be_done_the_process_exits_0_with_a_reason_and_no_traceback(name, build, train, message, tmp_path) -> None:
+def test_where_qat_cannot_be_done_the_process_exits_0_with_a_reason_and_no_traceback(
+    name, build, train, message, tmp_path
+) -> None:
     build(tmp_path)
     if train is not None:
         np.savez(tmp_path / "train.npz", **train)
-    request = QatRequest(model_path=str(tmp_path / "model.keras"), train_path=str(tmp_path / "train.npz") if train else None,
-                         input_names=("pixels",), task="classification", tflite_path=str(tmp_path / "qat.tflite"),
-                         result_path=str(tmp_path / "result.json"), weights_path=str(tmp_path / "weights.npz"),
-                         reference_path=str(tmp_path / "reference.npz"))
+    request = QatRequest(
+        model_path=str(tmp_path / "model.keras"),
+        train_path=str(tmp_path / "train.npz") if train else None,
+        input_names=("pixels",),
+        task="classification",
+        tflite_path=str(tmp_path / "qat.tflite"),
+        result_path=str(tmp_path / "result.json"),
+        weights_path=str(tmp_path / "weights.npz"),
+        reference_path=str(tmp_path / "reference.npz"),
+    )
     write_json(tmp_path / "request.json", request)
-    process = subprocess.run([sys.executable, "-P", "-m", "gate.qat", str(tmp_path / "request.json")],
-                             capture_output=True, text=True, timeout=300, check=False)
+    process = subprocess.run(
+        [sys.executable, "-P", "-m", "gate.qat", str(tmp_path / "request.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert process.returncode == 0, process.stderr
     assert "Traceback" not in process.stderr
     result = read_result(tmp_path / "result.json")
@@ -293,7 +364,8 @@ def test_a_rebuild_that_is_not_faithful_is_not_trained(cnn, tmp_path) -> None:
     assert result.status is QatStatus.UNAVAILABLE and result.stage == "faithfulness"
     assert re.fullmatch(
         r"the tf-keras rebuild is not faithful: its outputs differ from the original Keras 3 model's by up to "
-        r"0\.0001\d* on the 397 eval inputs \(tolerance 1e-05\); gate will not train a model it cannot show to be the same",
+        r"0\.0001\d* on the 397 eval inputs \(tolerance 1e-05\); "
+        r"gate will not train a model it cannot show to be the same",
         result.reason,
     ), result.reason
 
@@ -304,22 +376,26 @@ def test_importing_gate_qat_imports_no_tensorflow_and_makes_tensorflow_use_tf_ke
         "import tensorflow as tf; print(tf.keras.__name__)"
     )
     environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300,
-                             check=False)
+    process = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300, check=False
+    )
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip().startswith("tf_keras."), process.stdout
 
 
 def test_a_converter_crash_is_a_failed_result_that_keeps_the_training_figures(cnn, cnn_run, tmp_path) -> None:
     """A stand-in for python that writes the result the QAT process writes before converting, then dies."""
-    partial = dataclasses.replace(cnn_run[0], status=QatStatus.FAILED, stage="convert", tflite=None,
-                                  reason="the process ended while converting")
+    partial = dataclasses.replace(
+        cnn_run[0], status=QatStatus.FAILED, stage="convert", tflite=None, reason="the process ended while converting"
+    )
     request = cnn.request(tmp_path)
     write_json(tmp_path / "partial.json", partial)
     fake_python = tmp_path / "python"
     fake_python.write_text(f"#!/bin/sh\ncp {tmp_path / 'partial.json'} {request.result_path}\nkill -SEGV $$\n")
     fake_python.chmod(fake_python.stat().st_mode | stat.S_IXUSR)
-    result = run_qat(request, request_path=tmp_path / "request.json", python=str(fake_python), progress=lambda line: None)
+    result = run_qat(
+        request, request_path=tmp_path / "request.json", python=str(fake_python), progress=lambda line: None
+    )
     assert result.status is QatStatus.FAILED and result.tflite is None
     assert result.reason == "the TFLite converter crashed with SIGSEGV during the convert stage"
     assert result.epochs == cnn_run[0].epochs
@@ -328,20 +404,26 @@ def test_a_converter_crash_is_a_failed_result_that_keeps_the_training_figures(cn
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"epoch": 3}, "epoch: unknown field (did you mean 'epochs'?); allowed: model_path, "),
+        ({"epoch": 3}, "Object has an unknown field `epoch` - at `$`"),
         ({"epochs": 0}, "epochs: expected a whole number from 1 to 100, got 0"),
-        ({"epochs": "3"}, "epochs: expected a whole number, got '3'"),
+        ({"epochs": "3"}, "Expected `int`, got `str` - at `$.epochs`"),
         ({"learning_rate": 0}, "learning_rate: expected a number in (0, 1], got 0.0"),
         ({"input_dtype": "int16"}, "input_dtype: expected one of int8, uint8, float32, got 'int16'"),
         ({"task": "clasification"}, "task: expected one of classification, regression, got 'clasification'"),
-        ({"input_names": ["x", 1]}, "input_names[1]: expected a string, got 1"),
-        ({"fixed_batch": 1}, "fixed_batch: expected true or false, got 1"),
-        ({"model_path": None}, "model_path: expected a string, got None"),
+        ({"input_names": ["x", 1]}, "Expected `str`, got `int` - at `$.input_names[1]`"),
+        ({"fixed_batch": 1}, "Expected `bool`, got `int` - at `$.fixed_batch`"),
+        ({"model_path": None}, "Expected `str`, got `null` - at `$.model_path`"),
     ],
 )
 def test_a_bad_request_is_refused_naming_the_file_and_field(changes, message, tmp_path) -> None:
-    data = {"model_path": "m.keras", "train_path": "train.npz", "input_names": ["x"], "task": "classification",
-            "tflite_path": "q.tflite", "result_path": "r.json"} | changes
+    data = {
+        "model_path": "m.keras",
+        "train_path": "train.npz",
+        "input_names": ["x"],
+        "task": "classification",
+        "tflite_path": "q.tflite",
+        "result_path": "r.json",
+    } | changes
     (tmp_path / "request.json").write_text(json.dumps(data))
     with pytest.raises(ModelError) as raised:
         read_request(tmp_path / "request.json")
@@ -352,6 +434,8 @@ def test_a_result_whose_tflite_changed_is_refused(cnn_run, tmp_path) -> None:
     result = cnn_run[0]
     copy = tmp_path / "model.tflite"
     copy.write_bytes(Path(result.tflite.path).read_bytes() + b"\0")
-    write_json(tmp_path / "result.json", dataclasses.replace(result, tflite=dataclasses.replace(result.tflite, path=str(copy))))
+    write_json(
+        tmp_path / "result.json", dataclasses.replace(result, tflite=dataclasses.replace(result.tflite, path=str(copy)))
+    )
     with pytest.raises(ModelError, match=r"result.json: tflite.sha256: .*model.tflite has sha256 [0-9a-f]{64}, not "):
         read_result(tmp_path / "result.json")

@@ -30,10 +30,14 @@ def _randomize(model, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         positive = type(layer).__name__ == "BatchNormalization"  # moving variances
-        layer.set_weights([
-            (np.abs(rng.normal(size=w.shape)) * 0.5 + 0.5 if positive else rng.normal(size=w.shape) * 0.3).astype(w.dtype)
-            for w in layer.get_weights()
-        ])
+        layer.set_weights(
+            [
+                (np.abs(rng.normal(size=w.shape)) * 0.5 + 0.5 if positive else rng.normal(size=w.shape) * 0.3).astype(
+                    w.dtype
+                )
+                for w in layer.get_weights()
+            ]
+        )
 
 
 def rebuilt_difference(model, inputs: list[np.ndarray], tmp_path: Path) -> float:
@@ -56,24 +60,26 @@ def _zoo(name: str):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(1)
     if name == "cnn":
-        model = keras.Sequential([
-            keras.Input((12, 12, 3), name="image"),
-            layers.Rescaling(1 / 255.0),
-            layers.Conv2D(8, 3, padding="same", use_bias=False),
-            layers.BatchNormalization(),
-            layers.ReLU(max_value=6.0),
-            layers.DepthwiseConv2D(3, padding="same", activation="relu6"),
-            layers.SeparableConv2D(8, 3, activation="swish"),
-            layers.ZeroPadding2D(1),
-            layers.AveragePooling2D(2),
-            layers.MaxPooling2D(padding="same"),
-            layers.Conv2DTranspose(4, 2, strides=2),
-            layers.UpSampling2D(),
-            layers.Cropping2D(1),
-            layers.SpatialDropout2D(0.2),
-            layers.GlobalAveragePooling2D(),
-            layers.Dense(5, activation="softmax", kernel_regularizer="l2"),
-        ])
+        model = keras.Sequential(
+            [
+                keras.Input((12, 12, 3), name="image"),
+                layers.Rescaling(1 / 255.0),
+                layers.Conv2D(8, 3, padding="same", use_bias=False),
+                layers.BatchNormalization(),
+                layers.ReLU(max_value=6.0),
+                layers.DepthwiseConv2D(3, padding="same", activation="relu6"),
+                layers.SeparableConv2D(8, 3, activation="swish"),
+                layers.ZeroPadding2D(1),
+                layers.AveragePooling2D(2),
+                layers.MaxPooling2D(padding="same"),
+                layers.Conv2DTranspose(4, 2, strides=2),
+                layers.UpSampling2D(),
+                layers.Cropping2D(1),
+                layers.SpatialDropout2D(0.2),
+                layers.GlobalAveragePooling2D(),
+                layers.Dense(5, activation="softmax", kernel_regularizer="l2"),
+            ]
+        )
         return model, [rng.uniform(0, 255, (4, 12, 12, 3)).astype(np.float32)]
     if name == "functional":
         x_in = keras.Input((16,), name="features")
@@ -106,20 +112,24 @@ def _zoo(name: str):
         out = layers.Dense(3, activation="sigmoid")(x)
         return keras.Model(x_in, out), [rng.normal(size=(4, 8, 6)).astype(np.float32)]
     if name == "embedding":
-        model = keras.Sequential([
-            keras.Input((7,), dtype="int32", name="tokens"),
-            layers.Embedding(20, 4),
-            layers.GRU(5),
-            layers.RepeatVector(3),
-            layers.LSTM(4, go_backwards=True),
-            layers.Dense(2),
-        ])
+        model = keras.Sequential(
+            [
+                keras.Input((7,), dtype="int32", name="tokens"),
+                layers.Embedding(20, 4),
+                layers.GRU(5),
+                layers.RepeatVector(3),
+                layers.LSTM(4, go_backwards=True),
+                layers.Dense(2),
+            ]
+        )
         return model, [rng.integers(0, 20, (4, 7)).astype(np.int32)]
     if name == "two_inputs":
         a_in, b_in = keras.Input((4,), name="a"), keras.Input((3,), name="b")
         out = layers.Dense(2)(layers.Concatenate()([layers.Dense(3)(a_in), b_in]))
-        return keras.Model([a_in, b_in], out), [rng.normal(size=(4, 4)).astype(np.float32),
-                                                rng.normal(size=(4, 3)).astype(np.float32)]
+        return keras.Model([a_in, b_in], out), [
+            rng.normal(size=(4, 4)).astype(np.float32),
+            rng.normal(size=(4, 3)).astype(np.float32),
+        ]
     raise ValueError(name)
 
 
@@ -132,17 +142,33 @@ def test_a_rebuilt_model_computes_what_the_keras3_model_computes(name, tmp_path)
 
 # Constructor arguments for the layers that need some, and the input to build them on.
 LAYER_ARGUMENTS = {
-    "Dense": {"units": 2}, "Embedding": {"input_dim": 5, "output_dim": 2},
-    "Conv1D": {"filters": 2, "kernel_size": 3}, "Conv2D": {"filters": 2, "kernel_size": 3},
-    "Conv1DTranspose": {"filters": 2, "kernel_size": 3}, "Conv2DTranspose": {"filters": 2, "kernel_size": 3},
-    "DepthwiseConv1D": {"kernel_size": 3}, "DepthwiseConv2D": {"kernel_size": 3},
-    "SeparableConv1D": {"filters": 2, "kernel_size": 3}, "SeparableConv2D": {"filters": 2, "kernel_size": 3},
-    "AveragePooling1D": {"pool_size": 2}, "AveragePooling2D": {"pool_size": 2},
-    "Reshape": {"target_shape": (4,)}, "Permute": {"dims": (2, 1)}, "RepeatVector": {"n": 2},
-    "Dropout": {"rate": 0.1}, "SpatialDropout1D": {"rate": 0.1}, "SpatialDropout2D": {"rate": 0.1},
-    "GaussianNoise": {"stddev": 0.1}, "GaussianDropout": {"rate": 0.1}, "Activation": {"activation": "relu"},
-    "Dot": {"axes": 1}, "Rescaling": {"scale": 0.5}, "Normalization": {"mean": 0.0, "variance": 1.0},
-    "LSTM": {"units": 2}, "GRU": {"units": 2}, "SimpleRNN": {"units": 2},
+    "Dense": {"units": 2},
+    "Embedding": {"input_dim": 5, "output_dim": 2},
+    "Conv1D": {"filters": 2, "kernel_size": 3},
+    "Conv2D": {"filters": 2, "kernel_size": 3},
+    "Conv1DTranspose": {"filters": 2, "kernel_size": 3},
+    "Conv2DTranspose": {"filters": 2, "kernel_size": 3},
+    "DepthwiseConv1D": {"kernel_size": 3},
+    "DepthwiseConv2D": {"kernel_size": 3},
+    "SeparableConv1D": {"filters": 2, "kernel_size": 3},
+    "SeparableConv2D": {"filters": 2, "kernel_size": 3},
+    "AveragePooling1D": {"pool_size": 2},
+    "AveragePooling2D": {"pool_size": 2},
+    "Reshape": {"target_shape": (4,)},
+    "Permute": {"dims": (2, 1)},
+    "RepeatVector": {"n": 2},
+    "Dropout": {"rate": 0.1},
+    "SpatialDropout1D": {"rate": 0.1},
+    "SpatialDropout2D": {"rate": 0.1},
+    "GaussianNoise": {"stddev": 0.1},
+    "GaussianDropout": {"rate": 0.1},
+    "Activation": {"activation": "relu"},
+    "Dot": {"axes": 1},
+    "Rescaling": {"scale": 0.5},
+    "Normalization": {"mean": 0.0, "variance": 1.0},
+    "LSTM": {"units": 2},
+    "GRU": {"units": 2},
+    "SimpleRNN": {"units": 2},
     "MultiHeadAttention": {"num_heads": 2, "key_dim": 2},
 }
 
@@ -154,7 +180,9 @@ def test_every_layer_in_the_table_translates_into_a_tf_keras_layer(class_name) -
     import tf_keras
 
     if class_name in ("Bidirectional", "TimeDistributed"):
-        layer = getattr(keras.layers, class_name)(keras.layers.LSTM(2) if class_name == "Bidirectional" else keras.layers.Dense(2))
+        layer = getattr(keras.layers, class_name)(
+            keras.layers.LSTM(2) if class_name == "Bidirectional" else keras.layers.Dense(2)
+        )
     else:
         layer = getattr(keras.layers, class_name)(**LAYER_ARGUMENTS.get(class_name, {}))
     entry = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
@@ -212,13 +240,28 @@ def _rms_scaling(keras):
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (_nested, (r"layer 'inner' \(Sequential\) is a nested model; tfmot cannot quantize a model inside a model, so "
-                  r"flatten it into one Sequential or Functional model")),
-        (_ops, (r"layer 'add(_\d+)?' \(Add\) is 'keras.src.ops.numpy.Add', not a keras.layers class \(a keras.ops "
-               r"call\), which gate cannot rebuild in tf-keras; replace it with a built-in Keras layer")),
+        (
+            _nested,
+            (
+                r"layer 'inner' \(Sequential\) is a nested model; tfmot cannot quantize a model inside a model, so "
+                r"flatten it into one Sequential or Functional model"
+            ),
+        ),
+        (
+            _ops,
+            (
+                r"layer 'add(_\d+)?' \(Add\) is 'keras.src.ops.numpy.Add', not a keras.layers class \(a keras.ops "
+                r"call\), which gate cannot rebuild in tf-keras; replace it with a built-in Keras layer"
+            ),
+        ),
         (_preprocessing, r"layer 'random_flip' \(RandomFlip\): gate does not rebuild RandomFlip layers in tf-keras"),
-        (_mixed_precision, (r"layer 'dense' \(Dense\): dtype policy 'mixed_float16'; quantization-aware training needs "
-                           r"float32 layers")),
+        (
+            _mixed_precision,
+            (
+                r"layer 'dense' \(Dense\): dtype policy 'mixed_float16'; quantization-aware training needs "
+                r"float32 layers"
+            ),
+        ),
         (_rms_scaling, r"option rms_scaling=True has no tf-keras equivalent \(only False has\)"),
     ],
 )
@@ -232,8 +275,13 @@ def test_what_cannot_be_rebuilt_is_a_reason_naming_the_layer(build, message, tmp
 
 def test_a_subclassed_model_is_a_reason() -> None:
     config = {"module": "my_models", "class_name": "MyModel", "registered_name": "my_models>MyModel", "config": {}}
-    with pytest.raises(ModelError, match=re.escape("is a subclassed model ('my_models>MyModel'); quantization-aware "
-                                                   "training needs a Sequential or Functional model")):
+    with pytest.raises(
+        ModelError,
+        match=re.escape(
+            "is a subclassed model ('my_models>MyModel'); quantization-aware "
+            "training needs a Sequential or Functional model"
+        ),
+    ):
         qat_rebuild.translate(config, "m.keras")
 
 
@@ -242,6 +290,11 @@ def test_weights_that_do_not_fit_the_rebuilt_layer_are_a_reason(tmp_path) -> Non
 
     model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(2, name="head")])
     plan = qat_rebuild.translate(_config(model, tmp_path), "m.keras")
-    with pytest.raises(ModelError, match=re.escape("layer 'head' (Dense) has weights of shapes [(4, 3)] in Keras 3 but "
-                                                   "[(4, 2), (2,)] when rebuilt in tf-keras; gate cannot copy them")):
+    with pytest.raises(
+        ModelError,
+        match=re.escape(
+            "layer 'head' (Dense) has weights of shapes [(4, 3)] in Keras 3 but "
+            "[(4, 2), (2,)] when rebuilt in tf-keras; gate cannot copy them"
+        ),
+    ):
         qat_rebuild.build(plan, {"head": [np.zeros((4, 3), np.float32)]}, "m.keras")
