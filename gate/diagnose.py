@@ -51,8 +51,14 @@ def diagnose(
     if int8 and any(check.name == metric_check and check.status is Status.FAIL for check in int8.checks):
         assert int8.conversion is not None
         findings = [f for tensor in int8.conversion.inputs if (f := input_range_finding(tensor, eval_data.inputs))]
-    errors = layer_errors(saved_model_dir, setup) if lost(published) or lost(int8) else ()
+    # The ranking quantizes layers as int8 does: without an int8 candidate (its converter crashed) it cannot run.
+    errors = layer_errors(saved_model_dir, setup) if int8 and (lost(published) or lost(int8)) else ()
     return errors, tuple(findings)
+
+
+def failed(reason: str) -> Finding:
+    """The diagnosis itself crashed (gate.run resumed the model without it): say so instead of the layer errors."""
+    return Finding("diagnosis", "The layer ranking could not run", f"{reason}; the model's figures are unaffected.")
 
 
 def layer_errors(saved_model_dir: Path, setup: Setup) -> tuple[LayerError, ...]:

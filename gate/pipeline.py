@@ -64,6 +64,7 @@ class Job:
     # worker resumes the search after them (gate.run).
     done: tuple[Candidate, ...] = ()
     search_seconds: float = 0.0
+    diagnosis_failure: str = ""  # why an earlier worker died while diagnosing: this one skips the diagnosis
 
 
 class Reporter:
@@ -235,9 +236,12 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         with stages.stage("diagnose"):
             from gate import diagnose
 
-            layer_errors, findings = diagnose.diagnose(
-                candidates, published, setup, model.saved_model_dir, eval_data, policy, job.task
-            )
+            if job.diagnosis_failure:
+                layer_errors, findings = (), (diagnose.failed(job.diagnosis_failure),)
+            else:
+                layer_errors, findings = diagnose.diagnose(
+                    candidates, published, setup, model.saved_model_dir, eval_data, policy, job.task
+                )
 
     input_files = [*source_files, eval_data.info.file]
     if calibration and calibration.info.file != eval_data.info.file:

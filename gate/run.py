@@ -342,6 +342,17 @@ class Scheduler:
                 worker, f"the gate's worker {death} while building or measuring it{crash}{self._log_hint(job)}"
             )
             return
+        if worker.stage == "diagnose" and not job.diagnosis_failure:  # the search is done: keep it, skip diagnosis
+            resumed = dataclasses.replace(
+                job,
+                done=tuple(worker.done),
+                search_seconds=worker.search_seconds,
+                diagnosis_failure=f"the gate's worker {death} while ranking the layers",
+            )
+            index = worker.index
+            self._retire(worker)
+            self._todo.appendleft((index, resumed))
+            return
         cause = f"{death} {self._where(worker)}"
         crash = " (a crash inside TensorFlow or LiteRT on this model)" if code < 0 else " without a result"
         self._done(worker, error_result(

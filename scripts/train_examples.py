@@ -89,6 +89,12 @@ def digits_8x8() -> Split:
     return split(x, digits.target)
 
 
+def digits_rows() -> Split:
+    """Digits as 8 time steps (the rows) of 8 features, scaled to 0..1: what a line-reading CRNN sees."""
+    digits = load_digits()
+    return split((digits.images / 16.0).astype(np.float32), digits.target)
+
+
 def digits_32x32_uint8() -> Split:
     """Digits as 32x32x3 uint8 images: the 8x8 pixels scaled to 0..255, each repeated 4x4 and 3 times.
 
@@ -154,10 +160,23 @@ def digits_mobilenetv2(shape: tuple[int, ...]) -> keras.Model:
     return model
 
 
+def digits_crnn(shape: tuple[int, ...]) -> keras.Model:
+    """In the spirit of a handwriting CRNN (MobileNetV3 + BiLSTM + attention): convolutions, a BiLSTM over the
+    rows, self-attention, a softmax. Its full-int8 conversion crashes TF 2.21's converter (SIGSEGV)."""
+    layers = keras.layers
+    inputs = keras.Input(shape, name="rows")
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(layers.Reshape((*shape, 1))(inputs))
+    x = layers.Bidirectional(layers.LSTM(16, return_sequences=True))(layers.Reshape((shape[0], -1))(x))
+    x = layers.Concatenate()([x, layers.Attention()([x, x])])
+    outputs = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, outputs)
+
+
 EXAMPLES = (
     Example("digits_cnn", digits_8x8, digits_cnn, epochs=40, batch_size=32, policy="mcu"),
     Example("breast_cancer_mlp", breast_cancer_standardized, breast_cancer_mlp, epochs=40, batch_size=32),
     Example("digits_mobilenetv2", digits_32x32_uint8, digits_mobilenetv2, epochs=30, batch_size=64),
+    Example("digits_crnn", digits_rows, digits_crnn, epochs=20, batch_size=32, learning_rate=3e-3),
 )
 
 

@@ -342,9 +342,25 @@ def test_the_bundled_example_models_pass(tmp_path) -> None:
     assert [m["name"] for m in run.report["models"]] == [
         "breast_cancer_mlp",
         "digits_cnn",
+        "digits_crnn",
         "digits_mobilenetv2",
         "digits_outlier_mlp",
     ]
+    # Plain int8 honestly fails the outlier-channel example; the search recovers it and shows why.
+    outlier = run.model("digits_outlier_mlp")
+    assert outlier["candidates"][0]["method"] == "int8" and outlier["candidates"][0]["status"] == "FAIL"
+    assert -outlier["candidates"][0]["metric_change"] > 2
+    assert outlier["candidates"][outlier["chosen"]]["status"] == "PASS"
+    assert outlier["layer_errors"][0]["name"] == "features"
+    assert "xychart-beta" in run.markdown
+    # The recurrent model: full-int8 PTQ crashes the converter, every outcome is reported, QAT passes.
+    crnn = run.model("digits_crnn")
+    outcomes = [(c["method"], c["status"]) for c in crnn["candidates"]]
+    assert outcomes[0] == ("int8", "ERROR") and "SIGSEGV" in crnn["candidates"][0]["reason"]
+    assert outcomes[-1] == ("qat-int8", "PASS")
+    assert any(
+        note.startswith("rebuilt in tf-keras from the Keras 3 model") for note in crnn["candidates"][-1]["notes"]
+    )
 
 
 def keras3_mlp_with(folder: Path, healthy_model: Path, kernel_value: float, at: tuple) -> None:

@@ -439,3 +439,19 @@ def test_a_result_whose_tflite_changed_is_refused(cnn_run, tmp_path) -> None:
     )
     with pytest.raises(ModelError, match=r"result.json: tflite.sha256: .*model.tflite has sha256 [0-9a-f]{64}, not "):
         read_result(tmp_path / "result.json")
+
+
+def test_method_qat_int8_gates_a_keras3_model_end_to_end(workspace) -> None:
+    from helpers import run_gate
+
+    (workspace / "models" / "healthy" / "gate.toml").write_text('method = "qat-int8"\n')
+    run = run_gate("check", "--no-cache", cwd=workspace)
+    assert run.exit_code == 0, run.stderr
+    (qat,) = run.model("healthy")["candidates"]
+    assert qat["method"] == "qat-int8" and qat["status"] == "PASS"
+    assert qat["conversion"]["inputs"][0]["dtype"] == "int8" and qat["conversion"]["float_ops"] == []
+    assert abs(qat["metric_change"]) <= 0.5 or qat["metric_change"] > 0
+    assert qat["notes"][0].startswith("rebuilt in tf-keras from the Keras 3 model: outputs on 397 eval samples within")
+    assert "rebuilt in tf-keras from the Keras 3 model" in run.markdown
+    assert (run.out_dir / "artifacts" / "healthy.qat-int8.tflite").is_file()
+    assert "qat: epoch 3/3" in run.stderr  # one progress line per epoch
