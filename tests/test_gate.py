@@ -182,7 +182,7 @@ def zoo(tmp_path_factory, healthy_model) -> Path:
     (models / "float16" / "gate.toml").write_text('method = "float16"\npolicy = "float_io"\n')
     shutil.copytree(healthy_model, models / "demands_10x")
     (models / "demands_10x" / "gate.toml").write_text(
-        'override_reason = "the board has 16 KiB of flash"\n[overrides.size]\nmin_reduction = 10.0\n'
+        'method = "int8"\noverride_reason = "the board has 16 KiB of flash"\n[overrides.size]\nmin_reduction = 10.0\n'
     )
     shutil.copytree(healthy_model, models / "corrupt")
     (models / "corrupt" / "model.keras").write_bytes(b"PK\x03\x04 this is not a zip archive")

@@ -143,12 +143,8 @@ def test_a_keras3_cnn_is_rebuilt_faithfully_and_keeps_its_accuracy_at_int8(cnn, 
     assert result.faithfulness is not None
     assert result.faithfulness.max_abs_diff <= TOLERANCE == result.faithfulness.tolerance
     assert result.faithfulness.samples == len(cnn.x_eval)
-    assert [(i.name, i.class_name) for i in result.annotated_layers] == [
-        ("conv2d", "Conv2D"),
-        ("max_pooling2d", "MaxPooling2D"),
-        ("flatten", "Flatten"),
-        ("dense", "Dense"),
-    ]
+    # Keras numbers layer names within a process (conv2d_1 after another test's conv2d): compare the classes.
+    assert [i.class_name for i in result.annotated_layers] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense"]
     assert result.unannotated_layers == ()
     assert [e.epoch for e in result.epochs] == [1, 2]
     assert result.loss == "sparse_categorical_crossentropy (probabilities)" and result.metric == "accuracy"
