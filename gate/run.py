@@ -129,6 +129,8 @@ def gate_all(
             results[index] = result
 
         labels = {index: f"[{index + 1}/{total}] {job.name}" for index, job in queue}
+        # Largest models first: the longest jobs start at once, and the small ones fill the other workers.
+        queue.sort(key=lambda item: -_folder_bytes(Path(item[1].folder)))
         Scheduler(jobs or os.cpu_count() or 1, verbose=verbose, progress=progress, labels=labels).run(queue, finished)
     ordered = [results[index] for index in range(total)]
     write_reports(out_dir, ordered, baseline=baseline, step_summary=step_summary)
@@ -399,6 +401,10 @@ class Scheduler:
 
     def _log_hint(self, job: Job) -> str:
         return "" if self.verbose else f"; see {log_path(job.name)} in the output folder"
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _candidate_line(candidate: Candidate) -> str:
