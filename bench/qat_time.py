@@ -5,9 +5,9 @@ check the rebuild's faithfulness, to train each epoch and to convert; and the
 eval-set accuracy of the Keras 3 float model, of gate's own post-training int8
 (`gate check`, one worker process per model, so a converter crash ends only
 that model) and of the QAT int8 .tflite. Models: the bundled ones under
-models/, and four built here with fixed seeds on the scikit-learn digits.
+models/, and three built here with fixed seeds on the scikit-learn digits.
 
-    PYTHONPATH=. python bench/qat_time.py [--epochs 2] [--only digits_crnn ...]
+    PYTHONPATH=. python bench/qat_time.py [--epochs N] [--only digits_crnn ...]
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from gate.config import POLICY_KEYS
 from gate.measure import from_model_output, to_model_input
 from gate.qat_job import QatRequest, QatStatus, run_qat, write_keras3_reference
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLED = ("breast_cancer_mlp", "digits_cnn", "digits_mobilenetv2")
-BUILT = ("digits_cnn_small", "digits_conv1d", "digits_crnn", "digits_bilstm_attention")
-# PTQ accuracy only: no latency checks, so `gate check` does not benchmark.
-POLICY = '[accuracy]\nmax_drop = 2.0\n[io]\ninput_dtype = "int8"\noutput_dtype = "int8"\n'
+BUNDLED = tuple(sorted(p.parent.name for p in (REPO / "models").glob("*/model.keras")))
+BUILT = ("digits_cnn_small", "digits_conv1d", "digits_bilstm_attention")
+# Plain post-training int8 only (no search), and no latency checks, so `gate check` does not benchmark.
+POLICY = '[accuracy]\nmax_drop = 2.0\n[io]\ninput_dtype = "int8"\noutput_dtype = "int8"\n[search]\ncandidates = ["int8"]\n'
 
 
 def build(name: str, folder: Path) -> None:
@@ -52,11 +53,6 @@ def build(name: str, folder: Path) -> None:
     elif name == "digits_conv1d":
         h = layers.Conv1D(16, 3, activation="relu")(layers.Rescaling(2.0, offset=-1.0)(inputs))
         outputs = layers.Dense(10, activation="softmax")(layers.Flatten()(h))
-    elif name == "digits_crnn":  # in the spirit of a handwriting CRNN: convolutions, then a BiLSTM over the rows
-        h = layers.Conv2D(8, 3, padding="same", activation="relu")(layers.Reshape((8, 8, 1))(inputs))
-        h = layers.Bidirectional(layers.LSTM(16, return_sequences=True))(layers.Reshape((8, 64))(h))
-        h = layers.Concatenate()([h, layers.Attention()([h, h])])
-        outputs = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling1D()(h))
     else:  # tests/test_isolation.py's model, whose post-training int8 conversion dies with SIGSEGV
         h = layers.Bidirectional(layers.LSTM(8, return_sequences=True))(inputs)
         outputs = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling1D()(layers.Attention()([h, h])))
@@ -130,7 +126,7 @@ def post_training(folders: list[Path], work: Path) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=POLICY_KEYS["qat.epochs"].default)
     parser.add_argument("--only", nargs="*", default=[], help="model names (default: all)")
     args = parser.parse_args(argv)
     import keras
