@@ -31,7 +31,15 @@ REPO = Path(__file__).resolve().parent.parent
 BUNDLED = tuple(sorted(p.parent.name for p in (REPO / "models").glob("*/model.keras")))
 BUILT = ("digits_cnn_small", "digits_conv1d", "digits_bilstm_attention")
 # Plain post-training int8 only (no search), and no latency checks, so `gate check` does not benchmark.
-POLICY = '[accuracy]\nmax_drop = 2.0\n[io]\ninput_dtype = "int8"\noutput_dtype = "int8"\n[search]\ncandidates = ["int8"]\n'
+POLICY = """
+[accuracy]
+max_drop = 2.0
+[io]
+input_dtype = "int8"
+output_dtype = "int8"
+[search]
+candidates = ["int8"]
+"""
 
 
 def build(name: str, folder: Path) -> None:
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         per_epoch = "/".join(f"{e.seconds:.1f}" for e in result.epochs) or "-"
         diff = f"{result.faithfulness.max_abs_diff:.2g}" if result.faithfulness else "-"
         candidate = (report.get("candidates") or [{}])[0]
-        ptq_accuracy = candidate.get("conversion", {}).get("evaluation", {}).get("value")
+        ptq_accuracy = ((candidate.get("conversion") or {}).get("evaluation") or {}).get("value")
 
         def cell(value: float | None) -> str:
             return f"{value:.2f}%" if value is not None else "-"

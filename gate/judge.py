@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from gate.keys import Choice, Flag, Kind, Number, Value, plain
+from gate.keys import Choice, Flag, Kind, Number, Value, duration, plain
 from gate.results import Candidate, CheckResult, Conversion, Status
 
 Verdict = tuple[Status, float | str | bool | None, str]
@@ -166,7 +166,7 @@ def _latency_budget(percentile: str) -> Evaluate:
         return (
             status,
             round(value, 6),
-            f"{percentile} {value:.3g} ms at batch 1, {latency.threads} thread(s) (budget ≤ {plain(limit)} ms)",
+            f"{percentile} {duration(value)} at batch 1, {latency.threads} thread(s) (budget ≤ {duration(limit)})",
         )
 
     return evaluate

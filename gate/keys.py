@@ -32,6 +32,15 @@ def plain(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
+def duration(milliseconds: float) -> str:
+    """A latency in the unit that suits it: 0.84 µs, 41 µs, 3.2 ms, 1.5 s (two significant digits below 10)."""
+    for unit, scale in (("µs", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        value = milliseconds / scale
+        if abs(value) < 1000 or unit == "s":
+            return (f"{value:.0f}" if abs(value) >= 10 else f"{value:.2g}") + f" {unit}"
+    raise AssertionError("unreachable")
+
+
 @dataclass(frozen=True)
 class Number:
     """A number in [minimum, maximum]; `integer` allows whole numbers only."""

@@ -368,12 +368,13 @@ def notes(result: QatResult) -> tuple[str, ...]:
     lines = []
     if result.rebuilt and result.faithfulness:
         f = result.faithfulness
-        lines.append(f"rebuilt in tf-keras from the Keras 3 model: outputs on {f.samples} eval samples within "
-                     f"{f.max_abs_diff:.2g} of the original (tolerance {f.tolerance:g})")  # fmt: skip
+        lines.append(f"rebuilt in tf-keras from the Keras 3 model: outputs on {f.samples} eval samples at most "
+                     f"{f.max_abs_diff:.2g} from the original's (tolerance {f.tolerance:g})")  # fmt: skip
     if result.epochs:
         last = result.epochs[-1]
-        lines.append(f"{len(result.epochs)} epoch(s) of QAT on {result.train_samples} training samples (last: loss "
-                     f"{last.loss:.4g}, {result.metric} {last.metric:.4g})")  # fmt: skip
+        unit = "%" if result.metric == "accuracy" else ""
+        lines.append(f"{len(result.epochs)} epoch(s) of QAT on {result.train_samples} training samples (last epoch, "
+                     f"on them: loss {last.loss:.4g}, {result.metric} {last.metric:.4g}{unit})")  # fmt: skip
     if result.unannotated_layers:
         left = ", ".join(f"{layer.name} ({layer.class_name})" for layer in result.unannotated_layers[:8])
         more = f" and {len(result.unannotated_layers) - 8} more" if len(result.unannotated_layers) > 8 else ""

@@ -19,6 +19,7 @@ import jinja2
 from gate import __version__
 from gate.compare import Baseline, Comparison, ModelChange, compare
 from gate.judge import CHECKS
+from gate.keys import duration
 from gate.layout import CHECKSUMS, COMMENT_MD, REPORT_JSON, REPORT_MD, log_path
 from gate.results import SCHEMA_VERSION, CheckResult, Interval, ModelResult, Status, dumps, json_schema
 
@@ -128,18 +129,9 @@ def _mermaid_label(text: str) -> str:
     return '"' + "".join(ch for ch in text if ch.isalnum() or ch in "-_.") + '"'
 
 
-def _duration(milliseconds: float) -> str:
-    """A latency in the unit that suits it: 0.84 µs, 41 µs, 3.2 ms, 1.5 s (two significant digits below 100)."""
-    for unit, scale in (("µs", 1e-3), ("ms", 1.0), ("s", 1e3)):
-        value = milliseconds / scale
-        if abs(value) < 1000 or unit == "s":
-            return (f"{value:.0f}" if abs(value) >= 10 else f"{value:.2g}") + f" {unit}"
-    raise AssertionError("unreachable")
-
-
 def _duration_change(milliseconds: float) -> str:
     sign = "+" if milliseconds > 0 else ("−" if milliseconds < 0 else "±")
-    return sign + _duration(abs(milliseconds))
+    return sign + duration(abs(milliseconds))
 
 
 def _number(value: object) -> str:
@@ -155,7 +147,7 @@ def _number(value: object) -> str:
 def _figure(value: object, unit: str) -> str:
     """A measured value or threshold with its unit, as a reviewer reads it: 3.99×, 3.1 pts, 41 µs."""
     if unit == "ms" and isinstance(value, int | float) and not isinstance(value, bool):
-        return _duration(float(value))
+        return duration(float(value))
     text = f"{value:.3g}" if isinstance(value, float) else _number(value)
     return f"{text}{'' if unit in ('', '×') else ' '}{unit}"
 
@@ -208,8 +200,8 @@ def _latency_cell(change: ModelChange) -> str:
     if head is None or head.p50_ms is None:
         return "—"
     if base is None or base.p50_ms is None:
-        return _duration(head.p50_ms)
-    return f"{_duration(base.p50_ms)} → {_duration(head.p50_ms)} ({_duration_change(head.p50_ms - base.p50_ms)})"
+        return duration(head.p50_ms)
+    return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(head.p50_ms - base.p50_ms)})"
 
 
 def _environment() -> jinja2.Environment:
@@ -222,7 +214,7 @@ def _environment() -> jinja2.Environment:
     )
     environment.filters.update(
         md=_md, cause=_cause, size=_size, size_change=_size_change, metric=_metric, change=_change,
-        number=_number, duration=_duration, duration_change=_duration_change, figure=_figure,
+        number=_number, duration=duration, duration_change=_duration_change, figure=_figure,
         failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
         latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label,
     )  # fmt: skip

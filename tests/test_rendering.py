@@ -13,6 +13,7 @@ from factories import model_result
 
 from gate import report
 from gate.compare import Baseline
+from gate.keys import duration
 from gate.results import Finding, LayerError, Status, error_result
 
 
@@ -97,7 +98,14 @@ def test_a_failed_models_summary_row_names_its_failed_checks_with_value_and_limi
     [(0.000841, "0.84 µs"), (0.0413, "41 µs"), (3.21, "3.2 ms"), (12.5, "12 ms"), (1500, "1.5 s")],
 )
 def test_latency_reads_in_the_unit_that_suits_it(milliseconds, text) -> None:
-    assert report._duration(milliseconds) == text
+    assert duration(milliseconds) == text
+
+
+def test_a_latency_check_reads_in_microseconds_where_it_was_microseconds() -> None:
+    markdown = report.render_markdown([model_result(p50_ms=0.000591)])
+    (row,) = [line for line in markdown.splitlines() if line.startswith("| `latency.max_p50_ms` |")]
+    assert row.startswith("| `latency.max_p50_ms` | 5 ms | 0.59 µs | ✅ PASS | p50 0.59 µs at batch 1, 1 thread(s)")
+    assert "(budget ≤ 5 ms)" in row
 
 
 def test_a_comment_for_200_models_fits_githubs_limit_and_renders() -> None:
