@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{cell(qat):>9}  {len(result.annotated_layers)} / {len(result.unannotated_layers)}"
         )
         if report.get("error"):
-            print(f"{'':<24} PTQ: {report['error'].splitlines()[0]}")
+            print(f"{'':<24} PTQ: {report['error'].splitlines()[0].split(': ', 1)[-1]}")  # without the folder path
         if result.status is not QatStatus.OK:
             print(f"{'':<24} QAT {result.status}: {result.reason.splitlines()[0]}")
     return 0

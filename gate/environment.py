@@ -16,7 +16,9 @@ from pathlib import Path
 
 from gate import __version__
 
-TOOL_DISTRIBUTIONS = ("tensorflow", "keras", "tf-keras", "ai-edge-litert", "numpy", "pytest-benchmark")
+# Every distribution a figure can depend on: the converters, the runtime, QAT and the benchmark.
+TOOL_DISTRIBUTIONS = ("tensorflow", "keras", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
+                      "litert-quantizer", "numpy", "pytest-benchmark")  # fmt: skip
 
 
 @functools.cache

@@ -35,13 +35,13 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gate.discover import digest
+from gate.environment import tool_versions
 from gate.errors import ModelError
 from gate.qat_job import (
     SCHEMA_VERSION,
@@ -56,7 +56,6 @@ from gate.qat_job import (
     write_json,
 )
 
-TOOL_DISTRIBUTIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras")
 PREDICT_BATCH = 256
 
 
@@ -111,18 +110,8 @@ class _Run:
             fixed_batch=self.fixed_batch,
             tflite=dataclasses.replace(digest(tflite, tflite.parent), path=str(tflite)) if tflite else None,
             seconds=dict(self.seconds),
-            tool_versions=_tool_versions(),
+            tool_versions=tool_versions(),
         )
-
-
-def _tool_versions() -> dict[str, str]:
-    versions = {}
-    for distribution in TOOL_DISTRIBUTIONS:
-        try:
-            versions[distribution] = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            versions[distribution] = "not installed"
-    return versions
 
 
 def run(request: QatRequest) -> QatResult:

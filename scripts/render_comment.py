@@ -1,7 +1,7 @@
 """Render a report as GitHub shows the PR comment, and take a screenshot of it: docs/comment.png
 
     npm install --prefix /tmp/ghcss github-markdown-css    # GitHub's stylesheet
-    apt-get install chromium                               # a headless browser
+    apt-get install chromium fonts-noto-color-emoji        # a headless browser, and emoji as GitHub shows them
     python scripts/render_comment.py gate-out/comment.md [--css FILE] [--out docs/comment.png]
 
 The Markdown is rendered by cmark-gfm (cmarkgfm, GitHub's own engine), GitHub's

@@ -94,3 +94,15 @@ def keras3_mlp(folder: Path, manifest: str = "") -> Path:
     if manifest:
         (folder / "gate.toml").write_text(manifest)
     return folder
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo`; its stdout, stripped."""
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    """Commit everything in `repo` as a test author; the new commit's SHA."""
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")

@@ -7,19 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import commit, git
 
 from gate import cli
 from gate.plan import Plan, PlannedModel, plan_changes
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture

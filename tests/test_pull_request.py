@@ -11,21 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_gate
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
+from helpers import REPO, commit, git, run_gate
 
 
 def gate_shards(repo: Path, plan: Path, prefix: str, env: dict[str, str]) -> list[Path]:
