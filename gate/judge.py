@@ -215,7 +215,9 @@ CHECKS: dict[str, CheckDefinition] = {
             "io.input_dtype",
             _DTYPES,
             "",
-            "Required dtype of every model input; `int8`/`uint8` also set the I/O type of full-integer conversion.",
+            "Required dtype of every model input; `int8`/`uint8` also set the I/O type of full-integer conversion. "
+            "Inputs that are integer in the float model (token ids, int32) stay so in every candidate and are "
+            "not judged; the check is SKIP when every input is one.",
             _dtype_check("inputs"),
             bound="equal",
         ),
