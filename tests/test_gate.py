@@ -233,7 +233,7 @@ def test_a_threshold_override_that_is_not_met_fails_with_the_check_named_in_both
     (failed,) = [c for c in model["candidates"][0]["checks"] if c["status"] == "FAIL"]
     assert (failed["name"], failed["limit"]) == ("size.min_reduction", 10.0)
     assert model["provenance"]["overrides"] == {"size.min_reduction": 10.0}
-    assert "| `size.min_reduction` | 10 × |" in zoo_run.markdown
+    assert "| `size.min_reduction` | 10× |" in zoo_run.markdown
     assert "> Reason given: the board has 16 KiB of flash" in zoo_run.markdown
     assert any(line.startswith("demands_10x  int8  FAIL  size.min_reduction: ") for line in zoo_run.stdout.splitlines())
 
