@@ -145,7 +145,8 @@ def closest(candidates: Sequence[Candidate]) -> int:
     return min(built, key=distance)[0]
 
 
-def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool) -> str:
+def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool, untried: Sequence[str] = ()) -> str:
+    """Why the published candidate was chosen; `untried` are the methods after a passing one, never tried."""
     if chosen < 0:
         return ""
     candidate = candidates[chosen]
@@ -153,8 +154,11 @@ def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool) ->
         if not searched:
             return f"{candidate.method}, the method gate.toml names, passes every check"
         earlier = len([c for c in candidates[:chosen] if c.status is not Status.SKIP])
+        notes = [f"{earlier} tried before it did not"] if earlier else []
+        were = "was" if len(untried) == 1 else "were"
+        notes += [f"the search stops at the first pass, so {', '.join(untried)} {were} not tried"] if untried else []
         return f"{candidate.method}: the first candidate in the search order that passes every check" + (
-            f" ({earlier} tried before it did not)" if earlier else ""
+            f" ({'; '.join(notes)})" if notes else ""
         )
     failures = sum(check.status is Status.FAIL for check in candidate.checks)
     return (
@@ -201,7 +205,8 @@ def search(
         if candidate.status is Status.PASS:
             break
     chosen = closest(candidates)
-    return tuple(candidates), chosen, choice_text(candidates, chosen, searched=method == AUTO)
+    untried = order[len(candidates) :]
+    return tuple(candidates), chosen, choice_text(candidates, chosen, searched=method == AUTO, untried=untried)
 
 
 def judges_latency(policy: Mapping[str, Value]) -> bool:
