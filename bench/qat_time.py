@@ -3,8 +3,8 @@
 For each model: the QAT process's time to rebuild (or load) the model, to
 check the rebuild's faithfulness, to train each epoch and to convert; and the
 eval-set accuracy of the Keras 3 float model, of gate's own post-training int8
-(`gate check`, one worker process per model, so a converter crash ends only
-that model) and of the QAT int8 .tflite. Models: the bundled ones under
+(`gate check` with only the int8 candidate; a converter crash ends only
+that candidate) and of the QAT int8 .tflite. Models: the bundled ones under
 models/, and three built here with fixed seeds on the scikit-learn digits.
 
     PYTHONPATH=. python bench/qat_time.py [--epochs N] [--only digits_crnn ...]

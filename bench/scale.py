@@ -5,7 +5,10 @@ Runs the real commands on the bundled models, each into a fresh temporary folder
 1. `gate check` twice with one cache: the second run reuses every result (target < 3 s);
 2. `gate check --no-cache -j 1` and `-j 2` (target: -j 2 at most 0.8 × -j 1 on 2 cores);
 3. `gate check --no-cache` (cold, the default -j, isolation kept) against `bench/bare_work.py`,
-   the shortest single-process script that produces the same headline figures (target ≤ 1.0 ×).
+   the shortest single-process script that produces the same headline figures (target ≤ 1.0 ×),
+   both on bare_work's MODELS (the bundled models whose published candidate is plain int8).
+
+Exits 1 when a target is missed.
 
     python bench/scale.py
 """
