@@ -36,8 +36,9 @@ def duration(milliseconds: float) -> str:
     """A latency in the unit that suits it: 0.84 µs, 41 µs, 3.2 ms, 1.5 s (two significant digits below 10)."""
     for unit, scale in (("µs", 1e-3), ("ms", 1.0), ("s", 1e3)):
         value = milliseconds / scale
-        if abs(value) < 1000 or unit == "s":
-            return (f"{value:.0f}" if abs(value) >= 10 else f"{value:.2g}") + f" {unit}"
+        text = f"{value:.0f}" if abs(value) >= 9.95 else f"{value:.2g}"
+        if abs(float(text)) < 1000 or unit == "s":  # 999.6 µs is "1 ms", not "1000 µs"
+            return f"{text} {unit}"
     raise AssertionError("unreachable")
 
 

@@ -95,7 +95,15 @@ def test_a_failed_models_summary_row_names_its_failed_checks_with_value_and_limi
 
 @pytest.mark.parametrize(
     ("milliseconds", "text"),
-    [(0.000841, "0.84 µs"), (0.0413, "41 µs"), (3.21, "3.2 ms"), (12.5, "12 ms"), (1500, "1.5 s")],
+    [
+        (0.000841, "0.84 µs"),
+        (0.0413, "41 µs"),
+        (3.21, "3.2 ms"),
+        (12.5, "12 ms"),
+        (1500, "1.5 s"),
+        (0.9996, "1 ms"),  # rounds up into the next unit
+        (0.0, "0 µs"),
+    ],
 )
 def test_latency_reads_in_the_unit_that_suits_it(milliseconds, text) -> None:
     assert duration(milliseconds) == text
