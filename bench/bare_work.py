@@ -35,8 +35,8 @@ def main() -> int:
     from gate.methods import full_integer
     from gate.results import DataInfo, FileDigest
 
-    for name in sys.argv[1:] or MODELS:
-        folder = REPO / "models" / name
+    for model_name in sys.argv[1:] or MODELS:
+        folder = REPO / "models" / model_name
         model = keras.saving.load_model(folder / "model.keras", compile=False)
         name = model.inputs[0].name.split(":")[0]
         with np.load(folder / "eval.npz") as npz:

@@ -3,7 +3,8 @@
 Policies and manifests are both described as tables of `Key`s (see
 gate.config): each key's kind validates a raw TOML value and describes what it
 allows, so the validator, the README's reference tables and `gate validate`
-read the same words.
+read the same words. `plain` and `duration` write numbers as those words and
+the reports do.
 """
 
 from __future__ import annotations

@@ -148,7 +148,10 @@ def _figure(value: object, unit: str) -> str:
     """A measured value or threshold with its unit, as a reviewer reads it: 3.99×, 3.1 pts, 41 µs."""
     if unit == "ms" and isinstance(value, int | float) and not isinstance(value, bool):
         return duration(float(value))
-    text = f"{value:.3g}" if isinstance(value, float) else _number(value)
+    if isinstance(value, float):
+        text = f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"  # 1000 %, not 1e+03 %
+    else:
+        text = _number(value)
     return f"{text}{'' if unit in ('', '×') else ' '}{unit}"
 
 

@@ -404,7 +404,14 @@ class Scheduler:
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    """Only the scheduling order depends on it, so a file that vanished or cannot be read counts as empty."""
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() and not path.is_symlink() else 0
+        except OSError:
+            continue
+    return total
 
 
 def _candidate_line(candidate: Candidate) -> str:

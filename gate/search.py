@@ -155,8 +155,10 @@ def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool, un
             return f"{candidate.method}, the method gate.toml names, passes every check"
         earlier = len([c for c in candidates[:chosen] if c.status is not Status.SKIP])
         notes = [f"{earlier} tried before it did not"] if earlier else []
-        were = "was" if len(untried) == 1 else "were"
-        notes += [f"the search stops at the first pass, so {', '.join(untried)} {were} not tried"] if untried else []
+        if untried:
+            names = ", ".join(untried[:-1]) + (" and " if len(untried) > 1 else "") + untried[-1]
+            notes.append(f"the search stops at the first pass, so {names} {'were' if len(untried) > 1 else 'was'} "
+                         "not tried")  # fmt: skip
         return f"{candidate.method}: the first candidate in the search order that passes every check" + (
             f" ({'; '.join(notes)})" if notes else ""
         )
@@ -205,7 +207,9 @@ def search(
         if candidate.status is Status.PASS:
             break
     chosen = closest(candidates)
-    untried = order[len(candidates) :]
+    # Only those the search would have tried: a method the policy rules out was never a candidate.
+    untried = [name for name in order[len(candidates) :]
+               if not skip_reason(name, bench, has_calibration=has_calibration, has_training=has_training)]  # fmt: skip
     return tuple(candidates), chosen, choice_text(candidates, chosen, searched=method == AUTO, untried=untried)
 
 

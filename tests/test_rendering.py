@@ -109,6 +109,14 @@ def test_latency_reads_in_the_unit_that_suits_it(milliseconds, text) -> None:
     assert duration(milliseconds) == text
 
 
+def test_large_figures_are_written_out_not_in_exponent_notation() -> None:
+    assert (report._figure(1000.0, "%"), report._figure(2345.7, "%"), report._figure(8.991, "×")) == (
+        "1000 %",
+        "2346 %",
+        "8.99×",
+    )
+
+
 def test_a_latency_check_reads_in_microseconds_where_it_was_microseconds() -> None:
     markdown = report.render_markdown([model_result(p50_ms=0.000591)])
     (row,) = [line for line in markdown.splitlines() if line.startswith("| `latency.max_p50_ms` |")]
