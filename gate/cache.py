@@ -55,13 +55,14 @@ def _sha256_file(path: Path) -> str:
     return digest(path, path.parent).sha256
 
 
+def regular_files(folder: Path) -> list[Path]:
+    """Every regular file under `folder` (hidden ones too; no links), in a stable order."""
+    return [path for path in sorted(folder.rglob("*")) if path.is_file() and not path.is_symlink()]
+
+
 def _folder_files(folder: Path) -> dict[str, str]:
-    """Every regular file under the model folder (hidden ones too), by relative path, with its sha256."""
-    return {
-        path.relative_to(folder).as_posix(): _sha256_file(path)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and not path.is_symlink()
-    }
+    """Every regular file under the model folder, by relative path, with its sha256."""
+    return {path.relative_to(folder).as_posix(): _sha256_file(path) for path in regular_files(folder)}
 
 
 def _custom_modules(names: tuple[str, ...], root: Path) -> dict[str, dict[str, str]]:

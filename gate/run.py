@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gate.cache import Cache, cache_key
+from gate.cache import Cache, cache_key, regular_files
 from gate.compare import Baseline
 from gate.config import Configuration, ModelConfig, configure
 from gate.discover import refuse_links
@@ -404,11 +404,11 @@ class Scheduler:
 
 
 def _folder_bytes(folder: Path) -> int:
-    """Only the scheduling order depends on it, so a file that vanished or cannot be read counts as empty."""
+    """Only the scheduling order depends on it, so a file that vanished since the cache key read it counts as 0."""
     total = 0
-    for path in folder.rglob("*"):
+    for path in regular_files(folder):
         try:
-            total += path.stat().st_size if path.is_file() and not path.is_symlink() else 0
+            total += path.stat().st_size
         except OSError:
             continue
     return total
