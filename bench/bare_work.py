@@ -1,11 +1,18 @@
 """The bare work of `gate check`, with none of its safety: the baseline gate's overhead is measured against.
 
-One process, no inspection, no isolation, no cache: for each of MODELS, load
-it, convert it to float32 and full-int8 .tflite, evaluate both on the whole eval
-set (batched, as gate does), and time 200 single-sample invokes of each (after 20
-warm-up) with pytest-benchmark, as gate does. Prints the same headline figures.
+One process, no inspection, no isolation, no cache, no report: for each of
+MODELS, load it, convert it to float32 and full-int8 .tflite, evaluate the Keras
+model and both files on the whole eval set (batched, as gate does), and time 200
+single-sample invokes of each file (after 20 warm-up) with pytest-benchmark, as
+gate does. Unless `--convert-only`, it also computes the other figures gate's
+report shows for these models: the 95 % interval of the int8 change (seeded
+paired bootstrap) and, when int8 lost accuracy, the layer ranking. Prints the
+figures, then the wall time in seconds.
 
-    python bench/bare_work.py [MODEL ...]
+    python bench/bare_work.py [--convert-only] [MODEL ...]
+
+`--convert-only` is the list issue 11 started from (convert, evaluate the two
+files, time them), before the report gained the interval and the ranking.
 """
 
 from __future__ import annotations
@@ -30,12 +37,14 @@ def main() -> int:
     import numpy as np
     import tensorflow as tf
 
-    from gate import measure
+    from gate import measure, selective
     from gate.load import Dataset
     from gate.methods import full_integer
     from gate.results import DataInfo, FileDigest
+    from gate.stats import change_interval
 
-    for model_name in sys.argv[1:] or MODELS:
+    convert_only = "--convert-only" in sys.argv[1:]
+    for model_name in [arg for arg in sys.argv[1:] if arg != "--convert-only"] or MODELS:
         folder = REPO / "models" / model_name
         model = keras.saving.load_model(folder / "model.keras", compile=False)
         name = model.inputs[0].name.split(":")[0]
@@ -57,17 +66,27 @@ def main() -> int:
             paths = {"float32": Path(scratch) / "f.tflite", "int8": Path(scratch) / "q.tflite"}
             paths["float32"].write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(export)).convert())
             paths["int8"].write_bytes(full_integer(export, calibration, input_dtype="int8", output_dtype="int8"))
-            accuracy = {
-                k: measure.evaluate_tflite(p, data, "classification", threads=os.cpu_count() or 1).value
+            evaluation = {
+                k: measure.evaluate_tflite(p, data, "classification", threads=os.cpu_count() or 1)
                 for k, p in paths.items()
             }
             cases = [
                 measure.latency_case(k, p, data, threads=1, rounds=200, warmup_rounds=20) for k, p in paths.items()
             ]
             latency = measure.measure_latency(cases, json_path=Path(scratch) / "bench.json", work_dir=Path(scratch))
+            figures = ""
+            if not convert_only:
+                keras_model = measure.evaluate_float(
+                    lambda inputs: np.asarray(model(inputs[name], training=False)), data, "classification"
+                )
+                interval = change_interval(keras_model.per_sample, evaluation["int8"].per_sample, "accuracy")
+                figures = f", Keras {keras_model.value:.2f}%, int8 change [{interval.low:.2f}, {interval.high:.2f}]"
+                if evaluation["int8"].value < keras_model.value:
+                    worst = selective.rank_layers(export, calibration)[0]
+                    figures += f", worst layer {worst.name} ({worst.error:.3g})"
         print(
-            f"{folder.name:<20} accuracy {accuracy['float32']:.2f}% -> {accuracy['int8']:.2f}%, "
-            f"p50 {latency['float32'].p50_ms * 1000:.1f} µs -> {latency['int8'].p50_ms * 1000:.1f} µs",
+            f"{folder.name:<20} accuracy {evaluation['float32'].value:.2f}% -> {evaluation['int8'].value:.2f}%, "
+            f"p50 {latency['float32'].p50_ms * 1000:.1f} µs -> {latency['int8'].p50_ms * 1000:.1f} µs{figures}",
             file=sys.stderr,
         )
     print(f"{time.perf_counter() - start:.2f}")

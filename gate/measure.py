@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gate.errors import ModelError
 from gate.load import PREDICT_BATCH, Dataset
@@ -191,24 +193,38 @@ def latency_case(
 
 
 class _LatencyCases:
-    """A pytest plugin that hands the cases to gate/latency_bench.py."""
+    """A pytest plugin that hands the cases to gate/latency_bench.py and runs each one alone on the machine."""
 
-    def __init__(self, cases: Sequence[LatencyCase]) -> None:
+    def __init__(self, cases: Sequence[LatencyCase], alone: Callable[[], AbstractContextManager]) -> None:
         self.cases = cases
+        self.alone = alone
 
     def pytest_generate_tests(self, metafunc) -> None:  # noqa: ANN001
         if "latency_case" in metafunc.fixturenames:
             metafunc.parametrize("latency_case", self.cases, ids=[c.label for c in self.cases])
 
+    # Only the test itself (the interpreter, its warm-up and timed rounds) needs the machine alone.
+    # pytest's start, its summary and the JSON with pytest-benchmark's machine_info took 0.6 s of
+    # the 0.9 s a two-case run lasts on a small model, and every other worker would wait through them.
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):  # noqa: ANN001, ANN201, ARG002
+        with self.alone():
+            return (yield)
 
-def measure_latency(cases: Sequence[LatencyCase], *, json_path: Path, work_dir: Path) -> dict[str, Latency]:
+
+def measure_latency(
+    cases: Sequence[LatencyCase],
+    *,
+    json_path: Path,
+    work_dir: Path,
+    alone: Callable[[], AbstractContextManager] = nullcontext,
+) -> dict[str, Latency]:
     """Time every case in one pytest-benchmark run; keep its JSON at `json_path`.
 
+    `alone` gives the context each case runs in: gate.worker's pauses every other worker.
     p50 and p95 come from the raw per-round timings (pytest-benchmark reports
     no percentiles of its own).
     """
-    import pytest
-
     ini = work_dir / "pytest.ini"
     ini.write_text("[pytest]\n")
     # Autoloaded third-party plugins could change the run; load only pytest-benchmark.
@@ -224,7 +240,7 @@ def measure_latency(cases: Sequence[LatencyCase], *, json_path: Path, work_dir: 
         "--benchmark-disable-gc",
         "--benchmark-timer", "time.perf_counter",
     ]  # fmt: skip
-    exit_code = pytest.main(args, plugins=[_LatencyCases(cases)])
+    exit_code = pytest.main(args, plugins=[_LatencyCases(cases, alone)])
     if exit_code != 0:
         raise ModelError(
             f"the latency benchmark failed (pytest exit code {int(exit_code)}); run with --verbose to see its output"

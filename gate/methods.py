@@ -125,7 +125,10 @@ def full_integer(
     # Model I/O as the policy requires; float32 keeps quantize/dequantize ops at the edges.
     converter.inference_input_type = tf.dtypes.as_dtype(input_dtype)
     converter.inference_output_type = tf.dtypes.as_dtype(output_dtype)
-    return converter.convert()
+    from gate.selective import keeping_calibration
+
+    with keeping_calibration(saved_model_dir, calibration):  # the layer ranking starts from it
+        return converter.convert()
 
 
 def _int8(saved_model_dir: Path, setup: Setup) -> Built:

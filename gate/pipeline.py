@@ -177,8 +177,8 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                      for label, p in ((REFERENCE, reference_path), (method, path))]  # fmt: skip
             json_path = staged.benchmark.with_name(f"{job.name}.{method}.json")
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            with stages.reporter.exclusive():
-                latencies = measure.measure_latency(cases, json_path=json_path, work_dir=Path(scratch))
+            latencies = measure.measure_latency(cases, json_path=json_path, work_dir=Path(scratch),
+                                                alone=stages.reporter.exclusive)  # fmt: skip
             reference_latencies[method] = latencies[REFERENCE]
             return dataclasses.replace(conversion, latency=latencies[method]), latencies[REFERENCE]
 

@@ -36,7 +36,7 @@ import difflib
 import hashlib
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,8 @@ _EDGE_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 _BATCH = 64
 # Calibrated models of recent (SavedModel, calibration) pairs: the search converts the same model many times.
 _CALIBRATED: dict[str, bytes] = {}
+# The calibrated models the int8 method's converter made on its way (see keeping_calibration).
+_KEPT: dict[str, bytes] = {}
 _CALIBRATED_KEEP = 2
 
 
@@ -67,7 +69,7 @@ def rank_layers(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) ->
     per op. The model I/O dtype does not enter: it is the same for every
     candidate, so it cannot change the order.
     """
-    calibrated = _calibrated(saved_model_dir, calibration)
+    calibrated = _calibrated(saved_model_dir, calibration, ranges_only=True)
     ops = _ops(calibrated)
     every_tensor = [name for op in ops for name in op.outputs]
     reference_model = _mlir_quantize(calibrated, denylist=every_tensor, input_dtype="float32", output_dtype="float32")
@@ -160,9 +162,50 @@ def convert_int16x8(
 # ---------------------------------------------------------------- TensorFlow's MLIR quantizer
 
 
-def _calibrated(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) -> bytes:
-    """The float model with calibrated ranges, as gate's int8 method calibrates it (cached)."""
+@contextlib.contextmanager
+def keeping_calibration(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) -> Iterator[None]:
+    """Keep the calibrated model that a TFLiteConverter.convert() inside makes on its way to full int8.
+
+    convert() calibrates and returns only the quantized model. Calibrating again for the layer
+    ranking cost as much as the int8 conversion itself: 4.8 s of digits_mobilenetv2's 7 s ranking.
+    `Calibrator.calibrate` is the call whose result `_experimental_calibrate_only` returns; the
+    ranking then reads the same tensors and ranges (tests/test_selective.py checks it). If a
+    TensorFlow release renames it, nothing is kept and the ranking calibrates again, as before.
+    """
+    try:
+        from tensorflow.lite.python.optimize import calibrator
+
+        original = calibrator.Calibrator.calibrate
+    except (ImportError, AttributeError):
+        yield
+        return
+    results: list[bytes] = []
+
+    def calibrate(self, *args, **kwargs) -> bytes:  # noqa: ANN001, ANN002, ANN003 - the calibrator's own signature
+        result = original(self, *args, **kwargs)
+        results.append(result)
+        return result
+
+    calibrator.Calibrator.calibrate = calibrate
+    try:
+        yield
+    finally:
+        calibrator.Calibrator.calibrate = original
+    if len(results) == 1 and isinstance(results[0], bytes):
+        _remember(_KEPT, _digest(saved_model_dir, calibration), results[0])
+
+
+def _calibrated(saved_model_dir: Path, calibration: Mapping[str, np.ndarray], *, ranges_only: bool = False) -> bytes:
+    """The float model with calibrated ranges, as gate's int8 method calibrates it (cached).
+
+    `ranges_only`: for reading tensors and ranges (the ranking), where the int8 converter's own
+    calibrated model serves. It lacks the CONVERSION_METADATA that a calibrate-only conversion
+    appends, so a model built for publishing starts from the calibrate-only one: its bytes stay
+    those of `_experimental_calibrate_only`.
+    """
     key = _digest(saved_model_dir, calibration)
+    if ranges_only and key in _KEPT:
+        return _KEPT[key]
     if key in _CALIBRATED:
         return _CALIBRATED[key]
     import tensorflow as tf
@@ -177,10 +220,14 @@ def _calibrated(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) ->
         calibrated = converter.convert()
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"TFLite calibration failed: {converter_error(exc)}") from None
-    while len(_CALIBRATED) >= _CALIBRATED_KEEP:
-        _CALIBRATED.pop(next(iter(_CALIBRATED)))
-    _CALIBRATED[key] = calibrated
+    _remember(_CALIBRATED, key, calibrated)
     return calibrated
+
+
+def _remember(cache: dict[str, bytes], key: str, calibrated: bytes) -> None:
+    while len(cache) >= _CALIBRATED_KEEP:
+        cache.pop(next(iter(cache)))
+    cache[key] = calibrated
 
 
 def _digest(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) -> str:

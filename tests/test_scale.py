@@ -46,7 +46,38 @@ def test_two_workers_give_the_report_of_one(two_models, serial) -> None:
     assert parallel.exit_code == 0, parallel.stderr
     assert without_timings(parallel.report) == without_timings(serial.report)
     assert (parallel.out_dir / "SHA256SUMS").read_text() == (serial.out_dir / "SHA256SUMS").read_text()
-    assert "Every other gate worker was paused while it ran" in parallel.markdown
+    assert "Every other gate worker was paused while each `.tflite` was timed" in parallel.markdown
+
+
+def test_only_the_timed_cases_hold_the_machine_alone(two_models, serial, tmp_path) -> None:
+    """The window in which every other worker is paused: one per timed .tflite, nothing of pytest's own outside it."""
+    from contextlib import contextmanager
+
+    import numpy as np
+
+    from gate import measure
+    from gate.load import Dataset
+    from gate.results import DataInfo, FileDigest
+
+    artifacts = serial.out_dir / "artifacts"
+    with np.load(two_models / "models" / "alpha" / "eval.npz") as npz:
+        x = npz["x"]
+    name = serial.report["models"][0]["reference"]["inputs"][0]["name"]
+    data = Dataset({name: x}, None, DataInfo(FileDigest("eval.npz", 0, ""), len(x)), two_models / "eval.npz")
+    cases = [measure.latency_case(label, artifacts / f"alpha.{label}.tflite", data, threads=1, rounds=5,
+                                  warmup_rounds=1) for label in ("float32", "int8")]  # fmt: skip
+    windows = []
+
+    @contextmanager
+    def alone():
+        windows.append("entered")
+        yield
+        windows[-1] = "left"
+
+    latencies = measure.measure_latency(cases, json_path=tmp_path / "bench.json", work_dir=tmp_path, alone=alone)
+
+    assert windows == ["left", "left"]
+    assert {label: latency.rounds for label, latency in latencies.items()} == {"float32": 5, "int8": 5}
 
 
 def test_merging_two_shards_gives_the_report_of_one_run(two_models, serial) -> None:

@@ -210,11 +210,28 @@ def test_int16x8_recovers_the_accuracy_with_the_io_asked(example, io_dtype) -> N
     assert example.float_accuracy - example.accuracy(model) <= 2.0
 
 
+def test_the_ranking_reuses_the_int8_conversions_calibration_and_ranks_the_same(example) -> None:
+    from gate import selective
+    from gate.methods import full_integer
+
+    selective._CALIBRATED.clear()  # noqa: SLF001
+    selective._KEPT.clear()  # noqa: SLF001
+    full_integer(example.saved_model, example.calibration, input_dtype="int8", output_dtype="int8")
+    assert len(selective._KEPT) == 1  # noqa: SLF001 - else every ranking calibrates the model a second time
+    reused = selective.rank_layers(example.saved_model, example.calibration)
+    assert not selective._CALIBRATED  # noqa: SLF001 - no calibrate-only conversion ran
+
+    selective._KEPT.clear()  # noqa: SLF001
+    assert selective.rank_layers(example.saved_model, example.calibration) == reused
+    assert selective._CALIBRATED  # noqa: SLF001 - this time it calibrated on its own
+
+
 def test_the_same_inputs_give_byte_identical_models(example) -> None:
     from gate import selective
 
     def everything() -> tuple:
         selective._CALIBRATED.clear()  # noqa: SLF001 - calibrate again
+        selective._KEPT.clear()  # noqa: SLF001
         ranking = selective.rank_layers(example.saved_model, example.calibration)
         kept = selective.convert_selective(
             example.saved_model,
