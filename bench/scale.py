@@ -8,7 +8,7 @@ Runs the real commands on the bundled models, each into a fresh temporary folder
    the shortest single-process script that computes the figures gate's report shows (target ≤ 1.0 ×),
    both on bare_work's MODELS (the bundled models whose published candidate is plain int8).
    PAIRS runs of each, taken in turn so that both see the same state of the machine; the
-   ratio is the median of the pairs' (one pair's ratio has ranged from 0.9 to 1.5 × here).
+   ratio is the median of the pairs' (one pair's ratio ranged from 0.70 to 1.19 × in one run here).
    `bare_work.py --convert-only` (without the interval and the ranking) is printed beside it.
 
 Exits 1 when a target is missed.
