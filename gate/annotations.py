@@ -1,8 +1,10 @@
 """GitHub Actions annotations: one `::error` line per failed check, pointing at the model's gate.toml.
 
 GitHub shows at most 10 error annotations per step, so the tenth line sums up
-the rest. Messages and properties are escaped as the runner's workflow-command
-parser expects (`%`, CR and LF; in properties also `:` and `,`).
+the rest. Names and messages come from the pull request: they are made safe
+for the runner's log first (gate.escape.terminal: control characters shown
+escaped, no `##[`), then escaped as the runner's workflow-command parser
+expects (`%`, CR and LF; in properties also `:` and `,`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gate.discover import MANIFEST, MODEL_FILES
+from gate.escape import terminal
 from gate.results import ModelResult, Status
 
 MAX_SHOWN = 10
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return terminal(text, lines=True).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_property(text: str) -> str:

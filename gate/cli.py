@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from gate.commands import COMMANDS
 from gate.commands.options import EXIT_CONFIG
 from gate.errors import ConfigError, GitHubError
+from gate.escape import terminal
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, GitHubError) as exc:
-        print(f"gate: error: {exc}", file=sys.stderr)
+        # Messages echo names and values from files a pull request controls: printed safe for a runner's log.
+        print(f"gate: error: {terminal(str(exc), lines=True)}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt as exc:
         print("gate: interrupted; no report was written (the next run starts afresh)", file=sys.stderr)

@@ -1,17 +1,23 @@
 """Compare a run's results with the base branch's: what the pull request changed, model by model.
 
 The base branch's report.json (kept by the default branch's run) is read like
-any other file written elsewhere: validated, and when it is missing or
-unreadable the report simply has no comparison, after one warning line.
+any other file written elsewhere: bounded, validated and re-judged, and when
+it is missing or cannot be trusted the report simply has no comparison, after
+one warning line. The comparison is labelled with the commit the baseline
+itself records, and says so when that is not the commit the change was planned
+against (a cache restore can fall back to an older baseline).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gate.results import ModelResult, Status
+
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -48,17 +54,25 @@ class ModelChange:
 
 @dataclass(frozen=True)
 class Baseline:
-    """The base branch's results, and how the report names them ("main@3f2a1c9")."""
+    """The base branch's results, the commit they were gated at, and how the report names them ("main@3f2a1c9")."""
 
     label: str
+    commit: str  # the full SHA the baseline records; "" when it records none
     results: dict[str, ModelResult]
 
 
 @dataclass(frozen=True)
 class Comparison:
-    label: str
+    label: str  # the baseline as the report names it, from the commit it records
+    base_commit: str  # that commit; "" when the baseline records none
+    planned_base: str  # the commit `gate plan` compared the change with; "" without a plan
     changes: tuple[ModelChange, ...]  # every gated model, then every removed one
     unchanged: tuple[str, ...]  # on the base branch, neither gated now nor removed
+
+    @property
+    def stale(self) -> bool:
+        """The baseline is not the report of the commit the change was planned against."""
+        return bool(self.planned_base) and self.base_commit != self.planned_base
 
     def to_json(self) -> dict[str, object]:
         from gate.results import to_jsonable
@@ -71,17 +85,18 @@ def load_baseline(path: Path, *, warn: Callable[[str], None]) -> Baseline | None
     from gate.merge import read_report
 
     try:
-        document, results = read_report(path, what="baseline")
+        report = read_report(path.parent, path.name)
     except ValueError as exc:
         warn(f"gate: warning: ignoring the baseline: {exc}; the report shows no changes against the base branch")
         return None
-    source = document.get("source") if isinstance(document.get("source"), dict) else {}
-    commit, ref = str(source.get("commit") or ""), str(source.get("ref") or "base")
-    label = f"{ref}@{commit[:7]}" if commit else ref
-    return Baseline(label, {r.name: r for r in results})
+    commit = report.source.commit if report.source and _SHA.fullmatch(report.source.commit) else ""
+    ref = (report.source.ref if report.source else "") or "base"
+    return Baseline(f"{ref}@{commit[:7]}" if commit else ref, commit, {r.name: r for r in report.models})
 
 
-def compare(results: Sequence[ModelResult], baseline: Baseline, *, removed: Sequence[str] = ()) -> Comparison:
+def compare(
+    results: Sequence[ModelResult], baseline: Baseline, *, removed: Sequence[str] = (), planned_base: str = ""
+) -> Comparison:
     gated = {r.name for r in results}
     changes = [
         ModelChange(r.name, Figures.of(baseline.results[r.name]) if r.name in baseline.results else None, Figures.of(r))
@@ -92,4 +107,14 @@ def compare(results: Sequence[ModelResult], baseline: Baseline, *, removed: Sequ
         for name in sorted(set(removed) - gated)
     ]
     unchanged = tuple(sorted(set(baseline.results) - gated - set(removed)))
-    return Comparison(baseline.label, tuple(changes), unchanged)
+    return Comparison(baseline.label, baseline.commit, planned_base, tuple(changes), unchanged)
+
+
+def stale_warning(comparison: Comparison) -> str:
+    """The warning line when the baseline is not the planned base's report, else ""."""
+    if not comparison.stale:
+        return ""
+    return (
+        f"gate: warning: the baseline is the report of {comparison.label}, not of {comparison.planned_base[:7]}, "
+        "the commit the change was planned against; the report compares with it and says so"
+    )

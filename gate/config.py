@@ -28,6 +28,7 @@ from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, V
 from gate.methods import DEFAULT_METHOD, METHOD_CHOICES, SELECTABLE
 
 DEFAULT_POLICY = "default"
+MAX_TOML_BYTES = 1024 * 1024
 TASKS = ("classification", "regression")
 
 SETTINGS = (
@@ -136,9 +137,15 @@ def policy_digest(values: Mapping[str, Value]) -> str:
 
 def _read_toml(path: Path, error: type[GateError]) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_TOML_BYTES + 1)
+        if len(raw) > MAX_TOML_BYTES:
+            raise error(f"Failed to parse {path}: larger than {MAX_TOML_BYTES:,} bytes; a policy or gate.toml is short")
+        return tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise error(f"Failed to parse {path}: {exc}; fix the TOML syntax") from None
+    except RecursionError:  # tomllib recurses once per level: tables or arrays nested thousands deep
+        raise error(f"Failed to parse {path}: nested too deeply; fix the TOML syntax") from None
     except UnicodeDecodeError:
         raise error(f"Failed to parse {path}: not UTF-8 text; save it as UTF-8") from None
     except OSError as exc:

@@ -152,6 +152,21 @@ def model_files(folder: ModelFolder) -> ModelFiles:
     )
 
 
+def custom_object_sources(entry: str) -> tuple[str, ...]:
+    """The repository paths whose code runs when the worker imports an allowed custom object's package.
+
+    `my_pkg.layers>Scale` is registered in package `my_pkg.layers`, and importing it runs
+    `my_pkg/__init__.py` first, then `my_pkg/layers.py` (or `my_pkg/layers/`): so the whole top-level
+    package counts, the folder `my_pkg/` and the module `my_pkg.py`, whichever the repository holds. What
+    those import from elsewhere in the repository is not followed. The one resolver both `gate plan` (which
+    models a change re-gates) and the result cache's key use; () when the name is no importable module.
+    """
+    package = entry.split(">", 1)[0].split(".")
+    if not all(part.isidentifier() for part in package):
+        return ()
+    return f"{package[0]}.py", f"{package[0]}/"
+
+
 def digest(path: Path, relative_to: Path) -> FileDigest:
     """Size and sha256 of one file."""
     sha = hashlib.sha256()

@@ -22,6 +22,26 @@ STAGING = ".staging"
 OUTPUTS = (REPORT_MD, REPORT_JSON, CHECKSUMS, COMMENT_MD, ARTIFACTS, BENCHMARKS, LOGS, STAGING)
 
 
+# The longest file name most file systems allow, in bytes (NAME_MAX).
+MAX_NAME_BYTES = 255
+
+
+def name_problem(name: str, *, loose_files: bool = False) -> str:
+    """Why `name`, read from data written elsewhere, cannot be a model's name (a folder name), or "".
+
+    Every output path is built from it (`artifacts/<name>.<method>.tflite`), so it must be one plain path
+    component. With `loose_files`, it may also be the ERROR row of files beside the model folders, `<name>/`.
+    """
+    plain = name[:-1] if loose_files and name.endswith("/") else name
+    if plain in ("", ".", "..") or "/" in plain or "\0" in plain:
+        return f"{name[:80]!r} is not a folder name"
+    if any(0xD800 <= ord(character) <= 0xDFFF for character in plain):
+        return f"{name[:80]!r} is not valid UTF-8"
+    if len(plain.encode()) > MAX_NAME_BYTES:
+        return f"{name[:80]!r}… is longer than a folder name can be ({MAX_NAME_BYTES} bytes)"
+    return ""
+
+
 def artifact_path(model: str, method: str) -> str:
     """An artifact's path inside --out (and inside the model's staging folder), as results record it."""
     return f"{ARTIFACTS}/{model}.{method}.tflite"

@@ -1,26 +1,54 @@
 """`gate merge`: one report from the `--out` folders of many `gate check` runs (CI shards).
 
 A shard was written by another process, on another machine, maybe by another
-gate version: it is untrusted data. Every shard's report.json is validated
-(its schema_version, then every result against the result types), every
-artifact a result names must sit at the path gate gives it, with the sha256
-and size the result records, and a model may be gated in one shard only. A
-shard that fails any of this is refused with one message naming the shard
-and the problem, and nothing is merged.
+gate version: it is untrusted data. Every shard's report.json is read bounded
+(gate.readback), validated against the result types and its schema_version,
+and every result checked and re-judged (gate.verify); every file a result
+names is opened at the path gate's layout gives it, without following a link,
+and each artifact must have the sha256 and size the result records; a model
+may be gated in one shard only. A shard that fails any of this is refused with
+one message naming the shard and the problem, and nothing is merged. Logs and
+benchmarks, which no result digests, are copied bounded.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate.discover import digest
+from gate.compare import Comparison
 from gate.errors import ConfigError
-from gate.layout import REPORT_JSON, artifact_path, clear_outputs, log_path
-from gate.results import SCHEMA_VERSION, InvalidResult, ModelResult, error_result, load_result
+from gate.layout import REPORT_JSON, clear_outputs, log_path, name_problem
+from gate.readback import Missing, Refused, copy_inside, digest_inside, open_inside, read_json
+from gate.results import SCHEMA_VERSION, InvalidResult, ModelResult, Status, error_result, load_result, overall_status
+from gate.verify import check_comparison, check_result
+
+_SHA = re.compile(r"[0-9a-f]{40}")
+MAX_LOG_BYTES = 4 * 1024 * 1024  # the end of a log is what explains a failure
+MAX_BENCHMARK_BYTES = 64 * 1024 * 1024  # pytest-benchmark's JSON with every round's timing
+
+
+@dataclass(frozen=True)
+class Source:
+    """The commit a report was made from, as GitHub Actions named it (GITHUB_SHA, GITHUB_REF_NAME)."""
+
+    commit: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """report.json, as gate.report writes it."""
+
+    schema_version: int
+    gate_version: str
+    status: Status
+    source: Source | None
+    comparison: Comparison | None
+    models: tuple[ModelResult, ...]
 
 
 @dataclass(frozen=True)
@@ -29,69 +57,85 @@ class Shard:
     results: tuple[ModelResult, ...]
 
 
-def read_report(path: Path, *, what: str) -> tuple[dict, tuple[ModelResult, ...]]:
-    """A report.json written elsewhere, validated: (its top level, its results); ValueError names the problem."""
-    if path.is_symlink() or not path.is_file():
-        raise ValueError(f"{path}: no {REPORT_JSON} (a regular file) in this {what}")
+def read_report(root: Path, name: str = REPORT_JSON) -> Report:
+    """`root/name`, a report.json written elsewhere, validated, every result checked; ValueError says why not."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc})") from None
+        document = read_json(root, name)
+    except Refused as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(document).__name__}")
+        raise ValueError(f"{name}: expected a JSON object, got {type(document).__name__}")
     version = document.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ValueError(f"{path}: schema_version is missing or not a number ({version!r})")
+    if type(version) is not int:
+        raise ValueError(f"{name}: schema_version is missing or not a number ({str(version)[:40]!r})")
     if version != SCHEMA_VERSION:
         fix = (
             "a newer gate wrote it: use that version here too"
             if version > SCHEMA_VERSION
-            else ("an older gate wrote it: gate the models again with this version")
+            else "an older gate wrote it: gate the models again with this version"
         )
-        raise ValueError(f"{path}: schema_version {version}, but this gate reads {SCHEMA_VERSION}; {fix}")
-    models = document.get("models")
-    if not isinstance(models, list):
-        raise ValueError(f"{path}: 'models' is missing or not a list")
-    results = []
-    for index, model in enumerate(models):
+        raise ValueError(f"{name}: schema_version {version}, but this gate reads {SCHEMA_VERSION}; {fix}")
+    try:
+        report: Report = load_result(Report, document)
+    except InvalidResult as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    names = [r.name for r in report.models]
+    for index, result in enumerate(report.models):
         try:
-            results.append(load_result(ModelResult, model))
-        except InvalidResult as exc:
-            raise ValueError(f"{path}: models[{index}]: {exc}") from None
-    return document, tuple(results)
+            check_result(result)
+        except ValueError as exc:
+            raise ValueError(f"{name}: models[{index}] ({result.name[:80]!r}): {exc}") from None
+        if names.count(result.name) > 1:
+            raise ValueError(f"{name}: model {result.name[:80]!r} appears twice")
+    if report.status is not overall_status(report.models):
+        raise ValueError(f"{name}: status {report.status.value}, but its models give {overall_status(report.models)}")
+    if report.comparison is not None:
+        try:
+            check_comparison(report.comparison)
+        except ValueError as exc:
+            raise ValueError(f"{name}: comparison: {exc}") from None
+    return report
 
 
 def _check_files(shard: Path, result: ModelResult) -> None:
-    """Every file the result refers to is where gate puts it, and each artifact matches its digest."""
-    if "/" in result.name or result.name in ("", ".", ".."):
-        raise ValueError(f"model name {result.name!r} is not a folder name")
-    conversions = [c for c in (result.reference, result.candidate.conversion if result.candidate else None) if c]
-    for conversion in conversions:
-        artifact = conversion.artifact
-        if artifact.path != artifact_path(result.name, conversion.method):
-            raise ValueError(
-                f"{result.name}: artifact path {artifact.path!r} is not "
-                f"{artifact_path(result.name, conversion.method)!r}"
-            )
-        file = shard / artifact.path
-        if file.is_symlink() or not file.is_file():
-            raise ValueError(f"{result.name}: artifact {artifact.path} is missing")
-        found = digest(file, shard)
-        if (found.sha256, found.size_bytes) != (artifact.sha256, artifact.size_bytes):
-            raise ValueError(f"{result.name}: {artifact.path} does not match the sha256 its result records")
-    for relative in result.kept_files() - {a.path for a in result.artifacts}:
-        if (shard / relative).is_symlink() or not (shard / relative).is_file():
-            raise ValueError(f"{result.name}: {relative} is missing")
+    """Every file the result names is where gate puts it, a regular file; each artifact has its size and sha256."""
+    for artifact in result.artifacts:  # at the paths of the layout: check_result made sure
+        found = digest_inside(shard, artifact.path)
+        if (found.size_bytes, found.sha256) != (artifact.size_bytes, artifact.sha256):
+            raise Refused(f"{artifact.path}: does not match the sha256 and size its result records")
+    for relative in result.kept_files() - {a.path for a in result.artifacts}:  # the latency benchmark
+        os.close(open_inside(shard, relative))
 
 
-def read_shard(path: Path) -> Shard:
+def read_shard(path: Path, *, command: str = "gate merge", what: str = "shard") -> Shard:
+    """The shard (a `gate check --out` folder) at `path`, every result checked and every artifact's digest."""
     try:
-        _document, results = read_report(path / REPORT_JSON, what="shard")
-        for result in results:
-            _check_files(path, result)
+        report = read_report(path)
+        for result in report.models:
+            try:
+                _check_files(path, result)
+            except Refused as exc:
+                raise ValueError(f"{result.name}: {exc}") from None
     except ValueError as exc:
-        raise ConfigError(f"gate merge: refusing shard {path}: {exc}") from None
-    return Shard(path, results)
+        raise ConfigError(f"{command}: refusing {what} {path}: {exc}") from None
+    return Shard(path, report.models)
+
+
+def read_plan(path: Path) -> tuple[list[str], list[str], str]:
+    """The plan `gate plan --save` wrote: (the planned model names, the removed ones, the base it compared with)."""
+    try:
+        plan = read_json(path.parent, path.name, limit=64 * 1024 * 1024)
+        if not isinstance(plan, dict):
+            raise Refused("expected a JSON object")
+        models, removed, base = plan.get("models"), plan.get("removed"), plan.get("base", "")
+        for key, names in (("models", models), ("removed", removed)):
+            if not isinstance(names, list) or not all(isinstance(n, str) and not name_problem(n) for n in names):
+                raise Refused(f"{key}: expected a list of model folder names")
+        if not (base == "" or isinstance(base, str) and _SHA.fullmatch(base)):
+            raise Refused("base: expected the full SHA of the commit gate plan compared with, or nothing")
+    except Refused as exc:
+        raise ConfigError(f"{path}: not a plan written by gate plan --save ({exc})") from None
+    return models, removed, base  # type: ignore[return-value]
 
 
 def merge_shards(
@@ -118,12 +162,10 @@ def merge_shards(
     results = {}
     for shard in shards:
         for result in shard.results:
-            files = result.kept_files() | {log_path(result.name)}
-            for relative in sorted(files):
-                source = shard.path / relative
-                if source.is_file() and not source.is_symlink():
-                    (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(source, out_dir / relative)
+            try:
+                _copy_files(shard.path, result, out_dir)
+            except Refused as exc:
+                raise ConfigError(f"gate merge: refusing shard {shard.path}: {result.name}: {exc}") from None
             results[result.name] = result
     for name in planned or ():
         if name not in results:
@@ -132,3 +174,16 @@ def merge_shards(
                 f"no shard holds a result for {name}: its check job failed before uploading one; see that job's log",
             )
     return [results[name] for name in sorted(results)]
+
+
+def _copy_files(shard: Path, result: ModelResult, out_dir: Path) -> None:
+    """The result's artifacts (verified again as they are copied), its benchmark and its log (bounded, if any)."""
+    for artifact in result.artifacts:
+        copy_inside(shard, artifact.path, out_dir / artifact.path, expected=artifact)
+    for relative in result.kept_files() - {a.path for a in result.artifacts}:
+        copy_inside(shard, relative, out_dir / relative, limit=MAX_BENCHMARK_BYTES)
+    if not name_problem(result.name):  # the ERROR row of files beside the model folders has no log
+        try:
+            copy_inside(shard, log_path(result.name), out_dir / log_path(result.name), limit=MAX_LOG_BYTES)
+        except Missing:
+            pass

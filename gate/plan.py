@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gate.config import DEFAULT_POLICY
+from gate.discover import custom_object_sources
 from gate.errors import ConfigError
 
 # GitHub runs at most 256 jobs per matrix.
@@ -119,27 +120,33 @@ def _manifest(commit: str, path: str, *, cwd: str) -> dict[str, object]:
     """A model's gate.toml at `commit`, or {} when it is missing or broken (gate check reports that)."""
     try:
         return tomllib.loads(_git("show", f"{commit}:{path}", cwd=cwd))
-    except (subprocess.CalledProcessError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}
+    except (subprocess.CalledProcessError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
+        return {}  # RecursionError: tables nested thousands deep
 
 
 def plan_changes(
     *,
-    base: str,
+    base: str | None,
     head: str = "HEAD",
     everything: bool = False,
     repo: str = ".",
     models_dir: str = "models",
     policies_dir: str = "policies",
 ) -> Plan:
-    """The models whose result can differ between `base` and `head` (every model with `everything`)."""
-    base_sha, head_sha = _commit(base, cwd=repo), _commit(head, cwd=repo)
+    """The models whose result can differ between `base` and `head` (every model with `everything`).
+
+    With `everything`, `base` may be None: every model at `head` is planned, and none is listed as removed
+    (a push's `before` commit can be gone after a force-push).
+    """
+    if base is None and not everything:
+        raise ConfigError("gate plan: --base is needed to plan a change (or --all, to plan every model)")
+    head_sha = _commit(head, cwd=repo)
+    base_sha = _commit(base, cwd=repo) if base is not None else ""
     head_files = _tree(head_sha, models_dir, cwd=repo)
-    base_models = _model_names(_tree(base_sha, models_dir, cwd=repo), models_dir)
     head_models = _model_names(head_files, models_dir)
-    changed = [
-        p for p in _git("diff", "--name-only", "-z", "--no-renames", base_sha, head_sha, cwd=repo).split("\0") if p
-    ]
+    base_models = _model_names(_tree(base_sha, models_dir, cwd=repo), models_dir) if base_sha else head_models
+    diff = _git("diff", "--name-only", "-z", "--no-renames", base_sha, head_sha, cwd=repo) if base_sha else ""
+    changed = [path for path in diff.split("\0") if path]
 
     def touched(pattern: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pattern) for path in changed)
@@ -150,16 +157,19 @@ def plan_changes(
     for name in sorted(head_models):
         folder = f"{models_dir}/{name}"
         manifest = _manifest(head_sha, f"{folder}/gate.toml", cwd=repo)
-        policy = manifest.get("policy", DEFAULT_POLICY)
-        modules = [str(entry).split(">", 1)[0] for entry in manifest.get("allow_custom_objects", []) or []]
+        policy = manifest.get("policy")
+        policy = policy if isinstance(policy, str) else DEFAULT_POLICY  # gate check reports a bad one
+        allowed = manifest.get("allow_custom_objects")
+        sources = sorted({source for entry in (allowed if isinstance(allowed, list) else []) if isinstance(entry, str)
+                          for source in custom_object_sources(entry)})  # fmt: skip
         reasons = [
             ("planned with --all", everything),
             (f"gate itself changed ({gate_changed})", gate_changed is not None),
             (f"files beside the model folders changed ({', '.join(loose)})", bool(loose)),
             ("its files changed", touched(f"{folder}/*")),
             (f"its policy changed ({policies_dir}/{policy}.toml)", touched(f"{policies_dir}/{policy}.toml")),
-            *((f"its custom objects' module changed ({module})", touched(f"{module}.py") or touched(f"{module}/*"))
-              for module in modules),
+            *((f"the code of its custom objects changed ({source})", touched(f"{source}*"))
+              for source in sources),
         ]  # fmt: skip
         reason = next((text for text, applies in reasons if applies), None)
         if reason:

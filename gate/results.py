@@ -14,6 +14,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -243,6 +244,14 @@ class ModelResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         return from_jsonable(cls, data)
+
+
+def overall_status(results: Sequence[ModelResult]) -> Status:
+    """PASS only when every model passed; ERROR outranks FAIL in the headline."""
+    statuses = {r.status for r in results}
+    if Status.ERROR in statuses:
+        return Status.ERROR
+    return Status.FAIL if Status.FAIL in statuses else Status.PASS
 
 
 def error_result(

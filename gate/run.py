@@ -33,9 +33,12 @@ from gate.config import Configuration, ModelConfig, configure
 from gate.discover import refuse_links
 from gate.environment import machine
 from gate.layout import ModelOutputs, clear_outputs, log_path
+from gate.methods import METHODS
 from gate.pipeline import Job
+from gate.readback import Refused, read_json
 from gate.report import write_reports
 from gate.results import Candidate, InvalidResult, ModelResult, Origin, Status, error_result, load_result, to_jsonable
+from gate.verify import check_result
 
 POLL_SECONDS = 0.2
 # TensorFlow's C++ logging and absl: hidden unless --verbose (the converter's
@@ -240,7 +243,14 @@ class Scheduler:
             worker.pending += chunk
             *lines, worker.pending = worker.pending.split(b"\n")
             for line in lines:
-                self._handle(worker, json.loads(line))
+                try:
+                    self._handle(worker, json.loads(line))
+                except (ValueError, KeyError, TypeError) as exc:  # InvalidResult and JSON errors are ValueErrors
+                    # A worker that runs allowed custom code could write anything: its model's failure, no one else's.
+                    self._unreadable(worker, f"{type(exc).__name__}: {str(exc)[:200]}")
+                    break
+                if worker not in self._busy:
+                    break
         now = time.monotonic()
         for worker in list(self._busy):
             self._enforce_limits(worker, now)
@@ -248,19 +258,23 @@ class Scheduler:
     def _handle(self, worker: _Worker, message: dict) -> None:
         label = self.labels[worker.index]
         if "stage" in message:
-            worker.stage = message["stage"]
-            if message["seconds"] >= 0:
+            worker.stage = str(message["stage"])
+            if float(message["seconds"]) >= 0:
                 self.progress(f"{label}: {message['stage']} {message['seconds']:.1f} s")
         elif "note" in message:
             self.progress(f"{label}: {message['note']}")
         elif "candidate" in message:
+            if message["candidate"] not in METHODS:
+                raise ValueError(f"no method {str(message['candidate'])[:80]!r}")
             worker.candidate, worker.candidate_started = message["candidate"], worker.elapsed(time.monotonic())
         elif "candidate_done" in message:
             candidate = load_result(Candidate, message["candidate_done"])
+            if candidate.method not in METHODS:
+                raise ValueError(f"no method {candidate.method[:80]!r}")
             if candidate.method not in {c.method for c in worker.done}:
                 worker.done.append(candidate)
                 self.progress(f"{label}: {_candidate_line(candidate)}")
-            worker.candidate, worker.search_seconds = "", message["search_seconds"]
+            worker.candidate, worker.search_seconds = "", float(message["search_seconds"])
         elif "exclusive" in message:
             self._waiting.append(worker)
             worker.paused_since = worker.paused_since or time.monotonic()  # waiting is not the model's time
@@ -269,11 +283,14 @@ class Scheduler:
         elif "released" in message:
             self._release()
         elif "result" in message:
-            try:
-                result = load_result(ModelResult, json.loads(Path(message["result"]).read_text(encoding="utf-8")))
-            except (OSError, ValueError, InvalidResult) as exc:
-                result = error_result(worker.job.name, f"internal error in gate (unreadable worker result: {exc})")
-            self._done(worker, result, time.monotonic())
+            self._done(worker, _worker_result(worker.job), time.monotonic())
+
+    def _unreadable(self, worker: _Worker, problem: str) -> None:
+        job = worker.job
+        assert job is not None
+        self._done(worker, error_result(job.name, f"{job.folder}: the gate's worker sent a message gate cannot "
+                                        f"read ({problem}){self._log_hint(job)}", task=job.task),
+                   time.monotonic(), ended=True)  # fmt: skip
 
     def _grant(self) -> None:
         worker = self._waiting.popleft()
@@ -401,6 +418,18 @@ class Scheduler:
 
     def _log_hint(self, job: Job) -> str:
         return "" if self.verbose else f"; see {log_path(job.name)} in the output folder"
+
+
+def _worker_result(job: Job) -> ModelResult:
+    """The result the worker wrote where its job said (never a path from the worker's message), checked."""
+    try:
+        result = load_result(ModelResult, read_json(Path(job.result_path).parent, Path(job.result_path).name))
+        check_result(result)
+        if result.name != job.name:
+            raise ValueError(f"it is the result of {result.name[:80]!r}")
+    except (Refused, ValueError, InvalidResult) as exc:
+        return error_result(job.name, f"internal error in gate (unreadable worker result: {exc})", task=job.task)
+    return result
 
 
 def _folder_bytes(folder: Path) -> int:

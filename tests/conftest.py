@@ -16,6 +16,21 @@ from helpers import TEST_POLICIES, keras3_mlp  # noqa: E402 - after the environm
 pytest_plugins = ("inspection_models",)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def result_cache_of_the_session(tmp_path_factory) -> None:
+    """gate's default result cache ($XDG_CACHE_HOME/gate) for the gate runs of session-wide fixtures: never the
+    user's, nor another test session's (which may run another gate)."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
+@pytest.fixture(autouse=True)
+def result_cache_of_the_test(tmp_path_factory, monkeypatch) -> Path:
+    """Each test starts with an empty default result cache, as gate's first run on a machine does."""
+    cache_home = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    return cache_home / "gate"
+
+
 @pytest.fixture(scope="session")
 def healthy_model(tmp_path_factory) -> Path:
     """A model folder that passes the default policy; copy it, never change it."""

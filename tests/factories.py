@@ -1,10 +1,15 @@
-"""Result objects built in code, for tests of the stages that need no TensorFlow."""
+"""Result objects built in code, for tests of the stages that need no TensorFlow.
+
+They are results gate could have written (gate.verify accepts them): artifacts at the layout's paths,
+checks judged against the effective policy the provenance records, with the eval set's sample count.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
 from gate.judge import Context, judge
+from gate.layout import artifact_path
 from gate.results import (
     Candidate,
     Conversion,
@@ -18,10 +23,13 @@ from gate.results import (
     TensorInfo,
 )
 
+EVAL_SAMPLES = 1000  # per_sample below keeps 4 of them: enough to judge, few enough to read
+
 
 def conversion(
     method: str = "int8",
     *,
+    model: str = "digits",
     size_bytes: int = 10_000,
     accuracy: float = 95.0,
     p50_ms: float = 1.0,
@@ -32,11 +40,11 @@ def conversion(
     tensor = TensorInfo("image", dtype, (-1, 8, 8, 1), 0.0039 if quantized else 0.0, -128 if quantized else 0)
     return Conversion(
         method=method,
-        artifact=FileDigest(f"artifacts/model.{method}.tflite", size_bytes, "ab" * 32),
+        artifact=FileDigest(artifact_path(model, method), size_bytes, "ab" * 32),
         inputs=(tensor,),
         outputs=(dataclasses.replace(tensor, name="output_0", shape=(-1, 10)),),
         float_ops=float_ops,
-        evaluation=Evaluation("accuracy", accuracy, 4, 64, (1.0, 1.0, 1.0, 0.0)),
+        evaluation=Evaluation("accuracy", accuracy, EVAL_SAMPLES, 64, (1.0, 1.0, 1.0, 0.0)),
         latency=Latency(
             threads=1,
             rounds=200,
@@ -58,7 +66,10 @@ def candidate(
     task: str = "classification",
     **conversion_args,
 ) -> Candidate:
-    reference = conversion("float32", size_bytes=40_000, accuracy=float_accuracy, p50_ms=2.0, dtype="float32")
+    model = conversion_args.get("model", "digits")
+    reference = conversion(
+        "float32", model=model, size_bytes=40_000, accuracy=float_accuracy, p50_ms=2.0, dtype="float32"
+    )
     quantized = conversion(**conversion_args)
     unjudged = Candidate(
         method=quantized.method,
@@ -73,7 +84,7 @@ def candidate(
         checks=(),
         seconds=1.0,
     )
-    return judge(unjudged, Context(policy or DEFAULT_POLICY, task, reference))
+    return judge(unjudged, Context(policy or DEFAULT_POLICY, task, reference, EVAL_SAMPLES))
 
 
 DEFAULT_POLICY = {
@@ -86,10 +97,13 @@ DEFAULT_POLICY = {
 }
 
 
-def model_result(name: str = "digits", *, overrides: dict | None = None, **candidate_args) -> ModelResult:
-    judged = candidate(**candidate_args)
-    reference = conversion("float32", size_bytes=40_000, accuracy=96.0, p50_ms=2.0, dtype="float32")
-    data = DataInfo(FileDigest("eval.npz", 1234, "cd" * 32), 4)
+def model_result(
+    name: str = "digits", *, overrides: dict | None = None, policy: dict | None = None, **candidate_args
+) -> ModelResult:
+    effective = (policy or DEFAULT_POLICY) | (overrides or {})
+    judged = candidate(model=name, policy=effective, **candidate_args)
+    reference = conversion("float32", model=name, size_bytes=40_000, accuracy=96.0, p50_ms=2.0, dtype="float32")
+    data = DataInfo(FileDigest("eval.npz", 1234, "cd" * 32), EVAL_SAMPLES)
     return ModelResult(
         name=name,
         status=judged.status,
@@ -99,7 +113,7 @@ def model_result(name: str = "digits", *, overrides: dict | None = None, **candi
         source_writer="keras 3.15.1",
         source_bytes=80_000,
         fixed_batch=False,
-        float_evaluation=Evaluation("accuracy", 96.0, 4, 256, (1.0, 1.0, 1.0, 1.0)),
+        float_evaluation=Evaluation("accuracy", 96.0, EVAL_SAMPLES, 256, (1.0, 1.0, 1.0, 1.0)),
         reference=reference,
         candidates=(judged,),
         chosen=0,
@@ -111,10 +125,48 @@ def model_result(name: str = "digits", *, overrides: dict | None = None, **candi
             inputs=(FileDigest("model.keras", 80_000, "01" * 32), data.file),
             policy_file="policies/default.toml",
             policy_sha256="23" * 32,
-            effective_policy=DEFAULT_POLICY | (overrides or {}),
+            effective_policy=effective,
             overrides=overrides or {},
             override_reason="measured on device" if overrides else "",
             allowed_custom_objects=(),
         ),
         stage_seconds={"inspect": 0.01, "quantize": 1.5},
     )
+
+
+def with_files(folder, result: ModelResult) -> ModelResult:
+    """`result`, with its artifacts and benchmark written under `folder` (bytes of the recorded sizes) and its
+    digests those of the files: what a `gate check --out folder` shard holds for it."""
+    import hashlib
+
+    from gate.layout import benchmark_path
+
+    def written(artifact: FileDigest) -> FileDigest:
+        data = (artifact.path.encode() * (artifact.size_bytes // len(artifact.path) + 1))[: artifact.size_bytes]
+        (folder / artifact.path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / artifact.path).write_bytes(data)
+        return dataclasses.replace(artifact, sha256=hashlib.sha256(data).hexdigest())
+
+    def converted(conversion: Conversion) -> Conversion:
+        return dataclasses.replace(conversion, artifact=written(conversion.artifact))
+
+    candidates = tuple(
+        dataclasses.replace(c, conversion=converted(c.conversion)) if c.conversion else c for c in result.candidates
+    )
+    result = dataclasses.replace(
+        result, reference=converted(result.reference) if result.reference else None, candidates=candidates
+    )
+    if benchmark_path(result.name) in result.kept_files():
+        (folder / benchmark_path(result.name)).parent.mkdir(parents=True, exist_ok=True)
+        (folder / benchmark_path(result.name)).write_text('{"benchmarks": []}\n')
+    return result
+
+
+def shard(folder, results) -> list[ModelResult]:
+    """A `gate check --out folder` shard of `results` (see with_files), its reports written; the results."""
+    from gate.report import write_reports
+
+    folder.mkdir(parents=True, exist_ok=True)
+    results = [with_files(folder, r) for r in results]
+    write_reports(folder, results, step_summary=False)
+    return results

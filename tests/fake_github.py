@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +60,7 @@ class FakeGitHub:
         self.commit_pulls_answer: Answer | None = None  # e.g. Answer(422, ...) for a commit the endpoint does not know
         self.link_base: str | None = None  # a different base for the Link header's URLs
         self.delay_s = 0.0
+        self.server_errors: list[str] = []  # tracebacks of the fake's own bugs, raised when it stops
         self._ids = iter(range(1000, 10**9))
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -149,8 +152,20 @@ class FakeGitHub:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            # Stopping the fake waits for the requests it is still answering, so none can print later, during
+            # another test.
+            daemon_threads = False
+            block_on_close = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                # A client that hangs up early (a timeout, a refused request) is no error of the fake's; the
+                # default prints "Exception occurred during processing of request from ..." on stderr, where
+                # a test reading stderr finds it. Anything else is a bug in the fake: raised when it stops.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    fake.server_errors.append(traceback.format_exc())
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
@@ -158,6 +173,7 @@ class FakeGitHub:
         assert self._server is not None
         self._server.shutdown()
         self._server.server_close()
+        assert not self.server_errors, "the fake GitHub failed:\n" + "\n".join(self.server_errors)
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         url = urllib.parse.urlsplit(handler.path)

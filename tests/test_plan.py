@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -116,3 +117,74 @@ def test_an_unknown_base_or_a_shallow_clone_says_what_to_fetch(repo, tmp_path, c
         "this is a shallow clone that lacks it: check out with actions/checkout's fetch-depth: 0, "
         f"or run git fetch origin {base}"
     ) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("allowed", "changed", "planned"),
+    [
+        ('["my_pkg.layers>Scale"]', "my_pkg/layers.py", ["a"]),  # the module the dotted name imports
+        ('["my_pkg.layers>Scale"]', "my_pkg/__init__.py", ["a"]),  # run first when my_pkg.layers is imported
+        ('["my_layers>Scale"]', "my_layers.py", ["a"]),
+        ('["my_layers>Scale"]', "my_pkg/layers.py", []),
+    ],
+)
+def test_a_change_to_the_code_of_a_models_custom_objects_plans_it(repo, allowed, changed, planned) -> None:
+    (repo / "my_pkg").mkdir()
+    for path in ("my_pkg/__init__.py", "my_pkg/layers.py", "my_layers.py"):
+        (repo / path).write_text("# layers\n")
+    (repo / "models/a/gate.toml").write_text(f"allow_custom_objects = {allowed}\n")
+    commit(repo, "custom layers")
+    (repo / changed).write_text("# changed\n")
+    commit(repo, "change")
+    plan = plan_changes(base="HEAD~1", repo=str(repo))
+    assert [m.name for m in plan.models] == planned
+    if planned:
+        source = changed.split("/")[0] + ("/" if "/" in changed else "")
+        assert plan.models[0].reason == f"the code of its custom objects changed ({source})"
+
+
+def test_plan_and_the_cache_key_resolve_a_custom_object_to_the_same_code(tmp_path) -> None:
+    """One resolver: what `gate plan` watches for a custom object is what the result cache's key hashes."""
+    from gate.cache import _custom_code
+    from gate.discover import custom_object_sources
+
+    (tmp_path / "my_pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "my_pkg" / "layers.py").write_text("# layers\n")
+    (tmp_path / "my_pkg" / "__pycache__" / "layers.cpython-311.pyc").write_bytes(b"written by the import")
+    assert custom_object_sources("my_pkg.layers>Scale") == ("my_pkg.py", "my_pkg/")
+    assert custom_object_sources("../evil>X") == ()
+    assert _custom_code(("my_pkg.layers>Scale",), tmp_path) == {
+        "my_pkg/": {"layers.py": hashlib.sha256(b"# layers\n").hexdigest()}
+    }
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    ["allow_custom_objects = 5", "allow_custom_objects = [5]", "policy = 3", "x = " + "[" * 100_000 + "]" * 100_000],
+)
+def test_a_manifest_gate_check_refuses_does_not_stop_the_plan(repo, manifest) -> None:
+    (repo / "models/a/gate.toml").write_text(manifest)
+    commit(repo, "broken manifest")
+    assert planned(repo) == ["a"]  # gate check then makes it an ERROR row
+
+
+def test_all_needs_no_base_so_a_force_push_plans_every_model(repo, capsys, monkeypatch) -> None:
+    plan = plan_changes(base=None, everything=True, repo=str(repo))
+    assert ([m.name for m in plan.models], plan.removed, plan.base) == (["a", "b", "c"], (), "")
+    monkeypatch.chdir(repo)
+    assert cli.main(["plan", "--all"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"] == ["a", "b", "c"]
+    assert cli.main(["plan"]) == 2
+    assert "gate plan: --base is needed to plan a change (or --all, to plan every model)" in capsys.readouterr().err
+
+
+def test_names_are_printed_one_safe_line_each(repo, capsys, monkeypatch) -> None:
+    folder = repo / "models" / "::add-mask::x\n::stop-commands::y"
+    folder.mkdir()
+    (folder / "eval.npz").write_bytes(b"data")
+    commit(repo, "hostile folder name")
+    monkeypatch.chdir(repo)
+    assert cli.main(["plan", "--base", "HEAD~1", "--format", "names"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "\\x3a:add-mask::x\\x0a::stop-commands::y\n"
+    assert all(not line.startswith("::") for line in captured.err.splitlines())

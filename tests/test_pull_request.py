@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 from helpers import REPO, commit, git, run_gate
+from ruamel.yaml import YAML
+
+
+def release_commands() -> list[list[str]]:
+    """The gate commands release.yml runs before it publishes (gate check, gate release), exactly as it runs them."""
+    workflow = YAML(typ="safe", pure=True).load((REPO / ".github" / "workflows" / "release.yml").read_text())
+    runs = [step["run"] for step in workflow["jobs"]["release"]["steps"] if "run" in step]
+    commands = [shlex.split(run)[1:] for run in runs if run.startswith(("gate check", "gate release"))]
+    assert [argv[0] for argv in commands] == ["check", "release"]
+    return commands
 
 
 def gate_shards(repo: Path, plan: Path, prefix: str, env: dict[str, str]) -> list[Path]:
@@ -46,7 +57,7 @@ def test_a_pull_request_end_to_end(repository, tmp_path) -> None:
     push_env = {"GITHUB_SHA": main, "GITHUB_REF_NAME": "main"}
 
     # The push run on the default branch: every model, merged, kept as the baseline.
-    assert run_gate("plan", "--base", main, "--all", "--save", "plan-main.json", cwd=repo).exit_code == 0
+    assert run_gate("plan", "--all", "--save", "plan-main.json", cwd=repo).exit_code == 0
     shards = gate_shards(repo, repo / "plan-main.json", "main", push_env)
     pushed = run_gate("merge", *shards, "--plan", "plan-main.json", "--out", "baseline", cwd=repo, env=push_env)
     assert pushed.exit_code == 0, pushed.stderr
@@ -89,12 +100,16 @@ def test_a_pull_request_end_to_end(repository, tmp_path) -> None:
     assert json.loads((repo / "gate-out" / "pull-request.json").read_text()) == {"number": 7, "head_sha": head}
     assert not [line for line in merged.stdout.splitlines() if line.startswith("::error")]
 
-    # The release on a tag: every model again, no cache, and only what passed is laid out.
+    # The release on a tag, as release.yml runs it: every model again, no cache, and only what passed is laid out.
     git(repo, "checkout", "-q", "main")
     git(repo, "tag", "v1.0.0")
-    released = run_gate("check", "--no-cache", "--out", "gate-out", cwd=repo)
+    # On this machine a run with the default cache has gated main: the release must gate afresh anyway.
+    assert run_gate("check", "--out", "local-out", cwd=repo).exit_code == 0
+    (check, release) = release_commands()
+    released = run_gate(*check, cwd=repo)
     assert released.exit_code == 0, released.stderr
-    layout = run_gate("release", "--from", "gate-out", "--out", "release", cwd=repo)
+    assert "(cached" not in released.stderr and not any(m["origin"]["from_cache"] for m in released.report["models"])
+    layout = run_gate(*release, cwd=repo)
     assert layout.exit_code == 0, layout.stderr
     files = sorted(p.name for p in (repo / "release").iterdir())
     assert files == ["SHA256SUMS", "kws.int8.tflite", "report.json", "report.md", "vision.int8.tflite"]

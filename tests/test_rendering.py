@@ -11,9 +11,9 @@ import pytest
 from cmarkgfm.cmark import Options
 from factories import model_result
 
-from gate import report
-from gate.compare import Baseline
+from gate.compare import Baseline, compare
 from gate.keys import duration
+from gate.markdown import COMMENT_MARKER, GITHUB_COMMENT_LIMIT, _figure, markdown_for_comment, render_markdown
 from gate.results import Finding, LayerError, Status, error_result
 
 
@@ -68,8 +68,8 @@ def varied_results() -> list:
 
 def test_every_table_parses_every_details_closes_and_no_markdown_is_left_raw() -> None:
     results = varied_results()
-    baseline = Baseline("main@3f2a1c9", {"passes": results[0], "gone": results[0]})
-    markdown = report.render_markdown(results, report.compare(results, baseline, removed=["gone"]))
+    baseline = Baseline("main@3f2a1c9", "3f2a1c9" + "0" * 33, {"passes": results[0], "gone": results[0]})
+    markdown = render_markdown(results, compare(results, baseline, removed=["gone"]))
     structure = rendered(markdown)
     assert structure.problems == [] and structure.open == []
     assert structure.tables == markdown_tables(markdown) > 5
@@ -81,14 +81,14 @@ def test_every_table_parses_every_details_closes_and_no_markdown_is_left_raw() -
 
 
 def test_a_long_error_takes_one_line_in_the_summary_and_all_of_it_in_the_details() -> None:
-    markdown = report.render_markdown(varied_results())
+    markdown = render_markdown(varied_results())
     (row,) = [line for line in markdown.splitlines() if line.startswith("| broken |")]
     assert len(row) < 200 and row.endswith("a very long reason a very long reason a very long reason a very long… |")
     assert markdown.count("a very long reason") > 40
 
 
 def test_a_failed_models_summary_row_names_its_failed_checks_with_value_and_limit() -> None:
-    markdown = report.render_markdown(varied_results())
+    markdown = render_markdown(varied_results())
     (row,) = [line for line in markdown.splitlines() if line.startswith("| fails |")]
     assert row.endswith("| ❌ FAIL: size.min_reduction 2.67× < 4×; accuracy.max_drop 16 pts > 2 pts |")
 
@@ -110,7 +110,7 @@ def test_latency_reads_in_the_unit_that_suits_it(milliseconds, text) -> None:
 
 
 def test_large_figures_are_written_out_not_in_exponent_notation() -> None:
-    assert (report._figure(1000.0, "%"), report._figure(2345.7, "%"), report._figure(8.991, "×")) == (
+    assert (_figure(1000.0, "%"), _figure(2345.7, "%"), _figure(8.991, "×")) == (
         "1000 %",
         "2346 %",
         "8.99×",
@@ -118,7 +118,7 @@ def test_large_figures_are_written_out_not_in_exponent_notation() -> None:
 
 
 def test_a_latency_check_reads_in_microseconds_where_it_was_microseconds() -> None:
-    markdown = report.render_markdown([model_result(p50_ms=0.000591)])
+    markdown = render_markdown([model_result(p50_ms=0.000591)])
     (row,) = [line for line in markdown.splitlines() if line.startswith("| `latency.max_p50_ms` |")]
     assert row.startswith("| `latency.max_p50_ms` | 5 ms | 0.59 µs | ✅ PASS | p50 0.59 µs at batch 1, 1 thread(s)")
     assert "(budget ≤ 5 ms)" in row
@@ -126,11 +126,11 @@ def test_a_latency_check_reads_in_microseconds_where_it_was_microseconds() -> No
 
 def test_a_comment_for_200_models_fits_githubs_limit_and_renders() -> None:
     results = [model_result(f"model_{i:03d}", accuracy=80.0 if i % 7 == 0 else 95.0) for i in range(200)]
-    full = report.render_markdown(results)
-    assert len(full) > report.GITHUB_COMMENT_LIMIT
-    comment = report.markdown_for_comment(results)
-    assert len(comment) <= report.GITHUB_COMMENT_LIMIT
-    assert comment.startswith(report.COMMENT_MARKER + "\n## ❌ gate: 29 failed")
+    full = render_markdown(results)
+    assert len(full) > GITHUB_COMMENT_LIMIT
+    comment = markdown_for_comment(results)
+    assert len(comment) <= GITHUB_COMMENT_LIMIT
+    assert comment.startswith(COMMENT_MARKER + "\n## ❌ gate: 29 failed")
     assert all(f"| model_{i:03d} |" in comment for i in range(200))  # the summary keeps every model
     assert "left out to fit a GitHub comment: see `report.md` in the workflow artifact `gate-report`" in comment
     kept = re.findall(r"<summary><b>(model_\d+)</b>", comment)
@@ -142,7 +142,7 @@ def test_a_comment_for_200_models_fits_githubs_limit_and_renders() -> None:
 def test_no_path_of_the_runners_disk_appears() -> None:
     result = error_result("crashed", "models/crashed: the gate's worker died with SIGSEGV during stage 'load'")
     result = dataclasses.replace(result, stage_seconds={"inspect": 0.1, "load": 2.0})
-    markdown = report.render_markdown([result])
-    assert "`logs/crashed.log` in the output folder (the workflow artifact `gate-report` in CI)" in markdown
+    markdown = render_markdown([result])
+    assert "<code>logs/crashed.log</code> in the output folder (the workflow artifact `gate-report` in CI)" in markdown
     assert "/tmp" not in markdown and "/home" not in markdown
     assert result.status is Status.ERROR

@@ -6,6 +6,7 @@ import pytest
 from factories import model_result
 
 from gate import report
+from gate.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
 from gate.results import dumps, error_result
 
 
@@ -46,24 +47,24 @@ def test_schema_rejects_a_report_missing_a_figure() -> None:
     ],
 )
 def test_markdown_starts_with_the_verdict(results, first_line) -> None:
-    assert report.render_markdown(results).splitlines()[0] == first_line
+    assert render_markdown(results).splitlines()[0] == first_line
 
 
 def test_markdown_names_the_failed_check_with_threshold_and_measurement() -> None:
-    text = report.render_markdown([model_result("digits", accuracy=93.0)])
+    text = render_markdown([model_result("digits", accuracy=93.0)])
     assert "| `accuracy.max_drop` | 2 pts | 3 pts | ❌ FAIL | accuracy dropped 3.00 pts (allowed ≤ 2) |" in text
     assert "| digits | int8 | 78.1 KiB → 9.8 KiB (8.00×) | accuracy 96.00% → 93.00% (−3.00 pts) |" in text
 
 
 def test_markdown_shows_overrides_prominently() -> None:
-    text = report.render_markdown([model_result(overrides={"size.min_reduction": 2.0})])
-    assert "> **digits: overrides in force** (from gate.toml): `size.min_reduction = 2`." in text
+    text = render_markdown([model_result(overrides={"size.min_reduction": 2.0})])
+    assert "> **digits: overrides in force** (from gate.toml): <code>size.min_reduction = 2</code>." in text
     assert "Reason given: measured on device" in text
 
 
 def test_untrusted_text_cannot_break_the_comment() -> None:
     hostile = error_result("x|y", "models/x: <img src=x onerror=alert(1)> | @everyone\nsecond line")
-    text = report.render_markdown([hostile])
+    text = render_markdown([hostile])
     assert "<img" not in text
     assert "| x\\|y |" in text
     assert "&lt;img src=x onerror=alert(1)&gt; \\| @\u200beveryone" in text
@@ -71,9 +72,9 @@ def test_untrusted_text_cannot_break_the_comment() -> None:
 
 def test_markdown_is_fitted_under_githubs_comment_limit() -> None:
     results = [model_result(f"model_{i}") for i in range(60)]
-    assert len(report.render_markdown(results)) > report.GITHUB_COMMENT_LIMIT
-    text = report.markdown_for_comment(results)
-    assert len(text) <= report.GITHUB_COMMENT_LIMIT
+    assert len(render_markdown(results)) > GITHUB_COMMENT_LIMIT
+    text = markdown_for_comment(results)
+    assert len(text) <= GITHUB_COMMENT_LIMIT
     assert "| model_59 |" in text  # the summary table keeps every model
 
 
@@ -81,21 +82,22 @@ def test_write_reports_writes_every_output_and_the_step_summary(tmp_path, monkey
     result = model_result()
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    (artifacts / "model.int8.tflite").write_bytes(b"int8")
-    (artifacts / "model.float32.tflite").write_bytes(b"float")
+    (artifacts / "digits.int8.tflite").write_bytes(b"int8")
+    (artifacts / "digits.float32.tflite").write_bytes(b"float")
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
 
-    markdown = report.write_reports(tmp_path, [result])
+    assert report.write_reports(tmp_path, [result]) is None  # no baseline: no comparison
+    markdown = render_markdown([result])
 
     assert (tmp_path / "report.md").read_text() == markdown
     assert json.loads((tmp_path / "report.json").read_text())["models"][0]["name"] == "digits"
     assert summary.read_text() == "earlier step\n" + markdown
     assert (tmp_path / "SHA256SUMS").read_text() == (
         # from: printf float | sha256sum; printf int8 | sha256sum
-        "76a7e234dc54e9c605b2cc9fdf71279526150df48c574bdfa69e436e0b3d5c18  artifacts/model.float32.tflite\n"
-        "cb1525bced78da2c03c42fe15bf15663b584566ef6244ff91d892caa011fec1e  artifacts/model.int8.tflite\n"
+        "76a7e234dc54e9c605b2cc9fdf71279526150df48c574bdfa69e436e0b3d5c18  artifacts/digits.float32.tflite\n"
+        "cb1525bced78da2c03c42fe15bf15663b584566ef6244ff91d892caa011fec1e  artifacts/digits.int8.tflite\n"
     )
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import run_gate
 
@@ -112,11 +113,15 @@ def tamper(shard: Path, how: str) -> None:
 @pytest.mark.parametrize(
     ("how", "message"),
     [
-        ("digest", "alpha: artifacts/alpha.int8.tflite does not match the sha256 its result records"),
-        ("missing", "alpha: artifact artifacts/alpha.float32.tflite is missing"),
+        ("digest", "alpha: artifacts/alpha.int8.tflite: does not match the sha256 and size its result records"),
+        ("missing", "alpha: artifacts/alpha.float32.tflite: missing"),
         ("schema", "schema_version 99, but this gate reads 2; a newer gate wrote it: use that version here too"),
-        ("field", "models[0]: Invalid enum value 'MAYBE' - at `$.candidates[0].status`"),
-        ("path", "alpha: artifact path '../../etc/passwd' is not 'artifacts/alpha.float32.tflite'"),
+        ("field", "report.json: Invalid enum value 'MAYBE' - at `$.models[0].candidates[0].status`"),
+        (
+            "path",
+            "report.json: models[0] ('alpha'): reference.artifact.path: '../../etc/passwd' is not "
+            "'artifacts/alpha.float32.tflite'",
+        ),
     ],
 )
 def test_a_tampered_shard_is_refused_naming_the_shard_and_the_problem(
@@ -171,6 +176,10 @@ def test_a_second_run_reuses_every_result_without_importing_tensorflow(two_model
     assert "**reused from the result cache**" in second.markdown
     assert "(cached)" in second.markdown.splitlines()[4]
     assert (second.out_dir / "SHA256SUMS").read_text() == (first.out_dir / "SHA256SUMS").read_text()
+    for name in ("alpha", "beta"):  # the report's pointers to a model's log hold after a cached run too
+        assert (second.out_dir / "logs" / f"{name}.log").read_bytes() == (
+            first.out_dir / "logs" / f"{name}.log"
+        ).read_bytes()
 
     # A corrupt entry is ignored with one warning and that model is gated again.
     (entry,) = list((tmp_path / "cache").glob("*/*/artifacts/alpha.int8.tflite"))
@@ -178,13 +187,16 @@ def test_a_second_run_reuses_every_result_without_importing_tensorflow(two_model
     third = run_gate("check", "--out", "cached-3", "--cache", tmp_path / "cache", cwd=two_models)
     assert third.exit_code == 0, third.stderr
     warnings = [line for line in third.stderr.splitlines() if "ignoring cache entry" in line]
-    assert len(warnings) == 1 and "artifacts/alpha.int8.tflite is missing or does not match its sha256" in warnings[0]
+    assert len(warnings) == 1 and "artifacts/alpha.int8.tflite: " in warnings[0], warnings
     assert not third.model("alpha")["origin"]["from_cache"] and third.model("beta")["origin"]["from_cache"]
 
-    # A change to the model's files is a miss.
-    (two_models / "models" / "beta" / "gate.toml").write_text("calibration_samples = 101\n")
+    # A change to the bytes of a model's file (not a setting) is a miss: here eval.npz, its samples reordered.
+    eval_npz = two_models / "models" / "beta" / "eval.npz"
+    original = eval_npz.read_bytes()
+    with np.load(eval_npz) as npz:
+        np.savez(eval_npz, x=npz["x"][::-1], y=npz["y"][::-1])
     try:
         fourth = run_gate("check", "--out", "cached-4", "--cache", tmp_path / "cache", cwd=two_models)
         assert fourth.model("alpha")["origin"]["from_cache"] and not fourth.model("beta")["origin"]["from_cache"]
     finally:
-        (two_models / "models" / "beta" / "gate.toml").write_text("calibration_samples = 100\n")
+        eval_npz.write_bytes(original)

@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import textwrap
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from factories import model_result, shard
 from fake_github import FakeGitHub
 from ruamel.yaml import YAML
 
+from gate.markdown import markdown_for_comment
+from gate.report import report_json
+from gate.results import dumps
+
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"
+COMMENT_REQUIREMENTS = REPO / ".github" / "comment-requirements.txt"
+HEAD = "c3" * 20
 BIN = Path(sys.executable).parent
 # Each action at one commit everywhere, the version its tag names (read from the actions' repositories).
 PINS = {
@@ -130,15 +139,8 @@ def test_least_privilege_and_no_expansion_inside_a_script(name) -> None:
 def test_gate_yml_plans_checks_in_a_matrix_and_reports_once() -> None:
     workflow = load("gate.yml")
     assert workflow["name"] == "gate"  # gate-comment.yml's workflow_run names it
-    assert set(workflow["on"]) == {"pull_request", "push"}
-    assert workflow["on"]["push"] == {"branches": ["main"]}
-    assert workflow["on"]["pull_request"]["paths"] == [
-        "models/**",
-        "policies/**",
-        "gate/**",
-        "pyproject.toml",
-        ".github/workflows/**",
-    ]
+    # Every pull request and merge queue group gets the required `report` status: no paths filter skips it.
+    assert workflow["on"] == {"pull_request": None, "merge_group": None, "push": {"branches": ["main"]}}
     assert workflow["concurrency"] == {
         "group": "gate-${{ github.event.pull_request.number || github.sha }}",
         "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
@@ -157,15 +159,19 @@ def test_gate_yml_plans_checks_in_a_matrix_and_reports_once() -> None:
     (checkout,) = step_using(workflow, "plan", "actions/checkout")
     assert checkout["with"]["fetch-depth"] == 0
     plan_script = next(step for step in jobs["plan"]["steps"] if step.get("id") == "plan")
-    assert "gate plan --all --base" in plan_script["run"] and "--save plan.json --github-output" in plan_script["run"]
-    assert plan_script["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha || github.event.before }}"
+    # A push plans every model without a base: a force-push's `before` commit can be in no clone.
+    assert 'gate plan --all --head "$HEAD_SHA" --save plan.json --github-output' in plan_script["run"]
+    assert 'gate plan --base "$BASE_SHA" --head "$HEAD_SHA" --save plan.json --github-output' in plan_script["run"]
+    assert plan_script["env"]["BASE_SHA"] == (
+        "${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha }}"
+    )
 
     check = jobs["check"]
     assert check["needs"] == "plan" and check["if"] == "needs.plan.outputs.count != '0'"
     assert check["strategy"] == {"fail-fast": False, "matrix": "${{ fromJSON(needs.plan.outputs.matrix) }}"}
     gate_check = next(step for step in check["steps"] if "gate check" in step.get("run", ""))
     assert gate_check["env"] == {"ENTRY": "${{ toJSON(matrix) }}"}
-    assert gate_check["run"] == 'gate check --entry "$ENTRY" --out gate-out'
+    assert gate_check["run"] == 'gate check --entry "$ENTRY" --out gate-out --no-cache'
     (upload,) = step_using(workflow, "check", "actions/upload-artifact")
     assert upload["if"] == "always()" and upload["with"]["name"] == "gate-shard-${{ strategy.job-index }}"
 
@@ -177,7 +183,10 @@ def test_gate_yml_plans_checks_in_a_matrix_and_reports_once() -> None:
     (restore,) = step_using(workflow, "report", "actions/cache/restore")
     (save,) = step_using(workflow, "report", "actions/cache/save")
     assert restore["with"]["restore-keys"] == "gate-baseline-"
-    assert restore["with"]["key"] == "gate-baseline-${{ github.event.pull_request.base.sha || github.event.before }}"
+    assert restore["with"]["key"] == (
+        "gate-baseline-${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha || "
+        "github.event.before }}"
+    )
     assert save["with"]["key"] == "gate-baseline-${{ github.sha }}"
     assert restore["with"]["path"] == save["with"]["path"]  # a cache's version includes its paths
     assert "github.event_name == 'push'" in save["if"]
@@ -216,7 +225,8 @@ def test_gate_comment_yml_never_touches_the_pull_requests_code() -> None:
     }
     runs = [step["run"] for _, step in steps(workflow) if "run" in step]
     assert runs == [
-        "pip install --no-deps .",
+        "pip install --no-deps --require-hashes -r .github/comment-requirements.txt",
+        "pip install --no-deps --no-build-isolation .",
         'gate comment --artifact "$REPORT_DIR" --repo "$REPO" --head-sha "$HEAD_SHA"',
     ]
     post = next(step for _, step in steps(workflow) if "gate comment" in step.get("run", ""))
@@ -234,7 +244,7 @@ def test_release_yml_gates_uploads_attests_then_publishes_without_any_cache() ->
         "actions/checkout",
         "actions/setup-python",
         "pip install -e .",
-        "gate check --out gate-out",
+        "gate check --no-cache --out gate-out",
         "gate release --from gate-out --out release/",
         'gate publish release --repo "$REPO" --tag "$TAG" --draft',
         "actions/attest",
@@ -242,12 +252,27 @@ def test_release_yml_gates_uploads_attests_then_publishes_without_any_cache() ->
     ]
     text = (WORKFLOWS / "release.yml").read_text()
     assert "actions/cache" not in text and "cache:" not in text  # a poisoned cache would reach a release
+    # Nor gate's own result cache: every gate command that could read one says --no-cache.
+    gate_checks = [shlex.split(step["run"]) for step in job["steps"] if step.get("run", "").startswith("gate check")]
+    assert gate_checks and all("--no-cache" in argv for argv in gate_checks)
     (attest,) = [step for step in job["steps"] if uses(step) == "actions/attest"]
     assert attest["with"] == {"subject-checksums": "release/SHA256SUMS"}
 
 
+def installed_copy(name: str, version: str, purelib: Path) -> None:
+    """Copy the installed distribution `name` (which must be `version`) into another environment's site-packages."""
+    distribution = metadata.distribution(name)
+    assert distribution.version == version, f"{name} {distribution.version} is installed, the workflow pins {version}"
+    for file in distribution.files or ():
+        source = Path(distribution.locate_file(file))
+        if source.is_file() and ".." not in file.parts:
+            target = purelib / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
 def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
-    """gate-comment.yml's `pip install --no-deps .`: a venv of the standard library and gate's wheel alone."""
+    """gate-comment.yml's install: gate with --no-deps, and the pinned packages of comment-requirements.txt only."""
     source = tmp_path / "source"
     shutil.copytree(REPO / "gate", source / "gate", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
@@ -271,12 +296,14 @@ def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
     )
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", tmp_path / "venv"], check=True, timeout=120)
     python = tmp_path / "venv" / "bin" / "python"
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    purelib = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (wheel,) = (tmp_path / "wheel").glob("gate-*.whl")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", purelib, wheel],
@@ -284,12 +311,17 @@ def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
         capture_output=True,
         timeout=300,
     )
+    pins = [line.split()[0].split("==") for line in COMMENT_REQUIREMENTS.read_text().splitlines()
+            if line and not line.startswith("#")]  # fmt: skip
+    for name, version in pins:
+        if name != "setuptools":  # it builds gate's wheel, which is installed above
+            installed_copy(name, version, purelib)
 
-    head = "c3" * 20
     artifact = tmp_path / "gate-report"
-    artifact.mkdir()
-    (artifact / "comment.md").write_text("<!-- gate-report -->\n## ✅ gate: all 1 model(s) pass\n")
-    (artifact / "pull-request.json").write_text(json.dumps({"number": 4, "head_sha": head}))
+    results = [model_result("digits"), model_result("kws", accuracy=80.0)]
+    (artifact / "report.json").parent.mkdir()
+    (artifact / "report.json").write_text(dumps(report_json(results)))
+    (artifact / "pull-request.json").write_text(json.dumps({"number": 4, "head_sha": HEAD}))
     script = textwrap.dedent("""
         import sys
         import gate
@@ -298,7 +330,7 @@ def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
         sys.exit(main(sys.argv[1:]))
     """)
     with FakeGitHub("octo/models") as github:
-        github.add_pull(4, head_sha=head)
+        github.add_pull(4, head_sha=HEAD)
         env = {"GITHUB_API_URL": github.api_url, "GITHUB_TOKEN": FakeGitHub.TOKEN, "PATH": "/usr/bin:/bin"}
         process = subprocess.run(
             [
@@ -312,7 +344,7 @@ def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
                 "--repo",
                 "octo/models",
                 "--head-sha",
-                head,
+                HEAD,
             ],
             check=False,
             capture_output=True,
@@ -324,4 +356,48 @@ def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
     assert process.returncode == 0, process.stderr
     assert f"gate from {purelib}/gate/__init__.py" in process.stderr
     assert "gate: created the report comment on pull request #4" in process.stdout
-    assert [c["body"] for c in github.comments_on(4)] == ["<!-- gate-report -->\n## ✅ gate: all 1 model(s) pass\n"]
+    assert [c["body"] for c in github.comments_on(4)] == [markdown_for_comment(results, commit=HEAD)]
+
+
+def merge_step_script() -> str:
+    """The report job's merge step, as gate.yml runs it."""
+    report = load("gate.yml")["jobs"]["report"]
+    return next(step for step in report["steps"] if "gate merge" in step.get("run", ""))["run"]
+
+
+def download(shards: list[tuple[str, Path]], path: Path) -> None:
+    """actions/download-artifact v8.0.1 with `pattern:` and merge-multiple false: each artifact into
+    path/<artifact name>/, except when exactly one matches: then into path itself (its src/download-artifact.ts:
+    `artifacts.length === 1 ? resolvedPath : path.join(resolvedPath, artifact.name)`)."""
+    for name, folder in shards:
+        shutil.copytree(folder, path if len(shards) == 1 else path / name)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_the_merge_step_merges_the_shards_as_download_artifact_lays_them_out(tmp_path, count) -> None:
+    names = [f"model_{index}" for index in range(count)]
+    shards = []
+    for index, name in enumerate(names):
+        shard(tmp_path / "uploaded" / name, [model_result(name)])
+        shards.append((f"gate-shard-{index}", tmp_path / "uploaded" / name))
+    job = tmp_path / "job"
+    download(shards, job / "shards")
+    (job / "plan").mkdir()
+    (job / "plan" / "plan.json").write_text(json.dumps({"base": "", "models": names, "removed": []}))
+    env = {"EVENT_NAME": "pull_request", "PR_NUMBER": "7", "PR_HEAD_SHA": HEAD, "PATH": f"{BIN}:/usr/bin:/bin"}
+    process = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", merge_step_script()],  # as the runner does
+        cwd=job,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    report = json.loads((job / "gate-out" / "report.json").read_text())
+    assert [(m["name"], m["status"]) for m in report["models"]] == [(name, "PASS") for name in names]
+    assert json.loads((job / "gate-out" / "pull-request.json").read_text()) == {"number": 7, "head_sha": HEAD}
+    assert sorted(p.name for p in (job / "gate-out" / "artifacts").iterdir()) == sorted(
+        f"{name}.{method}.tflite" for name in names for method in ("float32", "int8")
+    )

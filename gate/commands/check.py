@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from gate import escape
 from gate.commands import options
 from gate.errors import ConfigError
 from gate.results import ModelResult, Status
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         verbose=args.verbose,
         jobs=args.jobs,
-        cache_dir=options.cache_dir(args),
+        cache_dir=options.cache_dir(args, warn=progress),
         baseline_path=args.baseline,
         step_summary=not args.entry,
     )
@@ -84,7 +85,8 @@ def stop_on_sigterm() -> None:
 
 
 def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """One progress line on stderr; its names and messages come from the pull request, so it is made safe."""
+    print(escape.terminal(line), file=sys.stderr, flush=True)
 
 
 def check(
@@ -117,7 +119,7 @@ def check(
     )
     for result in results:
         print(verdict_line(result))
-    print(f"gate: reports written to {out_dir / 'report.md'} and {out_dir / 'report.json'}", file=sys.stderr)
+    progress(f"gate: reports written to {out_dir / 'report.md'} and {out_dir / 'report.json'}")
     return exit_code(results)
 
 
@@ -126,12 +128,12 @@ def exit_code(results: Sequence[ModelResult]) -> int:
 
 
 def verdict_line(result: ModelResult) -> str:
-    """One line per model, like twine's `Checking dist/x.whl: PASSED`."""
+    """One line per model, like twine's `Checking dist/x.whl: PASSED`, safe to print (gate.escape.terminal)."""
     candidate = result.candidate
     if candidate is None:
-        return f"{result.name}  ERROR  {result.error.splitlines()[0] if result.error else ''}"
+        return escape.terminal(f"{result.name}  ERROR  {result.error.splitlines()[0] if result.error else ''}")
     failed = [f"{c.name}: {c.message}" for c in candidate.checks if c.status is Status.FAIL]
     passed = sum(c.status is Status.PASS for c in candidate.checks)
     skipped = sum(c.status is Status.SKIP for c in candidate.checks)
     summary = "; ".join(failed) if failed else f"{passed} checks passed, {skipped} skipped"
-    return f"{result.name}  {candidate.conversion.method}  {result.status.value}  {summary}"
+    return escape.terminal(f"{result.name}  {candidate.conversion.method}  {result.status.value}  {summary}")

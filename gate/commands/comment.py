@@ -4,34 +4,36 @@ The fork-safe pattern (README, "GitHub Actions"): the `pull_request` run gates
 the PR's code with a read-only token and uploads the `gate-report` artifact; a
 `workflow_run` workflow on the default branch downloads it and runs this, with
 a token that may comment. That artifact was written by code the pull request
-controls, so everything in it is untrusted data: the body must be a gate report
-within GitHub's limit, the PR number a positive integer, the head SHA the
-triggering run's, and the PR's current head must still be that SHA.
+controls, so everything in it is untrusted data, and no Markdown from it is
+ever posted: the comment is rendered here, by the default branch's gate, from
+the artifact's report.json after it was read bounded and validated as `gate
+merge` validates a shard (types, schema_version, every result checked against
+the registries and re-judged from its figures). The PR number must be a
+positive integer, the head SHA the triggering run's, and the PR's current head
+still that SHA. The comment names that commit and the base it compares with.
 
-Only the standard library is imported here (the workflow installs gate with `--no-deps`).
+It needs the standard library, Jinja2 and msgspec: gate-comment.yml installs
+exactly those, pinned by hash (.github/comment-requirements.txt), and gate with
+`--no-deps`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import stat
 from pathlib import Path
 from typing import Any
 
 from gate.commands import options
 from gate.errors import ConfigError, GitHubError
+from gate.escape import terminal
 from gate.github import GitHub
 
-HELP = "post or update gate's sticky pull-request comment from a downloaded gate-report artifact"
-MARKER = "<!-- gate-report -->"  # the first line of every comment.md gate writes
-MAX_COMMENT_CHARS = 65_536  # GitHub answers 422 to a longer comment body
+HELP = "post or update gate's sticky pull-request comment, rendered from a downloaded gate-report artifact"
+PULL_REQUEST_JSON = "pull-request.json"
 MAX_PULL_REQUEST_JSON_BYTES = 4096
 BOT_LOGIN = "github-actions[bot]"  # who GITHUB_TOKEN comments as
 NEED = "pull-requests: write"
-_SHA = re.compile(r"[0-9a-f]{40}")
 _MAX_NUMBER = 2**53  # larger is not a number GitHub hands out, nor one every JSON reader keeps exact
 
 
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         metavar="DIR",
-        help="the downloaded gate-report artifact: comment.md and pull-request.json",
+        help="the downloaded gate-report artifact: report.json and pull-request.json",
     )
     options.repo(parser)
     parser.add_argument(
@@ -65,16 +67,16 @@ def run(args: argparse.Namespace) -> int:
 def comment(
     *, artifact: Path, repo: str, head_sha: str, bot_login: str = BOT_LOGIN, github: GitHub | None = None
 ) -> int:
-    """Validate the artifact, find its pull request, then update gate's comment there or create it.
+    """Validate the artifact, render the comment, find its pull request, then update gate's comment or create it.
 
     Returns 0 when the comment was posted, or skipped because the PR has moved on
     or cannot be found; invalid input and API errors raise (exit code 2).
     """
     options.check_repo(repo)
-    if not _SHA.fullmatch(head_sha):
+    if not options.SHA.fullmatch(head_sha):
         raise ConfigError(f"--head-sha: expected 40 lowercase hex digits, got {shown(head_sha)}")
-    body = read_body(artifact / "comment.md")
-    number = read_pull_request(artifact / "pull-request.json", head_sha=head_sha)
+    number = read_pull_request(artifact, head_sha=head_sha)
+    body = render_comment(artifact, head_sha=head_sha)
     github = github or GitHub.from_environment()
 
     if number is None:
@@ -102,35 +104,27 @@ def comment(
     return options.EXIT_PASS
 
 
-def read_body(path: Path) -> str:
-    """comment.md: a regular file (no link), UTF-8, at most 65,536 characters, starting with the marker."""
-    raw = read_regular_file(path, limit=4 * MAX_COMMENT_CHARS)  # UTF-8 takes at most 4 bytes a character
-    if raw is None:
-        raise ConfigError(
-            f"{path}: more than {MAX_COMMENT_CHARS:,} characters; GitHub refuses longer comments "
-            "(gate merge shrinks the report to fit)"
-        )
+def render_comment(artifact: Path, *, head_sha: str) -> str:
+    """The comment, rendered from the artifact's report.json once it is validated (see the module docstring)."""
+    from gate.markdown import markdown_for_comment
+    from gate.merge import read_report
+
     try:
-        body = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 (byte {raw[error.start]:#04x} at offset {error.start})") from None
-    if len(body) > MAX_COMMENT_CHARS:
-        raise ConfigError(
-            f"{path}: {len(body):,} characters; GitHub refuses comments over {MAX_COMMENT_CHARS:,} "
-            "(gate merge shrinks the report to fit)"
-        )
-    if not body.startswith(MARKER):
-        raise ConfigError(f"{path}: does not start with {MARKER}, so it is not a report gate wrote")
-    return body
+        report = read_report(artifact)
+    except ValueError as exc:
+        raise ConfigError(f"{artifact}/{exc}; not a report this gate can vouch for, so nothing is posted") from None
+    return markdown_for_comment(report.models, report.comparison, commit=head_sha)
 
 
-def read_pull_request(path: Path, *, head_sha: str) -> int | None:
+def read_pull_request(artifact: Path, *, head_sha: str) -> int | None:
     """pull-request.json: {"number": N, "head_sha": "..."}; the number, or None when the run did not know it."""
-    raw = read_regular_file(path, limit=MAX_PULL_REQUEST_JSON_BYTES)
-    if raw is None:
-        raise ConfigError(
-            f'{path}: larger than {MAX_PULL_REQUEST_JSON_BYTES} bytes; expected {{"number": N, "head_sha": "..."}}'
-        )
+    from gate.readback import Refused, read_inside
+
+    path = artifact / PULL_REQUEST_JSON
+    try:
+        raw = read_inside(artifact, PULL_REQUEST_JSON, limit=MAX_PULL_REQUEST_JSON_BYTES)
+    except Refused as exc:
+        raise ConfigError(f"{artifact}/{exc}; download the gate-report artifact into {artifact}") from None
     try:
         record = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except (ValueError, RecursionError) as error:
@@ -138,7 +132,7 @@ def read_pull_request(path: Path, *, head_sha: str) -> int | None:
     if not isinstance(record, dict):
         raise ConfigError(f'{path}: expected a JSON object {{"number": N, "head_sha": "..."}}, got {shown(record)}')
     problems = [
-        f"{path}: {key}: unknown key; expected number and head_sha"
+        f"{path}: {shown(key)[1:-1]}: unknown key; expected number and head_sha"
         for key in record
         if key not in ("number", "head_sha")
     ]
@@ -147,7 +141,7 @@ def read_pull_request(path: Path, *, head_sha: str) -> int | None:
     if number is not None and not (type(number) is int and 0 < number <= _MAX_NUMBER):
         problems.append(f"{path}: number: expected a positive whole number, got {shown(number)}")
     artifact_sha = record.get("head_sha")
-    if not (isinstance(artifact_sha, str) and _SHA.fullmatch(artifact_sha)):
+    if not (isinstance(artifact_sha, str) and options.SHA.fullmatch(artifact_sha)):
         problems.append(f"{path}: head_sha: expected 40 lowercase hex digits, got {shown(artifact_sha)}")
     elif artifact_sha != head_sha:
         problems.append(
@@ -157,25 +151,6 @@ def read_pull_request(path: Path, *, head_sha: str) -> int | None:
     if problems:
         raise ConfigError("\n".join(problems))
     return number
-
-
-def read_regular_file(path: Path, *, limit: int) -> bytes | None:
-    """The bytes of a regular file that is not a symbolic link, or None when it holds more than `limit`."""
-    try:
-        # O_NOFOLLOW: the check and the read are one step, so a link cannot be swapped in between.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; download the gate-report artifact into {path.parent}") from None
-    except OSError as error:
-        if path.is_symlink():
-            raise ConfigError(f"{path}: is a symbolic link; the artifact must hold a regular file") from None
-        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise ConfigError(f"{path}: not a regular file; the artifact must hold a regular file")
-    with os.fdopen(descriptor, "rb") as file:
-        raw = file.read(limit + 1)
-    return None if len(raw) > limit else raw
 
 
 def find_pull_request(github: GitHub, repo: str, head_sha: str) -> int | None:
@@ -209,15 +184,18 @@ def _heads(pulls: Any, head_sha: str) -> list[int]:
 
 
 def sticky_comment(github: GitHub, repo: str, number: int, *, bot_login: str) -> dict | None:
-    """gate's earlier comment on the PR: the oldest one of `bot_login` holding the marker, or None.
+    """gate's earlier comment on the PR: the oldest one of `bot_login` that starts with the marker, or None.
 
     Anyone can write the marker into a comment; a comment by someone else is
-    never edited (the token could overwrite a person's words with the report).
+    never edited (the token could overwrite a person's words with the report),
+    nor one of the same bot (another workflow's) that merely quotes the marker.
     """
+    from gate.markdown import COMMENT_MARKER
+
     for item in github.paginate(f"/repos/{repo}/issues/{number}/comments", need=NEED):
         if (
             isinstance(item, dict)
-            and MARKER in str(item.get("body") or "")
+            and str(item.get("body") or "").startswith(COMMENT_MARKER)
             and (item.get("user") or {}).get("login") == bot_login
         ):
             return item
@@ -231,8 +209,8 @@ def shown(value: object) -> str:
 
 
 def say(line: str) -> None:
-    """What the command did: one line on stdout, the job log's record of it."""
-    print(line, flush=True)
+    """What the command did: one line on stdout, the job log's record of it (made safe: it echoes API answers)."""
+    print(terminal(line), flush=True)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from gate.commands import options
@@ -37,27 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _planned(path: Path) -> tuple[list[str], list[str]]:
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-        models, removed = plan["models"], plan["removed"]
-        if not all(isinstance(n, str) for n in [*models, *removed]):
-            raise TypeError("names must be strings")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a plan written by gate plan --save ({exc})") from None
-    return models, removed
-
-
 def run(args: argparse.Namespace) -> int:
     from gate.annotations import error_annotations
-    from gate.compare import load_baseline
-    from gate.merge import merge_shards
+    from gate.compare import load_baseline, stale_warning
+    from gate.merge import merge_shards, read_plan
     from gate.report import write_atomic, write_reports
 
-    planned, removed = _planned(args.plan) if args.plan else (None, [])
+    if args.head_sha is not None and not options.SHA.fullmatch(args.head_sha):
+        raise ConfigError(f"--head-sha: expected 40 lowercase hex digits, got {args.head_sha[:60]!r}")
+    planned, removed, base = read_plan(args.plan) if args.plan else (None, [], "")
     results = merge_shards(args.shard_dirs, out_dir=args.out, planned=planned)
     baseline = load_baseline(args.baseline, warn=progress) if args.baseline else None
-    write_reports(args.out, results, baseline=baseline, removed=removed)
+    comparison = write_reports(
+        args.out, results, baseline=baseline, removed=removed, planned_base=base, commit=args.head_sha or ""
+    )
+    if comparison and (warning := stale_warning(comparison)):
+        progress(warning)
     if args.pull_request is not None or args.head_sha is not None:
         number = int(args.pull_request) if args.pull_request and args.pull_request.isdigit() else None
         write_atomic(args.out / PULL_REQUEST_JSON, json.dumps({"number": number, "head_sha": args.head_sha}) + "\n")
@@ -66,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
     if args.annotate:
         for line in error_annotations(results):
             print(line)
-    print(f"gate: merged {len(args.shard_dirs)} shard(s), {len(results)} model(s) into {args.out}", file=sys.stderr)
+    progress(f"gate: merged {len(args.shard_dirs)} shard(s), {len(results)} model(s) into {args.out}")
     return exit_code(results)

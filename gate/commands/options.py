@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from gate.errors import ConfigError
 
 EXIT_PASS, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+SHA = re.compile(r"[0-9a-f]{40}")  # a commit, as GitHub passes it: 40 lowercase hex digits
 
 
 def model_dirs(parser: argparse.ArgumentParser) -> None:
@@ -36,15 +38,43 @@ def chosen_model_dirs(args: argparse.Namespace) -> list[Path]:
 
 def cache(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--cache", type=Path, metavar="DIR", help="result cache folder (default: .gate-cache/ beside the --out folder)"
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="result cache folder (default: $XDG_CACHE_HOME/gate, else ~/.cache/gate); never inside a git work tree",
+    )
+    parser.add_argument(
+        "--cache-in-work-tree",
+        action="store_true",
+        help="accept a --cache folder inside a git work tree, where a commit could plant entries (only if no one "
+        "else can write there)",
     )
     parser.add_argument("--no-cache", action="store_true", help="gate every model afresh; read and write no cache")
 
 
-def cache_dir(args: argparse.Namespace) -> Path | None:
+def cache_dir(args: argparse.Namespace, *, warn: Callable[[str], None]) -> Path | None:
+    """The result cache's folder, or None. A cache entry is trusted as gate's own result, so none in a work tree."""
+    from gate.cache import default_directory, work_tree
+
     if args.no_cache:
         return None
-    return args.cache or args.out.absolute().parent / ".gate-cache"
+    if args.cache is not None:
+        tree = work_tree(args.cache)
+        if tree is not None and not args.cache_in_work_tree:
+            raise ConfigError(
+                f"--cache {args.cache}: inside the git work tree {tree}, where a commit could add entries that gate "
+                "would take for its own results; pass a folder outside any work tree (the default is "
+                f"{default_directory()}), or add --cache-in-work-tree if no one else can write there"
+            )
+        return args.cache
+    directory = default_directory()
+    if (tree := work_tree(directory)) is not None:
+        warn(
+            f"gate: warning: the default cache folder {directory} is inside the git work tree {tree}, where a "
+            "commit could add entries; gating without a cache (pass --cache DIR outside any work tree)"
+        )
+        return None
+    return directory
 
 
 def entry_paths(text: str) -> list[Path]:

@@ -10,14 +10,17 @@ from pathlib import Path
 
 from gate.commands import options
 from gate.errors import ConfigError
+from gate.escape import terminal
 
 HELP = "list the models whose result can differ between two commits, as a GitHub Actions matrix"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", required=True, help="the commit to compare with (a PR's base SHA)")
+    parser.add_argument("--base", help="the commit to compare with (a PR's base SHA); not needed with --all")
     parser.add_argument("--head", default="HEAD", help="the commit to gate (default: HEAD)")
-    parser.add_argument("--all", action="store_true", help="plan every model (e.g. on the default branch)")
+    parser.add_argument(
+        "--all", action="store_true", help="plan every model (e.g. on a push to the default branch); no --base needed"
+    )
     parser.add_argument(
         "--format",
         choices=("json", "names"),
@@ -50,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
             output.write(f"count={len(document['include'])}\n")
             output.write(f"removed={json.dumps(document['removed'], separators=(',', ':'))}\n")
     if args.format == "names":
-        print("".join(f"{model.name}\n" for model in plan.models), end="")
+        print("".join(f"{terminal(model.name)}\n" for model in plan.models), end="")
     else:
         print(json.dumps(document, indent=2))
     for model in plan.models:
-        print(f"gate plan: {model.name}: {model.reason}", file=sys.stderr)
+        print(terminal(f"gate plan: {model.name}: {model.reason}"), file=sys.stderr)
     for name in plan.removed:
-        print(f"gate plan: {name}: removed", file=sys.stderr)
+        print(terminal(f"gate plan: {name}: removed"), file=sys.stderr)
     print(f"gate plan: {len(plan.models)} model(s) to gate, {len(plan.removed)} removed", file=sys.stderr)
     return options.EXIT_PASS

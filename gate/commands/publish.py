@@ -27,6 +27,7 @@ from typing import Any
 
 from gate.commands import options
 from gate.errors import ConfigError, GitHubError
+from gate.escape import terminal
 from gate.github import GitHub
 
 HELP = "upload a release folder to a draft GitHub release (--draft), then publish that draft (--finalize)"
@@ -254,4 +255,4 @@ def compare_assets(assets: Iterable[Any], files: list[ReleaseFile]) -> list[str]
 
 
 def say(line: str) -> None:
-    print(line, file=sys.stdout, flush=True)
+    print(terminal(line), file=sys.stdout, flush=True)

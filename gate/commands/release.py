@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from gate.commands import options
@@ -25,33 +24,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gate.commands.check import progress
     from gate.discover import digest, refuse_links
     from gate.layout import CHECKSUMS, REPORT_JSON, REPORT_MD
     from gate.merge import read_shard
+    from gate.readback import MAX_JSON_BYTES, Refused, copy_inside, read_inside
     from gate.report import write_atomic
     from gate.results import Status
 
-    shard = read_shard(args.source)  # validated like any output written elsewhere, every artifact's digest checked
+    # Validated like any output written elsewhere: every result checked and re-judged, every artifact's digest.
+    shard = read_shard(args.source, command="gate release", what="the output folder")
     if not shard.results:
         raise ConfigError(f"{args.source}: the report holds no model; gate every model before releasing")
     failed = [r for r in shard.results if r.status is not Status.PASS]
     if failed:
         for result in failed:
-            print(f"gate release: {result.name} is {result.status.value}; nothing is published", file=sys.stderr)
+            progress(f"gate release: {result.name} is {result.status.value}; nothing is published")
         return options.EXIT_FAIL
     refuse_links(args.out, "pass a real folder with --out (gate release replaces it)")
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     published = []
-    for result in shard.results:
-        artifact = result.candidate.conversion.artifact  # type: ignore[union-attr]
-        name = Path(artifact.path).name
-        shutil.copyfile(args.source / artifact.path, args.out / name)
-        published.append(name)
-    for name in (REPORT_MD, REPORT_JSON):
-        shutil.copyfile(args.source / name, args.out / name)
-        published.append(name)
+    try:
+        for result in shard.results:
+            artifact = result.candidate.conversion.artifact  # type: ignore[union-attr]
+            name = Path(artifact.path).name
+            copy_inside(args.source, artifact.path, args.out / name, expected=artifact)  # verified as it is copied
+            published.append(name)
+        for name in (REPORT_MD, REPORT_JSON):
+            write_atomic(args.out / name, read_inside(args.source, name, limit=MAX_JSON_BYTES))
+            published.append(name)
+    except Refused as exc:
+        raise ConfigError(f"gate release: {args.source}: {exc}") from None
     sums = "".join(f"{digest(args.out / name, args.out).sha256}  {name}\n" for name in sorted(published))
     write_atomic(args.out / CHECKSUMS, sums)
-    print(f"gate release: {len(shard.results)} model(s) laid out in {args.out}", file=sys.stderr)
+    progress(f"gate release: {len(shard.results)} model(s) laid out in {args.out}")
     return options.EXIT_PASS

@@ -11,6 +11,7 @@ from gate.commands import options
 from gate.config import ModelConfig, configure_model, load_policies
 from gate.discover import find_model_folders
 from gate.errors import ConfigError
+from gate.escape import terminal
 
 HELP = "check every policy and gate.toml without loading any model or TensorFlow"
 
@@ -46,7 +47,7 @@ def validate(model_dirs: Sequence[Path], *, policies_dir: Path) -> int:
             problems.append(configured[1])
     if problems:
         text = "\n".join(problems)
-        print(text, file=sys.stderr)
+        print(terminal(text, lines=True), file=sys.stderr)
         print(f"gate: {len(text.splitlines())} problem(s) found", file=sys.stderr)
         return options.EXIT_CONFIG
     print(f"gate: {len(policy_names)} policies and {len(folders)} model folders are valid", file=sys.stderr)

@@ -1,0 +1,173 @@
+"""Check a result read back from elsewhere (a shard, a cache entry, a baseline, an artifact, a worker) before use.
+
+Validating the types (gate.results.load_result) says a result is well formed;
+this says it is one gate could have written, so that nothing downstream trusts
+a string or a verdict it was merely handed:
+
+- every name is what it may be: the model a plain folder name, each method one
+  of `METHODS`, each check one of `CHECKS` with its unit, each policy key one
+  of `POLICY_KEYS` with a value its kind allows, each digest 64 hex digits;
+- every path a result records is the path gate's layout gives it;
+- its verdict follows from its figures: each built candidate is judged again
+  against the effective policy the result records, and must come out exactly
+  as recorded (checks, messages, status); its size ratios and metric change
+  follow from the sizes and metrics it records; the published candidate is the
+  one the search rule picks; the model's status is that candidate's.
+
+A result that says PASS while one of its checks fails is refused, not re-judged
+into something else: it was not written by a gate that works, so nothing else
+in it is worth showing either. Every problem is a ValueError naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from gate.compare import Comparison
+from gate.config import POLICY_KEYS, TASKS
+from gate.judge import Context, judge
+from gate.keys import Invalid, Value
+from gate.layout import artifact_path, name_problem
+from gate.methods import METHODS, REFERENCE
+from gate.results import Candidate, Conversion, FileDigest, ModelResult, Status
+from gate.search import closest, metric_change
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+_METRICS = ("accuracy", "mae")
+
+
+def check_result(result: ModelResult) -> None:
+    """Raise ValueError naming the first thing in `result` that gate could not have written."""
+    if problem := name_problem(result.name, loose_files=result.status is Status.ERROR):
+        raise ValueError(f"name: {problem}")
+    if result.task not in (*TASKS, ""):
+        raise ValueError(f"task: {result.task!r} is not one of {', '.join(TASKS)}")
+    if not -1 <= result.chosen < len(result.candidates):
+        raise ValueError(f"chosen: {result.chosen} is not the index of one of its {len(result.candidates)} candidates")
+    _check_digests(result)
+    _check_policy(result)
+    methods = [c.method for c in result.candidates]
+    for index, candidate in enumerate(result.candidates):
+        where = f"candidates[{index}]"
+        if candidate.method not in METHODS or methods.count(candidate.method) > 1:
+            raise ValueError(f"{where}.method: {candidate.method!r} is not one method of the registry, tried once")
+        if candidate.conversion is None:
+            if candidate.status not in (Status.SKIP, Status.ERROR) or candidate.checks:
+                raise ValueError(f"{where}: a candidate that was not built is SKIP or ERROR, without checks")
+        else:
+            _check_built(result, candidate, where)
+    if result.status is Status.ERROR:
+        if result.chosen != -1 or result.reference is not None:
+            raise ValueError("status: ERROR, but it publishes a candidate")
+        return
+    if None in (result.reference, result.float_evaluation, result.evaluation_data, result.provenance):
+        raise ValueError(f"status: {result.status.value}, but its reference, evaluation or provenance is missing")
+    _check_conversion(result, result.reference, REFERENCE, "reference")  # type: ignore[arg-type]
+    if result.chosen != closest(result.candidates):
+        raise ValueError(f"chosen: {result.chosen}, but the search publishes candidate {closest(result.candidates)}")
+    published = result.candidates[result.chosen]
+    if result.status is not published.status:
+        raise ValueError(f"status: {result.status.value}, but its published candidate is {published.status.value}")
+
+
+def check_comparison(comparison: Comparison) -> None:
+    """Raise ValueError naming the first thing in a comparison read back that gate could not have written."""
+    for field in ("base_commit", "planned_base"):
+        if not _SHA1.fullmatch(getattr(comparison, field)) and getattr(comparison, field):
+            raise ValueError(f"{field}: {getattr(comparison, field)[:50]!r} is not a commit's full SHA")
+    for index, change in enumerate(comparison.changes):
+        if problem := name_problem(change.name, loose_files=True):
+            raise ValueError(f"changes[{index}].name: {problem}")
+        for side in (change.base, change.head):
+            if side and (side.method not in (*METHODS, "") or side.metric not in (*_METRICS, "")):
+                raise ValueError(f"changes[{index}]: method {side.method!r} or metric {side.metric!r} is unknown")
+    for index, name in enumerate(comparison.unchanged):
+        if problem := name_problem(name, loose_files=True):
+            raise ValueError(f"unchanged[{index}]: {problem}")
+
+
+def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
+    conversion = candidate.conversion
+    assert conversion is not None
+    _check_conversion(result, conversion, candidate.method, f"{where}.conversion")
+    if candidate.status not in (Status.PASS, Status.FAIL):
+        raise ValueError(f"{where}.status: a built candidate is PASS or FAIL, not {candidate.status.value}")
+    if result.reference is None or result.float_evaluation is None or result.provenance is None:
+        raise ValueError(f"{where}: built, but the result has no reference, float evaluation or provenance")
+    if (conversion.latency is None) != (candidate.speedup is None):
+        raise ValueError(f"{where}.speedup: given exactly when its latency was measured")
+    size = conversion.artifact.size_bytes
+    figures = {
+        "size_reduction_vs_source": result.source_bytes / size,
+        "size_reduction_vs_float32": result.reference.artifact.size_bytes / size,
+        "metric_change": metric_change(result.task, result.float_evaluation.value, conversion.evaluation.value),
+    }
+    for field, value in figures.items():
+        if getattr(candidate, field) != value:
+            raise ValueError(f"{where}.{field}: {getattr(candidate, field)!r} does not follow from its figures")
+    policy, samples = result.provenance.effective_policy, result.float_evaluation.samples
+    context = Context(policy, result.task, result.reference, samples)
+    unjudged = dataclasses.replace(candidate, status=Status.PASS, reason="", checks=())
+    judged = judge(unjudged, context)
+    if (judged.checks, judged.status, judged.reason) != (candidate.checks, candidate.status, candidate.reason):
+        recorded = "; ".join(f"{c.name} {c.status.value}" for c in candidate.checks) or "no checks"
+        found = "; ".join(f"{c.name} {c.status.value}" for c in judged.checks) or "no checks"
+        raise ValueError(
+            f"{where}: says {candidate.status.value} ({recorded}), but its figures judged against its effective "
+            f"policy give {judged.status.value} ({found})"
+        )
+
+
+def _check_conversion(result: ModelResult, conversion: Conversion, method: str, where: str) -> None:
+    if conversion.method != method:
+        raise ValueError(f"{where}.method: {conversion.method!r} is not {method!r}")
+    if conversion.artifact.path != artifact_path(result.name, method):
+        raise ValueError(
+            f"{where}.artifact.path: {conversion.artifact.path!r} is not {artifact_path(result.name, method)!r}"
+        )
+    if conversion.artifact.size_bytes <= 0:
+        raise ValueError(f"{where}.artifact.size_bytes: a .tflite file is not empty")
+    if conversion.evaluation.metric not in _METRICS:
+        raise ValueError(f"{where}.evaluation.metric: {conversion.evaluation.metric!r} is not one of accuracy, mae")
+
+
+def _check_digests(result: ModelResult) -> None:
+    files: list[tuple[str, FileDigest]] = [
+        (f"{where}.artifact", c.artifact)
+        for where, c in [("reference", result.reference)]
+        + [(f"candidates[{i}].conversion", k.conversion) for i, k in enumerate(result.candidates)]
+        if c is not None
+    ]
+    files += [(f"{name}.file", info.file) for name, info in
+              (("calibration", result.calibration), ("evaluation_data", result.evaluation_data)) if info]  # fmt: skip
+    if result.provenance:
+        files += [(f"provenance.inputs[{i}]", f) for i, f in enumerate(result.provenance.inputs)]
+    for where, file in files:
+        if not _SHA256.fullmatch(file.sha256) or file.size_bytes < 0:
+            raise ValueError(f"{where}: sha256 {file.sha256!r} or size {file.size_bytes} is not a file's")
+    sums = {"provenance.policy_sha256": result.provenance.policy_sha256 if result.provenance else None,
+            "origin.cache_key": result.origin.cache_key if result.origin else None}  # fmt: skip
+    for where, value in sums.items():
+        if value is not None and not _SHA256.fullmatch(value):
+            raise ValueError(f"{where}: {value!r} is not a sha256")
+
+
+def _check_policy(result: ModelResult) -> None:
+    if result.provenance is None:
+        return
+    for field in ("effective_policy", "overrides"):
+        for key, value in getattr(result.provenance, field).items():
+            if problem := _policy_value_problem(key, value):
+                raise ValueError(f"provenance.{field}: {problem}")
+
+
+def _policy_value_problem(key: str, value: Value) -> str:
+    if key not in POLICY_KEYS:
+        return f"{key!r} is not a policy key"
+    try:
+        POLICY_KEYS[key].kind.parse(list(value) if isinstance(value, tuple) else value)
+    except Invalid as exc:
+        return f"{key}: {exc}"
+    return ""
