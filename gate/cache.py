@@ -187,7 +187,7 @@ class Cache:
                          for relative in sorted(result.kept_files())]  # fmt: skip
                 try:  # a worker with allowed custom code wrote the log: copied bounded, never through a link
                     files.append(copy_inside(out_dir, log_path(result.name), staging / log_path(result.name),
-                                             limit=MAX_LOG_BYTES))  # fmt: skip
+                                             limit=MAX_LOG_BYTES, tail=True))  # fmt: skip
                 except Missing:
                     pass
                 entry = {"entry_version": ENTRY_VERSION, "key": key, "model": result.name,

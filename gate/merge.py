@@ -184,6 +184,6 @@ def _copy_files(shard: Path, result: ModelResult, out_dir: Path) -> None:
         copy_inside(shard, relative, out_dir / relative, limit=MAX_BENCHMARK_BYTES)
     if not name_problem(result.name):  # the ERROR row of files beside the model folders has no log
         try:
-            copy_inside(shard, log_path(result.name), out_dir / log_path(result.name), limit=MAX_LOG_BYTES)
+            copy_inside(shard, log_path(result.name), out_dir / log_path(result.name), limit=MAX_LOG_BYTES, tail=True)
         except Missing:
             pass

@@ -100,34 +100,38 @@ def read_inside(root: Path, relative: str, *, limit: int) -> bytes:
 
 
 def copy_inside(root: Path, relative: str, target: Path, *, expected: FileDigest | None = None,
-                limit: int | None = None) -> FileDigest:  # fmt: skip
+                limit: int | None = None, tail: bool = False) -> FileDigest:  # fmt: skip
     """Copy `root/relative` to `target`, hashing what is copied; return its digest (path: `relative`).
 
-    With `expected`, a copy whose size or sha256 differ is removed and refused. With `limit` (logs), only
-    the last `limit` bytes of a longer file are copied, after a line saying how much was left out.
+    With `expected`, a copy whose size or sha256 differ is removed and refused. A file larger than `limit`
+    is refused, or with `tail` (a log), only its last `limit` bytes are copied, after a line saying how much
+    was left out. Nothing is replaced until the copy is complete and checked.
     """
     with os.fdopen(open_inside(root, relative), "rb") as source:
         size = os.fstat(source.fileno()).st_size
         if expected is not None and size != expected.size_bytes:
             raise Refused(f"{relative}: {size:,} bytes, but its result records {expected.size_bytes:,}")
+        if limit is not None and size > limit and not tail:
+            raise Refused(f"{relative}: larger than {limit:,} bytes")
+        content = size if limit is None else min(size, limit)  # the bytes to copy
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         sha = hashlib.sha256()
-        copied = 0
         try:
             with os.fdopen(fd, "wb") as sink:
-                if limit is not None and size > limit:
-                    note = f"[gate: the first {size - limit:,} of this log's {size:,} bytes are left out]\n".encode()
-                    sink.write(note)
-                    sha.update(note)
-                    copied += len(note)
-                    source.seek(size - limit)
-                while block := source.read(_CHUNK):
+                if content < size:
+                    note = f"[gate: the first {size - content:,} of this log's {size:,} bytes are left out]\n"
+                    sink.write(note.encode())
+                    sha.update(note.encode())
+                    source.seek(size - content)
+                left = content + 1  # one more: a file that grows while it is copied is refused
+                while left and (block := source.read(min(_CHUNK, left))):
                     sink.write(block)
                     sha.update(block)
-                    copied += len(block)
-                    if expected is not None and copied > expected.size_bytes:
-                        break  # it grew while being copied: the digest cannot match
+                    left -= len(block)
+                copied = sink.tell()
+            if left == 0:
+                raise Refused(f"{relative}: changed while it was being copied")
             if expected is not None and (copied, sha.hexdigest()) != (expected.size_bytes, expected.sha256):
                 raise Refused(f"{relative}: does not match the sha256 its result records")
             os.replace(temporary, target)

@@ -22,6 +22,7 @@ in it is worth showing either. Every problem is a ValueError naming the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 from gate.compare import Comparison
@@ -104,8 +105,9 @@ def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
         "size_reduction_vs_float32": result.reference.artifact.size_bytes / size,
         "metric_change": metric_change(result.task, result.float_evaluation.value, conversion.evaluation.value),
     }
-    for field, value in figures.items():
-        if getattr(candidate, field) != value:
+    for field, value in figures.items():  # as computed, but for the last bits of a float evaluated again
+        recorded = getattr(candidate, field)
+        if recorded is None or not math.isclose(recorded, value, rel_tol=1e-9, abs_tol=1e-9):
             raise ValueError(f"{where}.{field}: {getattr(candidate, field)!r} does not follow from its figures")
     policy, samples = result.provenance.effective_policy, result.float_evaluation.samples
     context = Context(policy, result.task, result.reference, samples)

@@ -31,6 +31,18 @@ def result_cache_of_the_test(tmp_path_factory, monkeypatch) -> Path:
     return cache_home / "gate"
 
 
+@pytest.fixture
+def github(monkeypatch):
+    """A fake GitHub API (tests/fake_github.py) holding the repository octo/models, which gate talks to."""
+    from fake_github import FakeGitHub
+
+    with FakeGitHub("octo/models") as fake:
+        monkeypatch.setenv("GITHUB_API_URL", fake.api_url)
+        monkeypatch.setenv("GITHUB_TOKEN", FakeGitHub.TOKEN)
+        monkeypatch.delenv("GH_TOKEN", raising=False)
+        yield fake
+
+
 @pytest.fixture(scope="session")
 def healthy_model(tmp_path_factory) -> Path:
     """A model folder that passes the default policy; copy it, never change it."""

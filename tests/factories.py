@@ -170,3 +170,28 @@ def shard(folder, results) -> list[ModelResult]:
     results = [with_files(folder, r) for r in results]
     write_reports(folder, results, step_summary=False)
     return results
+
+
+def job(folder, **changes):
+    """A gate.pipeline.Job for the model folder `folder`, as gate.run makes one (its outputs beside it)."""
+    from gate.pipeline import Job
+
+    name = folder.name
+    fields = {
+        "name": name,
+        "folder": str(folder),
+        "task": "classification",
+        "method": "auto",
+        "calibration_samples": 200,
+        "calibrate_on_eval": False,
+        "allow_custom_objects": ("my_pkg.layers>Scale",),
+        "policy_file": "policies/default.toml",
+        "policy": {"accuracy.max_drop": 2.0, "limits.timeout_s": 60, "limits.memory_mb": 8192,
+                   "search.candidate_timeout_s": 60},
+        "overrides": {},
+        "override_reason": "",
+        "out_dir": str(folder.parent.parent / "gate-out"),
+        "log_path": str(folder.parent.parent / "gate-out" / "logs" / f"{name}.log"),
+        "result_path": str(folder.parent.parent / f"{name}.result.json"),
+    }  # fmt: skip
+    return Job(**(fields | changes))

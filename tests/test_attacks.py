@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 from argparse import Namespace
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
-from factories import model_result, shard, with_files
+from factories import job, model_result, shard, with_files
 
 from gate import cli
 from gate.annotations import error_annotations
@@ -29,13 +30,48 @@ from gate.config import configure
 from gate.errors import ConfigError
 from gate.layout import log_path
 from gate.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
-from gate.results import LayerError, Origin, dumps, error_result
+from gate.results import LayerError, Origin, Status, dumps, error_result
 
 PAYLOAD_MODULE = "import pathlib; pathlib.Path({marker!r}).write_text('ran')\n"
 
 
 def html(markdown: str) -> str:
     return cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+
+
+# ---------------------------------------------------------------- reading files other processes wrote
+
+
+@pytest.mark.parametrize(
+    ("relative", "message"),
+    [
+        ("../victim/evil.py", "'../victim/evil.py' is not a plain path inside"),
+        ("artifacts/../../victim/evil.py", "'artifacts/../../victim/evil.py' is not a plain path inside"),
+        ("/etc/hostname", "'/etc/hostname' is not a plain path inside"),
+        ("artifacts//x.tflite", "'artifacts//x.tflite' is not a plain path inside"),
+        ("./report.json", "'./report.json' is not a plain path inside"),
+        ("link", "link: is a symbolic link, which could lead anywhere"),
+        ("folder-link/report.json", "folder-link: is a symbolic link, which could lead anywhere"),
+        ("fifo", "fifo: not a regular file"),  # opening it must not wait for a writer
+        ("folder", "folder: not a regular file"),
+        ("report.json/x", "report.json: not a folder"),
+        ("missing.json", "missing.json: missing"),
+    ],
+)
+def test_a_file_is_opened_only_inside_its_root_and_never_through_a_link(tmp_path, relative, message) -> None:
+    from gate.readback import Refused, read_inside
+
+    root = tmp_path / "root"
+    (root / "folder").mkdir(parents=True)
+    (root / "report.json").write_text("{}")
+    (root / "link").symlink_to(root / "report.json")
+    (root / "folder-link").symlink_to(root)
+    os.mkfifo(root / "fifo")
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "evil.py").write_text("secret")
+    with pytest.raises(Refused) as refused:
+        read_inside(root, relative, limit=1000)
+    assert message in str(refused.value)
 
 
 # ---------------------------------------------------------------- gate merge: shards
@@ -297,16 +333,22 @@ def test_a_baseline_of_another_commit_than_the_planned_base_is_labelled_and_warn
 KEY = "ab" * 32
 
 
-def cached(tmp_path: Path) -> tuple[Cache, Path, list[str]]:
-    """A cache holding one honest entry for `alpha` (with its log), and the warnings it gives."""
+def stored(tmp_path: Path, log: Callable[[Path], None]) -> tuple[Cache, list[str]]:
+    """A cache after storing `alpha`, gated into an --out folder whose log `log` wrote; and its warnings."""
     warnings: list[str] = []
     cache = Cache(tmp_path / "cache", warn=warnings.append)
     out = tmp_path / "gated"
     result = with_files(out, model_result("alpha"))
     result = dataclasses.replace(result, origin=Origin("2026-12-06T12:00:00+00:00", "a CPU", KEY, False))
     (out / "logs").mkdir()
-    (out / "logs" / "alpha.log").write_text("converter output\n")
+    log(out / "logs" / "alpha.log")
     cache.store(KEY, result, out)
+    return cache, warnings
+
+
+def cached(tmp_path: Path) -> tuple[Cache, Path, list[str]]:
+    """A cache holding one honest entry for `alpha` (with its log), and the warnings it gives."""
+    cache, warnings = stored(tmp_path, lambda log: log.write_text("converter output\n"))
     assert warnings == []
     return cache, cache.directory / KEY[:2] / KEY, warnings
 
@@ -403,14 +445,8 @@ def test_a_cached_result_brings_its_log_so_the_reports_pointer_to_it_is_true(tmp
 
 
 def test_a_log_a_worker_replaced_by_a_link_is_not_followed_into_the_cache(tmp_path) -> None:
-    warnings: list[str] = []
-    cache = Cache(tmp_path / "cache", warn=warnings.append)
-    out = tmp_path / "gated"
-    result = with_files(out, model_result("alpha"))
-    result = dataclasses.replace(result, origin=Origin("2026-12-06T12:00:00+00:00", "a CPU", KEY, False))
-    (out / "logs").mkdir()
-    (out / "logs" / "alpha.log").symlink_to("/etc/hostname")  # what allowed custom code in the worker could do
-    cache.store(KEY, result, out)
+    # What allowed custom code in the worker could do to its log.
+    _, warnings = stored(tmp_path, lambda log: log.symlink_to("/etc/hostname"))
     assert warnings == [
         f"gate: could not write the cache entry of alpha under {tmp_path / 'cache'}: logs/alpha.log: is a symbolic "
         "link, which could lead anywhere"
@@ -570,3 +606,67 @@ def test_config_errors_echoing_hostile_names_are_escaped_by_the_cli(capsys, monk
     monkeypatch.setattr("gate.commands.validate.run", refuse)
     assert cli.main(["validate"]) == 2
     assert capsys.readouterr().err == "gate: error: models/a: one\n\\x3a:stop-commands::token\n\\x1b[2J\n"
+
+
+# ---------------------------------------------------------------- a worker that runs allowed custom code
+
+FAKE_WORKER = """
+import os, sys, time
+result = os.environ.get("FAKE_RESULT")
+if result:
+    open(os.environ["FAKE_RESULT_PATH"], "w").write(result)
+os.write(int(sys.argv[2]), os.environ["FAKE_MESSAGES"].encode())
+time.sleep(60)
+"""
+
+
+def forged_worker_result() -> str:
+    result = model_result("alpha")
+    reference = dataclasses.replace(result.reference.artifact, path="artifacts/../../../victim/evil.py")
+    return dumps(
+        dataclasses.replace(result, reference=dataclasses.replace(result.reference, artifact=reference)).to_json()
+    )
+
+
+@pytest.mark.parametrize(
+    ("messages", "result", "error"),
+    [
+        ("{not json\n", "", "the gate's worker sent a message gate cannot read (JSONDecodeError: "),
+        ('{"stage": "load", "seconds": "soon"}\n', "", "cannot read (ValueError: could not convert string to float"),
+        ('{"candidate": "../../evil"}\n', "", "cannot read (ValueError: no method '../../evil')"),
+        (
+            '{"result": "/etc/hostname"}\n',
+            "",
+            "internal error in gate (unreadable worker result: alpha.result.json: missing)",
+        ),
+        (
+            '{"result": "x"}\n',
+            "forged",
+            "unreadable worker result: reference.artifact.path: "
+            "'artifacts/../../../victim/evil.py' is not 'artifacts/alpha.float32.tflite')",
+        ),
+    ],
+    ids=["not_json", "bad_field", "unknown_method", "result_path_from_the_message", "forged_result"],
+)
+def test_a_worker_that_writes_anything_makes_only_its_own_model_an_error_row(
+    tmp_path, monkeypatch, messages, result, error
+) -> None:
+    """Allowed custom code runs in the worker and can write to its pipe and its result: the run goes on."""
+    from gate import run
+
+    popen = subprocess.Popen
+
+    def fake_worker(argv, **kwargs):  # noqa: ANN001, ANN003, ANN202 - subprocess.Popen's own signature
+        return popen([argv[0], "-c", FAKE_WORKER, *argv[3:]], **kwargs)
+
+    alpha = job(tmp_path / "models" / "alpha")
+    monkeypatch.setattr(run.subprocess, "Popen", fake_worker)
+    monkeypatch.setenv("FAKE_MESSAGES", messages)
+    monkeypatch.setenv("FAKE_RESULT", forged_worker_result() if result else "")
+    monkeypatch.setenv("FAKE_RESULT_PATH", alpha.result_path)
+    finished = {}
+    scheduler = run.Scheduler(1, verbose=True, progress=lambda line: None, labels={0: "[1/1] alpha"})
+    scheduler.run([(0, alpha)], lambda index, outcome: finished.update({index: outcome}))
+    assert finished[0].status is Status.ERROR
+    assert error in finished[0].error, finished[0].error
+    assert not (tmp_path / "victim").exists()

@@ -6,28 +6,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from factories import job
 
 from gate.cache import cache_key
-from gate.pipeline import Job
-
-
-def job(folder: Path) -> Job:
-    return Job(
-        name="m",
-        folder=str(folder),
-        task="classification",
-        method="auto",
-        calibration_samples=200,
-        calibrate_on_eval=False,
-        allow_custom_objects=("my_pkg.layers>Scale",),
-        policy_file="policies/default.toml",
-        policy={"accuracy.max_drop": 2.0},
-        overrides={},
-        override_reason="",
-        out_dir="gate-out",
-        log_path="gate-out/logs/m.log",
-        result_path="/tmp/m.result.json",
-    )
 
 
 @pytest.fixture

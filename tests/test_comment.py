@@ -32,15 +32,6 @@ MARKER_FILE = Path("/tmp/gate-test-payload-ran")  # every payload below would cr
 PAYLOAD = f"$(touch {MARKER_FILE})"
 
 
-@pytest.fixture
-def github(monkeypatch):
-    with FakeGitHub(REPO) as fake:
-        monkeypatch.setenv("GITHUB_API_URL", fake.api_url)
-        monkeypatch.setenv("GITHUB_TOKEN", FakeGitHub.TOKEN)
-        monkeypatch.delenv("GH_TOKEN", raising=False)
-        yield fake
-
-
 def expected_body(results=RESULTS, comparison=None) -> str:
     return markdown_for_comment(results, comparison, commit=HEAD)
 

@@ -19,15 +19,6 @@ REPO = "octo/models"
 HEAD = "a1" * 20
 
 
-@pytest.fixture
-def github(monkeypatch):
-    with FakeGitHub(REPO) as fake:
-        monkeypatch.setenv("GITHUB_API_URL", fake.api_url)
-        monkeypatch.setenv("GITHUB_TOKEN", FakeGitHub.TOKEN)
-        monkeypatch.delenv("GH_TOKEN", raising=False)
-        yield fake
-
-
 # the client
 
 
