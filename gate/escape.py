@@ -87,7 +87,7 @@ def template_value(value: object) -> str:
 def terminal(text: object, *, lines: bool = False) -> str:
     """`text` safe to print on a terminal and a GitHub Actions runner's log.
 
-    One line, line breaks shown as `\\n`; with `lines`, line breaks are kept and each line is made safe.
+    One line, line breaks shown escaped (`\\x0a`); with `lines`, line breaks are kept and each line is made safe.
     """
     parts = str(text).split("\n") if lines else [str(text)]
     return "\n".join(_terminal_line(part) for part in parts)
