@@ -19,6 +19,20 @@ def test_keras_older_than_3_13_2_is_refused_at_start_up(monkeypatch, version, re
         check.check_keras_version()
 
 
+def test_gate_check_refuses_an_old_keras_before_it_reads_or_deletes_anything(tmp_path, monkeypatch, capsys) -> None:
+    """Through the command itself: the check is worth nothing if `gate check` never calls it."""
+    monkeypatch.setattr(check.metadata, "version", lambda name: "3.13.1")
+    out = tmp_path / "gate-out"
+    (out / "logs").mkdir(parents=True)
+    models, policies = tmp_path / "models", tmp_path / "policies"
+    assert cli.main(["check", str(models), "--policies", str(policies), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "gate: error: Keras 3.13.1 is installed; gate needs keras>=3.13.2, which fixes known safe_mode bypasses: "
+        "pip install 'keras>=3.13.2'\n"
+    )
+    assert (out / "logs").is_dir()
+
+
 @pytest.mark.parametrize(
     ("result", "line"),
     [

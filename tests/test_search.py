@@ -152,6 +152,11 @@ def search_run(tmp_path_factory):
     )
     token_classifier(root / "models" / "tokens")
     (root / "models" / "tokens" / "gate.toml").write_text('method = "int8"\n')
+    shutil.copytree(root / "models" / "tokens", root / "models" / "tokens_nan")
+    with np.load(root / "models" / "tokens" / "eval.npz") as data:
+        x, y = data["x"].astype(np.float64), data["y"]
+    x[3, 5] = np.nan  # a missing token id, as pandas stores one
+    np.savez(root / "models" / "tokens_nan" / "eval.npz", x=x, y=y)
     return run_gate("check", "--no-cache", cwd=root)
 
 
@@ -181,6 +186,13 @@ def test_an_integer_token_input_is_not_failed_by_the_int8_input_check(search_run
     assert check["status"] == "SKIP"
     assert check["message"] == (
         "every input is an integer tensor in the float model (int32), which quantization leaves as it is"
+    )
+
+
+def test_nan_among_token_ids_is_the_models_error_naming_the_file(search_run) -> None:
+    # Cast to int32 before the check, the NaN became -2147483648: "internal error in gate (... Embedding.call())".
+    assert search_run.model("tokens_nan")["error"] == (
+        f"{Path('models/tokens_nan/eval.npz')}: x contains NaN or infinite values; remove or impute them"
     )
 
 
