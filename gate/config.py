@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gate.discover import ModelFolder, find_model_folders
+from gate.discover import ModelFolder, find_model_folders, shown
 from gate.errors import ConfigError, GateError, ModelError
 from gate.inspection import never_allowed_problem
 from gate.judge import CHECKS
@@ -210,6 +210,7 @@ def parse_policy(path: Path) -> Policy:
 
 def load_policies(directory: Path) -> dict[str, Policy]:
     """Every policies/*.toml by name; one ConfigError lists the problems of all files."""
+    directory = shown(directory)
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no such policies folder; pass --policies DIR or create it")
     policies: dict[str, Policy] = {}

@@ -63,7 +63,7 @@ def _decided(
     decide_on = context.policy.get("statistics.decide_on", "estimate")
     if decide_on == "estimate" or interval is None:
         return estimate, ""
-    value = max(interval) if decide_on == "upper_bound" else min(interval)
+    value = (max(interval) if decide_on == "upper_bound" else min(interval)) + 0.0  # -0.0 (no change) → 0.0
     return value, f"; judged on the {decide_on.replace('_', ' ')} of its interval, {value:.2f}"
 
 

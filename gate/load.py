@@ -7,6 +7,7 @@ the per-model worker, never at `import gate`.
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from collections.abc import Callable, Iterable
@@ -99,9 +100,12 @@ def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:
             try:
                 importlib.import_module(package)
             except ImportError as exc:
+                # "cannot import name 'X' from 'pkg' (/home/runner/work/.../pkg/__init__.py)": keep the disk out.
+                reason = str(exc).replace(f"{Path.cwd()}{os.sep}", "")
                 raise ModelError(
                     f"{path}: the allowed custom object {name!r} is registered in package {package!r}, which cannot "
-                    f"be imported from {Path.cwd()} ({exc}); run gate from the repository root that holds it"
+                    f"be imported from the folder gate runs in ({reason}); run gate from the repository root that "
+                    "holds it"
                 ) from None
     finally:
         sys.path.remove(str(Path.cwd()))

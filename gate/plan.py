@@ -22,8 +22,18 @@ from gate.errors import ConfigError
 
 # GitHub runs at most 256 jobs per matrix.
 MAX_MATRIX_JOBS = 256
-# A change to any of these can change every model's result.
-GATE_ITSELF = ("gate/*", "pyproject.toml", "requirements*.txt", "constraints*.txt", ".github/workflows/*")
+# A change to any of these can change every model's result: gate's code, what `pip install .` reads (the
+# dependency pins; setuptools also runs a setup.py and reads a setup.cfg), and the workflows that run it.
+# The README's CODEOWNERS example protects the same files (tests/test_workflows.py keeps them equal).
+GATE_ITSELF = (
+    "gate/*",
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "requirements*.txt",
+    "constraints*.txt",
+    ".github/workflows/*",
+)
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,16 @@ def test_an_output_folder_behind_a_symbolic_link_is_refused_before_anything_is_d
     ):
         gate_all([workspace / "models"], policies_dir=workspace / "policies", out_dir=workspace / "gate-out")
     assert (victim / "logs" / "keep.txt").read_text() == "keep"
+
+
+def test_gate_merge_refuses_an_output_folder_behind_a_symbolic_link(tmp_path, capsys) -> None:
+    victim = tmp_path / "victim"
+    (victim / "logs").mkdir(parents=True)
+    (victim / "logs" / "keep.txt").write_text("keep")
+    (tmp_path / "merged").symlink_to(victim)
+    assert cli.main(["merge", "--out", str(tmp_path / "merged")]) == 2  # zero shards: it would write a report
+    assert capsys.readouterr().err == (
+        f"gate: error: {tmp_path / 'merged'}: {tmp_path / 'merged'} is a symbolic link, which could point anywhere on "
+        "the machine that runs the gate; pass a real folder with --out (gate deletes its earlier outputs there)\n"
+    )
+    assert sorted(p.name for p in victim.rglob("*")) == ["keep.txt", "logs"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -70,3 +73,35 @@ def test_values_the_inputs_dtype_holds_are_loaded_unchanged(tmp_path, x, spec) -
     loaded = load(tmp_path, x, spec).inputs[spec.name]
     assert loaded.dtype == np.dtype(spec.dtype)
     assert np.array_equal(loaded, x.astype(spec.dtype)) and np.allclose(loaded, x, rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("module", "reason"),
+    [
+        (None, "No module named 'my_layers'"),
+        # Python names the file that lacks the name by its absolute path
+        ("from my_helpers import scale\n", "cannot import name 'scale' from 'my_helpers' (my_helpers.py))"),
+        ("import my_layers.missing\n", "No module named 'my_layers.missing'; 'my_layers' is not a package"),
+    ],
+    ids=["missing module", "import error inside it", "not a package"],
+)
+def test_a_custom_object_module_that_cannot_be_imported_is_named_without_the_runners_disk(
+    tmp_path, monkeypatch, module, reason
+) -> None:
+    from gate.load import _import_allowed_custom_objects
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_helpers.py").write_text("offset = 1\n")
+    if module is not None:
+        (tmp_path / "my_layers.py").write_text(module)
+    for name in ("my_layers", "my_helpers"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ModelError) as refused:
+        _import_allowed_custom_objects(Path("models/m/model.keras"), ("my_layers>Scale",))
+    message = str(refused.value)
+    assert message.startswith(
+        f"{Path('models/m/model.keras')}: the allowed custom object 'my_layers>Scale' is registered in package "
+        f"'my_layers', which cannot be imported from the folder gate runs in ({reason}"
+    ), message
+    assert message.endswith("; run gate from the repository root that holds it")
+    assert str(tmp_path) not in message and "/tmp" not in message

@@ -29,6 +29,8 @@ def repo(tmp_path) -> Path:
     (tmp_path / "gate").mkdir()
     (tmp_path / "gate" / "judge.py").write_text("# gate\n")
     (tmp_path / "README.md").write_text("readme\n")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "gate.yml").write_text("on: pull_request\n")
     commit(tmp_path, "base")
     return tmp_path
 
@@ -46,14 +48,50 @@ def planned(repo: Path, **kwargs: object) -> list[str]:
         (lambda r: (r / "policies/edge.toml").write_text("[accuracy]\nmax_drop = 0.5\n"), ["c"]),
         (lambda r: (r / "gate/judge.py").write_text("# changed\n"), ["a", "b", "c"]),
         (lambda r: (r / "pyproject.toml").write_text("[project]\n"), ["a", "b", "c"]),
+        (lambda r: (r / "setup.py").write_text("import setuptools\n"), ["a", "b", "c"]),
+        (lambda r: (r / ".github/workflows/gate.yml").write_text("on: push\n"), ["a", "b", "c"]),
+        (lambda r: (r / ".github/CODEOWNERS").write_text("/gate/ @org/team\n"), []),
         (lambda r: (r / "README.md").write_text("docs only\n"), []),
+        (lambda r: (r / "models/README.md").write_text("beside the folders\n"), ["a", "b", "c"]),
     ],
-    ids=["model file", "new data file", "default policy", "named policy", "gate code", "dependency pins", "docs"],
+    ids=[
+        "model file",
+        "new data file",
+        "default policy",
+        "named policy",
+        "gate code",
+        "dependency pins",
+        "setup.py",
+        "workflow",
+        "not a workflow",
+        "docs",
+        "file beside the model folders",
+    ],  # fmt: skip
 )
 def test_only_models_a_change_can_affect_are_planned(repo, change, expected) -> None:
     change(repo)
     commit(repo, "change")
     assert planned(repo) == expected
+
+
+@pytest.mark.parametrize(
+    ("module", "changed"),
+    [("my_layers.py", "my_layers.py"), ("my_layers/__init__.py", "my_layers/scale.py")],
+    ids=["module", "package"],
+)
+def test_a_model_whose_custom_objects_module_changed_is_planned(repo, module, changed) -> None:
+    (repo / module).parent.mkdir(parents=True, exist_ok=True)
+    (repo / module).write_text("# registers Scale\n")
+    (repo / "models/b/gate.toml").write_text('allow_custom_objects = ["my_layers>Scale"]\n')
+    (repo / "other_layers.py").write_text("# allowed by no model\n")
+    commit(repo, "allow a custom layer")
+    (repo / "other_layers.py").write_text("# changed, but no model imports it\n")
+    commit(repo, "unrelated module")
+    assert planned(repo) == []
+    (repo / changed).write_text("# Scale changed\n")
+    commit(repo, "change the layer")
+    (model,) = plan_changes(base="HEAD~1", repo=str(repo)).models
+    assert (model.name, model.reason) == ("b", "its custom objects' module changed (my_layers)")
 
 
 def test_a_model_that_switches_policy_is_planned_and_a_deleted_one_is_listed_as_removed(repo) -> None:
