@@ -84,10 +84,12 @@ def gate_all(
     progress: Progress = lambda line: None,
     baseline: Baseline | None = None,
     step_summary: bool = True,
+    debug: bool = False,
 ) -> list[ModelResult]:
     """Gate every model under `model_dirs` and write the reports into `out_dir`.
 
     `jobs` workers run at once (default: one per core); `cache_dir` None disables the result cache.
+    `debug` prints the traceback of a bug in gate inside a worker (it is always in the model's log).
     Raises ConfigError (before touching any model) for a broken policy or command line.
     """
     configuration = configure(model_dirs, policies_dir=policies_dir)
@@ -129,7 +131,8 @@ def gate_all(
         labels = {index: f"[{index + 1}/{total}] {job.name}" for index, job in queue}
         # Largest models first: the longest jobs start at once, and the small ones fill the other workers.
         queue.sort(key=lambda item: -_folder_bytes(Path(item[1].folder)))
-        Scheduler(jobs or os.cpu_count() or 1, verbose=verbose, progress=progress, labels=labels).run(queue, finished)
+        workers = jobs or os.cpu_count() or 1
+        Scheduler(workers, verbose=verbose, progress=progress, labels=labels, debug=debug).run(queue, finished)
     ordered = [results[index] for index in range(total)]
     write_reports(out_dir, ordered, baseline=baseline, step_summary=step_summary)
     return ordered
@@ -179,6 +182,7 @@ class Scheduler:
     verbose: bool
     progress: Progress
     labels: dict[int, str]
+    debug: bool = False  # print the traceback a worker sends when gate itself failed
     _busy: list[_Worker] = field(default_factory=list)
     _idle: list[_Worker] = field(default_factory=list)
     _holder: _Worker | None = None  # the worker measuring latency, while every other one is paused
@@ -252,6 +256,9 @@ class Scheduler:
                 self.progress(f"{label}: {message['stage']} {message['seconds']:.1f} s")
         elif "note" in message:
             self.progress(f"{label}: {message['note']}")
+        elif "bug" in message:
+            if self.debug:
+                self.progress(f"{label}: internal error in gate, in its worker:\n{message['bug'].rstrip()}")
         elif "candidate" in message:
             worker.candidate, worker.candidate_started = message["candidate"], worker.elapsed(time.monotonic())
         elif "candidate_done" in message:

@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
 from factories import model_result
+from helpers import planted, run_gate
 
 from gate import cli
 from gate.commands import check
@@ -87,3 +90,52 @@ def test_gate_merge_refuses_an_output_folder_behind_a_symbolic_link(tmp_path, ca
         "the machine that runs the gate; pass a real folder with --out (gate deletes its earlier outputs there)\n"
     )
     assert sorted(p.name for p in victim.rglob("*")) == ["keep.txt", "logs"]
+
+
+# A bug in gate on demand: every worker's gating of a model raises at once, before TensorFlow is imported.
+PLANTED_WORKER_BUG = """
+import gate.pipeline
+
+
+def planted(job, stages):
+    raise ZeroDivisionError("a planted bug")
+
+
+gate.pipeline._gate_model = planted
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["without --debug", "with --debug"])
+def test_a_bug_in_a_worker_is_that_models_error_row_with_its_traceback_in_the_log(workspace, debug) -> None:
+    env = planted(workspace / "planted", PLANTED_WORKER_BUG)
+    run = run_gate(*["--debug"] * debug, "check", "models/healthy", cwd=workspace, env=env)
+    assert run.exit_code == 1
+    assert run.model("healthy")["error"] == (
+        "internal error in gate (ZeroDivisionError: a planted bug); this is a bug in gate: please report it with its "
+        f"traceback (in {Path('logs/healthy.log')} in the output folder; --debug shows it too)"
+    )
+    log = (run.out_dir / "logs" / "healthy.log").read_text()
+    assert "Traceback (most recent call last):" in log and "ZeroDivisionError: a planted bug" in log
+    if debug:
+        shown = run.stderr.split("[1/1] healthy: internal error in gate, in its worker:\n", 1)[1]
+        assert shown.startswith("Traceback (most recent call last):\n")
+        assert "\nZeroDivisionError: a planted bug\n" in shown
+    else:
+        assert "Traceback" not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["without --debug", "with --debug"])
+def test_a_bug_in_the_main_process_exits_2_with_its_traceback_only_under_debug(monkeypatch, capsys, debug) -> None:
+    import gate.plan
+
+    def planted_bug(**kwargs: object) -> None:
+        raise ZeroDivisionError("a planted bug")
+
+    monkeypatch.setattr(gate.plan, "plan_changes", planted_bug)
+    assert cli.main([*["--debug"] * debug, "plan", "--base", "HEAD"]) == 2
+    error = capsys.readouterr().err
+    if debug:
+        assert error.startswith("Traceback (most recent call last):\n")
+        assert error.endswith("\nZeroDivisionError: a planted bug\n")
+    else:
+        assert error == "gate: internal error (a bug in gate); run again with --debug for the traceback\n"
