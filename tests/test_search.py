@@ -55,6 +55,13 @@ def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows
             False,
             "it keeps ops on float tensors, and the policy requires ops.integer_only = true",
         ),
+        (
+            {"io.output_dtype": "int8"},
+            True,
+            False,
+            False,
+            "its model output is float32, and the policy requires io.output_dtype = int8",
+        ),
         ({"io.input_dtype": "float32"}, True, True, False, ""),
         ({"ops.integer_only": True}, False, False, False, ""),
     ],
