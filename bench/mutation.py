@@ -108,7 +108,7 @@ _MUTANT_NAME = re.compile(r"^(?P<module>.+?)\.x(?:_(?P<function>.+)|ǁ(?P<cls>[^
 
 
 def function_of(mutant: str) -> str:
-    """`gate.judge.x__decided__mutmut_3` → `gate.judge._decided`; `gate.plan.xǁPlanǁmatrix__mutmut_1` → `...Plan.matrix`."""
+    """The function a mutant is in: `gate.judge.x__decided__mutmut_3` → `gate.judge._decided`."""
     match = _MUTANT_NAME.match(mutant)
     if not match:
         return mutant
@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, mutant in survivors.items():
                 why = known[name]
                 unreviewed += not why
-                print(f"\n  {name}: {mutant['status']}, {'reviewed: ' + why if why else 'NOT REVIEWED'}")
+                review = f"reviewed: {' '.join(why.split())}" if why else "NOT REVIEWED"
+                print(f"\n  {name}: {mutant['status']}, {review}")
                 print("    " + "\n    ".join(mutant["diff"].strip().splitlines()))
             print()
     print(f"{unreviewed} survivor(s) not reviewed: kill each with a test, or explain it in {REVIEWED.name}")

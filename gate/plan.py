@@ -79,10 +79,8 @@ class Plan:
 
 
 def _git(*args: str, cwd: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise subprocess.CalledProcessError(done.returncode, args, done.stdout, done.stderr)
-    return done.stdout
+    """git's stdout; CalledProcessError when it fails."""
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
 def _commit(ref: str, *, cwd: str) -> str:
@@ -111,8 +109,8 @@ def _tree(commit: str, path: str, *, cwd: str) -> dict[str, tuple[str, int]]:
     for entry in filter(None, listing.split("\0")):
         meta, name = entry.split("\t", 1)
         _mode, kind, sha, size = meta.split()
-        if kind == "blob":
-            files[name] = (sha, int(size) if size.isdigit() else 0)
+        if kind == "blob":  # --long gives a blob's size; "-" only for trees and submodules
+            files[name] = (sha, int(size))
     return files
 
 
@@ -161,7 +159,7 @@ def plan_changes(
         folder = f"{models_dir}/{name}"
         manifest = _manifest(head_sha, f"{folder}/gate.toml", cwd=repo)
         policy = manifest.get("policy", DEFAULT_POLICY)
-        modules = [str(entry).split(">", 1)[0] for entry in manifest.get("allow_custom_objects", []) or []]
+        modules = [str(entry).split(">", 1)[0] for entry in manifest.get("allow_custom_objects") or []]
         reasons = [
             ("planned with --all", everything),
             (f"gate itself changed ({gate_changed})", gate_changed is not None),
