@@ -154,6 +154,11 @@ def search_run(tmp_path_factory):
         'policy = "float_io"\noverride_reason = "keep the test short"\n'
         '[overrides.search]\ncandidates = ["int8", "int8-float-fallback", "dynamic_range"]\n'
     )
+    shutil.copytree(root / "models" / "raw_units", root / "models" / "raw_units_one_float_layer")
+    (root / "models" / "raw_units_one_float_layer" / "gate.toml").write_text(
+        'policy = "float_io"\noverride_reason = "keep the test short"\n'
+        '[overrides.search]\ncandidates = ["int8-float-fallback"]\nmax_float_layers = 1\n'
+    )
     (root / "models" / "raw_units" / "gate.toml").write_text(
         'override_reason = "keep the test short"\n[overrides.search]\ncandidates = ["int8", "int16x8"]\n'
     )
@@ -185,6 +190,13 @@ def test_under_a_float_input_policy_auto_recovers_the_raw_unit_model(search_run)
     assert model["candidates"][0]["status"] == "FAIL"  # plain int8 (float I/O) still collapses the input
     assert model["candidates"][model["chosen"]]["method"] == "int8-float-fallback"
     assert model["choice"].endswith("the search stops at the first pass, so dynamic_range was not tried)")
+
+
+def test_search_max_float_layers_bounds_the_layers_kept_in_float(search_run) -> None:
+    (fallback,) = search_run.model("raw_units_one_float_layer")["candidates"]
+    assert fallback["notes"][1].startswith("1 of 5 layers")  # the same model passes with 2 (above)
+    passing = search_run.model("raw_units_float_io")
+    assert passing["candidates"][passing["chosen"]]["notes"][1].startswith("2 of 5 layers")
 
 
 def test_an_integer_token_input_is_not_failed_by_the_int8_input_check(search_run) -> None:
