@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gate.discover import ModelFolder, find_model_folders
+from gate.discover import ModelFolder, find_model_folders, shown
 from gate.errors import ConfigError, GateError, ModelError
 from gate.inspection import never_allowed_problem
 from gate.judge import CHECKS
@@ -37,9 +37,12 @@ SETTINGS = (
     Key("latency.threads", Number(1, 64, integer=True), 1, "Interpreter threads used for latency."),
     Key("latency.rounds", Number(10, 100_000, integer=True), 200, "Timed single-sample invocations per model."),
     Key("latency.warmup_rounds", Number(0, 10_000, integer=True), 20, "Untimed invocations before timing."),
-    Key("limits.timeout_s", Number(1, 86_400), 900, "Wall-time limit for gating one model, in seconds."),
+    Key("limits.timeout_s", Number(1, 86_400), 900,
+        "Wall-time limit for gating one model, in seconds, over every worker it takes (a search resumed after a "
+        "crashed candidate goes on with the time already spent)."),
     Key("limits.memory_mb", Number(256, 1_048_576, integer=True), 8192,
-        "Resident-memory limit for gating one model, in MiB."),
+        "Resident-memory limit for gating one model, in MiB: the sum over its worker and every process it started "
+        "(the QAT process too)."),
     Key("search.candidates", Names(entries=SELECTABLE), (),
         "The methods `auto` may try, in the registry's order (empty: all of them)."),
     Key("search.max_seconds", Number(1, 86_400), 600,
@@ -217,6 +220,7 @@ def parse_policy(path: Path) -> Policy:
 
 def load_policies(directory: Path) -> dict[str, Policy]:
     """Every policies/*.toml by name; one ConfigError lists the problems of all files."""
+    directory = shown(directory)
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no such policies folder; pass --policies DIR or create it")
     policies: dict[str, Policy] = {}

@@ -42,10 +42,23 @@ class ModelFiles:
     calib_data: Path | None
 
 
+def shown(path: Path) -> Path:
+    """`path` as messages and reports name it: relative to the working directory (the checkout in CI) inside it.
+
+    An absolute MODEL_DIR or --policies would otherwise put the runner's disk (/home/runner/work/...) into
+    every message about the model, the report and the pull request's comment. A folder outside the working
+    directory is named as it was given.
+    """
+    try:
+        return path.relative_to(Path.cwd()) if path.is_absolute() else path
+    except ValueError:
+        return path
+
+
 def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
     """Each path is a model folder, or a folder of model folders (like models/)."""
     folders: list[ModelFolder] = []
-    for path in paths:
+    for path in map(shown, paths):
         if not path.is_dir():
             raise ConfigError(f"{path}: no such folder; pass model folders or the folder that holds them")
         refuse_links(path, "commit the folder itself")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from gate.keys import Choice, Flag, Kind, Number, Value, duration, plain
 from gate.results import Candidate, CheckResult, Conversion, Status
@@ -56,14 +57,12 @@ def _size_reduction(candidate: Candidate, limit: Value, context: Context) -> Ver
     return status, round(ratio, 3), f"{ratio:.2f}× smaller than {label} (need ≥ {plain(limit)}×)"
 
 
-def _decided(
-    estimate: float, interval: tuple[float, float] | None, limit: Value, context: Context
-) -> tuple[float, str]:
+def _decided(estimate: float, interval: tuple[float, float] | None, context: Context) -> tuple[float, str]:
     """What a metric check compares with its limit: the estimate, or a bound of its interval (statistics.decide_on)."""
     decide_on = context.policy.get("statistics.decide_on", "estimate")
     if decide_on == "estimate" or interval is None:
         return estimate, ""
-    value = max(interval) if decide_on == "upper_bound" else min(interval)
+    value = (max(interval) if decide_on == "upper_bound" else min(interval)) + 0.0  # -0.0 (no change) → 0.0
     return value, f"; judged on the {decide_on.replace('_', ' ')} of its interval, {value:.2f}"
 
 
@@ -91,7 +90,7 @@ def _accuracy_drop(candidate: Candidate, limit: Value, context: Context) -> Verd
     drop = round(-candidate.metric_change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
     ci = candidate.metric_change_interval
     interval = (-ci.high, -ci.low) if ci else None
-    decided, how = _decided(drop, interval, limit, context)
+    decided, how = _decided(drop, interval, context)
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
     shown = _interval_text(interval, ci.confidence, "pts") if ci and interval else ""
     per_sample = 100 / context.eval_samples if context.eval_samples else None
@@ -110,7 +109,7 @@ def _mae_increase(candidate: Candidate, limit: Value, context: Context) -> Verdi
     increase = round(candidate.metric_change, 9)  # as for the accuracy drop
     ci = candidate.metric_change_interval
     interval = (ci.low, ci.high) if ci else None
-    decided, how = _decided(increase, interval, limit, context)
+    decided, how = _decided(increase, interval, context)
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
     shown = _interval_text(interval, ci.confidence, "%") if ci and interval else ""
     return (
@@ -120,30 +119,26 @@ def _mae_increase(candidate: Candidate, limit: Value, context: Context) -> Verdi
     )
 
 
-def _dtype_check(side: str) -> Evaluate:
-    def evaluate(candidate: Candidate, limit: Value, context: Context) -> Verdict:
-        assert candidate.conversion is not None
-        tensors = getattr(candidate.conversion, side)
-        # An input that is integer in the float model (token ids) stays integer in every .tflite: not quantizable.
-        fixed = {t.name for t in getattr(context.reference, side, ()) if t.dtype.startswith(("int", "uint"))}
-        judged = [t for t in tensors if t.name not in fixed]
-        measured = ",".join(sorted({t.dtype for t in tensors}))
-        if not judged:
-            return (
-                Status.SKIP,
-                measured,
-                (
-                    f"every {side[:-1]} is an integer tensor in the float model "
-                    f"({measured}), which quantization leaves as it is"
-                ),
-            )
-        wrong = [f"{t.name} is {t.dtype}" for t in judged if t.dtype != limit]
-        note = f" ({', '.join(sorted(fixed))} stay integer, as in the float model)" if fixed else ""
-        if wrong:
-            return Status.FAIL, measured, f"{side[:-1]} must be {limit}: " + "; ".join(wrong) + note
-        return Status.PASS, measured, f"every {side[:-1]} is {limit}{note}"
-
-    return evaluate
+def _dtype_check(side: str, candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    """`side` is "inputs" or "outputs" (bound with functools.partial in CHECKS)."""
+    assert candidate.conversion is not None
+    tensors = getattr(candidate.conversion, side)
+    # An input that is integer in the float model (token ids) stays integer in every .tflite: not quantizable.
+    fixed = {t.name for t in getattr(context.reference, side, ()) if t.dtype.startswith(("int", "uint"))}
+    judged = [t for t in tensors if t.name not in fixed]
+    measured = ",".join(sorted({t.dtype for t in tensors}))
+    if not judged:
+        return (
+            Status.SKIP,
+            measured,
+            f"every {side[:-1]} is an integer tensor in the float model ({measured}), which quantization leaves as "
+            "it is",
+        )
+    wrong = [f"{t.name} is {t.dtype}" for t in judged if t.dtype != limit]
+    note = f" ({', '.join(sorted(fixed))} stay integer, as in the float model)" if fixed else ""
+    if wrong:
+        return Status.FAIL, measured, f"{side[:-1]} must be {limit}: " + "; ".join(wrong) + note
+    return Status.PASS, measured, f"every {side[:-1]} is {limit}{note}"
 
 
 def _integer_only(candidate: Candidate, limit: Value, context: Context) -> Verdict:
@@ -156,20 +151,19 @@ def _integer_only(candidate: Candidate, limit: Value, context: Context) -> Verdi
     return Status.PASS, True, "every op runs on integer tensors"
 
 
-def _latency_budget(percentile: str) -> Evaluate:
-    def evaluate(candidate: Candidate, limit: Value, context: Context) -> Verdict:
-        latency = candidate.conversion.latency if candidate.conversion else None
-        if latency is None:
-            return Status.SKIP, None, "latency was not measured"
-        value = getattr(latency, f"{percentile}_ms")
-        status = Status.PASS if value <= limit else Status.FAIL
-        return (
-            status,
-            round(value, 6),
-            f"{percentile} {duration(value)} at batch 1, {latency.threads} thread(s) (budget ≤ {duration(limit)})",
-        )
-
-    return evaluate
+def _latency_budget(percentile: str, candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    """`percentile` is "p50" or "p95" (bound with functools.partial in CHECKS)."""
+    assert candidate.conversion is not None
+    latency = candidate.conversion.latency
+    if latency is None:
+        return Status.SKIP, None, "latency was not measured"
+    value = getattr(latency, f"{percentile}_ms")
+    status = Status.PASS if value <= limit else Status.FAIL
+    return (
+        status,
+        round(value, 6),
+        f"{percentile} {duration(value)} at batch 1, {latency.threads} thread(s) (budget ≤ {duration(limit)})",
+    )
 
 
 def _speedup(candidate: Candidate, limit: Value, context: Context) -> Verdict:
@@ -218,7 +212,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "Required dtype of every model input; `int8`/`uint8` also set the I/O type of full-integer conversion. "
             "Inputs that are integer in the float model (token ids, int32) stay so in every candidate and are "
             "not judged; the check is SKIP when every input is one.",
-            _dtype_check("inputs"),
+            partial(_dtype_check, "inputs"),
             bound="equal",
         ),
         CheckDefinition(
@@ -226,7 +220,7 @@ CHECKS: dict[str, CheckDefinition] = {
             _DTYPES,
             "",
             "Required dtype of every model output.",
-            _dtype_check("outputs"),
+            partial(_dtype_check, "outputs"),
             bound="equal",
         ),
         CheckDefinition(
@@ -242,14 +236,14 @@ CHECKS: dict[str, CheckDefinition] = {
             Number(0.0001, 1e6),
             "ms",
             "Median single-sample latency budget of the quantized .tflite.",
-            _latency_budget("p50"),
+            partial(_latency_budget, "p50"),
         ),
         CheckDefinition(
             "latency.max_p95_ms",
             Number(0.0001, 1e6),
             "ms",
             "95th-percentile single-sample latency budget of the quantized .tflite.",
-            _latency_budget("p95"),
+            partial(_latency_budget, "p95"),
         ),
         CheckDefinition(
             "latency.min_speedup",
@@ -284,7 +278,7 @@ def judge(candidate: Candidate, context: Context) -> Candidate:
 
 
 def hard_requirement_problem(
-    policy: Mapping[str, Value], *, float_io: bool, float_ops: bool, integer_inputs: bool = False
+    policy: Mapping[str, Value], *, float_io: bool, float_ops: bool, integer_inputs: bool
 ) -> str:
     """Why a kind of candidate cannot pass `policy` whatever it measures, or "" (used to skip it untried).
 

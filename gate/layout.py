@@ -14,6 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from gate.discover import refuse_links
+
 REPORT_MD, REPORT_JSON, CHECKSUMS, COMMENT_MD = "report.md", "report.json", "SHA256SUMS", "comment.md"
 ARTIFACTS, BENCHMARKS, LOGS = "artifacts", "benchmarks", "logs"
 STAGING = ".staging"
@@ -93,7 +95,12 @@ class ModelOutputs:
 
 
 def clear_outputs(out_dir: Path) -> None:
-    """Remove what an earlier run wrote (only gate's own files, never anything else in the folder)."""
+    """Remove what an earlier run wrote (only gate's own files, never anything else in the folder).
+
+    Raises ConfigError, before anything is deleted, when `out_dir` is or lies under a symbolic link:
+    `gate check` and `gate merge` would otherwise delete and write in the folder it points to.
+    """
+    refuse_links(out_dir, "pass a real folder with --out (gate deletes its earlier outputs there)")
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         path = out_dir / name

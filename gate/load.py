@@ -7,6 +7,7 @@ the per-model worker, never at `import gate`.
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from collections.abc import Callable, Iterable
@@ -99,9 +100,12 @@ def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:
             try:
                 importlib.import_module(package)
             except ImportError as exc:
+                # "cannot import name 'X' from 'pkg' (/home/runner/work/.../pkg/__init__.py)": keep the disk out.
+                reason = str(exc).replace(f"{Path.cwd()}{os.sep}", "")
                 raise ModelError(
                     f"{path}: the allowed custom object {name!r} is registered in package {package!r}, which cannot "
-                    f"be imported from {Path.cwd()} ({exc}); run gate from the repository root that holds it"
+                    f"be imported from the folder gate runs in ({reason}); run gate from the repository root that "
+                    "holds it"
                 ) from None
     finally:
         sys.path.remove(str(Path.cwd()))
@@ -323,10 +327,25 @@ def _check_features(where: Path, key: str, array: np.ndarray, spec: InputSpec) -
     ):
         expected = "(samples, " + ", ".join("any" if d is None else str(d) for d in spec.shape) + ")"
         return array, f"{where}: {key} has shape {array.shape}; model input '{spec.name}' expects {expected}"
-    converted = array.astype(spec.dtype)
-    if converted.dtype.kind == "f" and not np.isfinite(converted).all():
+    # Checked on the stored values, before the cast to the input's dtype: a cast to an integer dtype turns NaN
+    # and infinity into -2147483648 (int32) or 0 (uint8), 3.7 into 3 and 300 into 44 (uint8), all silently.
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         return array, f"{where}: {key} contains NaN or infinite values; remove or impute them"
-    return converted, None
+    target = np.dtype(spec.dtype)
+    takes = f"model input '{spec.name}' takes {target.name}"
+    if target.kind in "iu" and array.dtype.kind == "f" and (fractional := array[np.mod(array, 1) != 0]).size:
+        return array, (
+            f"{where}: {key} holds {fractional.size} value(s) that are not whole numbers (e.g. {fractional[0]:g}); "
+            f"{takes}, so they would be truncated: store the whole numbers the model expects (token ids, indices)"
+        )
+    limits = np.iinfo(target) if target.kind in "iu" else np.finfo(target) if target.kind == "f" else None
+    if limits is not None and array.size and (array.min() < limits.min or array.max() > limits.max):
+        outside = array.min() if array.min() < limits.min else array.max()
+        return array, (
+            f"{where}: {key} holds {outside:g}, outside the range of {target.name} ({limits.min:g} to "
+            f"{limits.max:g}); {takes}, so it would wrap around or overflow: store values in that range"
+        )
+    return array.astype(target), None
 
 
 def _check_labels(where: Path, y: np.ndarray, task: str, output_width: int) -> tuple[np.ndarray, str | None]:

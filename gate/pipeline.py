@@ -60,10 +60,11 @@ class Job:
     out_dir: str
     log_path: str  # where the worker sends TensorFlow's and the converter's output
     result_path: str  # where the worker writes the result
-    # Candidates a worker finished (or crashed on) before it died, and the search time they took: a fresh
-    # worker resumes the search after them (gate.run).
+    # Candidates a worker finished (or crashed on) before it died, the search time they took, and the model's
+    # wall time so far: a fresh worker resumes the search after them, within what is left of both limits (gate.run).
     done: tuple[Candidate, ...] = ()
     search_seconds: float = 0.0
+    elapsed_seconds: float = 0.0
     diagnosis_failure: str = ""  # why an earlier worker died while diagnosing: this one skips the diagnosis
 
 

@@ -23,8 +23,19 @@ from gate.errors import ConfigError
 
 # GitHub runs at most 256 jobs per matrix.
 MAX_MATRIX_JOBS = 256
-# A change to any of these can change every model's result.
-GATE_ITSELF = ("gate/*", "pyproject.toml", "requirements*.txt", "constraints*.txt", ".github/workflows/*")
+# A change to any of these can change every model's result: gate's code, what `pip install .` reads (the
+# dependency pins; setuptools also runs a setup.py and reads a setup.cfg), and the workflows that run it.
+# The README's CODEOWNERS example protects the same files (tests/test_workflows.py keeps them equal).
+GATE_ITSELF = (
+    "gate/*",
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "requirements*.txt",
+    "constraints*.txt",
+    ".github/workflows/*",
+    ".github/comment-requirements.txt",  # what the comment job installs besides gate
+)
 
 
 @dataclass(frozen=True)
@@ -70,10 +81,8 @@ class Plan:
 
 
 def _git(*args: str, cwd: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise subprocess.CalledProcessError(done.returncode, args, done.stdout, done.stderr)
-    return done.stdout
+    """git's stdout; CalledProcessError when it fails."""
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
 def _commit(ref: str, *, cwd: str) -> str:
@@ -102,8 +111,8 @@ def _tree(commit: str, path: str, *, cwd: str) -> dict[str, tuple[str, int]]:
     for entry in filter(None, listing.split("\0")):
         meta, name = entry.split("\t", 1)
         _mode, kind, sha, size = meta.split()
-        if kind == "blob":
-            files[name] = (sha, int(size) if size.isdigit() else 0)
+        if kind == "blob":  # --long gives a blob's size; "-" only for trees and submodules
+            files[name] = (sha, int(size))
     return files
 
 

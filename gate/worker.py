@@ -11,6 +11,7 @@ The protocol is JSON lines. Parent to worker: {"job": {...}} to gate a model,
 {"go": true} to answer a request for exclusive use of the machine. Worker to
 parent: {"stage": NAME, "seconds": S} (S < 0 when the stage starts),
 {"exclusive": true} before measuring latency, {"released": true} after,
+{"bug": TRACEBACK} when gate itself failed (the parent shows it with --debug),
 {"result": PATH} when a model is done.
 """
 
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from gate.layout import log_path
 from gate.pipeline import Job, Reporter, encode_result, gate_model
 from gate.report import write_atomic
 from gate.results import Candidate, error_result, load_result, to_jsonable
@@ -92,10 +94,16 @@ def main(argv: list[str]) -> int:
             _redirect_output(Path(job.log_path), append=bool(job.done))
         try:
             result = gate_model(job, channel)
-        except Exception as exc:  # noqa: BLE001 - a bug in gate: still one row, traceback in the log
-            traceback.print_exc()
+        except Exception as exc:  # noqa: BLE001 - a bug in gate: still one row, the traceback in the log
+            bug = traceback.format_exc()
+            print(bug, file=sys.stderr, flush=True)  # into the model's log; on the terminal with --verbose
+            if not verbose:
+                channel.send({"bug": bug})
+            where = "shown above" if verbose else f"in {log_path(job.name)} in the output folder; --debug shows it too"
             result = error_result(
-                job.name, f"internal error in gate ({type(exc).__name__}: {exc}); please report it with the log"
+                job.name,
+                f"internal error in gate ({type(exc).__name__}: {exc}); this is a bug in gate: please report it with "
+                f"its traceback ({where})",
             )
         result_path = Path(job.result_path)
         write_atomic(result_path, encode_result(job, result))

@@ -57,6 +57,17 @@ def run_gate(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) ->
     return GateRun(process.returncode, process.stdout, process.stderr, out)
 
 
+def planted(folder: Path, code: str) -> dict[str, str]:
+    """The environment that makes every Python process of a run (main, workers) run `code` at start-up.
+
+    For what no real input can make gate do on demand (a converter that hangs, a bug in gate): `code`
+    replaces one function of gate, and the rest of the run, processes, pipes and signals, is real.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(code)
+    return {"PYTHONPATH": str(folder)}
+
+
 def digits(features: str = "flat") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 

@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
 from factories import model_result
+from helpers import planted, run_gate
 
 from gate import cli
 from gate.commands import check
@@ -17,6 +20,20 @@ def test_keras_older_than_3_13_2_is_refused_at_start_up(monkeypatch, version, re
             check.check_keras_version()
     else:
         check.check_keras_version()
+
+
+def test_gate_check_refuses_an_old_keras_before_it_reads_or_deletes_anything(tmp_path, monkeypatch, capsys) -> None:
+    """Through the command itself: the check is worth nothing if `gate check` never calls it."""
+    monkeypatch.setattr(check.metadata, "version", lambda name: "3.13.1")
+    out = tmp_path / "gate-out"
+    (out / "logs").mkdir(parents=True)
+    models, policies = tmp_path / "models", tmp_path / "policies"
+    assert cli.main(["check", str(models), "--policies", str(policies), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "gate: error: Keras 3.13.1 is installed; gate needs keras>=3.13.2, which fixes known safe_mode bypasses: "
+        "pip install 'keras>=3.13.2'\n"
+    )
+    assert (out / "logs").is_dir()
 
 
 @pytest.mark.parametrize(
@@ -60,3 +77,65 @@ def test_an_output_folder_behind_a_symbolic_link_is_refused_before_anything_is_d
     ):
         gate_all([workspace / "models"], policies_dir=workspace / "policies", out_dir=workspace / "gate-out")
     assert (victim / "logs" / "keep.txt").read_text() == "keep"
+
+
+def test_gate_merge_refuses_an_output_folder_behind_a_symbolic_link(tmp_path, capsys) -> None:
+    victim = tmp_path / "victim"
+    (victim / "logs").mkdir(parents=True)
+    (victim / "logs" / "keep.txt").write_text("keep")
+    (tmp_path / "merged").symlink_to(victim)
+    assert cli.main(["merge", "--out", str(tmp_path / "merged")]) == 2  # zero shards: it would write a report
+    assert capsys.readouterr().err == (
+        f"gate: error: {tmp_path / 'merged'}: {tmp_path / 'merged'} is a symbolic link, which could point anywhere on "
+        "the machine that runs the gate; pass a real folder with --out (gate deletes its earlier outputs there)\n"
+    )
+    assert sorted(p.name for p in victim.rglob("*")) == ["keep.txt", "logs"]
+
+
+# A bug in gate on demand: every worker's gating of a model raises at once, before TensorFlow is imported.
+PLANTED_WORKER_BUG = """
+import gate.pipeline
+
+
+def planted(job, stages):
+    raise ZeroDivisionError("a planted bug")
+
+
+gate.pipeline._gate_model = planted
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["without --debug", "with --debug"])
+def test_a_bug_in_a_worker_is_that_models_error_row_with_its_traceback_in_the_log(workspace, debug) -> None:
+    env = planted(workspace / "planted", PLANTED_WORKER_BUG)
+    run = run_gate(*["--debug"] * debug, "check", "models/healthy", cwd=workspace, env=env)
+    assert run.exit_code == 1
+    assert run.model("healthy")["error"] == (
+        "internal error in gate (ZeroDivisionError: a planted bug); this is a bug in gate: please report it with its "
+        f"traceback (in {Path('logs/healthy.log')} in the output folder; --debug shows it too)"
+    )
+    log = (run.out_dir / "logs" / "healthy.log").read_text()
+    assert "Traceback (most recent call last):" in log and "ZeroDivisionError: a planted bug" in log
+    if debug:
+        shown = run.stderr.split("[1/1] healthy: internal error in gate, in its worker:\n", 1)[1]
+        assert shown.startswith("Traceback (most recent call last):\n")
+        assert "\nZeroDivisionError: a planted bug\n" in shown
+    else:
+        assert "Traceback" not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["without --debug", "with --debug"])
+def test_a_bug_in_the_main_process_exits_2_with_its_traceback_only_under_debug(monkeypatch, capsys, debug) -> None:
+    import gate.plan
+
+    def planted_bug(**kwargs: object) -> None:
+        raise ZeroDivisionError("a planted bug")
+
+    monkeypatch.setattr(gate.plan, "plan_changes", planted_bug)
+    assert cli.main([*["--debug"] * debug, "plan", "--base", "HEAD"]) == 2
+    error = capsys.readouterr().err
+    if debug:
+        assert error.startswith("Traceback (most recent call last):\n")
+        assert error.endswith("\nZeroDivisionError: a planted bug\n")
+    else:
+        assert error == "gate: internal error (a bug in gate); run again with --debug for the traceback\n"

@@ -184,6 +184,15 @@ def zoo(tmp_path_factory, healthy_model) -> Path:
     (models / "demands_10x" / "gate.toml").write_text(
         'method = "int8"\noverride_reason = "the board has 16 KiB of flash"\n[overrides.size]\nmin_reduction = 10.0\n'
     )
+    shutil.copytree(healthy_model, models / "calib_npz")  # beside train.npz, calib.npz calibrates
+    with np.load(models / "calib_npz" / "eval.npz") as data:
+        np.savez(models / "calib_npz" / "calib.npz", x=data["x"][:50])
+    shutil.copytree(healthy_model, models / "calibrated_on_eval")
+    (models / "calibrated_on_eval" / "train.npz").unlink()
+    (models / "calibrated_on_eval" / "gate.toml").write_text(
+        'calibrate_on_eval = true\noverride_reason = "judged on the pessimistic end of an 80% interval"\n'
+        '[overrides.statistics]\nconfidence = 0.8\ndecide_on = "upper_bound"\n'
+    )
     shutil.copytree(healthy_model, models / "corrupt")
     (models / "corrupt" / "model.keras").write_bytes(b"PK\x03\x04 this is not a zip archive")
     shutil.copytree(healthy_model, models / "typo")
@@ -193,7 +202,9 @@ def zoo(tmp_path_factory, healthy_model) -> Path:
 
 @pytest.fixture(scope="session")
 def zoo_run(zoo):
-    return run_gate("check", cwd=zoo)
+    # Absolute folders, as a workflow passing ${{ github.workspace }}/models does: the reports still name them
+    # relative to the checkout (test_no_path_of_the_runners_disk_appears).
+    return run_gate("check", zoo / "models", "--policies", zoo / "policies", cwd=zoo)
 
 
 PASSING = [
@@ -207,6 +218,8 @@ PASSING = [
     "regression",
     "float16",
     "custom_layer",
+    "calib_npz",
+    "calibrated_on_eval",
 ]
 
 
@@ -286,6 +299,38 @@ def test_the_report_says_which_data_calibrated_and_evaluated_each_model(zoo_run)
     assert zoo_run.model("tf_keras_h5")["calibration"] is None  # dynamic range needs no calibration
     assert zoo_run.model("tf_keras_h5")["source_writer"].startswith("tf_keras 2.")
     assert zoo_run.model("keras3_mlp")["source_writer"].startswith("keras 3.")
+
+
+def test_no_path_of_the_runners_disk_appears(zoo, zoo_run) -> None:
+    for name in ("report.md", "report.json", "comment.md"):
+        assert str(zoo) not in (zoo_run.out_dir / name).read_text(), name
+    assert str(zoo) not in zoo_run.stdout
+    assert zoo_run.model("keras3_mlp")["provenance"]["policy_file"] == str(Path("policies/default.toml"))
+    assert zoo_run.model("corrupt")["error"].startswith(f"{Path('models/corrupt/model.keras')}: ")
+
+
+def test_calib_npz_calibrates_when_there_is_also_train_npz(zoo_run) -> None:
+    model = zoo_run.model("calib_npz")
+    assert (model["calibration"]["file"]["path"], model["calibration"]["samples"]) == ("calib.npz", 50)
+    assert "Calibration: <code>calib.npz</code>, first 50 samples." in zoo_run.markdown
+
+
+def test_calibrate_on_eval_calibrates_on_the_eval_set_and_says_so_in_bold(zoo_run) -> None:
+    model = zoo_run.model("calibrated_on_eval")
+    assert model["calibration"]["file"]["path"] == "eval.npz"
+    bold = "Calibration: **the eval set itself** (`calibrate_on_eval = true` in gate.toml), <code>eval.npz</code>"
+    assert f"{bold}, first 200" in zoo_run.markdown
+
+
+def test_the_policys_confidence_and_decide_on_reach_the_interval_and_the_accuracy_check(zoo_run) -> None:
+    int8 = zoo_run.model("calibrated_on_eval")["candidates"][0]
+    interval = int8["metric_change_interval"]
+    assert interval["confidence"] == 0.8
+    (accuracy,) = [c for c in int8["checks"] if c["name"] == "accuracy.max_drop"]
+    pessimistic = -interval["low"] + 0.0
+    assert accuracy["message"].endswith(f"judged on the upper bound of its interval, {pessimistic:.2f}")
+    assert "(80% CI" in accuracy["message"]
+    assert zoo_run.model("keras3_mlp")["candidates"][0]["metric_change_interval"]["confidence"] == 0.95
 
 
 def test_artifacts_checksums_and_benchmarks_are_written(zoo_run) -> None:

@@ -104,7 +104,15 @@ def test_a_zip_bomb_is_refused_from_the_directory(tmp_path) -> None:
 def test_an_oversized_config_is_refused_before_it_is_read(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(archive._MAX_JSON_BYTES, "config.json", 1000)
     path = write_keras(tmp_path / "model.keras", {"metadata.json": METADATA, "config.json": b" " * 5000})
-    refused(path, r"config\.json is larger than 1000 bytes, more than a config needs")
+    # Damage the entry's local header: reading it would fail with "Bad magic number for file header", so the
+    # refusal below can only come from the size the central directory declares, before a byte is read.
+    with zipfile.ZipFile(path) as written:
+        offset = written.getinfo("config.json").header_offset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 4] = b"XXXX"
+    path.write_bytes(bytes(data))
+    text = refused(path, r"config\.json is larger than 1000 bytes, more than a config needs")
+    assert "Bad magic number" not in text
 
 
 def test_an_entry_larger_than_its_declared_size_is_not_read_past_it(tmp_path) -> None:

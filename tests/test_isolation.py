@@ -3,6 +3,8 @@ and an interrupted run leaves nothing that looks complete."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_gate
+from helpers import planted, run_gate
 
 
 def bilstm_attention(folder: Path) -> None:
@@ -80,12 +82,92 @@ def test_after_a_candidate_crashes_the_search_goes_on_with_the_next(workspace) -
 def test_wall_time_and_memory_limits_stop_a_model_and_name_the_limit(workspace) -> None:
     with_limit(workspace, "slow", "timeout_s = 1")
     with_limit(workspace, "hungry", "memory_mb = 256")  # importing TensorFlow alone takes more
+    # Measured here: the worker peaks at 725 MiB, the worker with its QAT process at 1,507 MiB.
+    with_limit(workspace, "hungry_qat", "memory_mb = 1024")
+    manifest = workspace / "models" / "hungry_qat" / "gate.toml"
+    manifest.write_text('method = "qat-int8"\n' + manifest.read_text())
     run = run_gate("check", cwd=workspace)
     assert run.exit_code == 1
     assert "took longer than its 1 s wall-time limit (limits.timeout_s)" in run.model("slow")["error"]
     assert ", over its 256 MiB limit (limits.memory_mb)" in run.model("hungry")["error"]
+    assert re.fullmatch(
+        rf"{re.escape(str(Path('models/hungry_qat')))}: gating was stopped during stage 'search': the model used "
+        r"1,\d\d\d MiB of memory, over its 1,024 MiB limit \(limits\.memory_mb\); .*",
+        run.model("hungry_qat")["error"],
+    ), run.model("hungry_qat")["error"]
     assert run.model("healthy")["status"] == "PASS"
     assert "Traceback" not in run.stdout + run.stderr
+
+
+# A stand-in for a worker: it starts a child, as a worker starts the QAT process, and both fill memory.
+WORKER_AND_CHILD_FILLING_MEMORY = (
+    "import subprocess, sys, time\n"
+    "held = b'w' * (150 << 20)\n"
+    "child = subprocess.Popen([sys.executable, '-c', \"held = b'c' * (300 << 20); print(flush=True); "
+    'import time; time.sleep(600)"], stdout=subprocess.PIPE)\n'
+    "child.stdout.readline()\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_the_memory_of_a_model_counts_every_process_its_worker_started() -> None:
+    from gate.run import _resident_mb
+
+    worker = subprocess.Popen([sys.executable, "-c", WORKER_AND_CHILD_FILLING_MEMORY], stdout=subprocess.PIPE,
+                              start_new_session=True, text=True)  # fmt: skip
+    try:
+        child = int(worker.stdout.readline())
+        assert os.getpgid(child) == worker.pid
+        assert _resident_mb(worker.pid) >= 450  # 150 MiB held by the worker, 300 MiB by its child
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert _resident_mb(worker.pid) == 0
+
+
+HANGING_INT8_CONVERTER = """
+import time
+import gate.quantize
+
+convert = gate.quantize.convert
+
+
+def hanging(saved_model_dir, *, method, **kwargs):
+    if method == "int8":  # hangs, as TFLiteConverter has on some graphs
+        time.sleep(600)
+    return convert(saved_model_dir, method=method, **kwargs)
+
+
+gate.quantize.convert = hanging
+"""
+
+
+def test_a_hung_candidate_is_stopped_and_its_time_counts_against_the_search_and_the_model(workspace) -> None:
+    """search.candidate_timeout_s stops it; its seconds stay spent in search.max_seconds and limits.timeout_s."""
+    shutil.copytree(workspace / "models" / "healthy", workspace / "models" / "hangs")
+    (workspace / "models" / "hangs" / "gate.toml").write_text(
+        'policy = "float_io"\noverride_reason = "a converter that hangs"\n'
+        '[overrides.search]\ncandidates = ["int8", "dynamic_range"]\ncandidate_timeout_s = 2\nmax_seconds = 1\n'
+    )
+    env = planted(workspace / "planted", HANGING_INT8_CONVERTER)
+    run = run_gate("check", str(Path("models/hangs")), cwd=workspace, env=env)
+    model = run.model("hangs")
+    stopped = "it took longer than its 2 s limit (search.candidate_timeout_s) and was stopped"
+    used_up = "not tried: the search's time budget (search.max_seconds = 1 s) was used up"
+    assert [(c["method"], c["status"], c["reason"]) for c in model["candidates"]] == [
+        ("int8", "ERROR", stopped),
+        ("dynamic_range", "SKIP", used_up),  # the fresh worker starts with the 2+ s the hung candidate took
+    ]
+    assert (
+        model["error"]
+        == f"{Path('models/hangs')}: no candidate could be built: int8: {stopped}; dynamic_range: {used_up}"
+    )
+    # Both workers' time is the model's: the last line adds the first worker's (its stages and the 2 s
+    # candidate) to the second's, where a clock restarted by the resume would show the second's alone.
+    stages = [float(m[1]) for m in re.finditer(r"^\[1/1\] hangs: [a-z ]+ (\d+\.\d) s$", run.stderr, re.MULTILINE)]
+    total = float(re.search(r"^\[1/1\] hangs: ERROR in (\d+\.\d) s$", run.stderr, re.MULTILINE)[1])
+    assert len(stages) >= 8 and total >= 2 + sum(stages) - 0.1 * len(stages), run.stderr
 
 
 def _running(pid: int) -> bool:

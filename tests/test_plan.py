@@ -11,6 +11,7 @@ import pytest
 from helpers import commit, git
 
 from gate import cli
+from gate.errors import ConfigError
 from gate.plan import Plan, PlannedModel, plan_changes
 
 
@@ -30,6 +31,9 @@ def repo(tmp_path) -> Path:
     (tmp_path / "gate").mkdir()
     (tmp_path / "gate" / "judge.py").write_text("# gate\n")
     (tmp_path / "README.md").write_text("readme\n")
+    (tmp_path / "models" / "a" / "notes.txt").write_text("notes\n")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "gate.yml").write_text("on: pull_request\n")
     commit(tmp_path, "base")
     return tmp_path
 
@@ -38,23 +42,111 @@ def planned(repo: Path, **kwargs: object) -> list[str]:
     return [m.name for m in plan_changes(base="HEAD~1", repo=str(repo), **kwargs).models]
 
 
+def moved(repo: Path) -> None:
+    (repo / "models/a/notes.txt").rename(repo / "models/b/notes.txt")
+
+
+def loose(repo: Path) -> None:
+    (repo / "models/README.md").write_text("beside the folders\n")
+    (repo / "models/NOTES.md").write_text("beside the folders\n")
+
+
+def hidden(repo: Path) -> None:
+    (repo / "models/.cache/a").mkdir(parents=True)
+    (repo / "models/.cache/a/x").write_text("not a model")
+
+
+EVERY = ["a", "b", "c"]
+
+
 @pytest.mark.parametrize(
-    ("change", "expected"),
+    ("change", "expected", "reason"),
     [
-        (lambda r: (r / "models/a/model.keras").write_bytes(b"retrained"), ["a"]),
-        (lambda r: (r / "models/b/train.npz").write_bytes(b"new data"), ["b"]),
-        (lambda r: (r / "policies/default.toml").write_text("[accuracy]\nmax_drop = 3.0\n"), ["a", "b"]),
-        (lambda r: (r / "policies/edge.toml").write_text("[accuracy]\nmax_drop = 0.5\n"), ["c"]),
-        (lambda r: (r / "gate/judge.py").write_text("# changed\n"), ["a", "b", "c"]),
-        (lambda r: (r / "pyproject.toml").write_text("[project]\n"), ["a", "b", "c"]),
-        (lambda r: (r / "README.md").write_text("docs only\n"), []),
+        (lambda r: (r / "models/a/model.keras").write_bytes(b"retrained"), ["a"], "its files changed"),
+        (lambda r: (r / "models/b/train.npz").write_bytes(b"new data"), ["b"], "its files changed"),
+        (lambda r: (r / "models/c/notes\tv2.txt").write_text("a tab in the name"), ["c"], "its files changed"),
+        (moved, ["a", "b"], "its files changed"),  # a rename changes both folders
+        (hidden, [], ""),
+        (lambda r: (r / "policies/default.toml").write_text("[accuracy]\nmax_drop = 3.0\n"), ["a", "b"],
+         "its policy changed (policies/default.toml)"),
+        (lambda r: (r / "policies/edge.toml").write_text("[accuracy]\nmax_drop = 0.5\n"), ["c"],
+         "its policy changed (policies/edge.toml)"),
+        (lambda r: (r / "gate/judge.py").write_text("# changed\n"), EVERY, "gate itself changed (gate/*)"),
+        (lambda r: (r / "pyproject.toml").write_text("[project]\n"), EVERY, "gate itself changed (pyproject.toml)"),
+        (lambda r: (r / "setup.py").write_text("import setuptools\n"), EVERY, "gate itself changed (setup.py)"),
+        (lambda r: (r / ".github/workflows/gate.yml").write_text("on: push\n"), EVERY,
+         "gate itself changed (.github/workflows/*)"),
+        (lambda r: (r / ".github/CODEOWNERS").write_text("/gate/ @org/team\n"), [], ""),
+        (lambda r: (r / "README.md").write_text("docs only\n"), [], ""),
+        (loose, EVERY, "files beside the model folders changed (models/NOTES.md, models/README.md)"),
     ],
-    ids=["model file", "new data file", "default policy", "named policy", "gate code", "dependency pins", "docs"],
-)
-def test_only_models_a_change_can_affect_are_planned(repo, change, expected) -> None:
+    ids=["model file", "new data file", "tab in a file name", "file moved", "hidden folder", "default policy",
+         "named policy", "gate code", "dependency pins", "setup.py", "workflow", "not a workflow", "docs",
+         "file beside the model folders"],
+)  # fmt: skip
+def test_only_models_a_change_can_affect_are_planned(repo, change, expected, reason) -> None:
     change(repo)
     commit(repo, "change")
-    assert planned(repo) == expected
+    plan = plan_changes(base="HEAD~1", repo=str(repo))
+    assert [m.name for m in plan.models] == expected
+    assert {m.reason for m in plan.models} == ({reason} if expected else set())
+    for model in plan.models:  # what the shards are balanced by: the bytes of its files at head
+        assert model.size_bytes == sum(p.stat().st_size for p in (repo / model.path).rglob("*") if p.is_file())
+
+
+def test_every_model_is_planned_with_all_and_the_plan_names_both_commits(repo) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "models/a/model.keras").write_bytes(b"retrained")
+    head = commit(repo, "change")
+    plan = plan_changes(base=base, repo=str(repo), everything=True)
+    assert [(m.name, m.reason) for m in plan.models] == [(name, "planned with --all") for name in EVERY]
+    assert plan.to_json() == {
+        "base": base,
+        "head": head,
+        "include": [{"model": name, "path": f"models/{name}"} for name in EVERY],
+        "models": EVERY,
+        "removed": [],
+    }
+
+
+def test_the_plan_compares_the_two_commits_it_is_given_from_anywhere_in_the_clone(repo, tmp_path_factory) -> None:
+    (repo / "models/a/model.keras").write_bytes(b"retrained")
+    commit(repo, "change a")
+    (repo / "models/b/model.keras").write_bytes(b"retrained")
+    commit(repo, "change b")
+    assert [m.name for m in plan_changes(base="HEAD~2", head="HEAD~1", repo=str(repo)).models] == ["a"]
+    assert [m.name for m in plan_changes(base="HEAD~2", repo=str(repo / "gate")).models] == ["a", "b"]
+    elsewhere = tmp_path_factory.mktemp("not-a-clone")
+    with pytest.raises(ConfigError, match=f"^{elsewhere}: not a git repository; run gate plan inside the repository's "
+                                          "clone$"):  # fmt: skip
+        plan_changes(base="HEAD", repo=str(elsewhere))
+    with pytest.raises(ConfigError, match=r"unknown commit 'HEAD~1\.\.HEAD': fetch it"):
+        plan_changes(base="HEAD~1..HEAD", repo=str(repo))  # a range names two commits, not the base
+
+
+@pytest.mark.parametrize(
+    ("module", "changed", "allowed", "source"),
+    [
+        ("my_layers.py", "my_layers.py", "my_layers>Scale", "my_layers.py"),
+        ("my_layers/__init__.py", "my_layers/scale.py", "my_layers>Scale", "my_layers/"),
+        # only the part before the first ">" is the module
+        ("my_layers.py", "my_layers.py", "my_layers>Scale>v2", "my_layers.py"),
+    ],
+    ids=["module", "package", "name with a second >"],
+)
+def test_a_model_whose_custom_objects_module_changed_is_planned(repo, module, changed, allowed, source) -> None:
+    (repo / module).parent.mkdir(parents=True, exist_ok=True)
+    (repo / module).write_text("# registers Scale\n")
+    (repo / "models/b/gate.toml").write_text(f'allow_custom_objects = ["{allowed}"]\n')
+    (repo / "other_layers.py").write_text("# allowed by no model\n")
+    commit(repo, "allow a custom layer")
+    (repo / "other_layers.py").write_text("# changed, but no model imports it\n")
+    commit(repo, "unrelated module")
+    assert planned(repo) == []
+    (repo / changed).write_text("# Scale changed\n")
+    commit(repo, "change the layer")
+    (model,) = plan_changes(base="HEAD~1", repo=str(repo)).models
+    assert (model.name, model.reason) == ("b", f"the code of its custom objects changed ({source})")
 
 
 def test_a_model_that_switches_policy_is_planned_and_a_deleted_one_is_listed_as_removed(repo) -> None:
@@ -70,6 +162,8 @@ def test_a_model_that_switches_policy_is_planned_and_a_deleted_one_is_listed_as_
 def test_the_matrix_is_usable_by_github_actions_and_shards_beyond_256_models() -> None:
     small = Plan(tuple(PlannedModel(f"m{i}", f"models/m{i}", 10, "") for i in range(3)), (), "b", "h")
     assert small.matrix() == {"include": [{"model": f"m{i}", "path": f"models/m{i}"} for i in range(3)]}
+    most = Plan(tuple(PlannedModel(f"m{i:03d}", f"models/m{i:03d}", 10, "") for i in range(256)), (), "b", "h")
+    assert most.matrix()["include"][255] == {"model": "m255", "path": "models/m255"}  # 256 jobs: one model each
     models = tuple(PlannedModel(f"m{i:03d}", f"models/m{i:03d}", 1000 if i < 10 else 1, "") for i in range(600))
     entries = Plan(models, (), "b", "h").matrix()["include"]
     assert len(entries) == 256

@@ -19,7 +19,10 @@ from gate.config import POLICY_KEYS, load_policies, parse_manifest, parse_policy
 from gate.errors import ConfigError, ModelError
 from gate.load import InputSpec, load_dataset
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Derandomized: every run draws the same examples, so a failure in CI is a failure on every machine.
+SETTINGS = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # Keys near the real ones reach the validator's deeper branches; random text covers the rest.
 SECTIONS = sorted({name.split(".")[0] for name in POLICY_KEYS}) + ["overrides", "acuracy"]
@@ -114,6 +117,32 @@ arrays = st.one_of(
     hnp.arrays(dtype=object, shape=shapes, elements=st.one_of(st.integers(), st.text(max_size=5))),
 )
 npz_contents = st.dictionaries(st.sampled_from(["x", "y", "x.image", "x.other", "z"]), arrays, max_size=3)
+# Inputs of every kind a model has (token ids are int32, images often uint8), with stored arrays of every
+# numeric dtype: NaN, infinity, fractions and values outside the input's range are what a cast would change.
+INPUT_DTYPES = ("float32", "int32", "uint8", "int8")
+STORED_DTYPES = (np.float64, np.float32, np.int64, np.int32, np.uint8, np.int8)
+
+
+def stored_values(dtype: type) -> st.SearchStrategy:
+    if np.dtype(dtype).kind == "f":
+        beyond_float32 = [1e39] if np.dtype(dtype) == np.float64 else []
+        special = st.sampled_from([np.nan, np.inf, -np.inf, 3.7, -0.5, 255.0, 300.0, -129.0, *beyond_float32])
+        return st.one_of(st.integers(-200, 300).map(float), special)
+    info = np.iinfo(dtype)
+    return st.integers(max(info.min, -200), min(info.max, 300))
+
+
+@st.composite
+def model_inputs(draw: st.DrawFn) -> tuple[tuple[InputSpec, ...], dict[str, np.ndarray]]:
+    """One or two inputs of random dtypes, and an .npz holding an array of a random dtype for each."""
+    count, samples = draw(st.integers(1, 2)), draw(st.integers(1, 4))
+    specs = tuple(InputSpec(f"in{i}", (3,), draw(st.sampled_from(INPUT_DTYPES))) for i in range(count))
+    contents = {}
+    for spec in specs:
+        dtype = draw(st.sampled_from(STORED_DTYPES))
+        key = "x" if count == 1 else f"x.{spec.name}"
+        contents[key] = draw(hnp.arrays(dtype, (samples, 3), elements=stored_values(dtype)))
+    return specs, contents | {"y": np.zeros(samples, np.int64)}
 
 
 def valid_features(samples: int) -> st.SearchStrategy:
@@ -144,6 +173,29 @@ def test_any_npz_loads_or_gives_a_model_error(tmp_path: Path, contents: dict, ta
         assert data.inputs["image"].shape[1:] == (4, 3)
         if task == "classification":
             assert data.labels.min() >= 0 and data.labels.max() < 10
+
+
+@SETTINGS
+@given(drawn=model_inputs())
+def test_loaded_inputs_hold_exactly_the_stored_values_or_are_refused(tmp_path: Path, drawn: tuple) -> None:
+    """What the model is fed is what the file holds: a cast that changes a value is refused, not done."""
+    specs, contents = drawn
+    path = tmp_path / "eval.npz"
+    np.savez(path, **contents)
+    try:
+        data = load_dataset(path, model_folder=tmp_path, inputs=specs, task="classification", output_width=10,
+                            need_labels=True)  # fmt: skip
+    except ModelError as error:
+        assert str(error).startswith(f"{path}: x")
+        return
+    for spec in specs:
+        loaded, stored = data.inputs[spec.name], contents["x" if len(specs) == 1 else f"x.{spec.name}"]
+        assert loaded.dtype == np.dtype(spec.dtype)
+        assert np.isfinite(loaded.astype(np.float64)).all()
+        if loaded.dtype.kind == "f":  # float64 → float32 rounds, as the model's own input layer would
+            assert np.allclose(loaded, stored, rtol=1e-6, atol=0)
+        else:
+            assert np.array_equal(loaded.astype(np.float64), stored.astype(np.float64))
 
 
 @SETTINGS

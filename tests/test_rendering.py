@@ -139,7 +139,8 @@ def test_a_comment_for_200_models_fits_githubs_limit_and_renders() -> None:
     assert structure.problems == [] and structure.open == []
 
 
-def test_no_path_of_the_runners_disk_appears() -> None:
+def test_an_error_row_points_to_its_log_in_the_workflow_artifact() -> None:
+    # That no absolute path reaches a report is tested on a real run (test_gate.py::test_no_path_of_the_runners_...).
     result = error_result("crashed", "models/crashed: the gate's worker died with SIGSEGV during stage 'load'")
     result = dataclasses.replace(result, stage_seconds={"inspect": 0.1, "load": 2.0})
     markdown = render_markdown([result])

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +84,68 @@ def test_only_the_timed_cases_hold_the_machine_alone(two_models, serial, tmp_pat
 
     assert windows == ["left", "left"]
     assert {label: latency.rounds for label, latency in latencies.items()} == {"float32": 5, "int8": 5}
+
+
+# A stand-in for a worker process: it starts a child (as a worker starts the QAT process) and waits.
+WORKER_WITH_A_CHILD = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _wait_for_state(pids: list[int], stopped: bool) -> bool:
+    """Whether every process reaches the state (a signal takes effect a moment after kill() returns)."""
+    for _ in range(200):
+        if all((_state(pid) == "T") is stopped for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_while_a_worker_times_a_tflite_every_other_worker_and_its_children_are_stopped() -> None:
+    """The scheduler's side of the window test_only_the_timed_cases_hold_the_machine_alone checks in the worker."""
+    from gate.run import Scheduler, _Worker
+
+    workers, children, controls = [], [], []
+    scheduler = Scheduler(2, verbose=False, progress=lambda line: None, labels={0: "[1/2] a", 1: "[2/2] b"})
+    try:
+        for index in range(2):
+            control_read, control_write = os.pipe()
+            events_read, events_write = os.pipe()
+            os.close(events_write)
+            process = subprocess.Popen([sys.executable, "-c", WORKER_WITH_A_CHILD], stdout=subprocess.PIPE,
+                                       start_new_session=True, text=True)  # fmt: skip
+            children.append(int(process.stdout.readline()))
+            worker = _Worker(process, control_write, events_read, dedicated=False, index=index)
+            worker.started = time.monotonic()
+            workers.append(worker)
+            controls.append(control_read)
+        timing, other = workers
+        scheduler._busy.extend(workers)
+
+        scheduler._handle(timing, {"exclusive": True})
+        assert os.read(controls[0], 100) == b'{"go": true}\n'  # the worker that asked may time its .tflite now
+        assert _wait_for_state([other.process.pid, children[1]], stopped=True), "the other worker kept running"
+        assert _state(timing.process.pid) != "T" and _state(children[0]) != "T"
+        assert other.paused_since is not None and timing.paused_since is None
+
+        scheduler._handle(timing, {"released": True})
+        assert _wait_for_state([other.process.pid, children[1]], stopped=False)
+        assert other.paused_since is None and other.paused_seconds > 0  # not counted against its limits
+    finally:
+        for worker in workers:
+            worker.signal_group(signal.SIGKILL)
+            worker.process.wait()
+            os.close(worker.control)
+            os.close(worker.events)
+        for fd in controls:
+            os.close(fd)
 
 
 def test_merging_two_shards_gives_the_report_of_one_run(two_models, serial) -> None:

@@ -55,6 +55,13 @@ def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows
             False,
             "it keeps ops on float tensors, and the policy requires ops.integer_only = true",
         ),
+        (
+            {"io.output_dtype": "int8"},
+            True,
+            False,
+            False,
+            "its model output is float32, and the policy requires io.output_dtype = int8",
+        ),
         ({"io.input_dtype": "float32"}, True, True, False, ""),
         ({"ops.integer_only": True}, False, False, False, ""),
     ],
@@ -147,11 +154,21 @@ def search_run(tmp_path_factory):
         'policy = "float_io"\noverride_reason = "keep the test short"\n'
         '[overrides.search]\ncandidates = ["int8", "int8-float-fallback", "dynamic_range"]\n'
     )
+    shutil.copytree(root / "models" / "raw_units", root / "models" / "raw_units_one_float_layer")
+    (root / "models" / "raw_units_one_float_layer" / "gate.toml").write_text(
+        'policy = "float_io"\noverride_reason = "keep the test short"\n'
+        '[overrides.search]\ncandidates = ["int8-float-fallback"]\nmax_float_layers = 1\n'
+    )
     (root / "models" / "raw_units" / "gate.toml").write_text(
         'override_reason = "keep the test short"\n[overrides.search]\ncandidates = ["int8", "int16x8"]\n'
     )
     token_classifier(root / "models" / "tokens")
     (root / "models" / "tokens" / "gate.toml").write_text('method = "int8"\n')
+    shutil.copytree(root / "models" / "tokens", root / "models" / "tokens_nan")
+    with np.load(root / "models" / "tokens" / "eval.npz") as data:
+        x, y = data["x"].astype(np.float64), data["y"]
+    x[3, 5] = np.nan  # a missing token id, as pandas stores one
+    np.savez(root / "models" / "tokens_nan" / "eval.npz", x=x, y=y)
     return run_gate("check", "--no-cache", cwd=root)
 
 
@@ -175,12 +192,26 @@ def test_under_a_float_input_policy_auto_recovers_the_raw_unit_model(search_run)
     assert model["choice"].endswith("the search stops at the first pass, so dynamic_range was not tried)")
 
 
+def test_search_max_float_layers_bounds_the_layers_kept_in_float(search_run) -> None:
+    (fallback,) = search_run.model("raw_units_one_float_layer")["candidates"]
+    assert fallback["notes"][1].startswith("1 of 5 layers")  # the same model passes with 2 (above)
+    passing = search_run.model("raw_units_float_io")
+    assert passing["candidates"][passing["chosen"]]["notes"][1].startswith("2 of 5 layers")
+
+
 def test_an_integer_token_input_is_not_failed_by_the_int8_input_check(search_run) -> None:
     model = search_run.model("tokens")
     (check,) = [c for c in model["candidates"][0]["checks"] if c["name"] == "io.input_dtype"]
     assert check["status"] == "SKIP"
     assert check["message"] == (
         "every input is an integer tensor in the float model (int32), which quantization leaves as it is"
+    )
+
+
+def test_nan_among_token_ids_is_the_models_error_naming_the_file(search_run) -> None:
+    # Cast to int32 before the check, the NaN became -2147483648: "internal error in gate (... Embedding.call())".
+    assert search_run.model("tokens_nan")["error"] == (
+        f"{Path('models/tokens_nan/eval.npz')}: x contains NaN or infinite values; remove or impute them"
     )
 
 

@@ -326,3 +326,24 @@ def test_a_model_with_a_fixed_batch_of_one_is_ranked_and_converted(example) -> N
         layer.name for layer in rank_layers(example.saved_model, example.calibration)
     ]
     assert _io(selective) == _io(int16x8) == ("int8", "int8")
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, limit) -> None:
+    from gate.methods import Setup
+    from gate.selective import build
+
+    builds = []
+
+    def metric_change(tflite: bytes) -> float:
+        builds.append(tflite)
+        return example.accuracy(tflite) - example.float_accuracy
+
+    setup = Setup(calibration=example.calibration, allowed_change=50.0,  # a gain no build reaches: none stops early
+                  metric_change=metric_change, extra={"max_float_layers": limit, "task": "classification"})  # fmt: skip
+    built = build(example.saved_model, setup)
+    assert len(builds) == limit  # one more layer float per build, up to the limit (of 4 the model has)
+    assert built.notes[1] == f"{limit} of 4 layers, ranked by the output error each causes when quantized alone"
+    assert built.notes[0] == "kept in float: " + ", ".join(
+        ["features (FULLY_CONNECTED)", "classifier (FULLY_CONNECTED)"][:limit]
+    )

@@ -7,6 +7,7 @@ so a change that breaks one fails here instead of in a live run.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -401,3 +402,47 @@ def test_the_merge_step_merges_the_shards_as_download_artifact_lays_them_out(tmp
     assert sorted(p.name for p in (job / "gate-out" / "artifacts").iterdir()) == sorted(
         f"{name}.{method}.tflite" for name in names for method in ("float32", "int8")
     )
+
+
+def _codeowners_example() -> list[str]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("protection, e.g. a `.github/CODEOWNERS` of\n\n```\n", 1)[1].split("```", 1)[0]
+    return [line.split()[0] for line in block.splitlines() if line.strip()]
+
+
+def _protected(path: str, patterns: list[str]) -> bool:
+    """Whether a CODEOWNERS pattern anchored at the root (`/gate/`, `/pyproject.toml`, `/requirements*.txt`) owns it."""
+    return any(
+        path.startswith(pattern[1:]) if pattern.endswith("/") else fnmatch.fnmatchcase(path, pattern[1:])
+        for pattern in patterns
+    )
+
+
+def _installed_from() -> set[str]:
+    """The repository files every `pip install` of the workflows reads: the project for `.`, `-r`/`-c` files."""
+    files = set()
+    for workflow in WORKFLOWS.glob("*.yml"):
+        for _job, step in steps(load(workflow.name)):
+            for command in re.findall(r"pip install ([^\n;&|]+)", step.get("run", "")):
+                words = command.split()
+                for index, word in enumerate(words):
+                    if word.strip("'\"").split("[")[0] == ".":
+                        files |= {"pyproject.toml", "setup.py", "setup.cfg"}
+                    elif word in ("-r", "-c", "--requirement", "--constraint"):
+                        files.add(words[index + 1])
+    return files
+
+
+def test_what_the_workflows_install_from_is_gate_itself_to_plan_and_to_the_codeowners_example() -> None:
+    """A pull request that changes what gate is installed from changes the gate: planned and owned like gate/."""
+    from gate.plan import GATE_ITSELF
+
+    installed = _installed_from()
+    assert {"pyproject.toml", "setup.py", "setup.cfg"} <= installed
+    owned = _codeowners_example()
+    for path in sorted(installed | {"gate/judge.py", ".github/workflows/gate.yml", "requirements-dev.txt"}):
+        assert any(fnmatch.fnmatchcase(path, pattern) for pattern in GATE_ITSELF), f"gate plan ignores {path}"
+    for pattern in GATE_ITSELF:
+        example = pattern.replace("*", "x")
+        assert _protected(example, owned), f"the README's CODEOWNERS example leaves {example} unprotected"
+    assert _protected("policies/default.toml", owned)

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=options.cache_dir(args, warn=progress),
         baseline_path=args.baseline,
         step_summary=not args.entry,
+        debug=args.debug,
     )
 
 
@@ -99,6 +100,7 @@ def check(
     cache_dir: Path | None = None,
     baseline_path: Path | None = None,
     step_summary: bool = True,
+    debug: bool = False,
 ) -> int:
     from gate.compare import load_baseline
     from gate.run import gate_all
@@ -116,6 +118,7 @@ def check(
         cache_dir=cache_dir,
         baseline=baseline,
         step_summary=step_summary,
+        debug=debug,
     )
     for result in results:
         print(verdict_line(result))
