@@ -93,6 +93,14 @@ def entry_paths(text: str) -> list[Path]:
     return [Path(p) for p in paths]
 
 
+def repository_path(text: str, option: str) -> str:
+    """A folder of the repository, as git names it (gate plan reads the commits' trees, not the work tree)."""
+    pure = PurePosixPath(text)
+    if pure.is_absolute() or ".." in pure.parts or str(pure) == ".":
+        raise ConfigError(f"{option}: {text!r} must be a folder inside the repository, relative to its root")
+    return pure.as_posix()
+
+
 def baseline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline",
