@@ -134,14 +134,22 @@ def comment_requirements() -> str:
     return heredoc(workflow_step(workflow, "comment", "Install gate")["run"])
 
 
-def run_step(step: dict, expressions: dict[str, str], *, cwd: Path, path: str = f"{BIN}:/usr/bin:/bin"):
+def run_step(
+    step: dict,
+    expressions: dict[str, str],
+    *,
+    cwd: Path,
+    path: str = f"{BIN}:/usr/bin:/bin",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """A step's `run:` as the runner runs it (bash -eo pipefail), with its `env:`: each `${{ expression }}` in it
-    is taken from `expressions`, so a step that reads one the test did not expect fails here."""
+    is taken from `expressions`, so a step that reads one the test did not expect fails here. `env` adds to the
+    environment, as the runner's own variables (GITHUB_SHA, ...) do."""
 
     def value(match: re.Match) -> str:
         return expressions[match.group(1)]
 
-    env = os.environ | {"PATH": path, "RUNNER_TEMP": str(cwd)}
+    env = os.environ | (env or {}) | {"PATH": path, "RUNNER_TEMP": str(cwd)}
     env |= {name: re.sub(r"\$\{\{\s*(.+?)\s*\}\}", value, str(text)) for name, text in step.get("env", {}).items()}
     return subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],

@@ -30,7 +30,8 @@ FILES = {"policies/default.toml": "default.toml", "models/README.md": "models-RE
 WORKFLOWS = ".github/workflows"
 # The caller workflows, templates in gate/scaffold/ too; each calls reusable-<its name> of gate's repository.
 CALLERS = ("gate.yml", "gate-comment.yml", "gate-release.yml")
-GITIGNORE = ("gate-out/", ".benchmarks/")  # gate check's reports; pytest-benchmark's store of latency runs
+GITIGNORE = ("gate-out/", ".benchmarks/")
+GITIGNORE_HEADER = "# gate: gate check's reports, and the latency runs pytest-benchmark keeps\n"
 # GitHub reads the first of these that exists; a new one would hide the repository's own.
 CODEOWNERS_FILES = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
 CODEOWNERS_HEADER = """\
@@ -80,20 +81,20 @@ def run(args: argparse.Namespace) -> int:
     owner = check_owner(args.owner) if args.owner else None
     branch = check_branch(args.branch or default_branch(root))
     files = {path: scaffold(name) for path, name in FILES.items()} | caller_workflows(pin=pin, branch=branch)
-    existing = [path for path in files if (root / path).exists() or (root / path).is_symlink()]
+    codeowners = next((name for name in CODEOWNERS_FILES if (root / name).exists()), CODEOWNERS_FILES[0])
+    for path in [*files, ".gitignore", codeowners]:
+        refuse_link(root, root / path)
+    existing = [path for path in files if (root / path).exists()]
     if existing and not args.force:
         raise ConfigError(
             f"gate init: {root} already has {', '.join(existing)}; nothing was written. "
             "Pass --force to replace them (git diff then shows what changed)"
         )
     for path, text in files.items():
-        target = root / path
-        refuse_link(root, target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text, encoding="utf-8")
         say(f"gate init: {'replaced' if path in existing else 'wrote'} {path}")
-    append_lines(root, ".gitignore", GITIGNORE)
-    codeowners = next((name for name in CODEOWNERS_FILES if (root / name).exists()), CODEOWNERS_FILES[0])
+    append_lines(root, ".gitignore", GITIGNORE, header=GITIGNORE_HEADER)
     append_lines(root, codeowners, codeowners_lines(owner), header=CODEOWNERS_HEADER)
     say(next_steps(codeowners, owner=owner, pin=pin))
     return options.EXIT_PASS
@@ -126,7 +127,6 @@ def codeowners_lines(owner: str | None) -> list[str]:
 def append_lines(root: Path, name: str, lines: list[str] | tuple[str, ...], *, header: str = "") -> None:
     """Add the lines `name` lacks at its end (creating it if need be); say how many."""
     target = root / name
-    refuse_link(root, target)
     text = target.read_text(encoding="utf-8") if target.exists() else ""
     present = {line.strip() for line in text.splitlines()}
     missing = [line for line in lines if line.strip() not in present]
@@ -197,7 +197,7 @@ def check_owner(owner: str) -> str:
 
 def parse_pin(text: str) -> Pin:
     repository, _, commit = text.partition("@")
-    options.check_repo(repository)
+    options.check_repo(repository, option="--pin")
     if not options.SHA.fullmatch(commit):
         raise ConfigError(f"--pin: expected OWNER/NAME@COMMIT with the commit's 40 hex digits, got {text!r}")
     return Pin(repository, commit, __version__)

@@ -122,7 +122,7 @@ def repo(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_repo(name: str) -> None:
-    """--repo goes into API paths: only OWNER/NAME as GitHub spells names."""
+def check_repo(name: str, *, option: str = "--repo") -> None:
+    """--repo goes into API paths (gate init's --pin into workflows): only OWNER/NAME as GitHub spells names."""
     if not _REPO.fullmatch(name) or ".." in name:
-        raise ConfigError(f"--repo: expected OWNER/NAME, got {name!r}")
+        raise ConfigError(f"{option}: expected OWNER/NAME, got {name!r}")
