@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fake_github import FakeGitHub
 from helpers import REPO, WORKFLOWS, git, load_workflow, run_gate, run_step, workflow_step
 
 from gate import __version__
@@ -153,3 +154,16 @@ def test_the_wheel_installed_outside_the_source_tree_gates_a_repository_as_the_s
     again = subprocess.run(gate_init, cwd=repo, env=env, capture_output=True, text=True)
     assert again.returncode == 2
     assert "gate/release.json of the installed gate is damaged (--pin: expected OWNER/NAME@COMMIT" in again.stderr
+
+
+def test_the_release_uploads_the_built_files_to_a_draft_then_publishes_it(dist, github, tmp_path) -> None:
+    folder = tmp_path / "job"
+    shutil.copytree(dist, folder / "dist")
+    workflow = load_workflow(WORKFLOWS / "tool-release.yml")
+    expressions = {"github.token": FakeGitHub.TOKEN, "github.repository": "octo/models", "github.ref_name": "gate-v1"}
+    for step in ("Upload the release to a draft", "Publish the release"):
+        done = run_step(workflow_step(workflow, "release", step), expressions, cwd=folder)
+        assert done.returncode == 0, done.stderr
+    (release,) = github.releases
+    assert (release["tag_name"], release["draft"]) == ("gate-v1", False)
+    assert github.assets_of(release) == {path.name: path.read_bytes() for path in dist.iterdir()}

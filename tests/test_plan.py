@@ -48,8 +48,20 @@ def planned(repo: Path, **kwargs: object) -> list[str]:
         (lambda r: (r / "gate/judge.py").write_text("# changed\n"), ["a", "b", "c"]),
         (lambda r: (r / "pyproject.toml").write_text("[project]\n"), ["a", "b", "c"]),
         (lambda r: (r / "README.md").write_text("docs only\n"), []),
+        (lambda r: (r / "models/README.md").write_text("the model contract\n"), []),
+        (lambda r: (r / "models/gate.toml").write_text("\n"), ["a", "b", "c"]),
     ],
-    ids=["model file", "new data file", "default policy", "named policy", "gate code", "dependency pins", "docs"],
+    ids=[
+        "model file",
+        "new data file",
+        "default policy",
+        "named policy",
+        "gate code",
+        "dependency pins",
+        "docs",
+        "models' docs",
+        "a model's file beside the models",
+    ],  # fmt: skip
 )
 def test_only_models_a_change_can_affect_are_planned(repo, change, expected) -> None:
     change(repo)

@@ -519,12 +519,6 @@ def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
     assert [c["body"] for c in github.comments_on(4)] == [markdown_for_comment(results, commit=HEAD)]
 
 
-def merge_step_script() -> str:
-    """The report job's merge step, as reusable-gate.yml runs it."""
-    report = load("reusable-gate.yml")["jobs"]["report"]
-    return next(step for step in report["steps"] if "gate merge" in step.get("run", ""))["run"]
-
-
 def download(shards: list[tuple[str, Path]], path: Path) -> None:
     """actions/download-artifact v8.0.1 with `pattern:` and merge-multiple false: each artifact into
     path/<artifact name>/, except when exactly one matches: then into path itself (its src/download-artifact.ts:
@@ -544,16 +538,12 @@ def test_the_merge_step_merges_the_shards_as_download_artifact_lays_them_out(tmp
     download(shards, job / "shards")
     (job / "plan").mkdir()
     (job / "plan" / "plan.json").write_text(json.dumps({"base": "", "models": names, "removed": []}))
-    env = {"EVENT_NAME": "pull_request", "PR_NUMBER": "7", "PR_HEAD_SHA": HEAD, "PATH": f"{BIN}:/usr/bin:/bin"}
-    process = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", merge_step_script()],  # as the runner does
-        cwd=job,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    pull_request = {
+        "github.event_name": "pull_request",
+        "github.event.pull_request.number": "7",
+        "github.event.pull_request.head.sha": HEAD,
+    }
+    process = run_step(workflow_step(load("reusable-gate.yml"), "report", "gate merge"), pull_request, cwd=job)
     assert process.returncode == 0, process.stderr
     report = json.loads((job / "gate-out" / "report.json").read_text())
     assert [(m["name"], m["status"]) for m in report["models"]] == [(name, "PASS") for name in names]
