@@ -200,3 +200,11 @@ def test_names_are_printed_one_safe_line_each(repo, capsys, monkeypatch) -> None
     captured = capsys.readouterr()
     assert captured.out == "\\x3a:add-mask::x\\x0a::stop-commands::y\n"
     assert all(not line.startswith("::") for line in captured.err.splitlines())
+
+
+@pytest.mark.parametrize("folder", ["../models", "/srv/models", "."])
+def test_the_models_folder_must_be_one_of_the_repository(repo, capsys, folder) -> None:
+    from gate.cli import main
+
+    assert main(["plan", "--all", "--models", folder]) == 2
+    assert f"gate: error: --models: {folder!r} must be a folder inside the repository" in capsys.readouterr().err
