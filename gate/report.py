@@ -29,6 +29,7 @@ GITHUB_COMMENT_LIMIT = 65_536
 COMMENT_MARKER = "<!-- gate-report -->"
 # The workflow artifact the report job uploads (see .github/workflows/gate.yml).
 ARTIFACT_NAME = "gate-report"
+OUTPUT_MODE = 0o644  # what every file gate writes gets: owner read-write, everyone else read
 STATUS_ICONS = {Status.PASS: "✅", Status.FAIL: "❌", Status.ERROR: "⚠️", Status.SKIP: "➖"}
 
 
@@ -38,11 +39,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     A temporary file in the same folder is renamed over the target (os.replace is
     atomic on POSIX), so an interrupted run never leaves a half-written file
     that looks complete. Leftover temporaries start with "." and end in ".tmp".
+    The file is readable by all (0644), like any tool's output: mkstemp makes it 0600.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = data.encode() if isinstance(data, str) else data
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, OUTPUT_MODE)
         with os.fdopen(fd, "wb") as stream:
             stream.write(blob)
             stream.flush()

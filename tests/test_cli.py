@@ -60,3 +60,16 @@ def test_an_output_folder_behind_a_symbolic_link_is_refused_before_anything_is_d
     ):
         gate_all([workspace / "models"], policies_dir=workspace / "policies", out_dir=workspace / "gate-out")
     assert (victim / "logs" / "keep.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "argv", [["--debug", "validate", "nowhere"], ["validate", "nowhere", "--debug"], ["validate", "nowhere"]]
+)
+def test_debug_is_accepted_before_and_after_the_command(argv, monkeypatch, capsys) -> None:
+    def bug(args) -> int:
+        raise RuntimeError("a bug in gate")
+
+    monkeypatch.setattr(cli.COMMANDS["validate"], "run", bug)
+    assert cli.main(argv) == 2
+    traceback_shown = "RuntimeError: a bug in gate" in capsys.readouterr().err
+    assert traceback_shown == ("--debug" in argv)

@@ -401,9 +401,9 @@ def test_a_converter_crash_is_a_failed_result_that_keeps_the_training_figures(cn
     ("changes", "message"),
     [
         ({"epoch": 3}, "Object has an unknown field `epoch` - at `$`"),
-        ({"epochs": 0}, "epochs: expected a whole number from 1 to 100, got 0"),
+        ({"epochs": 0}, "epochs: expected a whole number from 1 to 1000, got 0"),
         ({"epochs": "3"}, "Expected `int`, got `str` - at `$.epochs`"),
-        ({"learning_rate": 0}, "learning_rate: expected a number in (0, 1], got 0.0"),
+        ({"learning_rate": 0}, "learning_rate: expected a number from 1e-07 to 1, got 0.0"),
         ({"input_dtype": "int16"}, "input_dtype: expected one of int8, uint8, float32, got 'int16'"),
         ({"task": "clasification"}, "task: expected one of classification, regression, got 'clasification'"),
         ({"input_names": ["x", 1]}, "Expected `str`, got `int` - at `$.input_names[1]`"),

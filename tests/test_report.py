@@ -111,3 +111,13 @@ def test_write_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch) -> None
         report.write_atomic(target, "new report")
     assert target.read_text() == "complete old report"
     assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
+
+
+def test_reports_are_written_readable_by_everyone_like_any_tools_output(tmp_path) -> None:
+    result = model_result("digits")
+    for artifact in result.artifacts:
+        (tmp_path / artifact.path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / artifact.path).write_bytes(b"tflite")
+    report.write_reports(tmp_path, [result])
+    for name in ("report.md", "report.json", "comment.md", "SHA256SUMS"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
