@@ -16,7 +16,6 @@ from gate.commands import COMMANDS
 from gate.commands.options import EXIT_CONFIG
 from gate.errors import ConfigError, GitHubError
 
-
 DEBUG_HELP = "show tracebacks of errors inside gate"
 
 
