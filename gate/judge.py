@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gate.keys import Choice, Flag, Kind, Number, Value, duration, plain
-from gate.results import Candidate, CheckResult, Conversion, Status
+from gate.results import Candidate, CheckResult, Conversion, Evaluation, Status
 
 Verdict = tuple[Status, float | str | bool | None, str]
 # A drop limit worth fewer eval samples than this cannot be told apart from noise: the check says so.
@@ -156,6 +156,37 @@ def _integer_only(candidate: Candidate, limit: Value, context: Context) -> Verdi
     return Status.PASS, True, "every op runs on integer tensors"
 
 
+def _stateless(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    assert candidate.conversion is not None
+    state = candidate.conversion.state
+    if not limit:
+        return Status.SKIP, None, "the policy does not require a file that keeps no state between invokes"
+    if state is None:
+        return Status.PASS, "stateless", "keeps no state between invokes: each inference depends on its input alone"
+    judged, other = candidate.conversion.evaluation, state.other_evaluation
+    if state.app_resets:
+        return (
+            Status.PASS,
+            "stateful, reset by the app",
+            f"keeps state between invokes in {state.variable_tensors} variable tensors; the policy says the app "
+            "calls interpreter.reset_all_variables() before each inference (runtime.resets_state = true), and the "
+            f"figures were measured so ({_score(judged)}; {_score(other)} without resets)",
+        )
+    return (
+        Status.FAIL,
+        "stateful",
+        f"keeps state between invokes in {state.variable_tensors} variable tensors: run one sample per invoke "
+        f"without a reset, as an app that does not know runs it, it scores {_score(judged)} ({_score(other)} with "
+        "interpreter.reset_all_variables() before each inference); if your app resets it, say so with "
+        "runtime.resets_state = true",
+    )
+
+
+def _score(evaluation: Evaluation) -> str:
+    value = f"{evaluation.value:.2f}%" if evaluation.metric == "accuracy" else f"{evaluation.value:.4g}"
+    return f"{evaluation.metric} {value}"
+
+
 def _latency_budget(percentile: str) -> Evaluate:
     def evaluate(candidate: Candidate, limit: Value, context: Context) -> Verdict:
         latency = candidate.conversion.latency if candidate.conversion else None
@@ -235,6 +266,16 @@ CHECKS: dict[str, CheckDefinition] = {
             "",
             "When true, no op may read or write a float tensor (what integer-only accelerators and MCUs need).",
             _integer_only,
+            bound="equal",
+        ),
+        CheckDefinition(
+            "runtime.stateless",
+            Flag(),
+            "",
+            "When true, the quantized .tflite may keep no state from one invoke to the next (variable tensors, as "
+            "a converted tf-keras LSTM keeps), unless `runtime.resets_state` says the app resets it before each "
+            "inference.",
+            _stateless,
             bound="equal",
         ),
         CheckDefinition(

@@ -135,13 +135,16 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         from gate import load, measure, quantize, search
 
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
+        app_resets = bool(policy["runtime.resets_state"])
         with stages.stage("load"):
             # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
+            # Unrolled, they keep no state between invokes; as they are, a tf-keras LSTM does (gate.load).
             model = load.load_model(
                 files.model,
                 inspection,
                 export_dir=Path(scratch) / "export",
                 fixed_batch=inspection.has_recurrent_layers,
+                unroll=not app_resets,
             )
             data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": job.task,
                          "output_width": model.output_width}  # fmt: skip
@@ -159,8 +162,9 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
 
         def describe(method: str, path: Path) -> Conversion:
             inputs, outputs, float_ops = measure.describe(path)
-            evaluation = measure.evaluate_tflite(path, eval_data, job.task, threads=threads)
-            return Conversion(method, digest(path, staged.root), inputs, outputs, float_ops, evaluation, None)
+            evaluation, state = measure.evaluate_as_the_app_runs_it(path, eval_data, job.task, threads=threads,
+                                                                    app_resets=app_resets)  # fmt: skip
+            return Conversion(method, digest(path, staged.root), inputs, outputs, float_ops, evaluation, None, state)
 
         with stages.stage("reference"):
             float_evaluation = measure.evaluate_float(model.predict, eval_data, job.task)
@@ -168,10 +172,9 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             reference = describe(REFERENCE, reference_path)
         reference_latencies = {}
 
-        def measure_candidate(method: str, path: Path) -> tuple[Conversion, Any]:
-            conversion = describe(method, path)
+        def time_latency(method: str, path: Path) -> tuple[Any, Any] | None:
             if not search.judges_latency(policy):
-                return conversion, None
+                return None
             # Timed in one pytest-benchmark run with the float32 reference, so the speedup compares like with like.
             cases = [measure.latency_case(label, p, eval_data, **latency_settings)
                      for label, p in ((REFERENCE, reference_path), (method, path))]  # fmt: skip
@@ -180,7 +183,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             latencies = measure.measure_latency(cases, json_path=json_path, work_dir=Path(scratch),
                                                 alone=stages.reporter.exclusive)  # fmt: skip
             reference_latencies[method] = latencies[REFERENCE]
-            return dataclasses.replace(conversion, latency=latencies[method]), latencies[REFERENCE]
+            return latencies[method], latencies[REFERENCE]
 
         input_dtype, output_dtype = io_dtypes(policy)
         first = {n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None
@@ -196,7 +199,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             float_tflite=reference_path.read_bytes(),
             allowed_change=search.allowed_change(policy, job.task),
             metric_change=lambda tflite: _metric_change_of(tflite, Path(scratch), eval_data, job.task, threads,
-                                                           float_evaluation.value, measure, search),
+                                                           app_resets, float_evaluation.value, measure, search),
             extra={"job": job, "files": files, "inspection": inspection, "model": model, "eval_data": eval_data,
                    "train_data": train, "scratch": Path(scratch), "task": job.task,
                    "max_float_layers": int(policy["search.max_float_layers"]), "progress": stages.reporter.note},
@@ -213,7 +216,8 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             setup=setup,
             build=lambda method, setup: quantize.convert(model.saved_model_dir, method=method, setup=setup),
             save=save,
-            measure=measure_candidate,
+            describe=describe,
+            time_latency=time_latency,
             interval=lambda evaluation: _interval(float_evaluation, evaluation, policy),
         )
         search_start = time.monotonic() - job.search_seconds
@@ -296,12 +300,13 @@ class _NothingBuilt(ModelError):
         super().__init__(f"no candidate could be built: {outcomes}")
 
 
-def _metric_change_of(tflite: bytes, scratch: Path, eval_data: Any, task: str, threads: int, float_value: float,
-                      measure: Any, search: Any) -> float:  # fmt: skip
+def _metric_change_of(tflite: bytes, scratch: Path, eval_data: Any, task: str, threads: int, app_resets: bool,
+                      float_value: float, measure: Any, search: Any) -> float:  # fmt: skip
     """The metric change of a .tflite not yet staged (for methods that search themselves)."""
     path = scratch / "probe.tflite"
     path.write_bytes(tflite)
-    evaluation = measure.evaluate_tflite(path, eval_data, task, threads=threads)
+    evaluation, _state = measure.evaluate_as_the_app_runs_it(path, eval_data, task, threads=threads,
+                                                             app_resets=app_resets)  # fmt: skip
     return search.metric_change(task, float_value, evaluation.value)
 
 

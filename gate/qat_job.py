@@ -70,6 +70,7 @@ class QatRequest:
     input_dtype: str = "int8"
     output_dtype: str = "int8"
     fixed_batch: bool = False  # export with a batch of one (recurrent layers need it; gate also forces it for them)
+    unroll: bool = True  # unroll recurrent layers, so the .tflite keeps no state between invokes (gate.load.unrolled)
     schema_version: int = SCHEMA_VERSION
 
     def problems(self) -> list[str]:
@@ -356,7 +357,8 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
         task=job.task, tflite_path=str(scratch / "qat.tflite"), result_path=str(scratch / "result.json"),
         epochs=int(policy["qat.epochs"]), learning_rate=float(policy["qat.learning_rate"]),
         batch_size=int(policy["qat.batch_size"]), calibration_samples=job.calibration_samples,
-        input_dtype=setup.input_dtype, output_dtype=setup.output_dtype, fixed_batch=model.fixed_batch, **references,
+        input_dtype=setup.input_dtype, output_dtype=setup.output_dtype, fixed_batch=model.fixed_batch,
+        unroll=not policy["runtime.resets_state"], **references,
     )  # fmt: skip
     # Below the candidate's own limit, so that a hang is reported with its stage rather than as a killed worker.
     timeout = max(1.0, float(policy["search.candidate_timeout_s"]) - 5)

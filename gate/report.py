@@ -21,7 +21,7 @@ from gate.compare import Baseline, Comparison, ModelChange, compare
 from gate.judge import CHECKS
 from gate.keys import duration
 from gate.layout import CHECKSUMS, COMMENT_MD, REPORT_JSON, REPORT_MD, log_path
-from gate.results import SCHEMA_VERSION, CheckResult, Interval, ModelResult, Status, dumps, json_schema
+from gate.results import SCHEMA_VERSION, CheckResult, Interval, ModelResult, State, Status, dumps, json_schema
 
 # GitHub rejects issue and PR comments longer than this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -128,6 +128,22 @@ def _interval(interval: Interval | None, metric: str) -> str:
     return f"{interval.confidence:.0%} CI {low} to {high} {unit}"
 
 
+def _steps(step_seconds: dict[str, float]) -> str:
+    """What a candidate's time went to: 'conversion 30.1 s, evaluation 2.0 s, latency 3.9 s'."""
+    return ", ".join(f"{step} {seconds:.1f} s" for step, seconds in step_seconds.items())
+
+
+def _state_text(state: State) -> str:
+    """A stateful file's two figures and what the app must do, for a table cell."""
+    judged, other = ("with", "without") if state.app_resets else ("without", "with")
+    other_figure = _metric(state.other_evaluation.value, state.other_evaluation.metric)
+    return (
+        f"{state.variable_tensors} variable tensors; judged as run {judged} a reset before each invoke"
+        f"{' (runtime.resets_state = true)' if state.app_resets else ''}, {other_figure} {other} one; the app must "
+        f"{state.app_must}"
+    )
+
+
 def _mermaid_label(text: str) -> str:
     return '"' + "".join(ch for ch in text if ch.isalnum() or ch in "-_.") + '"'
 
@@ -222,7 +238,8 @@ def _environment() -> jinja2.Environment:
         md=_md, cause=_cause, size=_size, size_change=_size_change, metric=_metric, change=_change,
         number=_number, duration=duration, duration_change=_duration_change, figure=_figure,
         failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
-        latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label,
+        latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label, steps=_steps,
+        state_text=_state_text,
     )  # fmt: skip
     environment.globals.update(icons=STATUS_ICONS, Status=Status, log_path=log_path, artifact=ARTIFACT_NAME)
     return environment

@@ -114,7 +114,7 @@ def tamper(shard: Path, how: str) -> None:
     [
         ("digest", "alpha: artifacts/alpha.int8.tflite does not match the sha256 its result records"),
         ("missing", "alpha: artifact artifacts/alpha.float32.tflite is missing"),
-        ("schema", "schema_version 99, but this gate reads 2; a newer gate wrote it: use that version here too"),
+        ("schema", "schema_version 99, but this gate reads 3; a newer gate wrote it: use that version here too"),
         ("field", "models[0]: Invalid enum value 'MAYBE' - at `$.candidates[0].status`"),
         ("path", "alpha: artifact path '../../etc/passwd' is not 'artifacts/alpha.float32.tflite'"),
     ],

@@ -6,11 +6,21 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gate.commands import options
 from gate.errors import ConfigError
 
-HELP = "lay out the release files (each passing model's .tflite, the reports, SHA256SUMS); refuse if any model failed"
+if TYPE_CHECKING:
+    from gate.results import ModelResult
+
+# One line per released artifact; SHA256SUMS and the attestation cover it like every other file.
+RELEASE_NOTES = "RELEASE.md"
+
+HELP = (
+    "lay out the release files (each passing model's .tflite, RELEASE.md, the reports, SHA256SUMS); refuse if any "
+    "model failed"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,15 +53,32 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     published = []
+    lines = []
     for result in shard.results:
-        artifact = result.candidate.conversion.artifact  # type: ignore[union-attr]
-        name = Path(artifact.path).name
-        shutil.copyfile(args.source / artifact.path, args.out / name)
+        conversion = result.candidate.conversion  # type: ignore[union-attr]
+        name = Path(conversion.artifact.path).name
+        shutil.copyfile(args.source / conversion.artifact.path, args.out / name)
         published.append(name)
+        lines.append(artifact_line(name, result))
+    write_atomic(args.out / RELEASE_NOTES, "".join(f"- {line}\n" for line in lines))
+    published.append(RELEASE_NOTES)
     for name in (REPORT_MD, REPORT_JSON):
         shutil.copyfile(args.source / name, args.out / name)
         published.append(name)
     sums = "".join(f"{digest(args.out / name, args.out).sha256}  {name}\n" for name in sorted(published))
     write_atomic(args.out / CHECKSUMS, sums)
+    for line in lines:
+        print(f"gate release: {line}", file=sys.stderr)
     print(f"gate release: {len(shard.results)} model(s) laid out in {args.out}", file=sys.stderr)
     return options.EXIT_PASS
+
+
+def artifact_line(name: str, result: ModelResult) -> str:
+    """The release's line for one artifact: what it is, what it scored, and what an app must do to get that."""
+    conversion = result.candidate.conversion  # type: ignore[union-attr]
+    evaluation = conversion.evaluation
+    value = f"{evaluation.value:.2f}%" if evaluation.metric == "accuracy" else f"{evaluation.value:.4g}"
+    line = f"{name}: {result.name}, {conversion.method}, {evaluation.metric} {value} on {evaluation.samples} samples"
+    if conversion.state:
+        return f"{line}; keeps state between invokes: the app must {conversion.state.app_must}"
+    return f"{line}; keeps no state between invokes"
