@@ -12,7 +12,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +146,12 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                 fixed_batch=inspection.has_recurrent_layers,
                 unroll=not app_resets,
             )
-            data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": job.task,
-                         "output_width": model.output_width}  # fmt: skip
-            eval_data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
-            needs_calibration = any(METHODS[name].needs_calibration for name in order)
-            calibration = _calibration(job, files, eval_data, data_args) if needs_calibration else None
+            signature = inspection.signature
+            eval_data, calibration, train = read_data(
+                files, order, calibrate_on_eval=job.calibrate_on_eval, model_folder=folder.path, inputs=model.inputs,
+                task=job.task, output_width=model.output_width,
+                output_activation=signature.output_activation if signature else None,
+            )  # fmt: skip
 
         threads = os.cpu_count() or 1
         latency_settings = {"threads": int(policy["latency.threads"]), "rounds": int(policy["latency.rounds"]),
@@ -187,10 +188,6 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
 
         input_dtype, output_dtype = io_dtypes(policy)
         first = {n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None
-        train = None  # labelled training data, for the methods that train (QAT)
-        if any(METHODS[name].needs_training_data for name in order) and files.train_data:
-            reuse = calibration is not None and calibration.path == files.train_data
-            train = calibration if reuse else load.load_dataset(files.train_data, need_labels=False, **data_args)
         setup = Setup(
             input_dtype=input_dtype,
             output_dtype=output_dtype,
@@ -214,7 +211,9 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             reference=reference,
             integer_inputs=all(t.dtype.startswith(("int", "uint")) for t in reference.inputs),
             setup=setup,
-            build=lambda method, setup: quantize.convert(model.saved_model_dir, method=method, setup=setup),
+            build=lambda method, setup: quantize.convert(
+                model.export_for(METHODS[method].needs_calibration), method=method, setup=setup
+            ),  # fmt: skip
             save=save,
             describe=describe,
             time_latency=time_latency,
@@ -244,7 +243,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                 layer_errors, findings = (), (diagnose.failed(job.diagnosis_failure),)
             else:
                 layer_errors, findings = diagnose.diagnose(
-                    candidates, published, setup, model.saved_model_dir, eval_data, policy, job.task
+                    candidates, published, setup, model.export_for(calibrated=True), eval_data, policy, job.task
                 )
 
     input_files = [*source_files, eval_data.info.file]
@@ -281,6 +280,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             overrides=job.overrides,
             override_reason=job.override_reason,
             allowed_custom_objects=inspection.allowed_custom_objects,
+            method=job.method,
         ),
         stage_seconds=stages.seconds,
         layer_errors=layer_errors,
@@ -317,14 +317,29 @@ def _interval(float_evaluation: Any, evaluation: Any, policy: Mapping[str, Value
                            confidence=float(policy.get("statistics.confidence", 0.95)))  # fmt: skip
 
 
-def _calibration(job: Job, files: ModelFiles, eval_data: Any, data_args: Mapping) -> Any:
-    """Calibration data: calib.npz, else train.npz; the eval set only when gate.toml says so; else None."""
+def read_data(
+    files: ModelFiles, order: Sequence[str], *, calibrate_on_eval: bool, **data_args: Any
+) -> tuple[Any, Any, Any]:
+    """eval.npz, and the calibration and training data the candidates in `order` need, read and checked.
+
+    Calibration data is calib.npz, else train.npz; the eval set only when gate.toml says so; else None.
+    Training data (QAT's) is train.npz, labels and all. `gate validate` reads them with this too, with the
+    inputs the model file declares, so both commands refuse the same data with the same message.
+    """
     from gate import load
 
-    source = files.calib_data or files.train_data
-    if source is not None:
-        return load.load_dataset(source, need_labels=False, **data_args)
-    return eval_data if job.calibrate_on_eval else None
+    eval_data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
+    calibration = train = None
+    if any(METHODS[name].needs_calibration for name in order):
+        source = files.calib_data or files.train_data
+        if source is not None:
+            calibration = load.load_dataset(source, need_labels=False, **data_args)
+        elif calibrate_on_eval:
+            calibration = eval_data
+    if any(METHODS[name].needs_training_data for name in order) and files.train_data:
+        reuse = calibration is not None and calibration.path == files.train_data
+        train = calibration if reuse else load.load_dataset(files.train_data, need_labels=False, **data_args)
+    return eval_data, calibration, train
 
 
 def encode_result(job: Job, result: ModelResult) -> str:

@@ -285,7 +285,9 @@ def _model_inputs(model: Any) -> tuple:
 
 def _input_specs(model, request: QatRequest, path: Path):
     if len(model.outputs) != 1:
-        raise ModelError(f"{path}: the model has {len(model.outputs)} outputs; gate supports models with one output")
+        from gate.inspection.signature import several_outputs
+
+        raise several_outputs(str(path), len(model.outputs))
     specs = _model_inputs(model)
     names = tuple(s.name for s in specs)
     if names != request.input_names:

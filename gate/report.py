@@ -7,6 +7,7 @@ measurement), so a stored result renders the same report anywhere.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -17,11 +18,22 @@ from typing import Any
 import jinja2
 
 from gate import __version__
-from gate.compare import Baseline, Comparison, ModelChange, compare
-from gate.judge import CHECKS
-from gate.keys import duration
+from gate.compare import Baseline, Comparison, ModelChange, compare, latency_change
+from gate.judge import CHECKS, Context, deciding_samples_note, relaxed_policy
+from gate.keys import duration, plain
 from gate.layout import CHECKSUMS, COMMENT_MD, REPORT_JSON, REPORT_MD, log_path
-from gate.results import SCHEMA_VERSION, CheckResult, Interval, ModelResult, State, Status, dumps, json_schema
+from gate.results import (
+    SCHEMA_VERSION,
+    Candidate,
+    CheckResult,
+    Conversion,
+    Interval,
+    ModelResult,
+    State,
+    Status,
+    dumps,
+    json_schema,
+)
 
 # GitHub rejects issue and PR comments longer than this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -97,8 +109,65 @@ def _md(text: object) -> str:
 
 def _cause(text: str, limit: int = 100) -> str:
     """The first line of an error, short enough for a table cell (the details hold the whole message)."""
-    first = text.splitlines()[0] if text else ""
-    return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
+    lines = text.splitlines() or [""]
+    first = lines[0] if len(lines[0]) <= limit else lines[0][: limit - 1].rsplit(" ", 1)[0] + "…"
+    return first + (f" (and {len(lines) - 1} more problem(s), in the details)" if len(lines) > 1 else "")
+
+
+def _headline(results: Sequence[ModelResult]) -> str:
+    """'all 5 models pass', 'the model failed', '1 of 3 models failed, 2 passed': the verdict as a person says it."""
+    if len(results) == 1:
+        return {Status.PASS: "the model passes", Status.FAIL: "the model failed"}.get(
+            results[0].status, "the model could not be gated"
+        )
+    counts = {status: sum(r.status is status for r in results) for status in Status}
+    if counts[Status.PASS] == len(results):
+        return f"all {len(results)} models pass" if results else "no model to gate"
+    said = {Status.FAIL: "failed", Status.ERROR: "could not be gated", Status.PASS: "passed"}
+    parts = [f"{counts[status]} {words}" for status, words in said.items() if counts[status]]
+    parts[0] = parts[0].replace(" ", f" of {len(results)} models ", 1)  # "1 of 3 models failed"
+    return ", ".join(parts)
+
+
+def _not_smaller(candidate: Candidate, reference: Conversion) -> str:
+    """'; not smaller than the 3.3 KiB float32 .tflite' when quantizing made no smaller file than float32 did."""
+    if candidate.conversion is None or candidate.conversion.artifact.size_bytes < reference.artifact.size_bytes:
+        return ""
+    return f"; not smaller than the {_size(reference.artifact.size_bytes)} float32 .tflite"
+
+
+def _override_toml(result: ModelResult) -> str:
+    """The gate.toml lines that would accept the published candidate's failures for this model."""
+    candidate, provenance = result.candidate, result.provenance
+    assert candidate is not None and provenance is not None and result.evaluation_data is not None
+    context = Context(provenance.effective_policy, result.task, result.reference, result.evaluation_data.samples)
+    sections: dict[str, list[str]] = {}
+    for key, value in relaxed_policy(candidate, context).items():
+        section, name = key.split(".", 1)
+        line = f"{name} = {_toml_value(value)}"
+        if key == "runtime.resets_state":
+            line += "  # only if the app calls interpreter.reset_all_variables() before each inference"
+        sections.setdefault(section, []).append(line)
+    if not sections:
+        return ""
+    lines = ['override_reason = "why this model may miss the policy (the report shows it)"']
+    for section, entries in sections.items():
+        lines += ["", f"[overrides.{section}]", *entries]
+    return "\n".join(lines)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return plain(value) if isinstance(value, int | float) else json.dumps(value)
+
+
+def _deciding_samples(result: ModelResult) -> str:
+    """The note, once per model, when one or two eval samples decide the published candidate's accuracy verdict."""
+    if result.candidate is None or result.evaluation_data is None:
+        return ""
+    notes = [deciding_samples_note(check, result.evaluation_data.samples) for check in result.candidate.checks]
+    return next((note for note in notes if note), "")
 
 
 def _size(size_bytes: int) -> str:
@@ -223,7 +292,11 @@ def _latency_cell(change: ModelChange) -> str:
         return "—"
     if base is None or base.p50_ms is None:
         return duration(head.p50_ms)
-    return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(head.p50_ms - base.p50_ms)})"
+    delta = latency_change(base, head)
+    if delta is None:
+        why = "" if base.machine == head.machine else ", measured on different CPUs"
+        return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} (within noise{why})"
+    return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(delta)})"
 
 
 def _environment() -> jinja2.Environment:
@@ -239,7 +312,8 @@ def _environment() -> jinja2.Environment:
         number=_number, duration=duration, duration_change=_duration_change, figure=_figure,
         failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
         latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label, steps=_steps,
-        state_text=_state_text,
+        state_text=_state_text, headline=_headline, not_smaller=_not_smaller, override_toml=_override_toml,
+        deciding_samples=_deciding_samples,
     )  # fmt: skip
     environment.globals.update(icons=STATUS_ICONS, Status=Status, log_path=log_path, artifact=ARTIFACT_NAME)
     return environment

@@ -199,6 +199,7 @@ class Provenance:
     overrides: dict[str, float | str | bool | int | tuple[str, ...]]
     override_reason: str
     allowed_custom_objects: tuple[str, ...]
+    method: str = ""  # what gate.toml's `method` asked for: one method, or "auto" (the search)
 
 
 @dataclass(frozen=True)

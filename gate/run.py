@@ -104,7 +104,7 @@ def gate_all(
         for index, job in enumerate(planned):
             label = f"[{index + 1}/{total}] {job.name}"
             if isinstance(job, ModelResult):
-                progress(f"{label}: ERROR before gating: {job.error.splitlines()[0]}")
+                progress(f"{label}: ERROR before gating: {'; '.join(job.error.splitlines())}")  # every problem
                 results[index] = job
                 continue
             keys[index] = cache_key(job, root=Path.cwd())

@@ -25,11 +25,11 @@ def test_keras_older_than_3_13_2_is_refused_at_start_up(monkeypatch, version, re
         (model_result("digits"), "digits  int8  PASS  5 checks passed, 0 skipped"),
         (
             model_result("digits", accuracy=93.0),
-            "digits  int8  FAIL  accuracy.max_drop: accuracy dropped 3.00 pts (allowed ≤ 2)",
+            "digits  int8  FAIL  accuracy.max_drop: accuracy dropped 3.00 pts (allowed drop ≤ 2)",
         ),
         (
-            error_result("broken", "models/broken: no eval.npz\nsecond line"),
-            "broken  ERROR  models/broken: no eval.npz",
+            error_result("broken", "models/broken/gate.toml: task: expected ...\nmodels/broken/gate.toml: policy: ..."),
+            "broken  ERROR  models/broken/gate.toml: task: expected ...; models/broken/gate.toml: policy: ...",
         ),
     ],
 )
@@ -42,7 +42,8 @@ def test_validate_reports_a_missing_default_policy_and_models_folder_together(tm
     assert capsys.readouterr().err.splitlines() == [
         f"{tmp_path}: no default.toml; every run needs a default policy for models whose gate.toml names none",
         f"{tmp_path / 'nowhere'}: no such folder; pass model folders or the folder that holds them",
-        "gate: 2 problem(s) found",
+        "gate: 2 problem(s) found; loading the model, its conversion and the eval run are not checked (gate check "
+        "does them)",
     ]
 
 

@@ -50,7 +50,7 @@ def test_failed_check_records_measured_value_and_threshold() -> None:
     judged = candidate(accuracy=93.0)
     check = next(c for c in judged.checks if c.name == "accuracy.max_drop")
     assert (check.measured, check.limit, check.unit) == (3.0, 2.0, "pts")
-    assert check.message == "accuracy dropped 3.00 pts (allowed ≤ 2)"
+    assert check.message == "accuracy dropped 3.00 pts (allowed drop ≤ 2)"
 
 
 @pytest.mark.parametrize(

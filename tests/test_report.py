@@ -40,9 +40,15 @@ def test_schema_rejects_a_report_missing_a_figure() -> None:
 @pytest.mark.parametrize(
     ("results", "first_line"),
     [
-        ([model_result("a"), model_result("b")], "## ✅ gate: all 2 model(s) pass"),
-        ([model_result("a"), model_result("b", accuracy=80.0)], "## ❌ gate: 1 failed, 0 could not be gated, 1 passed"),
-        ([model_result("a"), error_result("c", "boom")], "## ⚠️ gate: 0 failed, 1 could not be gated, 1 passed"),
+        ([model_result("a"), model_result("b")], "## ✅ gate: all 2 models pass"),
+        ([model_result("a"), model_result("b", accuracy=80.0)], "## ❌ gate: 1 of 2 models failed, 1 passed"),
+        ([model_result("a"), error_result("c", "boom")], "## ⚠️ gate: 1 of 2 models could not be gated, 1 passed"),
+        ([model_result("a")], "## ✅ gate: the model passes"),
+        ([model_result("b", accuracy=80.0)], "## ❌ gate: the model failed"),
+        (
+            [model_result("b", accuracy=80.0), error_result("c", "boom"), model_result("a")],
+            "## ⚠️ gate: 1 of 3 models failed, 1 could not be gated, 1 passed",
+        ),
     ],
 )
 def test_markdown_starts_with_the_verdict(results, first_line) -> None:
@@ -51,7 +57,7 @@ def test_markdown_starts_with_the_verdict(results, first_line) -> None:
 
 def test_markdown_names_the_failed_check_with_threshold_and_measurement() -> None:
     text = report.render_markdown([model_result("digits", accuracy=93.0)])
-    assert "| `accuracy.max_drop` | 2 pts | 3 pts | ❌ FAIL | accuracy dropped 3.00 pts (allowed ≤ 2) |" in text
+    assert "| `accuracy.max_drop` | 2 pts | 3 pts | ❌ FAIL | accuracy dropped 3.00 pts (allowed drop ≤ 2) |" in text
     assert "| digits | int8 | 78.1 KiB → 9.8 KiB (8.00×) | accuracy 96.00% → 93.00% (−3.00 pts) |" in text
 
 

@@ -18,7 +18,7 @@ from helpers import TEST_POLICIES, digits, outputs_of_repeated_invokes, run_gate
 
 from gate import load, measure, quantize
 from gate.inspection import inspect_model
-from gate.methods import Setup
+from gate.methods import METHODS, Setup
 
 
 def tf_keras_lstm(folder: Path) -> Path:
@@ -69,7 +69,8 @@ def converted(folder: Path, tmp_path: Path, method: str, *, unroll: bool) -> tup
     calibration = load.load_dataset(folder / "train.npz", need_labels=False, **data_args).inputs
     setup = Setup(calibration={name: array[:100] for name, array in calibration.items()})
     path = tmp_path / f"model.{method}.tflite"
-    path.write_bytes(quantize.convert(model.saved_model_dir, method=method, setup=setup).tflite)
+    export = model.export_for(calibrated=METHODS[method].needs_calibration)
+    path.write_bytes(quantize.convert(export, method=method, setup=setup).tflite)
     return path, data
 
 
@@ -98,6 +99,30 @@ def test_as_it_is_a_tf_keras_lstm_keeps_state_between_invokes(lstm_h5, tmp_path)
     assert measure.variable_tensors(path) == 2
     first, second, _third = outputs_of_repeated_invokes(path, data.inputs["rows"][:1])
     assert not np.array_equal(first, second)
+
+
+def op_names(path: Path) -> set[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
+
+
+def test_a_keras3_lstm_converts_to_int8_unrolled_and_stays_a_compact_loop_where_nothing_calibrates(tmp_path) -> None:
+    """A WHILE loop keeps no state, but TF 2.21's int8 calibration dies on it (SIGSEGV); unrolled, it converts."""
+    (tmp_path / "policies").mkdir()
+    for name, text in TEST_POLICIES.items():
+        (tmp_path / "policies" / f"{name}.toml").write_text(text)
+    keras3_bilstm(tmp_path / "models" / "int8")
+    (tmp_path / "models" / "int8" / "gate.toml").write_text('method = "int8"\n')
+    shutil.copytree(tmp_path / "models" / "int8", tmp_path / "models" / "float16")
+    (tmp_path / "models" / "float16" / "gate.toml").write_text('method = "float16"\npolicy = "float_io"\n')
+    run = run_gate("check", "--no-cache", cwd=tmp_path)
+    (int8,) = run.model("int8")["candidates"]
+    assert int8["status"] in ("PASS", "FAIL") and int8["conversion"]["state"] is None, int8["reason"]
+    artifacts = run.out_dir / "artifacts"
+    assert "WHILE" not in op_names(artifacts / "int8.int8.tflite")
+    assert "WHILE" in op_names(artifacts / "float16.float16.tflite")
+    assert "WHILE" in op_names(artifacts / "int8.float32.tflite")  # the reference, as the float model is
 
 
 def per_sample_loop(path: Path, data: load.Dataset, *, reset: bool) -> float:
