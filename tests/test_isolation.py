@@ -56,6 +56,12 @@ def test_a_converter_crash_fails_that_candidate_and_a_model_with_no_other_is_an_
         ("int8", "ERROR", crash)
     ]
     assert "candidate int8: ERROR the gate's worker died with SIGSEGV" in run.stderr
+    # The model's log says what killed it, and where, after TensorFlow's own last words.
+    log = (run.out_dir / "logs" / "bilstm.log").read_text()
+    assert (
+        "\ngate: bilstm: the worker died with SIGSEGV during stage 'search' while building or measuring candidate "
+        "int8\n"
+    ) in log
     assert run.model("healthy")["status"] == "PASS"
     # The float32 .tflite was written before the crash: a model that was not gated publishes nothing.
     assert sorted(p.name for p in (run.out_dir / "artifacts").iterdir()) == [
