@@ -222,7 +222,7 @@ def unrolled(model: Any, keras_module: Any) -> Any:
     return copy
 
 
-def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool) -> LoadedModel:
+def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False) -> LoadedModel:
     import keras
 
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -249,7 +249,7 @@ def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool) 
                        _batched_predict(model, specs), model, calibrated)  # fmt: skip
 
 
-def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool) -> LoadedModel:
+def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False) -> LoadedModel:
     import tensorflow as tf
     import tf_keras
 

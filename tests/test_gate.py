@@ -399,8 +399,10 @@ def test_validate_refuses_every_folder_check_refuses_for_a_reason_it_can_see_wit
         np.savez(wrong_y / "eval.npz", x=data["x"], y=np.zeros((len(data["y"]), 3)))
     two_outputs_model(models / "two_outputs")
     subclassed_model(models / "subclassed")
-    refused = ["eval_not_npz", "no_eval_data", "no_model_file", "subclassed", "two_model_files", "two_outputs",
-               "y_wrong_shape"]  # fmt: skip
+    keras3_regression(models / "regression_without_task")
+    (models / "regression_without_task" / "gate.toml").unlink()
+    refused = ["eval_not_npz", "no_eval_data", "no_model_file", "regression_without_task", "subclassed",
+               "two_model_files", "two_outputs", "y_wrong_shape"]  # fmt: skip
 
     validated = run_gate("validate", cwd=workspace)
     checked = run_gate("check", cwd=workspace)
@@ -417,6 +419,10 @@ def test_validate_refuses_every_folder_check_refuses_for_a_reason_it_can_see_wit
     assert checked.model("healthy")["status"] == "PASS"
     assert checked.model("subclassed")["error"].startswith(
         f"{Path('models/subclassed/model.keras')}: is a subclassed model ('my_models>Tiny')"
+    )
+    assert (
+        'and ends in one linear unit, as a regression model does: if it predicts a number, set task = "regression"'
+        in (checked.model("regression_without_task")["error"])
     )
     assert checked.model("two_outputs")["error"] == (
         f"{Path('models/two_outputs/model.keras')}: the model has 2 outputs; gate supports models with one output "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import run_gate
 
-TIMINGS = {"stage_seconds", "latency", "speedup", "measured_at", "from_cache", "seconds"}
+TIMINGS = {"stage_seconds", "step_seconds", "latency", "speedup", "measured_at", "from_cache", "seconds"}
 
 
 def without_timings(value: object) -> object:
@@ -153,7 +153,7 @@ def test_a_planned_model_without_a_result_is_an_error_row(two_models, serial, tm
 def test_nothing_planned_is_a_passing_report(two_models, tmp_path) -> None:
     merged = run_gate("merge", "--out", tmp_path / "empty", cwd=two_models)
     assert merged.exit_code == 0
-    assert merged.markdown.startswith("## ✅ gate: all 0 model(s) pass")
+    assert merged.markdown.startswith("## ✅ gate: no model to gate")
 
 
 def test_a_second_run_reuses_every_result_without_importing_tensorflow(two_models, tmp_path) -> None:
