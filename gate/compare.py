@@ -48,8 +48,8 @@ def latency_change(base: Figures, head: Figures) -> float | None:
     """The p50 change from `base` to `head`, or None when it is within noise.
 
     A change is shown only between runs on the same kind of CPU, and only when it exceeds both runs'
-    spread: microsecond latencies measured on two GitHub runners moved from 0.84 µs to 1.6 µs with no
-    change to the model.
+    spread: a microsecond latency measured on two runners moved from 0.84 µs to 1.6 µs with no change
+    to the model (issue 20).
     """
     if base.p50_ms is None or head.p50_ms is None or not base.machine or base.machine != head.machine:
         return None

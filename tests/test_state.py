@@ -21,40 +21,24 @@ from gate.inspection import inspect_model
 from gate.methods import METHODS, Setup
 
 
-def tf_keras_lstm(folder: Path) -> Path:
-    """A tf-keras LSTM (634 parameters) on the digits' 8 rows, saved as model.h5."""
+def lstm_model(folder: Path, writer: str) -> Path:
+    """An LSTM on the digits' 8 rows: tf-keras's (634 parameters) as model.h5, or Keras 3's bidirectional one,
+    as the CRNN example has, as model.keras."""
+    import keras
     import tf_keras
 
     x_train, y_train, x_eval, y_eval = digits("rows")
-    tf_keras.utils.set_random_seed(0)
-    model = tf_keras.Sequential(
-        [tf_keras.Input((8, 8), name="rows"), tf_keras.layers.LSTM(8), tf_keras.layers.Dense(10, activation="softmax")]
+    library, filename = (tf_keras, "model.h5") if writer == "tf_keras" else (keras, "model.keras")
+    library.utils.set_random_seed(0)
+    lstm = library.layers.LSTM(8)
+    recurrent = lstm if writer == "tf_keras" else library.layers.Bidirectional(lstm)
+    model = library.Sequential(
+        [library.Input((8, 8), name="rows"), recurrent, library.layers.Dense(10, activation="softmax")]
     )
-    model.compile(optimizer=tf_keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=library.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(x_train, y_train, epochs=20, batch_size=64, verbose=0)
     folder.mkdir(parents=True)
-    model.save(folder / "model.h5")
-    write_data(folder, x_train, y_train, x_eval[:120], y_eval[:120])
-    return folder
-
-
-def keras3_bilstm(folder: Path) -> Path:
-    """A Keras 3 bidirectional LSTM, as the CRNN example has, saved as model.keras."""
-    import keras
-
-    x_train, y_train, x_eval, y_eval = digits("rows")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8), name="rows"),
-            keras.layers.Bidirectional(keras.layers.LSTM(8)),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(x_train, y_train, epochs=10, batch_size=64, verbose=0)
-    folder.mkdir(parents=True)
-    model.save(folder / "model.keras")
+    model.save(folder / filename)
     write_data(folder, x_train, y_train, x_eval[:120], y_eval[:120])
     return folder
 
@@ -76,12 +60,12 @@ def converted(folder: Path, tmp_path: Path, method: str, *, unroll: bool) -> tup
 
 @pytest.fixture(scope="module")
 def lstm_h5(tmp_path_factory) -> Path:
-    return tf_keras_lstm(tmp_path_factory.mktemp("lstm") / "lstm")
+    return lstm_model(tmp_path_factory.mktemp("lstm") / "lstm", "tf_keras")
 
 
 @pytest.mark.parametrize(("writer", "method"), [("tf_keras", "float32"), ("tf_keras", "int8"), ("keras3", "float32")])
 def test_a_recurrent_model_converts_to_a_file_that_keeps_no_state(writer, method, lstm_h5, tmp_path) -> None:
-    folder = lstm_h5 if writer == "tf_keras" else keras3_bilstm(tmp_path / "bilstm")
+    folder = lstm_h5 if writer == "tf_keras" else lstm_model(tmp_path / "bilstm", "keras3")
     path, data = converted(folder, tmp_path, method, unroll=True)
     assert measure.variable_tensors(path) == 0
     first, *again = outputs_of_repeated_invokes(path, data.inputs["rows"][:1])
@@ -112,7 +96,7 @@ def test_a_keras3_lstm_converts_to_int8_unrolled_and_stays_a_compact_loop_where_
     (tmp_path / "policies").mkdir()
     for name, text in TEST_POLICIES.items():
         (tmp_path / "policies" / f"{name}.toml").write_text(text)
-    keras3_bilstm(tmp_path / "models" / "int8")
+    lstm_model(tmp_path / "models" / "int8", "keras3")
     (tmp_path / "models" / "int8" / "gate.toml").write_text('method = "int8"\n')
     shutil.copytree(tmp_path / "models" / "int8", tmp_path / "models" / "float16")
     (tmp_path / "models" / "float16" / "gate.toml").write_text('method = "float16"\npolicy = "float_io"\n')
