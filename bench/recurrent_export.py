@@ -11,7 +11,11 @@ that does not know runs it) and with interpreter.reset_all_variables() before
 each invoke. Each conversion runs in a child process: as it is, a Keras 3
 LSTM's int8 calibration dies with SIGSEGV.
 
-    PYTHONPATH=. python bench/recurrent_export.py
+`--repeat N` converts digits_crnn's unrolled export to int8 N times, each in a
+process of its own, and prints each file's bytes, digest and float ops: TF
+2.21's MLIR quantizer does not give the same file twice for an unrolled graph.
+
+    PYTHONPATH=. python bench/recurrent_export.py [--repeat N]
 """
 
 from __future__ import annotations
@@ -141,8 +145,28 @@ def main() -> None:
                           f"{variable_tensors(path):>9} {no_reset:>8.2f}% {reset:>7.2f}%", flush=True)  # fmt: skip
 
 
+def repeat(times: int) -> None:
+    import hashlib
+
+    from gate.measure import describe
+
+    with tempfile.TemporaryDirectory(prefix="recurrent-") as scratch:
+        for run in range(times):
+            work = Path(scratch) / str(run)
+            work.mkdir()
+            path, _seconds, failure = post_training(REPO / "models" / "digits_crnn", True, work)
+            if path is None:
+                print(f"run {run + 1}: {failure}")
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            float_ops = ", ".join(describe(path)[2]) or "none: integer-only"
+            print(f"run {run + 1}: {path.stat().st_size:,} bytes, sha256 {digest}…, float ops: {float_ops}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--convert"]:
         convert_int8(Path(sys.argv[2]), sys.argv[3] == "True", Path(sys.argv[4]))
+    elif sys.argv[1:2] == ["--repeat"]:
+        repeat(int(sys.argv[2]))
     else:
         main()

@@ -58,7 +58,8 @@ def _size_reduction(candidate: Candidate, limit: Value, context: Context) -> Ver
     float32 = candidate.size_reduction_vs_float32
     if label != "the float32 .tflite" and float32 is not None and float32 <= 1:
         # vs the source it can look small, optimizer state and all; what an app ships instead is the float32 file
-        said += f", but {'no smaller than' if float32 == 1 else f'{1 / float32:.2f}× larger than'} the float32 .tflite"
+        larger = "no smaller than" if float32 == 1 else f"{1 / float32:.2f}× larger than"
+        said += f"{', but' if ratio >= 1 else ' and'} {larger} the float32 .tflite"
     return status, round(ratio, 3), f"{said} (need ≥ {plain(limit)}×)"
 
 

@@ -145,3 +145,11 @@ def test_a_latency_change_is_shown_only_beyond_both_runs_spread_on_the_same_cpu(
     base = measured_on(model_result("digits", p50_ms=base_p50), machines[0])
     comparison = report.compare([head], Baseline("main@3f2a1c9", {"digits": base}))
     assert f"| {cell} |" in report.render_markdown([head], comparison)
+
+
+def test_a_file_larger_than_both_baselines_says_so_plainly() -> None:
+    bigger = model_result("bigger", size_bytes=100_000)  # the source is 80,000 bytes, the float32 .tflite 40,000
+    (size,) = [c for c in bigger.candidate.checks if c.name == "size.min_reduction"]
+    assert (
+        size.message == "1.25× larger than the source model file and 2.50× larger than the float32 .tflite (need ≥ 4×)"
+    )
