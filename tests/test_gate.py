@@ -401,16 +401,17 @@ def test_validate_refuses_every_folder_check_refuses_for_a_reason_it_can_see_wit
     subclassed_model(models / "subclassed")
     keras3_regression(models / "regression_without_task")
     (models / "regression_without_task" / "gate.toml").unlink()
+    (copy("two_toml_errors") / "gate.toml").write_text('task = "clasification"\ncalibration_samples = 0\n')
     refused = ["eval_not_npz", "no_eval_data", "no_model_file", "regression_without_task", "subclassed",
-               "two_model_files", "two_outputs", "y_wrong_shape"]  # fmt: skip
+               "two_model_files", "two_outputs", "two_toml_errors", "y_wrong_shape"]  # fmt: skip
 
     validated = run_gate("validate", cwd=workspace)
     checked = run_gate("check", cwd=workspace)
     assert validated.exit_code == 2 and checked.exit_code == 1
     problems = validated.stderr.splitlines()
     assert problems[-1] == (
-        f"gate: {len(refused)} problem(s) found; loading the model, its conversion and the eval run are not checked "
-        "(gate check does them)"
+        f"gate: {len(refused) + 1} problem(s) found; loading the model, its conversion and the eval run are not "
+        "checked (gate check does them)"
     )
     assert sorted(m["name"] for m in checked.report["models"] if m["status"] == "ERROR") == refused
     for name in refused:
@@ -424,6 +425,11 @@ def test_validate_refuses_every_folder_check_refuses_for_a_reason_it_can_see_wit
         'and ends in one linear unit, as a regression model does: if it predicts a number, set task = "regression"'
         in (checked.model("regression_without_task")["error"])
     )
+    # Both problems of the gate.toml, on the terminal as in the report, as gate validate lists them.
+    toml_errors = checked.model("two_toml_errors")["error"].splitlines()
+    assert len(toml_errors) == 2
+    assert f"two_toml_errors  ERROR  {'; '.join(toml_errors)}" in checked.stdout.splitlines()
+    assert f"two_toml_errors: ERROR before gating: {'; '.join(toml_errors)}" in checked.stderr
     assert checked.model("two_outputs")["error"] == (
         f"{Path('models/two_outputs/model.keras')}: the model has 2 outputs; gate supports models with one output "
         "only, for now: export one model per output"
