@@ -173,11 +173,3 @@ class Key:
         if isinstance(self.default, str):
             return f'`"{self.default}"`' if self.role == "manifest" or not self.default else f"`{self.default}`"
         return f"`{self.default}`"
-
-
-def reference_table(keys: Collection[Key]) -> str:
-    """A Markdown table of keys, for the documentation (gate.reference; tests keep it equal to the registry)."""
-    rows = ["| Key | Allowed values | Default | Meaning |", "|---|---|---|---|"]
-    for key in keys:
-        rows.append(f"| `{key.name}` | {key.kind.describe()} | {key.default_text()} | {key.description} |")
-    return "\n".join(rows) + "\n"

@@ -6,20 +6,27 @@ block of a page in docs/, and tests/test_docs.py keeps the pages equal to the re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from gate.config import MANIFEST_KEYS, POLICY_KEYS, POLICY_TOP_LEVEL
 from gate.judge import CHECKS
-from gate.keys import reference_table
+from gate.keys import Key
 from gate.methods import AUTO, METHODS
 
 # As the report's summary row says why a model failed: `size.min_reduction 3.99× < 4×`.
 FAILS_WHEN = {"min": "measured < threshold", "max": "measured > threshold", "equal": "measured ≠ threshold"}
 
 
+def _key_table(keys: Collection[Key]) -> str:
+    rows = ["| Key | Allowed values | Default | Meaning |", "|---|---|---|---|"]
+    for key in keys:
+        rows.append(f"| `{key.name}` | {key.kind.describe()} | {key.default_text()} | {key.description} |")
+    return "\n".join(rows) + "\n"
+
+
 def manifest_reference() -> str:
     """Every key of gate.toml (MANIFEST_KEYS)."""
-    return reference_table(MANIFEST_KEYS.values())
+    return _key_table(MANIFEST_KEYS.values())
 
 
 def check_reference() -> str:
@@ -36,7 +43,7 @@ def check_reference() -> str:
 def setting_reference() -> str:
     """Every key of a policy file that is not a check (POLICY_TOP_LEVEL, then POLICY_KEYS)."""
     settings = [key for key in POLICY_KEYS.values() if key.role != "check"]
-    return reference_table([*POLICY_TOP_LEVEL.values(), *settings])
+    return _key_table([*POLICY_TOP_LEVEL.values(), *settings])
 
 
 def method_reference() -> str:
