@@ -83,7 +83,7 @@ def mutmut_config(module: str, tests: tuple[str, ...]) -> str:
         "source_paths = gate\n"
         f"only_mutate = {module}\n"
         f"pytest_add_cli_args_test_selection =\n    {lines(tests)}\n"
-        "also_copy =\n    tests\n    policies\n    README.md\n    .github\n"
+        "also_copy =\n    tests\n    policies\n    README.md\n    docs\n    .github\n"
     )
 
 

@@ -23,7 +23,7 @@ a secret). So the default folder is outside any work tree
 (`$XDG_CACHE_HOME/gate`, else `~/.cache/gate`), where a commit cannot put an
 entry, and gate refuses a cache folder inside a git work tree unless told
 (`--cache-in-work-tree`). Code gate runs as the same user (an allowed custom
-layer) can write it too: see the README's security model.
+layer) can write it too: see the security model (docs/security.md).
 """
 
 from __future__ import annotations

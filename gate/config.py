@@ -2,8 +2,8 @@
 
 Both are described once, declaratively: `POLICY_KEYS` (every check of
 gate.judge.CHECKS and every setting) and `MANIFEST_KEYS`, each key with its
-kind, default and meaning. Validation, the README's reference tables (tested
-against these) and `gate validate` read them. Raw TOML becomes frozen
+kind, default and meaning. Validation, the documentation's reference tables
+(gate.reference, tested against these) and `gate validate` read them. Raw TOML becomes frozen
 dataclasses here, once; nothing later touches a raw dict. Every problem in a
 file is gathered and reported together, each naming the file, the key, the
 bad value and what is allowed. Unknown keys are errors: a gate must never
@@ -24,7 +24,7 @@ from gate.discover import ModelFolder, find_model_folders, shown
 from gate.errors import ConfigError, GateError, ModelError
 from gate.inspection import never_allowed_problem
 from gate.judge import CHECKS
-from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, reference_table, suggest
+from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, suggest
 from gate.methods import DEFAULT_METHOD, METHOD_CHOICES, SELECTABLE
 
 DEFAULT_POLICY = "default"
@@ -306,13 +306,3 @@ def configure_model(
     if policy is None:  # only with policy_names: the policy file exists but is broken, and says so itself
         return folder, ""
     return ModelConfig(folder, manifest, policy, effective_policy(policy, manifest))
-
-
-def policy_reference() -> str:
-    """The README's policy reference, from POLICY_KEYS (a test keeps the README in sync)."""
-    return reference_table(POLICY_KEYS.values(), kind_column=True)
-
-
-def manifest_reference() -> str:
-    """The README's gate.toml reference, from MANIFEST_KEYS (a test keeps the README in sync)."""
-    return reference_table(MANIFEST_KEYS.values(), kind_column=False)

@@ -2,7 +2,7 @@
 
 `CHECKS` is the one registry of checks: each with its threshold's kind, unit
 and meaning, and how a candidate's figures are judged against it. The policy
-schema (gate.config.POLICY_KEYS), the README's policy reference (tested
+schema (gate.config.POLICY_KEYS), the docs' policy reference (tested
 against it) and the report all read from it. A check returns a verdict; it
 never raises.
 """

@@ -2,7 +2,7 @@
 
 Policies and manifests are both described as tables of `Key`s (see
 gate.config): each key's kind validates a raw TOML value and describes what it
-allows, so the validator, the README's reference tables and `gate validate`
+allows, so the validator, the docs' reference tables and `gate validate`
 read the same words. `plain` and `duration` write numbers as those words and
 the reports do.
 """
@@ -171,17 +171,5 @@ class Key:
         if isinstance(self.default, tuple):
             return "`[" + ", ".join(f'"{v}"' for v in self.default) + "]`" if self.default else "`[]`"
         if isinstance(self.default, str):
-            return f'`"{self.default}"`' if self.role == "manifest" else f"`{self.default}`"
+            return f'`"{self.default}"`' if self.role == "manifest" or not self.default else f"`{self.default}`"
         return f"`{self.default}`"
-
-
-def reference_table(keys: Collection[Key], *, kind_column: bool) -> str:
-    """A Markdown table of keys, for the README (tests keep it equal to the registry)."""
-    if kind_column:
-        rows = ["| Key | Kind | Allowed values | Default | Meaning |", "|---|---|---|---|---|"]
-    else:
-        rows = ["| Key | Allowed values | Default | Meaning |", "|---|---|---|---|"]
-    for key in keys:
-        kind = f" {key.role} |" if kind_column else ""
-        rows.append(f"| `{key.name}` |{kind} {key.kind.describe()} | {key.default_text()} | {key.description} |")
-    return "\n".join(rows) + "\n"

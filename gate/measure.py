@@ -133,7 +133,7 @@ def score(outputs: np.ndarray, labels: np.ndarray, task: str) -> tuple[float, tu
     """The task metric and each sample's part in it: accuracy in percent, or MAE."""
     outputs = outputs.reshape(len(outputs), -1)
     if task == "classification":
-        # One output unit is a sigmoid probability of class 1 (README: model contract).
+        # One output unit is a sigmoid probability of class 1 (docs/model-contract.md).
         predicted = (outputs[:, 0] > 0.5).astype(np.int64) if outputs.shape[1] == 1 else np.argmax(outputs, axis=1)
         per_sample = (predicted == labels).astype(np.float64)
         return float(per_sample.mean() * 100), tuple(per_sample.tolist())

@@ -4,7 +4,7 @@ Each method carries its name, what it is, the data it needs, what it produces
 (integer or float model I/O, float ops left or not, so that a policy that
 cannot be met rules it out before it is tried) and how it is built. The
 manifest's `method` key, the search (`method = "auto"` tries them in this
-order, from the most to the least deployable), the pipeline and the README's
+order, from the most to the least deployable), the pipeline and the docs'
 method table (tested against `METHODS`) all read it: adding a method is one
 entry here.
 """
@@ -210,14 +210,3 @@ def search_order(method: str, restrict: Sequence[str] = ()) -> tuple[str, ...]:
     if method != AUTO:
         return (method,)
     return tuple(name for name in SELECTABLE if not restrict or name in restrict)
-
-
-def method_reference() -> str:
-    """The README's table of methods, from the registry (a test keeps the README in sync)."""
-    rows = ["| Method | Needs calibration data | What it is |", "|---|---|---|",
-            f"| `{AUTO}` (default) | when a candidate does | Tries the methods below in this order and keeps the "
-            "first that passes every check of the policy (see \"The candidate search\"). |"]  # fmt: skip
-    for method in METHODS.values():
-        if method.selectable:
-            rows.append(f"| `{method.name}` | {'yes' if method.needs_calibration else 'no'} | {method.description} |")
-    return "\n".join(rows) + "\n"

@@ -25,7 +25,7 @@ from gate.errors import ConfigError
 MAX_MATRIX_JOBS = 256
 # A change to any of these can change every model's result: gate's code, what `pip install .` reads (the
 # dependency pins; setuptools also runs a setup.py and reads a setup.cfg), and the workflows that run it.
-# The README's CODEOWNERS example protects the same files (tests/test_workflows.py keeps them equal).
+# docs/security.md's CODEOWNERS example protects the same files (tests/test_workflows.py keeps them equal).
 GATE_ITSELF = (
     "gate/*",
     "pyproject.toml",

@@ -3,7 +3,7 @@
 The same SavedModel, method and calibration data give byte-identical output
 (tested), so an artifact's sha256 identifies how it was made; except for an
 unrolled recurrent graph, which TF 2.21's MLIR quantizer does not quantize the
-same way twice (README, "Recurrent layers").
+same way twice (docs/recurrent.md).
 """
 
 from __future__ import annotations

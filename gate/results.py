@@ -321,7 +321,7 @@ def load_result(annotation: Any, data: Any) -> Any:
     field, and names the field that is wrong (`$.candidates[0].status`). It
     ignores fields it does not know, so the value must also encode back to
     exactly what was read: an unknown or altered field is refused by its path.
-    Chosen over pydantic and jsonschema by bench/validated_loading.py (see the README).
+    Chosen over pydantic and jsonschema by bench/validated_loading.py (see docs/cache-and-loading.md).
     """
     import msgspec
 

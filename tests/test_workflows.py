@@ -1,4 +1,4 @@
-"""The GitHub Actions workflows: schema-valid, clean under zizmor, and shaped as the README's security model says.
+"""The GitHub Actions workflows: schema-valid, clean under zizmor, and shaped as docs/security.md says.
 
 The three reusable workflows (reusable-*.yml) hold the jobs; the three callers in this repository are what
 `gate init` writes, calling them locally with gate-version "checkout"; tool-release.yml releases gate itself.
@@ -555,8 +555,8 @@ def test_the_merge_step_merges_the_shards_as_download_artifact_lays_them_out(tmp
 
 
 def _codeowners_example() -> list[str]:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("protection, e.g. a `.github/CODEOWNERS` of\n\n```\n", 1)[1].split("```", 1)[0]
+    security = (REPO / "docs" / "security.md").read_text(encoding="utf-8")
+    block = security.split("protection, e.g. a `.github/CODEOWNERS` of\n\n```\n", 1)[1].split("```", 1)[0]
     return [line.split()[0] for line in block.splitlines() if line.strip()]
 
 
@@ -595,5 +595,5 @@ def test_what_the_workflows_install_from_is_gate_itself_to_plan_and_to_the_codeo
         assert any(fnmatch.fnmatchcase(path, pattern) for pattern in GATE_ITSELF), f"gate plan ignores {path}"
     for pattern in GATE_ITSELF:
         example = pattern.replace("*", "x")
-        assert _protected(example, owned), f"the README's CODEOWNERS example leaves {example} unprotected"
+        assert _protected(example, owned), f"the security model's CODEOWNERS example leaves {example} unprotected"
     assert _protected("policies/default.toml", owned)

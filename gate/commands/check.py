@@ -15,7 +15,7 @@ from gate.errors import ConfigError
 from gate.results import ModelResult, Status
 
 HELP = "quantize, measure, judge and report every model"
-# Keras before 3.13.2 has known safe_mode bypasses (see the README's security model).
+# Keras before 3.13.2 has known safe_mode bypasses (see docs/security.md).
 MINIMUM_KERAS = (3, 13, 2)
 
 

@@ -1,6 +1,6 @@
 """`gate comment`: post gate's report as one sticky pull-request comment, from a `workflow_run` workflow.
 
-The fork-safe pattern (README, "GitHub Actions"): the `pull_request` run gates
+The fork-safe pattern (docs/workflows.md): the `pull_request` run gates
 the PR's code with a read-only token and uploads the `gate-report` artifact; a
 `workflow_run` workflow on the default branch downloads it and runs this, with
 a token that may comment. That artifact was written by code the pull request
