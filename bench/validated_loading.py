@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from factories import model_result  # noqa: E402
 
-from gate import report  # noqa: E402
+from gate.reporting.report import dumps, report_json, report_schema  # noqa: E402
 from gate.results import ModelResult, from_jsonable, load_result  # noqa: E402
 
 MODELS = 200
@@ -33,7 +33,7 @@ def loaders() -> dict:
     from pydantic import TypeAdapter
 
     adapter = TypeAdapter(ModelResult)
-    schema = report.report_schema()
+    schema = report_schema()
     validator = jsonschema.Draft202012Validator(schema)
 
     def with_schema(document: dict) -> list:
@@ -55,7 +55,7 @@ def document() -> dict:
         scores = tuple(float(i % 10 != 0) for i in range(360))
         evaluation = dataclasses.replace(result.float_evaluation, samples=360, per_sample=scores)
         results.append(dataclasses.replace(result, float_evaluation=evaluation))
-    return json.loads(report.dumps(report.report_json(results)))
+    return json.loads(dumps(report_json(results)))
 
 
 def tampered(base: dict) -> dict[str, dict]:

@@ -1,7 +1,7 @@
 """The kinds of value a configuration key can take, and what a key is.
 
 Policies and manifests are both described as tables of `Key`s (see
-gate.config): each key's kind validates a raw TOML value and describes what it
+gate.policy.config): each key's kind validates a raw TOML value and describes what it
 allows, so the validator, the README's reference tables and `gate validate`
 read the same words. `plain` and `duration` write numbers as those words and
 the reports do.

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from gate.layout import benchmark_path
+
 SCHEMA_VERSION = 3  # 3: a conversion's state between invokes, a candidate's step seconds
 
 
@@ -32,7 +34,7 @@ class Status(enum.StrEnum):
 class CheckResult:
     """One policy check's verdict on one candidate."""
 
-    name: str  # a key of gate.checks.CHECKS, e.g. "accuracy.max_drop"
+    name: str  # a key of gate.policy.judge.CHECKS, e.g. "accuracy.max_drop"
     status: Status
     measured: float | str | bool | None  # None when the check was skipped
     limit: float | str | bool
@@ -146,7 +148,7 @@ class Candidate:
     ERROR: it could not be built or measured, e.g. the converter crashed (`reason` says how).
     """
 
-    method: str  # a name of gate.methods.METHODS
+    method: str  # a name of gate.quantization.methods.METHODS
     status: Status
     reason: str  # why it was skipped or failed to build; for FAIL, its first failed check
     conversion: Conversion | None  # None unless built
@@ -164,7 +166,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class LayerError:
-    """How much one layer hurts the model when it alone is quantized to int8 (gate.selective.rank_layers)."""
+    """How much one layer hurts the model when it alone is quantized to int8 (gate.quantization.ranking.rank_layers)."""
 
     name: str  # the Keras layer(s) the op computes, e.g. "features" or "Conv1_relu+bn_Conv1+Conv1"; unique
     op: str  # the TFLite op, e.g. "FULLY_CONNECTED", "CONV_2D"
@@ -217,7 +219,7 @@ class Origin:
 
     measured_at: str  # UTC, ISO 8601, when the model's gating ended
     machine: str  # CPU model and core count of the machine that measured it
-    cache_key: str  # sha256 over everything the result depends on (gate.cache)
+    cache_key: str  # sha256 over everything the result depends on (gate.scheduling.cache)
     from_cache: bool  # reused from the result cache rather than measured in this run
 
 
@@ -259,8 +261,6 @@ class ModelResult:
 
     def kept_files(self) -> set[str]:
         """Paths inside --out of every file this result refers to (artifacts, the latency benchmark's JSON)."""
-        from gate.layout import benchmark_path
-
         latency_measured = self.reference is not None and self.reference.latency is not None
         return {a.path for a in self.artifacts} | ({benchmark_path(self.name)} if latency_measured else set())
 

@@ -10,8 +10,8 @@ import re
 import sys
 from pathlib import Path
 
-from gate.config import manifest_reference, policy_reference
-from gate.methods import method_reference
+from gate.policy.config import manifest_reference, policy_reference
+from gate.quantization.methods import method_reference
 
 TABLES = {"policy_reference": policy_reference, "manifest_reference": manifest_reference,
           "method_reference": method_reference}  # fmt: skip

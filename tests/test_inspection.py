@@ -61,7 +61,7 @@ def test_real_models_are_accepted(request, models, name, expected) -> None:
 )
 def test_the_signature_read_without_loading_is_what_loading_gives(request, models, name, tmp_path) -> None:
     """gate validate checks data against the declared signature: it must be the one gate check loads."""
-    from gate.load import load_model
+    from gate.frontends.keras import load_model
 
     path = request.getfixturevalue(models)[name]
     inspection = inspect_model(path)

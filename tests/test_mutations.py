@@ -175,8 +175,9 @@ def mutants(originals: Path, name: str, folder: Path) -> list[Mutant]:
 def inspect_all(manifest: Path) -> None:
     """Inspect every mutant the manifest lists; print one JSON line each, as soon as it is done."""
     from gate.errors import ModelError
+    from gate.frontends.base import InputSpec
+    from gate.frontends.data import load_dataset
     from gate.inspection import inspect_model
-    from gate.load import InputSpec, load_dataset
 
     for entry in json.loads(manifest.read_text()):
         path = Path(entry["path"])

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gate.config import manifest_reference, policy_reference
-from gate.methods import method_reference
+from gate.policy.config import manifest_reference, policy_reference
+from gate.quantization.methods import method_reference
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -13,9 +13,9 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 @pytest.mark.parametrize(
     ("table", "source"),
     [
-        (policy_reference, "gate.config.policy_reference()"),
-        (manifest_reference, "gate.config.manifest_reference()"),
-        (method_reference, "gate.methods.method_reference()"),
+        (policy_reference, "gate.policy.config.policy_reference()"),
+        (manifest_reference, "gate.policy.config.manifest_reference()"),
+        (method_reference, "gate.quantization.methods.method_reference()"),
     ],
 )
 def test_readme_reference_tables_match_the_registries(table, source) -> None:

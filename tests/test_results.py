@@ -25,8 +25,8 @@ def test_dumps_is_canonical() -> None:
 def test_a_non_finite_figure_becomes_an_error_result_not_a_report_crash(tmp_path) -> None:
     import dataclasses
 
-    from gate import report
-    from gate.pipeline import Job, encode_result
+    from gate.gating.pipeline import Job, encode_result
+    from gate.reporting.report import write_reports
 
     healthy = model_result("healthy")
     broken = model_result("broken")
@@ -58,5 +58,5 @@ def test_a_non_finite_figure_becomes_an_error_result_not_a_report_crash(tmp_path
     for artifact in healthy.artifacts:
         (tmp_path / artifact.path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / artifact.path).write_bytes(b"tflite")
-    report.write_reports(tmp_path, [healthy, decoded])  # both models reported; no ValueError from allow_nan=False
+    write_reports(tmp_path, [healthy, decoded])  # both models reported; no ValueError from allow_nan=False
     assert [m["status"] for m in json.loads((tmp_path / "report.json").read_text())["models"]] == ["PASS", "ERROR"]

@@ -102,8 +102,8 @@ def check(
     step_summary: bool = True,
     debug: bool = False,
 ) -> int:
-    from gate.compare import load_baseline
-    from gate.run import gate_all
+    from gate.reporting.verify import load_baseline
+    from gate.scheduling.run import gate_all
 
     check_keras_version()
     stop_on_sigterm()

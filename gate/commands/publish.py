@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gate.ci.github import GitHub
 from gate.commands import options
 from gate.errors import ConfigError, GitHubError
 from gate.escape import terminal
-from gate.github import GitHub
 
 HELP = "upload a release folder to a draft GitHub release (--draft), then publish that draft (--finalize)"
 CHECKSUMS = "SHA256SUMS"

@@ -183,7 +183,7 @@ def saved_model_signature(where: str, serving: dict[str, Any] | None) -> Signatu
     if len(serving["outputs"]) != 1:
         raise several_outputs(where, len(serving["outputs"]))
     inputs = []
-    for name, (dtype, dims) in sorted(serving["inputs"].items()):  # gate.load orders them so too
+    for name, (dtype, dims) in sorted(serving["inputs"].items()):  # gate.frontends.keras orders them so too
         if not dims or dtype not in _DTYPES:
             return None
         inputs.append(InputInfo(name, tuple(None if d < 0 else d for d in dims[1:]), _DTYPES[dtype]))

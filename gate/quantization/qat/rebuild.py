@@ -1,0 +1,550 @@
+"""Rebuild a Keras 3 model in tf-keras, so that tfmot can train it.
+
+tfmot 0.8 quantizes only tf-keras (Keras 2) models: `quantize_model` on a
+Keras 3 model fails with "to_quantize can only either be a keras Sequential or
+Functional model" (tfmot #1119, #1140). So the architecture is read from the
+`.keras` archive's `config.json` as plain JSON, translated layer by layer into
+tf-keras configs (`translate`, no TensorFlow), and built with tf-keras' own
+layer classes (`build`). Only the layer classes in `LAYERS` are translated:
+anything else is a reason, never a guess.
+
+The weights come from the parent process, which loads the model with Keras 3
+anyway and saves each layer's `get_weights()` (`gate.quantization.qat.job.write_keras3_reference`).
+Reading `model.weights.h5` here would mean guessing: Keras 3 names its groups
+after layer classes in order (`layers/input_layer` holds the input named
+"rows"), not after the layers' names.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gate.errors import ModelError
+
+ANY = "any value"  # a Keras 3-only option that may be dropped whatever its value
+
+
+@dataclass(frozen=True)
+class LayerTranslation:
+    """How one Keras 3 layer class becomes the tf-keras class of the same name."""
+
+    # Keras 3-only options tf-keras rejects, with the values at which leaving them out changes nothing.
+    dropped: Mapping[str, tuple[Any, ...] | str] = field(default_factory=dict)
+    renamed: Mapping[str, str] = field(default_factory=dict)  # Keras 3 option -> tf-keras option
+    nested: tuple[str, ...] = ()  # options holding a layer config (wrappers)
+    recurrent: bool = False  # the converter needs a static batch (tf.TensorListReserve)
+
+
+_LORA = {"quantization_config": (None,), "lora_rank": (None,), "lora_alpha": ANY}
+_SEEDED = {"seed": ANY}  # dropout seeds: tf-keras draws from the global seed QAT sets instead
+
+# The layer classes gate rebuilds. "dropped" lists what tf-keras 2.21's from_config
+# rejects from keras 3.15's get_config (tests/test_qat_rebuild.py checks the table
+# against the installed versions). Everything else is passed on unchanged.
+LAYERS: dict[str, LayerTranslation] = {
+    "Dense": LayerTranslation(dropped=_LORA),
+    "Embedding": LayerTranslation(dropped=_LORA),
+    "Conv1D": LayerTranslation(),
+    "Conv2D": LayerTranslation(),
+    "Conv1DTranspose": LayerTranslation(),
+    "Conv2DTranspose": LayerTranslation(),
+    "DepthwiseConv1D": LayerTranslation(),
+    "DepthwiseConv2D": LayerTranslation(),
+    "SeparableConv1D": LayerTranslation(),
+    "SeparableConv2D": LayerTranslation(),
+    "BatchNormalization": LayerTranslation(),
+    "LayerNormalization": LayerTranslation(dropped={"rms_scaling": (False,)}),
+    "UnitNormalization": LayerTranslation(),
+    "MaxPooling1D": LayerTranslation(),
+    "MaxPooling2D": LayerTranslation(),
+    "AveragePooling1D": LayerTranslation(),
+    "AveragePooling2D": LayerTranslation(),
+    "GlobalAveragePooling1D": LayerTranslation(),
+    "GlobalAveragePooling2D": LayerTranslation(),
+    "GlobalMaxPooling1D": LayerTranslation(),
+    "GlobalMaxPooling2D": LayerTranslation(),
+    "Flatten": LayerTranslation(),
+    "Reshape": LayerTranslation(),
+    "Permute": LayerTranslation(),
+    "RepeatVector": LayerTranslation(),
+    "Cropping1D": LayerTranslation(),
+    "Cropping2D": LayerTranslation(),
+    "ZeroPadding1D": LayerTranslation(dropped={"data_format": ("channels_last",)}),
+    "ZeroPadding2D": LayerTranslation(),
+    "UpSampling1D": LayerTranslation(),
+    "UpSampling2D": LayerTranslation(),
+    "Dropout": LayerTranslation(),
+    "SpatialDropout1D": LayerTranslation(),
+    "SpatialDropout2D": LayerTranslation(),
+    "GaussianNoise": LayerTranslation(),
+    "GaussianDropout": LayerTranslation(),
+    "Activation": LayerTranslation(),
+    "ReLU": LayerTranslation(),
+    "Softmax": LayerTranslation(),
+    "ELU": LayerTranslation(),
+    "PReLU": LayerTranslation(),
+    "LeakyReLU": LayerTranslation(renamed={"negative_slope": "alpha"}),
+    "Add": LayerTranslation(),
+    "Subtract": LayerTranslation(),
+    "Multiply": LayerTranslation(),
+    "Average": LayerTranslation(),
+    "Maximum": LayerTranslation(),
+    "Minimum": LayerTranslation(),
+    "Concatenate": LayerTranslation(),
+    "Dot": LayerTranslation(),
+    "Rescaling": LayerTranslation(),
+    "Normalization": LayerTranslation(),
+    "Masking": LayerTranslation(),
+    "LSTM": LayerTranslation(dropped=_SEEDED, recurrent=True),
+    "GRU": LayerTranslation(dropped=_SEEDED, recurrent=True),
+    "SimpleRNN": LayerTranslation(dropped=_SEEDED, recurrent=True),
+    "Bidirectional": LayerTranslation(nested=("layer", "backward_layer"), recurrent=True),
+    "TimeDistributed": LayerTranslation(nested=("layer",)),
+    "Attention": LayerTranslation(dropped=_SEEDED),
+    "AdditiveAttention": LayerTranslation(dropped=_SEEDED),
+    "MultiHeadAttention": LayerTranslation(dropped=_SEEDED | {"use_gate": (False,), "sliding_window": (None,)}),
+}
+
+# Activations that tf-keras 2.21 computes exactly as keras 3.15 does (tested on a grid).
+SAME_ACTIVATIONS = frozenset(
+    {
+        "elu",
+        "exponential",
+        "gelu",
+        "leaky_relu",
+        "linear",
+        "log_softmax",
+        "mish",
+        "relu",
+        "relu6",
+        "selu",
+        "sigmoid",
+        "silu",
+        "softmax",
+        "softplus",
+        "softsign",
+        "swish",
+        "tanh",
+    }
+)
+# Keras 3 activations tf-keras lacks or defines differently (its hard_sigmoid is
+# clip(0.2x + 0.5); Keras 3's is relu6(x + 3) / 6): built from gate's own
+# implementation of the Keras 3 formula, registered under these names.
+KERAS3_ACTIVATIONS = {
+    "hard_sigmoid": "keras3_hard_sigmoid",
+    "hard_silu": "keras3_hard_silu",
+    "hard_swish": "keras3_hard_silu",
+}
+
+_REGULARIZERS = frozenset({"L1", "L2", "L1L2", "OrthogonalRegularizer"})
+_CONSTRAINTS = frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"})
+_NESTED_MODELS = frozenset({"Functional", "Sequential", "Model"})
+_LAYER_MODULES = frozenset({"keras.layers"})
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """The output `tensor` of call `node` of layer `layer` (Keras' keras_history)."""
+
+    layer: str
+    node: int
+    tensor: int
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    name: str
+    batch_shape: tuple[int | None, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer as tf-keras builds it: a class of LAYERS and its translated config."""
+
+    name: str
+    class_name: str
+    config: dict[str, Any]  # nested layers (wrappers) are LayerPlans
+    calls: tuple[tuple[Any, dict[str, Any]], ...]  # (args, kwargs) of each call, TensorRefs in place of tensors
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """A whole model, translated: what `build` needs and nothing from the file besides."""
+
+    kind: str  # "Sequential" or "Functional"
+    name: str
+    inputs: tuple[InputPlan, ...]
+    layers: tuple[LayerPlan, ...]
+    outputs: tuple[TensorRef, ...]  # Functional only
+
+    @property
+    def has_recurrent_layers(self) -> bool:
+        def recurrent(plan: LayerPlan) -> bool:
+            nested = [v for v in plan.config.values() if isinstance(v, LayerPlan)]
+            return LAYERS[plan.class_name].recurrent or any(recurrent(n) for n in nested)
+
+        return any(recurrent(plan) for plan in self.layers)
+
+
+def read_keras3_config(path: Path) -> object:
+    """The architecture of a `.keras` archive that gate.inspection has accepted."""
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("config.json"))
+
+
+def translate(config: object, where: str) -> ModelPlan:
+    """Translate a Keras 3 model config; raise ModelError naming every layer that cannot be rebuilt."""
+    problems: list[str] = []
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise ModelError(f"{where}: config.json does not describe a model; re-save it with model.save()")
+    kind = config.get("class_name")
+    if kind not in ("Sequential", "Functional") or config.get("registered_name") not in (None, kind):
+        name = config.get("registered_name") or kind
+        raise ModelError(
+            f"{where}: is a subclassed model ({name!r}); quantization-aware training needs a Sequential or "
+            "Functional model, whose layers tfmot can wrap; rebuild it with keras.Sequential or keras.Model(inputs, "
+            "outputs)"
+        )
+    body = config["config"]
+    raw_layers = body.get("layers")
+    if not isinstance(raw_layers, list):
+        raise ModelError(f"{where}: config.json lists no layers; re-save it with model.save()")
+    inputs: list[InputPlan] = []
+    layers: list[LayerPlan] = []
+    for raw in raw_layers:
+        if isinstance(raw, dict) and raw.get("class_name") == "InputLayer":
+            inputs.append(_input_plan(raw, where, problems))
+        else:
+            plan = _layer_plan(raw, where, problems, functional=kind == "Functional")
+            if plan is not None:
+                layers.append(plan)
+    outputs: tuple[TensorRef, ...] = ()
+    if kind == "Sequential" and not inputs:
+        shape = body.get("build_input_shape")
+        if isinstance(shape, list) and shape:
+            inputs.append(InputPlan("input_layer", tuple(shape), "float32"))
+        else:
+            problems.append(f"{where}: the Sequential model has no input shape; build it with keras.Input(shape) first")
+    if kind == "Functional":
+        order = _refs(body.get("input_layers"), where, "input_layers", problems)
+        by_name = {plan.name: plan for plan in inputs}
+        inputs = [by_name[ref.layer] for ref in order if ref.layer in by_name]
+        outputs = _refs(body.get("output_layers"), where, "output_layers", problems)
+        if len(outputs) != 1:
+            problems.append(f"{where}: the model has {len(outputs)} outputs; gate supports models with one output")
+    if problems:
+        raise ModelError("\n".join(problems))
+    return ModelPlan(kind, str(body.get("name", "model")), tuple(inputs), tuple(layers), outputs)
+
+
+def _refs(value: object, where: str, key: str, problems: list[str]) -> tuple[TensorRef, ...]:
+    # One input is written as ["name", 0, 0], several as [["a", 0, 0], ["b", 0, 0]].
+    entries = [value] if isinstance(value, list) and value and isinstance(value[0], str) else value
+    if not isinstance(entries, list) or not all(_is_history(e) for e in entries):
+        problems.append(f"{where}: config.json: {key} is {value!r}, not a list of [layer, node, tensor]")
+        return ()
+    return tuple(TensorRef(*entry) for entry in entries)
+
+
+def _is_history(entry: object) -> bool:
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3
+        and isinstance(entry[0], str)
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in entry[1:])
+    )
+
+
+def _input_plan(raw: dict, where: str, problems: list[str]) -> InputPlan:
+    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    name = str(config.get("name", raw.get("name", "input")))
+    shape = config.get("batch_shape", config.get("batch_input_shape"))
+    for option in ("sparse", "ragged", "optional"):
+        if config.get(option):
+            problems.append(
+                f"{where}: input {name!r} is {option}; quantization-aware training needs dense, required inputs"
+            )
+    if not isinstance(shape, list) or not all(d is None or isinstance(d, int) for d in shape):
+        problems.append(f"{where}: input {name!r} has batch_shape {shape!r}, not a list of sizes")
+        shape = [None]
+    dtype = _dtype_name(config.get("dtype", "float32"))
+    if dtype is None:
+        problems.append(f"{where}: input {name!r} has dtype {config.get('dtype')!r}, which tf-keras cannot build")
+    return InputPlan(name, tuple(shape), dtype or "float32")
+
+
+def _dtype_name(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+        name = value.get("config", {}).get("name") if isinstance(value.get("config"), dict) else None
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _layer_plan(raw: object, where: str, problems: list[str], *, functional: bool) -> LayerPlan | None:
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("class_name"), str)
+        or not isinstance(raw.get("config"), dict)
+    ):
+        problems.append(f"{where}: config.json holds a layer entry that is not a Keras layer config: {str(raw)[:80]}")
+        return None
+    class_name, config = raw["class_name"], raw["config"]
+    name = str(config.get("name", raw.get("name", class_name)))
+    subject = f"{where}: layer {name!r} ({class_name})"
+    if class_name in _NESTED_MODELS:
+        problems.append(
+            f"{subject} is a nested model; tfmot cannot quantize a model inside a model, so flatten it into one "
+            "Sequential or Functional model"
+        )
+        return None
+    if raw.get("module") not in _LAYER_MODULES or raw.get("registered_name") not in (None, class_name):
+        custom = raw.get("registered_name") not in (None, class_name)
+        what = raw["registered_name"] if custom else f"{raw.get('module')}.{class_name}"
+        problems.append(
+            f"{subject} is {what!r}, not a keras.layers class ({'a custom layer' if custom else 'a keras.ops call'}), "
+            "which gate cannot rebuild in tf-keras; replace it with a built-in Keras layer"
+        )
+        return None
+    if class_name not in LAYERS:
+        problems.append(
+            f"{subject}: gate does not rebuild {class_name} layers in tf-keras for quantization-aware training; "
+            f"it rebuilds {', '.join(sorted(LAYERS))}"
+        )
+        return None
+    translated = _layer_config(subject, class_name, config, where, problems)
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    if functional:
+        nodes = raw.get("inbound_nodes", [])
+        for node in nodes if isinstance(nodes, list) else [nodes]:
+            if (
+                not isinstance(node, dict)
+                or not isinstance(node.get("args", []), list)
+                or not isinstance(node.get("kwargs", {}), dict)
+            ):
+                problems.append(f"{subject}: inbound node {str(node)[:80]} is not in Keras 3's format")
+                continue
+            calls.append(
+                (
+                    _call_value(node.get("args", []), subject, problems),
+                    _call_value(node.get("kwargs", {}), subject, problems),
+                )
+            )
+    return LayerPlan(name, class_name, translated, tuple(calls))
+
+
+def _call_value(value: Any, subject: str, problems: list[str]) -> Any:
+    """A call's arguments, with a TensorRef for each Keras tensor."""
+    if isinstance(value, list):
+        return [_call_value(v, subject, problems) for v in value]
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            history = value.get("config", {}).get("keras_history") if isinstance(value.get("config"), dict) else None
+            if _is_history(history):
+                return TensorRef(*history)
+            problems.append(f"{subject}: a call argument has keras_history {history!r}, not [layer, node, tensor]")
+            return None
+        if "class_name" in value:
+            problems.append(
+                f"{subject}: a call argument is a {value['class_name']!r} object, which gate cannot rebuild"
+            )
+            return None
+        return {k: _call_value(v, subject, problems) for k, v in value.items()}
+    return value
+
+
+def _layer_config(subject: str, class_name: str, config: dict, where: str, problems: list[str]) -> dict[str, Any]:
+    translation = LAYERS[class_name]
+    translated: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in translation.dropped:
+            allowed = translation.dropped[key]
+            if allowed != ANY and value not in allowed:
+                problems.append(
+                    f"{subject}: option {key}={value!r} has no tf-keras equivalent (only {allowed[0]!r} has); "
+                    "gate cannot rebuild the layer faithfully"
+                )
+            continue
+        if key.endswith("_initializer"):
+            continue  # the weights are copied over whatever an initializer would draw
+        if key == "dtype":
+            dtype = _dtype_name(value)
+            if dtype != "float32":
+                problems.append(
+                    f"{subject}: dtype policy {dtype or value!r}; quantization-aware training needs float32 layers"
+                )
+            value = "float32"
+        elif key in translation.nested:
+            if value is not None:
+                value = _layer_plan(value, where, problems, functional=False)
+        elif key == "activation" or key.endswith("_activation"):
+            value = _activation(subject, key, value, problems)
+        elif key.endswith("_regularizer"):
+            value = _keras_object(subject, key, value, _REGULARIZERS, problems)
+        elif key.endswith("_constraint"):
+            value = _keras_object(subject, key, value, _CONSTRAINTS, problems)
+        elif _holds_object(value):
+            problems.append(f"{subject}: option {key} holds a serialized Keras object, which gate cannot rebuild")
+            continue
+        translated[translation.renamed.get(key, key)] = value
+    return translated
+
+
+def _holds_object(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "class_name" in value or any(_holds_object(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_object(v) for v in value)
+    return False
+
+
+def _activation(subject: str, key: str, value: Any, problems: list[str]) -> str | None:
+    if isinstance(value, dict) and value.get("class_name") == "function":
+        value = value.get("config")
+    if value is None:
+        return None
+    if isinstance(value, str) and value in SAME_ACTIVATIONS:
+        return value
+    if isinstance(value, str) and value in KERAS3_ACTIVATIONS:
+        return KERAS3_ACTIVATIONS[value]
+    problems.append(
+        f"{subject}: {key} {value!r} is not an activation gate can rebuild in tf-keras; use one of "
+        f"{', '.join(sorted(SAME_ACTIVATIONS | set(KERAS3_ACTIVATIONS)))}"
+    )
+    return None
+
+
+def _keras_object(subject: str, key: str, value: Any, allowed: frozenset[str], problems: list[str]) -> dict | None:
+    if value is None:
+        return None
+    class_name = value.get("class_name") if isinstance(value, dict) else value
+    config = value.get("config", {}) if isinstance(value, dict) else {}
+    if class_name not in allowed or not isinstance(config, dict) or _holds_object(config):
+        problems.append(
+            f"{subject}: {key} {class_name!r} is not one gate can rebuild; use one of {', '.join(sorted(allowed))}"
+        )
+        return None
+    return {"class_name": class_name, "config": config}  # tf-keras' own lookup: no module is imported
+
+
+# --- building in tf-keras (imports TensorFlow) --------------------------------
+
+
+def keras3_activations() -> dict[str, Any]:
+    """Keras 3's formulas for the activations tf-keras lacks or defines differently, for custom_object_scope."""
+    import tensorflow as tf
+
+    # keras/src/activations/activations.py: hard_sigmoid is relu6(x + 3) / 6, hard_silu (alias hard_swish) x times that.
+    def keras3_hard_sigmoid(x):
+        return tf.nn.relu6(x + 3.0) / 6.0
+
+    def keras3_hard_silu(x):
+        return x * tf.nn.relu6(x + 3.0) / 6.0
+
+    return {"keras3_hard_sigmoid": keras3_hard_sigmoid, "keras3_hard_silu": keras3_hard_silu}
+
+
+def build(plan: ModelPlan, weights: Mapping[str, list[np.ndarray]], where: str) -> Any:
+    """A tf_keras.Model built from the plan with tf-keras' layer classes, holding each layer's Keras 3 weights."""
+    import tensorflow as tf
+    import tf_keras
+
+    with tf_keras.utils.custom_object_scope(keras3_activations()):
+        inputs = [tf_keras.Input(batch_shape=i.batch_shape, dtype=i.dtype, name=i.name) for i in plan.inputs]
+        layers = {p.name: _make_layer(tf_keras, p) for p in plan.layers}
+        if plan.kind == "Sequential":
+            model = tf_keras.Sequential([*inputs, *layers.values()], name=plan.name)
+        else:
+            tensors = {(i.name, 0, 0): tensor for i, tensor in zip(plan.inputs, inputs, strict=True)}
+            pending = [(p, node, call) for p in plan.layers for node, call in enumerate(p.calls)]
+            while pending:
+                ready = [item for item in pending if all(_key(r) in tensors for r in _tensor_refs(item[2]))]
+                if not ready:
+                    missing = sorted(
+                        {r.layer for item in pending for r in _tensor_refs(item[2]) if _key(r) not in tensors}
+                    )
+                    raise ModelError(
+                        f"{where}: layers {', '.join(missing)} are called before they exist; re-save the model"
+                    )
+                for item in ready:
+                    layer_plan, node, (args, kwargs) = item
+                    outputs = layers[layer_plan.name](*_resolve(args, tensors), **_resolve(kwargs, tensors))
+                    for index, tensor in enumerate(tf.nest.flatten(outputs)):
+                        tensors[(layer_plan.name, node, index)] = tensor
+                    pending.remove(item)
+            (output,) = plan.outputs
+            model = tf_keras.Model(inputs if len(inputs) > 1 else inputs[0], tensors[_key(output)], name=plan.name)
+    _copy_weights(model, plan, weights, where)
+    return model
+
+
+def _make_layer(tf_keras, plan: LayerPlan):
+    config = dict(plan.config)
+    for key, value in config.items():
+        if isinstance(value, LayerPlan):
+            config[key] = {"class_name": value.class_name, "config": _make_config(value)}
+    if plan.class_name == "MultiHeadAttention":
+        # tf-keras' from_config pops these; the layer builds itself on its first call instead.
+        config.update(query_shape=None, key_shape=None, value_shape=None)
+    return getattr(tf_keras.layers, plan.class_name).from_config(config)
+
+
+def _make_config(plan: LayerPlan) -> dict[str, Any]:
+    return {
+        k: ({"class_name": v.class_name, "config": _make_config(v)} if isinstance(v, LayerPlan) else v)
+        for k, v in plan.config.items()
+    }
+
+
+def _key(ref: TensorRef) -> tuple[str, int, int]:
+    return (ref.layer, ref.node, ref.tensor)
+
+
+def _tensor_refs(value: Any) -> list[TensorRef]:
+    if isinstance(value, TensorRef):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [r for v in value for r in _tensor_refs(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _tensor_refs(v)]
+    return []
+
+
+def _resolve(value: Any, tensors: Mapping[tuple[str, int, int], Any]) -> Any:
+    if isinstance(value, TensorRef):
+        return tensors[_key(value)]
+    if isinstance(value, list | tuple):
+        return [_resolve(v, tensors) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, tensors) for k, v in value.items()}
+    return value
+
+
+def _copy_weights(model, plan: ModelPlan, weights: Mapping[str, list[np.ndarray]], where: str) -> None:
+    problems = []
+    for layer_plan in plan.layers:
+        layer = model.get_layer(layer_plan.name)
+        keras3 = weights.get(layer_plan.name, [])
+        current = layer.get_weights()
+        have, want = [w.shape for w in keras3], [w.shape for w in current]
+        if have != want:
+            problems.append(
+                f"{where}: layer {layer_plan.name!r} ({layer_plan.class_name}) has weights of shapes {have} in Keras 3 "
+                f"but {want} when rebuilt in tf-keras; gate cannot copy them"
+            )
+        else:
+            layer.set_weights(keras3)
+    unused = sorted(set(weights) - {p.name for p in plan.layers})
+    if unused:
+        problems.append(f"{where}: the Keras 3 weights name layers {', '.join(unused)}, which the rebuilt model lacks")
+    if problems:
+        raise ModelError("\n".join(problems))
