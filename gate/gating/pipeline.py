@@ -139,7 +139,11 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         from gate.frontends import keras
         from gate.gating import search
         from gate.quantization import convert
-        from gate.targets import litert
+        from gate.targets import DEFAULT_TARGET, TARGETS
+        from gate.targets.base import Timing
+        from gate.targets.litert import evaluate_float
+
+        target = TARGETS[DEFAULT_TARGET]
 
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         app_resets = bool(policy["runtime.resets_state"])
@@ -161,21 +165,20 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             )  # fmt: skip
 
         threads = os.cpu_count() or 1
-        latency_settings = {"threads": int(policy["latency.threads"]), "rounds": int(policy["latency.rounds"]),
-                            "warmup_rounds": int(policy["latency.warmup_rounds"])}  # fmt: skip
+        timing = Timing(int(policy["latency.threads"]), int(policy["latency.rounds"]),
+                        int(policy["latency.warmup_rounds"]))  # fmt: skip
 
         def save(method: str, tflite: bytes) -> Path:
             write_atomic(staged.artifact(method), tflite)
             return staged.artifact(method)
 
         def describe(method: str, path: Path) -> Conversion:
-            inputs, outputs, float_ops = litert.describe(path)
-            evaluation, state = litert.evaluate_as_the_app_runs_it(path, eval_data, job.task, threads=threads,
-                                                                    app_resets=app_resets)  # fmt: skip
-            return Conversion(method, digest(path, staged.root), inputs, outputs, float_ops, evaluation, None, state)
+            measured = target.measure(path, eval_data, job.task, threads=threads, app_resets=app_resets)
+            return Conversion(method, digest(path, staged.root), measured.inputs, measured.outputs, measured.float_ops,
+                              measured.evaluation, None, measured.state)  # fmt: skip
 
         with stages.stage("reference"):
-            float_evaluation = litert.evaluate_float(model.predict, eval_data, job.task)
+            float_evaluation = evaluate_float(model.predict, eval_data, job.task)
             reference_path = save(REFERENCE, convert.convert(model.saved_model_dir, method=REFERENCE).tflite)
             reference = describe(REFERENCE, reference_path)
         reference_latencies = {}
@@ -184,12 +187,10 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             if not search.judges_latency(policy):
                 return None
             # Timed in one pytest-benchmark run with the float32 reference, so the speedup compares like with like.
-            cases = [litert.latency_case(label, p, eval_data, **latency_settings)
-                     for label, p in ((REFERENCE, reference_path), (method, path))]  # fmt: skip
             json_path = staged.benchmark.with_name(f"{job.name}.{method}.json")
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            latencies = litert.measure_latency(cases, json_path=json_path, work_dir=Path(scratch),
-                                                alone=stages.reporter.exclusive)  # fmt: skip
+            latencies = target.time({REFERENCE: reference_path, method: path}, eval_data, timing, json_path=json_path,
+                                    work_dir=Path(scratch), alone=stages.reporter.exclusive)  # fmt: skip
             reference_latencies[method] = latencies[REFERENCE]
             return latencies[method], latencies[REFERENCE]
 
@@ -203,7 +204,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             float_tflite=reference_path.read_bytes(),
             allowed_change=search.allowed_change(policy, job.task),
             metric_change=lambda tflite: _metric_change_of(tflite, Path(scratch), eval_data, job.task, threads,
-                                                           app_resets, float_evaluation.value, litert, search),
+                                                           app_resets, float_evaluation.value, target),
             extra={"job": job, "files": files, "inspection": inspection, "model": model, "eval_data": eval_data,
                    "train_data": train, "scratch": Path(scratch), "task": job.task,
                    "max_float_layers": int(policy["search.max_float_layers"]), "progress": stages.reporter.note},
@@ -217,6 +218,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             float_evaluation=float_evaluation,
             reference=reference,
             integer_inputs=all(t.dtype.startswith(("int", "uint")) for t in reference.inputs),
+            cannot_run=lambda method: target.cannot_run(METHODS[method]),
             setup=setup,
             build=lambda method, setup: convert.convert(
                 model.export_for(METHODS[method].needs_calibration), method=method, setup=setup
@@ -308,13 +310,12 @@ class _NothingBuilt(ModelError):
 
 
 def _metric_change_of(tflite: bytes, scratch: Path, eval_data: Any, task: str, threads: int, app_resets: bool,
-                      float_value: float, litert: Any, search: Any) -> float:  # fmt: skip
+                      float_value: float, target: Any) -> float:  # fmt: skip
     """The metric change of a .tflite not yet staged (for methods that search themselves)."""
     path = scratch / "probe.tflite"
     path.write_bytes(tflite)
-    evaluation, _state = litert.evaluate_as_the_app_runs_it(path, eval_data, task, threads=threads,
-                                                             app_resets=app_resets)  # fmt: skip
-    return TASKS[task].change(float_value, evaluation.value)
+    measured = target.measure(path, eval_data, task, threads=threads, app_resets=app_resets)
+    return TASKS[task].change(float_value, measured.evaluation.value)
 
 
 def _interval(float_evaluation: Any, evaluation: Any, policy: Mapping[str, Value], task: str) -> Any:

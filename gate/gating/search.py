@@ -49,6 +49,7 @@ class Workbench:
     # The candidate's and the float32 reference's latency, timed in one run; None when the policy judges none.
     time_latency: Callable[[str, Path], tuple[Latency, Latency] | None]
     interval: Callable[[Evaluation], object]  # the metric change's confidence interval against the float model
+    cannot_run: Callable[[str], str] = lambda method: ""  # why the target cannot run a method's candidates ("")
 
 
 def allowed_change(policy: Mapping[str, Value], task: str) -> float | None:
@@ -87,6 +88,8 @@ def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_tra
         )
     if definition.needs_training_data and not has_training:
         return "it trains on train.npz with labels, and the model folder has none"
+    if reason := bench.cannot_run(method):
+        return reason
     return hard_requirement_problem(bench.policy, float_io=definition.io == "float32", float_ops=definition.float_ops,
                                     integer_inputs=bench.integer_inputs)  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Measure a model honestly: task metric on its own eval data, I/O, ops, latency.
+"""The LiteRT target: measure a model honestly: task metric on its own eval data, I/O, ops, latency.
 
 Every .tflite runs in ai_edge_litert (tf.lite.Interpreter is deprecated; LiteRT
 has the same API). Evaluation is batched with `resize_tensor_input`: one
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -24,7 +25,11 @@ import pytest
 from gate.errors import ModelError
 from gate.frontends.base import PREDICT_BATCH, Dataset
 from gate.results import Evaluation, Latency, State, TensorInfo, must_reset
+from gate.targets.base import Measured, Timing
 from gate.tasks import TASKS
+
+if TYPE_CHECKING:
+    from gate.quantization.base import Method
 
 # Samples per invoke when evaluating a .tflite. Chosen with bench/eval_speed.py:
 # batched evaluation beats the per-sample loop on every bundled model at 64.
@@ -311,3 +316,41 @@ def measure_latency(
             min_ms=float(timings_ms.min()),
         )
     return latencies
+
+
+class LiteRTOnCPU:
+    """LiteRT's interpreter on the machine gate runs on (the CI runner's CPU): it runs every candidate."""
+
+    name = "litert"
+    description = (
+        "LiteRT (ai-edge-litert) on the CPU of the machine gate runs on: every figure is measured with the "
+        "interpreter an Android or Linux app uses, latency through pytest-benchmark at batch 1."
+    )
+
+    def cannot_run(self, method: Method) -> str:
+        return ""
+
+    def measure(self, artifact: Path, data: Dataset, task: str, *, threads: int, app_resets: bool) -> Measured:
+        inputs, outputs, float_ops = describe(artifact)
+        evaluation, state = evaluate_as_the_app_runs_it(artifact, data, task, threads=threads, app_resets=app_resets)
+        return Measured(inputs, outputs, float_ops, evaluation, state)
+
+    def time(
+        self,
+        artifacts: Mapping[str, Path],
+        data: Dataset,
+        timing: Timing,
+        *,
+        json_path: Path,
+        work_dir: Path,
+        alone: Callable[[], AbstractContextManager],
+    ) -> dict[str, Latency]:
+        cases = [
+            latency_case(label, path, data, threads=timing.threads, rounds=timing.rounds,
+                         warmup_rounds=timing.warmup_rounds)
+            for label, path in artifacts.items()
+        ]  # fmt: skip
+        return measure_latency(cases, json_path=json_path, work_dir=work_dir, alone=alone)
+
+
+LITERT = LiteRTOnCPU()
