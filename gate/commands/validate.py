@@ -83,13 +83,15 @@ def check_model_folder(model: ModelConfig) -> str:
     `gate check` reads for the candidates it would try, against the model's declared inputs and output.
     """
     from gate.discover import model_files
+    from gate.frontends import frontend_for
     from gate.frontends.base import InputSpec
     from gate.gating.pipeline import read_data
-    from gate.inspection import inspect_model
     from gate.quantization.methods import search_order
 
     files = model_files(model.folder)
-    inspection = inspect_model(files.model, allowed_custom_objects=model.manifest.allow_custom_objects)
+    inspection = frontend_for(files.format).inspect(
+        files.model, allowed_custom_objects=model.manifest.allow_custom_objects
+    )
     signature = inspection.signature
     if signature is None:
         return f"{files.model}: the file does not declare the model's inputs, so its data is checked by gate check"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from gate.results import DataInfo
+
+if TYPE_CHECKING:
+    from gate.inspection import Inspection
 
 PREDICT_BATCH = 256
 
@@ -54,3 +57,20 @@ class Dataset:
     @property
     def samples(self) -> int:
         return self.info.samples
+
+
+class Frontend(Protocol):
+    """A model format family: Keras (.keras, .h5, SavedModel) today."""
+
+    name: str
+    formats: Mapping[str, str]  # the file or folder name in a model folder -> its format, e.g. "model.h5" -> "h5"
+
+    def inspect(self, path: Path, *, allowed_custom_objects: tuple[str, ...]) -> Inspection:
+        """Show that `path` is safe to load without loading it, or raise ModelError saying what to change."""
+        ...
+
+    def load(
+        self, path: Path, inspection: Inspection, *, export_dir: Path, fixed_batch: bool, unroll: bool
+    ) -> LoadedModel:
+        """Load the inspected model and export what the methods convert (under `export_dir`)."""
+        ...

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gate.discover import MODEL_FILES
 from gate.errors import ModelError
 from gate.frontends.base import InputSpec, LoadedModel
 from gate.inspection.signature import several_outputs
@@ -252,3 +253,23 @@ def _load_saved_model(path: Path) -> LoadedModel:
         return np.concatenate([next(iter(batch.values())).numpy() for batch in batches])
 
     return LoadedModel(specs, int(output_spec.shape[-1]), path, fixed_batch, predict)
+
+
+class KerasFrontend:
+    """Keras 3 and tf-keras files and SavedModels: inspected by gate.inspection, loaded by the Keras that wrote them."""
+
+    name = "keras"
+    formats = MODEL_FILES
+
+    def inspect(self, path: Path, *, allowed_custom_objects: tuple[str, ...]) -> Inspection:
+        from gate.inspection import inspect_model
+
+        return inspect_model(path, allowed_custom_objects=allowed_custom_objects)
+
+    def load(
+        self, path: Path, inspection: Inspection, *, export_dir: Path, fixed_batch: bool, unroll: bool
+    ) -> LoadedModel:
+        return load_model(path, inspection, export_dir=export_dir, fixed_batch=fixed_batch, unroll=unroll)
+
+
+KERAS = KerasFrontend()

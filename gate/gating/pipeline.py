@@ -123,7 +123,7 @@ def gate_model(job: Job, reporter: Reporter | None = None) -> ModelResult:
 
 
 def _gate_model(job: Job, stages: _Stages) -> ModelResult:
-    from gate.inspection import inspect_model
+    from gate.frontends import frontend_for
 
     folder = ModelFolder(job.name, Path(job.folder))
     staged = ModelOutputs(Path(job.out_dir), job.name)
@@ -131,12 +131,12 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
     order = search_order(job.method, tuple(policy.get("search.candidates", ()) or ()))  # type: ignore[arg-type]
     with stages.stage("inspect"):
         files = model_files(folder)
-        inspection = inspect_model(files.model, allowed_custom_objects=job.allow_custom_objects)
+        frontend = frontend_for(files.format)
+        inspection = frontend.inspect(files.model, allowed_custom_objects=job.allow_custom_objects)
 
     with stages.stage("import tensorflow"):
         import tensorflow  # noqa: F401 - timed on its own so stage times are comparable
 
-        from gate.frontends import keras
         from gate.gating import search
         from gate.quantization import convert
         from gate.targets import DEFAULT_TARGET, TARGETS
@@ -150,7 +150,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         with stages.stage("load"):
             # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
             # Unrolled, they keep no state between invokes; as they are, a tf-keras LSTM does (gate.frontends.keras).
-            model = keras.load_model(
+            model = frontend.load(
                 files.model,
                 inspection,
                 export_dir=Path(scratch) / "export",
