@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gate.discover import MODEL_FILES
-from gate.errors import ModelError
+from gate.errors import ModelError, translated
 from gate.frontends.base import InputSpec, LoadedModel
 from gate.inspection.signature import several_outputs
 
@@ -31,7 +31,10 @@ def load_model(
 
     `unroll`: export recurrent layers unrolled over their time steps (see `unrolled`).
     """
-    try:
+    # Keras raises anything on a file it cannot read.
+    with translated(
+        lambda exc: f"{path}: could not be loaded: {_first_line(exc)}; re-save the model with model.save()"
+    ):
         _import_allowed_custom_objects(path, inspection.allowed_custom_objects)
         if inspection.format == "saved_model":
             return _load_saved_model(path)
@@ -39,12 +42,6 @@ def load_model(
         if inspection.writer == "keras":
             return _load_keras3(path, export_dir, fixed_batch, unroll)
         return _load_tf_keras(path, export_dir, fixed_batch, unroll)
-    except ModelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - Keras raises anything on a file it cannot read
-        raise ModelError(
-            f"{path}: could not be loaded: {_first_line(exc)}; re-save the model with model.save()"
-        ) from None
 
 
 def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:

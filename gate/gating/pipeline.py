@@ -20,7 +20,7 @@ from typing import Any
 
 from gate.discover import ModelFiles, ModelFolder, digest, digest_tree, model_files
 from gate.environment import tool_versions
-from gate.errors import ModelError
+from gate.errors import ModelError, log_cause
 from gate.files import write_atomic
 from gate.keys import Value
 from gate.layout import ModelOutputs
@@ -119,6 +119,7 @@ def gate_model(job: Job, reporter: Reporter | None = None) -> ModelResult:
         return error_result(job.name, f"{job.folder}: {exc}", task=job.task, stage_seconds=stages.seconds,
                             candidates=exc.candidates)  # fmt: skip
     except ModelError as exc:
+        log_cause(exc)
         return error_result(job.name, str(exc), task=job.task, stage_seconds=stages.seconds)
 
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate.errors import ModelError
+from gate.errors import ModelError, log_cause
 from gate.keys import Value
 from gate.policy.judge import LATENCY_CHECKS, Context, hard_requirement_problem, judge
 from gate.quantization.base import AUTO, Built, NotApplicable, Setup
@@ -115,6 +115,7 @@ def build_candidate(method: str, bench: Workbench) -> Candidate:
     except NotApplicable as reason:
         return skipped(method, str(reason))
     except ModelError as exc:
+        log_cause(exc)
         return failed(method, str(exc), time.perf_counter() - start, steps)
     reference = bench.reference
     speedup = None

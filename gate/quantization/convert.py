@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gate.errors import ModelError
+from gate.errors import translated
 from gate.quantization.base import Built, NotApplicable, Setup
 from gate.quantization.methods import METHODS
 
@@ -133,10 +133,8 @@ def calibrated_model(
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     # What QuantizationDebugger sets: stop after calibration, so the quantizer can run with a denylist.
     converter._experimental_calibrate_only = True  # noqa: SLF001
-    try:
+    with translated(lambda exc: f"TFLite calibration failed: {converter_error(exc)}"):
         calibrated = converter.convert()
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"TFLite calibration failed: {converter_error(exc)}") from None
     _remember(_CALIBRATED, key, calibrated)
     return calibrated
 
@@ -163,22 +161,19 @@ def mlir_quantize(calibrated: bytes, *, denylist: Sequence[str], input_dtype: st
     import tensorflow as tf
     from tensorflow.lite.python import convert  # QuantizationDebugger's quantizer; not in the tf.lite namespace
 
-    try:
+    with translated(lambda exc: f"selective int8 quantization failed: {converter_error(exc)}"):
         return convert.mlir_quantize(
             calibrated,
             input_data_type=tf.dtypes.as_dtype(input_dtype),
             output_data_type=tf.dtypes.as_dtype(output_dtype),
             denylisted_nodes=list(denylist),
         )
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"selective int8 quantization failed: {converter_error(exc)}") from None
 
 
 def convert(saved_model_dir: Path, *, method: str, setup: Setup = Setup()) -> Built:
     """Build a .tflite with one method of the registry; a converter failure is a ModelError saying why."""
-    try:
+    # The converter raises many types, all meaning "cannot convert".
+    with translated(
+        lambda exc: f"TFLite conversion ({method}) failed: {converter_error(exc)}", passing=(NotApplicable,)
+    ):
         return METHODS[method].build(saved_model_dir, setup)
-    except (ModelError, NotApplicable):
-        raise
-    except Exception as exc:  # noqa: BLE001 - the converter raises many types, all meaning "cannot convert"
-        raise ModelError(f"TFLite conversion ({method}) failed: {converter_error(exc)}") from None

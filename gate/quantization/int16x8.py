@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gate.errors import ModelError
+from gate.errors import ModelError, translated
 from gate.quantization.base import Built, NotApplicable, Setup
 from gate.quantization.convert import converter_error, representative_dataset
 from gate.quantization.ranking import BATCH, dynamic_batch
@@ -43,10 +43,8 @@ def convert_int16x8(
     converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     converter.inference_input_type = tf.dtypes.as_dtype(io_dtype)
     converter.inference_output_type = tf.dtypes.as_dtype(io_dtype)
-    try:
+    with translated(lambda exc: f"TFLite conversion (16x8) failed: {converter_error(exc)}"):
         return converter.convert()
-    except Exception as exc:  # noqa: BLE001 - the converter raises many types, all meaning "cannot convert"
-        raise ModelError(f"TFLite conversion (16x8) failed: {converter_error(exc)}") from None
 
 
 def _litert_int16x8_int8_io(float_tflite: bytes, calibration: Mapping[str, np.ndarray]) -> bytes:
@@ -62,16 +60,16 @@ def _litert_int16x8_int8_io(float_tflite: bytes, calibration: Mapping[str, np.nd
     # The virtual INPUT/OUTPUT ops at 8 bits: QUANTIZE ops requantize int8 <-> int16 at the model's edges.
     recipe.add_static_config(".*", ops.INPUT, activation_num_bits=8, weight_num_bits=8)
     recipe.add_static_config(".*", ops.OUTPUT, activation_num_bits=8, weight_num_bits=8)
+
     # litert-quantizer draws tqdm progress bars on stderr; the worker's stderr is gate's log.
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            # It refuses a model whose tensor names are not unique, and ops it has no rule for stay float.
-            quantizer = Quantizer(float_tflite, recipe.get_quantization_recipe())
-            ranges = _litert_ranges(quantizer, float_tflite, calibration)
-            result = quantizer.quantize(ranges, enable_progress_report=False)
-        except Exception as exc:  # noqa: BLE001 - litert-quantizer raises ValueError, RuntimeError, KeyError...
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            raise ModelError(f"16x8 quantization (litert-quantizer) failed: {message}"[:400]) from None
+    def failed(exc: Exception) -> str:  # litert-quantizer raises ValueError, RuntimeError, KeyError...
+        return f"16x8 quantization (litert-quantizer) failed: {type(exc).__name__}: {exc}".splitlines()[0][:400]
+
+    with contextlib.redirect_stderr(io.StringIO()), translated(failed):
+        # It refuses a model whose tensor names are not unique, and ops it has no rule for stay float.
+        quantizer = Quantizer(float_tflite, recipe.get_quantization_recipe())
+        ranges = _litert_ranges(quantizer, float_tflite, calibration)
+        result = quantizer.quantize(ranges, enable_progress_report=False)
     return bytes(result.quantized_model)
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from gate.errors import ModelError
+from gate.errors import ModelError, translated
 from gate.frontends.base import PREDICT_BATCH, Dataset
 from gate.results import Evaluation, Latency, State, TensorInfo, must_reset
 from gate.targets.base import Measured, Timing
@@ -45,13 +45,13 @@ def runtime_errors(model_path: Path, doing: str) -> Iterator[None]:
     no_integer_overflow_from_quantization was not true. Node number 15 (DEPTHWISE_CONV_2D) failed to
     prepare." (an int16x8 MobileNetV2 here): the file's failure, so its candidate's ERROR, not gate's.
     """
-    try:
+
+    def message(exc: Exception) -> str:  # LiteRT's exception types say nothing more than their message
+        said = " ".join(str(exc).split()) or type(exc).__name__
+        return f"LiteRT could not {doing} {model_path.name}: {said[:400]}"
+
+    with translated(message):
         yield
-    except ModelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - LiteRT's exception types say nothing more than their message
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        raise ModelError(f"LiteRT could not {doing} {model_path.name}: {message[:400]}") from None
 
 
 def _interpreter(model_path: Path, threads: int):  # noqa: ANN202

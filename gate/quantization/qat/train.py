@@ -42,7 +42,7 @@ import numpy as np
 
 from gate.discover import digest
 from gate.environment import tool_versions
-from gate.errors import ModelError
+from gate.errors import ModelError, translated
 from gate.quantization.qat.job import (
     SCHEMA_VERSION,
     EpochRecord,
@@ -242,12 +242,11 @@ def _load(path: Path, plan, request: QatRequest, state: _Run):
             weights.setdefault(key.rpartition("/")[0], []).append(array)
         state.rebuilt = True
         return rebuild.build(plan, weights, str(path))
-    try:
+    # tf-keras raises anything on a file it cannot read.
+    with translated(
+        lambda exc: f"{path}: tf-keras could not load it: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    ):
         model = tf_keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - tf-keras raises anything on a file it cannot read
-        raise ModelError(
-            f"{path}: tf-keras could not load it: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-        ) from None
     if not isinstance(model, tf_keras.Sequential) and not getattr(model, "_is_graph_network", False):
         raise ModelError(
             f"{path}: is a subclassed model ({type(model).__name__}); quantization-aware training needs a Sequential "
