@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from helpers import digits
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 OUTLIER_FACTOR = 1000.0
 CALIBRATION = 200
 
