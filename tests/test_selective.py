@@ -302,7 +302,7 @@ def test_int16x8_with_int8_io_says_what_to_install_without_litert_quantizer(exam
     ],
 )  # fmt: skip
 def test_ops_are_named_after_their_keras_layers(tensors, layers, names) -> None:
-    from gate.quantization.fallback import _display_names, _Op
+    from gate.quantization.ranking import _Op, display_names
 
     ops, previous = [], None
     for index, tensor in enumerate(tensors):
@@ -310,7 +310,7 @@ def test_ops_are_named_after_their_keras_layers(tensors, layers, names) -> None:
         ops.append(_Op(op, (previous,) if previous else (f"input{index}",), (tensor,), True))
         previous = tensor
 
-    assert list(_display_names(ops, layers).values()) == names
+    assert list(display_names(ops, layers).values()) == names
 
 
 def test_a_model_with_a_fixed_batch_of_one_is_ranked_and_converted(example) -> None:
