@@ -348,7 +348,7 @@ def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, lim
         return example.accuracy(tflite) - example.float_accuracy
 
     setup = Setup(calibration=example.calibration, allowed_change=50.0,  # a gain no build reaches: none stops early
-                  metric_change=metric_change, extra={"max_float_layers": limit, "task": "classification"})  # fmt: skip
+                  metric_change=metric_change, max_float_layers=limit, task="classification")  # fmt: skip
     built = build(example.saved_model, setup)
     assert len(builds) == limit  # one more layer float per build, up to the limit (of 4 the model has)
     assert built.notes[1] == f"{limit} of 4 layers, ranked by the output error each causes when quantized alone"
