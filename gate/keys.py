@@ -61,7 +61,7 @@ class Number:
             not is_number
             or (self.integer and not isinstance(value, int))
             or value != value  # noqa: PLR0124 - NaN
-            or not self.minimum <= value <= self.maximum
+            or not self.minimum <= value <= self.maximum  # type: ignore[operator]  # a number: is_number
         ):
             raise Invalid(f"expected {self.describe()}, got {value!r}")
         return value  # type: ignore[return-value]

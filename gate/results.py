@@ -375,7 +375,7 @@ def from_jsonable(annotation: Any, data: Any) -> Any:
     if origin is dict:
         _key_type, value_type = typing.get_args(annotation)
         return {k: from_jsonable(value_type, v) for k, v in data.items()}
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         hints = typing.get_type_hints(annotation)
         return annotation(
             **{f.name: from_jsonable(hints[f.name], data[f.name]) for f in dataclasses.fields(annotation)}
@@ -398,7 +398,7 @@ def json_schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
         return {"type": "array", "items": json_schema(typing.get_args(annotation)[0], definitions)}
     if origin is dict:
         return {"type": "object", "additionalProperties": json_schema(typing.get_args(annotation)[1], definitions)}
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         name = annotation.__name__
         if name not in definitions:
             definitions[name] = {}  # placeholder: a dataclass may refer to itself

@@ -207,7 +207,7 @@ def _read_toml(path: Path, error: type[GateError]) -> dict[str, Any]:
         raise error(f"Failed to read {path}: {exc.strerror}") from None
 
 
-def _parse(where: str, key: Key, value: object, problems: list[str], options: Collection[str] = ()) -> Value | None:
+def _parse(where: str, key: Key, value: object, problems: list[str], options: Collection[str] = ()) -> Any:
     """The validated value, or None with the problem appended."""
     try:
         return key.kind.parse(value, options)

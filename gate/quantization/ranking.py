@@ -116,7 +116,8 @@ def _run(
     samples = len(next(iter(calibration.values())))
     step = BATCH if dynamic_batch(model) else 1
     indices = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
-    outputs, ranges = [], {}
+    outputs: list[np.ndarray] = []
+    ranges: dict[str, np.ndarray] = {}
     for start in range(0, samples, step):
         batch = {
             name: np.asarray(calibration[name][start : start + step], detail["dtype"])

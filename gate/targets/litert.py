@@ -157,6 +157,7 @@ def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data:
         ]
     )
     refuse_non_finite_outputs(outputs, data, "the float model")
+    assert data.labels is not None  # eval data always has them (gate.gating.stages.read_data)
     value, per_sample = TASKS[task].score(outputs, data.labels)
     return Evaluation(TASKS[task].metric.name, value, data.samples, PREDICT_BATCH, per_sample)
 
@@ -191,9 +192,10 @@ def evaluate_tflite(
                 interpreter.set_tensor(detail["index"], to_model_input(batch[name], detail))
             interpreter.invoke()
             results.append(from_model_output(interpreter.get_tensor(output["index"]), output))
-    outputs = np.concatenate(results)
-    refuse_non_finite_outputs(outputs, data, f"{model_path.name}")
-    value, per_sample = TASKS[task].score(outputs, data.labels)
+    scores = np.concatenate(results)
+    refuse_non_finite_outputs(scores, data, f"{model_path.name}")
+    assert data.labels is not None  # eval data always has them
+    value, per_sample = TASKS[task].score(scores, data.labels)
     return Evaluation(TASKS[task].metric.name, value, data.samples, batch_size, per_sample)
 
 

@@ -103,7 +103,7 @@ def _unsupported(layer: Any, registry: Any) -> str:
 
 
 def _inbound(layer: Any) -> list[Any]:
-    found = []
+    found: list[Any] = []
     for node in getattr(layer, "_inbound_nodes", []):
         inbound = node.inbound_layers
         found += inbound if isinstance(inbound, list | tuple) else [inbound]

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class LayerTranslation:
     """How one Keras 3 layer class becomes the tf-keras class of the same name."""
 
     # Keras 3-only options tf-keras rejects, with the values at which leaving them out changes nothing.
-    dropped: Mapping[str, tuple[Any, ...] | str] = field(default_factory=dict)
+    dropped: Mapping[str, Sequence[Any] | str] = field(default_factory=dict)
     renamed: Mapping[str, str] = field(default_factory=dict)  # Keras 3 option -> tf-keras option
     nested: tuple[str, ...] = ()  # options holding a layer config (wrappers)
     recurrent: bool = False  # the converter needs a static batch (tf.TensorListReserve)
@@ -254,7 +254,7 @@ def _refs(value: object, where: str, key: str, problems: list[str]) -> tuple[Ten
     return tuple(TensorRef(*entry) for entry in entries)
 
 
-def _is_history(entry: object) -> bool:
+def _is_history(entry: object) -> TypeGuard[list]:
     return (
         isinstance(entry, list)
         and len(entry) == 3
@@ -264,7 +264,7 @@ def _is_history(entry: object) -> bool:
 
 
 def _input_plan(raw: dict, where: str, problems: list[str]) -> InputPlan:
-    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    config: dict = raw["config"] if isinstance(raw.get("config"), dict) else {}
     name = str(config.get("name", raw.get("name", "input")))
     shape = config.get("batch_shape", config.get("batch_input_shape"))
     for option in ("sparse", "ragged", "optional"):

@@ -238,6 +238,7 @@ def _load(path: Path, plan, request: QatRequest, state: _Run):
         from gate.quantization.qat import rebuild
 
         weights: dict[str, list[np.ndarray]] = {}
+        assert request.weights_path is not None  # a Keras 3 model's request names them (QatRequest)
         for key, array in sorted(read_arrays(Path(request.weights_path), "weights").items(), key=_weight_order):
             weights.setdefault(key.rpartition("/")[0], []).append(array)
         state.rebuilt = True
