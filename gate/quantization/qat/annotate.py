@@ -29,7 +29,7 @@ def annotate(model: Any, *, where: str) -> tuple[Any, tuple[LayerInfo, ...], tup
         default_8bit_quantize_registry,
     )
 
-    from gate.quantization.qat.rebuild import keras3_activations
+    from gate.quantization.qat.construct import keras3_activations
 
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     layers = [layer for layer in model.layers if not isinstance(layer, tf_keras.layers.InputLayer)]
