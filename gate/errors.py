@@ -50,7 +50,7 @@ def translated(message: Callable[[Exception], str], *, passing: tuple[type[Excep
         raise
     except passing:
         raise
-    except Exception as exc:  # noqa: BLE001 - libraries raise anything; each call site says what it meant
+    except Exception as exc:  # libraries raise anything; each call site says what it meant
         raise ModelError(message(exc)) from exc
 
 

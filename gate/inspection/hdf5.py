@@ -139,7 +139,7 @@ def _read_objects(h5: h5py.File) -> list[_Stored]:
         try:
             text = name.decode("utf-8")
             objects.append(_read_object(h5, text, h5.get(text, getlink=True)))
-        except Exception as exc:  # noqa: BLE001 - raised again below, once the visit has returned
+        except Exception as exc:  # raised again below, once the visit has returned
             # An exception raised inside the callback comes out of h5py as SystemError ("<cyfunction
             # FastRLock.__exit__ ...> returned a result with an exception set"), which names nothing.
             failures.append(exc)

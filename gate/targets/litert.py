@@ -54,7 +54,7 @@ def runtime_errors(model_path: Path, doing: str) -> Iterator[None]:
         yield
 
 
-def _interpreter(model_path: Path, threads: int):  # noqa: ANN202
+def _interpreter(model_path: Path, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
     return Interpreter(model_path=str(model_path), num_threads=threads)
@@ -75,7 +75,7 @@ def variable_tensors(model_path: Path) -> int:
         return sum(bool(g.Tensors(i).IsVariable()) for g in subgraphs for i in range(g.TensorsLength()))
 
 
-def _signature_io(interpreter) -> tuple[dict[str, dict], dict[str, dict]]:  # noqa: ANN001
+def _signature_io(interpreter) -> tuple[dict[str, dict], dict[str, dict]]:
     """Input and output details keyed by signature name (the Keras input names)."""
     runner = interpreter.get_signature_runner("serving_default")
     return runner.get_input_details(), runner.get_output_details()
@@ -105,7 +105,7 @@ def describe(model_path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo
 
     counts: dict[str, int] = {}
     # _get_ops_details is what LiteRT's own model analyzer uses; there is no public equivalent.
-    for op in interpreter._get_ops_details():  # noqa: SLF001
+    for op in interpreter._get_ops_details():
         if any(is_float(i) for i in (*op["inputs"], *op["outputs"])):
             counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
     float_ops = tuple(f"{name} x{count}" for name, count in sorted(counts.items()))
@@ -255,7 +255,7 @@ class _LatencyCases:
         self.cases = cases
         self.alone = alone
 
-    def pytest_generate_tests(self, metafunc) -> None:  # noqa: ANN001
+    def pytest_generate_tests(self, metafunc) -> None:
         if "latency_case" in metafunc.fixturenames:
             metafunc.parametrize("latency_case", self.cases, ids=[c.label for c in self.cases])
 
@@ -263,7 +263,7 @@ class _LatencyCases:
     # pytest's start, its summary and the JSON with pytest-benchmark's machine_info took 0.6 s of
     # the 0.9 s a two-case run lasts on a small model, and every other worker would wait through them.
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item):  # noqa: ANN001, ANN201, ARG002
+    def pytest_runtest_call(self, item):
         with self.alone():
             return (yield)
 

@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = run(request)
-    except Exception:  # noqa: BLE001 - a bug in gate: the traceback goes to stderr for the parent's log
+    except Exception:  # a bug in gate: the traceback goes to stderr for the parent's log
         traceback.print_exc()
         return 1
     write_json(Path(request.result_path), result)
