@@ -9,7 +9,7 @@ report shows for these models: the 95 % interval of the int8 change (seeded
 paired bootstrap) and, when int8 lost accuracy, the layer ranking. Prints the
 figures, then the wall time in seconds.
 
-    python bench/bare_work.py [--convert-only] [MODEL ...]
+    python bench/bare_work.py [--convert-only] [MODEL or MODEL_FOLDER ...]
 
 `--convert-only` is the list issue 11 started from (convert, evaluate the two
 files, time them), before the report gained the interval and the ranking.
@@ -37,15 +37,17 @@ def main() -> int:
     import numpy as np
     import tensorflow as tf
 
-    from gate import measure, selective
-    from gate.load import Dataset
-    from gate.methods import full_integer
+    from gate.frontends.base import Dataset
+    from gate.measurement.stats import change_interval
+    from gate.quantization.convert import full_integer
+    from gate.quantization.ranking import rank_layers
     from gate.results import DataInfo, FileDigest
-    from gate.stats import change_interval
+    from gate.targets.litert import evaluate_float, evaluate_tflite, latency_case, measure_latency
+    from gate.tasks.classification import CLASSIFICATION
 
     convert_only = "--convert-only" in sys.argv[1:]
     for model_name in [arg for arg in sys.argv[1:] if arg != "--convert-only"] or MODELS:
-        folder = REPO / "models" / model_name
+        folder = Path(model_name) if Path(model_name).is_dir() else REPO / "models" / model_name
         model = keras.saving.load_model(folder / "model.keras", compile=False)
         name = model.inputs[0].name.split(":")[0]
         with np.load(folder / "eval.npz") as npz:
@@ -67,22 +69,19 @@ def main() -> int:
             paths["float32"].write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(export)).convert())
             paths["int8"].write_bytes(full_integer(export, calibration, input_dtype="int8", output_dtype="int8"))
             evaluation = {
-                k: measure.evaluate_tflite(p, data, "classification", threads=os.cpu_count() or 1)
-                for k, p in paths.items()
+                k: evaluate_tflite(p, data, "classification", threads=os.cpu_count() or 1) for k, p in paths.items()
             }
-            cases = [
-                measure.latency_case(k, p, data, threads=1, rounds=200, warmup_rounds=20) for k, p in paths.items()
-            ]
-            latency = measure.measure_latency(cases, json_path=Path(scratch) / "bench.json", work_dir=Path(scratch))
+            cases = [latency_case(k, p, data, threads=1, rounds=200, warmup_rounds=20) for k, p in paths.items()]
+            latency = measure_latency(cases, json_path=Path(scratch) / "bench.json", work_dir=Path(scratch))
             figures = ""
             if not convert_only:
-                keras_model = measure.evaluate_float(
+                keras_model = evaluate_float(
                     lambda inputs: np.asarray(model(inputs[name], training=False)), data, "classification"
                 )
-                interval = change_interval(keras_model.per_sample, evaluation["int8"].per_sample, "accuracy")
+                interval = change_interval(keras_model.per_sample, evaluation["int8"].per_sample, CLASSIFICATION)
                 figures = f", Keras {keras_model.value:.2f}%, int8 change [{interval.low:.2f}, {interval.high:.2f}]"
                 if evaluation["int8"].value < keras_model.value:
-                    worst = selective.rank_layers(export, calibration)[0]
+                    worst = rank_layers(export, calibration)[0]
                     figures += f", worst layer {worst.name} ({worst.error:.3g})"
         print(
             f"{folder.name:<20} accuracy {evaluation['float32'].value:.2f}% -> {evaluation['int8'].value:.2f}%, "

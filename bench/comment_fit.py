@@ -1,8 +1,8 @@
 """How long gate takes to render a report and fit it into one PR comment, for 500, 2,000 and 3,000 models.
 
 Every 7th model fails, every 5th has overrides (a WARNING callout), one has a 73,000-character override
-reason. Prints, per size, the seconds to render the Markdown parts (gate.markdown.render, once for report.md
-and the comment), the seconds to fit the comment (gate.markdown.fit_comment), their sum, the comment's
+reason. Prints, per size, the seconds to render the Markdown parts (gate.reporting.markdown.render, once for report.md
+and the comment), the seconds to fit the comment (gate.reporting.markdown.fit_comment), their sum, the comment's
 length, that the verdict and every callout were kept (each model's, or in brief: one per kind naming the
 models), and how many summary rows fit. Target: 3,000 models in under 3 s.
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from factories import model_result  # noqa: E402
 
-from gate.markdown import GITHUB_COMMENT_LIMIT, fit_comment, render  # noqa: E402
+from gate.reporting.markdown import GITHUB_COMMENT_LIMIT, fit_comment, render  # noqa: E402
 
 SIZES = (500, 2000, 3000)
 

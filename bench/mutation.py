@@ -9,14 +9,14 @@ the score of each module and every survivor, marked "reviewed" with that reason 
 
     pip install -e '.[test,mutation]'
     python bench/mutation.py                  # every module of MODULES
-    python bench/mutation.py gate/plan.py     # one module
+    python bench/mutation.py gate/ci/plan.py     # one module
 
 It runs in a copy of the repository (the work tree is never touched: mutmut writes its mutants
 beside the copy) and takes a few minutes per module on two cores. mutmut rather than cosmic-ray:
-measured on gate/judge.py here, mutmut ran 350 mutants in 40 s (each mutant a forked child of
+measured on gate/policy/judge.py here, mutmut ran 350 mutants in 40 s (each mutant a forked child of
 one pytest process that has imported everything once) where cosmic-ray, which starts a fresh
 pytest per mutant, took 1.7 s a mutant (11 minutes), and cosmic-ray edits the module in place:
-an interrupted run left a mutated gate/judge.py behind.
+an interrupted run left a mutated gate/policy/judge.py behind.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ REVIEWED = Path(__file__).with_name("mutation_survivors.toml")
 # Each module, and the fast tests (no TensorFlow, no gate run) that cover it. Add a module with its tests
 # here; the lead runs the cache key and entry check, the shard reader and the escaping function this way too.
 MODULES: dict[str, tuple[str, ...]] = {
-    "gate/judge.py": (
+    "gate/policy/judge.py": (
         "tests/test_judge.py",
         "tests/test_search.py::test_a_candidate_that_cannot_meet_a_hard_requirement_is_skipped_untried",
     ),
-    "gate/plan.py": (
+    "gate/ci/plan.py": (
         "tests/test_plan.py",
         "tests/test_workflows.py::test_what_the_workflows_install_from_is_gate_itself_to_plan_and_to_the_"
         "codeowners_example",
@@ -108,7 +108,7 @@ _MUTANT_NAME = re.compile(r"^(?P<module>.+?)\.x(?:_(?P<function>.+)|ǁ(?P<cls>[^
 
 
 def function_of(mutant: str) -> str:
-    """The function a mutant is in: `gate.judge.x__decided__mutmut_3` → `gate.judge._decided`."""
+    """The function a mutant is in: `gate.policy.judge.x__decided__mutmut_3` → `gate.policy.judge._decided`."""
     match = _MUTANT_NAME.match(mutant)
     if not match:
         return mutant

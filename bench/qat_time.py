@@ -1,4 +1,4 @@
-"""Time quantization-aware training (gate.qat) per model, and compare it with post-training quantization.
+"""Time quantization-aware training (gate.quantization.qat) per model, and compare it with post-training quantization.
 
 For each model: the QAT process's time to rebuild (or load) the model, to
 check the rebuild's faithfulness, to train each epoch and to convert; and the
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gate.config import POLICY_KEYS
-from gate.measure import from_model_output, to_model_input
-from gate.qat_job import QatRequest, QatStatus, run_qat, write_keras3_reference
+from gate.policy.config import POLICY_KEYS
+from gate.quantization.qat.job import QatRequest, QatStatus, run_qat, write_keras3_reference
+from gate.targets.litert import from_model_output, to_model_input
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = tuple(sorted(p.parent.name for p in (REPO / "models").glob("*/model.keras")))
@@ -74,7 +74,7 @@ def build(name: str, folder: Path) -> None:
 
 
 def tflite_accuracy(path: Path, inputs: dict[str, np.ndarray], labels: np.ndarray) -> float:
-    """Accuracy in LiteRT, inputs quantized as gate.measure does; a fixed-batch model one sample at a time."""
+    """Accuracy in LiteRT, inputs quantized as gate.targets.litert does; a fixed-batch model one sample at a time."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=1)

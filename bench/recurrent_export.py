@@ -61,17 +61,18 @@ def build_test_crnn(folder: Path) -> None:
 
 def convert_int8(folder: Path, unroll: bool, out: Path) -> None:
     """The child process: load and export as gate does, then the `int8` candidate's conversion."""
-    from gate import load, quantize
+    from gate.frontends.keras import load_model
     from gate.inspection import inspect_model
-    from gate.methods import Setup
+    from gate.quantization.base import Setup
+    from gate.quantization.convert import convert
 
     model_file = folder / "model.keras"
-    model = load.load_model(model_file, inspect_model(model_file), export_dir=out.parent / "export", fixed_batch=True,
+    model = load_model(model_file, inspect_model(model_file), export_dir=out.parent / "export", fixed_batch=True,
                             unroll=unroll)  # fmt: skip
     with np.load(folder / "train.npz") as train:
         setup = Setup(calibration={model.inputs[0].name: train["x"][:200]})
     start = time.perf_counter()
-    tflite = quantize.convert(model.export_for(calibrated=True), method="int8", setup=setup).tflite
+    tflite = convert(model.export_for(calibrated=True), method="int8", setup=setup).tflite
     seconds = time.perf_counter() - start
     out.write_bytes(tflite)
     print(json.dumps({"seconds": seconds}))
@@ -93,7 +94,7 @@ def post_training(folder: Path, unroll: bool, scratch: Path) -> tuple[Path | Non
 def quantization_aware(folder: Path, unroll: bool, scratch: Path) -> tuple[Path | None, float, str]:
     import keras
 
-    from gate.qat_job import QatRequest, QatStatus, run_qat, write_keras3_reference
+    from gate.quantization.qat.job import QatRequest, QatStatus, run_qat, write_keras3_reference
 
     work = scratch / f"qat-{unroll}"
     work.mkdir()
@@ -113,18 +114,20 @@ def quantization_aware(folder: Path, unroll: bool, scratch: Path) -> tuple[Path 
 
 def accuracies(path: Path, folder: Path) -> tuple[float, float]:
     """Accuracy one sample per invoke, without and with a reset before each invoke."""
-    from gate import load, measure
+    from gate.frontends.base import InputSpec
+    from gate.frontends.data import load_dataset
+    from gate.targets.litert import evaluate_tflite
 
-    rows = (load.InputSpec("rows", (8, 8), "float32"),)
-    data = load.load_dataset(folder / "eval.npz", model_folder=folder, inputs=rows, task="classification",
+    rows = (InputSpec("rows", (8, 8), "float32"),)
+    data = load_dataset(folder / "eval.npz", model_folder=folder, inputs=rows, task="classification",
                              output_width=10, need_labels=True)  # fmt: skip
-    without, with_resets = (measure.evaluate_tflite(path, data, "classification", threads=1, batch_size=1, reset=r)
+    without, with_resets = (evaluate_tflite(path, data, "classification", threads=1, batch_size=1, reset=r)
                             for r in (False, True))  # fmt: skip
     return without.value, with_resets.value
 
 
 def main() -> None:
-    from gate.measure import variable_tensors
+    from gate.targets.litert import variable_tensors
 
     print(f"{'model':<14} {'export':<9} {'method':<8} {'bytes':>8} {'convert':>8} {'variables':>9} "
           f"{'no reset':>9} {'reset':>8}")  # fmt: skip
@@ -148,7 +151,7 @@ def main() -> None:
 def repeat(times: int) -> None:
     import hashlib
 
-    from gate.measure import describe
+    from gate.targets.litert import describe
 
     with tempfile.TemporaryDirectory(prefix="recurrent-") as scratch:
         for run in range(times):

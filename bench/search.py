@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gate.pipeline import STAGES
+from gate.gating.pipeline import STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 300.0

@@ -1,6 +1,6 @@
 """Selective and 16x8 quantization: litert-quantizer, QuantizationDebugger and TFLiteConverter, measured.
 
-One run prints every figure behind gate/selective.py's choice of tools, on
+One run prints every figure behind gate.quantization's choice of tools, on
 the failing example (scripts/train_failing_example.py, built in a temporary
 folder) and, for robustness, on a small model with less common ops and on the
 bundled digits_mobilenetv2:
@@ -45,10 +45,19 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from gate import selective  # noqa: E402
-from gate.load import _load_keras3  # noqa: E402
-from gate.measure import from_model_output, score, to_model_input  # noqa: E402
-from gate.quantize import _representative, convert  # noqa: E402
+from gate.frontends.keras import _load_keras3  # noqa: E402
+from gate.quantization.convert import (  # noqa: E402
+    _CALIBRATED,
+    calibrated_model,
+    convert,
+    mlir_quantize,
+    representative_dataset,
+)
+from gate.quantization.fallback import convert_selective  # noqa: E402
+from gate.quantization.int16x8 import _litert_ranges, convert_int16x8  # noqa: E402
+from gate.quantization.ranking import _run, rank_layers  # noqa: E402
+from gate.targets.litert import from_model_output, to_model_input  # noqa: E402
+from gate.tasks.classification import CLASSIFICATION  # noqa: E402
 
 MAX_DROP = 2.0  # the default policy's accuracy.max_drop
 
@@ -60,7 +69,7 @@ def accuracy(model: bytes, x: Mapping[str, np.ndarray], y: np.ndarray) -> float:
     runner = Interpreter(model_content=bytes(model), num_threads=1).get_signature_runner("serving_default")
     ((output, output_detail),) = runner.get_output_details().items()
     inputs = {name: to_model_input(x[name], detail) for name, detail in runner.get_input_details().items()}
-    return score(from_model_output(runner(**inputs)[output], output_detail), y, "classification")[0]
+    return CLASSIFICATION.score(from_model_output(runner(**inputs)[output], output_detail), y)[0]
 
 
 def io_dtypes(model: bytes) -> str:
@@ -76,7 +85,7 @@ def float_ops(model: bytes) -> str:
     interpreter = Interpreter(model_content=bytes(model))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     counts: dict[str, int] = {}
-    for op in interpreter._get_ops_details():  # noqa: SLF001
+    for op in interpreter._get_ops_details():
         if any(i >= 0 and np.dtype(tensors[i]["dtype"]).kind == "f" for i in (*op["inputs"], *op["outputs"])):
             counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
     return ", ".join(f"{name} x{n}" for name, n in sorted(counts.items())) or "none"
@@ -100,10 +109,10 @@ def quiet() -> contextlib.AbstractContextManager:
 # ---------------------------------------------------------------- the tools
 
 
-def tf_converter(saved_model: Path, calibration: Mapping[str, np.ndarray], ops, io_dtype=tf.int8, **flags):  # noqa: ANN001, ANN201
+def tf_converter(saved_model: Path, calibration: Mapping[str, np.ndarray], ops, io_dtype=tf.int8, **flags):
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: _representative(calibration)
+    converter.representative_dataset = lambda: representative_dataset(calibration)
     converter.target_spec.supported_ops = [ops]
     converter.inference_input_type = io_dtype
     converter.inference_output_type = io_dtype
@@ -112,7 +121,7 @@ def tf_converter(saved_model: Path, calibration: Mapping[str, np.ndarray], ops, 
     return converter
 
 
-def debugger(saved_model: Path, calibration: Mapping[str, np.ndarray], **options):  # noqa: ANN003, ANN201
+def debugger(saved_model: Path, calibration: Mapping[str, np.ndarray], **options):
     """A QuantizationDebugger on gate's int8 converter; it feeds inputs by position, so one input only."""
     (array,) = calibration.values()
     converter = tf_converter(saved_model, calibration, tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
@@ -123,7 +132,7 @@ def debugger(saved_model: Path, calibration: Mapping[str, np.ndarray], **options
     )
 
 
-def litert(float_tflite: bytes, calibration: Mapping[str, np.ndarray], rules, *, per_sample: bool = False) -> bytes:  # noqa: ANN001
+def litert(float_tflite: bytes, calibration: Mapping[str, np.ndarray], rules, *, per_sample: bool = False) -> bytes:
     """litert-quantizer with recipe `rules` (RecipeManager calls), calibrated on min/max of all samples."""
     from litert_quantizer import Quantizer
     from litert_quantizer.recipe_manager import RecipeManager
@@ -137,17 +146,17 @@ def litert(float_tflite: bytes, calibration: Mapping[str, np.ndarray], rules, *,
             steps = [{name: calibration[name][i : i + 1]} for i in range(len(calibration[name]))]
             ranges = quantizer.calibrate({"serving_default": steps}, num_threads=1)
         else:
-            ranges = selective._litert_ranges(quantizer, float_tflite, calibration)  # noqa: SLF001
+            ranges = _litert_ranges(quantizer, float_tflite, calibration)
         return bytes(quantizer.quantize(ranges, enable_progress_report=False).quantized_model)
 
 
-def lq_static(bits: int, keep_float=(), keep16=(), io_bits: int | None = None, op_specific: bool = True):  # noqa: ANN001, ANN201
+def lq_static(bits: int, keep_float=(), keep16=(), io_bits: int | None = None, op_specific: bool = True):
     """A recipe: static `bits`-bit activations everywhere, some ops float or 16-bit, optionally 8-bit I/O."""
     from litert_quantizer import qtyping
 
     names = qtyping.TFLOperationName
 
-    def rules(recipe) -> None:  # noqa: ANN001
+    def rules(recipe) -> None:
         recipe.add_static_config(".*", names.ALL_SUPPORTED, bits, 8)
         if io_bits:
             recipe.add_static_config(".*", names.INPUT, io_bits, 8)
@@ -166,7 +175,7 @@ def lq_static(bits: int, keep_float=(), keep16=(), io_bits: int | None = None, o
 # ---------------------------------------------------------------- rankings
 
 
-def rank_debugger(saved_model: Path, calibration) -> list[str]:  # noqa: ANN001
+def rank_debugger(saved_model: Path, calibration) -> list[str]:
     """The TF guide's metric: sqrt(mean_squared_error) / scale, highest first."""
     with quiet():
         run = debugger(saved_model, calibration)
@@ -178,7 +187,7 @@ def rank_debugger(saved_model: Path, calibration) -> list[str]:  # noqa: ANN001
     return [r["tensor_name"] for r in rows]
 
 
-def rank_litert_snr(float_tflite: bytes, int8: bytes, calibration) -> list[str]:  # noqa: ANN001
+def rank_litert_snr(float_tflite: bytes, int8: bytes, calibration) -> list[str]:
     """litert-quantizer's validate(): per-tensor SNR of the full-int8 model against the float one, lowest first."""
     from litert_quantizer import Quantizer
     from litert_quantizer.utils.validation_utils import ValidationErrorMetric
@@ -193,15 +202,15 @@ def rank_litert_snr(float_tflite: bytes, int8: bytes, calibration) -> list[str]:
     return sorted(tensors, key=lambda name: tensors[name]["snr"])
 
 
-def rank_revert_one(saved_model: Path, calibration, candidates: list[str]) -> list[str]:  # noqa: ANN001
+def rank_revert_one(saved_model: Path, calibration, candidates: list[str]) -> list[str]:
     """NNCF / Neural Compressor style: full int8 with one op float; the op whose revert leaves the least error first."""
-    calibrated = selective._calibrated(saved_model, calibration)  # noqa: SLF001
-    reference = selective._mlir_quantize(calibrated, denylist=candidates, input_dtype="float32", output_dtype="float32")  # noqa: SLF001
-    expected, _ = selective._run(reference, calibration)  # noqa: SLF001
+    calibrated = calibrated_model(saved_model, calibration)
+    reference = mlir_quantize(calibrated, denylist=candidates, input_dtype="float32", output_dtype="float32")
+    expected, _ = _run(reference, calibration)
     errors = {}
     for tensor in candidates:
-        model = selective._mlir_quantize(calibrated, denylist=[tensor], input_dtype="float32", output_dtype="float32")  # noqa: SLF001
-        outputs, _ = selective._run(model, calibration)  # noqa: SLF001
+        model = mlir_quantize(calibrated, denylist=[tensor], input_dtype="float32", output_dtype="float32")
+        outputs, _ = _run(model, calibration)
         errors[tensor] = float(np.sum((outputs - expected) ** 2))
     return sorted(candidates, key=lambda t: errors[t])
 
@@ -261,7 +270,7 @@ def main() -> None:
             f"on {len(y_eval)} eval samples; {example.CALIBRATION_SAMPLES} calibration samples"
         )
 
-        layers = selective.rank_layers(saved_model, calibration)
+        layers = rank_layers(saved_model, calibration)
         short = {layer.tensor: layer.name for layer in layers}
         op_of = {layer.tensor: layer.op for layer in layers}
 
@@ -273,7 +282,7 @@ def main() -> None:
             return tensor if tensor in short else next((t for t in short if t[:-1] == tensor), tensor)
 
         def selective_accuracy(tensors: list[str]) -> float:
-            model = selective.convert_selective(
+            model = convert_selective(
                 saved_model, calibration, keep_float=tensors, input_dtype="int8", output_dtype="int8"
             )
             return accuracy(model, x_eval, y_eval)
@@ -290,15 +299,15 @@ def main() -> None:
                 lambda: rank_revert_one(saved_model, calibration, list(short)),
             ),
             (
-                "quantize alone (gate.selective.rank_layers)",
-                lambda: [layer.tensor for layer in selective.rank_layers(saved_model, calibration)],
+                "quantize alone (gate.quantization.ranking.rank_layers)",
+                lambda: [layer.tensor for layer in rank_layers(saved_model, calibration)],
             ),
         ]
         uncached = {2, 3}  # time the calibration the last two make, as the debugger's time includes its own
         rows = []
         for index, (label, rank) in enumerate(rankings):
             if index in uncached:
-                selective._CALIBRATED.clear()  # noqa: SLF001
+                _CALIBRATED.clear()
             start = time.perf_counter()
             order = [known(t) for t in rank() if known(t) in short]  # ranked ops only (not the input tensor)
             seconds = time.perf_counter() - start
@@ -306,7 +315,7 @@ def main() -> None:
             needed = next(
                 (k for k in range(len(order) + 1) if float_accuracy - selective_accuracy(order[:k]) <= MAX_DROP), None
             )
-            kept = selective.convert_selective(
+            kept = convert_selective(
                 saved_model, calibration, keep_float=order[:needed], input_dtype="int8", output_dtype="int8"
             )
             ratio = f"{keras_bytes / len(kept):.1f}x"  # the default policy asks >= 4x
@@ -322,29 +331,29 @@ def main() -> None:
         pair = [layers[0].tensor, layers[1].tensor]
         pair_ops = [(op_of[t], t) for t in pair]
         softmax = next(layer for layer in layers if layer.op == "SOFTMAX")
-        calibrated = selective._calibrated(saved_model, calibration)  # noqa: SLF001
+        calibrated = calibrated_model(saved_model, calibration)
         cases: list[tuple[str, Callable[[], bytes]]] = [
             (
-                "TF MLIR quantizer + denylisted_nodes (gate.selective), int8 I/O",
-                lambda: selective.convert_selective(
+                "TF MLIR quantizer + denylisted_nodes (gate.quantization.fallback), int8 I/O",
+                lambda: convert_selective(
                     saved_model, calibration, keep_float=pair, input_dtype="int8", output_dtype="int8"
                 ),
             ),
             (
                 "  same, uint8 I/O",
-                lambda: selective.convert_selective(
+                lambda: convert_selective(
                     saved_model, calibration, keep_float=pair, input_dtype="uint8", output_dtype="uint8"
                 ),
             ),
             (
                 "  same, float32 I/O",
-                lambda: selective.convert_selective(
+                lambda: convert_selective(
                     saved_model, calibration, keep_float=pair, input_dtype="float32", output_dtype="float32"
                 ),
             ),
             (
                 "  same, output op (SOFTMAX) float too",
-                lambda: selective.convert_selective(
+                lambda: convert_selective(
                     saved_model,
                     calibration,
                     keep_float=[*pair, softmax.tensor],
@@ -420,7 +429,7 @@ def main() -> None:
             ("how", "acc", "I/O", "ops touching float", "bytes", "vs .keras", "s", "same bytes"),
             [int8_row, *rows],
         )
-        variant = lambda: selective._mlir_quantize(calibrated, denylist=pair, input_dtype="int8", output_dtype="int8")  # noqa: E731, SLF001
+        variant = lambda: mlir_quantize(calibrated, denylist=pair, input_dtype="int8", output_dtype="int8")  # noqa: E731
         milliseconds = np.mean([timed(variant)[1] for _ in range(3)]) * 1000
         say(f"  mlir_quantize from the cached calibration: {milliseconds:.0f} ms per variant")
 
@@ -455,8 +464,8 @@ def main() -> None:
             ),
             ("litert-quantizer static_wi8_ai16, int16 I/O", lambda: litert(float_tflite, calibration, lq_static(16))),
             (
-                "litert-quantizer static_wi8_ai16, int8 I/O (gate.selective)",
-                lambda: selective.convert_int16x8(saved_model, float_tflite, calibration, io_dtype="int8"),
+                "litert-quantizer static_wi8_ai16, int8 I/O (gate.quantization.fallback)",
+                lambda: convert_int16x8(saved_model, float_tflite, calibration, io_dtype="int8"),
             ),
         ]
         rows = []
@@ -475,7 +484,7 @@ def main() -> None:
                         "yes" if same else "NO",
                     )
                 )
-            except Exception as exc:  # noqa: BLE001 - the failure is the figure
+            except Exception as exc:  # the failure is the figure
                 rows.append((label, "-", "-", f"fails: {str(exc).strip().splitlines()[-1][:110]}", "-", "-", "-"))
         table(
             "(c, e, f) 16x8: int16 activations, int8 weights",
@@ -494,18 +503,16 @@ def main() -> None:
             ("TFLiteConverter int8 (gate's int8)", lambda: convert(zoo, method="int8", calibration=zoo_calibration)),
             (
                 "TF MLIR quantizer, nothing denylisted",
-                lambda: selective.convert_selective(
-                    zoo, zoo_calibration, keep_float=[], input_dtype="int8", output_dtype="int8"
-                ),
+                lambda: convert_selective(zoo, zoo_calibration, keep_float=[], input_dtype="int8", output_dtype="int8"),
             ),
             ("litert-quantizer static_wi8_ai8", lambda: litert(zoo_float, zoo_calibration, lq_static(8))),
             (
                 "TFLiteConverter 16x8, int16 I/O",
-                lambda: selective.convert_int16x8(zoo, zoo_float, zoo_calibration, io_dtype="int16"),
+                lambda: convert_int16x8(zoo, zoo_float, zoo_calibration, io_dtype="int16"),
             ),
             (
                 "litert-quantizer 16x8, int8 I/O",
-                lambda: selective.convert_int16x8(zoo, zoo_float, zoo_calibration, io_dtype="int8"),
+                lambda: convert_int16x8(zoo, zoo_float, zoo_calibration, io_dtype="int8"),
             ),
         ]
         rows = []
@@ -513,7 +520,7 @@ def main() -> None:
             with quiet():
                 model, seconds, same = timed(make)
             rows.append((label, io_dtypes(model), float_ops(model), f"{seconds:.2f}", "yes" if same else "NO"))
-        float_model_ops = sorted({op["op_name"] for op in Interpreter(model_content=zoo_float)._get_ops_details()})  # noqa: SLF001
+        float_model_ops = sorted({op["op_name"] for op in Interpreter(model_content=zoo_float)._get_ops_details()})
         table(
             f"(g) op coverage; the float model has {', '.join(float_model_ops)}",
             ("how", "I/O", "ops touching float", "s", "same bytes"),
@@ -549,14 +556,14 @@ def mobilenet_cost(tmp: Path) -> None:
     with np.load(folder / "train.npz") as train, np.load(folder / "eval.npz") as evaluation:
         calibration = {"image": train["x"][:200].astype(np.float32)}
         x_eval, y_eval = {"image": evaluation["x"].astype(np.float32)}, evaluation["y"]
-    selective._CALIBRATED.clear()  # noqa: SLF001 - time the calibration too
+    _CALIBRATED.clear()  # time the calibration too
     start = time.perf_counter()
-    layers = selective.rank_layers(saved_model, calibration)
+    layers = rank_layers(saved_model, calibration)
     seconds = time.perf_counter() - start
     float_accuracy = accuracy(convert(saved_model, method="float32"), x_eval, y_eval)
     figures = []
     for k in (0, 1, 2, 3):
-        model = selective.convert_selective(
+        model = convert_selective(
             saved_model,
             calibration,
             keep_float=[layer.name for layer in layers[:k]],

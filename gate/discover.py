@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gate.errors import ConfigError, ModelError, printable
+from gate.files import refuse_links
 from gate.results import FileDigest
 
 MODEL_FILES = {"model.keras": "keras", "model.h5": "h5", "saved_model": "saved_model"}
@@ -91,16 +92,6 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
     if not folders:
         raise ConfigError(f"no model folders found in {', '.join(map(str, paths))}; see the README's model contract")
     return folders
-
-
-def refuse_links(path: Path, fix: str) -> None:
-    """Raise ConfigError when `path`, as given, is or lies under a symbolic link: it could lead anywhere."""
-    for part in (path, *path.parents):
-        if part.is_symlink():
-            raise ConfigError(
-                f"{path}: {part} is a symbolic link, which could point anywhere on the machine that "
-                f"runs the gate; {fix}"
-            )
 
 
 def _model_folder(path: Path) -> ModelFolder:

@@ -1,7 +1,7 @@
 """The kinds of value a configuration key can take, and what a key is.
 
 Policies and manifests are both described as tables of `Key`s (see
-gate.config): each key's kind validates a raw TOML value and describes what it
+gate.policy.config): each key's kind validates a raw TOML value and describes what it
 allows, so the validator, the docs' reference tables and `gate validate`
 read the same words. `plain` and `duration` write numbers as those words and
 the reports do.
@@ -60,8 +60,8 @@ class Number:
         if (
             not is_number
             or (self.integer and not isinstance(value, int))
-            or value != value  # noqa: PLR0124 - NaN
-            or not self.minimum <= value <= self.maximum
+            or value != value  # NaN
+            or not self.minimum <= value <= self.maximum  # type: ignore[operator]  # a number: is_number
         ):
             raise Invalid(f"expected {self.describe()}, got {value!r}")
         return value  # type: ignore[return-value]

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate.discover import refuse_links
+from gate.files import refuse_links
 
 REPORT_MD, REPORT_JSON, CHECKSUMS, COMMENT_MD = "report.md", "report.json", "SHA256SUMS", "comment.md"
 ARTIFACTS, BENCHMARKS, LOGS = "artifacts", "benchmarks", "logs"

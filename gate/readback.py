@@ -23,13 +23,13 @@ from typing import Any
 
 import msgspec
 
+from gate.files import OUTPUT_MODE
 from gate.results import FileDigest
 
 MAX_JSON_BYTES = 256 * 1024 * 1024  # a report.json of thousands of models, with every per-sample score
 MAX_DEPTH = 32  # gate's own documents nest at most 12 deep
 MAX_INTEGER = 2**53
 _CHUNK = 1 << 20
-OUTPUT_MODE = 0o644  # every file gate writes, copies included: owner read-write, everyone else read
 
 
 class Refused(ValueError):

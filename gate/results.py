@@ -1,7 +1,7 @@
 """Typed, frozen result objects: everything a report shows, and nothing else.
 
 A model's whole result is one `ModelResult`. It round-trips through JSON
-exactly (``ModelResult.from_json(r.to_json()) == r``) so that a result can be
+exactly (``load_result(ModelResult, r.to_json()) == r``) so that a result can be
 produced in one process (the per-model worker, a CI shard, a cache) and
 rendered in another.
 """
@@ -12,11 +12,11 @@ import dataclasses
 import enum
 import json
 import math
-import types
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
+
+from gate.layout import benchmark_path
 
 SCHEMA_VERSION = 3  # 3: a conversion's state between invokes, a candidate's step seconds
 
@@ -32,7 +32,7 @@ class Status(enum.StrEnum):
 class CheckResult:
     """One policy check's verdict on one candidate."""
 
-    name: str  # a key of gate.checks.CHECKS, e.g. "accuracy.max_drop"
+    name: str  # a key of gate.policy.judge.CHECKS, e.g. "accuracy.max_drop"
     status: Status
     measured: float | str | bool | None  # None when the check was skipped
     limit: float | str | bool
@@ -146,7 +146,7 @@ class Candidate:
     ERROR: it could not be built or measured, e.g. the converter crashed (`reason` says how).
     """
 
-    method: str  # a name of gate.methods.METHODS
+    method: str  # a name of gate.quantization.methods.METHODS
     status: Status
     reason: str  # why it was skipped or failed to build; for FAIL, its first failed check
     conversion: Conversion | None  # None unless built
@@ -164,7 +164,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class LayerError:
-    """How much one layer hurts the model when it alone is quantized to int8 (gate.selective.rank_layers)."""
+    """How much one layer hurts the model when it alone is quantized to int8 (gate.quantization.ranking.rank_layers)."""
 
     name: str  # the Keras layer(s) the op computes, e.g. "features" or "Conv1_relu+bn_Conv1+Conv1"; unique
     op: str  # the TFLite op, e.g. "FULLY_CONNECTED", "CONV_2D"
@@ -217,7 +217,7 @@ class Origin:
 
     measured_at: str  # UTC, ISO 8601, when the model's gating ended
     machine: str  # CPU model and core count of the machine that measured it
-    cache_key: str  # sha256 over everything the result depends on (gate.cache)
+    cache_key: str  # sha256 over everything the result depends on (gate.scheduling.cache)
     from_cache: bool  # reused from the result cache rather than measured in this run
 
 
@@ -259,17 +259,11 @@ class ModelResult:
 
     def kept_files(self) -> set[str]:
         """Paths inside --out of every file this result refers to (artifacts, the latency benchmark's JSON)."""
-        from gate.layout import benchmark_path
-
         latency_measured = self.reference is not None and self.reference.latency is not None
         return {a.path for a in self.artifacts} | ({benchmark_path(self.name)} if latency_measured else set())
 
     def to_json(self) -> dict[str, Any]:
         return to_jsonable(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
-        return from_jsonable(cls, data)
 
 
 def overall_status(results: Sequence[ModelResult]) -> Status:
@@ -357,65 +351,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     return value
-
-
-def from_jsonable(annotation: Any, data: Any) -> Any:
-    """Rebuild a value of type `annotation` from its JSON form, guided by the type hints."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        # JSON keeps None, bool, int, float and str apart by itself; only a
-        # dataclass member of the union needs rebuilding.
-        for option in typing.get_args(annotation):
-            if dataclasses.is_dataclass(option) and isinstance(data, dict):
-                return from_jsonable(option, data)
-        return data
-    if origin is tuple:
-        (item_type, _ellipsis) = typing.get_args(annotation)
-        return tuple(from_jsonable(item_type, v) for v in data)
-    if origin is dict:
-        _key_type, value_type = typing.get_args(annotation)
-        return {k: from_jsonable(value_type, v) for k, v in data.items()}
-    if dataclasses.is_dataclass(annotation):
-        hints = typing.get_type_hints(annotation)
-        return annotation(
-            **{f.name: from_jsonable(hints[f.name], data[f.name]) for f in dataclasses.fields(annotation)}
-        )
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return annotation(data)
-    return data
-
-
-def json_schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
-    """The JSON Schema of `annotation`'s JSON form; dataclasses go into `definitions`.
-
-    Generated from the same type hints that `to_jsonable` follows, so the shipped
-    schema cannot drift from the results (tests compare the two).
-    """
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return {"anyOf": [json_schema(option, definitions) for option in typing.get_args(annotation)]}
-    if origin is tuple:
-        return {"type": "array", "items": json_schema(typing.get_args(annotation)[0], definitions)}
-    if origin is dict:
-        return {"type": "object", "additionalProperties": json_schema(typing.get_args(annotation)[1], definitions)}
-    if dataclasses.is_dataclass(annotation):
-        name = annotation.__name__
-        if name not in definitions:
-            definitions[name] = {}  # placeholder: a dataclass may refer to itself
-            hints = typing.get_type_hints(annotation)
-            fields = dataclasses.fields(annotation)
-            definitions[name] = {
-                "type": "object",
-                "description": (annotation.__doc__ or "").strip().splitlines()[0],
-                "properties": {f.name: json_schema(hints[f.name], definitions) for f in fields},
-                "required": [f.name for f in fields],
-                "additionalProperties": False,
-            }
-        return {"$ref": f"#/$defs/{name}"}
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return {"enum": [member.value for member in annotation]}
-    simple = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string"}
-    return {"type": simple[annotation]}
 
 
 def non_finite_fields(value: Any, where: str = "") -> list[str]:

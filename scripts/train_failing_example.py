@@ -109,13 +109,14 @@ def tflite_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of a .tflite over the whole eval set, inputs quantized as gate does (rounded, clipped)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from gate.measure import from_model_output, score, to_model_input
+    from gate.targets.litert import from_model_output, to_model_input
+    from gate.tasks.classification import CLASSIFICATION
 
     runner = Interpreter(model_content=model, num_threads=1).get_signature_runner("serving_default")
     ((name, input_detail),) = runner.get_input_details().items()
     ((output, output_detail),) = runner.get_output_details().items()
     outputs = runner(**{name: to_model_input(x, input_detail)})[output]
-    return score(from_model_output(outputs, output_detail), y, "classification")[0]
+    return CLASSIFICATION.score(from_model_output(outputs, output_detail), y)[0]
 
 
 def io_of(model: bytes) -> str:
@@ -150,10 +151,11 @@ def report_ranges(model: keras.Model, x_train: np.ndarray, channel: int) -> None
 
 def report_quantized(folder: Path, data: Split) -> None:
     """Every figure of the example, measured as gate measures: int8 PTQ, selective, 16x8."""
-    from gate import selective
-    from gate.load import _load_keras3
-    from gate.methods import full_integer
-    from gate.quantize import convert
+    from gate.frontends.keras import _load_keras3
+    from gate.quantization.convert import convert, full_integer
+    from gate.quantization.fallback import convert_selective
+    from gate.quantization.int16x8 import convert_int16x8
+    from gate.quantization.ranking import rank_layers
 
     keras_bytes = (folder / "model.keras").stat().st_size
     calibration = {"pixels": data.x_train[:CALIBRATION_SAMPLES]}
@@ -169,13 +171,13 @@ def report_quantized(folder: Path, data: Split) -> None:
         rows.append(("int8 PTQ (200 calibration samples)", int8(calibration)))
         everything = {"pixels": data.x_train}
         rows.append((f"int8 PTQ ({len(data.x_train)} calibration samples)", int8(everything)))
-        ranking = selective.rank_layers(saved_model, calibration)
+        ranking = rank_layers(saved_model, calibration)
         for k in (1, 2, 3):
             kept = [layer.name for layer in ranking[:k]]
             rows.append(
                 (
                     f"selective, {k} float: {', '.join(kept)}",
-                    selective.convert_selective(
+                    convert_selective(
                         saved_model, calibration, keep_float=kept, input_dtype="int8", output_dtype="int8"
                     ),
                 )
@@ -184,7 +186,7 @@ def report_quantized(folder: Path, data: Split) -> None:
             rows.append(
                 (
                     f"16x8, {io_dtype} I/O",
-                    selective.convert_int16x8(saved_model, float_tflite, calibration, io_dtype=io_dtype),
+                    convert_int16x8(saved_model, float_tflite, calibration, io_dtype=io_dtype),
                 )
             )
 

@@ -1,7 +1,7 @@
 """Regenerate the documentation's reference tables from the registries: python scripts/update_docs.py
 
 Each table sits in a page of docs/ between `<!-- generated: NAME -->` and `<!-- end: NAME -->`, NAME
-one of gate.reference.TABLES; tests/test_docs.py fails until the pages hold what the registries say.
+one of gate.reporting.reference.TABLES; tests/test_docs.py fails until the pages hold what the registries say.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from gate.reference import TABLES
+from gate.reporting.reference import TABLES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end: \2 -->)", re.DOTALL)
@@ -37,7 +37,9 @@ def main() -> int:
     for page in sorted(DOCS.glob("*.md")):
         text, found, unknown = regenerate(page.read_text(encoding="utf-8"))
         placed |= found
-        problems += [f"docs/{page.name}: no table named {name!r} in gate.reference.TABLES" for name in sorted(unknown)]
+        problems += [
+            f"docs/{page.name}: no table named {name!r} in gate.reporting.reference.TABLES" for name in sorted(unknown)
+        ]
         page.write_text(text, encoding="utf-8")
     problems += [f"no page of docs/ has a <!-- generated: {name} --> block" for name in TABLES if name not in placed]
     for problem in problems:

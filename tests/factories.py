@@ -1,6 +1,6 @@
 """Result objects built in code, for tests of the stages that need no TensorFlow.
 
-They are results gate could have written (gate.verify accepts them): artifacts at the layout's paths,
+They are results gate could have written (gate.reporting.verify accepts them): artifacts at the layout's paths,
 checks judged against the effective policy the provenance records, with the eval set's sample count.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from gate.judge import Context, judge
 from gate.layout import artifact_path
+from gate.policy.judge import Context, judge
 from gate.results import (
     Candidate,
     Conversion,
@@ -185,7 +185,7 @@ def with_files(folder, result: ModelResult) -> ModelResult:
 
 def shard(folder, results) -> list[ModelResult]:
     """A `gate check --out folder` shard of `results` (see with_files), its reports written; the results."""
-    from gate.report import write_reports
+    from gate.reporting.report import write_reports
 
     folder.mkdir(parents=True, exist_ok=True)
     results = [with_files(folder, r) for r in results]
@@ -194,8 +194,8 @@ def shard(folder, results) -> list[ModelResult]:
 
 
 def job(folder, **changes):
-    """A gate.pipeline.Job for the model folder `folder`, as gate.run makes one (its outputs beside it)."""
-    from gate.pipeline import Job
+    """A pipeline Job for the model folder `folder`, as gate.scheduling.run makes one (its outputs beside it)."""
+    from gate.gating.pipeline import Job
 
     name = folder.name
     fields = {

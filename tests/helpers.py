@@ -114,7 +114,7 @@ def outputs_of_repeated_invokes(path: Path, sample: np.ndarray, times: int = 3) 
     """The output of invoking the same input `times` times on one interpreter, never resetting it."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from gate.measure import to_model_input
+    from gate.targets.litert import to_model_input
 
     interpreter = Interpreter(model_path=str(path))
     interpreter.allocate_tensors()

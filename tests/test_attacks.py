@@ -22,16 +22,16 @@ from cmarkgfm.cmark import Options
 from factories import job, model_result, shard, stateful, with_files
 
 from gate import cli
-from gate.annotations import error_annotations
-from gate.cache import Cache
+from gate.ci.annotations import error_annotations
 from gate.commands import options
 from gate.commands.check import verdict_line
-from gate.compare import Baseline, compare
-from gate.config import configure
 from gate.errors import ConfigError
 from gate.layout import log_path
-from gate.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
+from gate.policy.config import configure
+from gate.reporting.compare import Baseline, compare
+from gate.reporting.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
 from gate.results import LayerError, Origin, Status, dumps, error_result
+from gate.scheduling.cache import Cache
 
 PAYLOAD_MODULE = "import pathlib; pathlib.Path({marker!r}).write_text('ran')\n"
 
@@ -454,7 +454,7 @@ def cached(tmp_path: Path) -> tuple[Cache, Path, list[str]]:
 
 def rewrite_entry(change: Callable[[dict, Path], None]) -> Callable[[Path, Path], None]:
     """Change entry.json as whoever can write the cache folder can: the digest recomputed to match."""
-    from gate.cache import _entry_digest
+    from gate.scheduling.cache import _entry_digest
 
     def tamper(entry: Path, victim: Path) -> None:
         document = json.loads((entry / "entry.json").read_text())
@@ -751,20 +751,20 @@ def test_a_worker_that_writes_anything_makes_only_its_own_model_an_error_row(
     tmp_path, monkeypatch, messages, result, error
 ) -> None:
     """Allowed custom code runs in the worker and can write to its pipe and its result: the run goes on."""
-    from gate import run
+    from gate.scheduling.run import Scheduler, subprocess
 
     popen = subprocess.Popen
 
-    def fake_worker(argv, **kwargs):  # noqa: ANN001, ANN003, ANN202 - subprocess.Popen's own signature
+    def fake_worker(argv, **kwargs):  # subprocess.Popen's own signature
         return popen([argv[0], "-c", FAKE_WORKER, *argv[3:]], **kwargs)
 
     alpha = job(tmp_path / "models" / "alpha")
-    monkeypatch.setattr(run.subprocess, "Popen", fake_worker)
+    monkeypatch.setattr(subprocess, "Popen", fake_worker)
     monkeypatch.setenv("FAKE_MESSAGES", messages)
     monkeypatch.setenv("FAKE_RESULT", forged_worker_result() if result else "")
     monkeypatch.setenv("FAKE_RESULT_PATH", alpha.result_path)
     finished = {}
-    scheduler = run.Scheduler(1, verbose=True, progress=lambda line: None, labels={0: "[1/1] alpha"})
+    scheduler = Scheduler(1, verbose=True, progress=lambda line: None, labels={0: "[1/1] alpha"})
     scheduler.run([(0, alpha)], lambda index, outcome: finished.update({index: outcome}))
     assert finished[0].status is Status.ERROR
     assert error in finished[0].error, finished[0].error

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from factories import job
 
-from gate.cache import cache_key
+from gate.scheduling.cache import cache_key
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def test_validate_reports_a_missing_default_policy_and_models_folder_together(tm
 
 
 def test_an_output_folder_behind_a_symbolic_link_is_refused_before_anything_is_deleted(workspace) -> None:
-    from gate.run import gate_all
+    from gate.scheduling.run import gate_all
 
     victim = workspace / "victim"
     (victim / "logs").mkdir(parents=True)
@@ -95,14 +95,14 @@ def test_gate_merge_refuses_an_output_folder_behind_a_symbolic_link(tmp_path, ca
 
 # A bug in gate on demand: every worker's gating of a model raises at once, before TensorFlow is imported.
 PLANTED_WORKER_BUG = """
-import gate.pipeline
+import gate.gating.pipeline
 
 
 def planted(job, stages):
     raise ZeroDivisionError("a planted bug")
 
 
-gate.pipeline._gate_model = planted
+gate.gating.pipeline._gate_model = planted
 """
 
 
@@ -127,12 +127,12 @@ def test_a_bug_in_a_worker_is_that_models_error_row_with_its_traceback_in_the_lo
 
 @pytest.mark.parametrize("debug", [False, True], ids=["without --debug", "with --debug"])
 def test_a_bug_in_the_main_process_exits_2_with_its_traceback_only_under_debug(monkeypatch, capsys, debug) -> None:
-    import gate.plan
+    import gate.ci.plan
 
     def planted_bug(**kwargs: object) -> None:
         raise ZeroDivisionError("a planted bug")
 
-    monkeypatch.setattr(gate.plan, "plan_changes", planted_bug)
+    monkeypatch.setattr(gate.ci.plan, "plan_changes", planted_bug)
     assert cli.main([*["--debug"] * debug, "plan", "--base", "HEAD"]) == 2
     error = capsys.readouterr().err
     if debug:

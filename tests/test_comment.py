@@ -19,9 +19,9 @@ from fake_github import Answer, FakeGitHub
 from helpers import comment_requirements
 
 from gate import cli
-from gate.compare import Baseline, compare
-from gate.markdown import COMMENT_MARKER, GITHUB_COMMENT_LIMIT, markdown_for_comment
-from gate.report import report_json
+from gate.reporting.compare import Baseline, compare
+from gate.reporting.markdown import COMMENT_MARKER, GITHUB_COMMENT_LIMIT, markdown_for_comment
+from gate.reporting.report import report_json
 from gate.results import dumps
 
 REPO = "octo/models"

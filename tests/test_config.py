@@ -1,7 +1,7 @@
 import pytest
 
-from gate.config import effective_policy, load_policies, parse_manifest, parse_policy
 from gate.errors import ConfigError, ModelError
+from gate.policy.config import effective_policy, load_policies, parse_manifest, parse_policy
 
 DEFAULT = "[size]\nmin_reduction = 4.0\n[accuracy]\nmax_drop = 2.0\n"
 
@@ -157,8 +157,8 @@ def test_a_folder_without_gate_toml_gets_the_defaults(tmp_path) -> None:
 
 
 def _number_keys():
-    from gate.config import MANIFEST_KEYS, POLICY_KEYS
     from gate.keys import Number
+    from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS
 
     keys = [(key, "policy") for key in POLICY_KEYS.values()] + [(key, "manifest") for key in MANIFEST_KEYS.values()]
     return [pytest.param(key, where, id=key.name) for key, where in keys if isinstance(key.kind, Number)]
@@ -177,7 +177,7 @@ def test_every_number_key_accepts_its_bounds_and_refuses_beyond_them_wherever_it
     """One range per key: the registry's bounds validate, and every consumer that checks a range again accepts them."""
     import dataclasses
 
-    from gate.qat_job import REGISTRY_FIELDS, QatRequest
+    from gate.quantization.qat.job import REGISTRY_FIELDS, QatRequest
 
     def parse(value):
         path = write(tmp_path / "file.toml", _toml(key, value, where))
@@ -203,9 +203,26 @@ def test_every_number_key_accepts_its_bounds_and_refuses_beyond_them_wherever_it
 
 
 def test_the_qat_request_reads_its_ranges_from_the_registry() -> None:
-    from gate.config import POLICY_KEYS
-    from gate.qat_job import REGISTRY_FIELDS
+    from gate.policy.config import POLICY_KEYS
+    from gate.quantization.qat.job import REGISTRY_FIELDS
 
     assert {f"qat.{field}" for field in REGISTRY_FIELDS} - {"qat.calibration_samples"} == {
         name for name in POLICY_KEYS if name.startswith("qat.")
     }
+
+
+def test_settings_hold_every_setting_of_the_registry_typed_with_its_default() -> None:
+    import dataclasses
+
+    from gate.policy.config import POLICY_KEYS, SETTINGS, Settings
+
+    defaults = Settings.of({})
+    assert len(dataclasses.fields(Settings)) == len(SETTINGS)
+    assert (defaults.latency_rounds, defaults.max_float_layers, defaults.confidence, defaults.candidates) == (
+        POLICY_KEYS["latency.rounds"].default,
+        POLICY_KEYS["search.max_float_layers"].default,
+        POLICY_KEYS["statistics.confidence"].default,
+        (),
+    )
+    given = Settings.of({"latency.threads": 4, "search.candidates": ("int8",), "runtime.resets_state": True})
+    assert (given.latency_threads, given.candidates, given.resets_state) == (4, ("int8",), True)

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from helpers import REPO, TEST_POLICIES, digits, keras3_mlp, run_gate, write_data
 
-from gate import load, measure
+from gate.frontends.base import InputSpec
+from gate.frontends.data import load_dataset
+from gate.targets.litert import evaluate_tflite, variable_tensors
+
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
 
 
 def tf_keras_mlp(folder: Path, filename: str, manifest: str = "") -> None:
@@ -520,17 +524,17 @@ def test_the_bundled_example_models_pass(tmp_path) -> None:
     (published,) = crnn["candidates"]
     assert (published["method"], published["status"], published["conversion"]["state"]) == ("int8", "PASS", None)
     artifact = run.out_dir / "artifacts" / "digits_crnn.int8.tflite"
-    assert measure.variable_tensors(artifact) == 0
-    eval_data = load.load_dataset(
+    assert variable_tensors(artifact) == 0
+    eval_data = load_dataset(
         REPO / "models" / "digits_crnn" / "eval.npz",
         model_folder=REPO / "models" / "digits_crnn",
-        inputs=(load.InputSpec("rows", (8, 8), "float32"),),
+        inputs=(InputSpec("rows", (8, 8), "float32"),),
         task="classification",
         output_width=10,
         need_labels=True,
     )
     without, with_resets = (
-        measure.evaluate_tflite(artifact, eval_data, "classification", threads=1, batch_size=1, reset=reset)
+        evaluate_tflite(artifact, eval_data, "classification", threads=1, batch_size=1, reset=reset)
         for reset in (False, True)
     )
     assert without.value == with_resets.value == published["conversion"]["evaluation"]["value"]

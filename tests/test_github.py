@@ -12,8 +12,8 @@ import pytest
 from fake_github import FakeGitHub
 
 from gate import cli
+from gate.ci.github import GitHub, next_page
 from gate.errors import GitHubError
-from gate.github import GitHub, next_page
 
 REPO = "octo/models"
 HEAD = "a1" * 20

@@ -37,6 +37,7 @@ REAL_MODELS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # builds real models (request.getfixturevalue)
 @pytest.mark.parametrize(("models", "name", "expected"), REAL_MODELS)
 def test_real_models_are_accepted(request, models, name, expected) -> None:
     file_format, writer, some_layers, recurrent = expected
@@ -48,6 +49,7 @@ def test_real_models_are_accepted(request, models, name, expected) -> None:
     assert inspection.allowed_custom_objects == ()
 
 
+@pytest.mark.slow  # builds real models (request.getfixturevalue)
 @pytest.mark.parametrize(
     ("models", "name"),
     [  # a model of each format and writer, recurrent and not, both SavedModel writers
@@ -61,7 +63,7 @@ def test_real_models_are_accepted(request, models, name, expected) -> None:
 )
 def test_the_signature_read_without_loading_is_what_loading_gives(request, models, name, tmp_path) -> None:
     """gate validate checks data against the declared signature: it must be the one gate check loads."""
-    from gate.load import load_model
+    from gate.frontends.keras import load_model
 
     path = request.getfixturevalue(models)[name]
     inspection = inspect_model(path)

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from helpers import planted, run_gate
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 # As it is (not unrolled: the app resets the state), a Keras 3 LSTM's int8 calibration dies with SIGSEGV in TF 2.21.
 AS_IT_IS = 'override_reason = "test a converter crash"\n[overrides.runtime]\nresets_state = true\n'
 
@@ -120,7 +122,7 @@ WORKER_AND_CHILD_FILLING_MEMORY = (
 
 
 def test_the_memory_of_a_model_counts_every_process_its_worker_started() -> None:
-    from gate.run import _resident_mb
+    from gate.scheduling.run import _resident_mb
 
     worker = subprocess.Popen([sys.executable, "-c", WORKER_AND_CHILD_FILLING_MEMORY], stdout=subprocess.PIPE,
                               start_new_session=True, text=True)  # fmt: skip
@@ -136,9 +138,9 @@ def test_the_memory_of_a_model_counts_every_process_its_worker_started() -> None
 
 HANGING_INT8_CONVERTER = """
 import time
-import gate.quantize
+import gate.quantization.convert
 
-convert = gate.quantize.convert
+convert = gate.quantization.convert.convert
 
 
 def hanging(saved_model_dir, *, method, **kwargs):
@@ -147,7 +149,7 @@ def hanging(saved_model_dir, *, method, **kwargs):
     return convert(saved_model_dir, method=method, **kwargs)
 
 
-gate.quantize.convert = hanging
+gate.quantization.convert.convert = hanging
 """
 
 

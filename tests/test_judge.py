@@ -58,18 +58,17 @@ def test_failed_check_records_measured_value_and_threshold() -> None:
     ("samples", "float_correct", "lost"), [(300, 281, 3), (500, 450, 10), (1000, 905, 20), (500, 487, 10)]
 )
 def test_a_drop_of_exactly_the_limit_passes_and_one_more_sample_fails(samples, float_correct, lost) -> None:
-    from gate.judge import Context, _accuracy_drop
-    from gate.measure import score
-    from gate.search import metric_change
+    from gate.policy.judge import Context, _accuracy_drop
+    from gate.tasks.classification import CLASSIFICATION
 
     def accuracy(correct: int) -> float:
         outputs = np.zeros((samples, 2))
         outputs[:correct, 0] = outputs[correct:, 1] = 1
-        return score(outputs, np.zeros(samples, dtype=np.int64), "classification")[0]
+        return CLASSIFICATION.score(outputs, np.zeros(samples, dtype=np.int64))[0]
 
     limit = lost * 100 / samples  # e.g. 3 of 300 samples: exactly 1 point
     for lost_samples, expected in ((lost, Status.PASS), (lost + 1, Status.FAIL)):
-        change = metric_change("classification", accuracy(float_correct), accuracy(float_correct - lost_samples))
+        change = CLASSIFICATION.change(accuracy(float_correct), accuracy(float_correct - lost_samples))
         candidate = SimpleNamespace(metric_change=change, metric_change_interval=None)
         assert _accuracy_drop(candidate, limit, Context({}, "classification"))[0] is expected
 
@@ -87,7 +86,7 @@ def verdict(
     **conversion_args,
 ) -> tuple:
     """(status, measured, message) of the one check `policy` sets, on a candidate built from the arguments."""
-    from gate.judge import Context, judge
+    from gate.policy.judge import Context, judge
     from gate.results import Interval, TensorInfo
 
     unjudged = candidate(policy={}, **conversion_args)
@@ -236,7 +235,7 @@ def test_each_check_gives_its_verdict_measured_value_and_message(policy, argumen
 
 
 def test_a_candidate_without_a_latency_skips_the_latency_checks_and_the_first_failure_is_its_reason() -> None:
-    from gate.judge import Context, judge
+    from gate.policy.judge import Context, judge
 
     unjudged = candidate(policy={}, size_bytes=30_000, accuracy=90.0)
     unjudged = dataclasses.replace(unjudged, speedup=None,
@@ -275,7 +274,7 @@ def test_a_candidate_without_a_latency_skips_the_latency_checks_and_the_first_fa
     ],
 )  # fmt: skip
 def test_the_deciding_samples_note_is_given_only_when_one_or_two_samples_decide(check, samples, note) -> None:
-    from gate.judge import deciding_samples_note
+    from gate.policy.judge import deciding_samples_note
     from gate.results import CheckResult
 
     name, status, measured, limit = check

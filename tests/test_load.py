@@ -1,4 +1,4 @@
-"""gate.load.load_dataset: a model is fed exactly the values its .npz holds, or the file is refused."""
+"""gate.frontends.data.load_dataset: a model is fed exactly the values its .npz holds, or the file is refused."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from gate.errors import ModelError
-from gate.load import InputSpec, load_dataset
+from gate.frontends.base import InputSpec
+from gate.frontends.data import load_dataset
 
 TOKENS = InputSpec("ids", (3,), "int32")
 PIXELS = InputSpec("pixels", (3,), "uint8")
@@ -88,7 +89,7 @@ def test_values_the_inputs_dtype_holds_are_loaded_unchanged(tmp_path, x, spec) -
 def test_a_custom_object_module_that_cannot_be_imported_is_named_without_the_runners_disk(
     tmp_path, monkeypatch, module, reason
 ) -> None:
-    from gate.load import _import_allowed_custom_objects
+    from gate.frontends.keras import _import_allowed_custom_objects
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my_helpers.py").write_text("offset = 1\n")

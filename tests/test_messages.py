@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from factories import DEFAULT_POLICY, candidate, model_result
 
-from gate.compare import Baseline, compare
 from gate.errors import ModelError
-from gate.judge import Context, judge
-from gate.load import InputSpec, load_dataset
-from gate.markdown import render_markdown
+from gate.frontends.base import InputSpec
+from gate.frontends.data import load_dataset
+from gate.policy.judge import Context, judge
+from gate.reporting.compare import Baseline, compare
+from gate.reporting.markdown import render_markdown
 from gate.results import Interval, Origin, Status
 
 PIXELS = (InputSpec("input_layer", (4,), "float32"),)

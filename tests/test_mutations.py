@@ -38,6 +38,8 @@ import pytest
 
 import gate
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 GATE_ROOT = Path(gate.__file__).resolve().parent.parent  # the gate these tests import, for the child processes
 MUTANTS_PER_FORMAT = 40
 CHILD_TIMEOUT_S = 120  # a healthy run takes a few seconds
@@ -175,8 +177,9 @@ def mutants(originals: Path, name: str, folder: Path) -> list[Mutant]:
 def inspect_all(manifest: Path) -> None:
     """Inspect every mutant the manifest lists; print one JSON line each, as soon as it is done."""
     from gate.errors import ModelError
+    from gate.frontends.base import InputSpec
+    from gate.frontends.data import load_dataset
     from gate.inspection import inspect_model
-    from gate.load import InputSpec, load_dataset
 
     for entry in json.loads(manifest.read_text()):
         path = Path(entry["path"])
@@ -196,7 +199,7 @@ def inspect_all(manifest: Path) -> None:
             outcome, message = "accepted", ""
         except ModelError as exc:
             outcome, message = "ModelError", str(exc)
-        except Exception as exc:  # noqa: BLE001 - what the test looks for
+        except Exception as exc:  # what the test looks for
             outcome, message = type(exc).__name__, str(exc)
         print(json.dumps({"mutant": entry["name"], "outcome": outcome, "message": message[:1000]}), flush=True)
 

@@ -11,8 +11,8 @@ import pytest
 from helpers import commit, git
 
 from gate import cli
+from gate.ci.plan import Plan, PlannedModel, plan_changes
 from gate.errors import ConfigError
-from gate.plan import Plan, PlannedModel, plan_changes
 
 
 @pytest.fixture
@@ -241,8 +241,8 @@ def test_a_change_to_the_code_of_a_models_custom_objects_plans_it(repo, allowed,
 
 def test_plan_and_the_cache_key_resolve_a_custom_object_to_the_same_code(tmp_path) -> None:
     """One resolver: what `gate plan` watches for a custom object is what the result cache's key hashes."""
-    from gate.cache import _custom_code
     from gate.discover import custom_object_sources
+    from gate.scheduling.cache import _custom_code
 
     (tmp_path / "my_pkg" / "__pycache__").mkdir(parents=True)
     (tmp_path / "my_pkg" / "layers.py").write_text("# layers\n")

@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gate.config import POLICY_KEYS, load_policies, parse_manifest, parse_policy
 from gate.errors import ConfigError, ModelError
-from gate.load import InputSpec, load_dataset
+from gate.frontends.base import InputSpec
+from gate.frontends.data import load_dataset
+from gate.policy.config import POLICY_KEYS, load_policies, parse_manifest, parse_policy
 
 # Derandomized: every run draws the same examples, so a failure in CI is a failure on every machine.
 SETTINGS = settings(

@@ -1,7 +1,7 @@
-"""gate.qat: quantization-aware training in its own process, as gate runs it.
+"""gate.quantization.qat.train: quantization-aware training in its own process, as gate runs it.
 
-Every QAT run here is `python -m gate.qat REQUEST.json` in a child process
-(through gate.qat_job.run_qat, or subprocess directly where the exit code and
+Every QAT run here is `python -m gate.quantization.qat.train REQUEST.json` in a child process
+(through gate.quantization.qat.job.run_qat, or subprocess directly where the exit code and
 stderr matter), on tiny models built and trained in the test with fixed seeds.
 """
 
@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from helpers import digits, outputs_of_repeated_invokes
 
-from gate import load, measure
 from gate.errors import ModelError
-from gate.measure import from_model_output, to_model_input
-from gate.qat_job import (
+from gate.frontends.base import InputSpec
+from gate.frontends.data import load_dataset
+from gate.quantization.qat.job import (
     QatRequest,
     QatResult,
     QatStatus,
@@ -34,6 +34,9 @@ from gate.qat_job import (
     write_json,
     write_keras3_reference,
 )
+from gate.targets.litert import evaluate_tflite, from_model_output, to_model_input, variable_tensors
+
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
 
 TOLERANCE = 1e-5  # |tf-keras rebuild - Keras 3 original| on the eval inputs; measured: 0 to 3e-7
 
@@ -89,7 +92,7 @@ def keras3_folder(folder: Path, layers: list, *, rows: bool = False, epochs: int
 
 
 def tflite_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of a .tflite in LiteRT, inputs quantized as gate.measure does (round, then clip)."""
+    """Accuracy of a .tflite in LiteRT, inputs quantized as gate.targets.litert does (round, then clip)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=1)
@@ -217,19 +220,19 @@ def test_a_crnn_trains_with_only_its_head_quantized_and_converts_with_a_batch_of
     assert accuracy >= folder.float_accuracy - 2
     # The LSTM was unrolled: the file keeps no state, so the same input gives the same output every time,
     # and an app that never resets it gets what gate measures.
-    assert measure.variable_tensors(tflite) == 0
+    assert variable_tensors(tflite) == 0
     first, *again = outputs_of_repeated_invokes(tflite, folder.x_eval[:1])
     assert all(np.array_equal(first, output) for output in again)
-    data = load.load_dataset(
+    data = load_dataset(
         folder.path / "eval.npz",
         model_folder=folder.path,
         task="classification",
         output_width=10,
-        inputs=(load.InputSpec("rows", (8, 8), "float32"),),
+        inputs=(InputSpec("rows", (8, 8), "float32"),),
         need_labels=True,
     )
     without, with_resets = (
-        measure.evaluate_tflite(tflite, data, "classification", threads=1, reset=reset) for reset in (False, True)
+        evaluate_tflite(tflite, data, "classification", threads=1, reset=reset) for reset in (False, True)
     )
     assert without.value == with_resets.value == accuracy
 
@@ -341,7 +344,7 @@ def test_where_qat_cannot_be_done_the_process_exits_0_with_a_reason_and_no_trace
     )
     write_json(tmp_path / "request.json", request)
     process = subprocess.run(
-        [sys.executable, "-P", "-m", "gate.qat", str(tmp_path / "request.json")],
+        [sys.executable, "-P", "-m", "gate.quantization.qat.train", str(tmp_path / "request.json")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -373,7 +376,7 @@ def test_a_rebuild_that_is_not_faithful_is_not_trained(cnn, tmp_path) -> None:
 
 def test_importing_gate_qat_imports_no_tensorflow_and_makes_tensorflow_use_tf_keras() -> None:
     code = (
-        "import sys, gate.qat; assert 'tensorflow' not in sys.modules, 'imported too early'\n"
+        "import sys, gate.quantization.qat.train; assert 'tensorflow' not in sys.modules, 'imported too early'\n"
         "import tensorflow as tf; print(tf.keras.__name__)"
     )
     environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -1,4 +1,5 @@
-"""gate.qat_rebuild: Keras 3 models rebuilt in tf-keras compute the same outputs; what cannot be rebuilt says why.
+"""gate.quantization.qat.rebuild: Keras 3 models rebuilt in tf-keras compute the same outputs; what cannot be
+rebuilt says why.
 
 Keras 3 and tf-keras live in one process here (imported by name): rebuilding
 needs no tfmot, so these tests need no QAT process of their own.
@@ -14,8 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gate import qat_rebuild
 from gate.errors import ModelError
+from gate.quantization.qat.construct import _make_layer, build, keras3_activations
+from gate.quantization.qat.layers import KERAS3_ACTIVATIONS, LAYERS, SAME_ACTIVATIONS
+from gate.quantization.qat.rebuild import _layer_plan, read_keras3_config, translate
+
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
 
 TOLERANCE = 1e-5
 
@@ -44,8 +49,8 @@ def rebuilt_difference(model, inputs: list[np.ndarray], tmp_path: Path) -> float
     """Save a Keras 3 model, rebuild it in tf-keras from the file, and compare outputs."""
     path = tmp_path / "model.keras"
     model.save(path)
-    plan = qat_rebuild.translate(qat_rebuild.read_keras3_config(path), str(path))
-    rebuilt = qat_rebuild.build(plan, _keras3_weights(model), str(path))
+    plan = translate(read_keras3_config(path), str(path))
+    rebuilt = build(plan, _keras3_weights(model), str(path))
     feed = inputs if len(inputs) > 1 else inputs[0]
     expected = np.asarray(model(feed, training=False))
     actual = np.asarray(rebuilt(feed, training=False))
@@ -173,7 +178,7 @@ LAYER_ARGUMENTS = {
 }
 
 
-@pytest.mark.parametrize("class_name", sorted(qat_rebuild.LAYERS))
+@pytest.mark.parametrize("class_name", sorted(LAYERS))
 def test_every_layer_in_the_table_translates_into_a_tf_keras_layer(class_name) -> None:
     """The LAYERS table against the installed keras and tf_keras: nothing tf-keras rejects is passed on."""
     import keras
@@ -187,9 +192,9 @@ def test_every_layer_in_the_table_translates_into_a_tf_keras_layer(class_name) -
         layer = getattr(keras.layers, class_name)(**LAYER_ARGUMENTS.get(class_name, {}))
     entry = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
     problems: list[str] = []
-    plan = qat_rebuild._layer_plan(entry, "test", problems, functional=False)
+    plan = _layer_plan(entry, "test", problems, functional=False)
     assert problems == []
-    rebuilt = qat_rebuild._make_layer(tf_keras, plan)
+    rebuilt = _make_layer(tf_keras, plan)
     assert type(rebuilt).__name__ == class_name
 
 
@@ -199,10 +204,10 @@ def test_activations_the_table_calls_the_same_are_the_same_and_keras3_formulas_m
     import tf_keras
 
     grid = tf.constant(np.linspace(-6, 6, 241, dtype=np.float32).reshape(1, -1))
-    for name in qat_rebuild.SAME_ACTIVATIONS:
+    for name in SAME_ACTIVATIONS:
         assert np.allclose(keras.activations.get(name)(grid), tf_keras.activations.get(name)(grid), atol=1e-6), name
-    ours = qat_rebuild.keras3_activations()
-    for name, replacement in qat_rebuild.KERAS3_ACTIVATIONS.items():
+    ours = keras3_activations()
+    for name, replacement in KERAS3_ACTIVATIONS.items():
         assert np.allclose(keras.activations.get(name)(grid), ours[replacement](grid), atol=1e-6), name
     # Why hard_sigmoid is replaced: tf-keras' own is clip(0.2x + 0.5), 0.083 away from Keras 3's.
     assert not np.allclose(keras.activations.hard_sigmoid(grid), tf_keras.activations.hard_sigmoid(grid), atol=0.05)
@@ -269,7 +274,7 @@ def test_what_cannot_be_rebuilt_is_a_reason_naming_the_layer(build, message, tmp
     import keras
 
     with pytest.raises(ModelError, match=message) as raised:
-        qat_rebuild.translate(_config(build(keras), tmp_path), "models/m/model.keras")
+        translate(_config(build(keras), tmp_path), "models/m/model.keras")
     assert str(raised.value).startswith("models/m/model.keras: ")
 
 
@@ -282,14 +287,14 @@ def test_a_subclassed_model_is_a_reason() -> None:
             "training needs a Sequential or Functional model"
         ),
     ):
-        qat_rebuild.translate(config, "m.keras")
+        translate(config, "m.keras")
 
 
 def test_weights_that_do_not_fit_the_rebuilt_layer_are_a_reason(tmp_path) -> None:
     import keras
 
     model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(2, name="head")])
-    plan = qat_rebuild.translate(_config(model, tmp_path), "m.keras")
+    plan = translate(_config(model, tmp_path), "m.keras")
     with pytest.raises(
         ModelError,
         match=re.escape(
@@ -297,4 +302,4 @@ def test_weights_that_do_not_fit_the_rebuilt_layer_are_a_reason(tmp_path) -> Non
             "[(4, 2), (2,)] when rebuilt in tf-keras; gate cannot copy them"
         ),
     ):
-        qat_rebuild.build(plan, {"head": [np.zeros((4, 3), np.float32)]}, "m.keras")
+        build(plan, {"head": [np.zeros((4, 3), np.float32)]}, "m.keras")

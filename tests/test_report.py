@@ -5,8 +5,9 @@ import jsonschema
 import pytest
 from factories import model_result
 
-from gate import report
-from gate.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
+from gate.files import write_atomic
+from gate.reporting.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
+from gate.reporting.report import os, report_json, report_schema, write_reports
 from gate.results import dumps, error_result
 
 
@@ -15,8 +16,8 @@ def shipped_schema() -> dict:
 
 
 def test_shipped_schema_is_generated_from_the_result_types() -> None:
-    # Regenerate with: python -m gate.report > gate/schema/report.schema.json
-    assert shipped_schema() == report.report_schema()
+    # Regenerate with: python -m gate.reporting.report > gate/schema/report.schema.json
+    assert shipped_schema() == report_schema()
 
 
 @pytest.mark.parametrize(
@@ -28,11 +29,11 @@ def test_shipped_schema_is_generated_from_the_result_types() -> None:
     ],
 )
 def test_report_json_validates_against_the_shipped_schema(results) -> None:
-    jsonschema.validate(json.loads(dumps(report.report_json(results))), shipped_schema())
+    jsonschema.validate(json.loads(dumps(report_json(results))), shipped_schema())
 
 
 def test_schema_rejects_a_report_missing_a_figure() -> None:
-    data = json.loads(dumps(report.report_json([model_result()])))
+    data = json.loads(dumps(report_json([model_result()])))
     del data["models"][0]["candidates"][0]["size_reduction_vs_source"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, shipped_schema())
@@ -94,7 +95,7 @@ def test_write_reports_writes_every_output_and_the_step_summary(tmp_path, monkey
     summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
 
-    assert report.write_reports(tmp_path, [result]) is None  # no baseline: no comparison
+    assert write_reports(tmp_path, [result]) is None  # no baseline: no comparison
     markdown = render_markdown([result])
 
     assert (tmp_path / "report.md").read_text() == markdown
@@ -114,9 +115,9 @@ def test_write_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch) -> None
     def interrupted(fd: int) -> None:
         raise KeyboardInterrupt  # as if Ctrl-C arrived after the bytes were written, before the rename
 
-    monkeypatch.setattr(report.os, "fsync", interrupted)
+    monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        report.write_atomic(target, "new report")
+        write_atomic(target, "new report")
     assert target.read_text() == "complete old report"
     assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
 
@@ -126,7 +127,7 @@ def test_reports_are_written_readable_by_everyone_like_any_tools_output(tmp_path
     for artifact in result.artifacts:
         (tmp_path / artifact.path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / artifact.path).write_bytes(b"tflite")
-    report.write_reports(tmp_path, [result])
+    write_reports(tmp_path, [result])
     for name in ("report.md", "report.json", "comment.md", "SHA256SUMS"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 

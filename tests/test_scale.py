@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from helpers import run_gate
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 TIMINGS = {"stage_seconds", "step_seconds", "latency", "speedup", "measured_at", "from_cache", "seconds"}
 
 
@@ -61,16 +63,16 @@ def test_only_the_timed_cases_hold_the_machine_alone(two_models, serial, tmp_pat
 
     import numpy as np
 
-    from gate import measure
-    from gate.load import Dataset
+    from gate.frontends.base import Dataset
     from gate.results import DataInfo, FileDigest
+    from gate.targets.litert import latency_case, measure_latency
 
     artifacts = serial.out_dir / "artifacts"
     with np.load(two_models / "models" / "alpha" / "eval.npz") as npz:
         x = npz["x"]
     name = serial.report["models"][0]["reference"]["inputs"][0]["name"]
     data = Dataset({name: x}, None, DataInfo(FileDigest("eval.npz", 0, ""), len(x)), two_models / "eval.npz")
-    cases = [measure.latency_case(label, artifacts / f"alpha.{label}.tflite", data, threads=1, rounds=5,
+    cases = [latency_case(label, artifacts / f"alpha.{label}.tflite", data, threads=1, rounds=5,
                                   warmup_rounds=1) for label in ("float32", "int8")]  # fmt: skip
     windows = []
 
@@ -80,7 +82,7 @@ def test_only_the_timed_cases_hold_the_machine_alone(two_models, serial, tmp_pat
         yield
         windows[-1] = "left"
 
-    latencies = measure.measure_latency(cases, json_path=tmp_path / "bench.json", work_dir=tmp_path, alone=alone)
+    latencies = measure_latency(cases, json_path=tmp_path / "bench.json", work_dir=tmp_path, alone=alone)
 
     assert windows == ["left", "left"]
     assert {label: latency.rounds for label, latency in latencies.items()} == {"float32": 5, "int8": 5}
@@ -110,7 +112,7 @@ def _wait_for_state(pids: list[int], stopped: bool) -> bool:
 
 def test_while_a_worker_times_a_tflite_every_other_worker_and_its_children_are_stopped() -> None:
     """The scheduler's side of the window test_only_the_timed_cases_hold_the_machine_alone checks in the worker."""
-    from gate.run import Scheduler, _Worker
+    from gate.scheduling.run import Scheduler, _Worker
 
     workers, children, controls = [], [], []
     scheduler = Scheduler(2, verbose=False, progress=lambda line: None, labels={0: "[1/2] a", 1: "[2/2] b"})

@@ -11,10 +11,12 @@ import pytest
 from factories import candidate
 from helpers import TEST_POLICIES, digits, run_gate, write_data
 
-from gate.judge import hard_requirement_problem
-from gate.methods import search_order
+from gate.gating.search import closest, skipped
+from gate.policy.judge import hard_requirement_problem
+from gate.quantization.methods import search_order
 from gate.results import Status
-from gate.search import closest, skipped
+
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
 
 
 def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows() -> None:
@@ -253,11 +255,12 @@ def test_a_file_litert_refuses_to_prepare_is_that_candidates_error_and_the_searc
 ) -> None:
     import keras
 
-    from gate.config import configure
-    from gate.markdown import render_markdown
-    from gate.methods import METHODS, Built
-    from gate.pipeline import gate_model
-    from gate.run import job_for
+    from gate.gating.pipeline import gate_model
+    from gate.policy.config import configure
+    from gate.quantization.base import Built
+    from gate.quantization.methods import METHODS
+    from gate.reporting.markdown import render_markdown
+    from gate.scheduling.run import job_for
 
     x_train, y_train, x_eval, y_eval = digits("rows")
     keras.utils.set_random_seed(0)

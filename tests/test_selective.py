@@ -1,4 +1,4 @@
-"""gate.selective on a tiny real model whose int8 PTQ fails for a known reason: an outlier channel.
+"""gate.quantization.fallback on a tiny real model whose int8 PTQ fails for a known reason: an outlier channel.
 
 The MLP is trained in the fixture, then one channel of its "features" layer
 is scaled up 1000x and the classifier's weights from it down as much (ReLU is
@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from helpers import digits
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 OUTLIER_FACTOR = 1000.0
 CALIBRATION = 200
 
@@ -24,13 +26,14 @@ CALIBRATION = 200
 def _accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
     from ai_edge_litert.interpreter import Interpreter
 
-    from gate.measure import from_model_output, score, to_model_input
+    from gate.targets.litert import from_model_output, to_model_input
+    from gate.tasks.classification import CLASSIFICATION
 
     runner = Interpreter(model_content=model).get_signature_runner("serving_default")
     ((name, detail),) = runner.get_input_details().items()
     ((output, output_detail),) = runner.get_output_details().items()
     outputs = runner(**{name: to_model_input(x, detail)})[output]
-    return score(from_model_output(outputs, output_detail), y, "classification")[0]
+    return CLASSIFICATION.score(from_model_output(outputs, output_detail), y)[0]
 
 
 def _io(model: bytes) -> tuple[str, str]:
@@ -47,10 +50,7 @@ def _op_dtypes(model: bytes) -> list[tuple[str, str]]:
 
     interpreter = Interpreter(model_content=model)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    return [
-        (op["op_name"], np.dtype(tensors[op["outputs"][0]]["dtype"]).name)
-        for op in interpreter._get_ops_details()  # noqa: SLF001
-    ]
+    return [(op["op_name"], np.dtype(tensors[op["outputs"][0]]["dtype"]).name) for op in interpreter._get_ops_details()]
 
 
 class Example:
@@ -59,9 +59,8 @@ class Example:
     def __init__(self, folder: Path) -> None:
         import keras
 
-        from gate.load import _load_keras3
-        from gate.methods import full_integer
-        from gate.quantize import convert
+        from gate.frontends.keras import _load_keras3
+        from gate.quantization.convert import convert, full_integer
 
         x_train, y_train, self.x_eval, self.y_eval = digits()
         keras.utils.set_random_seed(0)
@@ -110,7 +109,7 @@ def test_the_example_loses_accuracy_in_int8(example) -> None:
 
 
 def test_ranking_puts_the_two_ops_around_the_outlier_tensor_first(example) -> None:
-    from gate.selective import rank_layers
+    from gate.quantization.ranking import rank_layers
 
     layers = rank_layers(example.saved_model, example.calibration)
 
@@ -124,7 +123,8 @@ def test_ranking_puts_the_two_ops_around_the_outlier_tensor_first(example) -> No
 
 
 def test_keeping_the_two_ops_float_recovers_the_accuracy_with_int8_io(example) -> None:
-    from gate.selective import convert_selective, rank_layers
+    from gate.quantization.fallback import convert_selective
+    from gate.quantization.ranking import rank_layers
 
     layers = rank_layers(example.saved_model, example.calibration)
     model = convert_selective(
@@ -152,7 +152,7 @@ def test_keeping_the_two_ops_float_recovers_the_accuracy_with_int8_io(example) -
     [("int8", "int8"), ("uint8", "uint8"), ("float32", "float32"), ("float32", "int8"), ("int8", "float32")],
 )
 def test_model_io_dtypes_are_as_asked(example, input_dtype, output_dtype) -> None:
-    from gate.selective import convert_selective
+    from gate.quantization.fallback import convert_selective
 
     model = convert_selective(
         example.saved_model,
@@ -167,7 +167,7 @@ def test_model_io_dtypes_are_as_asked(example, input_dtype, output_dtype) -> Non
 
 
 def test_an_output_op_kept_float_still_has_the_output_dtype_asked(example) -> None:
-    from gate.selective import convert_selective
+    from gate.quantization.fallback import convert_selective
 
     model = convert_selective(
         example.saved_model,
@@ -184,7 +184,7 @@ def test_an_output_op_kept_float_still_has_the_output_dtype_asked(example) -> No
 def test_nothing_kept_float_is_gates_int8_model(example) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from gate.selective import convert_selective
+    from gate.quantization.fallback import convert_selective
 
     model = convert_selective(
         example.saved_model, example.calibration, keep_float=[], input_dtype="int8", output_dtype="int8"
@@ -201,7 +201,7 @@ def test_nothing_kept_float_is_gates_int8_model(example) -> None:
 
 @pytest.mark.parametrize("io_dtype", ["int8", "int16", "float32"])
 def test_int16x8_recovers_the_accuracy_with_the_io_asked(example, io_dtype) -> None:
-    from gate.selective import convert_int16x8
+    from gate.quantization.int16x8 import convert_int16x8
 
     model = convert_int16x8(example.saved_model, example.float_tflite, example.calibration, io_dtype=io_dtype)
 
@@ -211,29 +211,32 @@ def test_int16x8_recovers_the_accuracy_with_the_io_asked(example, io_dtype) -> N
 
 
 def test_the_ranking_reuses_the_int8_conversions_calibration_and_ranks_the_same(example) -> None:
-    from gate import selective
-    from gate.methods import full_integer
+    from gate.quantization.convert import _CALIBRATED, _KEPT, full_integer
+    from gate.quantization.ranking import rank_layers
 
-    selective._CALIBRATED.clear()  # noqa: SLF001
-    selective._KEPT.clear()  # noqa: SLF001
+    _CALIBRATED.clear()
+    _KEPT.clear()
     full_integer(example.saved_model, example.calibration, input_dtype="int8", output_dtype="int8")
-    assert len(selective._KEPT) == 1  # noqa: SLF001 - else every ranking calibrates the model a second time
-    reused = selective.rank_layers(example.saved_model, example.calibration)
-    assert not selective._CALIBRATED  # noqa: SLF001 - no calibrate-only conversion ran
+    assert len(_KEPT) == 1  # else every ranking calibrates the model a second time
+    reused = rank_layers(example.saved_model, example.calibration)
+    assert not _CALIBRATED  # no calibrate-only conversion ran
 
-    selective._KEPT.clear()  # noqa: SLF001
-    assert selective.rank_layers(example.saved_model, example.calibration) == reused
-    assert selective._CALIBRATED  # noqa: SLF001 - this time it calibrated on its own
+    _KEPT.clear()
+    assert rank_layers(example.saved_model, example.calibration) == reused
+    assert _CALIBRATED  # this time it calibrated on its own
 
 
 def test_the_same_inputs_give_byte_identical_models(example) -> None:
-    from gate import selective
+    from gate.quantization.convert import _CALIBRATED, _KEPT
+    from gate.quantization.fallback import convert_selective
+    from gate.quantization.int16x8 import convert_int16x8
+    from gate.quantization.ranking import rank_layers
 
     def everything() -> tuple:
-        selective._CALIBRATED.clear()  # noqa: SLF001 - calibrate again
-        selective._KEPT.clear()  # noqa: SLF001
-        ranking = selective.rank_layers(example.saved_model, example.calibration)
-        kept = selective.convert_selective(
+        _CALIBRATED.clear()  # calibrate again
+        _KEPT.clear()
+        ranking = rank_layers(example.saved_model, example.calibration)
+        kept = convert_selective(
             example.saved_model,
             example.calibration,
             keep_float=["features", "classifier"],
@@ -241,7 +244,7 @@ def test_the_same_inputs_give_byte_identical_models(example) -> None:
             output_dtype="int8",
         )
         int16x8 = tuple(
-            selective.convert_int16x8(example.saved_model, example.float_tflite, example.calibration, io_dtype=io_dtype)
+            convert_int16x8(example.saved_model, example.float_tflite, example.calibration, io_dtype=io_dtype)
             for io_dtype in ("int8", "int16")
         )
         return ranking, kept, int16x8
@@ -258,7 +261,7 @@ def test_the_same_inputs_give_byte_identical_models(example) -> None:
     ],
 )  # fmt: skip
 def test_bad_arguments_are_named(example, arguments, message) -> None:
-    from gate.selective import convert_selective
+    from gate.quantization.fallback import convert_selective
 
     with pytest.raises(ValueError) as error:
         convert_selective(
@@ -269,7 +272,7 @@ def test_bad_arguments_are_named(example, arguments, message) -> None:
 
 def test_int16x8_with_int8_io_says_what_to_install_without_litert_quantizer(example, monkeypatch) -> None:
     from gate.errors import ModelError
-    from gate.selective import convert_int16x8
+    from gate.quantization.int16x8 import convert_int16x8
 
     monkeypatch.setitem(sys.modules, "litert_quantizer", None)  # import litert_quantizer now raises ImportError
     with pytest.raises(
@@ -296,7 +299,7 @@ def test_int16x8_with_int8_io_says_what_to_install_without_litert_quantizer(exam
     ],
 )  # fmt: skip
 def test_ops_are_named_after_their_keras_layers(tensors, layers, names) -> None:
-    from gate.selective import _display_names, _Op
+    from gate.quantization.ranking import _Op, display_names
 
     ops, previous = [], None
     for index, tensor in enumerate(tensors):
@@ -304,12 +307,14 @@ def test_ops_are_named_after_their_keras_layers(tensors, layers, names) -> None:
         ops.append(_Op(op, (previous,) if previous else (f"input{index}",), (tensor,), True))
         previous = tensor
 
-    assert list(_display_names(ops, layers).values()) == names
+    assert list(display_names(ops, layers).values()) == names
 
 
 def test_a_model_with_a_fixed_batch_of_one_is_ranked_and_converted(example) -> None:
-    from gate.quantize import convert
-    from gate.selective import convert_int16x8, convert_selective, rank_layers
+    from gate.quantization.convert import convert
+    from gate.quantization.fallback import convert_selective
+    from gate.quantization.int16x8 import convert_int16x8
+    from gate.quantization.ranking import rank_layers
 
     layers = rank_layers(example.saved_model_batch1, example.calibration)
     selective = convert_selective(
@@ -330,8 +335,8 @@ def test_a_model_with_a_fixed_batch_of_one_is_ranked_and_converted(example) -> N
 
 @pytest.mark.parametrize("limit", [1, 2])
 def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, limit) -> None:
-    from gate.methods import Setup
-    from gate.selective import build
+    from gate.quantization.base import Setup
+    from gate.quantization.fallback import build
 
     builds = []
 
@@ -340,7 +345,7 @@ def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, lim
         return example.accuracy(tflite) - example.float_accuracy
 
     setup = Setup(calibration=example.calibration, allowed_change=50.0,  # a gain no build reaches: none stops early
-                  metric_change=metric_change, extra={"max_float_layers": limit, "task": "classification"})  # fmt: skip
+                  metric_change=metric_change, max_float_layers=limit, task="classification")  # fmt: skip
     built = build(example.saved_model, setup)
     assert len(builds) == limit  # one more layer float per build, up to the limit (of 4 the model has)
     assert built.notes[1] == f"{limit} of 4 layers, ranked by the output error each causes when quantized alone"

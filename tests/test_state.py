@@ -16,9 +16,16 @@ import numpy as np
 import pytest
 from helpers import TEST_POLICIES, digits, outputs_of_repeated_invokes, run_gate, write_data
 
-from gate import load, measure, quantize
+from gate.frontends.base import Dataset, InputSpec
+from gate.frontends.data import load_dataset
+from gate.frontends.keras import load_model
 from gate.inspection import inspect_model
-from gate.methods import METHODS, Setup
+from gate.quantization.base import Setup
+from gate.quantization.convert import convert
+from gate.quantization.methods import METHODS
+from gate.targets.litert import evaluate_tflite, variable_tensors
+
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
 
 
 def lstm_model(folder: Path, writer: str) -> Path:
@@ -43,18 +50,18 @@ def lstm_model(folder: Path, writer: str) -> Path:
     return folder
 
 
-def converted(folder: Path, tmp_path: Path, method: str, *, unroll: bool) -> tuple[Path, load.Dataset]:
+def converted(folder: Path, tmp_path: Path, method: str, *, unroll: bool) -> tuple[Path, Dataset]:
     """The model of `folder` loaded and converted with `method` as gate's pipeline does, and its eval data."""
     model_file = next(folder / name for name in ("model.keras", "model.h5") if (folder / name).exists())
     inspection = inspect_model(model_file)
-    model = load.load_model(model_file, inspection, export_dir=tmp_path / "export", fixed_batch=True, unroll=unroll)
+    model = load_model(model_file, inspection, export_dir=tmp_path / "export", fixed_batch=True, unroll=unroll)
     data_args = {"model_folder": folder, "inputs": model.inputs, "task": "classification", "output_width": 10}
-    data = load.load_dataset(folder / "eval.npz", need_labels=True, **data_args)
-    calibration = load.load_dataset(folder / "train.npz", need_labels=False, **data_args).inputs
+    data = load_dataset(folder / "eval.npz", need_labels=True, **data_args)
+    calibration = load_dataset(folder / "train.npz", need_labels=False, **data_args).inputs
     setup = Setup(calibration={name: array[:100] for name, array in calibration.items()})
     path = tmp_path / f"model.{method}.tflite"
     export = model.export_for(calibrated=METHODS[method].needs_calibration)
-    path.write_bytes(quantize.convert(export, method=method, setup=setup).tflite)
+    path.write_bytes(convert(export, method=method, setup=setup).tflite)
     return path, data
 
 
@@ -67,12 +74,11 @@ def lstm_h5(tmp_path_factory) -> Path:
 def test_a_recurrent_model_converts_to_a_file_that_keeps_no_state(writer, method, lstm_h5, tmp_path) -> None:
     folder = lstm_h5 if writer == "tf_keras" else lstm_model(tmp_path / "bilstm", "keras3")
     path, data = converted(folder, tmp_path, method, unroll=True)
-    assert measure.variable_tensors(path) == 0
+    assert variable_tensors(path) == 0
     first, *again = outputs_of_repeated_invokes(path, data.inputs["rows"][:1])
     assert all(np.array_equal(first, output) for output in again)
     without, with_resets = (
-        measure.evaluate_tflite(path, data, "classification", threads=1, batch_size=1, reset=reset)
-        for reset in (False, True)
+        evaluate_tflite(path, data, "classification", threads=1, batch_size=1, reset=reset) for reset in (False, True)
     )
     assert without.per_sample == with_resets.per_sample and without.value == with_resets.value
 
@@ -80,7 +86,7 @@ def test_a_recurrent_model_converts_to_a_file_that_keeps_no_state(writer, method
 def test_as_it_is_a_tf_keras_lstm_keeps_state_between_invokes(lstm_h5, tmp_path) -> None:
     """Why gate unrolls: the fused op's next invoke starts from the last one's state."""
     path, data = converted(lstm_h5, tmp_path, "int8", unroll=False)
-    assert measure.variable_tensors(path) == 2
+    assert variable_tensors(path) == 2
     first, second, _third = outputs_of_repeated_invokes(path, data.inputs["rows"][:1])
     assert not np.array_equal(first, second)
 
@@ -109,8 +115,8 @@ def test_a_keras3_lstm_converts_to_int8_unrolled_and_stays_a_compact_loop_where_
     assert "WHILE" in op_names(artifacts / "int8.float32.tflite")  # the reference, as the float model is
 
 
-def per_sample_loop(path: Path, data: load.Dataset, *, reset: bool) -> float:
-    """Accuracy the way the TFLite tutorials run a model, written here independently of gate.measure."""
+def per_sample_loop(path: Path, data: Dataset, *, reset: bool) -> float:
+    """Accuracy the way the TFLite tutorials run a model, written here independently of gate.targets.litert."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
@@ -160,10 +166,10 @@ def test_a_file_that_keeps_state_is_judged_as_an_app_runs_it_and_fails_runtime_s
     conversion, state = candidate["conversion"], candidate["conversion"]["state"]
     assert state["variable_tensors"] == 2 and state["app_resets"] is False
     path = fused_run.out_dir / "artifacts" / "fused.int8.tflite"
-    eval_data = load.load_dataset(
+    eval_data = load_dataset(
         fused_run.out_dir.parent / "models" / "fused" / "eval.npz",
         model_folder=fused_run.out_dir.parent,
-        inputs=(load.InputSpec("rows", (8, 8), "float32"),),
+        inputs=(InputSpec("rows", (8, 8), "float32"),),
         task="classification",
         output_width=10,
         need_labels=True,

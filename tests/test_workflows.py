@@ -36,8 +36,8 @@ from helpers import (
 )
 
 from gate.commands.init import CALLERS, caller_workflows
-from gate.markdown import markdown_for_comment
-from gate.report import report_json
+from gate.reporting.markdown import markdown_for_comment
+from gate.reporting.report import report_json
 from gate.results import dumps
 
 HEAD = "c3" * 20
@@ -433,6 +433,7 @@ def installed_copy(name: str, version: str, purelib: Path) -> None:
             shutil.copy2(source, target)
 
 
+@pytest.mark.slow
 def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
     """The comment job's install: gate's wheel with --no-deps, and the packages it pins by hash only."""
     source = tmp_path / "source"
@@ -586,7 +587,7 @@ def _installed_from() -> set[str]:
 
 def test_what_the_workflows_install_from_is_gate_itself_to_plan_and_to_the_codeowners_example() -> None:
     """A pull request that changes what gate is installed from changes the gate: planned and owned like gate/."""
-    from gate.plan import GATE_ITSELF
+    from gate.ci.plan import GATE_ITSELF
 
     installed = _installed_from()
     assert {"pyproject.toml", "setup.py", "setup.cfg"} <= installed

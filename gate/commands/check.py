@@ -102,8 +102,8 @@ def check(
     step_summary: bool = True,
     debug: bool = False,
 ) -> int:
-    from gate.compare import load_baseline
-    from gate.run import gate_all
+    from gate.reporting.verify import load_baseline
+    from gate.scheduling.run import gate_all
 
     check_keras_version()
     stop_on_sigterm()
@@ -139,4 +139,5 @@ def verdict_line(result: ModelResult) -> str:
     passed = sum(c.status is Status.PASS for c in candidate.checks)
     skipped = sum(c.status is Status.SKIP for c in candidate.checks)
     summary = "; ".join(failed) if failed else f"{passed} checks passed, {skipped} skipped"
-    return escape.terminal(f"{result.name}  {candidate.conversion.method}  {result.status.value}  {summary}")
+    method = candidate.conversion.method if candidate.conversion else candidate.method
+    return escape.terminal(f"{result.name}  {method}  {result.status.value}  {summary}")

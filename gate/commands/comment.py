@@ -24,10 +24,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gate.ci.github import GitHub
 from gate.commands import options
 from gate.errors import ConfigError, GitHubError
 from gate.escape import terminal
-from gate.github import GitHub
 
 HELP = "post or update gate's sticky pull-request comment, rendered from a downloaded gate-report artifact"
 PULL_REQUEST_JSON = "pull-request.json"
@@ -106,8 +106,8 @@ def comment(
 
 def render_comment(artifact: Path, *, head_sha: str) -> str:
     """The comment, rendered from the artifact's report.json once it is validated (see the module docstring)."""
-    from gate.markdown import markdown_for_comment
-    from gate.merge import read_report
+    from gate.reporting.markdown import markdown_for_comment
+    from gate.reporting.verify import read_report
 
     try:
         report = read_report(artifact)
@@ -190,7 +190,7 @@ def sticky_comment(github: GitHub, repo: str, number: int, *, bot_login: str) ->
     never edited (the token could overwrite a person's words with the report),
     nor one of the same bot (another workflow's) that merely quotes the marker.
     """
-    from gate.markdown import COMMENT_MARKER
+    from gate.reporting.markdown import COMMENT_MARKER
 
     for item in github.paginate(f"/repos/{repo}/issues/{number}/comments", need=NEED):
         if (

@@ -37,10 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gate.annotations import error_annotations
-    from gate.compare import load_baseline, stale_warning
-    from gate.merge import merge_shards, read_plan
-    from gate.report import write_atomic, write_reports
+    from gate.ci.annotations import error_annotations
+    from gate.ci.merge import merge_shards, read_plan
+    from gate.files import write_atomic
+    from gate.reporting.compare import stale_warning
+    from gate.reporting.report import write_reports
+    from gate.reporting.verify import load_baseline
 
     if args.head_sha is not None and not options.SHA.fullmatch(args.head_sha):
         raise ConfigError(f"--head-sha: expected 40 lowercase hex digits, got {args.head_sha[:60]!r}")

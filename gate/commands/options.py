@@ -54,7 +54,7 @@ def cache(parser: argparse.ArgumentParser) -> None:
 
 def cache_dir(args: argparse.Namespace, *, warn: Callable[[str], None]) -> Path | None:
     """The result cache's folder, or None. A cache entry is trusted as gate's own result, so none in a work tree."""
-    from gate.cache import default_directory, work_tree
+    from gate.scheduling.cache import default_directory, work_tree
 
     if args.no_cache:
         return None

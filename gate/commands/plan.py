@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gate.plan import plan_changes
-    from gate.report import write_atomic
+    from gate.ci.plan import plan_changes
+    from gate.files import write_atomic
 
     plan = plan_changes(
         base=args.base,

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gate.ci.github import GitHub
 from gate.commands import options
 from gate.errors import ConfigError, GitHubError
 from gate.escape import terminal
-from gate.github import GitHub
 
 HELP = "upload a release folder to a draft GitHub release (--draft), then publish that draft (--finalize)"
 CHECKSUMS = "SHA256SUMS"
@@ -150,7 +150,8 @@ def releases_of(github: GitHub, repo: str, tag: str) -> tuple[list[dict], list[d
 
     Listed, not fetched by tag: /releases/tags/{tag} never answers with a draft.
     """
-    drafts, published = [], []
+    drafts: list[dict[str, Any]] = []
+    published: list[dict[str, Any]] = []
     for release in github.paginate(f"/repos/{repo}/releases", need=NEED):
         if isinstance(release, dict) and release.get("tag_name") == tag:
             (drafts if release.get("draft") else published).append(release)

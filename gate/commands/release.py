@@ -35,12 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gate.ci.merge import read_shard
     from gate.commands.check import progress
-    from gate.discover import digest, refuse_links
+    from gate.discover import digest
+    from gate.files import refuse_links, write_atomic
     from gate.layout import CHECKSUMS, REPORT_JSON, REPORT_MD
-    from gate.merge import read_shard
     from gate.readback import MAX_JSON_BYTES, Refused, copy_inside, read_inside
-    from gate.report import write_atomic
     from gate.results import Status
 
     # Validated like any output written elsewhere: every result checked and re-judged, every artifact's digest.
@@ -82,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
 
 def artifact_line(name: str, result: ModelResult) -> str:
     """The release's line for one artifact: what it is, what it scored, and what an app must do to get that."""
-    from gate.judge import score_text
+    from gate.policy.judge import score_text
 
-    conversion = result.candidate.conversion  # type: ignore[union-attr]
+    conversion = result.candidate.conversion if result.candidate else None
+    assert conversion is not None  # a released model published a built candidate
     evaluation = conversion.evaluation
     line = f"{name}: {result.name}, {conversion.method}, {score_text(evaluation)} on {evaluation.samples} samples"
     if conversion.state:

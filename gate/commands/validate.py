@@ -4,7 +4,7 @@ Every policy and gate.toml; then each model folder as `gate check` reads it, wit
 the same functions, so both refuse with the same message: the contract's files
 (gate.discover), the model file's inspection, custom objects and declared
 signature (gate.inspection), and the data files against the inputs and output
-the model file declares (gate.pipeline.read_data). What only loading the model
+the model file declares (gate.gating.stages.read_data). What only loading the model
 shows (its weights, the conversion, the eval run) is named as not checked.
 """
 
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gate.commands import options
-from gate.config import ModelConfig, configure_model, load_policies
 from gate.discover import find_model_folders
 from gate.errors import ConfigError, ModelError
 from gate.escape import terminal
+from gate.policy.config import ModelConfig, configure_model, load_policies
 
 HELP = "check every policy, gate.toml, model file and data file that can be checked without TensorFlow"
 NOT_CHECKED = "loading the model, its conversion and the eval run are not checked (gate check does them)"
@@ -83,13 +83,15 @@ def check_model_folder(model: ModelConfig) -> str:
     `gate check` reads for the candidates it would try, against the model's declared inputs and output.
     """
     from gate.discover import model_files
-    from gate.inspection import inspect_model
-    from gate.load import InputSpec
-    from gate.methods import search_order
-    from gate.pipeline import read_data
+    from gate.frontends import frontend_for
+    from gate.frontends.base import InputSpec
+    from gate.gating.stages import read_data
+    from gate.quantization.methods import search_order
 
     files = model_files(model.folder)
-    inspection = inspect_model(files.model, allowed_custom_objects=model.manifest.allow_custom_objects)
+    inspection = frontend_for(files.format).inspect(
+        files.model, allowed_custom_objects=model.manifest.allow_custom_objects
+    )
     signature = inspection.signature
     if signature is None:
         return f"{files.model}: the file does not declare the model's inputs, so its data is checked by gate check"

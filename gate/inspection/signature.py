@@ -71,6 +71,7 @@ def keras_signature(where: str, config: object) -> Signature | None:
     layers = body.get("layers") if isinstance(body, dict) else None
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
         return None
+    assert isinstance(body, dict)  # it holds the layers
     by_name = {_name(layer): layer for layer in layers}
     if kind == "Sequential":
         inputs = [layer for layer in layers[:1] if layer.get("class_name") == "InputLayer"]
@@ -183,7 +184,7 @@ def saved_model_signature(where: str, serving: dict[str, Any] | None) -> Signatu
     if len(serving["outputs"]) != 1:
         raise several_outputs(where, len(serving["outputs"]))
     inputs = []
-    for name, (dtype, dims) in sorted(serving["inputs"].items()):  # gate.load orders them so too
+    for name, (dtype, dims) in sorted(serving["inputs"].items()):  # gate.frontends.keras orders them so too
         if not dims or dtype not in _DTYPES:
             return None
         inputs.append(InputInfo(name, tuple(None if d < 0 else d for d in dims[1:]), _DTYPES[dtype]))

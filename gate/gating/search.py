@@ -1,0 +1,239 @@
+"""The candidate search: build, measure and judge candidates until one passes the policy.
+
+`method = "auto"` tries every method of gate.quantization.methods in the registry's order,
+from the most to the least deployable, and keeps the first candidate that
+passes every check. A candidate that cannot meet a hard requirement of the
+policy (its I/O dtype, float ops under `ops.integer_only`) is skipped with that
+reason, untried. A candidate that fails to build is that candidate's failure:
+a converter error is recorded as its ERROR and the search goes on; a crash or
+hang of the worker process is turned into the same by gate.scheduling.run, which resumes
+the search in a fresh worker with the candidates already done. When nothing
+passes, the closest candidate (fewest failed checks, then the smallest metric
+loss) is kept and published as the model's FAIL, so the user sees how far off it is.
+
+Runs inside the worker, where TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from gate.errors import ModelError, log_cause
+from gate.keys import Value
+from gate.policy.config import Settings
+from gate.policy.judge import LATENCY_CHECKS, Context, hard_requirement_problem, judge
+from gate.quantization.base import AUTO, Built, NotApplicable, Setup
+from gate.quantization.methods import METHODS, search_order
+from gate.results import Candidate, Conversion, Evaluation, Latency, Status
+from gate.tasks import METRICS, TASKS
+
+
+@dataclass(frozen=True)
+class Workbench:
+    """What every candidate is built from and measured against, for one model (set up by gate.gating.pipeline)."""
+
+    policy: Mapping[str, Value]
+    task: str
+    source_bytes: int
+    float_evaluation: Evaluation
+    reference: Conversion  # the float32 .tflite, measured (latency of its first pairing, if any)
+    integer_inputs: bool  # every input of the float model is integer (token ids): no candidate quantizes it
+    setup: Setup
+    build: Callable[[str, Setup], Built]  # method name, setup -> the candidate's .tflite
+    save: Callable[[str, bytes], Path]  # method name, .tflite bytes -> where it is staged
+    describe: Callable[[str, Path], Conversion]  # I/O, ops, state and the metric on the eval set; no latency
+    # The candidate's and the float32 reference's latency, timed in one run; None when the policy judges none.
+    time_latency: Callable[[str, Path], tuple[Latency, Latency] | None]
+    interval: Callable[[Evaluation], object]  # the metric change's confidence interval against the float model
+    cannot_run: Callable[[str], str] = lambda method: ""  # why the target cannot run a method's candidates ("")
+
+
+def allowed_change(policy: Mapping[str, Value], task: str) -> float | None:
+    """The metric change the task's check in the policy allows, as a bound on the task's `change`."""
+    judged_by = TASKS[task].policy_key
+    limit = policy.get(judged_by)
+    return TASKS[task].allowed_change(float(limit)) if isinstance(limit, int | float) else None
+
+
+def skipped(method: str, reason: str) -> Candidate:
+    return Candidate(method, Status.SKIP, reason, None, None, None, None, None, None, (), 0.0)
+
+
+def failed(
+    method: str, reason: str, seconds: float = 0.0, step_seconds: Mapping[str, float] | None = None
+) -> Candidate:
+    return Candidate(method, Status.ERROR, reason, None, None, None, None, None, None, (), round(seconds, 3),
+                     step_seconds=dict(step_seconds or {}))  # fmt: skip
+
+
+@contextmanager
+def _step(steps: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        steps[name] = round(time.perf_counter() - start, 3)
+
+
+def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_training: bool) -> str:
+    """Why `method` cannot pass this policy or cannot run on this model, or "" when it should be tried."""
+    definition = METHODS[method]
+    if definition.needs_calibration and not has_calibration:
+        return (
+            "it needs calibration data: add calib.npz (x) or train.npz (x, y), or set calibrate_on_eval = true in "
+            "gate.toml to calibrate on the eval set (the report will say so)"
+        )
+    if definition.needs_training_data and not has_training:
+        return "it trains on train.npz with labels, and the model folder has none"
+    if reason := bench.cannot_run(method):
+        return reason
+    return hard_requirement_problem(bench.policy, float_io=definition.io == "float32", float_ops=definition.float_ops,
+                                    integer_inputs=bench.integer_inputs)  # fmt: skip
+
+
+def build_candidate(method: str, bench: Workbench) -> Candidate:
+    """Build, measure and judge one candidate; one that fails to build, load, prepare or run is that candidate's ERROR.
+
+    Its `step_seconds` say what the time went to: the method's own steps (ranking, QAT training), the
+    conversion, the evaluation on the eval set and the latency run.
+    """
+    start = time.perf_counter()
+    steps: dict[str, float] = {}
+    try:
+        with _step(steps, "conversion"):
+            built = bench.build(method, bench.setup)
+        # The method's own steps came first; what remains of the build is the conversion.
+        steps = {**built.seconds, "conversion": round(max(0.0, steps["conversion"] - sum(built.seconds.values())), 3)}
+        path = bench.save(method, built.tflite)
+        with _step(steps, "evaluation"):
+            conversion = bench.describe(method, path)
+        with _step(steps, "latency"):
+            latencies = bench.time_latency(method, path)
+    except NotApplicable as reason:
+        return skipped(method, str(reason))
+    except ModelError as exc:
+        log_cause(exc)
+        return failed(method, str(exc), time.perf_counter() - start, steps)
+    reference = bench.reference
+    speedup = None
+    if latencies:
+        latency, reference_latency = latencies
+        conversion = dataclasses.replace(conversion, latency=latency)
+        speedup = reference_latency.p50_ms / latency.p50_ms
+    else:
+        del steps["latency"]
+    candidate = Candidate(
+        method=method,
+        status=Status.PASS,
+        reason="",
+        conversion=conversion,
+        size_reduction_vs_source=bench.source_bytes / conversion.artifact.size_bytes,
+        size_reduction_vs_float32=reference.artifact.size_bytes / conversion.artifact.size_bytes,
+        metric_change=TASKS[bench.task].change(bench.float_evaluation.value, conversion.evaluation.value),
+        metric_change_interval=bench.interval(conversion.evaluation),  # type: ignore[arg-type]
+        speedup=speedup,
+        checks=(),
+        seconds=0.0,
+        notes=built.notes,
+        step_seconds=steps,
+    )
+    context = Context(bench.policy, bench.task, reference, bench.float_evaluation.samples)
+    judged = judge(candidate, context)
+    return dataclasses.replace(judged, seconds=round(time.perf_counter() - start, 3))
+
+
+def closest(candidates: Sequence[Candidate]) -> int:
+    """The index of the candidate to publish: the first that passed, else the closest built one, else -1."""
+    for index, candidate in enumerate(candidates):
+        if candidate.status is Status.PASS:
+            return index
+    built = [(i, c) for i, c in enumerate(candidates) if c.conversion is not None]
+    if not built:
+        return -1
+
+    def distance(item: tuple[int, Candidate]) -> tuple[int, float, int]:
+        index, candidate = item
+        failures = sum(check.status is Status.FAIL for check in candidate.checks)
+        assert candidate.conversion is not None  # built
+        loss = METRICS[candidate.conversion.evaluation.metric].loss(candidate.metric_change or 0.0)
+        return failures, loss, index
+
+    return min(built, key=distance)[0]
+
+
+def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool, untried: Sequence[str] = ()) -> str:
+    """Why the published candidate was chosen; `untried` are the methods after a passing one, never tried."""
+    if chosen < 0:
+        return ""
+    candidate = candidates[chosen]
+    if candidate.status is Status.PASS:
+        if not searched:
+            return f"{candidate.method}, the method gate.toml names, passes every check"
+        earlier = len([c for c in candidates[:chosen] if c.status is not Status.SKIP])
+        notes = [f"{earlier} tried before it did not"] if earlier else []
+        if untried:
+            names = ", ".join(untried[:-1]) + (" and " if len(untried) > 1 else "") + untried[-1]
+            notes.append(f"the search stops at the first pass, so {names} {'were' if len(untried) > 1 else 'was'} "
+                         "not tried")  # fmt: skip
+        return f"{candidate.method}: the first candidate in the search order that passes every check" + (
+            f" ({'; '.join(notes)})" if notes else ""
+        )
+    failures = sum(check.status is Status.FAIL for check in candidate.checks)
+    return (
+        f"no candidate passes; {candidate.method} is the closest (fewest failed checks, {failures}, then the "
+        "smallest metric loss) and is kept so you can see how far off it is"
+    )
+
+
+def search(
+    method: str,
+    bench: Workbench,
+    *,
+    has_calibration: bool,
+    has_training: bool,
+    done: Sequence[Candidate] = (),
+    elapsed: float = 0.0,
+    started: Callable[[str], None] = lambda method: None,
+    finished: Callable[[Candidate], None] = lambda candidate: None,
+) -> tuple[tuple[Candidate, ...], int, str]:
+    """Try the candidates `method` asks for; return them all, the index of the one to publish, and why.
+
+    `done` are candidates an earlier worker finished (or crashed on) before it died: they are
+    reused as they are, not tried again. `elapsed` is the search time those took.
+    """
+    settings = Settings.of(bench.policy)
+    restrict = settings.candidates
+    order = search_order(method, restrict)
+    budget = settings.max_seconds
+    earlier = {candidate.method: candidate for candidate in done}
+    start = time.monotonic() - elapsed
+    candidates: list[Candidate] = []
+    for name in order:
+        if name in earlier:
+            candidate = earlier[name]
+        elif reason := skip_reason(name, bench, has_calibration=has_calibration, has_training=has_training):
+            candidate = skipped(name, f"not tried: {reason}")
+        elif candidates and time.monotonic() - start > budget:
+            candidate = skipped(name, f"not tried: the search's time budget (search.max_seconds = {budget:g} s) was "
+                                      "used up")  # fmt: skip
+        else:
+            started(name)
+            candidate = build_candidate(name, bench)
+        candidates.append(candidate)
+        finished(candidate)
+        if candidate.status is Status.PASS:
+            break
+    chosen = closest(candidates)
+    # Only those the search would have tried: a method the policy rules out was never a candidate.
+    untried = [name for name in order[len(candidates) :]
+               if not skip_reason(name, bench, has_calibration=has_calibration, has_training=has_training)]  # fmt: skip
+    return tuple(candidates), chosen, choice_text(candidates, chosen, searched=method == AUTO, untried=untried)
+
+
+def judges_latency(policy: Mapping[str, Value]) -> bool:
+    return any(name in policy for name in LATENCY_CHECKS)

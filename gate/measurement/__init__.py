@@ -1,0 +1,1 @@
+"""Target-independent measurement: confidence intervals of a metric change (paired bootstrap)."""

@@ -1,0 +1,406 @@
+"""Judge a candidate's measured figures against a policy.
+
+`CHECKS` is the one registry of checks: each with its threshold's kind, unit
+and meaning, and how a candidate's figures are judged against it. The policy
+schema (gate.policy.config.POLICY_KEYS), the docs' policy reference (tested
+against it) and the report all read from it. A check returns a verdict; it
+never raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from gate.keys import Choice, Flag, Invalid, Kind, Number, Value, duration, plain
+from gate.results import Candidate, CheckResult, Conversion, Evaluation, Status
+from gate.tasks import METRICS, TASKS
+
+Verdict = tuple[Status, float | str | bool | None, str]
+# When the measured drop is within this many eval samples' worth of its limit, those samples decide the verdict.
+DECIDING_SAMPLES = 2
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check may read besides the candidate: the effective policy, the task and the float32 reference."""
+
+    policy: Mapping[str, Value]
+    task: str
+    reference: Conversion | None = None  # its inputs tell which inputs are integer in the float model
+    eval_samples: int = 0
+
+
+# The limit comes as the check's kind parsed it from the policy: a number for Number kinds, and so on.
+Evaluate = Callable[[Candidate, Any, Context], Verdict]
+
+
+@dataclass(frozen=True)
+class CheckDefinition:
+    """A policy check: its threshold, and how a candidate's figures are judged against it."""
+
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    evaluate: Evaluate
+    bound: str = "max"  # a failure means measured > limit ("max"), < limit ("min") or != limit ("equal")
+
+
+def _size_reduction(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    if context.policy["size.baseline"] == "source":
+        ratio, label = candidate.size_reduction_vs_source, "the source model file"
+    else:
+        ratio, label = candidate.size_reduction_vs_float32, "the float32 .tflite"
+    assert ratio is not None
+    status = Status.PASS if ratio >= limit else Status.FAIL
+    said = f"{ratio:.2f}× smaller than {label}" if ratio >= 1 else f"{1 / ratio:.2f}× larger than {label}"
+    float32 = candidate.size_reduction_vs_float32
+    if label != "the float32 .tflite" and float32 is not None and float32 <= 1:
+        # vs the source it can look small, optimizer state and all; what an app ships instead is the float32 file
+        larger = "no smaller than" if float32 == 1 else f"{1 / float32:.2f}× larger than"
+        said += f"{', but' if ratio >= 1 else ' and'} {larger} the float32 .tflite"
+    return status, round(ratio, 3), f"{said} (need ≥ {plain(limit)}×)"
+
+
+def _decided(estimate: float, interval: tuple[float, float] | None, context: Context) -> tuple[float, str]:
+    """What a metric check compares with its limit: the estimate, or a bound of its interval (statistics.decide_on)."""
+    decide_on = str(context.policy.get("statistics.decide_on", "estimate"))
+    if decide_on == "estimate" or interval is None:
+        return estimate, ""
+    value = (max(interval) if decide_on == "upper_bound" else min(interval)) + 0.0  # -0.0 (no change) → 0.0
+    return value, f"; judged on the {decide_on.replace('_', ' ')} of its interval, {value:.2f}"
+
+
+def _interval_text(interval: tuple[float, float], confidence: float, unit: str) -> str:
+    low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in interval)
+    return f" ({confidence:.0%} CI {low} to {high} {unit})"
+
+
+def _moved(name: str, change: float, unit: str, *, up: str, down: str) -> str:
+    """'accuracy dropped 1.85 pts', 'accuracy rose 1.85 pts', 'MAE did not change': as a person says it."""
+    if change == 0:
+        return f"{name} did not change"
+    return f"{name} {up if change > 0 else down} {abs(change):.2f}{unit}"
+
+
+def _judged_by(task: str) -> str:
+    """The check that judges a task's metric ('' for a result that names no task: an error)."""
+    return TASKS[task].policy_key if task in TASKS else ""
+
+
+def _accuracy_drop(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    if _judged_by(context.task) != "accuracy.max_drop":
+        return Status.SKIP, None, f"task is {context.task}: accuracy applies to classification (see mae.max_increase)"
+    assert candidate.metric_change is not None
+    # Rounded so that a drop of exactly the limit passes, as the README promises: 281/300 - 278/300 is
+    # 1.0000000000000036 in floating point. No eval set is large enough for 1e-9 points to matter.
+    drop = round(-candidate.metric_change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
+    ci = candidate.metric_change_interval
+    interval = (-ci.high, -ci.low) if ci else None
+    decided, how = _decided(drop, interval, context)
+    status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
+    # The interval of what is said: of the drop when it dropped, of the rise when it rose.
+    said = interval if drop >= 0 or not ci else (ci.low, ci.high)
+    shown = _interval_text(said, ci.confidence, "pts") if ci and said else ""
+    moved = _moved("accuracy", drop, " pts", up="dropped", down="rose")
+    return status, round(drop, 4), f"{moved}{shown} (allowed drop ≤ {plain(limit)}){how}"
+
+
+def deciding_samples_note(check: CheckResult, eval_samples: int) -> str:
+    """A note when one or two eval samples decide the accuracy check's verdict (the report shows it once per model)."""
+    if check.name != "accuracy.max_drop" or check.status is Status.SKIP or not eval_samples:
+        return ""
+    per_sample = 100 / eval_samples
+    assert isinstance(check.measured, float | int) and isinstance(check.limit, float | int)
+    if round(abs(check.measured - check.limit) / per_sample, 9) > DECIDING_SAMPLES:  # exactly two samples decide
+        return ""
+    return (
+        f"with {eval_samples} eval samples one sample is {per_sample:.2f} pts, and the accuracy drop "
+        f"({check.measured:.2f} pts) is within {DECIDING_SAMPLES} samples of its limit ({plain(check.limit)} pts): "
+        f"one or two samples decide this {check.status.value}; add eval data to resolve it"
+    )
+
+
+def _mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    if _judged_by(context.task) != "mae.max_increase":
+        return Status.SKIP, None, f"task is {context.task}: MAE applies to regression (see accuracy.max_drop)"
+    assert candidate.metric_change is not None
+    increase = round(candidate.metric_change, 9)  # as for the accuracy drop
+    ci = candidate.metric_change_interval
+    interval = (ci.low, ci.high) if ci else None
+    decided, how = _decided(increase, interval, context)
+    status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
+    said = interval if increase >= 0 or not ci else (-ci.high, -ci.low)  # of the fall when it fell
+    shown = _interval_text(said, ci.confidence, "%") if ci and said else ""
+    moved = _moved("MAE", increase + 0.0, "%", up="rose", down="fell")
+    return status, round(increase, 4), f"{moved}{shown} of the float model's (allowed rise ≤ {plain(limit)}%){how}"
+
+
+def _dtype_check(side: str, candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    """`side` is "inputs" or "outputs" (bound with functools.partial in CHECKS)."""
+    assert candidate.conversion is not None
+    tensors = getattr(candidate.conversion, side)
+    # An input that is integer in the float model (token ids) stays integer in every .tflite: not quantizable.
+    fixed = {t.name for t in getattr(context.reference, side, ()) if t.dtype.startswith(("int", "uint"))}
+    judged = [t for t in tensors if t.name not in fixed]
+    measured = ",".join(sorted({t.dtype for t in tensors}))
+    if not judged:
+        return (
+            Status.SKIP,
+            measured,
+            f"every {side[:-1]} is an integer tensor in the float model ({measured}), which quantization leaves as "
+            "it is",
+        )
+    wrong = [f"{t.name} is {t.dtype}" for t in judged if t.dtype != limit]
+    note = f" ({', '.join(sorted(fixed))} stay integer, as in the float model)" if fixed else ""
+    if wrong:
+        return Status.FAIL, measured, f"{side[:-1]} must be {limit}: " + "; ".join(wrong) + note
+    return Status.PASS, measured, f"every {side[:-1]} is {limit}{note}"
+
+
+def _integer_only(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    assert candidate.conversion is not None
+    float_ops = candidate.conversion.float_ops
+    if not limit:
+        return Status.SKIP, None, "the policy does not require integer-only ops"
+    if float_ops:
+        return Status.FAIL, False, "ops with float tensors: " + ", ".join(float_ops)
+    return Status.PASS, True, "every op runs on integer tensors"
+
+
+def _stateless(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    assert candidate.conversion is not None
+    state = candidate.conversion.state
+    if not limit:
+        return Status.SKIP, None, "the policy does not require a file that keeps no state between invokes"
+    if state is None:
+        return Status.PASS, "stateless", "keeps no state between invokes: each inference depends on its input alone"
+    judged, other = candidate.conversion.evaluation, state.other_evaluation
+    if state.app_resets:
+        return (
+            Status.PASS,
+            "stateful, reset by the app",
+            f"keeps state between invokes in {state.variable_tensors} variable tensors; the policy says the app "
+            "calls interpreter.reset_all_variables() before each inference (runtime.resets_state = true), and the "
+            f"figures were measured so ({score_text(judged)}; {score_text(other)} without resets)",
+        )
+    return (
+        Status.FAIL,
+        "stateful",
+        f"keeps state between invokes in {state.variable_tensors} variable tensors: run one sample per invoke "
+        f"without a reset, as an app that does not know runs it, it scores {score_text(judged)} "
+        f"({score_text(other)} with interpreter.reset_all_variables() before each inference); if your app resets "
+        "it, say so with runtime.resets_state = true",
+    )
+
+
+def score_text(evaluation: Evaluation) -> str:
+    """'accuracy 97.22%', 'mae 0.0123': a figure as the messages and the release notes say it."""
+    return f"{evaluation.metric} {METRICS[evaluation.metric].show(evaluation.value)}"
+
+
+def _latency_budget(percentile: str, candidate: Candidate, limit: float, context: Context) -> Verdict:
+    """`percentile` is "p50" or "p95" (bound with functools.partial in CHECKS)."""
+    assert candidate.conversion is not None
+    latency = candidate.conversion.latency
+    if latency is None:
+        return Status.SKIP, None, "latency was not measured"
+    value = getattr(latency, f"{percentile}_ms")
+    status = Status.PASS if value <= limit else Status.FAIL
+    return (
+        status,
+        round(value, 6),
+        f"{percentile} {duration(value)} at batch 1, {latency.threads} thread(s) (budget ≤ {duration(limit)})",
+    )
+
+
+def _speedup(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    if candidate.speedup is None:
+        return Status.SKIP, None, "latency was not measured"
+    status = Status.PASS if candidate.speedup >= limit else Status.FAIL
+    return (
+        status,
+        round(candidate.speedup, 3),
+        f"{candidate.speedup:.2f}× faster than float32 at p50 (need ≥ {plain(limit)}×)",
+    )
+
+
+_DTYPES = Choice(("int8", "uint8", "float32"))
+
+CHECKS: dict[str, CheckDefinition] = {
+    check.name: check
+    for check in (
+        CheckDefinition(
+            "size.min_reduction",
+            Number(1.0, 1000.0),
+            "×",
+            "Minimum size reduction of the quantized .tflite, against the baseline `size.baseline` names.",
+            _size_reduction,
+            bound="min",
+        ),
+        CheckDefinition(
+            "accuracy.max_drop",
+            Number(0.0, 100.0),
+            "pts",
+            "Most top-1 accuracy the quantized .tflite may lose against the float model, in percentage points "
+            "(classification).",
+            _accuracy_drop,
+        ),
+        CheckDefinition(
+            "mae.max_increase",
+            Number(0.0, 1000.0),
+            "%",
+            "Most the mean absolute error may rise against the float model, in percent of the float MAE (regression).",
+            _mae_increase,
+        ),
+        CheckDefinition(
+            "io.input_dtype",
+            _DTYPES,
+            "",
+            "Required dtype of every model input; `int8`/`uint8` also set the I/O type of full-integer conversion. "
+            "Inputs that are integer in the float model (token ids, int32) stay so in every candidate and are "
+            "not judged; the check is SKIP when every input is one.",
+            partial(_dtype_check, "inputs"),
+            bound="equal",
+        ),
+        CheckDefinition(
+            "io.output_dtype",
+            _DTYPES,
+            "",
+            "Required dtype of every model output.",
+            partial(_dtype_check, "outputs"),
+            bound="equal",
+        ),
+        CheckDefinition(
+            "ops.integer_only",
+            Flag(),
+            "",
+            "When true, no op may read or write a float tensor (what integer-only accelerators and MCUs need).",
+            _integer_only,
+            bound="equal",
+        ),
+        CheckDefinition(
+            "runtime.stateless",
+            Flag(),
+            "",
+            "When true, the quantized .tflite may keep no state from one invoke to the next (variable tensors, as "
+            "a converted tf-keras LSTM keeps), unless `runtime.resets_state` says the app resets it before each "
+            "inference.",
+            _stateless,
+            bound="equal",
+        ),
+        CheckDefinition(
+            "latency.max_p50_ms",
+            Number(0.0001, 1e6),
+            "ms",
+            "Median single-sample latency budget of the quantized .tflite.",
+            partial(_latency_budget, "p50"),
+        ),
+        CheckDefinition(
+            "latency.max_p95_ms",
+            Number(0.0001, 1e6),
+            "ms",
+            "95th-percentile single-sample latency budget of the quantized .tflite.",
+            partial(_latency_budget, "p95"),
+        ),
+        CheckDefinition(
+            "latency.min_speedup",
+            Number(0.0001, 1000.0),
+            "×",
+            "Minimum p50 speedup of the quantized .tflite over the float32 .tflite, measured in the same run.",
+            _speedup,
+            bound="min",
+        ),
+    )
+}
+
+LATENCY_CHECKS = ("latency.max_p50_ms", "latency.max_p95_ms", "latency.min_speedup")
+
+
+def judge(candidate: Candidate, context: Context) -> Candidate:
+    """Run every check the policy sets on a built `candidate`; return it with its checks, status and reason.
+
+    Every check runs, so the report lists all failures, not the first.
+    """
+    results = []
+    for name, check in CHECKS.items():
+        if name not in context.policy:
+            continue
+        limit = context.policy[name]
+        assert not isinstance(limit, tuple)  # no check takes a list of names
+        status, measured, message = check.evaluate(candidate, limit, context)
+        results.append(CheckResult(name, status, measured, limit, check.unit, message))
+    failed = [r for r in results if r.status is Status.FAIL]
+    status = Status.FAIL if failed else Status.PASS
+    reason = f"{failed[0].name}: {failed[0].message}" if failed else ""
+    return dataclasses.replace(candidate, checks=tuple(results), status=status, reason=reason)
+
+
+def hard_requirement_problem(
+    policy: Mapping[str, Value], *, float_io: bool, float_ops: bool, integer_inputs: bool
+) -> str:
+    """Why a kind of candidate cannot pass `policy` whatever it measures, or "" (used to skip it untried).
+
+    `float_io`: its model I/O is float32 whatever the policy asks. `integer_inputs`: the float model's
+    inputs are integer (token ids), which no candidate changes.
+    """
+    for side in ("output",) if integer_inputs else ("input", "output"):
+        wanted = policy.get(f"io.{side}_dtype")
+        if float_io and wanted and wanted != "float32":
+            return f"its model {side} is float32, and the policy requires io.{side}_dtype = {wanted}"
+    if policy.get("ops.integer_only") and float_ops:
+        return "it keeps ops on float tensors, and the policy requires ops.integer_only = true"
+    return ""
+
+
+def relaxed_policy(candidate: Candidate, context: Context) -> dict[str, Value]:
+    """For each check the candidate failed, the policy value under which it passes: the override that accepts it.
+
+    A limit is the measured figure rounded (to 3 significant digits) the way that passes, then moved
+    1% at a time until the check passes (statistics.decide_on can judge an interval's bound). A stateful
+    file is accepted by saying that the app resets it (runtime.resets_state), not by a limit.
+    """
+    relaxed: dict[str, Value] = {}
+    for result in candidate.checks:
+        if result.status is not Status.FAIL:
+            continue
+        if result.name == "runtime.stateless":
+            relaxed["runtime.resets_state"] = True
+            continue
+        check = CHECKS[result.name]
+        value = _passing_limit(check, result, candidate, context)
+        if value is not None:
+            relaxed[result.name] = value
+    return relaxed
+
+
+def _passing_limit(check: CheckDefinition, result: CheckResult, candidate: Candidate, context: Context) -> Value | None:
+    if check.bound == "equal":  # a dtype the file has, or false for ops.integer_only
+        value: Value | None = False if isinstance(result.limit, bool) else result.measured
+        tries = [value]
+    else:
+        assert isinstance(result.measured, float | int)
+        up = check.bound == "max"
+        tries = [_rounded(result.measured * (1.01**step if up else 0.99**step), up=up) for step in range(200)]
+    for value in tries:
+        try:
+            check.kind.parse(value)
+        except Invalid:
+            return None
+        if check.evaluate(candidate, value, context)[0] is not Status.FAIL:
+            return value
+    return None
+
+
+def _rounded(value: float, *, up: bool) -> float | int:
+    """`value` to 3 significant digits, rounded up or down; a whole number as an int (as TOML writes it)."""
+    if value <= 0:
+        return 0
+    step = 10 ** (math.floor(math.log10(value)) - 2)
+    rounded = round((math.ceil if up else math.floor)(round(value / step, 6)) * step, 10)
+    return int(rounded) if float(rounded).is_integer() else rounded

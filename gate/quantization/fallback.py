@@ -1,0 +1,115 @@
+"""Float fallback (selective int8): keep the layers int8 hurts most in float, one more at a time, until it passes.
+
+Chosen with bench/selective_quantization.py (see its docstring for the figures):
+
+- Ranking is measured, not read off a per-tensor statistic: each layer is
+  quantized alone (every other op float) and the model output is compared
+  with the float model's. On an outlier channel (scripts/train_failing_example.py)
+  the QuantizationDebugger's RMSE/scale, the TF guide's metric, rates the
+  broken tensor 0.27, "healthy": its error is within one step of its own,
+  far too coarse, scale. litert-quantizer's lowest-SNR-first ranks the
+  consumer and the softmax above it. Both need 3 layers float where this
+  ranking needs 2 (the debugger's 3 include the largest layer). Reverting
+  one op at a time (NNCF, Neural Compressor) cannot see a tensor that needs
+  both its producer and its consumer float: no single revert helps.
+- Selective int8 uses TensorFlow's own MLIR quantizer, the one gate's int8
+  method runs (`TFLiteConverter` calibrates; `mlir_quantize` quantizes), with
+  the `denylisted_nodes` the QuantizationDebugger passes it. Called directly
+  it also takes the model I/O types, which the debugger drops: int8, uint8 or
+  float32 I/O, and an output op kept float still gets a quantized output.
+  With nothing kept float it gives the same ops and scales as the int8 method.
+
+Imported only in the worker process, where TensorFlow is already imported;
+TensorFlow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gate.quantization.base import Built, NotApplicable, Setup
+from gate.quantization.convert import calibrated_model, mlir_quantize
+from gate.quantization.ranking import display_names, ranked_layers, tflite_ops, variable_layers
+from gate.results import LayerError
+from gate.tasks import TASKS
+
+IO_DTYPES = ("int8", "uint8", "float32")  # what convert_selective's model I/O can be
+
+
+def convert_selective(
+    saved_model_dir: Path,
+    calibration: Mapping[str, np.ndarray],
+    *,
+    keep_float: Sequence[str],
+    input_dtype: str,
+    output_dtype: str,
+) -> bytes:
+    """int8 everywhere except the layers named in keep_float, with model I/O of the given dtypes.
+
+    `keep_float` holds `LayerError.name` or `LayerError.tensor` values from
+    `rank_layers`. Each kept op gets DEQUANTIZE before and QUANTIZE after it,
+    so its tensors are float32 while the model's I/O stays as asked.
+    """
+    for label, dtype in (("input_dtype", input_dtype), ("output_dtype", output_dtype)):
+        if dtype not in IO_DTYPES:
+            raise ValueError(f"{label}: expected one of {', '.join(IO_DTYPES)}, got {dtype!r}")
+    calibrated = calibrated_model(saved_model_dir, calibration)
+    ops = tflite_ops(calibrated)
+    by_name = {name: tensor for tensor, name in display_names(ops, variable_layers(saved_model_dir)).items()}
+    tensors = {name for op in ops for name in op.outputs}
+    unknown = [name for name in keep_float if name not in by_name and name not in tensors]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(by_name), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"keep_float: no layer named {', '.join(map(repr, unknown))}{hint}; rank_layers() lists the names"
+        )
+    denylist = [by_name.get(name, name) for name in keep_float]
+    return mlir_quantize(calibrated, denylist=denylist, input_dtype=input_dtype, output_dtype=output_dtype)
+
+
+# ---------------------------------------------------------------- TensorFlow's MLIR quantizer
+
+
+# ---------------------------------------------------------------- litert-quantizer
+
+
+# ---------------------------------------------------------------- the .tflite's ops, run and named
+
+
+# ---------------------------------------------------------------- the candidates gate.quantization.methods registers
+
+
+def build(saved_model_dir: Path, setup: Setup) -> Built:
+    """The int8-float-fallback candidate: keep the most harmful layers float, one more at a time, until it passes.
+
+    Layers are kept cumulatively in ranking order (a tensor may need both its producer and its
+    consumer float before anything improves, so a revert that did not help alone is not undone),
+    and each build is measured on the eval set. The first build whose metric change the policy
+    allows wins; if none does within `search.max_float_layers`, the best one is returned.
+    """
+    assert setup.calibration is not None and setup.metric_change is not None
+    ranked = ranked_layers(saved_model_dir, setup.calibration)
+    limit = setup.max_float_layers
+    task = TASKS[setup.task]
+    best: tuple[float, bytes, list[LayerError]] | None = None
+    for count in range(1, min(limit, len(ranked)) + 1):
+        kept = ranked[:count]
+        tflite = convert_selective(saved_model_dir, setup.calibration, keep_float=[layer.tensor for layer in kept],
+                                   input_dtype=setup.input_dtype, output_dtype=setup.output_dtype)  # fmt: skip
+        change = setup.metric_change(tflite)
+        loss = task.loss(change)  # accuracy gains points, MAE falls: compared as a loss, positive = worse
+        if best is None or loss < best[0]:
+            best = (loss, tflite, kept)
+        if setup.allowed_change is not None and loss <= task.loss(setup.allowed_change):
+            break
+    if best is None:
+        raise NotApplicable("the model has no layer that int8 quantizes")
+    _loss, tflite, kept = best
+    names = ", ".join(f"{layer.name} ({layer.op})" for layer in kept)
+    return Built(tflite, (f"kept in float: {names}", f"{len(kept)} of {len(ranked)} layers, ranked by the output "
+                          "error each causes when quantized alone"))  # fmt: skip

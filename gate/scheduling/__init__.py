@@ -1,0 +1,1 @@
+"""Running many models: isolated worker processes with limits (run.py, worker.py) and the result cache."""

@@ -1,0 +1,69 @@
+"""What a target is: where a built candidate runs, and what is measured there.
+
+A target measures each built .tflite (its I/O, the ops left float, the task metric as an app gets it,
+the state it keeps) and times it against the float32 reference. It also says which candidates it cannot
+run at all (an integer-only accelerator cannot run a float fallback), so the search skips them untried.
+Targets to come (TFLM, Ethos-U through Vela) add their own figures (arena size, SRAM, cycles) the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from gate.results import Evaluation, Latency, State, TensorInfo
+
+if TYPE_CHECKING:
+    from gate.frontends.base import Dataset
+    from gate.quantization.base import Method
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a target measured on one built file, before any latency run."""
+
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    float_ops: tuple[str, ...]  # ops that read or write a float tensor
+    evaluation: Evaluation  # the task metric, as an app runs the file (the one the checks judge)
+    state: State | None  # what it keeps between invokes; None when nothing
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How latency is timed: the policy's latency.* settings."""
+
+    threads: int
+    rounds: int
+    warmup_rounds: int
+
+
+class Target(Protocol):
+    """A place a candidate runs: LiteRT on the CI machine's CPU today."""
+
+    name: str
+    description: str
+
+    def cannot_run(self, method: Method) -> str:
+        """Why no candidate of `method` can run here ("" when it can)."""
+        ...
+
+    def measure(self, artifact: Path, data: Dataset, task: str, *, threads: int, app_resets: bool) -> Measured:
+        """Describe and evaluate a built file on the eval data, as the app runs it."""
+        ...
+
+    def time(
+        self,
+        artifacts: Mapping[str, Path],
+        data: Dataset,
+        timing: Timing,
+        *,
+        json_path: Path,
+        work_dir: Path,
+        alone: Callable[[], AbstractContextManager],
+    ) -> dict[str, Latency]:
+        """Time every file (by label) in one run, on batch-1 inputs from the eval data."""
+        ...

@@ -1,0 +1,81 @@
+"""What a task is: how a model's outputs are scored, what its labels must be, and how a change is judged.
+
+A task is one entry of gate.tasks' TASKS. Everything the gate does differently for a classifier and a
+regressor (checking labels, scoring, the metric change the bootstrap resamples, which way is worse, which
+policy check judges it, what QAT trains with) is here, so that a new task is a module and an entry.
+Imports only the standard library: `gate comment` reads the registry (NumPy is imported where scores are made).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# The change reported when the float model's MAE is exactly zero and the quantized one's is not: the largest
+# increase a policy can allow (an infinite percentage is neither JSON nor a number a person reads).
+UNBOUNDED_CHANGE = 1000.0
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task's figure: its name in results, how it is written, and which way is better."""
+
+    name: str  # "accuracy" or "mae": Evaluation.metric
+    higher_is_better: bool
+    # How a change is expressed: in points of the metric ("pts") or in percent of the float model's value ("%").
+    change_unit: str
+    highest: float = math.inf  # the largest value the metric can take (accuracy: 100%)
+
+    def show(self, value: float) -> str:
+        """'97.22%' or '0.0123': a value as the reports write it."""
+        return f"{value:.2f}%" if self.change_unit == "pts" else f"{value:.4g}"
+
+    def loss(self, change: float) -> float:
+        """How much worse a change makes the model (positive = worse), for ranking candidates and stopping searches."""
+        return -change if self.higher_is_better else change
+
+
+@dataclass(frozen=True)
+class Task:
+    """One kind of model: its metric, its labels and the check that judges it."""
+
+    name: str  # the manifest's `task`
+    description: str  # for the docs' task table
+    metric: Metric
+    labels: str | None  # what y must hold: "classes", "values", or None (a task scored without labels)
+    policy_key: str  # the check that judges the metric change, e.g. "accuracy.max_drop"
+    qat_loss: str  # what quantization-aware training minimises: "cross-entropy" (on classes) or "mae"
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.labels is not None
+
+    def score(self, outputs: np.ndarray, labels: np.ndarray) -> tuple[float, tuple[float, ...]]:
+        """The metric over the samples, and each sample's part in it (what the bootstrap resamples)."""
+        raise NotImplementedError
+
+    def value(self, per_sample: np.ndarray, axis: int = -1) -> Any:
+        """The metric from per-sample scores (vectorised over `axis`)."""
+        raise NotImplementedError
+
+    def change(self, float_value: Any, quantized_value: Any) -> Any:
+        """The metric change of a quantized model against the float one (vectorised: the bootstrap passes arrays)."""
+        raise NotImplementedError
+
+    def check_labels(
+        self, y: np.ndarray, *, where: Path, output_width: int | None, output_activation: str | None
+    ) -> tuple[np.ndarray, str | None]:
+        """y as the task scores it, or y and the problem with it (a sentence naming `where` and the fix)."""
+        raise NotImplementedError
+
+    def allowed_change(self, limit: float) -> float:
+        """The policy's limit (a drop or a rise, as a positive number) as a bound on `change`."""
+        return -limit if self.metric.higher_is_better else limit
+
+    def loss(self, change: float) -> float:
+        return self.metric.loss(change)
