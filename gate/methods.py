@@ -74,6 +74,9 @@ class Method:
     float_ops: bool = False  # it leaves ops on float tensors
     needs_training_data: bool = False
     selectable: bool = True  # False for the float32 reference, which is not a way to quantize
+    # The checks on which it never does better than an earlier method (check -> that method's name): once that
+    # one failed the check, this one cannot pass it, and the search does not try it (gate.search.cannot_pass).
+    no_better_than: Mapping[str, str] = field(default_factory=dict)
 
 
 def _converter(saved_model_dir: Path) -> Any:
@@ -172,6 +175,11 @@ def _qat_int8(saved_model_dir: Path, setup: Setup) -> Built:
     return qat_job.build(saved_model_dir, setup)
 
 
+# Each of these stores every weight int8 does in at least as many bytes (int8 again, with more calibration or
+# after QAT; float32 for layers kept in float; int64 biases under 16x8; float16): never a smaller file. Dynamic
+# range is not among them: it stores no activation scales, and can come out a few bytes smaller than int8.
+NEVER_SMALLER_THAN_INT8 = {"size.min_reduction": "int8"}
+
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
@@ -182,22 +190,23 @@ METHODS: dict[str, Method] = {
                "`io.output_dtype` say (int8 by default).", needs_calibration=True, build=_int8),
         Method("int8-all-calibration", "As `int8`, calibrated on every calibration sample there is: helps when "
                "the first samples miss part of the activations' range.", needs_calibration=True,
-               build=_int8_all_calibration),
+               build=_int8_all_calibration, no_better_than=NEVER_SMALLER_THAN_INT8),
         Method("qat-int8", "Quantization-aware training (tensorflow-model-optimization) on train.npz for "
                "`qat.epochs`, then full-int8 conversion; Keras 3 models are rebuilt in tf-keras first, and the "
                "rebuild is shown to be faithful before training.", needs_calibration=True, build=_qat_int8,
-               needs_training_data=True),
+               needs_training_data=True, no_better_than=NEVER_SMALLER_THAN_INT8),
         Method("int8-float-fallback", "Selective quantization: int8 everywhere except the fewest layers that "
                "quantization harms most, found by measurement (layers ranked by their quantization error, then "
                "kept in float one by one until the metric is within the policy); model I/O as for `int8`.",
-               needs_calibration=True, build=_float_fallback, float_ops=True),
+               needs_calibration=True, build=_float_fallback, float_ops=True, no_better_than=NEVER_SMALLER_THAN_INT8),
         Method("int16x8", "int16 activations with int8 weights (16x8): 256 times finer activations where int8 "
                "ones collapse; int8 I/O by requantizing at the edges (litert-quantizer), or float32 I/O when the "
-               "policy asks for it; slower reference kernels.", needs_calibration=True, build=_int16x8),
+               "policy asks for it; slower reference kernels.", needs_calibration=True, build=_int16x8,
+               no_better_than=NEVER_SMALLER_THAN_INT8),
         Method("dynamic_range", "Dynamic-range quantization: int8 weights, float activations and float I/O.",
                needs_calibration=False, build=_dynamic_range, io="float32", float_ops=True),
         Method("float16", "float16 weights; float32 activations and I/O.", needs_calibration=False,
-               build=_float16, io="float32", float_ops=True),
+               build=_float16, io="float32", float_ops=True, no_better_than=NEVER_SMALLER_THAN_INT8),
     )
 }  # fmt: skip
 
