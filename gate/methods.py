@@ -177,7 +177,7 @@ def _qat_int8(saved_model_dir: Path, setup: Setup) -> Built:
 
 # Each of these stores every weight int8 does in at least as many bytes (int8 again, with more calibration or
 # after QAT; float32 for layers kept in float; int64 biases under 16x8; float16): never a smaller file. Dynamic
-# range is not among them: it stores no activation scales, and can come out a few bytes smaller than int8.
+# range is not among them: it stores no activation scales, so nothing keeps its file above int8's.
 NEVER_SMALLER_THAN_INT8 = {"size.min_reduction": "int8"}
 
 METHODS: dict[str, Method] = {
