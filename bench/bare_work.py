@@ -11,6 +11,8 @@ figures, then the wall time in seconds.
 
     python bench/bare_work.py [--convert-only] [MODEL or MODEL_FOLDER ...]
 
+A MODEL is a folder of models/, or a path to a model folder elsewhere (bench/realistic.py builds its own).
+
 `--convert-only` is the list issue 11 started from (convert, evaluate the two
 files, time them), before the report gained the interval and the ranking.
 """
@@ -52,7 +54,7 @@ def main() -> int:
         name = model.inputs[0].name.split(":")[0]
         with np.load(folder / "eval.npz") as npz:
             x, y = npz["x"].astype(model.inputs[0].dtype), npz["y"]
-        with np.load(folder / "train.npz") as npz:
+        with np.load(folder / ("calib.npz" if (folder / "calib.npz").exists() else "train.npz")) as npz:  # as gate
             calibration = {name: npz["x"][:200].astype(model.inputs[0].dtype)}
         data = Dataset({name: x}, y, DataInfo(FileDigest("eval.npz", 0, ""), len(x)), folder / "eval.npz")
         with tempfile.TemporaryDirectory() as scratch:

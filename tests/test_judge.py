@@ -135,6 +135,21 @@ UPPER, LOWER = {"statistics.decide_on": "upper_bound"}, {"statistics.decide_on":
          (PASS, 2.0, "2.00× smaller than the source model file, but no smaller than the float32 .tflite (need ≥ 1×)")),
         (SOURCE | {"size.min_reduction": 1.0}, {"size_bytes": 100_000},
          (FAIL, 0.8, "1.25× larger than the source model file and 2.50× larger than the float32 .tflite (need ≥ 1×)")),
+        # int8 weights short of a 4× threshold: what the ratio is made of, and what passes (issue 26)
+        (SOURCE | {"size.min_reduction": 4.0}, {"size_bytes": 10_500, "source_bytes": 40_400},
+         (FAIL, 3.848, "3.85× smaller than the source model file (need ≥ 4×): int8 weights are a quarter of "
+                       "float32 ones, but biases stay int32 and the file has fixed overhead, so against float32 "
+                       "weights alone int8 lands below 4×, and the source is 1.01× the float32 .tflite: float32 "
+                       "weights, no optimizer state (which roughly triples a trained Keras file). What passes: "
+                       "`baseline = \"float32_tflite\"` and `min_reduction = 3.8` under `[size]` (this file is "
+                       "3.810× smaller than the float32 .tflite), or the source saved with its optimizer state")),
+        (FLOAT32 | {"size.min_reduction": 4.0}, {"size_bytes": 10_500},
+         (FAIL, 3.81, "3.81× smaller than the float32 .tflite (need ≥ 4×): int8 weights are a quarter of float32 ones, "
+                      "but biases stay int32 and the file has fixed overhead, so against float32 weights alone int8 "
+                      "lands below 4×. What passes: `min_reduction = 3.8` under `[size]`, what this file reaches")),
+        # beyond int8's ceiling, or a file that is not int8 weights (2.67× above): the figures alone
+        (SOURCE | {"size.min_reduction": 5.0}, {"size_bytes": 10_500, "source_bytes": 40_400},
+         (FAIL, 3.848, "3.85× smaller than the source model file (need ≥ 5×)")),
         # accuracy: the estimate, shown with its interval; exactly the limit passes
         (ACCURACY, {"change": -2.0, "interval": (-3.5, -0.5)},
          (PASS, 2.0, "accuracy dropped 2.00 pts (95% CI 0.50 to 3.50 pts) (allowed drop ≤ 2)")),

@@ -269,3 +269,25 @@ def test_a_second_run_reuses_every_result_without_importing_tensorflow(two_model
         assert fourth.model("alpha")["origin"]["from_cache"] and not fourth.model("beta")["origin"]["from_cache"]
     finally:
         eval_npz.write_bytes(original)
+
+
+def test_the_float_model_is_evaluated_in_batches_of_a_bounded_size() -> None:
+    """TensorFlow keeps the memory of its largest batch: 64 ResNet50 images at once held 3 GiB for good."""
+    from gate.frontends.base import Dataset
+    from gate.results import DataInfo, FileDigest
+    from gate.targets.litert import PREDICT_BATCH_BYTES, evaluate_float
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (23, 128, 128, 3)).astype(np.float32)  # 192 KiB a sample
+    labels = (images.mean(axis=(1, 2, 3)) > 0).astype(np.int64)
+    data = Dataset({"image": images}, labels, DataInfo(FileDigest("eval.npz", 0, ""), 23), Path("eval.npz"))
+    batches = []
+
+    def brightness(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        batches.append(len(inputs["image"]))
+        bright = inputs["image"].mean(axis=(1, 2, 3)) > 0
+        return np.stack([~bright, bright], axis=1).astype(np.float32)
+
+    evaluation = evaluate_float(brightness, data, "classification")
+    assert batches == [5, 5, 5, 5, 3] and evaluation.batch_size == 5 == PREDICT_BATCH_BYTES // images[0].nbytes
+    assert evaluation.value == 100.0 and evaluation.samples == 23

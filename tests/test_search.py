@@ -11,7 +11,7 @@ import pytest
 from factories import candidate
 from helpers import TEST_POLICIES, digits, run_gate, write_data
 
-from gate.gating.search import closest, skipped
+from gate.gating.search import NO_BETTER_THAN, Hopeless, cannot_pass, closest, skipped
 from gate.policy.judge import hard_requirement_problem
 from gate.quantization.methods import search_order
 from gate.results import Status
@@ -88,6 +88,18 @@ def test_the_first_passing_candidate_is_published_else_the_closest() -> None:
     assert closest([skipped("int8", "x"), dataclasses.replace(fails_once, conversion=None, status=Status.ERROR)]) == -1
 
 
+def test_a_method_is_not_tried_when_an_earlier_one_failed_a_check_it_never_does_better_on() -> None:
+    too_big = candidate(size_bytes=25_000)  # 3.2× smaller than the source: size fails, accuracy passes
+    (size,) = [check for check in too_big.checks if check.status is Status.FAIL]
+    assert cannot_pass("int16x8", [too_big]) == Hopeless(size, "int8")  # 16x8 is never smaller than int8
+    assert cannot_pass("dynamic_range", [too_big]) is None  # it can come out a few bytes smaller
+    inaccurate = candidate(accuracy=90.0)
+    assert cannot_pass("int8-float-fallback", [inaccurate]) is None  # it can move the metric
+    # A target adds its own: on an integer-only MCU, say, the float fallback cannot help what int8 failed.
+    mcu = {**NO_BETTER_THAN, "int8-float-fallback": {"accuracy.max_drop": "int8"}}
+    assert cannot_pass("int8-float-fallback", [inaccurate], mcu).earlier == "int8"
+
+
 # ---------------------------------------------------------------- real models
 
 
@@ -144,6 +156,23 @@ def token_classifier(folder: Path) -> None:
     np.savez(folder / "eval.npz", x=x[1000:], y=y[1000:])
 
 
+def weights_only_mlp(folder: Path) -> None:
+    """A 64-512-512-10 digits MLP saved without its optimizer state: its .keras file is its float32 weights."""
+    import keras
+
+    x_train, y_train, x_eval, y_eval = digits()
+    keras.utils.set_random_seed(0)
+    layers = [keras.layers.Dense(512, activation="relu"), keras.layers.Dense(512, activation="relu")]
+    model = keras.Sequential([keras.Input((64,), name="pixels"), *layers, keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=10, batch_size=64, verbose=0)
+    weights_only = keras.Sequential.from_config(model.get_config())  # uncompiled: saved with no optimizer
+    weights_only.set_weights(model.get_weights())
+    folder.mkdir(parents=True)
+    weights_only.save(folder / "model.keras")
+    write_data(folder, x_train, y_train, x_eval, y_eval)
+
+
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
@@ -166,6 +195,7 @@ def search_run(tmp_path_factory):
     )
     token_classifier(root / "models" / "tokens")
     (root / "models" / "tokens" / "gate.toml").write_text('method = "int8"\n')
+    weights_only_mlp(root / "models" / "weights_only")  # the default policy: at least 4× smaller than the source
     shutil.copytree(root / "models" / "tokens", root / "models" / "tokens_nan")
     with np.load(root / "models" / "tokens" / "eval.npz") as data:
         x, y = data["x"].astype(np.float64), data["y"]
@@ -309,3 +339,19 @@ def test_a_file_litert_refuses_to_prepare_is_that_candidates_error_and_the_searc
     assert "| `int16x8` | — | — | — | ⚠️ ERROR: LiteRT could not load and prepare depthwise.int16x8.tflite: " in markdown
     steps = fallback.step_seconds
     assert f"<br>conversion {steps['conversion']:.1f} s, evaluation {steps['evaluation']:.1f} s |" in markdown
+
+
+def test_when_no_candidate_left_can_pass_what_int8_failed_none_is_tried(search_run) -> None:
+    """int8 fails only on size; nothing after it is smaller than int8, so the search stops there and says so."""
+    model = search_run.model("weights_only")
+    (int8,) = model["candidates"]  # not int8-all-calibration, qat-int8, int8-float-fallback or int16x8
+    assert [check["name"] for check in int8["checks"] if check["status"] == "FAIL"] == ["size.min_reduction"]
+    assert model["choice"] == (
+        "no candidate passes; int8 is the closest (fewest failed checks, 1, then the smallest metric loss) and is "
+        "kept so you can see how far off it is; size.min_reduction failed at 3.69×; no later candidate is smaller "
+        "than int8, so none was tried"
+    )
+    assert int8["reason"].startswith(
+        "size.min_reduction: 3.69× smaller than the source model file (need ≥ 4×): int8 weights are a quarter of "
+        "float32 ones"
+    )

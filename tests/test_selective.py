@@ -352,3 +352,15 @@ def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, lim
     assert built.notes[0] == "kept in float: " + ", ".join(
         ["features (FULLY_CONNECTED)", "classifier (FULLY_CONNECTED)"][:limit]
     )
+
+
+def test_the_ranking_runs_each_variant_on_the_first_samples_and_finds_the_same_two_ops(example) -> None:
+    from gate.quantization.ranking import rank_layers
+
+    everything = len(next(iter(example.calibration.values())))
+    on_all, on_eight = (
+        rank_layers(example.saved_model, example.calibration, everything),
+        rank_layers(example.saved_model, example.calibration, 8),
+    )
+    assert [layer.error for layer in on_all] != [layer.error for layer in on_eight]  # measured on fewer samples
+    assert {layer.name for layer in on_eight[:2]} == {layer.name for layer in on_all[:2]} == {"features", "classifier"}

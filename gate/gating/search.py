@@ -4,7 +4,10 @@
 from the most to the least deployable, and keeps the first candidate that
 passes every check. A candidate that cannot meet a hard requirement of the
 policy (its I/O dtype, float ops under `ops.integer_only`) is skipped with that
-reason, untried. A candidate that fails to build is that candidate's failure:
+reason, untried; so is one that can do no better than an earlier candidate on
+a check that one failed (each method's `no_better_than`: nothing after int8 is
+smaller than int8), and when that holds of every candidate left the search
+stops, saying why. A candidate that fails to build is that candidate's failure:
 a converter error is recorded as its ERROR and the search goes on; a crash or
 hang of the worker process is turned into the same by gate.scheduling.run, which resumes
 the search in a fresh worker with the candidates already done. When nothing
@@ -26,11 +29,16 @@ from pathlib import Path
 from gate.errors import ModelError, log_cause
 from gate.keys import Value
 from gate.policy.config import Settings
-from gate.policy.judge import LATENCY_CHECKS, Context, hard_requirement_problem, judge
+from gate.policy.judge import CHECKS, LATENCY_CHECKS, Context, hard_requirement_problem, judge
 from gate.quantization.base import AUTO, Built, NotApplicable, Setup
 from gate.quantization.methods import METHODS, search_order
-from gate.results import Candidate, Conversion, Evaluation, Latency, Status
+from gate.results import Candidate, CheckResult, Conversion, Evaluation, Latency, Status
 from gate.tasks import METRICS, TASKS
+
+# Per method, the checks on which it never does better than an earlier method (gate.quantization.methods). A
+# target that rules out more (an integer-only MCU runs no float fallback) passes its own, merged into these, to
+# `search`.
+NO_BETTER_THAN: Mapping[str, Mapping[str, str]] = {name: method.no_better_than for name, method in METHODS.items()}
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,41 @@ def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_tra
         return reason
     return hard_requirement_problem(bench.policy, float_io=definition.io == "float32", float_ops=definition.float_ops,
                                     integer_inputs=bench.integer_inputs)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Hopeless:
+    """Why a method cannot pass: `earlier` failed `failure`'s check, and the method never does better on it."""
+
+    failure: CheckResult
+    earlier: str
+
+
+def cannot_pass(
+    method: str, tried: Sequence[Candidate], no_better_than: Mapping[str, Mapping[str, str]] = NO_BETTER_THAN
+) -> Hopeless | None:
+    """Whether a check an earlier candidate failed is one `method` never does better on, and which."""
+    for check, earlier in no_better_than.get(method, {}).items():
+        for candidate in tried:
+            failure = next((r for r in candidate.checks if r.name == check and r.status is Status.FAIL), None)
+            if candidate.method == earlier and failure:
+                return Hopeless(failure, earlier)
+    return None
+
+
+def _figure(result: CheckResult) -> str:
+    """'3.94×', '3.10 pts': a check's measured figure as a person says it."""
+    measured = f"{result.measured:.2f}" if isinstance(result.measured, float) else str(result.measured)
+    return measured + (f" {result.unit}" if result.unit.isalpha() else result.unit)
+
+
+def _hopeless_text(reasons: Sequence[Hopeless], subject: str) -> str:
+    """'size.min_reduction failed at 3.94×; {subject} smaller than int8', subject 'no later candidate is'."""
+    failed = dict.fromkeys(f"{r.failure.name} failed at {_figure(r.failure)}" for r in reasons)
+    better = dict.fromkeys(
+        f"{CHECKS[r.failure.name].better or 'better on ' + r.failure.name} than {r.earlier}" for r in reasons
+    )
+    return f"{' and '.join(failed)}; {subject} {' or '.join(better)}"
 
 
 def build_candidate(method: str, bench: Workbench) -> Candidate:
@@ -166,8 +209,17 @@ def closest(candidates: Sequence[Candidate]) -> int:
     return min(built, key=distance)[0]
 
 
-def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool, untried: Sequence[str] = ()) -> str:
-    """Why the published candidate was chosen; `untried` are the methods after a passing one, never tried."""
+def choice_text(
+    candidates: Sequence[Candidate],
+    chosen: int,
+    searched: bool,
+    untried: Sequence[str] = (),
+    hopeless: Sequence[Hopeless] = (),
+) -> str:
+    """Why the published candidate was chosen; `untried` are the methods after a passing one, never tried.
+
+    `hopeless` are why the search stopped before the candidates left: none could pass.
+    """
     if chosen < 0:
         return ""
     candidate = candidates[chosen]
@@ -184,9 +236,10 @@ def choice_text(candidates: Sequence[Candidate], chosen: int, searched: bool, un
             f" ({'; '.join(notes)})" if notes else ""
         )
     failures = sum(check.status is Status.FAIL for check in candidate.checks)
+    stopped = f"; {_hopeless_text(hopeless, 'no later candidate is')}, so none was tried" if hopeless else ""
     return (
         f"no candidate passes; {candidate.method} is the closest (fewest failed checks, {failures}, then the "
-        "smallest metric loss) and is kept so you can see how far off it is"
+        f"smallest metric loss) and is kept so you can see how far off it is{stopped}"
     )
 
 
@@ -200,12 +253,17 @@ def search(
     elapsed: float = 0.0,
     started: Callable[[str], None] = lambda method: None,
     finished: Callable[[Candidate], None] = lambda candidate: None,
+    no_better_than: Mapping[str, Mapping[str, str]] = NO_BETTER_THAN,
 ) -> tuple[tuple[Candidate, ...], int, str]:
     """Try the candidates `method` asks for; return them all, the index of the one to publish, and why.
 
     `done` are candidates an earlier worker finished (or crashed on) before it died: they are
     reused as they are, not tried again. `elapsed` is the search time those took.
     """
+
+    def should_try(name: str) -> bool:
+        return not skip_reason(name, bench, has_calibration=has_calibration, has_training=has_training)
+
     settings = Settings.of(bench.policy)
     restrict = settings.candidates
     order = search_order(method, restrict)
@@ -213,11 +271,18 @@ def search(
     earlier = {candidate.method: candidate for candidate in done}
     start = time.monotonic() - elapsed
     candidates: list[Candidate] = []
-    for name in order:
+    stopped: list[Hopeless] = []  # why none of the candidates left could pass, when the search stopped for it
+    for position, name in enumerate(order):
+        left = [cannot_pass(n, candidates, no_better_than) for n in order[position:] if should_try(n)]
+        if name not in earlier and left and all(left):
+            stopped = left  # type: ignore[assignment]  # all() saw no None
+            break
         if name in earlier:
             candidate = earlier[name]
         elif reason := skip_reason(name, bench, has_calibration=has_calibration, has_training=has_training):
             candidate = skipped(name, f"not tried: {reason}")
+        elif hopeless := cannot_pass(name, candidates, no_better_than):
+            candidate = skipped(name, f"not tried: {_hopeless_text([hopeless], f'{name} is never')}")
         elif candidates and time.monotonic() - start > budget:
             candidate = skipped(name, f"not tried: the search's time budget (search.max_seconds = {budget:g} s) was "
                                       "used up")  # fmt: skip
@@ -230,9 +295,9 @@ def search(
             break
     chosen = closest(candidates)
     # Only those the search would have tried: a method the policy rules out was never a candidate.
-    untried = [name for name in order[len(candidates) :]
-               if not skip_reason(name, bench, has_calibration=has_calibration, has_training=has_training)]  # fmt: skip
-    return tuple(candidates), chosen, choice_text(candidates, chosen, searched=method == AUTO, untried=untried)
+    untried = [name for name in order[len(candidates) :] if should_try(name)]
+    choice = choice_text(candidates, chosen, searched=method == AUTO, untried=untried, hopeless=stopped)
+    return tuple(candidates), chosen, choice
 
 
 def judges_latency(policy: Mapping[str, Value]) -> bool:

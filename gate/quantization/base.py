@@ -98,6 +98,9 @@ class Method:
     float_ops: bool = False  # it leaves ops on float tensors
     needs_training_data: bool = False
     selectable: bool = True  # False for the float32 reference, which is not a way to quantize
+    # The checks on which it never does better than an earlier method (check -> that method's name): once that
+    # one failed the check, this one cannot pass it, and the search does not try it (gate.gating.search.cannot_pass).
+    no_better_than: Mapping[str, str] = field(default_factory=dict)
 
 
 class NotApplicable(Exception):  # a reason, not a failure

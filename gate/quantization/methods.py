@@ -32,6 +32,11 @@ def implemented_in(where: str) -> Callable[[Path, Setup], Built]:
     return build
 
 
+# Each of these stores every weight int8 does in at least as many bytes (int8 again, with more calibration or
+# after QAT; float32 for layers kept in float; int64 biases under 16x8; float16): never a smaller file. Dynamic
+# range is not among them: it stores no activation scales, so nothing keeps its file above int8's.
+NEVER_SMALLER_THAN_INT8 = {"size.min_reduction": "int8"}
+
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
@@ -58,6 +63,7 @@ METHODS: dict[str, Method] = {
             "the first samples miss part of the activations' range.",
             needs_calibration=True,
             build=implemented_in("gate.quantization.post_training:int8_all_calibration"),
+            no_better_than=NEVER_SMALLER_THAN_INT8,
         ),
         Method(
             "qat-int8",
@@ -66,6 +72,7 @@ METHODS: dict[str, Method] = {
             "rebuild is shown to be faithful before training.",
             needs_calibration=True,
             build=implemented_in("gate.quantization.qat.job:build"),
+            no_better_than=NEVER_SMALLER_THAN_INT8,
             needs_training_data=True,
         ),
         Method(
@@ -75,6 +82,7 @@ METHODS: dict[str, Method] = {
             "kept in float one by one until the metric is within the policy); model I/O as for `int8`.",
             needs_calibration=True,
             build=implemented_in("gate.quantization.fallback:build"),
+            no_better_than=NEVER_SMALLER_THAN_INT8,
             float_ops=True,
         ),
         Method(
@@ -84,6 +92,7 @@ METHODS: dict[str, Method] = {
             "policy asks for it; slower reference kernels.",
             needs_calibration=True,
             build=implemented_in("gate.quantization.int16x8:build"),
+            no_better_than=NEVER_SMALLER_THAN_INT8,
         ),
         Method(
             "dynamic_range",
@@ -98,6 +107,7 @@ METHODS: dict[str, Method] = {
             "float16 weights; float32 activations and I/O.",
             needs_calibration=False,
             build=implemented_in("gate.quantization.post_training:float16"),
+            no_better_than=NEVER_SMALLER_THAN_INT8,
             io="float32",
             float_ops=True,
         ),
