@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from gate.compare import Comparison, Figures, ModelChange
 from gate.judge import Context, judge
 from gate.layout import artifact_path
 from gate.results import (
@@ -132,6 +133,18 @@ def model_result(
         ),
         stage_seconds={"inspect": 0.01, "quantize": 1.5},
     )
+
+
+PASSED = Figures(Status.PASS, "int8", 10_000, "accuracy", 95.0, 1.0)
+NOT_GATED = Figures(Status.ERROR, "", None, "", None, None)
+# A comparison with the base branch: one model changed, an ERROR row new, and one model and one ERROR row unchanged.
+COMPARISON = Comparison(
+    label="main@3f3f3f3",
+    base_commit="3f" * 20,
+    planned_base="",
+    changes=(ModelChange("alpha", PASSED, NOT_GATED), ModelChange("files/", None, NOT_GATED)),
+    unchanged=("beta", "loose/"),
+)
 
 
 def with_files(folder, result: ModelResult) -> ModelResult:
