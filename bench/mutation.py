@@ -49,6 +49,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "gate/escape.py": ("tests/test_escape.py", "tests/test_attacks.py"),
     "gate/cache.py": ("tests/test_cache.py", "tests/test_attacks.py"),
     "gate/merge.py": (
+        "tests/test_merge.py",
         "tests/test_attacks.py",
         "tests/test_comment.py",
         # It watches what `gate comment` imports, and mutmut's mutants import mutmut.

@@ -269,7 +269,9 @@ def test_all_needs_no_base_so_a_force_push_plans_every_model(repo, capsys, monke
     assert cli.main(["plan", "--all"]) == 0
     assert json.loads(capsys.readouterr().out)["models"] == ["a", "b", "c"]
     assert cli.main(["plan"]) == 2
-    assert "gate plan: --base is needed to plan a change (or --all, to plan every model)" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "gate: error: gate plan: --base is needed to plan a change (or --all, to plan every model)\n"
+    )
 
 
 def test_names_are_printed_one_safe_line_each(repo, capsys, monkeypatch) -> None:
