@@ -15,7 +15,7 @@ MODEL_FILES = {"model.keras": "keras", "model.h5": "h5", "saved_model": "saved_m
 MANIFEST = "gate.toml"
 EVAL_DATA, TRAIN_DATA, CALIB_DATA = "eval.npz", "train.npz", "calib.npz"
 # Files that make a folder a model folder (rather than a folder of model folders).
-_FOLDER_MARKERS = ("model.keras", "model.h5", "saved_model/saved_model.pb", MANIFEST, EVAL_DATA)
+FOLDER_MARKERS = ("model.keras", "model.h5", "saved_model/saved_model.pb", MANIFEST, EVAL_DATA)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def find_model_folders(paths: Sequence[Path]) -> list[ModelFolder]:
         if not path.is_dir():
             raise ConfigError(f"{path}: no such folder; pass model folders or the folder that holds them")
         refuse_links(path, "commit the folder itself")
-        model_files_here = [marker for marker in _FOLDER_MARKERS if (path / marker).exists()]
+        model_files_here = [marker for marker in FOLDER_MARKERS if (path / marker).exists()]
         subfolders = [
             p for p in sorted(path.iterdir()) if (p.is_dir() or p.is_symlink()) and not p.name.startswith(".")
         ]
@@ -135,7 +135,7 @@ def _name(path: Path) -> str:
 
 
 def _is_model_folder(path: Path) -> bool:
-    return any((path / marker).exists() for marker in _FOLDER_MARKERS)
+    return any((path / marker).exists() for marker in FOLDER_MARKERS)
 
 
 def model_files(folder: ModelFolder) -> ModelFiles:

@@ -21,9 +21,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from importlib import metadata
 from typing import Any
 
+from gate import __version__
 from gate.errors import GitHubError
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -47,11 +47,7 @@ class GitHub:
         self.origin = f"{parsed.scheme}://{parsed.netloc}"
         self.timeout_s = timeout_s
         self._token = token
-        try:
-            version = metadata.version("gate")
-        except metadata.PackageNotFoundError:
-            version = "0"
-        self._user_agent = f"gate/{version}"  # GitHub refuses requests without a User-Agent
+        self._user_agent = f"gate/{__version__}"  # GitHub refuses requests without a User-Agent
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> GitHub:

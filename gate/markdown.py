@@ -28,7 +28,7 @@ from gate.results import CheckResult, Interval, ModelResult, Status, overall_sta
 GITHUB_COMMENT_LIMIT = 65_536
 # The first line of every comment gate posts: how `gate comment` finds its own comment again.
 COMMENT_MARKER = "<!-- gate-report -->"
-# The workflow artifact the report job uploads (see .github/workflows/gate.yml).
+# The workflow artifact the report job uploads (see .github/workflows/reusable-gate.yml).
 ARTIFACT_NAME = "gate-report"
 STATUS_ICONS = {Status.PASS: "✅", Status.FAIL: "❌", Status.ERROR: "⚠️", Status.SKIP: "➖"}
 # Where space is scarce (the summary, which the comment always keeps), long untrusted text is capped.

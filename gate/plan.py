@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gate.config import DEFAULT_POLICY
-from gate.discover import custom_object_sources
+from gate.discover import FOLDER_MARKERS, custom_object_sources
 from gate.errors import ConfigError
 
 # GitHub runs at most 256 jobs per matrix.
@@ -34,7 +34,6 @@ GATE_ITSELF = (
     "requirements*.txt",
     "constraints*.txt",
     ".github/workflows/*",
-    ".github/comment-requirements.txt",  # what the comment job installs besides gate
 )
 
 
@@ -161,7 +160,10 @@ def plan_changes(
         return any(fnmatch.fnmatchcase(path, pattern) for path in changed)
 
     gate_changed = next((p for p in GATE_ITSELF if touched(p)), None)
-    loose = [p for p in changed if PurePosixPath(p).parent == PurePosixPath(models_dir)]
+    # A model's file directly in models/ is an ERROR row of every run (gate.discover); any other file there
+    # (models/README.md, which gate init writes) is no model's.
+    loose = [p for p in changed if PurePosixPath(p).parent == PurePosixPath(models_dir)
+             and PurePosixPath(p).name in FOLDER_MARKERS]  # fmt: skip
     planned = []
     for name in sorted(head_models):
         folder = f"{models_dir}/{name}"

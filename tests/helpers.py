@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / ".github" / "workflows"
+BIN = Path(sys.executable).parent  # the test venv's executables: gate, check-jsonschema, zizmor
 TEST_POLICIES = {
     "default": (REPO / "policies" / "default.toml").read_text(),
     # for dynamic-range and float16 models, whose I/O stays float32
@@ -117,3 +120,54 @@ def commit(repo: Path, message: str) -> str:
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
     return git(repo, "rev-parse", "HEAD")
+
+
+def load_workflow(path: Path) -> dict:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+
+
+def workflow_step(workflow: dict, job: str, text: str) -> dict:
+    """The one step of `job` whose name or script holds `text`."""
+    (step,) = [s for s in workflow["jobs"][job]["steps"] if text in s.get("name", "") or text in s.get("run", "")]
+    return step
+
+
+def heredoc(script: str) -> str:
+    """What a step's script writes with `cat > FILE <<'EOF'` ... `EOF`."""
+    return script.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0] + "\n"
+
+
+def comment_requirements() -> str:
+    """The packages the comment job installs besides gate, pinned by hash, as its install step writes them."""
+    workflow = load_workflow(WORKFLOWS / "reusable-gate-comment.yml")
+    return heredoc(workflow_step(workflow, "comment", "Install gate")["run"])
+
+
+def run_step(
+    step: dict,
+    expressions: dict[str, str],
+    *,
+    cwd: Path,
+    path: str = f"{BIN}:/usr/bin:/bin",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """A step's `run:` as the runner runs it (bash -eo pipefail), with its `env:`: each `${{ expression }}` in it
+    is taken from `expressions`, so a step that reads one the test did not expect fails here. `env` adds to the
+    environment, as the runner's own variables (GITHUB_SHA, ...) do."""
+
+    def value(match: re.Match) -> str:
+        return expressions[match.group(1)]
+
+    env = os.environ | (env or {}) | {"PATH": path, "RUNNER_TEMP": str(cwd)}
+    env |= {name: re.sub(r"\$\{\{\s*(.+?)\s*\}\}", value, str(text)) for name, text in step.get("env", {}).items()}
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )

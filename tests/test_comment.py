@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from factories import model_result
 from fake_github import Answer, FakeGitHub
+from helpers import comment_requirements
 
 from gate import cli
 from gate.compare import Baseline, compare
@@ -496,10 +497,9 @@ def test_an_unreachable_api_is_named(tmp_path, monkeypatch, capsys) -> None:
 
 
 def test_gate_comment_imports_only_what_its_workflow_installs(github, tmp_path) -> None:
-    """gate-comment.yml installs gate with --no-deps and the packages of .github/comment-requirements.txt only."""
+    """The comment job installs gate with --no-deps and the packages it pins by hash only."""
     github.add_pull(7, head_sha=HEAD)
-    requirements = (Path(__file__).resolve().parent.parent / ".github" / "comment-requirements.txt").read_text()
-    pinned = sorted(line.split("==")[0] for line in requirements.splitlines() if "==" in line)
+    pinned = sorted(line.split("==")[0] for line in comment_requirements().splitlines())
     assert pinned == ["jinja2", "markupsafe", "msgspec", "setuptools"]
     script = textwrap.dedent("""
         import sys

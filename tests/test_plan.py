@@ -78,11 +78,13 @@ EVERY = ["a", "b", "c"]
          "gate itself changed (.github/workflows/*)"),
         (lambda r: (r / ".github/CODEOWNERS").write_text("/gate/ @org/team\n"), [], ""),
         (lambda r: (r / "README.md").write_text("docs only\n"), [], ""),
-        (loose, EVERY, "files beside the model folders changed (models/NOTES.md, models/README.md)"),
+        (loose, [], ""),  # no model's file: models/README.md is what gate init writes
+        (lambda r: (r / "models/gate.toml").write_text("\n"), EVERY,
+         "files beside the model folders changed (models/gate.toml)"),
     ],
     ids=["model file", "new data file", "tab in a file name", "file moved", "hidden folder", "default policy",
          "named policy", "gate code", "dependency pins", "setup.py", "workflow", "not a workflow", "docs",
-         "file beside the model folders"],
+         "docs beside the model folders", "a model's file beside the models"],
 )  # fmt: skip
 def test_only_models_a_change_can_affect_are_planned(repo, change, expected, reason) -> None:
     change(repo)
@@ -284,3 +286,11 @@ def test_names_are_printed_one_safe_line_each(repo, capsys, monkeypatch) -> None
     captured = capsys.readouterr()
     assert captured.out == "\\x3a:add-mask::x\\x0a::stop-commands::y\n"
     assert all(not line.startswith("::") for line in captured.err.splitlines())
+
+
+@pytest.mark.parametrize("folder", ["../models", "/srv/models", "."])
+def test_the_models_folder_must_be_one_of_the_repository(repo, capsys, folder) -> None:
+    from gate.cli import main
+
+    assert main(["plan", "--all", "--models", folder]) == 2
+    assert f"gate: error: --models: {folder!r} must be a folder inside the repository" in capsys.readouterr().err

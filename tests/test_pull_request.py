@@ -2,40 +2,32 @@
 
 gate.yml on the default branch: plan every model, gate each matrix entry, merge, keep report.json as the
 baseline. On a pull request: plan what changed, gate that shard, merge against the baseline: the comment
-shows the changed model's deltas and says the unchanged one was not gated again. release.yml on a tag:
-gate every model without the cache and lay out what is published.
+shows the changed model's deltas and says the unchanged one was not gated again. gate-release.yml on a tag:
+gate every model without the cache and lay out what is published. The matrix jobs and the release run
+their steps' own scripts (from the reusable workflows).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import shutil
 from pathlib import Path
 
 import pytest
-from helpers import REPO, commit, git, run_gate
-from ruamel.yaml import YAML
+from helpers import REPO, WORKFLOWS, commit, git, load_workflow, run_gate, run_step, workflow_step
 
-
-def release_commands() -> list[list[str]]:
-    """The gate commands release.yml runs before it publishes (gate check, gate release), exactly as it runs them."""
-    workflow = YAML(typ="safe", pure=True).load((REPO / ".github" / "workflows" / "release.yml").read_text())
-    runs = [step["run"] for step in workflow["jobs"]["release"]["steps"] if "run" in step]
-    commands = [shlex.split(run)[1:] for run in runs if run.startswith(("gate check", "gate release"))]
-    assert [argv[0] for argv in commands] == ["check", "release"]
-    return commands
+FOLDERS = {"inputs.models": "models", "inputs.policies": "policies"}  # the reusable workflows' defaults
 
 
 def gate_shards(repo: Path, plan: Path, prefix: str, env: dict[str, str]) -> list[Path]:
-    """The matrix jobs: one `gate check --entry` per entry of the plan."""
+    """The matrix jobs: the check step once per entry of the plan, each shard's gate-out kept apart."""
+    step = workflow_step(load_workflow(WORKFLOWS / "reusable-gate.yml"), "check", "gate check")
     shards = []
     for index, entry in enumerate(json.loads(plan.read_text())["include"]):
-        out = repo / f"{prefix}-shard-{index}"
-        run = run_gate("check", "--entry", json.dumps(entry), "--out", out, "--no-cache", cwd=repo, env=env)
-        assert run.exit_code in (0, 1), run.stderr
-        shards.append(out)
+        done = run_step(step, FOLDERS | {"toJSON(matrix)": json.dumps(entry)}, cwd=repo, env=env)
+        assert done.returncode in (0, 1), done.stderr
+        shards.append((repo / "gate-out").rename(repo / f"{prefix}-shard-{index}"))
     return shards
 
 
@@ -100,17 +92,18 @@ def test_a_pull_request_end_to_end(repository, tmp_path) -> None:
     assert json.loads((repo / "gate-out" / "pull-request.json").read_text()) == {"number": 7, "head_sha": head}
     assert not [line for line in merged.stdout.splitlines() if line.startswith("::error")]
 
-    # The release on a tag, as release.yml runs it: every model again, no cache, and only what passed is laid out.
+    # The release on a tag, as its workflow runs it: every model again, no cache, and only what passed is laid out.
     git(repo, "checkout", "-q", "main")
     git(repo, "tag", "v1.0.0")
     # On this machine a run with the default cache has gated main: the release must gate afresh anyway.
     assert run_gate("check", "--out", "local-out", cwd=repo).exit_code == 0
-    (check, release) = release_commands()
-    released = run_gate(*check, cwd=repo)
-    assert released.exit_code == 0, released.stderr
-    assert "(cached" not in released.stderr and not any(m["origin"]["from_cache"] for m in released.report["models"])
-    layout = run_gate(*release, cwd=repo)
-    assert layout.exit_code == 0, layout.stderr
+    release = load_workflow(WORKFLOWS / "reusable-gate-release.yml")
+    released = run_step(workflow_step(release, "release", "gate check"), FOLDERS, cwd=repo)
+    assert released.returncode == 0, released.stderr
+    report = json.loads((repo / "gate-out" / "report.json").read_text())
+    assert "(cached" not in released.stderr and not any(m["origin"]["from_cache"] for m in report["models"])
+    layout = run_step(workflow_step(release, "release", "gate release"), {}, cwd=repo)
+    assert layout.returncode == 0, layout.stderr
     files = sorted(p.name for p in (repo / "release").iterdir())
     assert files == ["SHA256SUMS", "kws.int8.tflite", "report.json", "report.md", "vision.int8.tflite"]
     for line in (repo / "release" / "SHA256SUMS").read_text().splitlines():

@@ -7,7 +7,7 @@ module and one line here. Shared options live in `gate.commands.options`.
 
 from __future__ import annotations
 
-from gate.commands import check, comment, merge, plan, publish, release, validate
+from gate.commands import check, comment, init, merge, plan, publish, release, validate
 
 COMMANDS = {
     "check": check,
@@ -17,4 +17,5 @@ COMMANDS = {
     "release": release,
     "comment": comment,
     "publish": publish,
+    "init": init,
 }

@@ -13,7 +13,7 @@ positive integer, the head SHA the triggering run's, and the PR's current head
 still that SHA. The comment names that commit and the base it compares with.
 
 It needs the standard library, Jinja2 and msgspec: gate-comment.yml installs
-exactly those, pinned by hash (.github/comment-requirements.txt), and gate with
+exactly those, pinned by hash (reusable-gate-comment.yml), and gate with
 `--no-deps`.
 """
 

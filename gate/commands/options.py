@@ -93,6 +93,14 @@ def entry_paths(text: str) -> list[Path]:
     return [Path(p) for p in paths]
 
 
+def repository_path(text: str, option: str) -> str:
+    """A folder of the repository, as git names it (gate plan reads the commits' trees, not the work tree)."""
+    pure = PurePosixPath(text)
+    if pure.is_absolute() or ".." in pure.parts or str(pure) == ".":
+        raise ConfigError(f"{option}: {text!r} must be a folder inside the repository, relative to its root")
+    return pure.as_posix()
+
+
 def baseline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline",
@@ -114,7 +122,7 @@ def repo(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_repo(name: str) -> None:
-    """--repo goes into API paths: only OWNER/NAME as GitHub spells names."""
+def check_repo(name: str, *, option: str = "--repo") -> None:
+    """--repo goes into API paths (gate init's --pin into workflows): only OWNER/NAME as GitHub spells names."""
     if not _REPO.fullmatch(name) or ".." in name:
-        raise ConfigError(f"--repo: expected OWNER/NAME, got {name!r}")
+        raise ConfigError(f"{option}: expected OWNER/NAME, got {name!r}")

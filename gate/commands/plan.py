@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--all", action="store_true", help="plan every model (e.g. on a push to the default branch); no --base needed"
     )
     parser.add_argument(
+        "--models", default="models", help="the folder of model folders, relative to the repository (default: models/)"
+    )
+    options.policies(parser)
+    parser.add_argument(
         "--format",
         choices=("json", "names"),
         default="json",
@@ -41,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from gate.plan import plan_changes
     from gate.report import write_atomic
 
-    plan = plan_changes(base=args.base, head=args.head, everything=args.all)
+    plan = plan_changes(
+        base=args.base,
+        head=args.head,
+        everything=args.all,
+        models_dir=options.repository_path(args.models, "--models"),
+        policies_dir=options.repository_path(str(args.policies), "--policies"),
+    )
     document = plan.to_json()
     if args.save:
         write_atomic(args.save, json.dumps(document, indent=2) + "\n")
