@@ -17,14 +17,18 @@ from gate.commands.options import EXIT_CONFIG
 from gate.errors import ConfigError, GitHubError
 from gate.escape import terminal
 
+DEBUG_HELP = "show tracebacks of errors inside gate"
+
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gate", description="Release gate for on-device TFLite models.")
-    root.add_argument("--debug", action="store_true", help="show tracebacks of errors inside gate")
+    root.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = root.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         command = commands.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
+        # Accepted after the command too (`gate check --debug`); SUPPRESS keeps `gate --debug check`'s value.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         command.set_defaults(run=module.run)
     return root
 

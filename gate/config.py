@@ -34,6 +34,11 @@ TASKS = ("classification", "regression")
 SETTINGS = (
     Key("size.baseline", Choice(("source", "float32_tflite")), "source",
         "What `size.min_reduction` compares against: the committed model file(s) or the float32 .tflite."),
+    Key("runtime.resets_state", Flag(), False,
+        "The app calls `interpreter.reset_all_variables()` before each inference. Recurrent layers are then "
+        "converted as they are (a tf-keras LSTM to one fused op that keeps its state in variable tensors: a smaller "
+        "file) instead of unrolled over their time steps, and a file that keeps state is measured with a reset "
+        "before each invoke."),
     Key("latency.threads", Number(1, 64, integer=True), 1, "Interpreter threads used for latency."),
     Key("latency.rounds", Number(10, 100_000, integer=True), 200, "Timed single-sample invocations per model."),
     Key("latency.warmup_rounds", Number(0, 10_000, integer=True), 20, "Untimed invocations before timing."),

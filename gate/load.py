@@ -19,6 +19,7 @@ import numpy as np
 
 from gate.discover import digest
 from gate.errors import ModelError
+from gate.inspection.signature import several_outputs
 from gate.results import DataInfo
 
 if TYPE_CHECKING:
@@ -46,6 +47,13 @@ class LoadedModel:
     fixed_batch: bool  # that signature takes a batch of exactly one
     predict: Callable[[dict[str, np.ndarray]], np.ndarray]  # one batch, inputs by name
     keras_model: Any = None  # the Keras 3 model itself (QAT rebuilds it in tf-keras from its weights); else None
+    # The export that methods calibrating the model convert: a Keras 3 recurrent model's unrolled copy (int8
+    # calibration crashes TensorFlow 2.21 on its WHILE loop, which keeps no state anyway); else saved_model_dir.
+    calibrated_saved_model_dir: Path | None = None
+
+    def export_for(self, calibrated: bool) -> Path:
+        """The SavedModel a method converts: one that calibrates the model, or one that does not."""
+        return (self.calibrated_saved_model_dir or self.saved_model_dir) if calibrated else self.saved_model_dir
 
 
 @dataclass(frozen=True)
@@ -62,15 +70,21 @@ class Dataset:
         return self.info.samples
 
 
-def load_model(path: Path, inspection: Inspection, *, export_dir: Path, fixed_batch: bool) -> LoadedModel:
-    """Load `path` with the Keras that wrote it (or TensorFlow for a SavedModel)."""
+def load_model(
+    path: Path, inspection: Inspection, *, export_dir: Path, fixed_batch: bool, unroll: bool = True
+) -> LoadedModel:
+    """Load `path` with the Keras that wrote it (or TensorFlow for a SavedModel).
+
+    `unroll`: export recurrent layers unrolled over their time steps (see `unrolled`).
+    """
     try:
         _import_allowed_custom_objects(path, inspection.allowed_custom_objects)
         if inspection.format == "saved_model":
             return _load_saved_model(path)
+        unroll = unroll and inspection.has_recurrent_layers
         if inspection.writer == "keras":
-            return _load_keras3(path, export_dir, fixed_batch)
-        return _load_tf_keras(path, export_dir, fixed_batch)
+            return _load_keras3(path, export_dir, fixed_batch, unroll)
+        return _load_tf_keras(path, export_dir, fixed_batch, unroll)
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - Keras raises anything on a file it cannot read
@@ -133,9 +147,11 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _keras_specs(model) -> tuple[InputSpec, ...]:  # noqa: ANN001 - a Keras 2 or 3 model
-    if len(model.outputs) != 1:
-        raise ModelError("models with several outputs are not supported yet; export one output per model")
+def _keras_specs(model, path: Path) -> tuple[InputSpec, ...]:  # noqa: ANN001 - a Keras 2 or 3 model
+    if (
+        len(model.outputs) != 1
+    ):  # gate.inspection refuses it from the config already; this is for configs that do not say
+        raise several_outputs(str(path), len(model.outputs))
     return tuple(
         InputSpec(tensor.name.split(":")[0], tuple(tensor.shape[1:]), np.dtype(_dtype_name(tensor.dtype)).name)
         for tensor in model.inputs
@@ -164,34 +180,88 @@ def _batched_predict(model, specs: tuple[InputSpec, ...]) -> Callable[[dict[str,
     return predict
 
 
-def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel:
+# Keras' recurrent layers with an `unroll` option; Bidirectional and TimeDistributed hold them in their configs.
+UNROLLABLE = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN"})
+
+
+def unrolled(model: Any, keras_module: Any) -> Any:
+    """A copy of a Keras 3 or tf-keras model with every recurrent layer unrolled; the model itself if none can be.
+
+    As they are, recurrent layers convert to one fused op or a loop. A tf-keras LSTM becomes
+    UNIDIRECTIONAL_SEQUENCE_LSTM, which keeps its state in variable tensors from one invoke to the next
+    (digits_crnn's QAT file scored 10.56% run without resets, 97.22% with them). A Keras 3 one becomes a
+    WHILE loop, which keeps no state, but whose int8 calibration crashes TensorFlow 2.21's converter
+    (SIGSEGV, on every LSTM and GRU tried). Unrolled over a fixed number of time steps they are plain ops:
+    no state, and int8 converts, in a larger file (digits_crnn int8: 92.8 KB against 20.8 KB fused).
+    A layer that is stateful keeps its state on purpose and stays as it is; a layer whose number of time
+    steps is not fixed cannot be unrolled, and the model stays as it is.
+    """
+
+    def unroll(config: Any) -> bool:
+        """Mark every stateless recurrent layer of a config to be unrolled; whether there was one."""
+        found = False
+        if isinstance(config, dict):
+            inner = config.get("config")
+            if config.get("class_name") in UNROLLABLE and isinstance(inner, dict) and not inner.get("stateful"):
+                inner["unroll"] = found = True
+            children = list(config.values())
+        else:
+            children = config if isinstance(config, list) else []
+        for child in children:
+            found = unroll(child) or found
+        return found
+
+    def clone(layer: Any) -> Any:
+        config = layer.get_config()
+        unroll({"class_name": type(layer).__name__, "config": config})
+        return type(layer).from_config(config)
+
+    if not unroll(model.get_config()):
+        return model
+    try:
+        copy = keras_module.models.clone_model(model, clone_function=clone)
+    except ValueError:  # "Cannot unroll a RNN if the time dimension is undefined"
+        return model
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False) -> LoadedModel:
     import keras
 
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
     refuse_non_finite_weights(path, ((w.path, w.numpy()) for w in model.weights))
-    specs = _keras_specs(model)
-    # keras' own ExportArchive freezes Keras 3 variables correctly; a hand-built
-    # tf.Module around the model leaves READ_VARIABLE ops the calibrator cannot run.
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serving_default",
-        lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
-        input_signature=_tensor_specs(specs, fixed_batch),
-    )
-    archive.write_out(str(export_dir), verbose=False)
-    return LoadedModel(
-        specs, int(model.outputs[0].shape[-1]), export_dir, fixed_batch, _batched_predict(model, specs), model
-    )
+    specs = _keras_specs(model, path)
+
+    def export(exported: Any, folder: Path) -> Path:
+        # keras' own ExportArchive freezes Keras 3 variables correctly; a hand-built
+        # tf.Module around the model leaves READ_VARIABLE ops the calibrator cannot run.
+        archive = keras.export.ExportArchive()
+        archive.track(exported)
+        archive.add_endpoint(
+            "serving_default",
+            lambda *xs: exported(list(xs) if len(xs) > 1 else xs[0], training=False),
+            input_signature=_tensor_specs(specs, fixed_batch),
+        )
+        archive.write_out(str(folder), verbose=False)
+        return folder
+
+    # As it is, a Keras 3 recurrent layer is a WHILE loop: no state, a compact file, but no int8 calibration.
+    copy = unrolled(model, keras) if unroll else model
+    calibrated = export(copy, export_dir.with_name(f"{export_dir.name}-unrolled")) if copy is not model else None
+    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export(model, export_dir), fixed_batch,
+                       _batched_predict(model, specs), model, calibrated)  # fmt: skip
 
 
-def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool) -> LoadedModel:
+def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False) -> LoadedModel:
     import tensorflow as tf
     import tf_keras
 
     model = tf_keras.models.load_model(path, compile=False, safe_mode=True)
     refuse_non_finite_weights(path, ((w.name, w.numpy()) for w in model.weights))
-    specs = _keras_specs(model)
+    if unroll:
+        model = unrolled(model, tf_keras)
+    specs = _keras_specs(model, path)
     serve = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
     tf.saved_model.save(
         model, str(export_dir), signatures=serve.get_concrete_function(*_tensor_specs(specs, fixed_batch))
@@ -212,9 +282,7 @@ def _load_saved_model(path: Path) -> LoadedModel:
     _args, kwargs = serve.structured_input_signature
     outputs = serve.structured_outputs
     if len(outputs) != 1:
-        raise ModelError(
-            f"{path}: serving_default has {len(outputs)} outputs; only single-output models are supported yet"
-        )
+        raise several_outputs(str(path), len(outputs))
     (output_spec,) = outputs.values()
     specs = tuple(InputSpec(name, tuple(spec.shape[1:]), spec.dtype.name) for name, spec in sorted(kwargs.items()))
 
@@ -239,10 +307,15 @@ def load_dataset(
     model_folder: Path,
     inputs: tuple[InputSpec, ...],
     task: str,
-    output_width: int,
+    output_width: int | None,
     need_labels: bool,
+    output_activation: str | None = None,
 ) -> Dataset:
-    """Read and validate an .npz file against the model; raise ModelError naming every problem."""
+    """Read and validate an .npz file against the model; raise ModelError naming every problem.
+
+    `output_width` None: the model file does not say it (gate validate), so labels are not checked against it.
+    `output_activation` (the model's last, when known) lets a label problem suggest what the model is.
+    """
     where = path  # as the user named it: models/<name>/eval.npz
     arrays = _read_npz(path, where)
     problems: list[str] = []
@@ -255,6 +328,7 @@ def load_dataset(
         problems.append(f"{where}: unexpected array '{key}'; expected {', '.join(sorted(allowed))}")
 
     features: dict[str, np.ndarray] = {}
+    in_file: dict[str, str] = {}  # model input name -> the array's name in the file
     for spec in inputs:
         keys = [k for k, s in allowed_x.items() if s is spec and k in arrays]
         if not keys:
@@ -265,11 +339,11 @@ def load_dataset(
         if problem:
             problems.append(problem)
         else:
-            features[spec.name] = array
+            features[spec.name], in_file[spec.name] = array, keys[0]
 
     labels = None
     if "y" in arrays:
-        checked, problem = _check_labels(where, arrays["y"], task, output_width)
+        checked, problem = _check_labels(where, arrays["y"], task, output_width, output_activation)
         if problem:
             problems.append(problem)
         else:
@@ -280,12 +354,15 @@ def load_dataset(
             "regression)"
         )
 
-    counts = {name: len(a) for name, a in features.items()} | ({"y": len(labels)} if labels is not None else {})
+    counts = {in_file[name]: len(a) for name, a in features.items()} | (
+        {"y": len(labels)} if labels is not None else {}
+    )
     if not problems and len(set(counts.values())) > 1:
+        held = ", ".join(f"{key} has {count}" for key, count in counts.items())
         problems.append(
-            f"{where}: arrays hold different numbers of samples: {counts}; every array needs one row per sample"
+            f"{where}: arrays hold different numbers of samples ({held}); every array needs one row per sample"
         )
-    if not problems and not counts.get(next(iter(features), ""), 0):
+    if not problems and not next(iter(counts.values()), 0):
         problems.append(f"{where}: holds no samples; add at least one")
     if problems:
         raise ModelError("\n".join(problems))
@@ -348,38 +425,58 @@ def _check_features(where: Path, key: str, array: np.ndarray, spec: InputSpec) -
     return array.astype(target), None
 
 
-def _check_labels(where: Path, y: np.ndarray, task: str, output_width: int) -> tuple[np.ndarray, str | None]:
+def _check_labels(
+    where: Path, y: np.ndarray, task: str, output_width: int | None, output_activation: str | None
+) -> tuple[np.ndarray, str | None]:
     if y.dtype.kind not in "biuf":
         return y, f"{where}: y has dtype {y.dtype}; expected numbers"
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         return y, f"{where}: y contains NaN or infinite values; remove those samples"
     if task == "regression":
-        if y.ndim == 1 and output_width == 1 or y.ndim == 2 and y.shape[1] == output_width:
+        if output_width is None or y.ndim == 1 and output_width == 1 or y.ndim == 2 and y.shape[1] == output_width:
             return y.astype(np.float64).reshape(len(y), -1), None
         return (
             y,
             f"{where}: y has shape {y.shape}; the model has {output_width} output(s), so expected (samples, "
             f"{output_width})",
         )
-    if y.ndim == 2 and y.shape[1] == max(output_width, 2) and y.shape[1] > 1:
+    one_hot_width = max(output_width or 0, 2)
+    if y.ndim == 2 and y.shape[1] > 1 and (output_width is None or y.shape[1] == one_hot_width):
         y = np.argmax(y, axis=1)  # one-hot
     elif y.ndim != 1:
         return (
             y,
-            f"{where}: y has shape {y.shape}; expected class indices (samples,) or one-hot (samples, {output_width})",
+            f"{where}: y has shape {y.shape}; expected class indices (samples,) or one-hot (samples, "
+            f"{output_width or 'classes'})",
         )
+    # A model that ends in one linear unit predicts a number: labels that are no classes of it mean a regression model.
+    regression = output_width == 1 and output_activation == "linear"
     if not np.all(np.equal(np.mod(y, 1), 0)):
+        if regression:
+            return y, (
+                f"{where}: y holds non-integer values, and the model ends in one linear unit, as a regression model "
+                'does: set task = "regression" in gate.toml (classification needs class indices)'
+            )
         return (
             y,
             f"{where}: y holds non-integer values; classification needs class indices (for a regression model set "
             'task = "regression" in gate.toml)',
         )
-    classes = max(output_width, 2)  # one sigmoid unit scores two classes
     labels = y.astype(np.int64)
+    if output_width is None:
+        return labels, None
+    classes = max(output_width, 2)  # one sigmoid unit scores two classes
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        label = labels.max() if labels.max() >= classes else labels.min()
+        if regression:
+            return y, (
+                f"{where}: y holds class {label}, but the model scores classes 0..{classes - 1} and ends in one "
+                'linear unit, as a regression model does: if it predicts a number, set task = "regression" in '
+                "gate.toml; if it is a classifier, fix the labels or the model's output layer"
+            )
         return (
             y,
-            f"{where}: y holds class {labels.max() if labels.max() >= classes else labels.min()}, but the model "
-            f"scores classes 0..{classes - 1}; fix the labels or the model's output layer",
+            f"{where}: y holds class {label}, but the model scores classes 0..{classes - 1}; fix the labels or the "
+            "model's output layer",
         )
     return labels, None

@@ -11,18 +11,19 @@ filter here built from escaped parts, numbers and registry names.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jinja2
 
 from gate import __version__, escape
-from gate.compare import Comparison, ModelChange
+from gate.compare import Comparison, ModelChange, latency_change
 from gate.escape import Trusted
-from gate.judge import CHECKS
-from gate.keys import duration
+from gate.judge import CHECKS, Context, deciding_samples_note, relaxed_policy
+from gate.keys import duration, plain
 from gate.layout import benchmark_path, log_path
-from gate.results import CheckResult, Interval, ModelResult, Status, overall_status
+from gate.results import Candidate, CheckResult, Conversion, Interval, ModelResult, State, Status, overall_status
 
 # GitHub rejects issue and PR comments longer than this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -37,8 +38,71 @@ SUMMARY_LIMITS = {"name": 100, "cause": 100, "label": 60, "title": 200, "detail"
 
 def _cause(text: str, limit: int = 100) -> str:
     """The first line of an error, short enough for a table cell (the details hold the whole message)."""
-    first = text.splitlines()[0] if text else ""
-    return first if len(first) <= limit else first[: limit - 1].rsplit(" ", 1)[0] + "…"
+    lines = text.splitlines() or [""]
+    first = lines[0] if len(lines[0]) <= limit else lines[0][: limit - 1].rsplit(" ", 1)[0] + "…"
+    return first + (f" (and {len(lines) - 1} more problem(s), in the details)" if len(lines) > 1 else "")
+
+
+def _headline(results: Sequence[ModelResult]) -> str:
+    """'all 5 models pass', 'the model failed', '1 of 3 models failed, 2 passed': the verdict as a person says it."""
+    if len(results) == 1:
+        return {Status.PASS: "the model passes", Status.FAIL: "the model failed"}.get(
+            results[0].status, "the model could not be gated"
+        )
+    counts = {status: sum(r.status is status for r in results) for status in Status}
+    if counts[Status.PASS] == len(results):
+        return f"all {len(results)} models pass" if results else "no model to gate"
+    said = {Status.FAIL: "failed", Status.ERROR: "could not be gated", Status.PASS: "passed"}
+    parts = [f"{counts[status]} {words}" for status, words in said.items() if counts[status]]
+    parts[0] = parts[0].replace(" ", f" of {len(results)} models ", 1)  # "1 of 3 models failed"
+    return ", ".join(parts)
+
+
+def _not_smaller(candidate: Candidate, reference: Conversion | None) -> str:
+    """'; not smaller than the 3.3 KiB float32 .tflite' when quantizing made no smaller file than float32 did."""
+    if reference is None or candidate.conversion is None:
+        return ""
+    if candidate.conversion.artifact.size_bytes < reference.artifact.size_bytes:
+        return ""
+    return f"; not smaller than the {_size(reference.artifact.size_bytes)} float32 .tflite"
+
+
+def _override_toml(result: ModelResult) -> Trusted:
+    """The gate.toml lines that would accept the published candidate's failures for this model.
+
+    Trusted inside its code block: keys are the registry's, and each value one its key's kind parses
+    (a number, a flag, a dtype), so nothing in it comes from the pull request.
+    """
+    candidate, provenance = result.candidate, result.provenance
+    assert candidate is not None and provenance is not None and result.evaluation_data is not None
+    context = Context(provenance.effective_policy, result.task, result.reference, result.evaluation_data.samples)
+    sections: dict[str, list[str]] = {}
+    for key, value in relaxed_policy(candidate, context).items():
+        section, name = key.split(".", 1)
+        line = f"{name} = {_toml_value(value)}"
+        if key == "runtime.resets_state":
+            line += "  # only if the app calls interpreter.reset_all_variables() before each inference"
+        sections.setdefault(section, []).append(line)
+    if not sections:
+        return Trusted("")
+    lines = ['override_reason = "why this model may miss the policy (the report shows it)"']
+    for section, entries in sections.items():
+        lines += ["", f"[overrides.{section}]", *entries]
+    return Trusted("\n".join(lines))
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return plain(value) if isinstance(value, int | float) else json.dumps(value)
+
+
+def _deciding_samples(result: ModelResult) -> str:
+    """The note, once per model, when one or two eval samples decide the published candidate's accuracy verdict."""
+    if result.candidate is None or result.evaluation_data is None:
+        return ""
+    notes = [deciding_samples_note(check, result.evaluation_data.samples) for check in result.candidate.checks]
+    return next((note for note in notes if note), "")
 
 
 def _size(size_bytes: int) -> str:
@@ -66,6 +130,22 @@ def _interval(interval: Interval | None, metric: str) -> str:
     unit = "pts" if metric == "accuracy" else "%"
     low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in (interval.low, interval.high))
     return f"{interval.confidence:.0%} CI {low} to {high} {unit}"
+
+
+def _steps(step_seconds: dict[str, float]) -> str:
+    """What a candidate's time went to: 'conversion 30.1 s, evaluation 2.0 s, latency 3.9 s'."""
+    return ", ".join(f"{step} {seconds:.1f} s" for step, seconds in step_seconds.items())
+
+
+def _state_text(state: State) -> str:
+    """A stateful file's two figures and what the app must do, for a table cell."""
+    judged, other = ("with", "without") if state.app_resets else ("without", "with")
+    other_figure = _metric(state.other_evaluation.value, state.other_evaluation.metric)
+    return (
+        f"{state.variable_tensors} variable tensors; judged as run {judged} a reset before each invoke"
+        f"{' (runtime.resets_state = true)' if state.app_resets else ''}, {other_figure} {other} one; the app must "
+        f"{state.app_must}"
+    )
 
 
 def _shape(shape: Sequence[int]) -> Trusted:
@@ -155,7 +235,11 @@ def _latency_cell(change: ModelChange) -> str:
         return "—"
     if base is None or base.p50_ms is None:
         return duration(head.p50_ms)
-    return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(head.p50_ms - base.p50_ms)})"
+    delta = latency_change(base, head)
+    if delta is None:
+        why = "" if base.machine == head.machine else ", measured on different CPUs"
+        return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} (within noise{why})"
+    return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(delta)})"
 
 
 @functools.cache  # stateless once built: templates are compiled once per process
@@ -172,7 +256,9 @@ def _environment() -> jinja2.Environment:
         cap=escape.capped, code=escape.code, cause=_cause, size=_size, size_change=_size_change, metric=_metric,
         change=_change, number=_number, duration=duration, duration_change=_duration_change, figure=_figure,
         failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
-        latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label, shape=_shape,
+        latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label, shape=_shape, steps=_steps,
+        state_text=_state_text, headline=_headline, not_smaller=_not_smaller, override_toml=_override_toml,
+        deciding_samples=_deciding_samples,
     )  # fmt: skip
     environment.globals.update(
         icons=STATUS_ICONS, Status=Status, log_path=log_path, benchmark_path=benchmark_path, artifact=ARTIFACT_NAME,
@@ -229,9 +315,8 @@ def render(results: Sequence[ModelResult], comparison: Comparison | None = None,
     """The report's parts; `commit` (a full SHA) is named under the verdict as the commit that was gated."""
     environment = _environment()
     status = overall_status(results)
-    counts = {s: sum(r.status is s for r in results) for s in Status}
     summary = environment.get_template("summary.md.j2").make_module(
-        {"results": results, "status": status, "counts": counts, "comparison": comparison, "commit": commit}
+        {"results": results, "status": status, "comparison": comparison, "commit": commit}
     )
     label = comparison.label if comparison else ""
     model = environment.get_template("model.md.j2")

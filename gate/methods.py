@@ -52,6 +52,8 @@ class Built:
 
     tflite: bytes
     notes: tuple[str, ...] = ()
+    # Seconds of the method's own steps besides the conversion itself, e.g. {"ranking": 2.7} or {"QAT training": 12}.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def io_dtypes(policy: Mapping[str, Value]) -> tuple[str, str]:

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,19 +136,23 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         from gate import load, measure, quantize, search
 
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
+        app_resets = bool(policy["runtime.resets_state"])
         with stages.stage("load"):
             # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
+            # Unrolled, they keep no state between invokes; as they are, a tf-keras LSTM does (gate.load).
             model = load.load_model(
                 files.model,
                 inspection,
                 export_dir=Path(scratch) / "export",
                 fixed_batch=inspection.has_recurrent_layers,
+                unroll=not app_resets,
             )
-            data_args = {"model_folder": folder.path, "inputs": model.inputs, "task": job.task,
-                         "output_width": model.output_width}  # fmt: skip
-            eval_data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
-            needs_calibration = any(METHODS[name].needs_calibration for name in order)
-            calibration = _calibration(job, files, eval_data, data_args) if needs_calibration else None
+            signature = inspection.signature
+            eval_data, calibration, train = read_data(
+                files, order, calibrate_on_eval=job.calibrate_on_eval, model_folder=folder.path, inputs=model.inputs,
+                task=job.task, output_width=model.output_width,
+                output_activation=signature.output_activation if signature else None,
+            )  # fmt: skip
 
         threads = os.cpu_count() or 1
         latency_settings = {"threads": int(policy["latency.threads"]), "rounds": int(policy["latency.rounds"]),
@@ -160,8 +164,9 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
 
         def describe(method: str, path: Path) -> Conversion:
             inputs, outputs, float_ops = measure.describe(path)
-            evaluation = measure.evaluate_tflite(path, eval_data, job.task, threads=threads)
-            return Conversion(method, digest(path, staged.root), inputs, outputs, float_ops, evaluation, None)
+            evaluation, state = measure.evaluate_as_the_app_runs_it(path, eval_data, job.task, threads=threads,
+                                                                    app_resets=app_resets)  # fmt: skip
+            return Conversion(method, digest(path, staged.root), inputs, outputs, float_ops, evaluation, None, state)
 
         with stages.stage("reference"):
             float_evaluation = measure.evaluate_float(model.predict, eval_data, job.task)
@@ -169,10 +174,9 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             reference = describe(REFERENCE, reference_path)
         reference_latencies = {}
 
-        def measure_candidate(method: str, path: Path) -> tuple[Conversion, Any]:
-            conversion = describe(method, path)
+        def time_latency(method: str, path: Path) -> tuple[Any, Any] | None:
             if not search.judges_latency(policy):
-                return conversion, None
+                return None
             # Timed in one pytest-benchmark run with the float32 reference, so the speedup compares like with like.
             cases = [measure.latency_case(label, p, eval_data, **latency_settings)
                      for label, p in ((REFERENCE, reference_path), (method, path))]  # fmt: skip
@@ -181,14 +185,10 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             latencies = measure.measure_latency(cases, json_path=json_path, work_dir=Path(scratch),
                                                 alone=stages.reporter.exclusive)  # fmt: skip
             reference_latencies[method] = latencies[REFERENCE]
-            return dataclasses.replace(conversion, latency=latencies[method]), latencies[REFERENCE]
+            return latencies[method], latencies[REFERENCE]
 
         input_dtype, output_dtype = io_dtypes(policy)
         first = {n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None
-        train = None  # labelled training data, for the methods that train (QAT)
-        if any(METHODS[name].needs_training_data for name in order) and files.train_data:
-            reuse = calibration is not None and calibration.path == files.train_data
-            train = calibration if reuse else load.load_dataset(files.train_data, need_labels=False, **data_args)
         setup = Setup(
             input_dtype=input_dtype,
             output_dtype=output_dtype,
@@ -197,7 +197,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             float_tflite=reference_path.read_bytes(),
             allowed_change=search.allowed_change(policy, job.task),
             metric_change=lambda tflite: _metric_change_of(tflite, Path(scratch), eval_data, job.task, threads,
-                                                           float_evaluation.value, measure, search),
+                                                           app_resets, float_evaluation.value, measure, search),
             extra={"job": job, "files": files, "inspection": inspection, "model": model, "eval_data": eval_data,
                    "train_data": train, "scratch": Path(scratch), "task": job.task,
                    "max_float_layers": int(policy["search.max_float_layers"]), "progress": stages.reporter.note},
@@ -212,9 +212,12 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             reference=reference,
             integer_inputs=all(t.dtype.startswith(("int", "uint")) for t in reference.inputs),
             setup=setup,
-            build=lambda method, setup: quantize.convert(model.saved_model_dir, method=method, setup=setup),
+            build=lambda method, setup: quantize.convert(
+                model.export_for(METHODS[method].needs_calibration), method=method, setup=setup
+            ),  # fmt: skip
             save=save,
-            measure=measure_candidate,
+            describe=describe,
+            time_latency=time_latency,
             interval=lambda evaluation: _interval(float_evaluation, evaluation, policy),
         )
         search_start = time.monotonic() - job.search_seconds
@@ -241,7 +244,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                 layer_errors, findings = (), (diagnose.failed(job.diagnosis_failure),)
             else:
                 layer_errors, findings = diagnose.diagnose(
-                    candidates, published, setup, model.saved_model_dir, eval_data, policy, job.task
+                    candidates, published, setup, model.export_for(calibrated=True), eval_data, policy, job.task
                 )
 
     input_files = [*source_files, eval_data.info.file]
@@ -278,6 +281,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             overrides=job.overrides,
             override_reason=job.override_reason,
             allowed_custom_objects=inspection.allowed_custom_objects,
+            method=job.method,
         ),
         stage_seconds=stages.seconds,
         layer_errors=layer_errors,
@@ -297,12 +301,13 @@ class _NothingBuilt(ModelError):
         super().__init__(f"no candidate could be built: {outcomes}")
 
 
-def _metric_change_of(tflite: bytes, scratch: Path, eval_data: Any, task: str, threads: int, float_value: float,
-                      measure: Any, search: Any) -> float:  # fmt: skip
+def _metric_change_of(tflite: bytes, scratch: Path, eval_data: Any, task: str, threads: int, app_resets: bool,
+                      float_value: float, measure: Any, search: Any) -> float:  # fmt: skip
     """The metric change of a .tflite not yet staged (for methods that search themselves)."""
     path = scratch / "probe.tflite"
     path.write_bytes(tflite)
-    evaluation = measure.evaluate_tflite(path, eval_data, task, threads=threads)
+    evaluation, _state = measure.evaluate_as_the_app_runs_it(path, eval_data, task, threads=threads,
+                                                             app_resets=app_resets)  # fmt: skip
     return search.metric_change(task, float_value, evaluation.value)
 
 
@@ -313,14 +318,29 @@ def _interval(float_evaluation: Any, evaluation: Any, policy: Mapping[str, Value
                            confidence=float(policy.get("statistics.confidence", 0.95)))  # fmt: skip
 
 
-def _calibration(job: Job, files: ModelFiles, eval_data: Any, data_args: Mapping) -> Any:
-    """Calibration data: calib.npz, else train.npz; the eval set only when gate.toml says so; else None."""
+def read_data(
+    files: ModelFiles, order: Sequence[str], *, calibrate_on_eval: bool, **data_args: Any
+) -> tuple[Any, Any, Any]:
+    """eval.npz, and the calibration and training data the candidates in `order` need, read and checked.
+
+    Calibration data is calib.npz, else train.npz; the eval set only when gate.toml says so; else None.
+    Training data (QAT's) is train.npz, labels and all. `gate validate` reads them with this too, with the
+    inputs the model file declares, so both commands refuse the same data with the same message.
+    """
     from gate import load
 
-    source = files.calib_data or files.train_data
-    if source is not None:
-        return load.load_dataset(source, need_labels=False, **data_args)
-    return eval_data if job.calibrate_on_eval else None
+    eval_data = load.load_dataset(files.eval_data, need_labels=True, **data_args)
+    calibration = train = None
+    if any(METHODS[name].needs_calibration for name in order):
+        source = files.calib_data or files.train_data
+        if source is not None:
+            calibration = load.load_dataset(source, need_labels=False, **data_args)
+        elif calibrate_on_eval:
+            calibration = eval_data
+    if any(METHODS[name].needs_training_data for name in order) and files.train_data:
+        reuse = calibration is not None and calibration.path == files.train_data
+        train = calibration if reuse else load.load_dataset(files.train_data, need_labels=False, **data_args)
+    return eval_data, calibration, train
 
 
 def encode_result(job: Job, result: ModelResult) -> str:

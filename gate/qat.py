@@ -150,6 +150,8 @@ def _run(request: QatRequest, state: _Run) -> QatResult:
 
     with state.timed("load"):
         model = _load(model_path, plan, request, state)
+        if request.unroll:  # before the faithfulness check, which then covers it too
+            model = _unrolled(model)
         inputs = _input_specs(model, request, model_path)
         state.fixed_batch = request.fixed_batch or inspection.has_recurrent_layers
     progress(
@@ -259,6 +261,16 @@ def _load(path: Path, plan, request: QatRequest, state: _Run):
     return model
 
 
+def _unrolled(model):
+    """The tf-keras model with its recurrent layers unrolled: a fused LSTM would keep state between invokes."""
+    import tf_keras
+
+    from gate import load, qat_rebuild
+
+    with tf_keras.utils.custom_object_scope(qat_rebuild.keras3_activations()):
+        return load.unrolled(model, tf_keras)
+
+
 def _weight_order(item: tuple[str, np.ndarray]) -> tuple[str, int]:
     layer, _, index = item[0].rpartition("/")
     return layer, int(index) if index.isdigit() else -1
@@ -273,7 +285,9 @@ def _model_inputs(model: Any) -> tuple:
 
 def _input_specs(model, request: QatRequest, path: Path):
     if len(model.outputs) != 1:
-        raise ModelError(f"{path}: the model has {len(model.outputs)} outputs; gate supports models with one output")
+        from gate.inspection.signature import several_outputs
+
+        raise several_outputs(str(path), len(model.outputs))
     specs = _model_inputs(model)
     names = tuple(s.name for s in specs)
     if names != request.input_names:

@@ -1,7 +1,9 @@
 """Convert the float model to .tflite with a method of gate.methods: the float32 reference and each candidate.
 
 The same SavedModel, method and calibration data give byte-identical output
-(tested), so an artifact's sha256 identifies how it was made.
+(tested), so an artifact's sha256 identifies how it was made; except for an
+unrolled recurrent graph, which TF 2.21's MLIR quantizer does not quantize the
+same way twice (README, "Recurrent layers").
 """
 
 from __future__ import annotations

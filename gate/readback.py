@@ -29,6 +29,7 @@ MAX_JSON_BYTES = 256 * 1024 * 1024  # a report.json of thousands of models, with
 MAX_DEPTH = 32  # gate's own documents nest at most 12 deep
 MAX_INTEGER = 2**53
 _CHUNK = 1 << 20
+OUTPUT_MODE = 0o644  # every file gate writes, copies included: owner read-write, everyone else read
 
 
 class Refused(ValueError):
@@ -118,6 +119,7 @@ def copy_inside(root: Path, relative: str, target: Path, *, expected: FileDigest
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         sha = hashlib.sha256()
         try:
+            os.fchmod(fd, OUTPUT_MODE)  # mkstemp makes it 0600
             with os.fdopen(fd, "wb") as sink:
                 if content < size:
                     note = f"[gate: the first {size - content:,} of this log's {size:,} bytes are left out]\n"

@@ -16,6 +16,7 @@ from gate import __version__
 from gate.compare import Baseline, Comparison, compare
 from gate.layout import CHECKSUMS, COMMENT_MD, REPORT_JSON, REPORT_MD
 from gate.markdown import COMMENT_MARKER, fit_comment, render
+from gate.readback import OUTPUT_MODE
 from gate.results import SCHEMA_VERSION, ModelResult, Status, dumps, json_schema, overall_status
 
 
@@ -25,11 +26,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     A temporary file in the same folder is renamed over the target (os.replace is
     atomic on POSIX), so an interrupted run never leaves a half-written file
     that looks complete. Leftover temporaries start with "." and end in ".tmp".
+    The file is readable by all (0644), like any tool's output: mkstemp makes it 0600.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = data.encode() if isinstance(data, str) else data
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, OUTPUT_MODE)
         with os.fdopen(fd, "wb") as stream:
             stream.write(blob)
             stream.flush()

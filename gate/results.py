@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: a conversion's state between invokes, a candidate's step seconds
 
 
 class Status(enum.StrEnum):
@@ -91,6 +91,28 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class State:
+    """State a .tflite keeps from one invoke to the next (a fused LSTM's, in variable tensors), and what it costs.
+
+    The conversion's `evaluation` is measured the way the app runs the file: one sample per invoke and no
+    reset, unless the policy says the app resets (runtime.resets_state). `other_evaluation` is the other way.
+    """
+
+    variable_tensors: int
+    app_resets: bool  # the policy says the app calls interpreter.reset_all_variables() before each inference
+    other_evaluation: Evaluation  # with a reset before each invoke when the app does not reset; without when it does
+    app_must: str  # what an app that runs this file has to do, in a sentence: must_reset(variable_tensors)
+
+
+def must_reset(variable_tensors: int) -> str:
+    """What an app that runs a file keeping state in `variable_tensors` tensors must do (State.app_must)."""
+    return (
+        f"call interpreter.reset_all_variables() before each inference: the file keeps state in {variable_tensors} "
+        "variable tensors, so without a reset each sample starts where the last one ended"
+    )
+
+
+@dataclass(frozen=True)
 class Conversion:
     """One .tflite built from the float model, with everything measured on it."""
 
@@ -99,8 +121,9 @@ class Conversion:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     float_ops: tuple[str, ...]  # ops with a float input or output, as "NAME xCOUNT"
-    evaluation: Evaluation
+    evaluation: Evaluation  # as the app runs it (see State)
     latency: Latency | None  # None when the policy sets no latency check
+    state: State | None = None  # None: the file keeps nothing from one invoke to the next
 
 
 @dataclass(frozen=True)
@@ -135,6 +158,8 @@ class Candidate:
     checks: tuple[CheckResult, ...]
     seconds: float  # building, evaluating and timing it
     notes: tuple[str, ...] = ()  # how it was built: calibration samples, layers kept in float, QAT epochs
+    # What `seconds` went to, in order: e.g. {"ranking": 2.7, "conversion": 30.1, "evaluation": 2.0, "latency": 1.2}.
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -183,6 +208,7 @@ class Provenance:
     overrides: dict[str, float | str | bool | int | tuple[str, ...]]
     override_reason: str
     allowed_custom_objects: tuple[str, ...]
+    method: str = ""  # what gate.toml's `method` asked for: one method, or "auto" (the search)
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def gate_all(
         for index, job in enumerate(planned):
             label = f"[{index + 1}/{total}] {job.name}"
             if isinstance(job, ModelResult):
-                progress(f"{label}: ERROR before gating: {job.error.splitlines()[0]}")
+                progress(f"{label}: ERROR before gating: {'; '.join(job.error.splitlines())}")  # every problem
                 results[index] = job
                 continue
             keys[index] = cache_key(job, root=Path.cwd())
@@ -339,8 +339,9 @@ class Scheduler:
         if worker.candidate and worker.elapsed(now) - worker.candidate_started > candidate_timeout_s:
             worker.signal_group(signal.SIGKILL)
             worker.process.wait()
-            self._resume(worker, f"it took longer than its {candidate_timeout_s:g} s limit "
-                                 "(search.candidate_timeout_s) and was stopped")  # fmt: skip
+            limit = f"took longer than its {candidate_timeout_s:g} s limit (search.candidate_timeout_s) and was stopped"
+            self._log(worker.job, f"candidate {worker.candidate} {limit}; the search goes on in a fresh worker")
+            self._resume(worker, f"it {limit}")
             return
         if worker.elapsed(now) > timeout_s:
             limit = f"took longer than its {timeout_s:g} s wall-time limit (limits.timeout_s)"
@@ -351,6 +352,7 @@ class Scheduler:
         worker.signal_group(signal.SIGKILL)
         worker.process.wait()
         job = worker.job
+        self._log(job, f"gating was stopped {self._where(worker)}: the model {limit}")
         self._done(worker, error_result(
             job.name, f"{job.folder}: gating was stopped {self._where(worker)}: the model {limit}; raise the limit "
             f"in the policy or gate.toml overrides, or shrink the model{self._log_hint(job)}", task=job.task,
@@ -363,6 +365,9 @@ class Scheduler:
         assert job is not None
         code = worker.process.returncode
         death = f"died with {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        # What the worker's own output in the log cannot say: that it died, of what, and on what.
+        on = f" while building or measuring candidate {worker.candidate}" if worker.candidate else ""
+        self._log(job, f"the worker {death} {self._where(worker)}{on}")
         if worker.candidate:  # the candidate's failure, not the model's: resume the search after it
             crash = " (a crash inside TensorFlow or LiteRT)" if code < 0 else ""
             self._resume(
@@ -430,6 +435,12 @@ class Scheduler:
 
     def _log_hint(self, job: Job) -> str:
         return "" if self.verbose else f"; see {log_path(job.name)} in the output folder"
+
+    def _log(self, job: Job, line: str) -> None:
+        """Append gate's own line to the model's log, after what the worker wrote there (with --verbose, none)."""
+        if not self.verbose:
+            with open(job.log_path, "a", encoding="utf-8") as log:
+                log.write(f"gate: {job.name}: {line}\n")
 
 
 def _worker_result(job: Job) -> ModelResult:

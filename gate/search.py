@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,9 @@ class Workbench:
     setup: Setup
     build: Callable[[str, Setup], Built]  # method name, setup -> the candidate's .tflite
     save: Callable[[str, bytes], Path]  # method name, .tflite bytes -> where it is staged
-    measure: Callable[[str, Path], tuple[Conversion, Latency | None]]  # evaluate, describe, time (with float32)
+    describe: Callable[[str, Path], Conversion]  # I/O, ops, state and the metric on the eval set; no latency
+    # The candidate's and the float32 reference's latency, timed in one run; None when the policy judges none.
+    time_latency: Callable[[str, Path], tuple[Latency, Latency] | None]
     interval: Callable[[Evaluation], object]  # the metric change's confidence interval against the float model
 
 
@@ -68,8 +71,20 @@ def skipped(method: str, reason: str) -> Candidate:
     return Candidate(method, Status.SKIP, reason, None, None, None, None, None, None, (), 0.0)
 
 
-def failed(method: str, reason: str, seconds: float = 0.0) -> Candidate:
-    return Candidate(method, Status.ERROR, reason, None, None, None, None, None, None, (), round(seconds, 3))
+def failed(
+    method: str, reason: str, seconds: float = 0.0, step_seconds: Mapping[str, float] | None = None
+) -> Candidate:
+    return Candidate(method, Status.ERROR, reason, None, None, None, None, None, None, (), round(seconds, 3),
+                     step_seconds=dict(step_seconds or {}))  # fmt: skip
+
+
+@contextmanager
+def _step(steps: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        steps[name] = round(time.perf_counter() - start, 3)
 
 
 def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_training: bool) -> str:
@@ -87,23 +102,35 @@ def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_tra
 
 
 def build_candidate(method: str, bench: Workbench) -> Candidate:
-    """Build, measure and judge one candidate; a build that fails is that candidate's ERROR."""
+    """Build, measure and judge one candidate; one that fails to build, load, prepare or run is that candidate's ERROR.
+
+    Its `step_seconds` say what the time went to: the method's own steps (ranking, QAT training), the
+    conversion, the evaluation on the eval set and the latency run.
+    """
     start = time.perf_counter()
+    steps: dict[str, float] = {}
     try:
-        built = bench.build(method, bench.setup)
+        with _step(steps, "conversion"):
+            built = bench.build(method, bench.setup)
+        # The method's own steps came first; what remains of the build is the conversion.
+        steps = {**built.seconds, "conversion": round(max(0.0, steps["conversion"] - sum(built.seconds.values())), 3)}
+        path = bench.save(method, built.tflite)
+        with _step(steps, "evaluation"):
+            conversion = bench.describe(method, path)
+        with _step(steps, "latency"):
+            latencies = bench.time_latency(method, path)
     except NotApplicable as reason:
         return skipped(method, str(reason))
     except ModelError as exc:
-        return failed(method, str(exc), time.perf_counter() - start)
-    path = bench.save(method, built.tflite)
-    try:
-        conversion, reference_latency = bench.measure(method, path)
-    except ModelError as exc:
-        return failed(method, str(exc), time.perf_counter() - start)
+        return failed(method, str(exc), time.perf_counter() - start, steps)
     reference = bench.reference
     speedup = None
-    if conversion.latency and reference_latency:
-        speedup = reference_latency.p50_ms / conversion.latency.p50_ms
+    if latencies:
+        latency, reference_latency = latencies
+        conversion = dataclasses.replace(conversion, latency=latency)
+        speedup = reference_latency.p50_ms / latency.p50_ms
+    else:
+        del steps["latency"]
     candidate = Candidate(
         method=method,
         status=Status.PASS,
@@ -117,6 +144,7 @@ def build_candidate(method: str, bench: Workbench) -> Candidate:
         checks=(),
         seconds=0.0,
         notes=built.notes,
+        step_seconds=steps,
     )
     context = Context(bench.policy, bench.task, reference, bench.float_evaluation.samples)
     judged = judge(candidate, context)

@@ -8,6 +8,11 @@ a string or a verdict it was merely handed:
   of `METHODS`, each check one of `CHECKS` with its unit, each policy key one
   of `POLICY_KEYS` with a value its kind allows, each digest 64 hex digits;
 - every path a result records is the path gate's layout gives it;
+- what a stateful file keeps is told as gate tells it: the app resets it
+  exactly when the effective policy says so (runtime.resets_state), the
+  sentence of what the app must do is gate's own, the other figure (with or
+  without resets) is of the same eval set, one sample per invoke; the time a
+  candidate's steps took adds up to no more than its own;
 - its verdict follows from its figures: each built candidate is judged again
   against the effective policy the result records, and must come out exactly
   as recorded (checks, messages, status); its size ratios and metric change
@@ -25,17 +30,19 @@ import math
 import re
 
 from gate.compare import Comparison
-from gate.config import POLICY_KEYS, TASKS
+from gate.config import MANIFEST_KEYS, POLICY_KEYS, TASKS
 from gate.judge import Context, judge
-from gate.keys import Invalid, Value
+from gate.keys import Invalid, Key, Value
 from gate.layout import artifact_path, name_problem
 from gate.methods import METHODS, REFERENCE
-from gate.results import Candidate, Conversion, FileDigest, ModelResult, Status
+from gate.results import Candidate, Conversion, Evaluation, FileDigest, ModelResult, Status, must_reset
 from gate.search import closest, metric_change
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 _METRICS = ("accuracy", "mae")
+# A step of a candidate's time: "conversion", "evaluation", "latency", or a method's own ("QAT training").
+_STEP = re.compile(r"[A-Za-z][A-Za-z0-9 -]{0,39}")
 
 
 def check_result(result: ModelResult) -> None:
@@ -53,6 +60,7 @@ def check_result(result: ModelResult) -> None:
         where = f"candidates[{index}]"
         if candidate.method not in METHODS or methods.count(candidate.method) > 1:
             raise ValueError(f"{where}.method: {candidate.method!r} is not one method of the registry, tried once")
+        _check_steps(candidate, where)
         if candidate.conversion is None:
             if candidate.status not in (Status.SKIP, Status.ERROR) or candidate.checks:
                 raise ValueError(f"{where}: a candidate that was not built is SKIP or ERROR, without checks")
@@ -83,6 +91,9 @@ def check_comparison(comparison: Comparison) -> None:
         for side in (change.base, change.head):
             if side and (side.method not in (*METHODS, "") or side.metric not in (*_METRICS, "")):
                 raise ValueError(f"changes[{index}]: method {side.method!r} or metric {side.metric!r} is unknown")
+            spread = side.p50_spread_ms if side else None
+            if spread is not None and not (math.isfinite(spread) and spread >= 0):  # it decides "within noise"
+                raise ValueError(f"changes[{index}]: p50 spread {spread!r} is not a duration")
     for index, name in enumerate(comparison.unchanged):
         if problem := name_problem(name, loose_files=True):
             raise ValueError(f"unchanged[{index}]: {problem}")
@@ -131,6 +142,49 @@ def _check_conversion(result: ModelResult, conversion: Conversion, method: str, 
         raise ValueError(f"{where}.artifact.size_bytes: a .tflite file is not empty")
     if conversion.evaluation.metric not in _METRICS:
         raise ValueError(f"{where}.evaluation.metric: {conversion.evaluation.metric!r} is not one of accuracy, mae")
+    if conversion.state is not None:
+        _check_state(result, conversion, f"{where}.state")
+
+
+def _check_state(result: ModelResult, conversion: Conversion, where: str) -> None:
+    state = conversion.state
+    assert state is not None
+    if state.variable_tensors < 1:
+        raise ValueError(f"{where}.variable_tensors: {state.variable_tensors}, but a file that keeps state has some")
+    policy = result.provenance.effective_policy if result.provenance else {}
+    resets = bool(policy.get("runtime.resets_state", POLICY_KEYS["runtime.resets_state"].default))
+    if state.app_resets != resets:
+        raise ValueError(f"{where}.app_resets: {state.app_resets}, but its effective policy's runtime.resets_state "
+                         f"is {str(resets).lower()}")  # fmt: skip
+    if state.app_must != must_reset(state.variable_tensors):
+        raise ValueError(f"{where}.app_must: {state.app_must[:80]!r} is not what gate tells the app")
+    judged, other = conversion.evaluation, state.other_evaluation
+    if (other.metric, other.samples, other.batch_size) != (judged.metric, judged.samples, 1) or judged.batch_size != 1:
+        raise ValueError(
+            f"{where}.other_evaluation: {other.metric} on {other.samples} samples at {other.batch_size} per invoke, "
+            f"but a stateful file is measured both ways as its evaluation is ({judged.metric} on {judged.samples} "
+            "samples), one sample per invoke"
+        )
+    if not _in_range(other):
+        raise ValueError(f"{where}.other_evaluation.value: {other.value!r} is out of the range of {other.metric}")
+
+
+def _in_range(evaluation: Evaluation) -> bool:
+    high = 100.0 if evaluation.metric == "accuracy" else math.inf
+    return math.isfinite(evaluation.value) and 0.0 <= evaluation.value <= high
+
+
+def _check_steps(candidate: Candidate, where: str) -> None:
+    steps = candidate.step_seconds
+    for step, seconds in steps.items():
+        if not _STEP.fullmatch(step) or not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"{where}.step_seconds: {step[:50]!r}: {seconds!r} is not a step's time")
+    # Each step is rounded to the millisecond, as the candidate's own time is.
+    if steps and sum(steps.values()) > candidate.seconds + 0.001 * (len(steps) + 1):
+        raise ValueError(
+            f"{where}.step_seconds: its steps took {sum(steps.values()):.3f} s, more than the candidate's "
+            f"{candidate.seconds:.3f} s"
+        )
 
 
 def _check_digests(result: ModelResult) -> None:
@@ -157,6 +211,8 @@ def _check_digests(result: ModelResult) -> None:
 def _check_policy(result: ModelResult) -> None:
     if result.provenance is None:
         return
+    if result.provenance.method and (problem := _value_problem(MANIFEST_KEYS["method"], result.provenance.method)):
+        raise ValueError(f"provenance.method: {problem}")
     for field in ("effective_policy", "overrides"):
         for key, value in getattr(result.provenance, field).items():
             if problem := _policy_value_problem(key, value):
@@ -166,8 +222,12 @@ def _check_policy(result: ModelResult) -> None:
 def _policy_value_problem(key: str, value: Value) -> str:
     if key not in POLICY_KEYS:
         return f"{key!r} is not a policy key"
+    return _value_problem(POLICY_KEYS[key], value)
+
+
+def _value_problem(key: Key, value: Value) -> str:
     try:
-        POLICY_KEYS[key].kind.parse(list(value) if isinstance(value, tuple) else value)
+        key.kind.parse(list(value) if isinstance(value, tuple) else value)
     except Invalid as exc:
-        return f"{key}: {exc}"
+        return f"{key.name}: {exc}"
     return ""

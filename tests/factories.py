@@ -20,8 +20,10 @@ from gate.results import (
     Latency,
     ModelResult,
     Provenance,
+    State,
     Status,
     TensorInfo,
+    must_reset,
 )
 
 EVAL_SAMPLES = 1000  # per_sample below keeps 4 of them: enough to judge, few enough to read
@@ -145,6 +147,25 @@ COMPARISON = Comparison(
     changes=(ModelChange("alpha", PASSED, NOT_GATED), ModelChange("files/", None, NOT_GATED)),
     unchanged=("beta", "loose/"),
 )
+
+
+def stateful(result: ModelResult, *, app_resets: bool = False) -> ModelResult:
+    """`result`, its published file one that keeps state in 2 variable tensors (10.56% the other way), as gate
+    measures such a file: one sample per invoke; its candidate's time split into steps."""
+    published = result.candidates[result.chosen]
+    conversion = published.conversion
+    assert conversion is not None
+    other = Evaluation("accuracy", 10.56, EVAL_SAMPLES, 1, (0.0, 0.0, 1.0, 0.0))
+    conversion = dataclasses.replace(
+        conversion,
+        evaluation=dataclasses.replace(conversion.evaluation, batch_size=1),
+        state=State(2, app_resets, other, must_reset(2)),
+    )
+    steps = {"conversion": 0.5, "evaluation": 0.3, "latency": 0.1}
+    published = dataclasses.replace(published, conversion=conversion, step_seconds=steps)
+    candidates = list(result.candidates)
+    candidates[result.chosen] = published
+    return dataclasses.replace(result, candidates=tuple(candidates))
 
 
 def with_files(folder, result: ModelResult) -> ModelResult:

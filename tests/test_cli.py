@@ -42,11 +42,11 @@ def test_gate_check_refuses_an_old_keras_before_it_reads_or_deletes_anything(tmp
         (model_result("digits"), "digits  int8  PASS  5 checks passed, 0 skipped"),
         (
             model_result("digits", accuracy=93.0),
-            "digits  int8  FAIL  accuracy.max_drop: accuracy dropped 3.00 pts (allowed ≤ 2)",
+            "digits  int8  FAIL  accuracy.max_drop: accuracy dropped 3.00 pts (allowed drop ≤ 2)",
         ),
         (
-            error_result("broken", "models/broken: no eval.npz\nsecond line"),
-            "broken  ERROR  models/broken: no eval.npz",
+            error_result("broken", "models/broken/gate.toml: task: expected ...\nmodels/broken/gate.toml: policy: ..."),
+            "broken  ERROR  models/broken/gate.toml: task: expected ...; models/broken/gate.toml: policy: ...",
         ),
     ],
 )
@@ -59,7 +59,8 @@ def test_validate_reports_a_missing_default_policy_and_models_folder_together(tm
     assert capsys.readouterr().err.splitlines() == [
         f"{tmp_path}: no default.toml; every run needs a default policy for models whose gate.toml names none",
         f"{tmp_path / 'nowhere'}: no such folder; pass model folders or the folder that holds them",
-        "gate: 2 problem(s) found",
+        "gate: 2 problem(s) found; loading the model, its conversion and the eval run are not checked (gate check "
+        "does them)",
     ]
 
 
@@ -139,3 +140,16 @@ def test_a_bug_in_the_main_process_exits_2_with_its_traceback_only_under_debug(m
         assert error.endswith("\nZeroDivisionError: a planted bug\n")
     else:
         assert error == "gate: internal error (a bug in gate); run again with --debug for the traceback\n"
+
+
+@pytest.mark.parametrize(
+    "argv", [["--debug", "validate", "nowhere"], ["validate", "nowhere", "--debug"], ["validate", "nowhere"]]
+)
+def test_debug_is_accepted_before_and_after_the_command(argv, monkeypatch, capsys) -> None:
+    def bug(args) -> int:
+        raise RuntimeError("a bug in gate")
+
+    monkeypatch.setattr(cli.COMMANDS["validate"], "run", bug)
+    assert cli.main(argv) == 2
+    traceback_shown = "RuntimeError: a bug in gate" in capsys.readouterr().err
+    assert traceback_shown == ("--debug" in argv)

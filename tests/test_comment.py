@@ -75,7 +75,7 @@ def test_the_first_run_creates_the_comment_and_the_second_updates_it(github, tmp
     assert "gate: updated the report comment on pull request #7" in capsys.readouterr().out
     ours = [c for c in github.comments_on(7) if c["body"].startswith(COMMENT_MARKER)]
     assert [c["body"] for c in ours] == [expected_body(failing)]
-    assert ours[0]["body"].startswith(f"{COMMENT_MARKER}\n## ❌ gate: 1 failed")
+    assert ours[0]["body"].startswith(f"{COMMENT_MARKER}\n## ❌ gate: the model failed")
     assert len(github.comments_on(7)) == 2  # the person's comment and gate's one
     assert github.calls("POST") == ["POST /api/repos/octo/models/issues/7/comments"]
     assert github.calls("PATCH") == [f"PATCH /api/repos/octo/models/issues/comments/{ours[0]['id']}"]
@@ -147,7 +147,7 @@ def test_a_report_of_thousands_of_models_is_fitted_and_accepted(github, tmp_path
     assert comment(report_artifact(tmp_path, results=results)) == 0  # the fake answers 422 to a longer body
     (posted,) = github.comments_on(7)
     assert len(posted["body"]) <= GITHUB_COMMENT_LIMIT
-    assert posted["body"].startswith(f"{COMMENT_MARKER}\n## ❌ gate: 67 failed")
+    assert posted["body"].startswith(f"{COMMENT_MARKER}\n## ❌ gate: 67 of 600 models failed, 533 passed")
 
 
 @pytest.mark.parametrize("record", [{"head_sha": HEAD}, {"number": None, "head_sha": HEAD}])
@@ -218,7 +218,7 @@ def test_markdown_the_pull_requests_code_wrote_is_never_posted(github, tmp_path)
     assert comment(folder) == 0
     (posted,) = github.comments_on(7)
     assert posted["body"] == expected_body(failing)
-    assert "## ❌ gate: 1 failed" in posted["body"]
+    assert "## ❌ gate: the model failed" in posted["body"]
     assert not any(text in posted["body"] for text in ("@org", "tracker.example", "phish.example", "<!-- the rest"))
 
 
@@ -381,8 +381,8 @@ def _rewritten(change):
         ),
         (
             {},
-            _rewritten(lambda text: text.replace('"schema_version": 2', '"schema_version": 3')),
-            "report.json: schema_version 3, but this gate reads 2; a newer gate wrote it",
+            _rewritten(lambda text: text.replace('"schema_version": 3', '"schema_version": 4')),
+            "report.json: schema_version 4, but this gate reads 3; a newer gate wrote it",
         ),
     ],
 )

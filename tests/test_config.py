@@ -23,7 +23,7 @@ def write(path, text: str):
         (
             "[acuracy]\nmax_drop = 2.0\n",
             "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, io, latency, limits, "
-            "mae, ops, qat, search, size, statistics",
+            "mae, ops, qat, runtime, search, size, statistics",
         ),
         ('[accuracy]\nmax_drop = "2"\n', "{p}: accuracy.max_drop: expected a number from 0 to 100, got '2'"),
         ("[accuracy]\nmax_drop = -1\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got -1"),
@@ -48,12 +48,12 @@ def write(path, text: str):
         (
             'descriptoin = "phones"\n',
             "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
-            "tables: description, accuracy, io, latency, limits, mae, ops, qat, search, size, statistics",
+            "tables: description, accuracy, io, latency, limits, mae, ops, qat, runtime, search, size, statistics",
         ),
         (
             "sise = 4\n",
             "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
-            "accuracy, io, latency, limits, mae, ops, qat, search, size, statistics",
+            "accuracy, io, latency, limits, mae, ops, qat, runtime, search, size, statistics",
         ),
     ],
 )
@@ -154,3 +154,58 @@ def test_overrides_apply_on_top_of_the_policy_and_defaults(tmp_path) -> None:
 def test_a_folder_without_gate_toml_gets_the_defaults(tmp_path) -> None:
     manifest = parse_manifest(tmp_path / "gate.toml", {})
     assert (manifest.task, manifest.policy, manifest.method) == ("classification", "default", "auto")
+
+
+def _number_keys():
+    from gate.config import MANIFEST_KEYS, POLICY_KEYS
+    from gate.keys import Number
+
+    keys = [(key, "policy") for key in POLICY_KEYS.values()] + [(key, "manifest") for key in MANIFEST_KEYS.values()]
+    return [pytest.param(key, where, id=key.name) for key, where in keys if isinstance(key.kind, Number)]
+
+
+def _toml(key, value, where: str) -> str:
+    text = repr(value) if isinstance(value, float) else str(value)
+    if where == "manifest":
+        return f"{key.name} = {text}\n"
+    section, name = key.name.split(".")
+    return f"[{section}]\n{name} = {text}\n"
+
+
+@pytest.mark.parametrize(("key", "where"), _number_keys())
+def test_every_number_key_accepts_its_bounds_and_refuses_beyond_them_wherever_it_is_used(key, where, tmp_path) -> None:
+    """One range per key: the registry's bounds validate, and every consumer that checks a range again accepts them."""
+    import dataclasses
+
+    from gate.qat_job import REGISTRY_FIELDS, QatRequest
+
+    def parse(value):
+        path = write(tmp_path / "file.toml", _toml(key, value, where))
+        return parse_policy(path) if where == "policy" else parse_manifest(path, ["default"])
+
+    kind = key.kind
+    step = 1 if kind.integer else kind.minimum / 2 or 1e-9
+    request = QatRequest("m.keras", "train.npz", ("x",), "classification", "q.tflite", "r.json")
+    fields = {field: k for field, k in REGISTRY_FIELDS.items() if k is key}
+    for bound in (kind.minimum, kind.maximum):
+        value = int(bound) if kind.integer else bound
+        parse(value)
+        for field in fields:
+            assert dataclasses.replace(request, **{field: value}).problems() == []
+    for outside in (kind.minimum - step, kind.maximum + (1 if kind.integer else kind.maximum / 2)):
+        value = int(outside) if kind.integer else outside
+        with pytest.raises((ConfigError, ModelError), match=f"{key.name}: expected {kind.describe()}"):
+            parse(value)
+        for field in fields:
+            assert dataclasses.replace(request, **{field: value}).problems() == [
+                f"{field}: expected {kind.describe()}, got {value!r}"
+            ]
+
+
+def test_the_qat_request_reads_its_ranges_from_the_registry() -> None:
+    from gate.config import POLICY_KEYS
+    from gate.qat_job import REGISTRY_FIELDS
+
+    assert {f"qat.{field}" for field in REGISTRY_FIELDS} - {"qat.calibration_samples"} == {
+        name for name in POLICY_KEYS if name.startswith("qat.")
+    }

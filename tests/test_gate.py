@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from helpers import REPO, TEST_POLICIES, digits, keras3_mlp, run_gate, write_data
 
+from gate import load, measure
+
 
 def tf_keras_mlp(folder: Path, filename: str, manifest: str = "") -> None:
     import tf_keras
@@ -369,7 +371,121 @@ def test_validate_lists_every_problem_without_tensorflow(workspace) -> None:
     assert run.exit_code == 2
     assert "edge.toml: io.input_dtype: expected one of int8, uint8, float32, got 8" in run.stderr
     assert "other/gate.toml: task: expected one of classification, regression, got 'clasification'" in run.stderr
-    assert run.stderr.endswith("gate: 2 problem(s) found\n")
+    assert run.stderr.endswith(
+        "gate: 2 problem(s) found; loading the model, its conversion and the eval run are not checked (gate check "
+        "does them)\n"
+    )
+
+
+SUBCLASSED_MODULE = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="my_models")
+class Tiny(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = keras.layers.Dense(16, activation="relu")
+        self.scores = keras.layers.Dense(10, activation="softmax")
+
+    def call(self, x):
+        return self.scores(self.hidden(x))
+"""
+
+
+def subclassed_model(folder: Path) -> None:
+    """A subclassed Keras 3 model whose class lives in the repository (my_models.py), allowed in gate.toml."""
+    import importlib
+    import sys
+
+    root = folder.parent.parent
+    (root / "my_models.py").write_text(SUBCLASSED_MODULE)
+    sys.path.insert(0, str(root))
+    try:
+        model = importlib.import_module("my_models").Tiny()
+    finally:
+        sys.path.remove(str(root))
+    x_train, y_train, x_eval, y_eval = digits()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=1, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    write_data(folder, x_train, y_train, x_eval, y_eval)
+    (folder / "gate.toml").write_text('allow_custom_objects = ["my_models>Tiny"]\n')
+
+
+def two_outputs_model(folder: Path) -> None:
+    import keras
+
+    x_train, y_train, x_eval, y_eval = digits()
+    pixels = keras.Input((64,), name="pixels")
+    hidden = keras.layers.Dense(16, activation="relu")(pixels)
+    outputs = [keras.layers.Dense(10, activation="softmax")(hidden), keras.layers.Dense(1)(hidden)]
+    folder.mkdir(parents=True)
+    keras.Model(pixels, outputs).save(folder / "model.keras")
+    write_data(folder, x_train, y_train, x_eval, y_eval)
+
+
+def test_validate_refuses_every_folder_check_refuses_for_a_reason_it_can_see_with_the_same_message(workspace) -> None:
+    models, healthy = workspace / "models", workspace / "models" / "healthy"
+
+    def copy(name: str, *remove: str) -> Path:
+        shutil.copytree(healthy, models / name)
+        for file in remove:
+            (models / name / file).unlink()
+        return models / name
+
+    copy("no_model_file", "model.keras")
+    shutil.copy(healthy / "model.keras", copy("two_model_files") / "model.h5")
+    copy("no_eval_data", "eval.npz")
+    (copy("eval_not_npz") / "eval.npz").write_text("x,y\n0.1,3\n")
+    wrong_y = copy("y_wrong_shape")
+    with np.load(healthy / "eval.npz") as data:
+        np.savez(wrong_y / "eval.npz", x=data["x"], y=np.zeros((len(data["y"]), 3)))
+    two_outputs_model(models / "two_outputs")
+    subclassed_model(models / "subclassed")
+    keras3_regression(models / "regression_without_task")
+    (models / "regression_without_task" / "gate.toml").unlink()
+    (copy("two_toml_errors") / "gate.toml").write_text('task = "clasification"\ncalibration_samples = 0\n')
+    refused = ["eval_not_npz", "no_eval_data", "no_model_file", "regression_without_task", "subclassed",
+               "two_model_files", "two_outputs", "two_toml_errors", "y_wrong_shape"]  # fmt: skip
+
+    validated = run_gate("validate", cwd=workspace)
+    checked = run_gate("check", cwd=workspace)
+    assert validated.exit_code == 2 and checked.exit_code == 1
+    problems = validated.stderr.splitlines()
+    assert problems[-1] == (
+        f"gate: {len(refused) + 1} problem(s) found; loading the model, its conversion and the eval run are not "
+        "checked (gate check does them)"
+    )
+    assert sorted(m["name"] for m in checked.report["models"] if m["status"] == "ERROR") == refused
+    for name in refused:
+        error = checked.model(name)["error"]
+        assert error in validated.stderr, name  # the very message gate check gives
+    assert checked.model("healthy")["status"] == "PASS"
+    assert checked.model("subclassed")["error"].startswith(
+        f"{Path('models/subclassed/model.keras')}: is a subclassed model ('my_models>Tiny')"
+    )
+    assert (
+        'and ends in one linear unit, as a regression model does: if it predicts a number, set task = "regression"'
+        in (checked.model("regression_without_task")["error"])
+    )
+    # Both problems of the gate.toml, on the terminal as in the report, as gate validate lists them.
+    toml_errors = checked.model("two_toml_errors")["error"].splitlines()
+    assert len(toml_errors) == 2
+    assert f"two_toml_errors  ERROR  {'; '.join(toml_errors)}" in checked.stdout.splitlines()
+    assert f"two_toml_errors: ERROR before gating: {'; '.join(toml_errors)}" in checked.stderr
+    assert checked.model("two_outputs")["error"] == (
+        f"{Path('models/two_outputs/model.keras')}: the model has 2 outputs; gate supports models with one output "
+        "only, for now: export one model per output"
+    )
+    for name in refused:
+        shutil.rmtree(models / name)
+    valid = run_gate("validate", cwd=workspace)
+    assert valid.exit_code == 0 and valid.stderr.endswith(
+        "gate: 2 policies and 1 model folders are valid as far as can be seen without TensorFlow; loading the "
+        "model, its conversion and the eval run are not checked (gate check does them)\n"
+    )
 
 
 def test_validate_does_not_import_tensorflow() -> None:
@@ -398,14 +514,26 @@ def test_the_bundled_example_models_pass(tmp_path) -> None:
     assert outlier["candidates"][outlier["chosen"]]["status"] == "PASS"
     assert outlier["layer_errors"][0]["name"] == "features"
     assert "xychart-beta" in run.markdown
-    # The recurrent model: full-int8 PTQ crashes the converter, every outcome is reported, QAT passes.
+    # The recurrent model: unrolled, its int8 file converts (as it is, the converter crashes) and keeps no state,
+    # so an app that runs one sample per invoke without resets gets what the report says.
     crnn = run.model("digits_crnn")
-    outcomes = [(c["method"], c["status"]) for c in crnn["candidates"]]
-    assert outcomes[0] == ("int8", "ERROR") and "SIGSEGV" in crnn["candidates"][0]["reason"]
-    assert outcomes[-1] == ("qat-int8", "PASS")
-    assert any(
-        note.startswith("rebuilt in tf-keras from the Keras 3 model") for note in crnn["candidates"][-1]["notes"]
+    (published,) = crnn["candidates"]
+    assert (published["method"], published["status"], published["conversion"]["state"]) == ("int8", "PASS", None)
+    artifact = run.out_dir / "artifacts" / "digits_crnn.int8.tflite"
+    assert measure.variable_tensors(artifact) == 0
+    eval_data = load.load_dataset(
+        REPO / "models" / "digits_crnn" / "eval.npz",
+        model_folder=REPO / "models" / "digits_crnn",
+        inputs=(load.InputSpec("rows", (8, 8), "float32"),),
+        task="classification",
+        output_width=10,
+        need_labels=True,
     )
+    without, with_resets = (
+        measure.evaluate_tflite(artifact, eval_data, "classification", threads=1, batch_size=1, reset=reset)
+        for reset in (False, True)
+    )
+    assert without.value == with_resets.value == published["conversion"]["evaluation"]["value"]
 
 
 def keras3_mlp_with(folder: Path, healthy_model: Path, kernel_value: float, at: tuple) -> None:

@@ -21,10 +21,7 @@ from inspection_models import keras_file, refused
 from gate.errors import ModelError
 from gate.inspection import Inspection, inspect_model
 
-
-@pytest.mark.parametrize(
-    ("models", "name", "expected"),
-    [
+REAL_MODELS = [
         ("keras3_models", "cnn.keras", ("keras", "keras", {"Conv2D", "BatchNormalization", "Rescaling"}, False)),
         ("keras3_models", "cnn.h5", ("h5", "keras", {"Conv2D", "BatchNormalization", "Dropout"}, False)),
         ("keras3_models", "rnn.keras", ("keras", "keras", {"LSTM", "Bidirectional", "GRU", "TimeDistributed"}, True)),
@@ -37,8 +34,10 @@ from gate.inspection import Inspection, inspect_model
         ("tf_keras_models", "rnn.keras", ("keras", "tf_keras", {"Bidirectional", "GRU"}, True)),
         ("tf_keras_models", "rnn.h5", ("h5", "tf_keras", {"LSTM", "TimeDistributed"}, True)),
         ("tf_keras_models", "cnn.saved_model", ("saved_model", "tensorflow", set(), False)),
-    ],
-)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("models", "name", "expected"), REAL_MODELS)
 def test_real_models_are_accepted(request, models, name, expected) -> None:
     file_format, writer, some_layers, recurrent = expected
     inspection = inspect_model(request.getfixturevalue(models)[name])
@@ -47,6 +46,32 @@ def test_real_models_are_accepted(request, models, name, expected) -> None:
     assert some_layers <= set(inspection.layer_classes)
     assert list(inspection.layer_classes) == sorted(set(inspection.layer_classes))
     assert inspection.allowed_custom_objects == ()
+
+
+@pytest.mark.parametrize(
+    ("models", "name"),
+    [  # a model of each format and writer, recurrent and not, both SavedModel writers
+        ("keras3_models", "cnn.keras"),
+        ("keras3_models", "rnn.h5"),
+        ("keras3_models", "rnn.export"),
+        ("tf_keras_models", "cnn.h5"),
+        ("tf_keras_models", "rnn.keras"),
+        ("tf_keras_models", "cnn.saved_model"),
+    ],
+)
+def test_the_signature_read_without_loading_is_what_loading_gives(request, models, name, tmp_path) -> None:
+    """gate validate checks data against the declared signature: it must be the one gate check loads."""
+    from gate.load import load_model
+
+    path = request.getfixturevalue(models)[name]
+    inspection = inspect_model(path)
+    loaded = load_model(path, inspection, export_dir=tmp_path / "export", fixed_batch=False, unroll=False)
+    assert inspection.signature is not None
+    declared = [(i.name, i.shape, i.dtype) for i in inspection.signature.inputs]
+    assert declared == [(s.name, s.shape, s.dtype) for s in loaded.inputs]
+    assert inspection.signature.output_width == loaded.output_width
+    if inspection.format != "saved_model":
+        assert inspection.signature.output_activation == "softmax"
 
 
 def test_the_example_models_in_the_repository_are_accepted() -> None:

@@ -197,6 +197,23 @@ def node(name: str, *ops: str, attributes: bytes = b"") -> bytes:
     return message(1, text(1, name), *(text(2, op) for op in ops), attributes)
 
 
+def tensor_info(*dims: int) -> bytes:
+    """TensorInfo: dtype (2) DT_FLOAT, tensor_shape (3) with a dim (2) of each size (1)."""
+    return b"\x10\x01" + message(3, *(message(2, b"\x08" + varint(d)) for d in dims))
+
+
+# MetaGraphDef.signature_def (5): serving_default, one input "x" of [1, 4] and one output "y" of [1, 2].
+SERVING = message(
+    5,
+    text(1, "serving_default"),
+    message(
+        2,
+        message(1, text(1, "x"), message(2, tensor_info(1, 4))),
+        message(2, text(1, "y"), message(2, tensor_info(1, 2))),
+    ),
+)
+
+
 def saved_model_file(folder: Path, *meta_graph: bytes) -> tuple[Path, object]:
     """A folder whose saved_model.pb is SavedModel{meta_graphs: [meta_graph]}, and TensorFlow's parse of it."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -230,11 +247,24 @@ def test_a_function_attribute_given_twice_names_the_function_protobuf_keeps(tmp_
     attribute = message(5, text(1, "f"), message(2, first), message(2, second))  # NodeDef.attr["f"]
     library = message(2, message(1, message(1, text(1, "fn"))))  # GraphDef.library.function[0].signature.name
     folder, reference = saved_model_file(
-        tmp_path / "saved_model", message(2, node("call", "PartitionedCall", attributes=attribute), library)
+        tmp_path / "saved_model", message(2, node("call", "PartitionedCall", attributes=attribute), library), SERVING
     )
     assert reference.graph_def.node[0].attr["f"].func.name == "fn"
     inspection = inspect_model(folder)
     assert (inspection.format, inspection.writer, inspection.writer_version) == ("saved_model", "tensorflow", "")
+    # Read as TensorFlow reads the signature.
+    (x,), (y,) = (
+        reference.signature_def["serving_default"].inputs.values(),
+        reference.signature_def["serving_default"].outputs.values(),
+    )
+    assert [d.size for d in x.tensor_shape.dim] == [1, 4] and [d.size for d in y.tensor_shape.dim] == [1, 2]
+    assert [(i.name, i.shape, i.dtype) for i in inspection.signature.inputs] == [("x", (4,), "float32")]
+    assert inspection.signature.output_width == 2
+
+
+def test_a_saved_model_without_a_serving_signature_is_refused_before_loading(tmp_path) -> None:
+    folder, _reference = saved_model_file(tmp_path / "saved_model", message(2, node("a", "Identity")))
+    refused(folder, r"saved_model: has no serving_default signature; export it with model\.export\(\) or a signatures=")
 
 
 def test_an_op_behind_a_tag_above_32_bits_is_refused(tmp_path) -> None:

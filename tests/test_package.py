@@ -89,8 +89,8 @@ def deterministic(report: dict) -> list[dict]:
 
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("latency", "seconds", "stage_seconds",
-                                                                      "speedup", "measured_at")}  # fmt: skip
+            timings = ("latency", "seconds", "stage_seconds", "step_seconds", "speedup", "measured_at")
+            return {k: strip(v) for k, v in value.items() if k not in timings}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value

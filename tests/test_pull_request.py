@@ -83,7 +83,7 @@ def test_a_pull_request_end_to_end(repository, tmp_path) -> None:
     assert merged.exit_code == 0, merged.stderr
     assert [m["name"] for m in merged.report["models"]] == ["vision"]  # kws was not gated again
     comment = (repo / "gate-out" / "comment.md").read_text()
-    assert comment.startswith("<!-- gate-report -->\n## ✅ gate: all 1 model(s) pass")
+    assert comment.startswith("<!-- gate-report -->\n## ✅ gate: the model passes")
     label = f"main@\u200b{main[:7]}"  # the report keeps @ from mentioning anyone
     assert f"**Against the base branch ({label})**" in comment
     (row,) = [line for line in comment.splitlines() if line.startswith("| vision | ✅ PASS → ✅ PASS |")]
@@ -105,7 +105,7 @@ def test_a_pull_request_end_to_end(repository, tmp_path) -> None:
     layout = run_step(workflow_step(release, "release", "gate release"), {}, cwd=repo)
     assert layout.returncode == 0, layout.stderr
     files = sorted(p.name for p in (repo / "release").iterdir())
-    assert files == ["SHA256SUMS", "kws.int8.tflite", "report.json", "report.md", "vision.int8.tflite"]
+    assert files == ["RELEASE.md", "SHA256SUMS", "kws.int8.tflite", "report.json", "report.md", "vision.int8.tflite"]
     for line in (repo / "release" / "SHA256SUMS").read_text().splitlines():
         sha, name = line.split("  ")
         assert hashlib.sha256((repo / "release" / name).read_bytes()).hexdigest() == sha

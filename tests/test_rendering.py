@@ -9,7 +9,7 @@ import re
 import cmarkgfm
 import pytest
 from cmarkgfm.cmark import Options
-from factories import model_result
+from factories import model_result, stateful
 
 from gate.compare import Baseline, compare
 from gate.keys import duration
@@ -63,7 +63,8 @@ def varied_results() -> list:
     layer = LayerError("features", "FULLY_CONNECTED", 0.49, "seq/features/MatMul", 11.26, 369.1)
     failing = dataclasses.replace(failing, findings=(finding,), layer_errors=(layer,))
     long_error = error_result("broken", "models/broken/model.keras: " + "a very long reason " * 40 + "\nsecond line")
-    return [model_result("passes"), failing, long_error, model_result("x|y<b>", overrides={"size.min_reduction": 2.0})]
+    hostile = model_result("x|y<b>", overrides={"size.min_reduction": 2.0})
+    return [model_result("passes"), failing, long_error, hostile, stateful(model_result("keeps_state"))]
 
 
 def test_every_table_parses_every_details_closes_and_no_markdown_is_left_raw() -> None:
@@ -83,7 +84,9 @@ def test_every_table_parses_every_details_closes_and_no_markdown_is_left_raw() -
 def test_a_long_error_takes_one_line_in_the_summary_and_all_of_it_in_the_details() -> None:
     markdown = render_markdown(varied_results())
     (row,) = [line for line in markdown.splitlines() if line.startswith("| broken |")]
-    assert len(row) < 200 and row.endswith("a very long reason a very long reason a very long reason a very long… |")
+    assert len(row) < 250 and row.endswith(
+        "a very long reason a very long reason a very long… (and 1 more problem(s), in the details) |"
+    )
     assert markdown.count("a very long reason") > 40
 
 
@@ -130,7 +133,7 @@ def test_a_comment_for_200_models_fits_githubs_limit_and_renders() -> None:
     assert len(full) > GITHUB_COMMENT_LIMIT
     comment = markdown_for_comment(results)
     assert len(comment) <= GITHUB_COMMENT_LIMIT
-    assert comment.startswith(COMMENT_MARKER + "\n## ❌ gate: 29 failed")
+    assert comment.startswith(COMMENT_MARKER + "\n## ❌ gate: 29 of 200 models failed, 171 passed")
     assert all(f"| model_{i:03d} |" in comment for i in range(200))  # the summary keeps every model
     assert "left out to fit a GitHub comment: see `report.md` in the workflow artifact `gate-report`" in comment
     kept = re.findall(r"<summary><b>(model_\d+)</b>", comment)
@@ -147,3 +150,20 @@ def test_an_error_row_points_to_its_log_in_the_workflow_artifact() -> None:
     assert "<code>logs/crashed.log</code> in the output folder (the workflow artifact `gate-report` in CI)" in markdown
     assert "/tmp" not in markdown and "/home" not in markdown
     assert result.status is Status.ERROR
+
+
+def test_a_file_that_keeps_state_is_said_in_its_rows_and_callout_and_in_brief_when_hundreds_no_longer_fit() -> None:
+    results = [stateful(model_result(f"model_{index:03d}")) for index in range(400)]
+    full = render_markdown(results)
+    callout = "> **model_000: the published `int8` file keeps state between invokes.** The app must call interpreter."
+    assert full.count("keeps state between invokes.** The app must") == 400 and callout in full
+    assert (
+        "| State between invokes | — | none | 2 variable tensors; judged as run without a reset before each invoke, "
+        "10.56% with one; the app must call interpreter.reset_all_variables() before each inference" in full
+    )
+    assert "<br>conversion 0.5 s, evaluation 0.3 s, latency 0.1 s |" in full
+    comment = markdown_for_comment(results)
+    assert len(comment) <= GITHUB_COMMENT_LIMIT
+    assert "keeps state between invokes.** The app must" not in comment
+    brief = "> **400 model(s) publish a file that keeps state between invokes** (each one's, with what the app must do"
+    assert brief in comment and "model_000, model_001, model_002" in comment

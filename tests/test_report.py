@@ -41,9 +41,15 @@ def test_schema_rejects_a_report_missing_a_figure() -> None:
 @pytest.mark.parametrize(
     ("results", "first_line"),
     [
-        ([model_result("a"), model_result("b")], "## ✅ gate: all 2 model(s) pass"),
-        ([model_result("a"), model_result("b", accuracy=80.0)], "## ❌ gate: 1 failed, 0 could not be gated, 1 passed"),
-        ([model_result("a"), error_result("c", "boom")], "## ⚠️ gate: 0 failed, 1 could not be gated, 1 passed"),
+        ([model_result("a"), model_result("b")], "## ✅ gate: all 2 models pass"),
+        ([model_result("a"), model_result("b", accuracy=80.0)], "## ❌ gate: 1 of 2 models failed, 1 passed"),
+        ([model_result("a"), error_result("c", "boom")], "## ⚠️ gate: 1 of 2 models could not be gated, 1 passed"),
+        ([model_result("a")], "## ✅ gate: the model passes"),
+        ([model_result("b", accuracy=80.0)], "## ❌ gate: the model failed"),
+        (
+            [model_result("b", accuracy=80.0), error_result("c", "boom"), model_result("a")],
+            "## ⚠️ gate: 1 of 3 models failed, 1 could not be gated, 1 passed",
+        ),
     ],
 )
 def test_markdown_starts_with_the_verdict(results, first_line) -> None:
@@ -52,7 +58,7 @@ def test_markdown_starts_with_the_verdict(results, first_line) -> None:
 
 def test_markdown_names_the_failed_check_with_threshold_and_measurement() -> None:
     text = render_markdown([model_result("digits", accuracy=93.0)])
-    assert "| `accuracy.max_drop` | 2 pts | 3 pts | ❌ FAIL | accuracy dropped 3.00 pts (allowed ≤ 2) |" in text
+    assert "| `accuracy.max_drop` | 2 pts | 3 pts | ❌ FAIL | accuracy dropped 3.00 pts (allowed drop ≤ 2) |" in text
     assert "| digits | int8 | 78.1 KiB → 9.8 KiB (8.00×) | accuracy 96.00% → 93.00% (−3.00 pts) |" in text
 
 
@@ -113,3 +119,23 @@ def test_write_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch) -> None
         report.write_atomic(target, "new report")
     assert target.read_text() == "complete old report"
     assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
+
+
+def test_reports_are_written_readable_by_everyone_like_any_tools_output(tmp_path) -> None:
+    result = model_result("digits")
+    for artifact in result.artifacts:
+        (tmp_path / artifact.path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / artifact.path).write_bytes(b"tflite")
+    report.write_reports(tmp_path, [result])
+    for name in ("report.md", "report.json", "comment.md", "SHA256SUMS"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_files_gate_copies_are_readable_by_everyone_too(tmp_path) -> None:
+    """What a cached run, gate merge and gate release copy (artifacts, logs) as well as what they write."""
+    from gate.readback import copy_inside
+
+    (tmp_path / "shard" / "artifacts").mkdir(parents=True)
+    (tmp_path / "shard" / "artifacts" / "digits.int8.tflite").write_bytes(b"tflite")
+    copy_inside(tmp_path / "shard", "artifacts/digits.int8.tflite", tmp_path / "release" / "digits.int8.tflite")
+    assert (tmp_path / "release" / "digits.int8.tflite").stat().st_mode & 0o777 == 0o644

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from helpers import run_gate
 
-TIMINGS = {"stage_seconds", "latency", "speedup", "measured_at", "from_cache", "seconds"}
+TIMINGS = {"stage_seconds", "step_seconds", "latency", "speedup", "measured_at", "from_cache", "seconds"}
 
 
 def without_timings(value: object) -> object:
@@ -182,7 +182,7 @@ def tamper(shard: Path, how: str) -> None:
     [
         ("digest", "alpha: artifacts/alpha.int8.tflite: does not match the sha256 and size its result records"),
         ("missing", "alpha: artifacts/alpha.float32.tflite: missing"),
-        ("schema", "schema_version 99, but this gate reads 2; a newer gate wrote it: use that version here too"),
+        ("schema", "schema_version 99, but this gate reads 3; a newer gate wrote it: use that version here too"),
         ("field", "report.json: Invalid enum value 'MAYBE' - at `$.models[0].candidates[0].status`"),
         (
             "path",
@@ -225,7 +225,7 @@ def test_a_planned_model_without_a_result_is_an_error_row(two_models, serial, tm
 def test_nothing_planned_is_a_passing_report(two_models, tmp_path) -> None:
     merged = run_gate("merge", "--out", tmp_path / "empty", cwd=two_models)
     assert merged.exit_code == 0
-    assert merged.markdown.startswith("## ✅ gate: all 0 model(s) pass")
+    assert merged.markdown.startswith("## ✅ gate: no model to gate")
 
 
 def test_a_second_run_reuses_every_result_without_importing_tensorflow(two_models, tmp_path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from factories import candidate
-from helpers import TEST_POLICIES, run_gate
+from helpers import TEST_POLICIES, digits, run_gate, write_data
 
 from gate.judge import hard_requirement_problem
 from gate.methods import search_order
@@ -223,3 +223,86 @@ def test_every_drop_is_printed_with_its_interval(search_run) -> None:
                 assert interval["low"] <= tried["metric_change"] <= interval["high"]
                 assert interval["confidence"] == 0.95 and interval["method"] in ("BCa", "percentile")
     assert "95% CI" in search_run.markdown.splitlines()[4]
+
+
+# ---------------------------------------------------------------- a file LiteRT refuses
+
+
+def refused_by_litert(tflite: bytes) -> bytes:
+    """`tflite` with its depthwise convolution's output scale set so small that LiteRT cannot prepare the op.
+
+    The fused ReLU6 bound, 6 / scale, no longer fits an int32: the same "no_integer_overflow_from_quantization"
+    failure an int16x8 MobileNetV2 at 96x96 met in LiteRT, made here by editing the flatbuffer.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    graph = model.subgraphs[0]
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+            graph.tensors[op.outputs[0]].quantization.scale = [1e-30]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_a_file_litert_refuses_to_prepare_is_that_candidates_error_and_the_search_goes_on(
+    tmp_path, monkeypatch
+) -> None:
+    import keras
+
+    from gate.config import configure
+    from gate.markdown import render_markdown
+    from gate.methods import METHODS, Built
+    from gate.pipeline import gate_model
+    from gate.run import job_for
+
+    x_train, y_train, x_eval, y_eval = digits("rows")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="image"),
+            keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x_train[..., None], y_train, epochs=5, verbose=0)
+    folder = tmp_path / "models" / "depthwise"
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    write_data(folder, x_train[..., None], y_train, x_eval[..., None], y_eval)
+    (folder / "gate.toml").write_text(
+        'policy = "float_io"\noverride_reason = "keep the test short"\n'
+        '[overrides.search]\ncandidates = ["int16x8", "dynamic_range"]\n'
+    )
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "default.toml").write_text(TEST_POLICIES["default"])
+    (tmp_path / "policies" / "float_io.toml").write_text(TEST_POLICIES["float_io"])
+    int16x8 = METHODS["int16x8"]
+
+    def build(saved_model_dir: Path, setup) -> Built:
+        built = int16x8.build(saved_model_dir, setup)  # the real 16x8 conversion, then its scale broken
+        return dataclasses.replace(built, tflite=refused_by_litert(built.tflite))
+
+    monkeypatch.setitem(METHODS, "int16x8", dataclasses.replace(int16x8, build=build))
+    (configured,) = configure([folder], policies_dir=tmp_path / "policies").models
+    result = gate_model(job_for(configured, tmp_path / "out", tmp_path))
+
+    refused, fallback = result.candidates
+    assert refused.status is Status.ERROR
+    assert refused.reason == (
+        "LiteRT could not load and prepare depthwise.int16x8.tflite: tflite/kernels/kernel_util.cc:349 "
+        "no_integer_overflow_from_quantization was not true.Node number 1 (DEPTHWISE_CONV_2D) failed to prepare."
+    )
+    assert list(refused.step_seconds) == ["conversion", "evaluation"]  # what its time went to, up to the failure
+    assert (fallback.method, fallback.conversion is not None) == ("dynamic_range", True)
+    assert result.status is Status.PASS and result.chosen == 1
+    assert list(fallback.step_seconds) == ["conversion", "evaluation"]  # the float_io policy times no latency
+    markdown = render_markdown([result])
+    assert "| `int16x8` | — | — | — | ⚠️ ERROR: LiteRT could not load and prepare depthwise.int16x8.tflite: " in markdown
+    steps = fallback.step_seconds
+    assert f"<br>conversion {steps['conversion']:.1f} s, evaluation {steps['evaluation']:.1f} s |" in markdown

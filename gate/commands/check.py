@@ -133,8 +133,8 @@ def exit_code(results: Sequence[ModelResult]) -> int:
 def verdict_line(result: ModelResult) -> str:
     """One line per model, like twine's `Checking dist/x.whl: PASSED`, safe to print (gate.escape.terminal)."""
     candidate = result.candidate
-    if candidate is None:
-        return escape.terminal(f"{result.name}  ERROR  {result.error.splitlines()[0] if result.error else ''}")
+    if candidate is None:  # every problem, as gate validate lists them: a broken gate.toml can have several
+        return escape.terminal(f"{result.name}  ERROR  {'; '.join(result.error.splitlines())}")
     failed = [f"{c.name}: {c.message}" for c in candidate.checks if c.status is Status.FAIL]
     passed = sum(c.status is Status.PASS for c in candidate.checks)
     skipped = sum(c.status is Status.SKIP for c in candidate.checks)

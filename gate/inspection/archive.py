@@ -44,7 +44,7 @@ def inspect_keras_archive(path: Path, allowed: frozenset[str]) -> KerasFindings:
             weights = {name: archive.read(info) for name, info in entries.items() if name.endswith(".h5")}
     version = metadata.get("keras_version") if isinstance(metadata, dict) else None
     writer = writer_of(path, "metadata.json", version)
-    findings = keras_findings(writer, [check_config(path, "config.json", config, allowed, is_model=True)])
+    findings = keras_findings(path, writer, [check_config(path, "config.json", config, allowed, is_model=True)], config)
     for name, data in weights.items():
         check_h5_storage(f"{path}: {name}", data, _SAVE_KERAS)
     return findings

@@ -46,12 +46,11 @@ def inspect_h5(path: Path, allowed: frozenset[str]) -> KerasFindings:
         raise ModelError(f"{path}: has no model_config attribute, so it holds only weights; {_SAVE_H5}")
     # Files without keras_version predate Keras 3: only Keras 2 wrote such files.
     writer = writer_of(path, "keras_version", texts["keras_version"]) if "keras_version" in texts else ("tf_keras", "")
+    parsed = {name: parse_json(path, name, text) for name, text in texts.items() if name != "keras_version"}
     configs = [
-        check_config(path, name, parse_json(path, name, text), allowed, is_model=name == "model_config")
-        for name, text in texts.items()
-        if name != "keras_version"
+        check_config(path, name, config, allowed, is_model=name == "model_config") for name, config in parsed.items()
     ]
-    findings = keras_findings(writer, configs)
+    findings = keras_findings(path, writer, configs, parsed["model_config"])
     _check_storage(str(path), path, _SAVE_H5)
     return findings
 

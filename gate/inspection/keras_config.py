@@ -19,6 +19,7 @@ from pathlib import Path
 from gate.errors import ModelError
 from gate.inspection.keras_names import KERAS_MODULES, KERAS_NAMES
 from gate.inspection.problems import raise_problems
+from gate.inspection.signature import Signature, keras_signature
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class KerasFindings:
     writer_version: str  # "" if the file does not say
     layer_classes: frozenset[str]
     custom_objects: frozenset[str]  # custom objects the model uses that gate.toml allowed
+    signature: Signature | None  # the inputs and output the model config declares (None: it does not say)
 
 
 def never_allowed_problem(entry: str) -> str | None:
@@ -126,14 +128,20 @@ def never_allowed_problem(entry: str) -> str | None:
     )
 
 
-def keras_findings(writer: tuple[str, str], findings: list[ConfigFindings]) -> KerasFindings:
-    """The findings of every config of one file together; raise one ModelError listing every problem in them."""
+def keras_findings(
+    path: Path, writer: tuple[str, str], findings: list[ConfigFindings], model_config: object
+) -> KerasFindings:
+    """The findings of every config of one file together; raise one ModelError listing every problem in them.
+
+    Then the model config's signature, which refuses what gate cannot gate (gate.inspection.signature).
+    """
     raise_problems([problem for finding in findings for problem in finding.problems])
     return KerasFindings(
         writer=writer[0],
         writer_version=writer[1],
         layer_classes=frozenset().union(*(finding.layer_classes for finding in findings)),
         custom_objects=frozenset().union(*(finding.custom_objects for finding in findings)),
+        signature=keras_signature(str(path), model_config),
     )
 
 

@@ -132,3 +132,12 @@ def last_string(fields: Fields, number: int) -> str:
     """A singular string field: the last occurrence wins ("" when absent, protobuf's default)."""
     values = strings(fields, number)
     return values[-1] if values else ""
+
+
+def last_int(fields: Fields, number: int) -> int:
+    """A singular int64, enum or bool field: the last occurrence wins (0 when absent); int64 -1 reads as -1."""
+    values = fields.get(number, [])
+    if not all(isinstance(value, int) for value in values):
+        raise Malformed(f"field {number} has the wrong wire type")
+    value = values[-1] if values else 0
+    return value - (1 << 64) if value >> 63 else value  # type: ignore[operator] - checked above

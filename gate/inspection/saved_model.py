@@ -17,6 +17,7 @@ from gate.errors import ModelError, printable
 from gate.inspection import protobuf
 from gate.inspection.keras_config import VERSION
 from gate.inspection.problems import damaged_file, raise_problems
+from gate.inspection.signature import Signature, saved_model_signature
 
 # fmt: off
 # Op types that inference graphs of Keras models use: every op in the graphs and
@@ -83,6 +84,11 @@ class _Function:
     attributes: frozenset[str]
 
 
+# A tensor of a signature: its DataType (tensorflow/core/framework/types.proto) and its dimensions (-1: any size),
+# or None when the signature leaves its rank unknown.
+_TensorSpec = tuple[int, tuple[int, ...] | None]
+
+
 @dataclass(frozen=True)
 class _MetaGraph:
     nodes: tuple[_Node, ...]
@@ -90,6 +96,7 @@ class _MetaGraph:
     saver: tuple[str, str, str]  # filename tensor, save tensor, restore op
     object_graph: bytes
     tensorflow_version: str
+    serving: dict[str, dict[str, _TensorSpec]] | None  # serving_default's "inputs" and "outputs" by name, if any
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class SavedModelFindings:
 
     tensorflow_version: str  # "" if the graph does not say
     has_loops: bool  # a While loop, which is how recurrent layers are exported
+    signature: Signature
 
 
 def inspect_saved_model(path: Path) -> SavedModelFindings:
@@ -117,9 +125,11 @@ def inspect_saved_model(path: Path) -> SavedModelFindings:
     raise_problems([problem for graph in graphs for problem in _graph_problems(graph_file, graph)])
     versions = [g.tensorflow_version for g in graphs if g.tensorflow_version]
     ops = {op for g in graphs for f in g.functions for node in f.nodes for op in node.ops}
+    serving = [g.serving for g in graphs if g.serving is not None]
     return SavedModelFindings(
         tensorflow_version=versions[-1] if versions and VERSION.fullmatch(versions[-1]) else "",
         has_loops=bool(ops & _LOOP_OPS),
+        signature=saved_model_signature(str(path), serving[-1] if serving else None),
     )
 
 
@@ -279,6 +289,7 @@ def _parse_meta_graph(fields: protobuf.Fields) -> _MetaGraph:
     graph = protobuf.message(fields, 2)  # MetaGraphDef.graph_def
     library = protobuf.message(graph, 2)  # GraphDef.library
     saver = protobuf.message(fields, 3)  # MetaGraphDef.saver_def
+    signatures = _map(fields, 5)  # MetaGraphDef.signature_def
     return _MetaGraph(
         nodes=tuple(_parse_node(node) for node in protobuf.repeated(graph, 1)),  # GraphDef.node
         functions=tuple(_parse_function(function) for function in protobuf.repeated(library, 1)),  # .function
@@ -287,7 +298,25 @@ def _parse_meta_graph(fields: protobuf.Fields) -> _MetaGraph:
         # Searched for function names, as bytes: every occurrence of MetaGraphDef.object_graph_def.
         object_graph=b"".join(bytes(part) for part in protobuf.raw(fields, 7)),
         tensorflow_version=protobuf.last_string(protobuf.message(fields, 1), 5),  # meta_info_def.tensorflow_version
+        serving=_parse_signature(signatures["serving_default"]) if "serving_default" in signatures else None,
     )
+
+
+def _map(fields: protobuf.Fields, number: int) -> dict[str, protobuf.Fields]:
+    """A map<string, message> field: entries of key (1) and value (2); the last entry of a key wins."""
+    return {protobuf.last_string(entry, 1): protobuf.message(entry, 2) for entry in protobuf.repeated(fields, number)}
+
+
+def _parse_signature(fields: protobuf.Fields) -> dict[str, dict[str, _TensorSpec]]:
+    """SignatureDef.inputs (1) and outputs (2): TensorInfo's dtype (2) and tensor_shape (3)."""
+
+    def spec(info: protobuf.Fields) -> _TensorSpec:
+        shape = protobuf.message(info, 3)  # TensorShapeProto: dim (2) of size (1), unknown_rank (3)
+        dims = tuple(protobuf.last_int(dim, 1) for dim in protobuf.repeated(shape, 2))
+        return protobuf.last_int(info, 2), None if protobuf.last_int(shape, 3) else dims
+
+    return {side: {name: spec(info) for name, info in _map(fields, number).items()}
+            for side, number in (("inputs", 1), ("outputs", 2))}  # fmt: skip
 
 
 def _parse_function(fields: protobuf.Fields) -> _Function:
