@@ -30,7 +30,6 @@ class Context:
     policy: Mapping[str, Value]
     task: str
     reference: Conversion | None = None  # its inputs tell which inputs are integer in the float model
-    eval_samples: int = 0
 
 
 Evaluate = Callable[[Candidate, Value, Context], Verdict]

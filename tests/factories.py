@@ -87,7 +87,7 @@ def candidate(
         checks=(),
         seconds=1.0,
     )
-    return judge(unjudged, Context(policy or DEFAULT_POLICY, task, reference, EVAL_SAMPLES))
+    return judge(unjudged, Context(policy or DEFAULT_POLICY, task, reference))
 
 
 DEFAULT_POLICY = {

@@ -4,6 +4,7 @@ stored (no TensorFlow needed)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from factories import job, model_result, with_files
 
 from gate import cache as cache_module
+from gate import cli
 from gate.cache import Cache, cache_key, default_directory
 from gate.layout import log_path
 from gate.results import ModelResult, Origin
@@ -165,3 +167,35 @@ def test_an_entry_without_a_log_is_used(tmp_path) -> None:
     loaded = cache.load(KEY, "alpha", tmp_path / "reused")
     assert loaded is not None and loaded.origin.from_cache
     assert not (tmp_path / "reused" / log_path("alpha")).exists()
+
+
+@pytest.mark.parametrize(
+    ("entry", "link", "target"),
+    [
+        ("my_pkg.layers>Scale", "my_pkg/layers.py", "elsewhere/layers.py"),  # a module inside the package
+        ("helpers>Scale", "helpers.py", "elsewhere/layers.py"),  # the module file itself
+        ("outside>Scale", "outside", "elsewhere"),  # the package folder
+    ],
+)
+def test_custom_code_behind_a_link_is_refused_as_the_cache_cannot_see_it(
+    repository, monkeypatch, capsys, entry, link, target
+) -> None:
+    """The worker would import through the link, but the key digests regular files only: a change behind the
+    link would reuse a stale result (found by mutation testing)."""
+    (repository / "elsewhere").mkdir()
+    (repository / "elsewhere" / "__init__.py").write_text("")
+    (repository / "elsewhere" / "layers.py").write_text("class Scale: ...\n")
+    (repository / link).unlink(missing_ok=True)
+    (repository / link).symlink_to(repository / target)
+    (repository / "policies").mkdir()
+    (repository / "policies" / "default.toml").write_text(
+        (Path(__file__).parent.parent / "policies" / "default.toml").read_text()
+    )
+    (repository / "models" / "m" / "gate.toml").write_text(f'allow_custom_objects = ["{entry}"]\n')
+    monkeypatch.chdir(repository)
+    assert cli.main(["check", "--no-cache", "--out", "gate-out"]) == 1
+    (model,) = json.loads((repository / "gate-out" / "report.json").read_text())["models"]
+    assert model["error"] == (
+        f"{Path('models/m/gate.toml')}: allow_custom_objects: {link} is a symbolic link; gate imports custom code only "
+        "from regular files of the repository: replace the link with what it points to"
+    )

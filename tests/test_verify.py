@@ -11,12 +11,22 @@ import dataclasses
 from collections.abc import Callable
 
 import pytest
-from factories import COMPARISON, DEFAULT_POLICY, PASSED, candidate, model_result
+from factories import COMPARISON, DEFAULT_POLICY, PASSED, candidate, model_result, stateful
 
 from gate.compare import ModelChange
 from gate.judge import Context, judge
-from gate.results import Candidate, Conversion, FileDigest, ModelResult, Origin, Status, error_result
-from gate.search import closest
+from gate.results import (
+    Candidate,
+    Conversion,
+    Evaluation,
+    FileDigest,
+    ModelResult,
+    Origin,
+    Status,
+    error_result,
+    must_reset,
+)
+from gate.search import closest, metric_change
 from gate.verify import check_comparison, check_result
 
 replace = dataclasses.replace
@@ -34,9 +44,7 @@ def judged(result: ModelResult) -> ModelResult:
     """`result` with its built candidates judged afresh against its own figures and policy, as gate judges them,
     and the candidate the search publishes chosen."""
     assert result.provenance and result.float_evaluation
-    context = Context(
-        result.provenance.effective_policy, result.task, result.reference, result.float_evaluation.samples
-    )
+    context = Context(result.provenance.effective_policy, result.task, result.reference)
     candidates = tuple(judge(c, context) if c.conversion else c for c in result.candidates)
     chosen = closest(candidates)
     return replace(result, candidates=candidates, chosen=chosen, status=candidates[chosen].status)
@@ -66,6 +74,45 @@ def also(result: ModelResult, *more: Candidate) -> ModelResult:
     return replace(result, candidates=(*result.candidates, *more))
 
 
+def state(result: ModelResult, **changes) -> ModelResult:
+    """`result` with the state of its first candidate's file changed."""
+    return built(result, state=replace(result.candidates[0].conversion.state, **changes))
+
+
+def other(result: ModelResult, value: float) -> ModelResult:
+    """`result` with its stateful file's figure the other way (with resets or without) set to `value`."""
+    kept = result.candidates[0].conversion.state
+    return state(result, other_evaluation=replace(kept.other_evaluation, value=value))
+
+
+def as_regression(result: ModelResult, float_mae: float, mae: float, other_mae: float) -> ModelResult:
+    """`result`, a stateful classifier's, as a regression model's with these MAEs, judged again."""
+
+    def in_mae(evaluation: Evaluation, value: float) -> Evaluation:
+        return replace(evaluation, metric="mae", value=value)
+
+    conversion = result.candidates[0].conversion
+    regression = replace(
+        result,
+        task="regression",
+        float_evaluation=in_mae(result.float_evaluation, float_mae),
+        reference=replace(result.reference, evaluation=in_mae(result.reference.evaluation, float_mae)),
+    )
+    stateful_file = replace(
+        conversion,
+        evaluation=in_mae(conversion.evaluation, mae),
+        state=replace(conversion.state, other_evaluation=in_mae(conversion.state.other_evaluation, other_mae)),
+    )
+    return judged(
+        first(regression, conversion=stateful_file, metric_change=metric_change("regression", float_mae, mae))
+    )
+
+
+def steps(result: ModelResult, **seconds: float) -> ModelResult:
+    """`result` with its first candidate's steps (its time is 1.000 s) taking these seconds."""
+    return first(result, step_seconds=seconds)
+
+
 def token_ids(conversion: Conversion) -> Conversion:
     """`conversion` with int32 inputs: a model of token ids, whose inputs no quantization changes."""
     return replace(conversion, inputs=tuple(replace(t, dtype="int32") for t in conversion.inputs))
@@ -82,8 +129,24 @@ ALL_PASS = "size.min_reduction PASS; accuracy.max_drop PASS; io.input_dtype PASS
     "latency.max_p50_ms PASS"
 )
 
+STATEFUL = stateful(ALPHA)
+RESETS = provenance(
+    stateful(ALPHA, app_resets=True),
+    effective_policy=ALPHA.provenance.effective_policy | {"runtime.resets_state": True},
+)
+
 ACCEPTED = {
     "as_gate_writes_it": ALPHA,
+    "method_asked_for": provenance(ALPHA, method="int8"),
+    # The edges of what gate writes for a file that keeps state, and for a candidate's steps.
+    "stateful": STATEFUL,
+    "stateful_in_one_variable_tensor": state(STATEFUL, variable_tensors=1, app_must=must_reset(1)),
+    "stateful_reset_by_the_app_as_its_policy_says": RESETS,
+    "stateful_scoring_0_the_other_way": other(STATEFUL, 0.0),
+    "stateful_scoring_100_the_other_way": other(STATEFUL, 100.0),
+    "stateful_regression_of_an_mae_above_100": as_regression(STATEFUL, 120.0, 125.0, 150.0),
+    "step_of_no_time": steps(STATEFUL, conversion=0.5, evaluation=0.3, latency=0.0),
+    "steps_within_their_rounding": steps(STATEFUL, conversion=0.603, evaluation=0.3, latency=0.1),
     "error": ERROR,
     "error_of_the_files_beside_the_model_folders": error_result("files/", "files/x.npz: not in a model folder"),
     "error_with_a_candidate_it_did_not_build": replace(ERROR, candidates=(UNBUILT_SKIP,)),
@@ -114,6 +177,22 @@ def test_a_result_gate_could_have_written_is_accepted(name) -> None:
 
 
 REFUSED = {
+    "stateful_scoring_above_100_the_other_way": (
+        other(STATEFUL, 100.5),
+        "candidates[0].conversion.state.other_evaluation.value: 100.5 is out of the range of accuracy",
+    ),
+    "stateful_without_saying_the_app_must_reset": (
+        state(STATEFUL, app_must="a" * 100),
+        f"candidates[0].conversion.state.app_must: {'a' * 80!r} is not what gate tells the app",
+    ),
+    "steps_beyond_their_rounding": (
+        steps(STATEFUL, conversion=0.6046, evaluation=0.3, latency=0.1),
+        "candidates[0].step_seconds: its steps took 1.005 s, more than the candidate's 1.000 s",
+    ),
+    "step_of_a_long_name": (
+        steps(STATEFUL, **{"x" * 60: 0.1}),
+        f"candidates[0].step_seconds: {'x' * 50!r}: 0.1 is not a step's time",
+    ),
     "name_of_a_path": (replace(ALPHA, name="../x"), "name: '../x' is not a folder name"),
     "name_of_loose_files_that_passes": (replace(ALPHA, name="files/"), "name: 'files/' is not a folder name"),
     "task": (replace(ALPHA, task="clasification"), "task: 'clasification' is not one of classification, regression"),
@@ -239,6 +318,9 @@ def test_a_result_gate_could_not_have_written_is_refused_naming_the_field(name) 
     ("comparison", "message"),
     [
         (COMPARISON, ""),
+        # A spread of 0 (every timed round alike) or under a millisecond is one gate measures.
+        (replace(COMPARISON, changes=(ModelChange("alpha", replace(PASSED, p50_spread_ms=0.0), None),)), ""),
+        (replace(COMPARISON, changes=(ModelChange("alpha", None, replace(PASSED, p50_spread_ms=0.5)),)), ""),
         (replace(COMPARISON, base_commit="", planned_base="c3" * 20), ""),
         (replace(COMPARISON, base_commit="x" * 60), f"base_commit: {'x' * 50!r} is not a commit's full SHA"),
         (replace(COMPARISON, planned_base="main"), "planned_base: 'main' is not a commit's full SHA"),
