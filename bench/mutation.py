@@ -164,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             survivors = {name: m for name, m in mutants.items() if m["status"] not in CAUGHT}
             known = {name: reasons.get((function_of(name), *changed_lines(m["diff"]))) for name, m in survivors.items()}
             by_timeout = f" ({timeouts} by a timeout)" if timeouts else ""
-            print(f"{module}: {killed} of {len(mutants)} mutants killed{by_timeout}, score {killed / len(mutants):.1%}; "
-                  f"{len(survivors)} survived, {sum(1 for why in known.values() if why)} of them reviewed as "
-                  "equivalent")  # fmt: skip
+            score = f"score {killed / len(mutants):.1%}"
+            equivalent = sum(1 for why in known.values() if why)
+            print(f"{module}: {killed} of {len(mutants)} mutants killed{by_timeout}, {score}; "
+                  f"{len(survivors)} survived, {equivalent} of them reviewed as equivalent")  # fmt: skip
             for name, mutant in survivors.items():
                 why = known[name]
                 unreviewed += not why
