@@ -59,6 +59,11 @@ def hidden(repo: Path) -> None:
 EVERY = ["a", "b", "c"]
 
 
+def two_loose(repo: Path) -> None:
+    (repo / "models/gate.toml").write_text("\n")
+    (repo / "models/eval.npz").write_bytes(b"beside the folders")
+
+
 @pytest.mark.parametrize(
     ("change", "expected", "reason"),
     [
@@ -81,10 +86,11 @@ EVERY = ["a", "b", "c"]
         (loose, [], ""),  # no model's file: models/README.md is what gate init writes
         (lambda r: (r / "models/gate.toml").write_text("\n"), EVERY,
          "files beside the model folders changed (models/gate.toml)"),
+        (two_loose, EVERY, "files beside the model folders changed (models/eval.npz, models/gate.toml)"),
     ],
     ids=["model file", "new data file", "tab in a file name", "file moved", "hidden folder", "default policy",
          "named policy", "gate code", "dependency pins", "setup.py", "workflow", "not a workflow", "docs",
-         "docs beside the model folders", "a model's file beside the models"],
+         "docs beside the model folders", "a model's file beside the models", "two of them"],
 )  # fmt: skip
 def test_only_models_a_change_can_affect_are_planned(repo, change, expected, reason) -> None:
     change(repo)
