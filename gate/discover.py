@@ -171,6 +171,23 @@ def custom_object_sources(entry: str) -> tuple[str, ...]:
     return f"{package[0]}.py", f"{package[0]}/"
 
 
+def custom_code_link(entry: str, root: Path) -> str:
+    """The first of `entry`'s sources under `root` that is a symbolic link or holds one, "" if none does.
+
+    The worker imports through a link, but the cache key digests regular files only (as everywhere else,
+    gate never follows a link out of a folder): code behind a link could change unseen, so it is refused.
+    """
+    for source in custom_object_sources(entry):
+        path = root / source.rstrip("/")
+        if path.is_symlink():
+            return path.relative_to(root).as_posix()
+        if path.is_dir():
+            for inner in sorted(path.rglob("*")):
+                if inner.is_symlink():
+                    return inner.relative_to(root).as_posix()
+    return ""
+
+
 def digest(path: Path, relative_to: Path) -> FileDigest:
     """Size and sha256 of one file."""
     sha = hashlib.sha256()

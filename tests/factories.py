@@ -10,6 +10,7 @@ import dataclasses
 
 from gate.layout import artifact_path
 from gate.policy.judge import Context, judge
+from gate.reporting.compare import Comparison, Figures, ModelChange
 from gate.results import (
     Candidate,
     Conversion,
@@ -86,7 +87,7 @@ def candidate(
         checks=(),
         seconds=1.0,
     )
-    return judge(unjudged, Context(policy or DEFAULT_POLICY, task, reference, EVAL_SAMPLES))
+    return judge(unjudged, Context(policy or DEFAULT_POLICY, task, reference))
 
 
 DEFAULT_POLICY = {
@@ -134,6 +135,18 @@ def model_result(
         ),
         stage_seconds={"inspect": 0.01, "quantize": 1.5},
     )
+
+
+PASSED = Figures(Status.PASS, "int8", 10_000, "accuracy", 95.0, 1.0)
+NOT_GATED = Figures(Status.ERROR, "", None, "", None, None)
+# A comparison with the base branch: one model changed, an ERROR row new, and one model and one ERROR row unchanged.
+COMPARISON = Comparison(
+    label="main@3f3f3f3",
+    base_commit="3f" * 20,
+    planned_base="",
+    changes=(ModelChange("alpha", PASSED, NOT_GATED), ModelChange("files/", None, NOT_GATED)),
+    unchanged=("beta", "loose/"),
+)
 
 
 def stateful(result: ModelResult, *, app_resets: bool = False) -> ModelResult:

@@ -475,12 +475,26 @@ def forged_pass(document: dict, victim: Path) -> None:
     candidate["checks"][1]["status"] = "FAIL"  # the figures say it failed, the entry still says PASS
 
 
+ENTRY_FOLDER = f"{KEY[:2]}/{KEY}"
+
+
+def sparse_entry(entry: Path, victim: Path) -> None:
+    with (entry / "entry.json").open("r+b") as document:
+        document.truncate(65 * 1024 * 1024)  # sparse: no disk used
+
+
 CACHE_ATTACKS = {
     "file_path_outside": (rewrite_entry(file_path_outside), "its files are not the ones its result refers to"),
-    "forged_pass": (rewrite_entry(forged_pass), "candidates[0]: says PASS (size.min_reduction PASS; accuracy."),
+    "forged_pass": (
+        rewrite_entry(forged_pass),
+        "candidates[0]: says PASS (size.min_reduction PASS; accuracy.max_drop FAIL; io.input_dtype PASS; "
+        "io.output_dtype PASS; latency.max_p50_ms PASS), but its figures judged against its effective policy give "
+        "PASS (size.min_reduction PASS; accuracy.max_drop PASS; io.input_dtype PASS; io.output_dtype PASS; "
+        "latency.max_p50_ms PASS)",
+    ),
     "method_into_a_path": (
         rewrite_entry(lambda document, victim: document["result"]["candidates"][0].update(method="x/../../../evil")),
-        "candidates[0].method: 'x/../../../evil' is not one method of the registry",
+        "candidates[0].method: 'x/../../../evil' is not one method of the registry, tried once",
     ),
     "digest_not_recomputed": (
         lambda entry, victim: (entry / "entry.json").write_text(
@@ -493,27 +507,44 @@ CACHE_ATTACKS = {
             (entry / "artifacts/alpha.int8.tflite").unlink(),
             (entry / "artifacts/alpha.int8.tflite").symlink_to("/etc/hostname"),
         ),
-        "artifacts/alpha.int8.tflite: is a symbolic link",
+        f"{ENTRY_FOLDER}/artifacts/alpha.int8.tflite: is a symbolic link, which could lead anywhere",
     ),
     "log_is_a_link": (
         lambda entry, victim: (
             (entry / "logs/alpha.log").unlink(),
             (entry / "logs/alpha.log").symlink_to("/etc/hostname"),
         ),
-        "logs/alpha.log: is a symbolic link",
+        f"{ENTRY_FOLDER}/logs/alpha.log: is a symbolic link, which could lead anywhere",
     ),
-    "artifacts_folder_is_a_link": (linked("artifacts"), "artifacts: is a symbolic link"),
+    "artifacts_folder_is_a_link": (
+        linked("artifacts"),
+        f"{ENTRY_FOLDER}/artifacts: is a symbolic link, which could lead anywhere",
+    ),
     "nested_200k_deep": (
         lambda entry, victim: (entry / "entry.json").write_text("[" * 200_000 + "]" * 200_000),
-        "entry.json: nested more than 32 deep",
+        f"{ENTRY_FOLDER}/entry.json: nested more than 32 deep",
+    ),
+    "larger_than_bounded": (sparse_entry, f"{ENTRY_FOLDER}/entry.json: larger than 67,108,864 bytes"),
+    "not_an_object": (lambda entry, victim: (entry / "entry.json").write_text("[]"), "entry_version is not 2"),
+    "entry_of_an_older_gate": (
+        rewrite_entry(lambda document, victim: document.update(entry_version=1)),
+        "entry_version is not 2",
     ),
     "another_models_entry": (
-        rewrite_entry(lambda document, victim: document.update(model="beta")),
-        "it is the entry of 'beta'",
+        rewrite_entry(lambda document, victim: document.update(model="b" * 100)),
+        f"it is the entry of {'b' * 80!r} with key abababababab…, not of this model",
+    ),
+    "entry_of_another_key": (
+        rewrite_entry(lambda document, victim: document.update(key="cd" * 32)),
+        "it is the entry of 'alpha' with key cdcdcdcdcdcd…, not of this model",
+    ),
+    "result_of_another_key": (
+        rewrite_entry(lambda document, victim: document["result"]["origin"].update(cache_key="cd" * 32)),
+        "its result carries another key",
     ),
     "artifact_swapped": (
         lambda entry, victim: (entry / "artifacts/alpha.int8.tflite").write_bytes(b"x" * 10_000),
-        "artifacts/alpha.int8.tflite: does not match the sha256 its result records",
+        f"{ENTRY_FOLDER}/artifacts/alpha.int8.tflite: does not match the sha256 its result records",
     ),
 }
 
@@ -528,9 +559,7 @@ def test_a_cache_entry_is_ignored_with_one_warning_and_nothing_is_written_outsid
     out = tmp_path / "out" / "run"
     out.mkdir(parents=True)
     assert cache.load(KEY, "alpha", out) is None
-    (warning,) = warnings
-    assert warning.startswith(f"gate: ignoring cache entry {entry}: ") and warning.endswith("; gating alpha again")
-    assert message in warning, warning
+    assert warnings == [f"gate: ignoring cache entry {entry}: {message}; gating alpha again"]
     assert list(victim.iterdir()) == []
     assert [p for p in out.rglob("*") if p.is_file()] == []  # nothing of the entry is left for the new run
 
@@ -550,7 +579,7 @@ def test_a_log_a_worker_replaced_by_a_link_is_not_followed_into_the_cache(tmp_pa
         f"gate: could not write the cache entry of alpha under {tmp_path / 'cache'}: logs/alpha.log: is a symbolic "
         "link, which could lead anywhere"
     ]
-    assert not (tmp_path / "cache" / KEY[:2]).exists()
+    assert list((tmp_path / "cache").iterdir()) == []  # nor its staging folder
 
 
 def git_work_tree(folder: Path) -> Path:

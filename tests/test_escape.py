@@ -127,6 +127,7 @@ def test_a_long_text_is_capped_with_an_ellipsis() -> None:
     assert capped("abcd", 4) == "abcd"
     assert capped("abcd", None) == "abcd"
     assert markdown("<" * 10, limit=3) == "&lt;&lt;…"
+    assert code("<" * 10, limit=3) == "<code>&lt;&lt;…</code>"
 
 
 def test_code_shows_a_backtick_inside_code() -> None:

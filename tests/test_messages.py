@@ -71,7 +71,7 @@ def with_change(change: float, low: float, high: float, **policy) -> object:
     float_accuracy = 96.0
     unjudged = candidate(accuracy=float_accuracy + change)
     unjudged = dataclasses.replace(unjudged, metric_change_interval=Interval(low, high, 0.95, "BCa", 2000))
-    return judge(unjudged, Context(DEFAULT_POLICY | policy, "classification", eval_samples=54))
+    return judge(unjudged, Context(DEFAULT_POLICY | policy, "classification"))
 
 
 @pytest.mark.parametrize(

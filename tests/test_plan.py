@@ -59,6 +59,11 @@ def hidden(repo: Path) -> None:
 EVERY = ["a", "b", "c"]
 
 
+def two_loose(repo: Path) -> None:
+    (repo / "models/gate.toml").write_text("\n")
+    (repo / "models/eval.npz").write_bytes(b"beside the folders")
+
+
 @pytest.mark.parametrize(
     ("change", "expected", "reason"),
     [
@@ -81,10 +86,11 @@ EVERY = ["a", "b", "c"]
         (loose, [], ""),  # no model's file: models/README.md is what gate init writes
         (lambda r: (r / "models/gate.toml").write_text("\n"), EVERY,
          "files beside the model folders changed (models/gate.toml)"),
+        (two_loose, EVERY, "files beside the model folders changed (models/eval.npz, models/gate.toml)"),
     ],
     ids=["model file", "new data file", "tab in a file name", "file moved", "hidden folder", "default policy",
          "named policy", "gate code", "dependency pins", "setup.py", "workflow", "not a workflow", "docs",
-         "docs beside the model folders", "a model's file beside the models"],
+         "docs beside the model folders", "a model's file beside the models", "two of them"],
 )  # fmt: skip
 def test_only_models_a_change_can_affect_are_planned(repo, change, expected, reason) -> None:
     change(repo)
@@ -271,7 +277,9 @@ def test_all_needs_no_base_so_a_force_push_plans_every_model(repo, capsys, monke
     assert cli.main(["plan", "--all"]) == 0
     assert json.loads(capsys.readouterr().out)["models"] == ["a", "b", "c"]
     assert cli.main(["plan"]) == 2
-    assert "gate plan: --base is needed to plan a change (or --all, to plan every model)" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "gate: error: gate plan: --base is needed to plan a change (or --all, to plan every model)\n"
+    )
 
 
 def test_names_are_printed_one_safe_line_each(repo, capsys, monkeypatch) -> None:

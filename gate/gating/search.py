@@ -185,7 +185,7 @@ def build_candidate(method: str, bench: Workbench) -> Candidate:
         notes=built.notes,
         step_seconds=steps,
     )
-    context = Context(bench.policy, bench.task, reference, bench.float_evaluation.samples)
+    context = Context(bench.policy, bench.task, reference)
     judged = judge(candidate, context)
     return dataclasses.replace(judged, seconds=round(time.perf_counter() - start, 3))
 

@@ -77,7 +77,7 @@ def _override_toml(result: ModelResult) -> Trusted:
     """
     candidate, provenance = result.candidate, result.provenance
     assert candidate is not None and provenance is not None and result.evaluation_data is not None
-    context = Context(provenance.effective_policy, result.task, result.reference, result.evaluation_data.samples)
+    context = Context(provenance.effective_policy, result.task, result.reference)
     sections: dict[str, list[str]] = {}
     for key, value in relaxed_policy(candidate, context).items():
         section, name = key.split(".", 1)

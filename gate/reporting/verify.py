@@ -26,7 +26,6 @@ in it is worth showing either. Every problem is a ValueError naming the field.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -120,11 +119,11 @@ def check_comparison(comparison: Comparison) -> None:
 def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
     conversion = candidate.conversion
     assert conversion is not None
+    if result.reference is None or result.float_evaluation is None or result.provenance is None:
+        raise ValueError(f"{where}: built, but the result has no reference, float evaluation or provenance")
     _check_conversion(result, conversion, candidate.method, f"{where}.conversion")
     if candidate.status not in (Status.PASS, Status.FAIL):
         raise ValueError(f"{where}.status: a built candidate is PASS or FAIL, not {candidate.status.value}")
-    if result.reference is None or result.float_evaluation is None or result.provenance is None:
-        raise ValueError(f"{where}: built, but the result has no reference, float evaluation or provenance")
     if (conversion.latency is None) != (candidate.speedup is None):
         raise ValueError(f"{where}.speedup: given exactly when its latency was measured")
     if (task := TASKS.get(result.task)) is None:
@@ -139,10 +138,8 @@ def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
         recorded = getattr(candidate, field)
         if recorded is None or not math.isclose(recorded, value, rel_tol=1e-9, abs_tol=1e-9):
             raise ValueError(f"{where}.{field}: {getattr(candidate, field)!r} does not follow from its figures")
-    policy, samples = result.provenance.effective_policy, result.float_evaluation.samples
-    context = Context(policy, result.task, result.reference, samples)
-    unjudged = dataclasses.replace(candidate, status=Status.PASS, reason="", checks=())
-    judged = judge(unjudged, context)
+    context = Context(result.provenance.effective_policy, result.task, result.reference)
+    judged = judge(candidate, context)  # its checks, status and reason, made afresh from its figures
     if (judged.checks, judged.status, judged.reason) != (candidate.checks, candidate.status, candidate.reason):
         recorded = "; ".join(f"{c.name} {c.status.value}" for c in candidate.checks) or "no checks"
         found = "; ".join(f"{c.name} {c.status.value}" for c in judged.checks) or "no checks"
@@ -172,7 +169,8 @@ def _check_state(result: ModelResult, conversion: Conversion, where: str) -> Non
     assert state is not None
     if state.variable_tensors < 1:
         raise ValueError(f"{where}.variable_tensors: {state.variable_tensors}, but a file that keeps state has some")
-    policy = result.provenance.effective_policy if result.provenance else {}
+    assert result.provenance is not None  # checked by _check_built before
+    policy = result.provenance.effective_policy
     resets = bool(policy.get("runtime.resets_state", POLICY_KEYS["runtime.resets_state"].default))
     if state.app_resets != resets:
         raise ValueError(f"{where}.app_resets: {state.app_resets}, but its effective policy's runtime.resets_state "

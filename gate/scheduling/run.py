@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gate.discover import custom_code_link
 from gate.environment import machine
 from gate.gating.pipeline import Job
 from gate.layout import ModelOutputs, clear_outputs, log_path
@@ -49,10 +50,25 @@ Progress = Callable[[str], None]
 
 def plan(configuration: Configuration, out_dir: Path, job_dir: Path) -> list[Job | ModelResult]:
     """A job per model folder; a broken gate.toml makes only its own model an ERROR result."""
-    return [
-        job_for(model, out_dir, job_dir) if isinstance(model, ModelConfig) else error_result(model[0].name, model[1])
-        for model in configuration.models
-    ]
+    planned: list[Job | ModelResult] = []
+    for model in configuration.models:
+        if not isinstance(model, ModelConfig):
+            planned.append(error_result(model[0].name, model[1]))
+        elif problem := _custom_code_problem(model):
+            planned.append(error_result(model.folder.name, problem))
+        else:
+            planned.append(job_for(model, out_dir, job_dir))
+    return planned
+
+
+def _custom_code_problem(model: ModelConfig) -> str:
+    for entry in model.manifest.allow_custom_objects:
+        if link := custom_code_link(entry, Path.cwd()):
+            return (
+                f"{model.folder.path / 'gate.toml'}: allow_custom_objects: {link} is a symbolic link; gate imports "
+                "custom code only from regular files of the repository: replace the link with what it points to"
+            )
+    return ""
 
 
 def job_for(model: ModelConfig, out_dir: Path, job_dir: Path) -> Job:
