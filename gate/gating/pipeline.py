@@ -227,7 +227,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             save=save,
             describe=describe,
             time_latency=time_latency,
-            interval=lambda evaluation: _interval(float_evaluation, evaluation, policy, job.task),
+            interval=lambda evaluation: _interval(float_evaluation, evaluation, eval_data.labels, policy, job.task),
         )
         search_start = time.monotonic() - job.search_seconds
         with stages.stage("search"):
@@ -319,10 +319,10 @@ def _metric_change_of(tflite: bytes, scratch: Path, eval_data: Any, task: str, t
     return TASKS[task].change(float_value, measured.evaluation.value)
 
 
-def _interval(float_evaluation: Any, evaluation: Any, policy: Mapping[str, Value], task: str) -> Any:
+def _interval(float_evaluation: Any, evaluation: Any, labels: Any, policy: Mapping[str, Value], task: str) -> Any:
     from gate.measurement.stats import change_interval
 
-    return change_interval(float_evaluation.per_sample, evaluation.per_sample, TASKS[task],
+    return change_interval(float_evaluation.per_sample, evaluation.per_sample, TASKS[task], labels,
                            confidence=float(policy.get("statistics.confidence", 0.95)))  # fmt: skip
 
 

@@ -157,8 +157,16 @@ def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data:
         ]
     )
     refuse_non_finite_outputs(outputs, data, "the float model")
-    value, per_sample = TASKS[task].score(outputs, data.labels)
-    return Evaluation(TASKS[task].metric.name, value, data.samples, PREDICT_BATCH, per_sample)
+    return scored(outputs, data, task, PREDICT_BATCH)
+
+
+def scored(outputs: np.ndarray, data: Dataset, task: str, batch_size: int) -> Evaluation:
+    """The task's figure of a model's outputs on the eval set; an output the task cannot score names the data."""
+    try:
+        value, per_sample = TASKS[task].score(outputs, data.labels, data.inputs)
+    except ModelError as exc:
+        raise ModelError(f"{data.path}: {exc}") from None
+    return Evaluation(TASKS[task].metric.name, value, data.samples, batch_size, per_sample)
 
 
 def evaluate_tflite(
@@ -193,8 +201,7 @@ def evaluate_tflite(
             results.append(from_model_output(interpreter.get_tensor(output["index"]), output))
     outputs = np.concatenate(results)
     refuse_non_finite_outputs(outputs, data, f"{model_path.name}")
-    value, per_sample = TASKS[task].score(outputs, data.labels)
-    return Evaluation(TASKS[task].metric.name, value, data.samples, batch_size, per_sample)
+    return scored(outputs, data, task, batch_size)
 
 
 def evaluate_as_the_app_runs_it(
