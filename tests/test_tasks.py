@@ -188,3 +188,15 @@ def test_the_docs_task_table_matches_the_registry() -> None:
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "tasks.md").read_text(encoding="utf-8")
     assert task_reference() in docs, "regenerate docs/tasks.md's table: python scripts/update_readme.py"
+
+
+def test_a_task_without_labels_to_train_on_skips_qat_and_says_why() -> None:
+    from gate.gating.search import skip_reason
+
+    def bench(task: str) -> SimpleNamespace:
+        return SimpleNamespace(task=task, cannot_run=lambda method: "", policy={}, integer_inputs=False)
+
+    assert skip_reason("qat-int8", bench("anomaly"), has_calibration=True, has_training=True) == (
+        "it trains on labels, and the anomaly task has none it can train on"
+    )
+    assert skip_reason("qat-int8", bench("classification"), has_calibration=True, has_training=True) == ""
