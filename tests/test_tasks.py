@@ -154,8 +154,9 @@ def test_an_anomaly_detector_is_gated_by_auc_with_its_interval(workspace) -> Non
 
     x, y = tiny_autoencoder(workspace / "models" / "ad")
     run = run_gate("check", "models/ad", "--out", "out", cwd=workspace)
+    assert run.exit_code in (0, 1), run.stdout + run.stderr
     result = run.model("ad")
-    assert result["task"] == "anomaly", run.stderr
+    assert result["task"] == "anomaly"
     (int8,) = result["candidates"]
     evaluation = int8["conversion"]["evaluation"]
 
@@ -200,3 +201,31 @@ def test_a_task_without_labels_to_train_on_skips_qat_and_says_why() -> None:
         "it trains on labels, and the anomaly task has none it can train on"
     )
     assert skip_reason("qat-int8", bench("classification"), has_calibration=True, has_training=True) == ""
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "title", "unit"),
+    [
+        ("anomaly", "auc", "AUC lost (points)", "points"),
+        ("classification", "accuracy", "Accuracy lost (points)", "points"),
+        ("regression", "mae", "MAE increase (%)", "percent"),
+    ],
+)
+def test_the_candidate_chart_shows_how_much_worse_in_the_tasks_terms(task, metric, title, unit) -> None:
+    from factories import model_result
+
+    from gate.reporting.markdown import render_markdown
+
+    result = model_result()
+    first = result.candidates[0]
+    candidates = []
+    for method, change in (("int8", -1.25), ("int16x8", 0.5)):
+        conversion = dataclasses.replace(
+            first.conversion, method=method, evaluation=dataclasses.replace(first.conversion.evaluation, metric=metric)
+        )
+        candidates.append(dataclasses.replace(first, method=method, conversion=conversion, metric_change=change))
+    anomaly = dataclasses.replace(result, task=task, candidates=tuple(candidates))
+    markdown = render_markdown([anomaly])
+    worse = [1.25, -0.5] if task != "regression" else [-1.25, 0.5]  # a drop of AUC is worse; a rise of MAE is
+    assert f'    title "{title} per candidate"\n' in markdown and f'    y-axis "{unit}"\n' in markdown
+    assert f"    bar [{worse[0]:.2f}, {worse[1]:.2f}]\n" in markdown
