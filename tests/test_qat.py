@@ -310,8 +310,7 @@ def _keras3_mlp(folder: Path) -> None:
             {"x": np.zeros((4, 64), np.float32)},
             (
                 "quantization-aware training needs labelled training data: {folder}/train.npz: no array 'y'; add the "
-                "labels "
-                "(class indices or one-hot for classification, targets for regression)"
+                "labels the classification task scores: class indices or one-hot rows"
             ),
         ),
         (

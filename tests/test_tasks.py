@@ -229,3 +229,24 @@ def test_the_candidate_chart_shows_how_much_worse_in_the_tasks_terms(task, metri
     worse = [1.25, -0.5] if task != "regression" else [-1.25, 0.5]  # a drop of AUC is worse; a rise of MAE is
     assert f'    title "{title} per candidate"\n' in markdown and f'    y-axis "{unit}"\n' in markdown
     assert f"    bar [{worse[0]:.2f}, {worse[1]:.2f}]\n" in markdown
+
+
+@pytest.mark.parametrize(
+    ("arrays", "problem"),
+    [
+        ({"y": np.zeros(6, np.int64)}, "eval.npz: y holds only normal (0) samples (6); ROC AUC needs both kinds: add "
+         "anomalous (1) samples to the eval data"),
+        ({}, "eval.npz: no array 'y'; add the labels the anomaly task scores: 0 (normal) or 1 (anomalous) per sample"),
+    ],
+)  # fmt: skip
+def test_gate_validate_checks_the_anomaly_tasks_labels(tmp_path, capsys, arrays, problem) -> None:
+    import shutil
+
+    from gate import cli
+
+    repo = Path(__file__).resolve().parent.parent
+    folder = tmp_path / "machine_ad"
+    shutil.copytree(repo / "models" / "machine_ad", folder)
+    np.savez(folder / "eval.npz", x=np.zeros((6, 640), np.float16), **arrays)
+    assert cli.main(["validate", str(folder), "--policies", str(repo / "policies")]) == 2
+    assert f"{folder / problem}" in capsys.readouterr().err.splitlines()

@@ -21,11 +21,10 @@ def task_reference() -> str:
     rows = ["| `task` | Metric | `y` in eval.npz | Judged by | Quantization-aware training | Meaning |",
             "|---|---|---|---|---|---|"]  # fmt: skip
     for task in TASKS.values():
-        labels = {"classes": "class indices or one-hot rows", "values": "target values", "anomaly": "0 or 1"}
         qat = f"trains on `y` ({task.qat_loss})" if task.qat_loss else "skipped: no labels it can train on"
         rows.append(
             f"| `{task.name}` | {task.metric.said} ({'higher' if task.metric.higher_is_better else 'lower'} is "
-            f"better) | {labels.get(task.labels or '', 'not needed')} | `{task.policy_key}` | {qat} | "
+            f"better) | {task.labels or 'not needed'} | `{task.policy_key}` | {qat} | "
             f"{task.description} |"
         )
     return "\n".join(rows) + "\n"

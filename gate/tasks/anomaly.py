@@ -111,7 +111,7 @@ ANOMALY = Anomaly(
     "eval.npz and the model's reconstruction of it, or the model's one output value per sample. `y` is 0 (normal) "
     "or 1 (anomalous). Judged by `auc.max_drop`, in points.",
     AUC,
-    labels="anomaly",
+    labels="0 (normal) or 1 (anomalous) per sample",
     policy_key="auc.max_drop",
     qat_loss="",
     stratified=True,

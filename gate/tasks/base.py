@@ -53,7 +53,7 @@ class Task:
     name: str  # the manifest's `task`
     description: str  # for the README's task table
     metric: Metric
-    labels: str | None  # what y must hold: "classes", "values", "anomaly", or None (a task scored without labels)
+    labels: str | None  # what y must hold, as the messages and the docs say it; None for a task scored without labels
     policy_key: str  # the check that judges the metric change, e.g. "accuracy.max_drop"
     # What quantization-aware training minimises: "cross-entropy" (on classes), "mae", or "" (QAT cannot train for
     # this task: its labels are no training targets).

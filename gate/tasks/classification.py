@@ -88,7 +88,7 @@ CLASSIFICATION = Classification(
     "Top-1 accuracy on eval.npz: `y` holds class indices (or one-hot rows); one sigmoid unit scores two classes. "
     "Judged by `accuracy.max_drop`, in points.",
     ACCURACY,
-    labels="classes",
+    labels="class indices or one-hot rows",
     policy_key="accuracy.max_drop",
     qat_loss="cross-entropy",
 )

@@ -58,7 +58,7 @@ REGRESSION = Regression(
     "Mean absolute error on eval.npz: `y` holds the targets, one column per output unit. Judged by "
     "`mae.max_increase`, in percent of the float model's MAE.",
     MAE,
-    labels="values",
+    labels="the targets, one column per output unit",
     policy_key="mae.max_increase",
     qat_loss="mae",
 )
