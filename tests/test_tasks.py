@@ -250,3 +250,15 @@ def test_gate_validate_checks_the_anomaly_tasks_labels(tmp_path, capsys, arrays,
     np.savez(folder / "eval.npz", x=np.zeros((6, 640), np.float16), **arrays)
     assert cli.main(["validate", str(folder), "--policies", str(repo / "policies")]) == 2
     assert f"{folder / problem}" in capsys.readouterr().err.splitlines()
+
+
+def test_the_interval_of_a_task_whose_metric_reads_no_labels_ignores_them() -> None:
+    from gate.measurement.stats import change_interval
+    from gate.tasks.regression import REGRESSION
+
+    rng = np.random.default_rng(3)
+    float_errors, quantized_errors = rng.random(50), rng.random(50)
+    targets = rng.normal(size=(50, 3))  # regression labels: one column per output unit
+    assert change_interval(float_errors, quantized_errors, REGRESSION, targets) == change_interval(
+        float_errors, quantized_errors, REGRESSION
+    )

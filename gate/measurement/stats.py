@@ -33,29 +33,26 @@ def change_interval(
 ) -> Interval:
     """The `confidence` interval of the task's metric change, from a seeded paired bootstrap of per-sample scores.
 
-    `labels` go with their samples into each resample (a metric such as ROC AUC reads them); a `stratified` task
-    resamples each label's samples apart, so that every resample holds each label as often as the eval set does.
+    A `stratified` task's metric reads the `labels` (ROC AUC): they go with their samples into each resample, and
+    each label's samples are resampled apart, so that every resample holds each label as often as the eval set.
     """
     from scipy import stats
 
     # One row per quantity, one column per sample: a resample draws columns, so a sample's float score, quantized
     # score and label stay together (paired). One block per label when stratified, each resampled on its own.
+    reads_labels = task.stratified and labels is not None
     table = np.stack(
         [
             np.asarray(float_scores, dtype=np.float64),
             np.asarray(quantized_scores, dtype=np.float64),
-            np.zeros(len(float_scores)) if labels is None else np.asarray(labels, dtype=np.float64),
+            np.asarray(labels, dtype=np.float64) if reads_labels else np.zeros(len(float_scores)),
         ]
     )
-    if task.stratified and labels is not None:
-        blocks = tuple(table[:, table[2] == label] for label in np.unique(table[2]))
-    else:
-        blocks = (table,)
-    label_of = None if labels is None else np.asarray(labels).dtype
+    blocks = tuple(table[:, table[2] == label] for label in np.unique(table[2])) if reads_labels else (table,)
 
     def statistic(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
         f, q, y = np.concatenate(resampled, axis=-1)  # each (..., samples)
-        y = None if label_of is None else y.astype(label_of)
+        y = y if reads_labels else None  # the other tasks' per-sample scores hold all their metric reads
         return task.change(task.value(f, y, axis=-1), task.value(q, y, axis=-1))
 
     for method in ("BCa", "percentile"):

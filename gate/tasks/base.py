@@ -58,7 +58,8 @@ class Task:
     # What quantization-aware training minimises: "cross-entropy" (on classes), "mae", or "" (QAT cannot train for
     # this task: its labels are no training targets).
     qat_loss: str
-    # The bootstrap resamples each label's samples apart: a metric that needs every label in each resample (ROC AUC).
+    # The metric reads each sample's label besides its score (ROC AUC ranks anomalous against normal samples), so
+    # the bootstrap carries the labels and resamples each label's samples apart: every resample needs every label.
     stratified: bool = False
 
     @property
