@@ -374,7 +374,8 @@ def test_validate_lists_every_problem_without_tensorflow(workspace) -> None:
     run = run_gate("validate", cwd=workspace)
     assert run.exit_code == 2
     assert "edge.toml: io.input_dtype: expected one of int8, uint8, float32, got 8" in run.stderr
-    assert "other/gate.toml: task: expected one of classification, regression, got 'clasification'" in run.stderr
+    expected = "other/gate.toml: task: expected one of classification, regression, anomaly, got 'clasification'"
+    assert expected in run.stderr
     assert run.stderr.endswith(
         "gate: 2 problem(s) found; loading the model, its conversion and the eval run are not checked (gate check "
         "does them)\n"

@@ -185,7 +185,7 @@ def test_an_anomaly_detector_is_gated_by_auc_with_its_interval(workspace) -> Non
 
 
 def test_the_docs_task_table_matches_the_registry() -> None:
-    from gate.tasks import task_reference
+    from gate.reporting.reference import task_reference
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "tasks.md").read_text(encoding="utf-8")
     assert task_reference() in docs, "regenerate docs/tasks.md's table: python scripts/update_readme.py"

@@ -106,7 +106,7 @@ class NothingBuilt(ModelError):
     """No candidate could be built: the model is an ERROR row that lists what happened to each."""
 
     def __init__(self, candidates: Sequence[Candidate]) -> None:
-        self.candidates = candidates
+        self.candidates = tuple(candidates)
         by_reason: dict[str, list[str]] = {}
         for candidate in candidates:
             by_reason.setdefault(candidate.reason, []).append(candidate.method)

@@ -109,7 +109,7 @@ ANOMALY = Anomaly(
     "anomaly",
     "ROC AUC, in percent, of each sample's anomaly score: the mean squared error between the input as stored in "
     "eval.npz and the model's reconstruction of it, or the model's one output value per sample. `y` is 0 (normal) "
-    "or 1 (anomalous). Judged by `auc.max_drop`, in points.",
+    "or 1 (anomalous); the drop is in points.",
     AUC,
     labels="0 (normal) or 1 (anomalous) per sample",
     policy_key="auc.max_drop",

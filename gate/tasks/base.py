@@ -9,7 +9,7 @@ Imports only the standard library: `gate comment` reads the registry (NumPy is i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,13 +95,3 @@ class Task:
 
     def loss(self, change: float) -> float:
         return self.metric.loss(change)
-
-    def per_sample_change(
-        self, float_scores: Sequence[float], quantized_scores: Sequence[float], labels: np.ndarray | None = None
-    ) -> float:
-        """`change` from two models' per-sample scores on the same samples."""
-        import numpy as np
-
-        return float(
-            self.change(self.value(np.asarray(float_scores), labels), self.value(np.asarray(quantized_scores), labels))
-        )
