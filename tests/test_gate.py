@@ -374,7 +374,8 @@ def test_validate_lists_every_problem_without_tensorflow(workspace) -> None:
     run = run_gate("validate", cwd=workspace)
     assert run.exit_code == 2
     assert "edge.toml: io.input_dtype: expected one of int8, uint8, float32, got 8" in run.stderr
-    assert "other/gate.toml: task: expected one of classification, regression, got 'clasification'" in run.stderr
+    expected = "other/gate.toml: task: expected one of classification, regression, anomaly, got 'clasification'"
+    assert expected in run.stderr
     assert run.stderr.endswith(
         "gate: 2 problem(s) found; loading the model, its conversion and the eval run are not checked (gate check "
         "does them)\n"
@@ -510,7 +511,14 @@ def test_the_bundled_example_models_pass(tmp_path) -> None:
         "digits_crnn",
         "digits_mobilenetv2",
         "digits_outlier_mlp",
+        "machine_ad",
     ]
+    # The anomaly detector is judged by its ROC AUC, below 100 % in float, with the interval of its change.
+    machine_ad = run.model("machine_ad")
+    assert machine_ad["task"] == "anomaly" and 80 < machine_ad["float_evaluation"]["value"] < 100
+    published = machine_ad["candidates"][machine_ad["chosen"]]
+    assert published["conversion"]["evaluation"]["metric"] == "auc" and published["metric_change_interval"]
+    assert "auc.max_drop" in [check["name"] for check in published["checks"] if check["status"] == "PASS"]
     # Plain int8 honestly fails the outlier-channel example; the search recovers it and shows why.
     outlier = run.model("digits_outlier_mlp")
     assert outlier["candidates"][0]["method"] == "int8" and outlier["candidates"][0]["status"] == "FAIL"

@@ -58,7 +58,7 @@ def test_failed_check_records_measured_value_and_threshold() -> None:
     ("samples", "float_correct", "lost"), [(300, 281, 3), (500, 450, 10), (1000, 905, 20), (500, 487, 10)]
 )
 def test_a_drop_of_exactly_the_limit_passes_and_one_more_sample_fails(samples, float_correct, lost) -> None:
-    from gate.policy.judge import Context, _accuracy_drop
+    from gate.policy.judge import CHECKS, Context
     from gate.tasks.classification import CLASSIFICATION
 
     def accuracy(correct: int) -> float:
@@ -70,7 +70,7 @@ def test_a_drop_of_exactly_the_limit_passes_and_one_more_sample_fails(samples, f
     for lost_samples, expected in ((lost, Status.PASS), (lost + 1, Status.FAIL)):
         change = CLASSIFICATION.change(accuracy(float_correct), accuracy(float_correct - lost_samples))
         candidate = SimpleNamespace(metric_change=change, metric_change_interval=None)
-        assert _accuracy_drop(candidate, limit, Context({}, "classification"))[0] is expected
+        assert CHECKS["accuracy.max_drop"].evaluate(candidate, limit, Context({}, "classification"))[0] is expected
 
 
 def judged(

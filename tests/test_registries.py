@@ -42,9 +42,12 @@ def test_the_bootstrap_and_the_search_use_one_formula(task) -> None:
     """The change from per-sample scores (resampled by the bootstrap, vectorised) is the change of the values."""
     rng = np.random.default_rng(0)
     float_scores, quantized_scores = rng.random((2, 3, 50))  # three resamples of 50 samples
-    vectorised = TASKS[task].change(TASKS[task].value(float_scores), TASKS[task].value(quantized_scores))
+    labels = np.arange(50) % 2  # what a metric that reads labels besides the scores (ROC AUC) ranks by
+    vectorised = TASKS[task].change(
+        TASKS[task].value(float_scores, labels), TASKS[task].value(quantized_scores, labels)
+    )
     one_by_one = [
-        TASKS[task].change(float(TASKS[task].value(f)), float(TASKS[task].value(q)))
+        TASKS[task].change(float(TASKS[task].value(f, labels)), float(TASKS[task].value(q, labels)))
         for f, q in zip(float_scores, quantized_scores, strict=True)
     ]
     assert vectorised == pytest.approx(one_by_one)
@@ -60,6 +63,6 @@ def test_the_frontends_read_every_model_file_discovery_finds() -> None:
 def test_the_value_from_per_sample_scores_is_the_tasks_score(task) -> None:
     rng = np.random.default_rng(1)
     outputs = rng.random((40, 3))
-    labels = rng.integers(0, 3, 40) if TASKS[task].labels == "classes" else rng.random((40, 3))
-    value, per_sample = TASKS[task].score(outputs, labels)
-    assert TASKS[task].value(np.asarray(per_sample)) == pytest.approx(value)
+    labels = {"classification": rng.integers(0, 3, 40), "anomaly": np.arange(40) % 2}.get(task, rng.random((40, 3)))
+    value, per_sample = TASKS[task].score(outputs, labels, {"x": rng.random((40, 3))})  # an autoencoder's input
+    assert TASKS[task].value(np.asarray(per_sample), labels) == pytest.approx(value)

@@ -65,10 +65,7 @@ def load_dataset(
         else:
             labels = checked
     elif need_labels:
-        problems.append(
-            f"{where}: no array 'y'; add the labels (class indices or one-hot for classification, targets for "
-            "regression)"
-        )
+        problems.append(f"{where}: no array 'y'; add the labels the {task} task scores: {TASKS[task].labels}")
 
     counts = {in_file[name]: len(a) for name, a in features.items()} | (
         {"y": len(labels)} if labels is not None else {}

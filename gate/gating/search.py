@@ -96,6 +96,8 @@ def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_tra
             "it needs calibration data: add calib.npz (x) or train.npz (x, y), or set calibrate_on_eval = true in "
             "gate.toml to calibrate on the eval set (the report will say so)"
         )
+    if definition.needs_training_data and not TASKS[bench.task].qat_loss:
+        return f"it trains on labels, and the {bench.task} task has none it can train on"
     if definition.needs_training_data and not has_training:
         return "it trains on train.npz with labels, and the model folder has none"
     if reason := bench.cannot_run(method):

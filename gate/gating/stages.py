@@ -213,7 +213,7 @@ def search(
         from gate.measurement.stats import change_interval
 
         return change_interval(referenced.float_evaluation.per_sample, evaluation.per_sample, TASKS[task],
-                               confidence=settings.confidence)  # fmt: skip
+                               eval_data.labels, confidence=settings.confidence)  # fmt: skip
 
     input_dtype, output_dtype = io_dtypes(policy)
     first = {n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None

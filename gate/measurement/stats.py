@@ -26,27 +26,44 @@ def change_interval(
     float_scores: Sequence[float],
     quantized_scores: Sequence[float],
     task: Task,
+    labels: np.ndarray | None = None,
     *,
     confidence: float = 0.95,
     resamples: int = DEFAULT_RESAMPLES,
 ) -> Interval:
-    """The `confidence` interval of the task's metric change, from a seeded paired bootstrap of per-sample scores."""
+    """The `confidence` interval of the task's metric change, from a seeded paired bootstrap of per-sample scores.
+
+    A `stratified` task's metric reads the `labels` (ROC AUC): they go with their samples into each resample, and
+    each label's samples are resampled apart, so that every resample holds each label as often as the eval set.
+    """
     from scipy import stats
 
-    data = (np.asarray(float_scores, dtype=np.float64), np.asarray(quantized_scores, dtype=np.float64))
+    # One row per quantity, one column per sample: a resample draws columns, so a sample's float score, quantized
+    # score and label stay together (paired). One block per label when stratified, each resampled on its own.
+    reads_labels = task.stratified and labels is not None
+    table = np.stack(
+        [
+            np.asarray(float_scores, dtype=np.float64),
+            np.asarray(quantized_scores, dtype=np.float64),
+            np.asarray(labels, dtype=np.float64) if reads_labels else np.zeros(len(float_scores)),
+        ]
+    )
+    blocks = tuple(table[:, table[2] == label] for label in np.unique(table[2])) if reads_labels else (table,)
 
-    def statistic(f: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
-        return task.change(task.value(f, axis=axis), task.value(q, axis=axis))
+    def statistic(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        f, q, y = np.concatenate(resampled, axis=-1)  # each (..., samples)
+        y = y if reads_labels else None  # the other tasks' per-sample scores hold all their metric reads
+        return task.change(task.value(f, y, axis=-1), task.value(q, y, axis=-1))
 
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy warns, then returns NaN, where BCa is degenerate
             result = stats.bootstrap(
-                data, statistic, paired=True, vectorized=True, n_resamples=resamples, confidence_level=confidence,
-                method=method, rng=np.random.default_rng(SEED),
+                blocks, statistic, paired=False, vectorized=True, axis=-1, n_resamples=resamples,
+                confidence_level=confidence, method=method, rng=np.random.default_rng(SEED),
             )  # fmt: skip
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if np.isfinite(low) and np.isfinite(high):
             return Interval(round(low, 6), round(high, 6), confidence, method, resamples)
-    point = float(statistic(*data))  # every resample the same: the interval is the point
+    point = float(statistic(*blocks))  # every resample the same: the interval is the point
     return Interval(point, point, confidence, "percentile", resamples)

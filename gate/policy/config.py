@@ -59,7 +59,7 @@ SETTINGS = (
     Key("search.max_float_layers", Number(1, 100, integer=True), 5,
         "Most layers `int8-float-fallback` may keep in float."),
     Key("statistics.decide_on", Choice(("estimate", "upper_bound", "lower_bound")), "estimate",
-        "What the accuracy and MAE checks compare with their limit: the measured change, the pessimistic "
+        "What the accuracy, MAE and AUC checks compare with their limit: the measured change, the pessimistic "
         "(`upper_bound`) or the optimistic (`lower_bound`) end of its confidence interval."),
     Key("statistics.confidence", Number(0.5, 0.999), 0.95, "Confidence level of the paired-bootstrap intervals."),
     *QAT_KEYS,
@@ -75,8 +75,9 @@ POLICY_TOP_LEVEL: dict[str, Key] = {"description": Key("description", Text(), ""
 MANIFEST_KEYS: dict[str, Key] = {
     key.name: key
     for key in (
-        Key("task", Choice(tuple(TASKS)), DEFAULT_TASK, "The metric: top-1 accuracy (classification) or mean absolute "
-            "error (regression).", role="manifest"),
+        Key("task", Choice(tuple(TASKS)), DEFAULT_TASK, "What the model does, and so its metric: top-1 accuracy "
+            "(classification), mean absolute error (regression) or ROC AUC (anomaly); see the task table.",
+            role="manifest"),
         Key("policy", Choice(options_from="the name of a policy file in policies/, without .toml"), DEFAULT_POLICY,
             "The policy the model is judged by.", role="manifest"),
         Key("method", Choice(METHOD_CHOICES), DEFAULT_METHOD, "The quantization method, or `auto` to search for "

@@ -123,9 +123,20 @@ def _judged_by(task: str) -> str:
     return TASKS[task].policy_key if task in TASKS else ""
 
 
-def _accuracy_drop(candidate: Candidate, limit: float, context: Context) -> Verdict:
-    if _judged_by(context.task) != "accuracy.max_drop":
-        return Status.SKIP, None, f"task is {context.task}: accuracy applies to classification (see mae.max_increase)"
+def _not_judging(check: str, context: Context) -> Verdict | None:
+    """SKIP when `check` does not judge this model's task: it says which tasks it judges and which check does."""
+    if _judged_by(context.task) == check:
+        return None
+    judged = [task for task in TASKS.values() if task.policy_key == check]
+    said = judged[0].metric.said if judged else check
+    tasks = " and ".join(task.name for task in judged)
+    return Status.SKIP, None, f"task is {context.task}: {said} applies to {tasks} (see {_judged_by(context.task)})"
+
+
+def _points_drop(check: str, candidate: Candidate, limit: float, context: Context) -> Verdict:
+    """A drop in points of a metric where higher is better (accuracy, AUC); `check` is bound in CHECKS."""
+    if skipped := _not_judging(check, context):
+        return skipped
     assert candidate.metric_change is not None
     # Rounded so that a drop of exactly the limit passes, as the README promises: 281/300 - 278/300 is
     # 1.0000000000000036 in floating point. No eval set is large enough for 1e-9 points to matter.
@@ -134,7 +145,7 @@ def _accuracy_drop(candidate: Candidate, limit: float, context: Context) -> Verd
     interval = dataclasses.replace(ci, low=-ci.high, high=-ci.low) if ci else None  # of the drop
     decided, how = _decided(drop, interval, context)
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
-    moved = _moved("accuracy", drop, " pts", up="dropped", down="rose")
+    moved = _moved(TASKS[context.task].metric.said, drop, " pts", up="dropped", down="rose")
     shown = _interval_text(drop, interval, "pts")
     return status, round(drop, 4), f"{moved}{shown} (allowed drop ≤ {plain(limit)}){how}"
 
@@ -157,8 +168,8 @@ def deciding_samples_note(check: CheckResult, eval_samples: int) -> str:
 
 
 def _mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdict:
-    if _judged_by(context.task) != "mae.max_increase":
-        return Status.SKIP, None, f"task is {context.task}: MAE applies to regression (see accuracy.max_drop)"
+    if skipped := _not_judging("mae.max_increase", context):
+        return skipped
     assert candidate.metric_change is not None
     increase = round(candidate.metric_change, 9) + 0.0  # as for the accuracy drop
     interval = candidate.metric_change_interval
@@ -278,7 +289,14 @@ CHECKS: dict[str, CheckDefinition] = {
             "pts",
             "Most top-1 accuracy the quantized .tflite may lose against the float model, in percentage points "
             "(classification).",
-            _accuracy_drop,
+            partial(_points_drop, "accuracy.max_drop"),
+        ),
+        CheckDefinition(
+            "auc.max_drop",
+            Number(0.0, 100.0),
+            "pts",
+            "Most ROC AUC the quantized .tflite may lose against the float model, in percentage points (anomaly).",
+            partial(_points_drop, "auc.max_drop"),
         ),
         CheckDefinition(
             "mae.max_increase",

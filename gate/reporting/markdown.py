@@ -25,7 +25,7 @@ from gate.layout import benchmark_path, log_path
 from gate.policy.judge import CHECKS, Context, deciding_samples_note, relaxed_policy
 from gate.reporting.compare import Comparison, ModelChange, latency_change
 from gate.results import Candidate, CheckResult, Conversion, Interval, ModelResult, State, Status, overall_status
-from gate.tasks import METRICS
+from gate.tasks import METRICS, TASKS
 
 # GitHub rejects issue and PR comments longer than this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -244,6 +244,19 @@ def _latency_cell(change: ModelChange) -> str:
     return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(delta)})"
 
 
+def _loss_chart(task: str) -> tuple[str, str]:
+    """The candidate chart's title and unit: how much worse each candidate is, in the task's own terms."""
+    metric = TASKS[task].metric
+    said = metric.said[0].upper() + metric.said[1:]
+    if metric.change_unit == "pts":
+        return f"{said} {'lost' if metric.higher_is_better else 'gained'} (points)", "points"
+    return f"{said} {'decrease' if metric.higher_is_better else 'increase'} (%)", "percent"
+
+
+def _loss(change: float, task: str) -> float:
+    return TASKS[task].loss(change)
+
+
 @functools.cache  # stateless once built: templates are compiled once per process
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
@@ -260,7 +273,7 @@ def _environment() -> jinja2.Environment:
         failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
         latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label, shape=_shape, steps=_steps,
         state_text=_state_text, headline=_headline, not_smaller=_not_smaller, override_toml=_override_toml,
-        deciding_samples=_deciding_samples,
+        deciding_samples=_deciding_samples, loss_chart=_loss_chart, loss=_loss,
     )  # fmt: skip
     environment.globals.update(
         icons=STATUS_ICONS, Status=Status, log_path=log_path, benchmark_path=benchmark_path, artifact=ARTIFACT_NAME,

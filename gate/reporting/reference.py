@@ -64,10 +64,16 @@ def method_reference() -> str:
 
 
 def task_reference() -> str:
-    """The tasks a manifest's `task` can name (TASKS)."""
-    rows = ["| Task | Metric | Judged by | What it is |", "|---|---|---|---|"]
+    """The tasks a manifest's `task` can name, from TASKS (docs/tasks.md shows it; a test keeps the page in sync)."""
+    rows = ["| `task` | Metric | `y` in eval.npz | Judged by | Quantization-aware training | Meaning |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
     for task in TASKS.values():
-        rows.append(f"| `{task.name}` | {task.metric.name} | `{task.policy_key}` | {task.description} |")
+        qat = f"trains on `y` ({task.qat_loss})" if task.qat_loss else "skipped: no labels it can train on"
+        rows.append(
+            f"| `{task.name}` | {task.metric.said} ({'higher' if task.metric.higher_is_better else 'lower'} is "
+            f"better) | {task.labels or 'not needed'} | `{task.policy_key}` | {qat} | "
+            f"{task.description} |"
+        )
     return "\n".join(rows) + "\n"
 
 

@@ -164,9 +164,17 @@ def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data:
         ]
     )
     refuse_non_finite_outputs(outputs, data, "the float model")
+    return scored(outputs, data, task, batch)
+
+
+def scored(outputs: np.ndarray, data: Dataset, task: str, batch_size: int) -> Evaluation:
+    """The task's figure of a model's outputs on the eval set; an output the task cannot score names the data."""
     assert data.labels is not None  # eval data always has them (gate.gating.stages.read_data)
-    value, per_sample = TASKS[task].score(outputs, data.labels)
-    return Evaluation(TASKS[task].metric.name, value, data.samples, batch, per_sample)
+    try:
+        value, per_sample = TASKS[task].score(outputs, data.labels, data.inputs)
+    except ModelError as exc:
+        raise ModelError(f"{data.path}: {exc}") from None
+    return Evaluation(TASKS[task].metric.name, value, data.samples, batch_size, per_sample)
 
 
 def evaluate_tflite(
@@ -201,9 +209,7 @@ def evaluate_tflite(
             results.append(from_model_output(interpreter.get_tensor(output["index"]), output))
     scores = np.concatenate(results)
     refuse_non_finite_outputs(scores, data, f"{model_path.name}")
-    assert data.labels is not None  # eval data always has them
-    value, per_sample = TASKS[task].score(scores, data.labels)
-    return Evaluation(TASKS[task].metric.name, value, data.samples, batch_size, per_sample)
+    return scored(scores, data, task, batch_size)
 
 
 def evaluate_as_the_app_runs_it(

@@ -9,6 +9,7 @@ Imports only the standard library: `gate comment` reads the registry (NumPy is i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,11 @@ class Metric:
     # How a change is expressed: in points of the metric ("pts") or in percent of the float model's value ("%").
     change_unit: str
     highest: float = math.inf  # the largest value the metric can take (accuracy: 100%)
+    label: str = ""  # how a sentence names it ("MAE"); the name when empty
+
+    @property
+    def said(self) -> str:
+        return self.label or self.name
 
     def show(self, value: float) -> str:
         """'97.22%' or '0.0123': a value as the reports write it."""
@@ -47,20 +53,30 @@ class Task:
     name: str  # the manifest's `task`
     description: str  # for the docs' task table
     metric: Metric
-    labels: str | None  # what y must hold: "classes", "values", or None (a task scored without labels)
+    labels: str | None  # what y must hold, as the messages and the docs say it; None for a task scored without labels
     policy_key: str  # the check that judges the metric change, e.g. "accuracy.max_drop"
-    qat_loss: str  # what quantization-aware training minimises: "cross-entropy" (on classes) or "mae"
+    # What quantization-aware training minimises: "cross-entropy" (on classes), "mae", or "" (QAT cannot train for
+    # this task: its labels are no training targets).
+    qat_loss: str
+    # The metric reads each sample's label besides its score (ROC AUC ranks anomalous against normal samples), so
+    # the bootstrap carries the labels and resamples each label's samples apart: every resample needs every label.
+    stratified: bool = False
 
     @property
     def needs_labels(self) -> bool:
         return self.labels is not None
 
-    def score(self, outputs: np.ndarray, labels: np.ndarray) -> tuple[float, tuple[float, ...]]:
-        """The metric over the samples, and each sample's part in it (what the bootstrap resamples)."""
+    def score(
+        self, outputs: np.ndarray, labels: np.ndarray, inputs: Mapping[str, np.ndarray] | None = None
+    ) -> tuple[float, tuple[float, ...]]:
+        """The metric over the samples, and each sample's part in it (what the bootstrap resamples).
+
+        `inputs` are the eval inputs as stored (by model input name), for a task that compares outputs with them.
+        """
         raise NotImplementedError
 
-    def value(self, per_sample: np.ndarray, axis: int = -1) -> Any:
-        """The metric from per-sample scores (vectorised over `axis`)."""
+    def value(self, per_sample: np.ndarray, labels: np.ndarray | None = None, axis: int = -1) -> Any:
+        """The metric from per-sample scores and their labels (vectorised over `axis`)."""
         raise NotImplementedError
 
     def change(self, float_value: Any, quantized_value: Any) -> Any:

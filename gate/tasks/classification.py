@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,9 @@ ACCURACY = Metric("accuracy", higher_is_better=True, change_unit="pts", highest=
 
 @dataclass(frozen=True)
 class Classification(Task):
-    def score(self, outputs: np.ndarray, labels: np.ndarray) -> tuple[float, tuple[float, ...]]:
+    def score(
+        self, outputs: np.ndarray, labels: np.ndarray, inputs: Mapping[str, np.ndarray] | None = None
+    ) -> tuple[float, tuple[float, ...]]:
         import numpy as np
 
         outputs = outputs.reshape(len(outputs), -1)
@@ -25,7 +28,7 @@ class Classification(Task):
         per_sample = (predicted == labels).astype(np.float64)
         return float(per_sample.mean() * 100), tuple(per_sample.tolist())
 
-    def value(self, per_sample: np.ndarray, axis: int = -1) -> Any:
+    def value(self, per_sample: np.ndarray, labels: np.ndarray | None = None, axis: int = -1) -> Any:
         return per_sample.mean(axis=axis) * 100
 
     def change(self, float_value: Any, quantized_value: Any) -> Any:
@@ -85,7 +88,7 @@ CLASSIFICATION = Classification(
     "Top-1 accuracy on eval.npz: `y` holds class indices (or one-hot rows); one sigmoid unit scores two "
     "classes; the drop is in points.",
     ACCURACY,
-    labels="classes",
+    labels="class indices or one-hot rows",
     policy_key="accuracy.max_drop",
     qat_loss="cross-entropy",
 )

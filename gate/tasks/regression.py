@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,19 +12,21 @@ from gate.tasks.base import UNBOUNDED_CHANGE, Metric, Task
 if TYPE_CHECKING:
     import numpy as np
 
-MAE = Metric("mae", higher_is_better=False, change_unit="%")
+MAE = Metric("mae", higher_is_better=False, change_unit="%", label="MAE")
 
 
 @dataclass(frozen=True)
 class Regression(Task):
-    def score(self, outputs: np.ndarray, labels: np.ndarray) -> tuple[float, tuple[float, ...]]:
+    def score(
+        self, outputs: np.ndarray, labels: np.ndarray, inputs: Mapping[str, np.ndarray] | None = None
+    ) -> tuple[float, tuple[float, ...]]:
         import numpy as np
 
         outputs = outputs.reshape(len(outputs), -1)
         per_sample = np.abs(outputs.astype(np.float64) - labels.reshape(len(labels), -1)).mean(axis=1)
         return float(per_sample.mean()), tuple(per_sample.tolist())
 
-    def value(self, per_sample: np.ndarray, axis: int = -1) -> Any:
+    def value(self, per_sample: np.ndarray, labels: np.ndarray | None = None, axis: int = -1) -> Any:
         return per_sample.mean(axis=axis)
 
     def change(self, float_value: Any, quantized_value: Any) -> Any:
@@ -55,7 +58,7 @@ REGRESSION = Regression(
     "Mean absolute error on eval.npz: `y` holds the targets, one column per output unit; the rise is in "
     "percent of the float model's MAE.",
     MAE,
-    labels="values",
+    labels="the targets, one column per output unit",
     policy_key="mae.max_increase",
     qat_loss="mae",
 )
