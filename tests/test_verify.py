@@ -194,7 +194,10 @@ REFUSED = {
     ),
     "name_of_a_path": (replace(ALPHA, name="../x"), "name: '../x' is not a folder name"),
     "name_of_loose_files_that_passes": (replace(ALPHA, name="files/"), "name: 'files/' is not a folder name"),
-    "task": (replace(ALPHA, task="clasification"), "task: 'clasification' is not one of classification, regression"),
+    "task": (
+        replace(ALPHA, task="clasification"),
+        "task: 'clasification' is not one of classification, regression, anomaly",
+    ),
     "chosen_below": (replace(ERROR, chosen=-2), "chosen: -2 is not the index of one of its 0 candidates"),
     "chosen_beyond": (replace(ALPHA, chosen=1), "chosen: 1 is not the index of one of its 1 candidates"),
     "method_tried_twice": (
