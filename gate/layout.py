@@ -49,6 +49,11 @@ def artifact_path(model: str, method: str) -> str:
     return f"{ARTIFACTS}/{model}.{method}.tflite"
 
 
+def resolver_path(model: str, method: str) -> str:
+    """The tflm target's op resolver snippet, beside its artifact: `artifacts/<model>.<method>.ops.h`."""
+    return f"{ARTIFACTS}/{model}.{method}.ops.h"
+
+
 def benchmark_path(model: str) -> str:
     return f"{BENCHMARKS}/{model}.json"
 

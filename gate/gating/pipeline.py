@@ -140,11 +140,12 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
 
         from gate.gating import search
         from gate.quantization import convert
-        from gate.targets import DEFAULT_TARGET, TARGETS
+        from gate.targets import TARGETS
         from gate.targets.base import Timing
+        from gate.targets.graph import macs_of
         from gate.targets.litert import evaluate_float
 
-        target = TARGETS[DEFAULT_TARGET]
+        target = TARGETS[str(policy["target.runtime"])]
 
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         app_resets = bool(policy["runtime.resets_state"])
@@ -175,8 +176,11 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
 
         def describe(method: str, path: Path) -> Conversion:
             measured = target.measure(path, eval_data, job.task, threads=threads, app_resets=app_resets)
+            device = measured.device and dataclasses.replace(
+                measured.device, files=tuple(digest(file, staged.root) for file in measured.files)
+            )
             return Conversion(method, digest(path, staged.root), measured.inputs, measured.outputs, measured.float_ops,
-                              measured.evaluation, None, measured.state)  # fmt: skip
+                              measured.evaluation, None, measured.state, macs_of(path), device)  # fmt: skip
 
         with stages.stage("reference"):
             float_evaluation = evaluate_float(model.predict, eval_data, job.task)

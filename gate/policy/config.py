@@ -28,12 +28,17 @@ from gate.policy.judge import CHECKS
 from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
 from gate.quantization.settings import CALIBRATION_SAMPLES, QAT_KEYS
+from gate.targets import DEFAULT_TARGET, TARGETS
 from gate.tasks import DEFAULT_TASK, TASKS
 
 DEFAULT_POLICY = "default"
 MAX_TOML_BYTES = 1024 * 1024
 
 SETTINGS = (
+    Key("target.runtime", Choice(tuple(TARGETS)), DEFAULT_TARGET,
+        "Where the model runs and is measured: `litert` (LiteRT on the machine gate runs on) or `tflm` (TensorFlow "
+        "Lite for Microcontrollers: the arena, the operators to register and the metric as TFLM computes it, judged; "
+        "see docs/targets.md)."),
     Key("size.baseline", Choice(("source", "float32_tflite")), "source",
         "What `size.min_reduction` compares against: the committed model file(s) or the float32 .tflite."),
     Key("runtime.resets_state", Flag(), False,

@@ -228,6 +228,19 @@ def _speedup(candidate: Candidate, limit: Value, context: Context) -> Verdict:
     )
 
 
+def _device_bytes(figure: str, what: str, candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    """`figure` is a byte figure of OnDevice ("arena_bytes", "flash_bytes"), judged in KiB (bound with partial)."""
+    assert candidate.conversion is not None
+    device = candidate.conversion.device
+    measured = getattr(device, figure) if device else None
+    if measured is None:
+        target = context.policy.get("target.runtime", "litert")
+        return Status.SKIP, None, f"the target ({target}) measures no {what}: it is measured with target.runtime = tflm"
+    kib = measured / 1024
+    status = Status.PASS if kib <= limit else Status.FAIL
+    return status, round(kib, 3), f"{what} {measured:,} bytes = {kib:.2f} KiB (budget ≤ {plain(limit)} KiB)"
+
+
 _DTYPES = Choice(("int8", "uint8", "float32"))
 
 CHECKS: dict[str, CheckDefinition] = {
@@ -291,6 +304,22 @@ CHECKS: dict[str, CheckDefinition] = {
             "inference.",
             _stateless,
             bound="equal",
+        ),
+        CheckDefinition(
+            "memory.max_arena_kib",
+            Number(0.0, 1e7),
+            "KiB",
+            "Largest tensor arena the model may need, in KiB (tflm: the smallest arena with which TFLM allocates "
+            "and invokes it, on this 64-bit host). SKIP on a target that measures none.",
+            partial(_device_bytes, "arena_bytes", "tensor arena"),
+        ),
+        CheckDefinition(
+            "memory.max_flash_kib",
+            Number(0.0, 1e7),
+            "KiB",
+            "Most flash the model may take, in KiB (tflm: the .tflite file the firmware embeds). SKIP on a target "
+            "that measures none.",
+            partial(_device_bytes, "flash_bytes", "flash"),
         ),
         CheckDefinition(
             "latency.max_p50_ms",

@@ -31,6 +31,8 @@ class Figures:
     p50_ms: float | None
     p50_spread_ms: float | None = None  # the standard deviation of the timed rounds: how far p50 moves run to run
     machine: str = ""  # the CPU model and core count it was measured on ("" when unknown)
+    macs: int | None = None  # multiply-accumulates per inference: deterministic, so any change is the model's
+    arena_bytes: int | None = None  # a device target's tensor arena (tflm)
 
     @classmethod
     def of(cls, result: ModelResult) -> Figures:
@@ -46,6 +48,8 @@ class Figures:
             p50_ms=latency.p50_ms if latency else None,
             p50_spread_ms=latency.stddev_ms if latency else None,
             machine=result.origin.machine if result.origin else "",
+            macs=conversion.macs if conversion else None,
+            arena_bytes=conversion.device.arena_bytes if conversion and conversion.device else None,
         )
 
 

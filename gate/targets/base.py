@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from gate.results import Evaluation, Latency, State, TensorInfo
+from gate.results import Evaluation, Latency, OnDevice, State, TensorInfo
 
 if TYPE_CHECKING:
     from gate.frontends.base import Dataset
@@ -30,6 +30,8 @@ class Measured:
     float_ops: tuple[str, ...]  # ops that read or write a float tensor
     evaluation: Evaluation  # the task metric, as an app runs the file (the one the checks judge)
     state: State | None  # what it keeps between invokes; None when nothing
+    device: OnDevice | None = None  # a device target's figures (its files not yet digested: see `files`)
+    files: tuple[Path, ...] = ()  # what the target wrote beside the artifact, to publish with it
 
 
 @dataclass(frozen=True)
