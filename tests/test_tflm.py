@@ -226,3 +226,9 @@ def test_keras3_mlp_helper_is_the_model_the_mac_count_assumes(tmp_path) -> None:
     tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     count = graph.count_macs(graph.read_graph(tflite))
     assert count.total == 64 * 16 + 16 * 10 and count.by_operator == {"FULLY_CONNECTED": 64 * 16 + 16 * 10}
+
+
+def test_the_target_names_policies_accept_are_the_registrys() -> None:
+    from gate.targets import DEFAULT_TARGET, TARGET_NAMES, TARGETS
+
+    assert tuple(TARGETS) == TARGET_NAMES and DEFAULT_TARGET in TARGETS

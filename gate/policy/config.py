@@ -28,14 +28,14 @@ from gate.policy.judge import CHECKS
 from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
 from gate.quantization.settings import CALIBRATION_SAMPLES, QAT_KEYS
-from gate.targets import DEFAULT_TARGET, TARGETS
+from gate.targets import DEFAULT_TARGET, TARGET_NAMES
 from gate.tasks import DEFAULT_TASK, TASKS
 
 DEFAULT_POLICY = "default"
 MAX_TOML_BYTES = 1024 * 1024
 
 SETTINGS = (
-    Key("target.runtime", Choice(tuple(TARGETS)), DEFAULT_TARGET,
+    Key("target.runtime", Choice(TARGET_NAMES), DEFAULT_TARGET,
         "Where the model runs and is measured: `litert` (LiteRT on the machine gate runs on) or `tflm` (TensorFlow "
         "Lite for Microcontrollers: the arena, the operators to register and the metric as TFLM computes it, judged; "
         "see docs/targets.md)."),

@@ -55,7 +55,7 @@ from gate.results import (
     must_reset,
     overall_status,
 )
-from gate.targets import DEFAULT_TARGET, TARGETS
+from gate.targets import DEFAULT_TARGET, TARGET_NAMES
 from gate.tasks import METRICS, TASKS
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -177,7 +177,7 @@ def _check_conversion(result: ModelResult, conversion: Conversion, method: str, 
 def _check_device(result: ModelResult, conversion: Conversion, where: str) -> None:
     device = conversion.device
     assert device is not None
-    if device.target not in TARGETS or device.target == DEFAULT_TARGET:
+    if device.target not in TARGET_NAMES or device.target == DEFAULT_TARGET:
         raise ValueError(f"{where}.target: {device.target[:50]!r} is not a device target")
     for field in ("arena_bytes", "arena_recorded_bytes", "flash_bytes"):
         value = getattr(device, field)
