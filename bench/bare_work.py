@@ -9,7 +9,7 @@ report shows for these models: the 95 % interval of the int8 change (seeded
 paired bootstrap) and, when int8 lost accuracy, the layer ranking. Prints the
 figures, then the wall time in seconds.
 
-    python bench/bare_work.py [--convert-only] [MODEL ...]
+    python bench/bare_work.py [--convert-only] [MODEL or MODEL_FOLDER ...]
 
 `--convert-only` is the list issue 11 started from (convert, evaluate the two
 files, time them), before the report gained the interval and the ranking.
@@ -47,7 +47,7 @@ def main() -> int:
 
     convert_only = "--convert-only" in sys.argv[1:]
     for model_name in [arg for arg in sys.argv[1:] if arg != "--convert-only"] or MODELS:
-        folder = REPO / "models" / model_name
+        folder = Path(model_name) if Path(model_name).is_dir() else REPO / "models" / model_name
         model = keras.saving.load_model(folder / "model.keras", compile=False)
         name = model.inputs[0].name.split(":")[0]
         with np.load(folder / "eval.npz") as npz:

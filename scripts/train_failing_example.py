@@ -109,13 +109,14 @@ def tflite_accuracy(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of a .tflite over the whole eval set, inputs quantized as gate does (rounded, clipped)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from gate.targets.litert import from_model_output, score, to_model_input
+    from gate.targets.litert import from_model_output, to_model_input
+    from gate.tasks.classification import CLASSIFICATION
 
     runner = Interpreter(model_content=model, num_threads=1).get_signature_runner("serving_default")
     ((name, input_detail),) = runner.get_input_details().items()
     ((output, output_detail),) = runner.get_output_details().items()
     outputs = runner(**{name: to_model_input(x, input_detail)})[output]
-    return score(from_model_output(outputs, output_detail), y, "classification")[0]
+    return CLASSIFICATION.score(from_model_output(outputs, output_detail), y)[0]
 
 
 def io_of(model: bytes) -> str:

@@ -15,6 +15,18 @@ from helpers import TEST_POLICIES, keras3_mlp  # noqa: E402 - after the environm
 # The models the inspection tests share, built once per session.
 pytest_plugins = ("inspection_models",)
 
+# Fixtures that build real models with TensorFlow: a test that needs one is slow (TensorFlow's import alone
+# takes seconds), so `pytest -m "not slow"` leaves it out.
+MODEL_BUILDING_FIXTURES = frozenset(
+    {"healthy_model", "keras3_models", "tf_keras_models", "healthy_config", "lambda_models", "custom_layer_model"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_BUILDING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def result_cache_of_the_session(tmp_path_factory) -> None:

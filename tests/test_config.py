@@ -210,3 +210,20 @@ def test_the_qat_request_reads_its_ranges_from_the_registry() -> None:
     assert {f"qat.{field}" for field in REGISTRY_FIELDS} - {"qat.calibration_samples"} == {
         name for name in POLICY_KEYS if name.startswith("qat.")
     }
+
+
+def test_settings_hold_every_setting_of_the_registry_typed_with_its_default() -> None:
+    import dataclasses
+
+    from gate.policy.config import POLICY_KEYS, SETTINGS, Settings
+
+    defaults = Settings.of({})
+    assert len(dataclasses.fields(Settings)) == len(SETTINGS)
+    assert (defaults.latency_rounds, defaults.max_float_layers, defaults.confidence, defaults.candidates) == (
+        POLICY_KEYS["latency.rounds"].default,
+        POLICY_KEYS["search.max_float_layers"].default,
+        POLICY_KEYS["statistics.confidence"].default,
+        (),
+    )
+    given = Settings.of({"latency.threads": 4, "search.candidates": ("int8",), "runtime.resets_state": True})
+    assert (given.latency_threads, given.candidates, given.resets_state) == (4, ("int8",), True)

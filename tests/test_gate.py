@@ -14,6 +14,8 @@ from gate.frontends.base import InputSpec
 from gate.frontends.data import load_dataset
 from gate.targets.litert import evaluate_tflite, variable_tensors
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 
 def tf_keras_mlp(folder: Path, filename: str, manifest: str = "") -> None:
     import tf_keras

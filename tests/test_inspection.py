@@ -37,6 +37,7 @@ REAL_MODELS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # builds real models (request.getfixturevalue)
 @pytest.mark.parametrize(("models", "name", "expected"), REAL_MODELS)
 def test_real_models_are_accepted(request, models, name, expected) -> None:
     file_format, writer, some_layers, recurrent = expected
@@ -48,6 +49,7 @@ def test_real_models_are_accepted(request, models, name, expected) -> None:
     assert inspection.allowed_custom_objects == ()
 
 
+@pytest.mark.slow  # builds real models (request.getfixturevalue)
 @pytest.mark.parametrize(
     ("models", "name"),
     [  # a model of each format and writer, recurrent and not, both SavedModel writers

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from helpers import planted, run_gate
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 # As it is (not unrolled: the app resets the state), a Keras 3 LSTM's int8 calibration dies with SIGSEGV in TF 2.21.
 AS_IT_IS = 'override_reason = "test a converter crash"\n[overrides.runtime]\nresets_state = true\n'
 

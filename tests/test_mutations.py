@@ -38,6 +38,8 @@ import pytest
 
 import gate
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 GATE_ROOT = Path(gate.__file__).resolve().parent.parent  # the gate these tests import, for the child processes
 MUTANTS_PER_FORMAT = 40
 CHILD_TIMEOUT_S = 120  # a healthy run takes a few seconds

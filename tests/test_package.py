@@ -25,6 +25,8 @@ from helpers import REPO, WORKFLOWS, git, load_workflow, run_gate, run_step, wor
 
 from gate import __version__
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 RECORD = {"repository": "octo/gate", "commit": COMMIT, "version": __version__}
 PACKAGE_DATA = [

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from helpers import REPO, WORKFLOWS, commit, git, load_workflow, run_gate, run_step, workflow_step
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 FOLDERS = {"inputs.models": "models", "inputs.policies": "policies"}  # the reusable workflows' defaults
 
 

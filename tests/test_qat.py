@@ -36,6 +36,8 @@ from gate.quantization.qat.job import (
 )
 from gate.targets.litert import evaluate_tflite, from_model_output, to_model_input, variable_tensors
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 TOLERANCE = 1e-5  # |tf-keras rebuild - Keras 3 original| on the eval inputs; measured: 0 to 3e-7
 
 

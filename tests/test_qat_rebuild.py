@@ -28,6 +28,8 @@ from gate.quantization.qat.rebuild import (
     translate,
 )
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 TOLERANCE = 1e-5
 
 

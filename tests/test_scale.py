@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from helpers import run_gate
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 TIMINGS = {"stage_seconds", "step_seconds", "latency", "speedup", "measured_at", "from_cache", "seconds"}
 
 

@@ -16,6 +16,8 @@ from gate.policy.judge import hard_requirement_problem
 from gate.quantization.methods import search_order
 from gate.results import Status
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 
 def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows() -> None:
     assert search_order("auto") == (

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from helpers import digits
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 OUTLIER_FACTOR = 1000.0
 CALIBRATION = 200
 
@@ -300,7 +302,7 @@ def test_int16x8_with_int8_io_says_what_to_install_without_litert_quantizer(exam
     ],
 )  # fmt: skip
 def test_ops_are_named_after_their_keras_layers(tensors, layers, names) -> None:
-    from gate.quantization.fallback import _display_names, _Op
+    from gate.quantization.ranking import _Op, display_names
 
     ops, previous = [], None
     for index, tensor in enumerate(tensors):
@@ -308,7 +310,7 @@ def test_ops_are_named_after_their_keras_layers(tensors, layers, names) -> None:
         ops.append(_Op(op, (previous,) if previous else (f"input{index}",), (tensor,), True))
         previous = tensor
 
-    assert list(_display_names(ops, layers).values()) == names
+    assert list(display_names(ops, layers).values()) == names
 
 
 def test_a_model_with_a_fixed_batch_of_one_is_ranked_and_converted(example) -> None:
@@ -346,7 +348,7 @@ def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, lim
         return example.accuracy(tflite) - example.float_accuracy
 
     setup = Setup(calibration=example.calibration, allowed_change=50.0,  # a gain no build reaches: none stops early
-                  metric_change=metric_change, extra={"max_float_layers": limit, "task": "classification"})  # fmt: skip
+                  metric_change=metric_change, max_float_layers=limit, task="classification")  # fmt: skip
     built = build(example.saved_model, setup)
     assert len(builds) == limit  # one more layer float per build, up to the limit (of 4 the model has)
     assert built.notes[1] == f"{limit} of 4 layers, ranked by the output error each causes when quantized alone"

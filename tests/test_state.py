@@ -25,6 +25,8 @@ from gate.quantization.convert import convert
 from gate.quantization.methods import METHODS
 from gate.targets.litert import evaluate_tflite, variable_tensors
 
+pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
+
 
 def lstm_model(folder: Path, writer: str) -> Path:
     """An LSTM on the digits' 8 rows: tf-keras's (634 parameters) as model.h5, or Keras 3's bidirectional one,

@@ -534,6 +534,7 @@ def catalogue_run(tmp_path_factory, healthy_model):
     return root, run_gate("check", cwd=root)
 
 
+@pytest.mark.slow
 def test_the_catalogue_holds_at_least_25_cases_each_refused_by_its_own_defence(catalogue_run) -> None:
     """Counted in gate's report, not in this file: 25 cases that one check refused would test one defence."""
     root, run = catalogue_run

@@ -433,6 +433,7 @@ def installed_copy(name: str, version: str, purelib: Path) -> None:
             shutil.copy2(source, target)
 
 
+@pytest.mark.slow
 def test_gate_comment_runs_from_a_no_deps_install(tmp_path) -> None:
     """The comment job's install: gate's wheel with --no-deps, and the packages it pins by hash only."""
     source = tmp_path / "source"

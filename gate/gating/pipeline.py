@@ -12,7 +12,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +24,8 @@ from gate.errors import ModelError, log_cause
 from gate.files import write_atomic
 from gate.keys import Value
 from gate.layout import ModelOutputs
-from gate.policy.config import policy_digest
-from gate.quantization.base import REFERENCE, Setup, io_dtypes
+from gate.policy.config import Settings, policy_digest
+from gate.quantization.base import REFERENCE, Setup, Training, io_dtypes
 from gate.quantization.methods import METHODS, search_order
 from gate.results import (
     Candidate,
@@ -129,7 +129,8 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
     folder = ModelFolder(job.name, Path(job.folder))
     staged = ModelOutputs(Path(job.out_dir), job.name)
     policy = job.policy
-    order = search_order(job.method, tuple(policy.get("search.candidates", ()) or ()))  # type: ignore[arg-type]
+    settings = Settings.of(policy)
+    order = search_order(job.method, settings.candidates)
     with stages.stage("inspect"):
         files = model_files(folder)
         frontend = frontend_for(files.format)
@@ -148,7 +149,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         target = TARGETS[str(policy["target.runtime"])]
 
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
-        app_resets = bool(policy["runtime.resets_state"])
+        app_resets = settings.resets_state
         with stages.stage("load"):
             # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
             # Unrolled, they keep no state between invokes; as they are, a tf-keras LSTM does (gate.frontends.keras).
@@ -167,8 +168,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             )  # fmt: skip
 
         threads = os.cpu_count() or 1
-        timing = Timing(int(policy["latency.threads"]), int(policy["latency.rounds"]),
-                        int(policy["latency.warmup_rounds"]))  # fmt: skip
+        timing = Timing(settings.latency_threads, settings.latency_rounds, settings.latency_warmup_rounds)
 
         def save(method: str, tflite: bytes) -> Path:
             write_atomic(staged.artifact(method), tflite)
@@ -210,9 +210,17 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             allowed_change=search.allowed_change(policy, job.task),
             metric_change=lambda tflite: _metric_change_of(tflite, Path(scratch), eval_data, job.task, threads,
                                                            app_resets, float_evaluation.value, target),
-            extra={"job": job, "files": files, "inspection": inspection, "model": model, "eval_data": eval_data,
-                   "train_data": train, "scratch": Path(scratch), "task": job.task,
-                   "max_float_layers": int(policy["search.max_float_layers"]), "progress": stages.reporter.note},
+            task=job.task,
+            max_float_layers=settings.max_float_layers,
+            training=Training(
+                model_file=files.model, model_format=inspection.format, model=model,
+                train_file=files.train_data if train is not None else None,
+                train_labels=train is not None and train.labels is not None, eval_inputs=eval_data.inputs,
+                scratch=Path(scratch), epochs=settings.qat_epochs, learning_rate=settings.qat_learning_rate,
+                batch_size=settings.qat_batch_size, calibration_samples=job.calibration_samples,
+                unroll=not settings.resets_state, candidate_timeout_s=settings.candidate_timeout_s,
+                progress=stages.reporter.note,
+            ),
         )  # fmt: skip
         source_files = digest_tree(files.model, folder.path)
         source_bytes = sum(f.size_bytes for f in source_files)
@@ -231,7 +239,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             save=save,
             describe=describe,
             time_latency=time_latency,
-            interval=lambda evaluation: _interval(float_evaluation, evaluation, policy, job.task),
+            interval=lambda evaluation: _interval(float_evaluation, evaluation, settings.confidence, job.task),
         )
         search_start = time.monotonic() - job.search_seconds
         with stages.stage("search"):
@@ -323,11 +331,11 @@ def _metric_change_of(tflite: bytes, scratch: Path, eval_data: Any, task: str, t
     return TASKS[task].change(float_value, measured.evaluation.value)
 
 
-def _interval(float_evaluation: Any, evaluation: Any, policy: Mapping[str, Value], task: str) -> Any:
+def _interval(float_evaluation: Any, evaluation: Any, confidence: float, task: str) -> Any:
     from gate.measurement.stats import change_interval
 
     return change_interval(float_evaluation.per_sample, evaluation.per_sample, TASKS[task],
-                           confidence=float(policy.get("statistics.confidence", 0.95)))  # fmt: skip
+                           confidence=confidence)  # fmt: skip
 
 
 def read_data(

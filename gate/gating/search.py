@@ -25,6 +25,7 @@ from pathlib import Path
 
 from gate.errors import ModelError, log_cause
 from gate.keys import Value
+from gate.policy.config import Settings
 from gate.policy.judge import LATENCY_CHECKS, Context, hard_requirement_problem, judge
 from gate.quantization.base import AUTO, Built, NotApplicable, Setup
 from gate.quantization.methods import METHODS, search_order
@@ -203,9 +204,10 @@ def search(
     `done` are candidates an earlier worker finished (or crashed on) before it died: they are
     reused as they are, not tried again. `elapsed` is the search time those took.
     """
-    restrict = tuple(bench.policy.get("search.candidates", ()) or ())  # type: ignore[arg-type]
+    settings = Settings.of(bench.policy)
+    restrict = settings.candidates
     order = search_order(method, restrict)
-    budget = float(bench.policy.get("search.max_seconds", 600))
+    budget = settings.max_seconds
     earlier = {candidate.method: candidate for candidate in done}
     start = time.monotonic() - elapsed
     candidates: list[Candidate] = []

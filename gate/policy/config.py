@@ -110,6 +110,54 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """The effective policy's settings (not its checks), typed: read once, with the defaults of POLICY_KEYS."""
+
+    size_baseline: str
+    resets_state: bool
+    latency_threads: int
+    latency_rounds: int
+    latency_warmup_rounds: int
+    timeout_s: float
+    memory_mb: int
+    candidates: tuple[str, ...]
+    max_seconds: float
+    candidate_timeout_s: float
+    max_float_layers: int
+    decide_on: str
+    confidence: float
+    qat_epochs: int
+    qat_learning_rate: float
+    qat_batch_size: int
+
+    @classmethod
+    def of(cls, policy: Mapping[str, Value]) -> Settings:
+        """From an effective policy (validated already); a setting it lacks takes the registry's default."""
+
+        def value(key: str) -> Any:
+            return policy.get(key, POLICY_KEYS[key].default)
+
+        return cls(
+            size_baseline=str(value("size.baseline")),
+            resets_state=bool(value("runtime.resets_state")),
+            latency_threads=int(value("latency.threads")),
+            latency_rounds=int(value("latency.rounds")),
+            latency_warmup_rounds=int(value("latency.warmup_rounds")),
+            timeout_s=float(value("limits.timeout_s")),
+            memory_mb=int(value("limits.memory_mb")),
+            candidates=tuple(value("search.candidates") or ()),
+            max_seconds=float(value("search.max_seconds")),
+            candidate_timeout_s=float(value("search.candidate_timeout_s")),
+            max_float_layers=int(value("search.max_float_layers")),
+            decide_on=str(value("statistics.decide_on")),
+            confidence=float(value("statistics.confidence")),
+            qat_epochs=int(value("qat.epochs")),
+            qat_learning_rate=float(value("qat.learning_rate")),
+            qat_batch_size=int(value("qat.batch_size")),
+        )
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated `gate.toml` (or the defaults when a model folder has none)."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gate.keys import Value
+from gate.tasks import DEFAULT_TASK
 
 if TYPE_CHECKING:
     # Only in annotations: `gate comment` reads the registry through gate.cli and must run on the
@@ -32,6 +33,26 @@ DEFAULT_IO_DTYPE = "int8"
 
 
 @dataclass(frozen=True)
+class Training:
+    """What quantization-aware training needs besides the SavedModel: the model itself, its data and its budget."""
+
+    model_file: Path  # the committed model.keras / model.h5 (a SavedModel cannot be trained)
+    model_format: str  # gate.inspection's format: "keras", "h5" or "saved_model"
+    model: Any  # the loaded float model (gate.frontends.base.LoadedModel)
+    train_file: Path | None  # train.npz
+    train_labels: bool  # train.npz holds y
+    eval_inputs: Mapping[str, np.ndarray]  # the eval inputs, for the faithfulness reference of a rebuild
+    scratch: Path  # a folder of this model's, for the QAT process's files
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    calibration_samples: int
+    unroll: bool  # recurrent layers unrolled (runtime.resets_state is false)
+    candidate_timeout_s: float
+    progress: Callable[[str], None] = lambda line: None  # one line per epoch, to the model's log and the terminal
+
+
+@dataclass(frozen=True)
 class Setup:
     """What building a candidate needs beyond the SavedModel."""
 
@@ -44,7 +65,9 @@ class Setup:
     # a method that searches itself (selective fallback) stops as soon as a build is within it.
     allowed_change: float | None = None
     metric_change: Callable[[bytes], float] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. what QAT needs: the model file and train data
+    task: str = DEFAULT_TASK  # a name of gate.tasks' TASKS: how a method that measures itself compares changes
+    max_float_layers: int = 5  # search.max_float_layers: most layers float fallback keeps in float
+    training: Training | None = None  # what methods that go back to the model itself need (QAT)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from gate.quantization.base import Built, NotApplicable, Setup
 from gate.quantization.convert import calibrated_model, mlir_quantize
 from gate.quantization.ranking import display_names, ranked_layers, tflite_ops, variable_layers
 from gate.results import LayerError
-from gate.tasks import DEFAULT_TASK, TASKS
+from gate.tasks import TASKS
 
 IO_DTYPES = ("int8", "uint8", "float32")  # what convert_selective's model I/O can be
 
@@ -94,8 +94,8 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
     """
     assert setup.calibration is not None and setup.metric_change is not None
     ranked = ranked_layers(saved_model_dir, setup.calibration)
-    limit = int(setup.extra.get("max_float_layers", 5))
-    task = TASKS[setup.extra.get("task", DEFAULT_TASK)]
+    limit = setup.max_float_layers
+    task = TASKS[setup.task]
     best: tuple[float, bytes, list[LayerError]] | None = None
     for count in range(1, min(limit, len(ranked)) + 1):
         kept = ranked[:count]

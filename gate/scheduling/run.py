@@ -30,7 +30,7 @@ from pathlib import Path
 from gate.environment import machine
 from gate.gating.pipeline import Job
 from gate.layout import ModelOutputs, clear_outputs, log_path
-from gate.policy.config import Configuration, ModelConfig, configure
+from gate.policy.config import Configuration, ModelConfig, Settings, configure
 from gate.quantization.methods import METHODS
 from gate.readback import Refused, read_json
 from gate.reporting.compare import Baseline
@@ -333,9 +333,8 @@ class Scheduler:
         assert worker.job is not None
         if worker.paused_since is not None:
             return
-        timeout_s = float(worker.job.policy["limits.timeout_s"])
-        memory_mb = int(worker.job.policy["limits.memory_mb"])
-        candidate_timeout_s = float(worker.job.policy["search.candidate_timeout_s"])
+        settings = Settings.of(worker.job.policy)
+        timeout_s, memory_mb, candidate_timeout_s = settings.timeout_s, settings.memory_mb, settings.candidate_timeout_s
         if worker.candidate and worker.elapsed(now) - worker.candidate_started > candidate_timeout_s:
             worker.signal_group(signal.SIGKILL)
             worker.process.wait()

@@ -331,42 +331,36 @@ def _empty_result(stage: str) -> QatResult:
 def build(saved_model_dir: Path, setup: Setup) -> Built:
     """Train with QAT in its own process and return its full-int8 .tflite, with how it was made.
 
-    Runs in gate's worker; `setup.extra` holds what the pipeline loaded. A model QAT cannot
+    Runs in gate's worker; `setup.training` holds what the pipeline loaded. A model QAT cannot
     be done for is NotApplicable (its candidate is skipped with the reason); a run that
     crashed or timed out is a ModelError (its candidate fails with the reason).
     """
-    extra = setup.extra
-    job, files, inspection, model, train = (
-        extra["job"],
-        extra["files"],
-        extra["inspection"],
-        extra["model"],
-        extra["train_data"],
-    )
-    scratch: Path = extra["scratch"] / "qat"
+    training = setup.training
+    assert training is not None  # the pipeline always gives it
+    model = training.model
+    scratch = training.scratch / "qat"
     scratch.mkdir(exist_ok=True)
-    if inspection.format == "saved_model":
+    if training.model_format == "saved_model":
         raise NotApplicable("QAT trains a Keras model, and a SavedModel is not one: commit model.keras to train it")
-    if train is None or train.labels is None:
+    if training.train_file is None or not training.train_labels:
         raise NotApplicable("QAT trains on train.npz with labels (x and y), and the model folder has none")
     references = {}
     if model.keras_model is not None:  # Keras 3: the QAT process rebuilds it in tf-keras from these
         references = {"weights_path": str(scratch / "weights.npz"), "reference_path": str(scratch / "reference.npz")}
-        write_keras3_reference(model.keras_model, extra["eval_data"].inputs, weights_path=scratch / "weights.npz",
+        write_keras3_reference(model.keras_model, training.eval_inputs, weights_path=scratch / "weights.npz",
                                reference_path=scratch / "reference.npz")  # fmt: skip
-    policy = job.policy
     request = QatRequest(
-        model_path=str(files.model), train_path=str(files.train_data), input_names=tuple(s.name for s in model.inputs),
-        task=job.task, tflite_path=str(scratch / "qat.tflite"), result_path=str(scratch / "result.json"),
-        epochs=int(policy["qat.epochs"]), learning_rate=float(policy["qat.learning_rate"]),
-        batch_size=int(policy["qat.batch_size"]), calibration_samples=job.calibration_samples,
+        model_path=str(training.model_file), train_path=str(training.train_file),
+        input_names=tuple(s.name for s in model.inputs), task=setup.task, tflite_path=str(scratch / "qat.tflite"),
+        result_path=str(scratch / "result.json"), epochs=training.epochs, learning_rate=training.learning_rate,
+        batch_size=training.batch_size, calibration_samples=training.calibration_samples,
         input_dtype=setup.input_dtype, output_dtype=setup.output_dtype, fixed_batch=model.fixed_batch,
-        unroll=not policy["runtime.resets_state"], **references,
+        unroll=training.unroll, **references,
     )  # fmt: skip
     # Below the candidate's own limit, so that a hang is reported with its stage rather than as a killed worker.
-    timeout = max(1.0, float(policy["search.candidate_timeout_s"]) - 5)
+    timeout = max(1.0, training.candidate_timeout_s - 5)
     result = run_qat(request, request_path=scratch / "request.json", timeout_seconds=timeout,
-                     progress=extra.get("progress", lambda line: None))  # fmt: skip
+                     progress=training.progress)  # fmt: skip
     if result.status is QatStatus.UNAVAILABLE:
         raise NotApplicable(result.reason)
     if result.status is QatStatus.FAILED:
