@@ -146,7 +146,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         from gate.targets.graph import macs_of
         from gate.targets.litert import evaluate_float
 
-        target = TARGETS[str(policy["target.runtime"])]
+        target = TARGETS[settings.target]
 
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         app_resets = settings.resets_state

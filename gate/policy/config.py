@@ -113,6 +113,7 @@ class Policy:
 class Settings:
     """The effective policy's settings (not its checks), typed: read once, with the defaults of POLICY_KEYS."""
 
+    target: str  # a name of gate.targets.TARGETS
     size_baseline: str
     resets_state: bool
     latency_threads: int
@@ -138,6 +139,7 @@ class Settings:
             return policy.get(key, POLICY_KEYS[key].default)
 
         return cls(
+            target=str(value("target.runtime")),
             size_baseline=str(value("size.baseline")),
             resets_state=bool(value("runtime.resets_state")),
             latency_threads=int(value("latency.threads")),
