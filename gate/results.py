@@ -126,6 +126,15 @@ class Agreement:
 
 
 @dataclass(frozen=True)
+class CpuFallback:
+    """An operator an NPU compiler leaves on the CPU, with the compiler's reason."""
+
+    operator: str  # "TOPK_V2"; a fused activation is named on its own ("RELU")
+    tensor: str  # its output tensor's name in the .tflite (model-controlled: escaped where shown)
+    reason: str  # the compiler's words, e.g. "Unsupported opType"
+
+
+@dataclass(frozen=True)
 class OnDevice:
     """What a device target (gate.targets: tflm) measured on one .tflite besides its metric.
 
@@ -140,8 +149,14 @@ class OnDevice:
     operators: tuple[str, ...]  # the file's operators as "NAME xCOUNT": what the firmware registers
     litert_evaluation: Evaluation | None  # LiteRT's metric on the same file, beside the device's
     agreement: Agreement | None
-    files: tuple[FileDigest, ...]  # published beside the artifact (the op resolver snippet, <model>.<method>.ops.h)
+    files: tuple[FileDigest, ...]  # published beside the artifact (tflm: <model>.<method>.ops.h; Ethos-U: .vela.tflite)
     notes: tuple[str, ...]  # what a reader must know about the figures (a 64-bit host's arena)
+    # Ethos-U (Vela's figures for the file; None on other targets)
+    sram_bytes: int | None = None  # Vela's "Total SRAM used": the arena (and in Dedicated_Sram modes, a cache)
+    npu_cycles: int | None = None  # Vela's estimate of the NPU's cycles per inference
+    inference_ms: float | None = None  # Vela's estimate at the configuration's clock: the NPU's part only
+    npu_ops_percent: float | None = None  # percent of the .tflite's operators that Vela places on the NPU
+    cpu_fallbacks: tuple[CpuFallback, ...] = ()  # every operator Vela leaves on the CPU, with its reason
 
 
 @dataclass(frozen=True)

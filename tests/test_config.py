@@ -23,7 +23,7 @@ def write(path, text: str):
         (
             "[acuracy]\nmax_drop = 2.0\n",
             "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, io, latency, limits, "
-            "mae, memory, ops, qat, runtime, search, size, statistics, target",
+            "mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
         ),
         ('[accuracy]\nmax_drop = "2"\n', "{p}: accuracy.max_drop: expected a number from 0 to 100, got '2'"),
         ("[accuracy]\nmax_drop = -1\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got -1"),
@@ -48,13 +48,13 @@ def write(path, text: str):
         (
             'descriptoin = "phones"\n',
             "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
-            "tables: description, accuracy, io, latency, limits, mae, memory, ops, qat, runtime, search, size, "
+            "tables: description, accuracy, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, size, "
             "statistics, target",
         ),
         (
             "sise = 4\n",
             "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
-            "accuracy, io, latency, limits, mae, memory, ops, qat, runtime, search, size, statistics, target",
+            "accuracy, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
         ),
     ],
 )

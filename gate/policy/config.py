@@ -36,9 +36,10 @@ MAX_TOML_BYTES = 1024 * 1024
 
 SETTINGS = (
     Key("target.runtime", Choice(TARGET_NAMES), DEFAULT_TARGET,
-        "Where the model runs and is measured: `litert` (LiteRT on the machine gate runs on) or `tflm` (TensorFlow "
-        "Lite for Microcontrollers: the arena, the operators to register and the metric as TFLM computes it, judged; "
-        "see docs/targets.md)."),
+        "Where the model runs and is measured: `litert` (LiteRT on the machine gate runs on), `tflm` (TensorFlow "
+        "Lite for Microcontrollers: the arena, the operators to register and the metric as TFLM computes it, judged) "
+        "or an Ethos-U configuration as Vela names it (Vela's SRAM, flash, cycles and NPU share); see "
+        "docs/targets.md."),
     Key("size.baseline", Choice(("source", "float32_tflite")), "source",
         "What `size.min_reduction` compares against: the committed model file(s) or the float32 .tflite."),
     Key("runtime.resets_state", Flag(), False,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import jinja2
@@ -139,9 +139,13 @@ def _bytes_exact(size_bytes: int) -> str:
 
 
 def _device_cell(device: OnDevice) -> str:
-    """The candidate table's device figures: 'arena 3.9 KiB, flash 20.1 KiB'."""
-    figures = (("arena", device.arena_bytes), ("flash", device.flash_bytes))
+    """The candidate table's device figures: 'arena 3.9 KiB, flash 20.1 KiB', 'SRAM 21.7 KiB, 89,900 cycles, ...'."""
+    figures = (("arena", device.arena_bytes), ("SRAM", device.sram_bytes), ("flash", device.flash_bytes))
     parts = [f"{label} {_size(value)}" for label, value in figures if value is not None]
+    if device.npu_cycles is not None:
+        parts.append(f"{device.npu_cycles:,} NPU cycles")
+    if device.npu_ops_percent is not None:
+        parts.append(f"{device.npu_ops_percent:.1f}% of ops on the NPU")
     if device.agreement and device.agreement.same_prediction is not None:
         parts.append(f"{device.agreement.same_prediction:.2f}% same class as LiteRT")
     return ", ".join(parts) or "—"
@@ -283,28 +287,32 @@ def _latency_cell(change: ModelChange) -> str:
     return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(delta)})"
 
 
+def _count_change(base: int, head: int, show: Callable[[int], str]) -> str:
+    """'25,600 → 26,112 (+512, +2.0%)': a count that does not move between runs, so any change is the model's."""
+    delta = head - base
+    sign = "+" if delta > 0 else "−" if delta < 0 else "±"
+    percent = f", {delta / base * 100:+.1f}%".replace("-", "−") if base else ""
+    return f"{show(base)} → {show(head)} ({sign}{show(abs(delta))}{percent})"
+
+
 def _macs_cell(change: ModelChange) -> str:
-    """The MAC count against the base branch's: it does not move between runs, so any change is the model's."""
     base, head = change.base, change.head
     if head is None or head.macs is None:
         return "—"
-    if base is None or base.macs is None:
-        return _macs(head.macs)
-    delta = head.macs - base.macs
-    percent = f", {delta / base.macs * 100:+.1f}%".replace("-", "−") if base.macs else ""
-    sign = "+" if delta > 0 else "−" if delta < 0 else "±"
-    return f"{_macs(base.macs)} → {_macs(head.macs)} ({sign}{abs(delta):,}{percent})"
+    return _macs(head.macs) if base is None or base.macs is None else _count_change(base.macs, head.macs, _macs)
 
 
-def _arena_cell(change: ModelChange) -> str:
+def _device_change_cell(change: ModelChange) -> str:
+    """The target's arena (tflm) or SRAM (Ethos-U), and its NPU cycles, against the base branch's."""
     base, head = change.base, change.head
-    if head is None or head.arena_bytes is None:
+    if head is None:
         return "—"
-    if base is None or base.arena_bytes is None:
-        return _size(head.arena_bytes)
-    return (
-        f"{_size(base.arena_bytes)} → {_size(head.arena_bytes)} ({_size_change(head.arena_bytes - base.arena_bytes)})"
-    )
+    parts = []
+    for label, field, show in (("arena", "arena_bytes", _size), ("NPU cycles", "npu_cycles", "{:,}".format)):
+        now, was = getattr(head, field), getattr(base, field) if base else None
+        if now is not None:
+            parts.append(f"{label} {show(now) if was is None else _count_change(was, now, show)}")
+    return "; ".join(parts) or "—"
 
 
 @functools.cache  # stateless once built: templates are compiled once per process
@@ -324,7 +332,7 @@ def _environment() -> jinja2.Environment:
         latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label, shape=_shape, steps=_steps,
         state_text=_state_text, headline=_headline, not_smaller=_not_smaller, override_toml=_override_toml,
         deciding_samples=_deciding_samples, macs=_macs, bytes_exact=_bytes_exact, device_cell=_device_cell,
-        agreement_text=_agreement_text, macs_cell=_macs_cell, arena_cell=_arena_cell,
+        agreement_text=_agreement_text, macs_cell=_macs_cell, device_change_cell=_device_change_cell,
     )  # fmt: skip
     environment.globals.update(
         icons=STATUS_ICONS, Status=Status, log_path=log_path, benchmark_path=benchmark_path, artifact=ARTIFACT_NAME,

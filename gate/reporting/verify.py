@@ -35,7 +35,7 @@ from pathlib import Path
 
 from gate.gating.search import closest
 from gate.keys import Invalid, Key, Value
-from gate.layout import REPORT_JSON, artifact_path, name_problem, resolver_path
+from gate.layout import REPORT_JSON, artifact_path, name_problem, resolver_path, vela_path
 from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS
 from gate.policy.judge import Context, judge
 from gate.quantization.base import REFERENCE
@@ -179,15 +179,17 @@ def _check_device(result: ModelResult, conversion: Conversion, where: str) -> No
     assert device is not None
     if device.target not in TARGET_NAMES or device.target == DEFAULT_TARGET:
         raise ValueError(f"{where}.target: {device.target[:50]!r} is not a device target")
-    for field in ("arena_bytes", "arena_recorded_bytes", "flash_bytes"):
+    for field in ("arena_bytes", "arena_recorded_bytes", "flash_bytes", "sram_bytes", "npu_cycles", "inference_ms"):
         value = getattr(device, field)
         if value is not None and value < 0:
             raise ValueError(f"{where}.{field}: {value} is not a size")
     # A path is one the layout gives, never one read from the data.
-    allowed = {resolver_path(result.name, conversion.method)}
+    allowed = {resolver_path(result.name, conversion.method), vela_path(result.name, conversion.method)}
     for index, file in enumerate(device.files):
         if file.path not in allowed:
             raise ValueError(f"{where}.files[{index}].path: {file.path[:80]!r} is not one of {sorted(allowed)}")
+    if device.npu_ops_percent is not None and not 0 <= device.npu_ops_percent <= 100:
+        raise ValueError(f"{where}.npu_ops_percent: {device.npu_ops_percent} is not a percentage")
     if device.litert_evaluation is not None and not _in_range(device.litert_evaluation):
         raise ValueError(f"{where}.litert_evaluation.value: out of the range of its metric")
 

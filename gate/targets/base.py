@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from gate.quantization.base import Method
 
 
+# The Ethos-U configurations, as Vela 5.2.0's --accelerator-config names them (tests/test_ethos_u.py asks Vela).
+ETHOS_U_ACCELERATORS = (
+    "ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256",
+    "ethos-u65-256", "ethos-u65-512",
+    "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Measured:
     """What a target measured on one built file, before any latency run."""
