@@ -42,12 +42,12 @@ def test_the_comparison_shows_npu_cycles_as_deltas() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (dict(files=(FileDigest("../../etc/passwd", 10, "ab" * 32),)), "device.files[0].path: '../../etc/passwd'"),
-        (dict(files=(FileDigest("artifacts/other.int8.ops.h", 10, "ab" * 32),)), "is not one of"),
-        (dict(target="litert"), "device.target: 'litert' is not a device target"),
-        (dict(target="tpu"), "device.target: 'tpu' is not a device target"),
-        (dict(arena_bytes=-16), "device.arena_bytes: -16 is not a size"),
-        (dict(npu_ops_percent=101.0), "device.npu_ops_percent: 101.0 is not a percentage"),
+        ({"files": (FileDigest("../../etc/passwd", 10, "ab" * 32),)}, "device.files[0].path: '../../etc/passwd'"),
+        ({"files": (FileDigest("artifacts/other.int8.ops.h", 10, "ab" * 32),)}, "is not one of"),
+        ({"target": "litert"}, "device.target: 'litert' is not a device target"),
+        ({"target": "tpu"}, "device.target: 'tpu' is not a device target"),
+        ({"arena_bytes": -16}, "device.arena_bytes: -16 is not a size"),
+        ({"npu_ops_percent": 101.0}, "device.npu_ops_percent: 101.0 is not a percentage"),
     ],
 )
 def test_device_figures_read_back_are_checked_and_their_files_are_the_layouts(change, message) -> None:
