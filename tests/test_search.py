@@ -25,6 +25,7 @@ def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows
         "int8-all-calibration",
         "qat-int8",
         "int8-float-fallback",
+        "int8-int16-layers",
         "int16x8",
         "dynamic_range",
         "float16",

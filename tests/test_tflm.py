@@ -217,6 +217,7 @@ def test_memory_checks_skip_on_litert_saying_which_target_measures_them() -> Non
     assert (verdict, value) == (Status.SKIP, None) and "the target (litert) measures no tensor arena or SRAM" in message
 
 
+@pytest.mark.slow
 def test_keras3_mlp_helper_is_the_model_the_mac_count_assumes(tmp_path) -> None:
     """The count from the graph, on a file converted here: every FULLY_CONNECTED weight once per inference."""
     import keras
@@ -232,3 +233,20 @@ def test_the_target_names_policies_accept_are_the_registrys() -> None:
     from gate.targets import DEFAULT_TARGET, TARGET_NAMES, TARGETS
 
     assert tuple(TARGETS) == TARGET_NAMES and DEFAULT_TARGET in TARGETS
+
+
+@pytest.mark.slow
+def test_the_integer_only_candidate_recovers_the_outlier_channel_that_int8_loses_in_tflm(tmp_path) -> None:
+    """digits_outlier_mlp under the MCU policy: float fallback is ruled out (integer-only), int16 on the two ranked
+    layers recovers the outlier channel, integer-only, as TFLM measures it."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "policies", root / "policies")
+    shutil.copytree(REPO / "models" / "digits_outlier_mlp", root / "models" / "outlier")
+    (root / "models" / "outlier" / "gate.toml").write_text('policy = "mcu"\nmethod = "int8-int16-layers"\n')
+    run = run_gate("check", "--out", root / "out", cwd=root)
+    (published,) = run.model("outlier")["candidates"]
+    assert published["status"] == "PASS", run.stdout + run.stderr
+    assert published["notes"][0].startswith("int16 activations on: features (FULLY_CONNECTED), classifier")
+    conversion = published["conversion"]
+    assert conversion["float_ops"] == [] and conversion["evaluation"]["value"] > 96
+    assert conversion["device"]["agreement"]["same_prediction"] == 100.0
