@@ -100,8 +100,8 @@ def test_a_default_policy_is_required(tmp_path) -> None:
         ('policy = "edg"\n', "{p}: policy: expected one of default, edge, got 'edg' (did you mean 'edge'?)"),
         (
             'method = "int4"\n',
-            "{p}: method: expected one of auto, int8, int8-all-calibration, qat-int8, int8-float-fallback, int16x8, "
-            "dynamic_range, float16, got 'int4' (did you mean 'int8'?)",
+            "{p}: method: expected one of auto, int8, int8-all-calibration, qat-int8, int8-float-fallback, "
+            "int8-int16-layers, int16x8, dynamic_range, float16, got 'int4' (did you mean 'int8'?)",
         ),
         ("calibration_samples = 0\n", "{p}: calibration_samples: expected a whole number from 1 to 100000, got 0"),
         ('calibrate_on_eval = "yes"\n', "{p}: calibrate_on_eval: expected true or false, got 'yes'"),
