@@ -57,7 +57,7 @@ def per_sample_loop(model_path: Path, data: Dataset, task: str, threads: int) ->
     return TASKS[task].score(np.concatenate(outputs), data.labels)[0]
 
 
-def best_of(repeats: int, run) -> tuple[float, object]:  # noqa: ANN001
+def best_of(repeats: int, run) -> tuple[float, object]:
     """Fastest of `repeats` runs (the least disturbed by other work on the machine)."""
     best, value = float("inf"), None
     for _ in range(repeats):

@@ -85,7 +85,7 @@ def float_ops(model: bytes) -> str:
     interpreter = Interpreter(model_content=bytes(model))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     counts: dict[str, int] = {}
-    for op in interpreter._get_ops_details():  # noqa: SLF001
+    for op in interpreter._get_ops_details():
         if any(i >= 0 and np.dtype(tensors[i]["dtype"]).kind == "f" for i in (*op["inputs"], *op["outputs"])):
             counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
     return ", ".join(f"{name} x{n}" for name, n in sorted(counts.items())) or "none"
@@ -109,7 +109,7 @@ def quiet() -> contextlib.AbstractContextManager:
 # ---------------------------------------------------------------- the tools
 
 
-def tf_converter(saved_model: Path, calibration: Mapping[str, np.ndarray], ops, io_dtype=tf.int8, **flags):  # noqa: ANN001, ANN201
+def tf_converter(saved_model: Path, calibration: Mapping[str, np.ndarray], ops, io_dtype=tf.int8, **flags):
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: representative_dataset(calibration)
@@ -121,7 +121,7 @@ def tf_converter(saved_model: Path, calibration: Mapping[str, np.ndarray], ops, 
     return converter
 
 
-def debugger(saved_model: Path, calibration: Mapping[str, np.ndarray], **options):  # noqa: ANN003, ANN201
+def debugger(saved_model: Path, calibration: Mapping[str, np.ndarray], **options):
     """A QuantizationDebugger on gate's int8 converter; it feeds inputs by position, so one input only."""
     (array,) = calibration.values()
     converter = tf_converter(saved_model, calibration, tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
@@ -132,7 +132,7 @@ def debugger(saved_model: Path, calibration: Mapping[str, np.ndarray], **options
     )
 
 
-def litert(float_tflite: bytes, calibration: Mapping[str, np.ndarray], rules, *, per_sample: bool = False) -> bytes:  # noqa: ANN001
+def litert(float_tflite: bytes, calibration: Mapping[str, np.ndarray], rules, *, per_sample: bool = False) -> bytes:
     """litert-quantizer with recipe `rules` (RecipeManager calls), calibrated on min/max of all samples."""
     from litert_quantizer import Quantizer
     from litert_quantizer.recipe_manager import RecipeManager
@@ -146,17 +146,17 @@ def litert(float_tflite: bytes, calibration: Mapping[str, np.ndarray], rules, *,
             steps = [{name: calibration[name][i : i + 1]} for i in range(len(calibration[name]))]
             ranges = quantizer.calibrate({"serving_default": steps}, num_threads=1)
         else:
-            ranges = _litert_ranges(quantizer, float_tflite, calibration)  # noqa: SLF001
+            ranges = _litert_ranges(quantizer, float_tflite, calibration)
         return bytes(quantizer.quantize(ranges, enable_progress_report=False).quantized_model)
 
 
-def lq_static(bits: int, keep_float=(), keep16=(), io_bits: int | None = None, op_specific: bool = True):  # noqa: ANN001, ANN201
+def lq_static(bits: int, keep_float=(), keep16=(), io_bits: int | None = None, op_specific: bool = True):
     """A recipe: static `bits`-bit activations everywhere, some ops float or 16-bit, optionally 8-bit I/O."""
     from litert_quantizer import qtyping
 
     names = qtyping.TFLOperationName
 
-    def rules(recipe) -> None:  # noqa: ANN001
+    def rules(recipe) -> None:
         recipe.add_static_config(".*", names.ALL_SUPPORTED, bits, 8)
         if io_bits:
             recipe.add_static_config(".*", names.INPUT, io_bits, 8)
@@ -175,7 +175,7 @@ def lq_static(bits: int, keep_float=(), keep16=(), io_bits: int | None = None, o
 # ---------------------------------------------------------------- rankings
 
 
-def rank_debugger(saved_model: Path, calibration) -> list[str]:  # noqa: ANN001
+def rank_debugger(saved_model: Path, calibration) -> list[str]:
     """The TF guide's metric: sqrt(mean_squared_error) / scale, highest first."""
     with quiet():
         run = debugger(saved_model, calibration)
@@ -187,7 +187,7 @@ def rank_debugger(saved_model: Path, calibration) -> list[str]:  # noqa: ANN001
     return [r["tensor_name"] for r in rows]
 
 
-def rank_litert_snr(float_tflite: bytes, int8: bytes, calibration) -> list[str]:  # noqa: ANN001
+def rank_litert_snr(float_tflite: bytes, int8: bytes, calibration) -> list[str]:
     """litert-quantizer's validate(): per-tensor SNR of the full-int8 model against the float one, lowest first."""
     from litert_quantizer import Quantizer
     from litert_quantizer.utils.validation_utils import ValidationErrorMetric
@@ -202,15 +202,15 @@ def rank_litert_snr(float_tflite: bytes, int8: bytes, calibration) -> list[str]:
     return sorted(tensors, key=lambda name: tensors[name]["snr"])
 
 
-def rank_revert_one(saved_model: Path, calibration, candidates: list[str]) -> list[str]:  # noqa: ANN001
+def rank_revert_one(saved_model: Path, calibration, candidates: list[str]) -> list[str]:
     """NNCF / Neural Compressor style: full int8 with one op float; the op whose revert leaves the least error first."""
-    calibrated = calibrated_model(saved_model, calibration)  # noqa: SLF001
-    reference = mlir_quantize(calibrated, denylist=candidates, input_dtype="float32", output_dtype="float32")  # noqa: SLF001
-    expected, _ = _run(reference, calibration)  # noqa: SLF001
+    calibrated = calibrated_model(saved_model, calibration)
+    reference = mlir_quantize(calibrated, denylist=candidates, input_dtype="float32", output_dtype="float32")
+    expected, _ = _run(reference, calibration)
     errors = {}
     for tensor in candidates:
-        model = mlir_quantize(calibrated, denylist=[tensor], input_dtype="float32", output_dtype="float32")  # noqa: SLF001
-        outputs, _ = _run(model, calibration)  # noqa: SLF001
+        model = mlir_quantize(calibrated, denylist=[tensor], input_dtype="float32", output_dtype="float32")
+        outputs, _ = _run(model, calibration)
         errors[tensor] = float(np.sum((outputs - expected) ** 2))
     return sorted(candidates, key=lambda t: errors[t])
 
@@ -307,7 +307,7 @@ def main() -> None:
         rows = []
         for index, (label, rank) in enumerate(rankings):
             if index in uncached:
-                _CALIBRATED.clear()  # noqa: SLF001
+                _CALIBRATED.clear()
             start = time.perf_counter()
             order = [known(t) for t in rank() if known(t) in short]  # ranked ops only (not the input tensor)
             seconds = time.perf_counter() - start
@@ -331,7 +331,7 @@ def main() -> None:
         pair = [layers[0].tensor, layers[1].tensor]
         pair_ops = [(op_of[t], t) for t in pair]
         softmax = next(layer for layer in layers if layer.op == "SOFTMAX")
-        calibrated = calibrated_model(saved_model, calibration)  # noqa: SLF001
+        calibrated = calibrated_model(saved_model, calibration)
         cases: list[tuple[str, Callable[[], bytes]]] = [
             (
                 "TF MLIR quantizer + denylisted_nodes (gate.quantization.fallback), int8 I/O",
@@ -429,7 +429,7 @@ def main() -> None:
             ("how", "acc", "I/O", "ops touching float", "bytes", "vs .keras", "s", "same bytes"),
             [int8_row, *rows],
         )
-        variant = lambda: mlir_quantize(calibrated, denylist=pair, input_dtype="int8", output_dtype="int8")  # noqa: E731, SLF001
+        variant = lambda: mlir_quantize(calibrated, denylist=pair, input_dtype="int8", output_dtype="int8")  # noqa: E731
         milliseconds = np.mean([timed(variant)[1] for _ in range(3)]) * 1000
         say(f"  mlir_quantize from the cached calibration: {milliseconds:.0f} ms per variant")
 
@@ -484,7 +484,7 @@ def main() -> None:
                         "yes" if same else "NO",
                     )
                 )
-            except Exception as exc:  # noqa: BLE001 - the failure is the figure
+            except Exception as exc:  # the failure is the figure
                 rows.append((label, "-", "-", f"fails: {str(exc).strip().splitlines()[-1][:110]}", "-", "-", "-"))
         table(
             "(c, e, f) 16x8: int16 activations, int8 weights",
@@ -520,7 +520,7 @@ def main() -> None:
             with quiet():
                 model, seconds, same = timed(make)
             rows.append((label, io_dtypes(model), float_ops(model), f"{seconds:.2f}", "yes" if same else "NO"))
-        float_model_ops = sorted({op["op_name"] for op in Interpreter(model_content=zoo_float)._get_ops_details()})  # noqa: SLF001
+        float_model_ops = sorted({op["op_name"] for op in Interpreter(model_content=zoo_float)._get_ops_details()})
         table(
             f"(g) op coverage; the float model has {', '.join(float_model_ops)}",
             ("how", "I/O", "ops touching float", "s", "same bytes"),
@@ -556,7 +556,7 @@ def mobilenet_cost(tmp: Path) -> None:
     with np.load(folder / "train.npz") as train, np.load(folder / "eval.npz") as evaluation:
         calibration = {"image": train["x"][:200].astype(np.float32)}
         x_eval, y_eval = {"image": evaluation["x"].astype(np.float32)}, evaluation["y"]
-    _CALIBRATED.clear()  # noqa: SLF001 - time the calibration too
+    _CALIBRATED.clear()  # time the calibration too
     start = time.perf_counter()
     layers = rank_layers(saved_model, calibration)
     seconds = time.perf_counter() - start

@@ -46,9 +46,11 @@ def translated(message: Callable[[Exception], str], *, passing: tuple[type[Excep
     """
     try:
         yield
-    except (ModelError, *passing):
+    except ModelError:
         raise
-    except Exception as exc:  # noqa: BLE001 - libraries raise anything; each call site says what it meant
+    except passing:
+        raise
+    except Exception as exc:  # libraries raise anything; each call site says what it meant
         raise ModelError(message(exc)) from exc
 
 

@@ -60,8 +60,8 @@ class Number:
         if (
             not is_number
             or (self.integer and not isinstance(value, int))
-            or value != value  # noqa: PLR0124 - NaN
-            or not self.minimum <= value <= self.maximum
+            or value != value  # NaN
+            or not self.minimum <= value <= self.maximum  # type: ignore[operator]  # a number: is_number
         ):
             raise Invalid(f"expected {self.describe()}, got {value!r}")
         return value  # type: ignore[return-value]

@@ -1,7 +1,7 @@
 """Typed, frozen result objects: everything a report shows, and nothing else.
 
 A model's whole result is one `ModelResult`. It round-trips through JSON
-exactly (``ModelResult.from_json(r.to_json()) == r``) so that a result can be
+exactly (``load_result(ModelResult, r.to_json()) == r``) so that a result can be
 produced in one process (the per-model worker, a CI shard, a cache) and
 rendered in another.
 """
@@ -12,11 +12,9 @@ import dataclasses
 import enum
 import json
 import math
-import types
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from gate.layout import benchmark_path
 
@@ -316,10 +314,6 @@ class ModelResult:
     def to_json(self) -> dict[str, Any]:
         return to_jsonable(self)
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
-        return from_jsonable(cls, data)
-
 
 def overall_status(results: Sequence[ModelResult]) -> Status:
     """PASS only when every model passed; ERROR outranks FAIL in the headline."""
@@ -406,65 +400,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     return value
-
-
-def from_jsonable(annotation: Any, data: Any) -> Any:
-    """Rebuild a value of type `annotation` from its JSON form, guided by the type hints."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        # JSON keeps None, bool, int, float and str apart by itself; only a
-        # dataclass member of the union needs rebuilding.
-        for option in typing.get_args(annotation):
-            if dataclasses.is_dataclass(option) and isinstance(data, dict):
-                return from_jsonable(option, data)
-        return data
-    if origin is tuple:
-        (item_type, _ellipsis) = typing.get_args(annotation)
-        return tuple(from_jsonable(item_type, v) for v in data)
-    if origin is dict:
-        _key_type, value_type = typing.get_args(annotation)
-        return {k: from_jsonable(value_type, v) for k, v in data.items()}
-    if dataclasses.is_dataclass(annotation):
-        hints = typing.get_type_hints(annotation)
-        return annotation(
-            **{f.name: from_jsonable(hints[f.name], data[f.name]) for f in dataclasses.fields(annotation)}
-        )
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return annotation(data)
-    return data
-
-
-def json_schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
-    """The JSON Schema of `annotation`'s JSON form; dataclasses go into `definitions`.
-
-    Generated from the same type hints that `to_jsonable` follows, so the shipped
-    schema cannot drift from the results (tests compare the two).
-    """
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return {"anyOf": [json_schema(option, definitions) for option in typing.get_args(annotation)]}
-    if origin is tuple:
-        return {"type": "array", "items": json_schema(typing.get_args(annotation)[0], definitions)}
-    if origin is dict:
-        return {"type": "object", "additionalProperties": json_schema(typing.get_args(annotation)[1], definitions)}
-    if dataclasses.is_dataclass(annotation):
-        name = annotation.__name__
-        if name not in definitions:
-            definitions[name] = {}  # placeholder: a dataclass may refer to itself
-            hints = typing.get_type_hints(annotation)
-            fields = dataclasses.fields(annotation)
-            definitions[name] = {
-                "type": "object",
-                "description": (annotation.__doc__ or "").strip().splitlines()[0],
-                "properties": {f.name: json_schema(hints[f.name], definitions) for f in fields},
-                "required": [f.name for f in fields],
-                "additionalProperties": False,
-            }
-        return {"$ref": f"#/$defs/{name}"}
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return {"enum": [member.value for member in annotation]}
-    simple = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string"}
-    return {"type": simple[annotation]}
 
 
 def non_finite_fields(value: Any, where: str = "") -> list[str]:

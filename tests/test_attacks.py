@@ -755,7 +755,7 @@ def test_a_worker_that_writes_anything_makes_only_its_own_model_an_error_row(
 
     popen = subprocess.Popen
 
-    def fake_worker(argv, **kwargs):  # noqa: ANN001, ANN003, ANN202 - subprocess.Popen's own signature
+    def fake_worker(argv, **kwargs):  # subprocess.Popen's own signature
         return popen([argv[0], "-c", FAKE_WORKER, *argv[3:]], **kwargs)
 
     alpha = job(tmp_path / "models" / "alpha")

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 RECORD = {"repository": "octo/gate", "commit": COMMIT, "version": __version__}
 PACKAGE_DATA = [
-    "gate/templates/summary.md.j2",
+    "gate/reporting/templates/summary.md.j2",
     "gate/schema/report.schema.json",
     "gate/scaffold/default.toml",
     "gate/scaffold/gate.yml",

@@ -16,17 +16,9 @@ import numpy as np
 import pytest
 
 from gate.errors import ModelError
-from gate.quantization.qat.rebuild import (
-    KERAS3_ACTIVATIONS,
-    LAYERS,
-    SAME_ACTIVATIONS,
-    _layer_plan,
-    _make_layer,
-    build,
-    keras3_activations,
-    read_keras3_config,
-    translate,
-)
+from gate.quantization.qat.construct import _make_layer, build, keras3_activations
+from gate.quantization.qat.layers import KERAS3_ACTIVATIONS, LAYERS, SAME_ACTIVATIONS
+from gate.quantization.qat.rebuild import _layer_plan, read_keras3_config, translate
 
 pytestmark = pytest.mark.slow  # end-to-end: real TensorFlow conversions or gate runs
 

@@ -2,17 +2,17 @@ import json
 
 from factories import model_result
 
-from gate.results import ModelResult, Status, dumps, error_result
+from gate.results import ModelResult, Status, dumps, error_result, load_result
 
 
 def test_model_result_round_trips_through_json_exactly() -> None:
     result = model_result()
-    assert ModelResult.from_json(json.loads(dumps(result.to_json()))) == result
+    assert load_result(ModelResult, json.loads(dumps(result.to_json()))) == result
 
 
 def test_error_result_round_trips_and_has_no_candidate() -> None:
     result = error_result("broken", "models/broken/model.keras: not a zip file")
-    restored = ModelResult.from_json(json.loads(dumps(result.to_json())))
+    restored = load_result(ModelResult, json.loads(dumps(result.to_json())))
     assert restored == result
     assert restored.status is Status.ERROR
     assert restored.candidate is None
@@ -49,7 +49,7 @@ def test_a_non_finite_figure_becomes_an_error_result_not_a_report_crash(tmp_path
         str(tmp_path / "broken.log"),
         str(tmp_path / "broken.result.json"),
     )
-    decoded = ModelResult.from_json(json.loads(encode_result(job, broken)))
+    decoded = load_result(ModelResult, json.loads(encode_result(job, broken)))
     assert decoded.status is Status.ERROR
     assert decoded.error == (
         "models/broken: a measured figure is not a finite number "

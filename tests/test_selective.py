@@ -50,10 +50,7 @@ def _op_dtypes(model: bytes) -> list[tuple[str, str]]:
 
     interpreter = Interpreter(model_content=model)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    return [
-        (op["op_name"], np.dtype(tensors[op["outputs"][0]]["dtype"]).name)
-        for op in interpreter._get_ops_details()  # noqa: SLF001
-    ]
+    return [(op["op_name"], np.dtype(tensors[op["outputs"][0]]["dtype"]).name) for op in interpreter._get_ops_details()]
 
 
 class Example:
@@ -217,16 +214,16 @@ def test_the_ranking_reuses_the_int8_conversions_calibration_and_ranks_the_same(
     from gate.quantization.convert import _CALIBRATED, _KEPT, full_integer
     from gate.quantization.ranking import rank_layers
 
-    _CALIBRATED.clear()  # noqa: SLF001
-    _KEPT.clear()  # noqa: SLF001
+    _CALIBRATED.clear()
+    _KEPT.clear()
     full_integer(example.saved_model, example.calibration, input_dtype="int8", output_dtype="int8")
-    assert len(_KEPT) == 1  # noqa: SLF001 - else every ranking calibrates the model a second time
+    assert len(_KEPT) == 1  # else every ranking calibrates the model a second time
     reused = rank_layers(example.saved_model, example.calibration)
-    assert not _CALIBRATED  # noqa: SLF001 - no calibrate-only conversion ran
+    assert not _CALIBRATED  # no calibrate-only conversion ran
 
-    _KEPT.clear()  # noqa: SLF001
+    _KEPT.clear()
     assert rank_layers(example.saved_model, example.calibration) == reused
-    assert _CALIBRATED  # noqa: SLF001 - this time it calibrated on its own
+    assert _CALIBRATED  # this time it calibrated on its own
 
 
 def test_the_same_inputs_give_byte_identical_models(example) -> None:
@@ -236,8 +233,8 @@ def test_the_same_inputs_give_byte_identical_models(example) -> None:
     from gate.quantization.ranking import rank_layers
 
     def everything() -> tuple:
-        _CALIBRATED.clear()  # noqa: SLF001 - calibrate again
-        _KEPT.clear()  # noqa: SLF001
+        _CALIBRATED.clear()  # calibrate again
+        _KEPT.clear()
         ranking = rank_layers(example.saved_model, example.calibration)
         kept = convert_selective(
             example.saved_model,

@@ -69,7 +69,7 @@ def lambda_keras3(folder: Path, marker: Path) -> None:
     model = keras.Sequential(
         [
             keras.Input((64,), name="pixels"),
-            keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
+            keras.layers.Lambda(lambda x: (exec(payload), x)[1]),
             keras.layers.Dense(10, activation="softmax"),
         ]
     )
@@ -84,7 +84,7 @@ def lambda_tf_keras_h5(folder: Path, marker: Path) -> None:
     model = tf_keras.Sequential(
         [
             tf_keras.Input((64,), name="pixels"),
-            tf_keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
+            tf_keras.layers.Lambda(lambda x: (exec(payload), x)[1]),
             tf_keras.layers.Dense(10, activation="softmax"),
         ]
     )
@@ -100,7 +100,7 @@ def lambda_tf_keras_keras(folder: Path, marker: Path) -> None:
     model = tf_keras.Sequential(
         [
             tf_keras.Input((64,), name="pixels"),
-            tf_keras.layers.Lambda(lambda x: (exec(payload), x)[1]),  # noqa: S102
+            tf_keras.layers.Lambda(lambda x: (exec(payload), x)[1]),
             tf_keras.layers.Dense(10, activation="softmax"),
         ]
     )
@@ -162,7 +162,7 @@ def saved_model_with(folder: Path, body: Callable[[tf.Tensor], tf.Tensor]) -> No
 
     class Module(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec((None, 64), tf.float32, name="pixels")])
-        def serve(self, pixels):  # noqa: ANN001, ANN202
+        def serve(self, pixels):
             return {"output_0": body(pixels)}
 
     (folder / "model.keras").unlink()
@@ -174,7 +174,7 @@ def saved_model_with(folder: Path, body: Callable[[tf.Tensor], tf.Tensor]) -> No
 def saved_model_write_file(folder: Path, marker: Path) -> None:
     import tensorflow as tf
 
-    def body(pixels):  # noqa: ANN001, ANN202
+    def body(pixels):
         with tf.control_dependencies([tf.io.write_file(str(marker), "ran")]):
             return tf.nn.softmax(pixels[:, :10])
 
@@ -185,7 +185,7 @@ def saved_model_write_file(folder: Path, marker: Path) -> None:
 def saved_model_read_file(folder: Path, marker: Path) -> None:
     import tensorflow as tf
 
-    def body(pixels):  # noqa: ANN001, ANN202
+    def body(pixels):
         secret = tf.strings.length(tf.io.read_file("/etc/hostname"))
         return tf.nn.softmax(pixels[:, :10]) + tf.cast(secret, tf.float32) * 0
 
@@ -196,7 +196,7 @@ def saved_model_read_file(folder: Path, marker: Path) -> None:
 def saved_model_matching_files(folder: Path, marker: Path) -> None:
     import tensorflow as tf
 
-    def body(pixels):  # noqa: ANN001, ANN202
+    def body(pixels):
         found = tf.size(tf.io.matching_files("/root/*"))
         return tf.nn.softmax(pixels[:, :10]) + tf.cast(found, tf.float32) * 0
 
@@ -333,7 +333,7 @@ class Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (exec, (marker_code(self.marker),))
 
 

@@ -182,7 +182,7 @@ _HINTS = {
 }
 
 
-def failure_message(what: str, status: int, body: bytes, headers: Mapping[str, str], need: str) -> str:
+def failure_message(what: str, status: int, body: bytes, headers: Any, need: str) -> str:
     """One line: the request, the status, the API's message (and field errors), then what to check."""
     message, details = "", []
     try:

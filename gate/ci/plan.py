@@ -16,6 +16,7 @@ import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from gate.discover import FOLDER_MARKERS, custom_object_sources
 from gate.errors import ConfigError
@@ -52,7 +53,7 @@ class Plan:
     base: str
     head: str
 
-    def matrix(self, max_jobs: int = MAX_MATRIX_JOBS) -> dict[str, list[dict[str, object]]]:
+    def matrix(self, max_jobs: int = MAX_MATRIX_JOBS) -> dict[str, list[dict[str, Any]]]:
         """A GitHub Actions matrix: one entry per model, or at most `max_jobs` shards balanced by size."""
         if len(self.models) <= max_jobs:
             return {"include": [{"model": m.name, "path": m.path} for m in self.models]}
@@ -69,7 +70,7 @@ class Plan:
             entries.append({"model": f"shard-{index + 1:0{width}d}", "paths": [m.path for m in members]})
         return {"include": entries}
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "base": self.base,
             "head": self.head,

@@ -139,4 +139,5 @@ def verdict_line(result: ModelResult) -> str:
     passed = sum(c.status is Status.PASS for c in candidate.checks)
     skipped = sum(c.status is Status.SKIP for c in candidate.checks)
     summary = "; ".join(failed) if failed else f"{passed} checks passed, {skipped} skipped"
-    return escape.terminal(f"{result.name}  {candidate.conversion.method}  {result.status.value}  {summary}")
+    method = candidate.conversion.method if candidate.conversion else candidate.method
+    return escape.terminal(f"{result.name}  {method}  {result.status.value}  {summary}")

@@ -150,7 +150,8 @@ def releases_of(github: GitHub, repo: str, tag: str) -> tuple[list[dict], list[d
 
     Listed, not fetched by tag: /releases/tags/{tag} never answers with a draft.
     """
-    drafts, published = [], []
+    drafts: list[dict[str, Any]] = []
+    published: list[dict[str, Any]] = []
     for release in github.paginate(f"/repos/{repo}/releases", need=NEED):
         if isinstance(release, dict) and release.get("tag_name") == tag:
             (drafts if release.get("draft") else published).append(release)

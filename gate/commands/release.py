@@ -84,7 +84,8 @@ def artifact_line(name: str, result: ModelResult) -> str:
     """The release's line for one artifact: what it is, what it scored, and what an app must do to get that."""
     from gate.policy.judge import score_text
 
-    conversion = result.candidate.conversion  # type: ignore[union-attr]
+    conversion = result.candidate.conversion if result.candidate else None
+    assert conversion is not None  # a released model published a built candidate
     evaluation = conversion.evaluation
     line = f"{name}: {result.name}, {conversion.method}, {score_text(evaluation)} on {evaluation.samples} samples"
     if conversion.state:

@@ -63,7 +63,11 @@ class Frontend(Protocol):
     """A model format family: Keras (.keras, .h5, SavedModel) today."""
 
     name: str
-    formats: Mapping[str, str]  # the file or folder name in a model folder -> its format, e.g. "model.h5" -> "h5"
+
+    @property
+    def formats(self) -> Mapping[str, str]:
+        """The file or folder names it reads in a model folder, each with its format, e.g. "model.h5" -> "h5"."""
+        ...
 
     def inspect(self, path: Path, *, allowed_custom_objects: tuple[str, ...]) -> Inspection:
         """Show that `path` is safe to load without loading it, or raise ModelError saying what to change."""

@@ -101,7 +101,7 @@ def _read_npz(path: Path, where: Path) -> dict[str, np.ndarray]:
                 f"{where}: holds a pickled (object) array, which could run code when loaded; save only numeric arrays"
             ) from None
         raise ModelError(unreadable.format(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - a damaged archive raises zlib, struct, OSError, EOFError...
+    except Exception as exc:  # a damaged archive raises zlib, struct, OSError, EOFError...
         raise ModelError(unreadable.format(f"{type(exc).__name__}: {exc}")) from None
     # np.load hands back the raw bytes of a member that is not an .npy file.
     not_arrays = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]

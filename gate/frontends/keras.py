@@ -98,7 +98,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _keras_specs(model, path: Path) -> tuple[InputSpec, ...]:  # noqa: ANN001 - a Keras 2 or 3 model
+def _keras_specs(model, path: Path) -> tuple[InputSpec, ...]:  # a Keras 2 or 3 model
     if (
         len(model.outputs) != 1
     ):  # gate.inspection refuses it from the config already; this is for configs that do not say
@@ -109,11 +109,11 @@ def _keras_specs(model, path: Path) -> tuple[InputSpec, ...]:  # noqa: ANN001 - 
     )
 
 
-def _dtype_name(dtype) -> str:  # noqa: ANN001 - str in Keras 3, tf.DType in tf-keras
+def _dtype_name(dtype) -> str:  # str in Keras 3, tf.DType in tf-keras
     return getattr(dtype, "name", dtype)
 
 
-def _tensor_specs(specs: tuple[InputSpec, ...], fixed_batch: bool):  # noqa: ANN202
+def _tensor_specs(specs: tuple[InputSpec, ...], fixed_batch: bool):
     import tensorflow as tf
 
     # Recurrent layers only convert with a static batch: with a dynamic one the
@@ -122,7 +122,7 @@ def _tensor_specs(specs: tuple[InputSpec, ...], fixed_batch: bool):  # noqa: ANN
     return [tf.TensorSpec((batch, *s.shape), tf.dtypes.as_dtype(s.dtype), name=s.name) for s in specs]
 
 
-def _batched_predict(model, specs: tuple[InputSpec, ...]) -> Callable[[dict[str, np.ndarray]], np.ndarray]:  # noqa: ANN001
+def _batched_predict(model, specs: tuple[InputSpec, ...]) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
         ordered = [inputs[s.name] for s in specs]
         output = model(ordered if len(ordered) > 1 else ordered[0], training=False)

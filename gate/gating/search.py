@@ -56,7 +56,8 @@ class Workbench:
 def allowed_change(policy: Mapping[str, Value], task: str) -> float | None:
     """The metric change the task's check in the policy allows, as a bound on the task's `change`."""
     judged_by = TASKS[task].policy_key
-    return TASKS[task].allowed_change(float(policy[judged_by])) if judged_by in policy else None
+    limit = policy.get(judged_by)
+    return TASKS[task].allowed_change(float(limit)) if isinstance(limit, int | float) else None
 
 
 def skipped(method: str, reason: str) -> Candidate:
@@ -158,6 +159,7 @@ def closest(candidates: Sequence[Candidate]) -> int:
     def distance(item: tuple[int, Candidate]) -> tuple[int, float, int]:
         index, candidate = item
         failures = sum(check.status is Status.FAIL for check in candidate.checks)
+        assert candidate.conversion is not None  # built
         loss = METRICS[candidate.conversion.evaluation.metric].loss(candidate.metric_change or 0.0)
         return failures, loss, index
 

@@ -16,7 +16,7 @@ import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gate.errors import ModelError
 from gate.inspection.keras_config import KerasFindings, check_config, keras_findings, parse_json, writer_of
@@ -139,7 +139,7 @@ def _read_objects(h5: h5py.File) -> list[_Stored]:
         try:
             text = name.decode("utf-8")
             objects.append(_read_object(h5, text, h5.get(text, getlink=True)))
-        except Exception as exc:  # noqa: BLE001 - raised again below, once the visit has returned
+        except Exception as exc:  # raised again below, once the visit has returned
             # An exception raised inside the callback comes out of h5py as SystemError ("<cyfunction
             # FastRLock.__exit__ ...> returned a result with an exception set"), which names nothing.
             failures.append(exc)
@@ -183,7 +183,7 @@ def _reference_attributes(attributes: h5py.AttributeManager) -> tuple[str, ...]:
     return tuple(key for key in attributes if _holds_references(attributes.get_id(key).dtype))
 
 
-def _holds_references(dtype: object) -> bool:
+def _holds_references(dtype: Any) -> bool:
     """Whether values of `dtype` (or of any field, element or sequence in it) are object or region references."""
     import h5py
     import numpy as np

@@ -151,14 +151,15 @@ def check_config(
     """Walk a config as plain JSON; every object it names must be Keras' own or allowed in gate.toml."""
     if not isinstance(document, dict) or (is_model and "class_name" not in document):
         expected = "describing the model (with a class_name)" if is_model else "of training settings"
-        problem = f"{path}: {source}: expected a JSON object {expected}; re-save the model with model.save()"
-        return ConfigFindings((problem,), frozenset(), frozenset())
+        refused = f"{path}: {source}: expected a JSON object {expected}; re-save the model with model.save()"
+        return ConfigFindings((refused,), frozenset(), frozenset())
     problems: list[str] = []
     layers: set[str] = set()
     customs: set[str] = set()
     # An explicit stack instead of recursion: a hostile config may nest thousands of levels deep.
     # Items: value, path inside the config, enclosing layer name, key it sits under, whether it is a reference.
     stack: list[tuple[object, str, str | None, str | None, bool]] = [(document, "", None, None, False)]
+    layer: str | None
     while stack:
         value, where, layer, key, reference = stack.pop()
         if isinstance(value, dict):

@@ -37,5 +37,5 @@ def damaged_file(where: str, what: str, fix: str) -> Iterator[None]:
         yield
     except GateError:
         raise
-    except Exception as exc:  # noqa: BLE001 - see the docstring: any exception here is damage in the file
+    except Exception as exc:  # see the docstring: any exception here is damage in the file
         raise ModelError(f"{where}: {what} ({describe(exc)}); {fix}") from None

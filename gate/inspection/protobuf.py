@@ -103,7 +103,7 @@ def raw(fields: Fields, number: int) -> list[memoryview]:
     values = fields.get(number, [])
     if not all(isinstance(value, memoryview) for value in values):
         raise Malformed(f"field {number} has the wrong wire type")
-    return values  # type: ignore[return-value] - checked above
+    return values  # type: ignore[return-value]  # checked above
 
 
 def repeated(fields: Fields, number: int) -> list[Fields]:
@@ -140,4 +140,5 @@ def last_int(fields: Fields, number: int) -> int:
     if not all(isinstance(value, int) for value in values):
         raise Malformed(f"field {number} has the wrong wire type")
     value = values[-1] if values else 0
-    return value - (1 << 64) if value >> 63 else value  # type: ignore[operator] - checked above
+    assert isinstance(value, int)  # checked above
+    return value - (1 << 64) if value >> 63 else value

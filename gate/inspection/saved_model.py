@@ -105,7 +105,7 @@ class SavedModelFindings:
 
     tensorflow_version: str  # "" if the graph does not say
     has_loops: bool  # a While loop, which is how recurrent layers are exported
-    signature: Signature
+    signature: Signature | None  # None: the graph's serving signature does not say
 
 
 def inspect_saved_model(path: Path) -> SavedModelFindings:

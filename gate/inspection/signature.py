@@ -71,6 +71,7 @@ def keras_signature(where: str, config: object) -> Signature | None:
     layers = body.get("layers") if isinstance(body, dict) else None
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
         return None
+    assert isinstance(body, dict)  # it holds the layers
     by_name = {_name(layer): layer for layer in layers}
     if kind == "Sequential":
         inputs = [layer for layer in layers[:1] if layer.get("class_name") == "InputLayer"]

@@ -23,7 +23,7 @@ from typing import Any
 from gate.discover import ModelFolder, find_model_folders, shown
 from gate.errors import ConfigError, GateError, ModelError
 from gate.inspection import never_allowed_problem
-from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, reference_table, suggest
+from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, suggest
 from gate.policy.judge import CHECKS
 from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
@@ -215,7 +215,7 @@ def _read_toml(path: Path, error: type[GateError]) -> dict[str, Any]:
         raise error(f"Failed to read {path}: {exc.strerror}") from None
 
 
-def _parse(where: str, key: Key, value: object, problems: list[str], options: Collection[str] = ()) -> Value | None:
+def _parse(where: str, key: Key, value: object, problems: list[str], options: Collection[str] = ()) -> Any:
     """The validated value, or None with the problem appended."""
     try:
         return key.kind.parse(value, options)
@@ -361,13 +361,3 @@ def configure_model(
     if policy is None:  # only with policy_names: the policy file exists but is broken, and says so itself
         return folder, ""
     return ModelConfig(folder, manifest, policy, effective_policy(policy, manifest))
-
-
-def policy_reference() -> str:
-    """The README's policy reference, from POLICY_KEYS (a test keeps the README in sync)."""
-    return reference_table(POLICY_KEYS.values(), kind_column=True)
-
-
-def manifest_reference() -> str:
-    """The README's gate.toml reference, from MANIFEST_KEYS (a test keeps the README in sync)."""
-    return reference_table(MANIFEST_KEYS.values(), kind_column=False)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from gate.keys import Choice, Flag, Invalid, Kind, Number, Value, duration, plain
 from gate.results import Candidate, CheckResult, Conversion, Evaluation, Status
@@ -34,7 +35,8 @@ class Context:
     eval_samples: int = 0
 
 
-Evaluate = Callable[[Candidate, Value, Context], Verdict]
+# The limit comes as the check's kind parsed it from the policy: a number for Number kinds, and so on.
+Evaluate = Callable[[Candidate, Any, Context], Verdict]
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class CheckDefinition:
     bound: str = "max"  # a failure means measured > limit ("max"), < limit ("min") or != limit ("equal")
 
 
-def _size_reduction(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+def _size_reduction(candidate: Candidate, limit: float, context: Context) -> Verdict:
     if context.policy["size.baseline"] == "source":
         ratio, label = candidate.size_reduction_vs_source, "the source model file"
     else:
@@ -67,7 +69,7 @@ def _size_reduction(candidate: Candidate, limit: Value, context: Context) -> Ver
 
 def _decided(estimate: float, interval: tuple[float, float] | None, context: Context) -> tuple[float, str]:
     """What a metric check compares with its limit: the estimate, or a bound of its interval (statistics.decide_on)."""
-    decide_on = context.policy.get("statistics.decide_on", "estimate")
+    decide_on = str(context.policy.get("statistics.decide_on", "estimate"))
     if decide_on == "estimate" or interval is None:
         return estimate, ""
     value = (max(interval) if decide_on == "upper_bound" else min(interval)) + 0.0  # -0.0 (no change) → 0.0
@@ -91,7 +93,7 @@ def _judged_by(task: str) -> str:
     return TASKS[task].policy_key if task in TASKS else ""
 
 
-def _accuracy_drop(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+def _accuracy_drop(candidate: Candidate, limit: float, context: Context) -> Verdict:
     if _judged_by(context.task) != "accuracy.max_drop":
         return Status.SKIP, None, f"task is {context.task}: accuracy applies to classification (see mae.max_increase)"
     assert candidate.metric_change is not None
@@ -124,7 +126,7 @@ def deciding_samples_note(check: CheckResult, eval_samples: int) -> str:
     )
 
 
-def _mae_increase(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+def _mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdict:
     if _judged_by(context.task) != "mae.max_increase":
         return Status.SKIP, None, f"task is {context.task}: MAE applies to regression (see accuracy.max_drop)"
     assert candidate.metric_change is not None
@@ -202,7 +204,7 @@ def score_text(evaluation: Evaluation) -> str:
     return f"{evaluation.metric} {METRICS[evaluation.metric].show(evaluation.value)}"
 
 
-def _latency_budget(percentile: str, candidate: Candidate, limit: Value, context: Context) -> Verdict:
+def _latency_budget(percentile: str, candidate: Candidate, limit: float, context: Context) -> Verdict:
     """`percentile` is "p50" or "p95" (bound with functools.partial in CHECKS)."""
     assert candidate.conversion is not None
     latency = candidate.conversion.latency
@@ -217,7 +219,7 @@ def _latency_budget(percentile: str, candidate: Candidate, limit: Value, context
     )
 
 
-def _speedup(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+def _speedup(candidate: Candidate, limit: float, context: Context) -> Verdict:
     if candidate.speedup is None:
         return Status.SKIP, None, "latency was not measured"
     status = Status.PASS if candidate.speedup >= limit else Status.FAIL
@@ -243,7 +245,7 @@ def _unmeasured(what: str, context: Context) -> Verdict:
     return Status.SKIP, None, f"the target ({target}) measures no {what}: see docs/targets.md for the targets that do"
 
 
-def _device_bytes(figures: dict[str, str], candidate: Candidate, limit: Value, context: Context) -> Verdict:
+def _device_bytes(figures: dict[str, str], candidate: Candidate, limit: float, context: Context) -> Verdict:
     """`figures`: the byte figures of OnDevice the check reads, the first measured one (bound with partial)."""
     what, measured = _device_figure(candidate, figures)
     if measured is None:
@@ -253,7 +255,7 @@ def _device_bytes(figures: dict[str, str], candidate: Candidate, limit: Value, c
     return status, round(kib, 3), f"{what} {measured:,} bytes = {kib:.2f} KiB (budget ≤ {plain(limit)} KiB)"
 
 
-def _npu_ops(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+def _npu_ops(candidate: Candidate, limit: float, context: Context) -> Verdict:
     _what, share = _device_figure(candidate, {"npu_ops_percent": "share of operators on the NPU"})
     if share is None:
         return _unmeasured("NPU share", context)
@@ -263,7 +265,7 @@ def _npu_ops(candidate: Candidate, limit: Value, context: Context) -> Verdict:
     return Status.PASS if share >= limit else Status.FAIL, round(share, 3), f"{said} (need ≥ {plain(limit)}%)"
 
 
-def _npu_time(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+def _npu_time(candidate: Candidate, limit: float, context: Context) -> Verdict:
     _what, milliseconds = _device_figure(candidate, {"inference_ms": "NPU inference time"})
     if milliseconds is None:
         return _unmeasured("NPU inference time", context)
@@ -411,6 +413,7 @@ def judge(candidate: Candidate, context: Context) -> Candidate:
         if name not in context.policy:
             continue
         limit = context.policy[name]
+        assert not isinstance(limit, tuple)  # no check takes a list of names
         status, measured, message = check.evaluate(candidate, limit, context)
         results.append(CheckResult(name, status, measured, limit, check.unit, message))
     failed = [r for r in results if r.status is Status.FAIL]
@@ -459,7 +462,7 @@ def relaxed_policy(candidate: Candidate, context: Context) -> dict[str, Value]:
 
 def _passing_limit(check: CheckDefinition, result: CheckResult, candidate: Candidate, context: Context) -> Value | None:
     if check.bound == "equal":  # a dtype the file has, or false for ops.integer_only
-        value: Value | None = False if isinstance(result.limit, bool) else result.measured  # type: ignore[assignment]
+        value: Value | None = False if isinstance(result.limit, bool) else result.measured
         tries = [value]
     else:
         assert isinstance(result.measured, float | int)
@@ -470,7 +473,7 @@ def _passing_limit(check: CheckDefinition, result: CheckResult, candidate: Candi
             check.kind.parse(value)
         except Invalid:
             return None
-        if check.evaluate(candidate, value, context)[0] is not Status.FAIL:  # type: ignore[arg-type]
+        if check.evaluate(candidate, value, context)[0] is not Status.FAIL:
             return value
     return None
 

@@ -100,5 +100,5 @@ class Method:
     selectable: bool = True  # False for the float32 reference, which is not a way to quantize
 
 
-class NotApplicable(Exception):  # noqa: N818 - a reason, not a failure
+class NotApplicable(Exception):  # a reason, not a failure
     """A method that does not apply to this model; str() says why (the candidate is skipped with it)."""

@@ -96,7 +96,7 @@ def keeping_calibration(saved_model_dir: Path, calibration: Mapping[str, np.ndar
         return
     results: list[bytes] = []
 
-    def calibrate(self, *args, **kwargs) -> bytes:  # noqa: ANN001, ANN002, ANN003 - the calibrator's own signature
+    def calibrate(self, *args, **kwargs) -> bytes:  # the calibrator's own signature
         result = original(self, *args, **kwargs)
         results.append(result)
         return result
@@ -132,7 +132,7 @@ def calibrated_model(
     converter.representative_dataset = lambda: representative_dataset(calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     # What QuantizationDebugger sets: stop after calibration, so the quantizer can run with a denylist.
-    converter._experimental_calibrate_only = True  # noqa: SLF001
+    converter._experimental_calibrate_only = True
     with translated(lambda exc: f"TFLite calibration failed: {converter_error(exc)}"):
         calibrated = converter.convert()
     _remember(_CALIBRATED, key, calibrated)

@@ -88,7 +88,7 @@ def _litert_int16x8_int8_io(
     return bytes(result.quantized_model)
 
 
-def _litert_ranges(quantizer, float_tflite: bytes, calibration: Mapping[str, np.ndarray]) -> dict:  # noqa: ANN001
+def _litert_ranges(quantizer, float_tflite: bytes, calibration: Mapping[str, np.ndarray]) -> dict:
     """Global min/max over every sample, as TFLiteConverter calibrates.
 
     litert-quantizer's calibrate() keeps a moving average (0.95) of each

@@ -121,14 +121,3 @@ def search_order(method: str, restrict: Sequence[str] = ()) -> tuple[str, ...]:
     if method != AUTO:
         return (method,)
     return tuple(name for name in SELECTABLE if not restrict or name in restrict)
-
-
-def method_reference() -> str:
-    """The README's table of methods, from the registry (a test keeps the README in sync)."""
-    rows = ["| Method | Needs calibration data | What it is |", "|---|---|---|",
-            f"| `{AUTO}` (default) | when a candidate does | Tries the methods below in this order and keeps the "
-            "first that passes every check of the policy (see \"The candidate search\"). |"]  # fmt: skip
-    for method in METHODS.values():
-        if method.selectable:
-            rows.append(f"| `{method.name}` | {'yes' if method.needs_calibration else 'no'} | {method.description} |")
-    return "\n".join(rows) + "\n"

@@ -78,7 +78,7 @@ def _rankable(op: _Op) -> bool:
     return op.float_output and op.name not in _EDGE_OPS
 
 
-def _interpreter(model: bytes, *, preserve: bool = False):  # noqa: ANN202
+def _interpreter(model: bytes, *, preserve: bool = False):
     import warnings
 
     from ai_edge_litert.interpreter import Interpreter
@@ -94,7 +94,7 @@ def tflite_ops(model: bytes) -> list[_Op]:
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = []
     # _get_ops_details is what LiteRT's own model analyzer uses; there is no public equivalent.
-    for op in interpreter._get_ops_details():  # noqa: SLF001
+    for op in interpreter._get_ops_details():
         inputs = tuple(tensors[i]["name"] for i in op["inputs"] if i >= 0)
         outputs = tuple(tensors[i]["name"] for i in op["outputs"] if i >= 0)
         if outputs:
@@ -116,7 +116,8 @@ def _run(
     samples = len(next(iter(calibration.values())))
     step = BATCH if dynamic_batch(model) else 1
     indices = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
-    outputs, ranges = [], {}
+    outputs: list[np.ndarray] = []
+    ranges: dict[str, np.ndarray] = {}
     for start in range(0, samples, step):
         batch = {
             name: np.asarray(calibration[name][start : start + step], detail["dtype"])
@@ -150,7 +151,7 @@ def _output_scale(model: bytes, tensor: str) -> float:
     scale = float(by_name[tensor]["quantization"][0])
     if scale:
         return scale
-    for op in interpreter._get_ops_details():  # noqa: SLF001
+    for op in interpreter._get_ops_details():
         if op["op_name"] == "DEQUANTIZE" and details[op["outputs"][0]]["name"] == tensor:
             return float(details[op["inputs"][0]]["quantization"][0])
     return 0.0
@@ -212,7 +213,7 @@ def variable_layers(saved_model_dir: Path) -> set[str]:
     saved_model = saved_model_pb2.SavedModel()
     try:
         saved_model.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
-    except Exception:  # noqa: BLE001 - names are a courtesy; the tensor names still identify every op
+    except Exception:  # names are a courtesy; the tensor names still identify every op
         return set()
     return {
         node.variable.name.rsplit("/", 1)[0]

@@ -14,6 +14,7 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jinja2
 
@@ -389,7 +390,7 @@ def render(results: Sequence[ModelResult], comparison: Comparison | None = None,
     """The report's parts; `commit` (a full SHA) is named under the verdict as the commit that was gated."""
     environment = _environment()
     status = overall_status(results)
-    summary = environment.get_template("summary.md.j2").make_module(
+    summary: Any = environment.get_template("summary.md.j2").make_module(  # its macros, as attributes
         {"results": results, "status": status, "comparison": comparison, "commit": commit}
     )
     label = comparison.label if comparison else ""

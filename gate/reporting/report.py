@@ -5,8 +5,12 @@ The Markdown is rendered by gate.reporting.markdown, from `ModelResult`s only.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
 import os
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from gate.files import write_atomic
 from gate.layout import CHECKSUMS, COMMENT_MD, REPORT_JSON, REPORT_MD
 from gate.reporting.compare import Baseline, Comparison, compare
 from gate.reporting.markdown import COMMENT_MARKER, fit_comment, render
-from gate.results import SCHEMA_VERSION, ModelResult, Status, dumps, json_schema, overall_status
+from gate.results import SCHEMA_VERSION, ModelResult, Status, dumps, overall_status
 
 
 def source() -> dict[str, str] | None:
@@ -81,6 +85,39 @@ def write_reports(
         with open(summary, "a", encoding="utf-8") as stream:
             stream.write(comment.removeprefix(COMMENT_MARKER + "\n"))
     return comparison
+
+
+def json_schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of `annotation`'s JSON form; dataclasses go into `definitions`.
+
+    Generated from the same type hints that `to_jsonable` follows, so the shipped
+    schema cannot drift from the results (tests compare the two).
+    """
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [json_schema(option, definitions) for option in typing.get_args(annotation)]}
+    if origin is tuple:
+        return {"type": "array", "items": json_schema(typing.get_args(annotation)[0], definitions)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(typing.get_args(annotation)[1], definitions)}
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        name = annotation.__name__
+        if name not in definitions:
+            definitions[name] = {}  # placeholder: a dataclass may refer to itself
+            hints = typing.get_type_hints(annotation)
+            fields = dataclasses.fields(annotation)
+            definitions[name] = {
+                "type": "object",
+                "description": (annotation.__doc__ or "").strip().splitlines()[0],
+                "properties": {f.name: json_schema(hints[f.name], definitions) for f in fields},
+                "required": [f.name for f in fields],
+                "additionalProperties": False,
+            }
+        return {"$ref": f"#/$defs/{name}"}
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return {"enum": [member.value for member in annotation]}
+    simple = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string"}
+    return {"type": simple[annotation]}
 
 
 def report_schema() -> dict[str, Any]:

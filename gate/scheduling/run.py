@@ -291,6 +291,7 @@ class Scheduler:
         elif "released" in message:
             self._release()
         elif "result" in message:
+            assert worker.job is not None  # a worker reports results of the job it was given
             self._done(worker, _worker_result(worker.job), time.monotonic())
 
     def _unreadable(self, worker: _Worker, problem: str) -> None:

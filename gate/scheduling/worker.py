@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
             _redirect_output(Path(job.log_path), append=bool(job.done))
         try:
             result = gate_model(job, channel)
-        except Exception as exc:  # noqa: BLE001 - a bug in gate: still one row, the traceback in the log
+        except Exception as exc:  # a bug in gate: still one row, the traceback in the log
             bug = traceback.format_exc()
             print(bug, file=sys.stderr, flush=True)  # into the model's log; on the terminal with --verbose
             if not verbose:

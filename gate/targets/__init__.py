@@ -26,4 +26,5 @@ def __getattr__(name: str) -> dict[str, Target]:
     from gate.targets.litert import LITERT
     from gate.targets.tflm import TFLM
 
-    return {target.name: target for target in (LITERT, TFLM, *ETHOS_U)}
+    targets: tuple[Target, ...] = (LITERT, TFLM, *ETHOS_U)
+    return {target.name: target for target in targets}

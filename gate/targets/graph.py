@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 from pathlib import Path
 
 from ai_edge_litert import schema_py_generated as schema
@@ -136,7 +137,7 @@ def _tensor(tensor: schema.Tensor) -> Tensor:
     )
 
 
-def _ints(array: object) -> tuple[int, ...]:
+def _ints(array: Any) -> tuple[int, ...]:
     # The generated reader returns 0 (not an empty array) for an absent vector.
     return tuple(int(x) for x in array) if not isinstance(array, int) else ()
 
@@ -155,16 +156,20 @@ def count_macs(graph: Graph) -> MacCount:
     """Multiply-accumulates per inference (batch as stored), deterministic: the same file, the same count."""
     by_operator: Counter[str] = Counter()
     for op in graph.operators:
-        macs = _macs(graph, op)
+        try:
+            macs = _macs(graph, op)
+        except IndexError:  # an operator without the weights tensor its kind has: a damaged file, nothing to count
+            macs = 0
         if macs:
             by_operator[op.name] += macs
     uncounted = tuple(sorted({op.name for op in graph.operators if op.name in _CONTROL_FLOW}))
     return MacCount(sum(by_operator.values()), dict(by_operator), uncounted)
 
 
-def _shape(graph: Graph, op: Operator, position: int, *, output: bool = False) -> tuple[int, ...] | None:
+def _shape(graph: Graph, op: Operator, position: int, *, output: bool = False) -> tuple[int, ...]:
+    """A tensor's shape; () for an omitted optional one (its MACs then count nothing)."""
     tensor = graph.tensor(op, position, output=output)
-    return tensor.shape if tensor is not None else None
+    return tensor.shape if tensor is not None else ()
 
 
 def _macs(graph: Graph, op: Operator) -> int:

@@ -12,7 +12,7 @@ import itertools
 from ai_edge_litert.interpreter import Interpreter
 
 
-def test_latency(benchmark, latency_case) -> None:  # noqa: ANN001
+def test_latency(benchmark, latency_case) -> None:
     interpreter = Interpreter(model_path=str(latency_case.model_path), num_threads=latency_case.threads)
     for detail in interpreter.get_input_details():
         if detail["shape_signature"][0] == -1:

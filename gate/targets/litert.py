@@ -54,7 +54,7 @@ def runtime_errors(model_path: Path, doing: str) -> Iterator[None]:
         yield
 
 
-def _interpreter(model_path: Path, threads: int):  # noqa: ANN202
+def _interpreter(model_path: Path, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
     return Interpreter(model_path=str(model_path), num_threads=threads)
@@ -75,7 +75,7 @@ def variable_tensors(model_path: Path) -> int:
         return sum(bool(g.Tensors(i).IsVariable()) for g in subgraphs for i in range(g.TensorsLength()))
 
 
-def _signature_io(interpreter) -> tuple[dict[str, dict], dict[str, dict]]:  # noqa: ANN001
+def _signature_io(interpreter) -> tuple[dict[str, dict], dict[str, dict]]:
     """Input and output details keyed by signature name (the Keras input names)."""
     runner = interpreter.get_signature_runner("serving_default")
     return runner.get_input_details(), runner.get_output_details()
@@ -105,7 +105,7 @@ def describe(model_path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo
 
     counts: dict[str, int] = {}
     # _get_ops_details is what LiteRT's own model analyzer uses; there is no public equivalent.
-    for op in interpreter._get_ops_details():  # noqa: SLF001
+    for op in interpreter._get_ops_details():
         if any(is_float(i) for i in (*op["inputs"], *op["outputs"])):
             counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
     float_ops = tuple(f"{name} x{count}" for name, count in sorted(counts.items()))
@@ -172,6 +172,7 @@ def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data:
         ]
     )
     refuse_non_finite_outputs(outputs, data, "the float model")
+    assert data.labels is not None  # eval data always has them (gate.gating.stages.read_data)
     value, per_sample = TASKS[task].score(outputs, data.labels)
     return Evaluation(TASKS[task].metric.name, value, data.samples, PREDICT_BATCH, per_sample)
 
@@ -185,6 +186,7 @@ def evaluate_tflite(
     state must; without it, a stateful file's next invoke starts where the last one ended.
     """
     outputs, batch_size = tflite_outputs(model_path, data, threads=threads, batch_size=batch_size, reset=reset)
+    assert data.labels is not None  # eval data always has them (gate.gating.stages.read_data)
     value, per_sample = TASKS[task].score(outputs, data.labels)
     return Evaluation(TASKS[task].metric.name, value, data.samples, batch_size, per_sample)
 
@@ -215,9 +217,9 @@ def tflite_outputs(
                 interpreter.set_tensor(detail["index"], to_model_input(batch[name], detail))
             interpreter.invoke()
             results.append(from_model_output(interpreter.get_tensor(output["index"]), output))
-    outputs = np.concatenate(results)
-    refuse_non_finite_outputs(outputs, data, f"{model_path.name}")
-    return outputs, batch_size
+    scores = np.concatenate(results)
+    refuse_non_finite_outputs(scores, data, f"{model_path.name}")
+    return scores, batch_size
 
 
 def evaluate_as_the_app_runs_it(
@@ -276,7 +278,7 @@ class _LatencyCases:
         self.cases = cases
         self.alone = alone
 
-    def pytest_generate_tests(self, metafunc) -> None:  # noqa: ANN001
+    def pytest_generate_tests(self, metafunc) -> None:
         if "latency_case" in metafunc.fixturenames:
             metafunc.parametrize("latency_case", self.cases, ids=[c.label for c in self.cases])
 
@@ -284,7 +286,7 @@ class _LatencyCases:
     # pytest's start, its summary and the JSON with pytest-benchmark's machine_info took 0.6 s of
     # the 0.9 s a two-case run lasts on a small model, and every other worker would wait through them.
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item):  # noqa: ANN001, ANN201, ARG002
+    def pytest_runtest_call(self, item):
         with self.alone():
             return (yield)
 

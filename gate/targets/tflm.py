@@ -331,6 +331,7 @@ class TflmTarget:
         (output,) = on_litert.outputs
         outputs = litert.dequantized(raw, output)
         litert.refuse_non_finite_outputs(outputs, data, f"{artifact.name} in TFLM")
+        assert data.labels is not None  # eval data always has them (gate.gating.stages.read_data)
         value, per_sample = TASKS[task].score(outputs, data.labels)
         evaluation = Evaluation(TASKS[task].metric.name, value, data.samples, 1, per_sample)
         litert_outputs, _ = litert.tflite_outputs(

@@ -9,7 +9,6 @@ Imports only the standard library: `gate comment` reads the registry (NumPy is i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,9 +79,3 @@ class Task:
 
     def loss(self, change: float) -> float:
         return self.metric.loss(change)
-
-    def per_sample_change(self, float_scores: Sequence[float], quantized_scores: Sequence[float]) -> float:
-        """`change` from two models' per-sample scores on the same samples."""
-        import numpy as np
-
-        return float(self.change(self.value(np.asarray(float_scores)), self.value(np.asarray(quantized_scores))))

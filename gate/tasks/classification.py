@@ -87,8 +87,8 @@ class Classification(Task):
 
 CLASSIFICATION = Classification(
     "classification",
-    "Top-1 accuracy on eval.npz: `y` holds class indices (or one-hot rows); one sigmoid unit scores two classes. "
-    "Judged by `accuracy.max_drop`, in points.",
+    "Top-1 accuracy on eval.npz: `y` holds class indices (or one-hot rows); one sigmoid unit scores two "
+    "classes; the drop is in points.",
     ACCURACY,
     labels="classes",
     policy_key="accuracy.max_drop",

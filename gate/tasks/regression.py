@@ -52,8 +52,8 @@ class Regression(Task):
 
 REGRESSION = Regression(
     "regression",
-    "Mean absolute error on eval.npz: `y` holds the targets, one column per output unit. Judged by "
-    "`mae.max_increase`, in percent of the float model's MAE.",
+    "Mean absolute error on eval.npz: `y` holds the targets, one column per output unit; the rise is in "
+    "percent of the float model's MAE.",
     MAE,
     labels="values",
     policy_key="mae.max_increase",

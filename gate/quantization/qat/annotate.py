@@ -29,7 +29,7 @@ def annotate(model: Any, *, where: str) -> tuple[Any, tuple[LayerInfo, ...], tup
         default_8bit_quantize_registry,
     )
 
-    from gate.quantization.qat.rebuild import keras3_activations
+    from gate.quantization.qat.construct import keras3_activations
 
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     layers = [layer for layer in model.layers if not isinstance(layer, tf_keras.layers.InputLayer)]
@@ -103,7 +103,7 @@ def _unsupported(layer: Any, registry: Any) -> str:
 
 
 def _inbound(layer: Any) -> list[Any]:
-    found = []
+    found: list[Any] = []
     for node in getattr(layer, "_inbound_nodes", []):
         inbound = node.inbound_layers
         found += inbound if isinstance(inbound, list | tuple) else [inbound]

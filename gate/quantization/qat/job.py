@@ -235,7 +235,8 @@ def write_keras3_reference(
     for start in range(0, samples, batch_size):
         batch = [np.asarray(eval_inputs[name][start : start + batch_size]) for name in names]
         outputs.append(np.asarray(model(batch if len(batch) > 1 else batch[0], training=False)))
-    np.savez(reference_path, **{f"x.{name}": eval_inputs[name] for name in names}, outputs=np.concatenate(outputs))
+    arrays: dict[str, Any] = {f"x.{name}": eval_inputs[name] for name in names}
+    np.savez(reference_path, **arrays, outputs=np.concatenate(outputs))
 
 
 def run_qat(
@@ -344,7 +345,7 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
         raise NotApplicable("QAT trains a Keras model, and a SavedModel is not one: commit model.keras to train it")
     if training.train_file is None or not training.train_labels:
         raise NotApplicable("QAT trains on train.npz with labels (x and y), and the model folder has none")
-    references = {}
+    references: dict[str, Any] = {}
     if model.keras_model is not None:  # Keras 3: the QAT process rebuilds it in tf-keras from these
         references = {"weights_path": str(scratch / "weights.npz"), "reference_path": str(scratch / "reference.npz")}
         write_keras3_reference(model.keras_model, training.eval_inputs, weights_path=scratch / "weights.npz",

@@ -5,7 +5,7 @@ Keras 3 model fails with "to_quantize can only either be a keras Sequential or
 Functional model" (tfmot #1119, #1140). So the architecture is read from the
 `.keras` archive's `config.json` as plain JSON, translated layer by layer into
 tf-keras configs (`translate`, no TensorFlow), and built with tf-keras' own
-layer classes (`build`). Only the layer classes in `LAYERS` are translated:
+layer classes (gate.quantization.qat.construct). Only the layer classes in `LAYERS` are translated:
 anything else is a reason, never a guess.
 
 The weights come from the parent process, which loads the model with Keras 3
@@ -19,134 +19,22 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, TypeGuard
 
 from gate.errors import ModelError
-
-ANY = "any value"  # a Keras 3-only option that may be dropped whatever its value
-
-
-@dataclass(frozen=True)
-class LayerTranslation:
-    """How one Keras 3 layer class becomes the tf-keras class of the same name."""
-
-    # Keras 3-only options tf-keras rejects, with the values at which leaving them out changes nothing.
-    dropped: Mapping[str, tuple[Any, ...] | str] = field(default_factory=dict)
-    renamed: Mapping[str, str] = field(default_factory=dict)  # Keras 3 option -> tf-keras option
-    nested: tuple[str, ...] = ()  # options holding a layer config (wrappers)
-    recurrent: bool = False  # the converter needs a static batch (tf.TensorListReserve)
-
-
-_LORA = {"quantization_config": (None,), "lora_rank": (None,), "lora_alpha": ANY}
-_SEEDED = {"seed": ANY}  # dropout seeds: tf-keras draws from the global seed QAT sets instead
-
-# The layer classes gate rebuilds. "dropped" lists what tf-keras 2.21's from_config
-# rejects from keras 3.15's get_config (tests/test_qat_rebuild.py checks the table
-# against the installed versions). Everything else is passed on unchanged.
-LAYERS: dict[str, LayerTranslation] = {
-    "Dense": LayerTranslation(dropped=_LORA),
-    "Embedding": LayerTranslation(dropped=_LORA),
-    "Conv1D": LayerTranslation(),
-    "Conv2D": LayerTranslation(),
-    "Conv1DTranspose": LayerTranslation(),
-    "Conv2DTranspose": LayerTranslation(),
-    "DepthwiseConv1D": LayerTranslation(),
-    "DepthwiseConv2D": LayerTranslation(),
-    "SeparableConv1D": LayerTranslation(),
-    "SeparableConv2D": LayerTranslation(),
-    "BatchNormalization": LayerTranslation(),
-    "LayerNormalization": LayerTranslation(dropped={"rms_scaling": (False,)}),
-    "UnitNormalization": LayerTranslation(),
-    "MaxPooling1D": LayerTranslation(),
-    "MaxPooling2D": LayerTranslation(),
-    "AveragePooling1D": LayerTranslation(),
-    "AveragePooling2D": LayerTranslation(),
-    "GlobalAveragePooling1D": LayerTranslation(),
-    "GlobalAveragePooling2D": LayerTranslation(),
-    "GlobalMaxPooling1D": LayerTranslation(),
-    "GlobalMaxPooling2D": LayerTranslation(),
-    "Flatten": LayerTranslation(),
-    "Reshape": LayerTranslation(),
-    "Permute": LayerTranslation(),
-    "RepeatVector": LayerTranslation(),
-    "Cropping1D": LayerTranslation(),
-    "Cropping2D": LayerTranslation(),
-    "ZeroPadding1D": LayerTranslation(dropped={"data_format": ("channels_last",)}),
-    "ZeroPadding2D": LayerTranslation(),
-    "UpSampling1D": LayerTranslation(),
-    "UpSampling2D": LayerTranslation(),
-    "Dropout": LayerTranslation(),
-    "SpatialDropout1D": LayerTranslation(),
-    "SpatialDropout2D": LayerTranslation(),
-    "GaussianNoise": LayerTranslation(),
-    "GaussianDropout": LayerTranslation(),
-    "Activation": LayerTranslation(),
-    "ReLU": LayerTranslation(),
-    "Softmax": LayerTranslation(),
-    "ELU": LayerTranslation(),
-    "PReLU": LayerTranslation(),
-    "LeakyReLU": LayerTranslation(renamed={"negative_slope": "alpha"}),
-    "Add": LayerTranslation(),
-    "Subtract": LayerTranslation(),
-    "Multiply": LayerTranslation(),
-    "Average": LayerTranslation(),
-    "Maximum": LayerTranslation(),
-    "Minimum": LayerTranslation(),
-    "Concatenate": LayerTranslation(),
-    "Dot": LayerTranslation(),
-    "Rescaling": LayerTranslation(),
-    "Normalization": LayerTranslation(),
-    "Masking": LayerTranslation(),
-    "LSTM": LayerTranslation(dropped=_SEEDED, recurrent=True),
-    "GRU": LayerTranslation(dropped=_SEEDED, recurrent=True),
-    "SimpleRNN": LayerTranslation(dropped=_SEEDED, recurrent=True),
-    "Bidirectional": LayerTranslation(nested=("layer", "backward_layer"), recurrent=True),
-    "TimeDistributed": LayerTranslation(nested=("layer",)),
-    "Attention": LayerTranslation(dropped=_SEEDED),
-    "AdditiveAttention": LayerTranslation(dropped=_SEEDED),
-    "MultiHeadAttention": LayerTranslation(dropped=_SEEDED | {"use_gate": (False,), "sliding_window": (None,)}),
-}
-
-# Activations that tf-keras 2.21 computes exactly as keras 3.15 does (tested on a grid).
-SAME_ACTIVATIONS = frozenset(
-    {
-        "elu",
-        "exponential",
-        "gelu",
-        "leaky_relu",
-        "linear",
-        "log_softmax",
-        "mish",
-        "relu",
-        "relu6",
-        "selu",
-        "sigmoid",
-        "silu",
-        "softmax",
-        "softplus",
-        "softsign",
-        "swish",
-        "tanh",
-    }
+from gate.quantization.qat.layers import (
+    ANY,
+    CONSTRAINTS,
+    LAYER_MODULES,
+    LAYERS,
+    NESTED_MODELS,
+    REGULARIZERS,
+    holds_object,
+    keras_object,
+    translated_activation,
 )
-# Keras 3 activations tf-keras lacks or defines differently (its hard_sigmoid is
-# clip(0.2x + 0.5); Keras 3's is relu6(x + 3) / 6): built from gate's own
-# implementation of the Keras 3 formula, registered under these names.
-KERAS3_ACTIVATIONS = {
-    "hard_sigmoid": "keras3_hard_sigmoid",
-    "hard_silu": "keras3_hard_silu",
-    "hard_swish": "keras3_hard_silu",
-}
-
-_REGULARIZERS = frozenset({"L1", "L2", "L1L2", "OrthogonalRegularizer"})
-_CONSTRAINTS = frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"})
-_NESTED_MODELS = frozenset({"Functional", "Sequential", "Model"})
-_LAYER_MODULES = frozenset({"keras.layers"})
 
 
 @dataclass(frozen=True)
@@ -254,7 +142,7 @@ def _refs(value: object, where: str, key: str, problems: list[str]) -> tuple[Ten
     return tuple(TensorRef(*entry) for entry in entries)
 
 
-def _is_history(entry: object) -> bool:
+def _is_history(entry: object) -> TypeGuard[list]:
     return (
         isinstance(entry, list)
         and len(entry) == 3
@@ -264,7 +152,7 @@ def _is_history(entry: object) -> bool:
 
 
 def _input_plan(raw: dict, where: str, problems: list[str]) -> InputPlan:
-    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    config: dict = raw["config"] if isinstance(raw.get("config"), dict) else {}
     name = str(config.get("name", raw.get("name", "input")))
     shape = config.get("batch_shape", config.get("batch_input_shape"))
     for option in ("sparse", "ragged", "optional"):
@@ -301,13 +189,13 @@ def _layer_plan(raw: object, where: str, problems: list[str], *, functional: boo
     class_name, config = raw["class_name"], raw["config"]
     name = str(config.get("name", raw.get("name", class_name)))
     subject = f"{where}: layer {name!r} ({class_name})"
-    if class_name in _NESTED_MODELS:
+    if class_name in NESTED_MODELS:
         problems.append(
             f"{subject} is a nested model; tfmot cannot quantize a model inside a model, so flatten it into one "
             "Sequential or Functional model"
         )
         return None
-    if raw.get("module") not in _LAYER_MODULES or raw.get("registered_name") not in (None, class_name):
+    if raw.get("module") not in LAYER_MODULES or raw.get("registered_name") not in (None, class_name):
         custom = raw.get("registered_name") not in (None, class_name)
         what = raw["registered_name"] if custom else f"{raw.get('module')}.{class_name}"
         problems.append(
@@ -386,165 +274,14 @@ def _layer_config(subject: str, class_name: str, config: dict, where: str, probl
         elif key in translation.nested:
             if value is not None:
                 value = _layer_plan(value, where, problems, functional=False)
-        elif key == "activation" or key.endswith("_activation"):
-            value = _activation(subject, key, value, problems)
+        elif key == "activation" or key.endswith("translated_activation"):
+            value = translated_activation(subject, key, value, problems)
         elif key.endswith("_regularizer"):
-            value = _keras_object(subject, key, value, _REGULARIZERS, problems)
+            value = keras_object(subject, key, value, REGULARIZERS, problems)
         elif key.endswith("_constraint"):
-            value = _keras_object(subject, key, value, _CONSTRAINTS, problems)
-        elif _holds_object(value):
+            value = keras_object(subject, key, value, CONSTRAINTS, problems)
+        elif holds_object(value):
             problems.append(f"{subject}: option {key} holds a serialized Keras object, which gate cannot rebuild")
             continue
         translated[translation.renamed.get(key, key)] = value
     return translated
-
-
-def _holds_object(value: Any) -> bool:
-    if isinstance(value, dict):
-        return "class_name" in value or any(_holds_object(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_holds_object(v) for v in value)
-    return False
-
-
-def _activation(subject: str, key: str, value: Any, problems: list[str]) -> str | None:
-    if isinstance(value, dict) and value.get("class_name") == "function":
-        value = value.get("config")
-    if value is None:
-        return None
-    if isinstance(value, str) and value in SAME_ACTIVATIONS:
-        return value
-    if isinstance(value, str) and value in KERAS3_ACTIVATIONS:
-        return KERAS3_ACTIVATIONS[value]
-    problems.append(
-        f"{subject}: {key} {value!r} is not an activation gate can rebuild in tf-keras; use one of "
-        f"{', '.join(sorted(SAME_ACTIVATIONS | set(KERAS3_ACTIVATIONS)))}"
-    )
-    return None
-
-
-def _keras_object(subject: str, key: str, value: Any, allowed: frozenset[str], problems: list[str]) -> dict | None:
-    if value is None:
-        return None
-    class_name = value.get("class_name") if isinstance(value, dict) else value
-    config = value.get("config", {}) if isinstance(value, dict) else {}
-    if class_name not in allowed or not isinstance(config, dict) or _holds_object(config):
-        problems.append(
-            f"{subject}: {key} {class_name!r} is not one gate can rebuild; use one of {', '.join(sorted(allowed))}"
-        )
-        return None
-    return {"class_name": class_name, "config": config}  # tf-keras' own lookup: no module is imported
-
-
-# --- building in tf-keras (imports TensorFlow) --------------------------------
-
-
-def keras3_activations() -> dict[str, Any]:
-    """Keras 3's formulas for the activations tf-keras lacks or defines differently, for custom_object_scope."""
-    import tensorflow as tf
-
-    # keras/src/activations/activations.py: hard_sigmoid is relu6(x + 3) / 6, hard_silu (alias hard_swish) x times that.
-    def keras3_hard_sigmoid(x):
-        return tf.nn.relu6(x + 3.0) / 6.0
-
-    def keras3_hard_silu(x):
-        return x * tf.nn.relu6(x + 3.0) / 6.0
-
-    return {"keras3_hard_sigmoid": keras3_hard_sigmoid, "keras3_hard_silu": keras3_hard_silu}
-
-
-def build(plan: ModelPlan, weights: Mapping[str, list[np.ndarray]], where: str) -> Any:
-    """A tf_keras.Model built from the plan with tf-keras' layer classes, holding each layer's Keras 3 weights."""
-    import tensorflow as tf
-    import tf_keras
-
-    with tf_keras.utils.custom_object_scope(keras3_activations()):
-        inputs = [tf_keras.Input(batch_shape=i.batch_shape, dtype=i.dtype, name=i.name) for i in plan.inputs]
-        layers = {p.name: _make_layer(tf_keras, p) for p in plan.layers}
-        if plan.kind == "Sequential":
-            model = tf_keras.Sequential([*inputs, *layers.values()], name=plan.name)
-        else:
-            tensors = {(i.name, 0, 0): tensor for i, tensor in zip(plan.inputs, inputs, strict=True)}
-            pending = [(p, node, call) for p in plan.layers for node, call in enumerate(p.calls)]
-            while pending:
-                ready = [item for item in pending if all(_key(r) in tensors for r in _tensor_refs(item[2]))]
-                if not ready:
-                    missing = sorted(
-                        {r.layer for item in pending for r in _tensor_refs(item[2]) if _key(r) not in tensors}
-                    )
-                    raise ModelError(
-                        f"{where}: layers {', '.join(missing)} are called before they exist; re-save the model"
-                    )
-                for item in ready:
-                    layer_plan, node, (args, kwargs) = item
-                    outputs = layers[layer_plan.name](*_resolve(args, tensors), **_resolve(kwargs, tensors))
-                    for index, tensor in enumerate(tf.nest.flatten(outputs)):
-                        tensors[(layer_plan.name, node, index)] = tensor
-                    pending.remove(item)
-            (output,) = plan.outputs
-            model = tf_keras.Model(inputs if len(inputs) > 1 else inputs[0], tensors[_key(output)], name=plan.name)
-    _copy_weights(model, plan, weights, where)
-    return model
-
-
-def _make_layer(tf_keras, plan: LayerPlan):
-    config = dict(plan.config)
-    for key, value in config.items():
-        if isinstance(value, LayerPlan):
-            config[key] = {"class_name": value.class_name, "config": _make_config(value)}
-    if plan.class_name == "MultiHeadAttention":
-        # tf-keras' from_config pops these; the layer builds itself on its first call instead.
-        config.update(query_shape=None, key_shape=None, value_shape=None)
-    return getattr(tf_keras.layers, plan.class_name).from_config(config)
-
-
-def _make_config(plan: LayerPlan) -> dict[str, Any]:
-    return {
-        k: ({"class_name": v.class_name, "config": _make_config(v)} if isinstance(v, LayerPlan) else v)
-        for k, v in plan.config.items()
-    }
-
-
-def _key(ref: TensorRef) -> tuple[str, int, int]:
-    return (ref.layer, ref.node, ref.tensor)
-
-
-def _tensor_refs(value: Any) -> list[TensorRef]:
-    if isinstance(value, TensorRef):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [r for v in value for r in _tensor_refs(v)]
-    if isinstance(value, dict):
-        return [r for v in value.values() for r in _tensor_refs(v)]
-    return []
-
-
-def _resolve(value: Any, tensors: Mapping[tuple[str, int, int], Any]) -> Any:
-    if isinstance(value, TensorRef):
-        return tensors[_key(value)]
-    if isinstance(value, list | tuple):
-        return [_resolve(v, tensors) for v in value]
-    if isinstance(value, dict):
-        return {k: _resolve(v, tensors) for k, v in value.items()}
-    return value
-
-
-def _copy_weights(model, plan: ModelPlan, weights: Mapping[str, list[np.ndarray]], where: str) -> None:
-    problems = []
-    for layer_plan in plan.layers:
-        layer = model.get_layer(layer_plan.name)
-        keras3 = weights.get(layer_plan.name, [])
-        current = layer.get_weights()
-        have, want = [w.shape for w in keras3], [w.shape for w in current]
-        if have != want:
-            problems.append(
-                f"{where}: layer {layer_plan.name!r} ({layer_plan.class_name}) has weights of shapes {have} in Keras 3 "
-                f"but {want} when rebuilt in tf-keras; gate cannot copy them"
-            )
-        else:
-            layer.set_weights(keras3)
-    unused = sorted(set(weights) - {p.name for p in plan.layers})
-    if unused:
-        problems.append(f"{where}: the Keras 3 weights name layers {', '.join(unused)}, which the rebuilt model lacks")
-    if problems:
-        raise ModelError("\n".join(problems))

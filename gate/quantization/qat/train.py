@@ -235,13 +235,14 @@ def _load(path: Path, plan, request: QatRequest, state: _Run):
     import tf_keras
 
     if plan is not None:
-        from gate.quantization.qat import rebuild
+        from gate.quantization.qat import construct
 
         weights: dict[str, list[np.ndarray]] = {}
+        assert request.weights_path is not None  # a Keras 3 model's request names them (QatRequest)
         for key, array in sorted(read_arrays(Path(request.weights_path), "weights").items(), key=_weight_order):
             weights.setdefault(key.rpartition("/")[0], []).append(array)
         state.rebuilt = True
-        return rebuild.build(plan, weights, str(path))
+        return construct.build(plan, weights, str(path))
     # tf-keras raises anything on a file it cannot read.
     with translated(
         lambda exc: f"{path}: tf-keras could not load it: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
@@ -266,9 +267,9 @@ def _unrolled(model):
     import tf_keras
 
     from gate.frontends import keras
-    from gate.quantization.qat import rebuild
+    from gate.quantization.qat import construct
 
-    with tf_keras.utils.custom_object_scope(rebuild.keras3_activations()):
+    with tf_keras.utils.custom_object_scope(construct.keras3_activations()):
         return keras.unrolled(model, tf_keras)
 
 
@@ -428,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = run(request)
-    except Exception:  # noqa: BLE001 - a bug in gate: the traceback goes to stderr for the parent's log
+    except Exception:  # a bug in gate: the traceback goes to stderr for the parent's log
         traceback.print_exc()
         return 1
     write_json(Path(request.result_path), result)

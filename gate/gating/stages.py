@@ -1,0 +1,384 @@
+"""The stages of gating one model, each a function from typed inputs to a typed, frozen output.
+
+inspect → load → reference → search → diagnose → assemble, run in this order by gate.gating.pipeline. A stage
+reads only what the earlier ones hand it, so a target or a task adds a figure or a stage without editing the
+others; and what a stage no longer needs is let go (the Keras model once the float figures and the exports
+exist, unless quantization-aware training rebuilds it), so that a model's worker holds one model at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gate.discover import ModelFiles, ModelFolder, digest, digest_tree, model_files
+from gate.environment import tool_versions
+from gate.errors import ModelError
+from gate.files import write_atomic
+from gate.gating.job import Job, Reporter
+from gate.layout import ModelOutputs
+from gate.policy.config import Settings, policy_digest
+from gate.quantization.base import REFERENCE, Setup, Training, io_dtypes
+from gate.quantization.methods import METHODS
+from gate.results import (
+    Candidate,
+    Conversion,
+    Evaluation,
+    FileDigest,
+    Finding,
+    Latency,
+    LayerError,
+    ModelResult,
+    Provenance,
+    Status,
+)
+from gate.tasks import TASKS
+
+if TYPE_CHECKING:
+    from gate.frontends.base import Dataset, Frontend, LoadedModel
+    from gate.inspection import Inspection
+    from gate.targets.base import Target, Timing
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """The inspect stage: the model folder's files, the frontend that reads them, what inspection established."""
+
+    folder: ModelFolder
+    files: ModelFiles
+    frontend: Frontend
+    inspection: Inspection
+    source_files: tuple[FileDigest, ...]
+
+    @property
+    def source_bytes(self) -> int:
+        return sum(f.size_bytes for f in self.source_files)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The load stage: the float model and the data, checked against it."""
+
+    model: LoadedModel
+    eval_data: Dataset
+    calibration: Dataset | None
+    train: Dataset | None
+
+
+@dataclass(frozen=True)
+class Referenced:
+    """The reference stage: the float model's metric and the float32 .tflite, measured on the target."""
+
+    float_evaluation: Evaluation
+    reference: Conversion
+    reference_path: Path
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The search stage: every candidate tried, the one published and why."""
+
+    candidates: tuple[Candidate, ...]
+    chosen: int
+    choice: str
+    reference_latencies: dict[str, Latency]  # the float32 file's latency, timed with each candidate
+    setup: Setup  # what the candidates were built from (the diagnosis ranks layers on the same calibration)
+
+    @property
+    def published(self) -> Candidate:
+        return self.candidates[self.chosen]
+
+
+@dataclass(frozen=True)
+class Diagnosed:
+    """The diagnose stage: why quantization hurt, when it did."""
+
+    layer_errors: tuple[LayerError, ...]
+    findings: tuple[Finding, ...]
+
+
+class NothingBuilt(ModelError):
+    """No candidate could be built: the model is an ERROR row that lists what happened to each."""
+
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        self.candidates = tuple(candidates)
+        by_reason: dict[str, list[str]] = {}
+        for candidate in candidates:
+            by_reason.setdefault(candidate.reason, []).append(candidate.method)
+        outcomes = "; ".join(f"{', '.join(methods)}: {reason}" for reason, methods in by_reason.items())
+        super().__init__(f"no candidate could be built: {outcomes}")
+
+
+def inspect(job: Job) -> Inspected:
+    from gate.frontends import frontend_for
+
+    folder = ModelFolder(job.name, Path(job.folder))
+    files = model_files(folder)
+    frontend = frontend_for(files.format)
+    inspection = frontend.inspect(files.model, allowed_custom_objects=job.allow_custom_objects)
+    return Inspected(folder, files, frontend, inspection, digest_tree(files.model, folder.path))
+
+
+def load(job: Job, inspected: Inspected, settings: Settings, order: Sequence[str], scratch: Path) -> Loaded:
+    inspection = inspected.inspection
+    # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
+    # Unrolled, they keep no state between invokes; as they are, a tf-keras LSTM does (gate.frontends.keras).
+    model = inspected.frontend.load(
+        inspected.files.model, inspection, export_dir=scratch / "export",
+        fixed_batch=inspection.has_recurrent_layers, unroll=not settings.resets_state,
+    )  # fmt: skip
+    signature = inspection.signature
+    eval_data, calibration, train = read_data(
+        inspected.files, order, calibrate_on_eval=job.calibrate_on_eval, model_folder=inspected.folder.path,
+        inputs=model.inputs, task=job.task, output_width=model.output_width,
+        output_activation=signature.output_activation if signature else None,
+    )  # fmt: skip
+    return Loaded(model, eval_data, calibration, train)
+
+
+def reference(job: Job, loaded: Loaded, target: Target, staged: ModelOutputs, settings: Settings) -> Referenced:
+    from gate.quantization.convert import convert
+    from gate.targets.litert import evaluate_float
+
+    float_evaluation = evaluate_float(loaded.model.predict, loaded.eval_data, job.task)
+    path = _save(staged, REFERENCE, convert(loaded.model.saved_model_dir, method=REFERENCE).tflite)
+    measured = _describe(target, staged, loaded.eval_data, job.task, settings, REFERENCE, path)
+    return Referenced(float_evaluation, measured, path)
+
+
+def let_go_of_the_float_model(loaded: Loaded, order: Sequence[str]) -> Loaded:
+    """The float model itself, once its figures and exports exist: only quantization-aware training rebuilds it."""
+    if any(METHODS[name].needs_training_data for name in order):
+        return loaded
+    model = dataclasses.replace(loaded.model, predict=_released, keras_model=None)
+    loaded = dataclasses.replace(loaded, model=model)
+    import keras
+
+    keras.backend.clear_session()  # the layers' graphs and variables that Keras keeps for the session
+    gc.collect()
+    return loaded
+
+
+def _released(inputs: Any) -> Any:
+    raise AssertionError("the float model was let go of after the reference stage")
+
+
+def search(
+    job: Job,
+    inspected: Inspected,
+    loaded: Loaded,
+    referenced: Referenced,
+    *,
+    target: Target,
+    timing: Timing,
+    settings: Settings,
+    staged: ModelOutputs,
+    scratch: Path,
+    reporter: Reporter,
+    search_start: float,
+    now: Callable[[], float],
+) -> Searched:
+    from gate.gating import search as searching
+    from gate.quantization.convert import convert
+
+    policy, task, eval_data, model = job.policy, job.task, loaded.eval_data, loaded.model
+    calibration, train = loaded.calibration, loaded.train
+    float_value = referenced.float_evaluation.value
+    reference_latencies: dict[str, Latency] = {}
+
+    def time_latency(method: str, path: Path) -> tuple[Latency, Latency] | None:
+        if not searching.judges_latency(policy):
+            return None
+        # Timed in one pytest-benchmark run with the float32 reference, so the speedup compares like with like.
+        json_path = staged.benchmark.with_name(f"{job.name}.{method}.json")
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        latencies = target.time({REFERENCE: referenced.reference_path, method: path}, eval_data, timing,
+                                json_path=json_path, work_dir=scratch, alone=reporter.exclusive)  # fmt: skip
+        reference_latencies[method] = latencies[REFERENCE]
+        return latencies[method], latencies[REFERENCE]
+
+    def metric_change(tflite: bytes) -> float:
+        """The metric change of a .tflite not yet staged (for methods that search themselves)."""
+        path = scratch / "probe.tflite"
+        path.write_bytes(tflite)
+        measured = target.measure(path, eval_data, task, threads=_threads(), app_resets=settings.resets_state)
+        return TASKS[task].change(float_value, measured.evaluation.value)
+
+    def interval(evaluation: Evaluation) -> object:
+        from gate.measurement.stats import change_interval
+
+        return change_interval(referenced.float_evaluation.per_sample, evaluation.per_sample, TASKS[task],
+                               confidence=settings.confidence)  # fmt: skip
+
+    input_dtype, output_dtype = io_dtypes(policy)
+    first = {n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None
+    setup = Setup(
+        input_dtype=input_dtype,
+        output_dtype=output_dtype,
+        calibration=first,
+        all_calibration=calibration.inputs if calibration else None,
+        float_tflite=referenced.reference_path.read_bytes(),
+        allowed_change=searching.allowed_change(policy, task),
+        metric_change=metric_change,
+        task=task,
+        max_float_layers=settings.max_float_layers,
+        training=Training(
+            model_file=inspected.files.model, model_format=inspected.inspection.format, model=model,
+            train_file=inspected.files.train_data if train is not None else None,
+            train_labels=train is not None and train.labels is not None, eval_inputs=eval_data.inputs,
+            scratch=scratch, epochs=settings.qat_epochs, learning_rate=settings.qat_learning_rate,
+            batch_size=settings.qat_batch_size, calibration_samples=job.calibration_samples,
+            unroll=not settings.resets_state, candidate_timeout_s=settings.candidate_timeout_s,
+            progress=reporter.note,
+        ),
+    )  # fmt: skip
+    bench = searching.Workbench(
+        policy=policy,
+        task=task,
+        source_bytes=inspected.source_bytes,
+        float_evaluation=referenced.float_evaluation,
+        reference=referenced.reference,
+        integer_inputs=all(t.dtype.startswith(("int", "uint")) for t in referenced.reference.inputs),
+        setup=setup,
+        build=lambda method, setup: convert(
+            model.export_for(METHODS[method].needs_calibration), method=method, setup=setup
+        ),
+        save=lambda method, tflite: _save(staged, method, tflite),
+        describe=lambda method, path: _describe(target, staged, eval_data, task, settings, method, path),
+        time_latency=time_latency,
+        interval=interval,
+        cannot_run=lambda method: target.cannot_run(METHODS[method]),
+    )
+    candidates, chosen, choice = searching.search(
+        job.method, bench,
+        has_calibration=calibration is not None,
+        has_training=train is not None and train.labels is not None,
+        done=job.done, elapsed=job.search_seconds,
+        started=reporter.candidate,
+        finished=lambda c: reporter.candidate_done(c, now() - search_start),
+    )  # fmt: skip
+    if chosen < 0:
+        raise NothingBuilt(candidates)
+    # The diagnosis needs the calibration, not the model: QAT's inputs go with the search.
+    return Searched(candidates, chosen, choice, reference_latencies, dataclasses.replace(setup, training=None))
+
+
+def diagnose(job: Job, loaded: Loaded, searched: Searched) -> Diagnosed:
+    from gate.gating import diagnose as diagnosing
+
+    if job.diagnosis_failure:
+        return Diagnosed((), (diagnosing.failed(job.diagnosis_failure),))
+    layer_errors, findings = diagnosing.diagnose(
+        searched.candidates, searched.published, searched.setup, loaded.model.export_for(calibrated=True),
+        loaded.eval_data, job.policy, job.task,
+    )  # fmt: skip
+    return Diagnosed(layer_errors, findings)
+
+
+def assemble(
+    job: Job,
+    inspected: Inspected,
+    loaded: Loaded,
+    referenced: Referenced,
+    searched: Searched,
+    diagnosed: Diagnosed,
+    stage_seconds: dict[str, float],
+) -> ModelResult:
+    """The model's result, from what the stages found."""
+    folder, files, inspection = inspected.folder, inspected.files, inspected.inspection
+    eval_data, calibration = loaded.eval_data, loaded.calibration
+    published = searched.published
+    input_files = [*inspected.source_files, eval_data.info.file]
+    if calibration and calibration.info.file != eval_data.info.file:
+        input_files.append(calibration.info.file)
+    if files.train_data and (not calibration or calibration.info.file.path != files.train_data.name):
+        input_files.append(digest(files.train_data, folder.path))
+    if folder.manifest.is_file():
+        input_files.append(digest(folder.manifest, folder.path))
+    reference = dataclasses.replace(referenced.reference, latency=searched.reference_latencies.get(published.method))
+    return ModelResult(
+        name=job.name,
+        status=Status.PASS if published.status is Status.PASS else Status.FAIL,
+        error="",
+        task=job.task,
+        source_format=inspection.format,
+        source_writer=f"{inspection.writer} {inspection.writer_version}".strip(),
+        source_bytes=inspected.source_bytes,
+        fixed_batch=loaded.model.fixed_batch,
+        float_evaluation=referenced.float_evaluation,
+        reference=reference,
+        candidates=searched.candidates,
+        chosen=searched.chosen,
+        choice=searched.choice,
+        calibration=dataclasses.replace(calibration.info, samples=min(calibration.samples, job.calibration_samples))
+        if calibration
+        else None,
+        evaluation_data=eval_data.info,
+        provenance=Provenance(
+            tool_versions=tool_versions(),
+            inputs=tuple(sorted(set(input_files), key=lambda f: f.path)),
+            policy_file=job.policy_file,
+            policy_sha256=policy_digest(job.policy),
+            effective_policy=job.policy,
+            overrides=job.overrides,
+            override_reason=job.override_reason,
+            allowed_custom_objects=inspection.allowed_custom_objects,
+            method=job.method,
+        ),
+        stage_seconds=stage_seconds,
+        layer_errors=diagnosed.layer_errors,
+        findings=diagnosed.findings,
+    )
+
+
+def _threads() -> int:
+    return os.cpu_count() or 1
+
+
+def _save(staged: ModelOutputs, method: str, tflite: bytes) -> Path:
+    write_atomic(staged.artifact(method), tflite)
+    return staged.artifact(method)
+
+
+def _describe(
+    target: Target, staged: ModelOutputs, data: Dataset, task: str, settings: Settings, method: str, path: Path
+) -> Conversion:
+    """A built file as the target measures it (no latency yet)."""
+    from gate.targets.graph import macs_of
+
+    measured = target.measure(path, data, task, threads=_threads(), app_resets=settings.resets_state)
+    device = measured.device and dataclasses.replace(
+        measured.device, files=tuple(digest(file, staged.root) for file in measured.files)
+    )
+    return Conversion(method, digest(path, staged.root), measured.inputs, measured.outputs, measured.float_ops,
+                      measured.evaluation, None, measured.state, macs_of(path), device)  # fmt: skip
+
+
+def read_data(
+    files: ModelFiles, order: Sequence[str], *, calibrate_on_eval: bool, **data_args: Any
+) -> tuple[Any, Any, Any]:
+    """eval.npz, and the calibration and training data the candidates in `order` need, read and checked.
+
+    Calibration data is calib.npz, else train.npz; the eval set only when gate.toml says so; else None.
+    Training data (QAT's) is train.npz, labels and all. `gate validate` reads them with this too, with the
+    inputs the model file declares, so both commands refuse the same data with the same message.
+    """
+    from gate.frontends import data
+
+    eval_data = data.load_dataset(files.eval_data, need_labels=True, **data_args)
+    calibration = train = None
+    if any(METHODS[name].needs_calibration for name in order):
+        source = files.calib_data or files.train_data
+        if source is not None:
+            calibration = data.load_dataset(source, need_labels=False, **data_args)
+        elif calibrate_on_eval:
+            calibration = eval_data
+    if any(METHODS[name].needs_training_data for name in order) and files.train_data:
+        reuse = calibration is not None and calibration.path == files.train_data
+        train = calibration if reuse else data.load_dataset(files.train_data, need_labels=False, **data_args)
+    return eval_data, calibration, train
