@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from math import prod
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from ai_edge_litert import schema_py_generated as schema
 
