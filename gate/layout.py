@@ -49,6 +49,16 @@ def artifact_path(model: str, method: str) -> str:
     return f"{ARTIFACTS}/{model}.{method}.tflite"
 
 
+def resolver_path(model: str, method: str) -> str:
+    """The tflm target's op resolver snippet, beside its artifact: `artifacts/<model>.<method>.ops.h`."""
+    return f"{ARTIFACTS}/{model}.{method}.ops.h"
+
+
+def vela_path(model: str, method: str) -> str:
+    """An Ethos-U target's Vela-optimised model, beside its artifact: `artifacts/<model>.<method>.vela.tflite`."""
+    return f"{ARTIFACTS}/{model}.{method}.vela.tflite"
+
+
 def benchmark_path(model: str) -> str:
     return f"{BENCHMARKS}/{model}.json"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from gate.layout import benchmark_path
 
-SCHEMA_VERSION = 3  # 3: a conversion's state between invokes, a candidate's step seconds
+SCHEMA_VERSION = 4  # 4: a conversion's MAC count and device figures; 3: its state between invokes, step seconds
 
 
 class Status(enum.StrEnum):
@@ -113,6 +113,51 @@ def must_reset(variable_tensors: int) -> str:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """A device runtime's outputs against LiteRT's on the same file and the same eval inputs (one output tensor)."""
+
+    litert: str  # which LiteRT was compared: the one gate measures, e.g. "LiteRT 2.3.0 (default XNNPACK delegate)"
+    samples: int
+    max_steps: float  # largest |device - LiteRT| in the output's quantization steps; absolute for a float output
+    differing_samples: int  # samples whose outputs differ at all
+    same_prediction: float | None  # percent of samples with the same predicted class (classification), else None
+
+
+@dataclass(frozen=True)
+class CpuFallback:
+    """An operator an NPU compiler leaves on the CPU, with the compiler's reason."""
+
+    operator: str  # "TOPK_V2"; a fused activation is named on its own ("RELU")
+    tensor: str  # its output tensor's name in the .tflite (model-controlled: escaped where shown)
+    reason: str  # the compiler's words, e.g. "Unsupported opType"
+
+
+@dataclass(frozen=True)
+class OnDevice:
+    """What a device target (gate.targets: tflm) measured on one .tflite besides its metric.
+
+    Byte figures are None where the target has no such figure. The conversion's `evaluation` is the
+    device runtime's (the one the checks judge); LiteRT's is beside it with their agreement.
+    """
+
+    target: str  # a name of gate.targets.TARGETS
+    arena_bytes: int | None  # the smallest tensor arena with which it allocates and invokes (TFLM on this host)
+    arena_recorded_bytes: int | None  # TFLM's own record of it (print_allocations' "Arena allocation total")
+    flash_bytes: int | None  # what the model takes in flash: the .tflite (TFLM)
+    operators: tuple[str, ...]  # the file's operators as "NAME xCOUNT": what the firmware registers
+    litert_evaluation: Evaluation | None  # LiteRT's metric on the same file, beside the device's
+    agreement: Agreement | None
+    files: tuple[FileDigest, ...]  # published beside the artifact (tflm: <model>.<method>.ops.h; Ethos-U: .vela.tflite)
+    notes: tuple[str, ...]  # what a reader must know about the figures (a 64-bit host's arena)
+    # Ethos-U (Vela's figures for the file; None on other targets)
+    sram_bytes: int | None = None  # Vela's "Total SRAM used": the arena (and in Dedicated_Sram modes, a cache)
+    npu_cycles: int | None = None  # Vela's estimate of the NPU's cycles per inference
+    inference_ms: float | None = None  # Vela's estimate at the configuration's clock: the NPU's part only
+    npu_ops_percent: float | None = None  # percent of the .tflite's operators that Vela places on the NPU
+    cpu_fallbacks: tuple[CpuFallback, ...] = ()  # every operator Vela leaves on the CPU, with its reason
+
+
+@dataclass(frozen=True)
 class Conversion:
     """One .tflite built from the float model, with everything measured on it."""
 
@@ -124,6 +169,9 @@ class Conversion:
     evaluation: Evaluation  # as the app runs it (see State)
     latency: Latency | None  # None when the policy sets no latency check
     state: State | None = None  # None: the file keeps nothing from one invoke to the next
+    # Multiply-accumulates per inference, counted from the graph (gate.targets.graph): deterministic, unlike latency.
+    macs: int | None = None
+    device: OnDevice | None = None  # a device target's figures; None on LiteRT
 
 
 @dataclass(frozen=True)
@@ -253,9 +301,10 @@ class ModelResult:
 
     @property
     def artifacts(self) -> tuple[FileDigest, ...]:
-        """The .tflite files a gated model publishes: the float32 reference and the chosen candidate."""
-        conversions = [self.reference, self.candidate.conversion if self.candidate else None]
-        return tuple(c.artifact for c in conversions if c is not None)
+        """The files a gated model publishes: the float32 reference's and the chosen candidate's .tflite, and the
+        files a device target wrote beside each (its op resolver snippet)."""
+        conversions = [c for c in (self.reference, self.candidate.conversion if self.candidate else None) if c]
+        return tuple(f for c in conversions for f in (c.artifact, *(c.device.files if c.device else ())))
 
     def kept_files(self) -> set[str]:
         """Paths inside --out of every file this result refers to (artifacts, the latency benchmark's JSON)."""

@@ -23,7 +23,7 @@ def write(path, text: str):
         (
             "[acuracy]\nmax_drop = 2.0\n",
             "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, auc, io, latency, "
-            "limits, mae, ops, qat, runtime, search, size, statistics",
+            "limits, mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
         ),
         ('[accuracy]\nmax_drop = "2"\n', "{p}: accuracy.max_drop: expected a number from 0 to 100, got '2'"),
         ("[accuracy]\nmax_drop = -1\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got -1"),
@@ -48,12 +48,13 @@ def write(path, text: str):
         (
             'descriptoin = "phones"\n',
             "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
-            "tables: description, accuracy, auc, io, latency, limits, mae, ops, qat, runtime, search, size, statistics",
+            "tables: description, accuracy, auc, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, "
+            "size, statistics, target",
         ),
         (
             "sise = 4\n",
             "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
-            "accuracy, auc, io, latency, limits, mae, ops, qat, runtime, search, size, statistics",
+            "accuracy, auc, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
         ),
     ],
 )
@@ -99,8 +100,8 @@ def test_a_default_policy_is_required(tmp_path) -> None:
         ('policy = "edg"\n', "{p}: policy: expected one of default, edge, got 'edg' (did you mean 'edge'?)"),
         (
             'method = "int4"\n',
-            "{p}: method: expected one of auto, int8, int8-all-calibration, qat-int8, int8-float-fallback, int16x8, "
-            "dynamic_range, float16, got 'int4' (did you mean 'int8'?)",
+            "{p}: method: expected one of auto, int8, int8-all-calibration, qat-int8, int8-float-fallback, "
+            "int8-int16-layers, int16x8, dynamic_range, float16, got 'int4' (did you mean 'int8'?)",
         ),
         ("calibration_samples = 0\n", "{p}: calibration_samples: expected a whole number from 1 to 100000, got 0"),
         ('calibrate_on_eval = "yes"\n', "{p}: calibrate_on_eval: expected true or false, got 'yes'"),

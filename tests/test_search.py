@@ -25,6 +25,7 @@ def test_auto_tries_every_method_in_registry_order_or_the_ones_the_policy_allows
         "int8-all-calibration",
         "qat-int8",
         "int8-float-fallback",
+        "int8-int16-layers",
         "int16x8",
         "dynamic_range",
         "float16",
@@ -336,7 +337,8 @@ def test_a_file_litert_refuses_to_prepare_is_that_candidates_error_and_the_searc
     assert result.status is Status.PASS and result.chosen == 1
     assert list(fallback.step_seconds) == ["conversion", "evaluation"]  # the float_io policy times no latency
     markdown = render_markdown([result])
-    assert "| `int16x8` | — | — | — | ⚠️ ERROR: LiteRT could not load and prepare depthwise.int16x8.tflite: " in markdown
+    refused_row = "| `int16x8` | — | — | — | — | ⚠️ ERROR: LiteRT could not load and prepare depthwise.int16x8.tflite: "
+    assert refused_row in markdown
     steps = fallback.step_seconds
     assert f"<br>conversion {steps['conversion']:.1f} s, evaluation {steps['evaluation']:.1f} s |" in markdown
 

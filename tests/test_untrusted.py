@@ -443,9 +443,10 @@ MESSAGES = {
     "layer, which runs arbitrary Python when loaded; replace it with a built-in layer or a custom layer allowed in "
     "gate.toml",
     "missing_calibration_data": "{folder}: no candidate could be built: int8, int8-all-calibration, qat-int8, "
-    "int8-float-fallback, int16x8: not tried: it needs calibration data: add calib.npz (x) or train.npz (x, y), or "
-    "set calibrate_on_eval = true in gate.toml to calibrate on the eval set (the report will say so); dynamic_range, "
-    "float16: not tried: its model input is float32, and the policy requires io.input_dtype = int8",
+    "int8-float-fallback, int8-int16-layers, int16x8: not tried: it needs calibration data: add calib.npz (x) or "
+    "train.npz (x, y), or set calibrate_on_eval = true in gate.toml to calibrate on the eval set (the report will "
+    "say so); dynamic_range, float16: not tried: its model input is float32, and the policy requires "
+    "io.input_dtype = int8",
     "missing_eval_data": "{folder}: no eval.npz; add one with arrays x and y so the gate can measure the model on its "
     "own data",
     "mistyped_value": "{folder}/gate.toml: calibration_samples: expected a whole number from 1 to 100000, got '200'",

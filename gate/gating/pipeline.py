@@ -72,10 +72,10 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
     with stages.stage("import tensorflow"):
         import tensorflow  # noqa: F401 - timed on its own so stage times are comparable
 
-        from gate.targets import DEFAULT_TARGET, TARGETS
+        from gate.targets import TARGETS
         from gate.targets.base import Timing
 
-    target = TARGETS[DEFAULT_TARGET]
+    target = TARGETS[settings.target]
     timing = Timing(settings.latency_threads, settings.latency_rounds, settings.latency_warmup_rounds)
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         with stages.stage("load"):

@@ -349,9 +349,14 @@ def _describe(
     target: Target, staged: ModelOutputs, data: Dataset, task: str, settings: Settings, method: str, path: Path
 ) -> Conversion:
     """A built file as the target measures it (no latency yet)."""
+    from gate.targets.graph import macs_of
+
     measured = target.measure(path, data, task, threads=_threads(), app_resets=settings.resets_state)
+    device = measured.device and dataclasses.replace(
+        measured.device, files=tuple(digest(file, staged.root) for file in measured.files)
+    )
     return Conversion(method, digest(path, staged.root), measured.inputs, measured.outputs, measured.float_ops,
-                      measured.evaluation, None, measured.state)  # fmt: skip
+                      measured.evaluation, None, measured.state, macs_of(path), device)  # fmt: skip
 
 
 def read_data(

@@ -28,12 +28,18 @@ from gate.policy.judge import CHECKS
 from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
 from gate.quantization.settings import CALIBRATION_SAMPLES, QAT_KEYS
+from gate.targets import DEFAULT_TARGET, TARGET_NAMES
 from gate.tasks import DEFAULT_TASK, TASKS
 
 DEFAULT_POLICY = "default"
 MAX_TOML_BYTES = 1024 * 1024
 
 SETTINGS = (
+    Key("target.runtime", Choice(TARGET_NAMES), DEFAULT_TARGET,
+        "Where the model runs and is measured: `litert` (LiteRT on the machine gate runs on), `tflm` (TensorFlow "
+        "Lite for Microcontrollers: the arena, the operators to register and the metric as TFLM computes it, judged) "
+        "or an Ethos-U configuration as Vela names it (Vela's SRAM, flash, cycles and NPU share); see "
+        "docs/targets.md."),
     Key("size.baseline", Choice(("source", "float32_tflite")), "source",
         "What `size.min_reduction` compares against: the committed model file(s) or the float32 .tflite."),
     Key("runtime.resets_state", Flag(), False,
@@ -109,6 +115,7 @@ class Policy:
 class Settings:
     """The effective policy's settings (not its checks), typed: read once, with the defaults of POLICY_KEYS."""
 
+    target: str  # a name of gate.targets.TARGETS
     size_baseline: str
     resets_state: bool
     latency_threads: int
@@ -134,6 +141,7 @@ class Settings:
             return policy.get(key, POLICY_KEYS[key].default)
 
         return cls(
+            target=str(value("target.runtime")),
             size_baseline=str(value("size.baseline")),
             resets_state=bool(value("runtime.resets_state")),
             latency_threads=int(value("latency.threads")),

@@ -269,6 +269,54 @@ def _speedup(candidate: Candidate, limit: float, context: Context) -> Verdict:
     )
 
 
+def _device_figure(candidate: Candidate, figures: dict[str, str]) -> tuple[str, float | None]:
+    """The first of `figures` (OnDevice field -> what it is called) the candidate's device measured, and its value."""
+    assert candidate.conversion is not None
+    device = candidate.conversion.device
+    for figure, what in figures.items():
+        if device is not None and (value := getattr(device, figure)) is not None:
+            return what, value
+    return "", None
+
+
+def _unmeasured(what: str, context: Context) -> Verdict:
+    target = context.policy.get("target.runtime", "litert")
+    return Status.SKIP, None, f"the target ({target}) measures no {what}: see docs/targets.md for the targets that do"
+
+
+def _device_bytes(figures: dict[str, str], candidate: Candidate, limit: float, context: Context) -> Verdict:
+    """`figures`: the byte figures of OnDevice the check reads, the first measured one (bound with partial)."""
+    what, measured = _device_figure(candidate, figures)
+    if measured is None:
+        return _unmeasured(" or ".join(figures.values()), context)
+    kib = measured / 1024
+    status = Status.PASS if kib <= limit else Status.FAIL
+    return status, round(kib, 3), f"{what} {measured:,} bytes = {kib:.2f} KiB (budget ≤ {plain(limit)} KiB)"
+
+
+def _npu_ops(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    _what, share = _device_figure(candidate, {"npu_ops_percent": "share of operators on the NPU"})
+    if share is None:
+        return _unmeasured("NPU share", context)
+    device = candidate.conversion.device  # type: ignore[union-attr]
+    on_cpu = ", ".join(sorted({f.operator for f in device.cpu_fallbacks}))  # type: ignore[union-attr]
+    said = f"{share:.1f}% of the operators run on the NPU" + (f" (on the CPU: {on_cpu})" if on_cpu else "")
+    return Status.PASS if share >= limit else Status.FAIL, round(share, 3), f"{said} (need ≥ {plain(limit)}%)"
+
+
+def _npu_time(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    _what, milliseconds = _device_figure(candidate, {"inference_ms": "NPU inference time"})
+    if milliseconds is None:
+        return _unmeasured("NPU inference time", context)
+    device = candidate.conversion.device  # type: ignore[union-attr]
+    if not device.npu_ops_percent:  # type: ignore[union-attr]
+        # Vela estimates the NPU's part only: with nothing on the NPU it says 0 ms, which is no pass.
+        return Status.SKIP, None, "nothing runs on the NPU, so Vela estimates no inference time (0% on the NPU)"
+    status = Status.PASS if milliseconds <= limit else Status.FAIL
+    part = "" if device.npu_ops_percent == 100 else ", the NPU's part only"  # type: ignore[union-attr]
+    return status, round(milliseconds, 6), f"Vela estimates {duration(milliseconds)}{part} (budget ≤ {duration(limit)})"
+
+
 _DTYPES = Choice(("int8", "uint8", "float32"))
 
 CHECKS: dict[str, CheckDefinition] = {
@@ -340,6 +388,39 @@ CHECKS: dict[str, CheckDefinition] = {
             "inference.",
             _stateless,
             bound="equal",
+        ),
+        CheckDefinition(
+            "memory.max_arena_kib",
+            Number(0.0, 1e7),
+            "KiB",
+            "Largest tensor arena the model may need, in KiB (tflm: the smallest arena with which TFLM allocates "
+            "and invokes it, on this 64-bit host; Ethos-U: Vela's SRAM figure). SKIP on a target that measures none.",
+            partial(_device_bytes, {"arena_bytes": "tensor arena", "sram_bytes": "SRAM"}),
+        ),
+        CheckDefinition(
+            "memory.max_flash_kib",
+            Number(0.0, 1e7),
+            "KiB",
+            "Most flash the model may take, in KiB (tflm: the .tflite file the firmware embeds; Ethos-U: Vela's "
+            "flash figure, where the configuration keeps weights in flash). SKIP on a target that measures none.",
+            partial(_device_bytes, {"flash_bytes": "flash"}),
+        ),
+        CheckDefinition(
+            "npu.min_ops_on_npu",
+            Number(0.0, 100.0),
+            "%",
+            "Least share of the .tflite's operators an Ethos-U target's Vela must place on the NPU, in percent (a "
+            "float candidate runs 0%). SKIP on other targets.",
+            _npu_ops,
+            bound="min",
+        ),
+        CheckDefinition(
+            "npu.max_inference_ms",
+            Number(0.0001, 1e6),
+            "ms",
+            "Most inference time Vela estimates at the Ethos-U configuration's clock (the NPU's part only). SKIP "
+            "when nothing runs on the NPU, and on other targets.",
+            _npu_time,
         ),
         CheckDefinition(
             "latency.max_p50_ms",

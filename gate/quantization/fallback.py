@@ -26,7 +26,7 @@ TensorFlow is imported inside the functions.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,31 +85,41 @@ def convert_selective(
 
 
 def build(saved_model_dir: Path, setup: Setup) -> Built:
-    """The int8-float-fallback candidate: keep the most harmful layers float, one more at a time, until it passes.
+    """The int8-float-fallback candidate: keep the most harmful layers float, one more at a time, until it passes."""
+    assert setup.calibration is not None
+    calibration = setup.calibration
+    ranked, tflite, kept = grow_until_allowed(
+        saved_model_dir, setup,
+        lambda layers: convert_selective(saved_model_dir, calibration, keep_float=[layer.tensor for layer in layers],
+                                         input_dtype=setup.input_dtype, output_dtype=setup.output_dtype),
+    )  # fmt: skip
+    names = ", ".join(f"{layer.name} ({layer.op})" for layer in kept)
+    return Built(tflite, (f"kept in float: {names}", f"{len(kept)} of {len(ranked)} layers, ranked by the output "
+                          "error each causes when quantized alone"))  # fmt: skip
 
-    Layers are kept cumulatively in ranking order (a tensor may need both its producer and its
-    consumer float before anything improves, so a revert that did not help alone is not undone),
-    and each build is measured on the eval set. The first build whose metric change the policy
-    allows wins; if none does within `search.max_float_layers`, the best one is returned.
+
+def grow_until_allowed(
+    saved_model_dir: Path, setup: Setup, convert: Callable[[list[LayerError]], bytes]
+) -> tuple[list[LayerError], bytes, list[LayerError]]:
+    """Treat the most harmful layers apart (`convert` builds the model with them so), one more at a time.
+
+    Layers are taken cumulatively in ranking order (a tensor may need both its producer and its consumer
+    treated before anything improves, so one that did not help alone is not undone), and each build is
+    measured on the eval set. The first build whose metric change the policy allows wins; if none does
+    within `search.max_float_layers`, the best one. Returns the ranking, the build and its layers.
     """
     assert setup.calibration is not None and setup.metric_change is not None
     ranked = ranked_layers(saved_model_dir, setup.calibration)
-    limit = setup.max_float_layers
     task = TASKS[setup.task]
     best: tuple[float, bytes, list[LayerError]] | None = None
-    for count in range(1, min(limit, len(ranked)) + 1):
+    for count in range(1, min(setup.max_float_layers, len(ranked)) + 1):
         kept = ranked[:count]
-        tflite = convert_selective(saved_model_dir, setup.calibration, keep_float=[layer.tensor for layer in kept],
-                                   input_dtype=setup.input_dtype, output_dtype=setup.output_dtype)  # fmt: skip
-        change = setup.metric_change(tflite)
-        loss = task.loss(change)  # accuracy gains points, MAE falls: compared as a loss, positive = worse
+        tflite = convert(kept)
+        loss = task.loss(setup.metric_change(tflite))  # accuracy gains points, MAE falls: as a loss, positive = worse
         if best is None or loss < best[0]:
             best = (loss, tflite, kept)
         if setup.allowed_change is not None and loss <= task.loss(setup.allowed_change):
             break
     if best is None:
         raise NotApplicable("the model has no layer that int8 quantizes")
-    _loss, tflite, kept = best
-    names = ", ".join(f"{layer.name} ({layer.op})" for layer in kept)
-    return Built(tflite, (f"kept in float: {names}", f"{len(kept)} of {len(ranked)} layers, ranked by the output "
-                          "error each causes when quantized alone"))  # fmt: skip
+    return ranked, best[1], best[2]

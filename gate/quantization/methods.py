@@ -86,6 +86,14 @@ METHODS: dict[str, Method] = {
             float_ops=True,
         ),
         Method(
+            "int8-int16-layers",
+            "Integer-only selective quantization: int8 everywhere except the layers `int8-float-fallback` would "
+            "keep in float (the same ranking, one more at a time until the metric is within the policy), which get "
+            "int16 activations instead; int8 I/O (litert-quantizer). For integer-only microcontrollers and NPUs.",
+            needs_calibration=True,
+            build=implemented_in("gate.quantization.int16x8:build_on_ranked_layers"),
+        ),
+        Method(
             "int16x8",
             "int16 activations with int8 weights (16x8): 256 times finer activations where int8 "
             "ones collapse; int8 I/O by requantizing at the edges (litert-quantizer), or float32 I/O when the "

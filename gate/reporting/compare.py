@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gate.results import ModelResult, Status
+from gate.results import ModelResult, OnDevice, Status
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -31,6 +31,9 @@ class Figures:
     p50_ms: float | None
     p50_spread_ms: float | None = None  # the standard deviation of the timed rounds: how far p50 moves run to run
     machine: str = ""  # the CPU model and core count it was measured on ("" when unknown)
+    macs: int | None = None  # multiply-accumulates per inference: deterministic, so any change is the model's
+    arena_bytes: int | None = None  # a device target's tensor arena (tflm) or SRAM (Ethos-U)
+    npu_cycles: int | None = None  # Vela's NPU cycles per inference (Ethos-U)
 
     @classmethod
     def of(cls, result: ModelResult) -> Figures:
@@ -46,7 +49,14 @@ class Figures:
             p50_ms=latency.p50_ms if latency else None,
             p50_spread_ms=latency.stddev_ms if latency else None,
             machine=result.origin.machine if result.origin else "",
+            macs=conversion.macs if conversion else None,
+            arena_bytes=_arena_or_sram(conversion.device) if conversion and conversion.device else None,
+            npu_cycles=conversion.device.npu_cycles if conversion and conversion.device else None,
         )
+
+
+def _arena_or_sram(device: OnDevice) -> int | None:
+    return device.arena_bytes if device.arena_bytes is not None else device.sram_bytes
 
 
 def latency_change(base: Figures, head: Figures) -> float | None:

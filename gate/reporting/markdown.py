@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,18 @@ from gate.keys import duration, plain
 from gate.layout import benchmark_path, log_path
 from gate.policy.judge import CHECKS, Context, deciding_samples_note, relaxed_policy
 from gate.reporting.compare import Comparison, ModelChange, latency_change
-from gate.results import Candidate, CheckResult, Conversion, Interval, ModelResult, State, Status, overall_status
+from gate.results import (
+    Agreement,
+    Candidate,
+    CheckResult,
+    Conversion,
+    Interval,
+    ModelResult,
+    OnDevice,
+    State,
+    Status,
+    overall_status,
+)
 from gate.tasks import METRICS, TASKS
 
 # GitHub rejects issue and PR comments longer than this many characters.
@@ -114,6 +125,39 @@ def _size(size_bytes: int) -> str:
 def _size_change(delta_bytes: int) -> str:
     sign = "+" if delta_bytes > 0 else ("−" if delta_bytes < 0 else "±")
     return sign + _size(abs(delta_bytes))
+
+
+def _macs(macs: int | None) -> str:
+    """'1.23 M', '14,052': a MAC count as the tables show it ('—' when the file could not be read)."""
+    if macs is None:
+        return "—"
+    return f"{macs:,}" if macs < 1_000_000 else f"{macs / 1e6:,.2f} M"
+
+
+def _bytes_exact(size_bytes: int) -> str:
+    """'4,032 B (3.94 KiB)': a device figure a firmware engineer copies, in bytes."""
+    return f"{size_bytes:,} B ({size_bytes / 1024:,.2f} KiB)"
+
+
+def _device_cell(device: OnDevice) -> str:
+    """The candidate table's device figures: 'arena 3.9 KiB, flash 20.1 KiB', 'SRAM 21.7 KiB, 89,900 cycles, ...'."""
+    figures = (("arena", device.arena_bytes), ("SRAM", device.sram_bytes), ("flash", device.flash_bytes))
+    parts = [f"{label} {_size(value)}" for label, value in figures if value is not None]
+    if device.npu_cycles is not None:
+        parts.append(f"{device.npu_cycles:,} NPU cycles")
+    if device.npu_ops_percent is not None:
+        parts.append(f"{device.npu_ops_percent:.1f}% of ops on the NPU")
+    if device.agreement and device.agreement.same_prediction is not None:
+        parts.append(f"{device.agreement.same_prediction:.2f}% same class as LiteRT")
+    return ", ".join(parts) or "—"
+
+
+def _agreement_text(agreement: Agreement) -> str:
+    said = (f"{agreement.differing_samples} of {agreement.samples} samples differ, by at most "
+            f"{agreement.max_steps:g} quantization steps")  # fmt: skip
+    if agreement.same_prediction is not None:
+        said += f"; the same predicted class on {agreement.same_prediction:.2f}% of them"
+    return said
 
 
 def _metric(value: float, metric: str) -> str:
@@ -257,6 +301,34 @@ def _loss(change: float, task: str) -> float:
     return TASKS[task].loss(change)
 
 
+def _count_change(base: int, head: int, show: Callable[[int], str]) -> str:
+    """'25,600 → 26,112 (+512, +2.0%)': a count that does not move between runs, so any change is the model's."""
+    delta = head - base
+    sign = "+" if delta > 0 else "−" if delta < 0 else "±"
+    percent = f", {delta / base * 100:+.1f}%".replace("-", "−") if base else ""
+    return f"{show(base)} → {show(head)} ({sign}{show(abs(delta))}{percent})"
+
+
+def _macs_cell(change: ModelChange) -> str:
+    base, head = change.base, change.head
+    if head is None or head.macs is None:
+        return "—"
+    return _macs(head.macs) if base is None or base.macs is None else _count_change(base.macs, head.macs, _macs)
+
+
+def _device_change_cell(change: ModelChange) -> str:
+    """The target's arena (tflm) or SRAM (Ethos-U), and its NPU cycles, against the base branch's."""
+    base, head = change.base, change.head
+    if head is None:
+        return "—"
+    parts = []
+    for label, field, show in (("arena", "arena_bytes", _size), ("NPU cycles", "npu_cycles", "{:,}".format)):
+        now, was = getattr(head, field), getattr(base, field) if base else None
+        if now is not None:
+            parts.append(f"{label} {show(now) if was is None else _count_change(was, now, show)}")
+    return "; ".join(parts) or "—"
+
+
 @functools.cache  # stateless once built: templates are compiled once per process
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
@@ -273,7 +345,9 @@ def _environment() -> jinja2.Environment:
         failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
         latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label, shape=_shape, steps=_steps,
         state_text=_state_text, headline=_headline, not_smaller=_not_smaller, override_toml=_override_toml,
-        deciding_samples=_deciding_samples, loss_chart=_loss_chart, loss=_loss,
+        deciding_samples=_deciding_samples, loss_chart=_loss_chart, loss=_loss, macs=_macs, bytes_exact=_bytes_exact,
+        device_cell=_device_cell, agreement_text=_agreement_text, macs_cell=_macs_cell,
+        device_change_cell=_device_change_cell,
     )  # fmt: skip
     environment.globals.update(
         icons=STATUS_ICONS, Status=Status, log_path=log_path, benchmark_path=benchmark_path, artifact=ARTIFACT_NAME,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from gate.gating.search import closest
 from gate.keys import Invalid, Key, Value
-from gate.layout import REPORT_JSON, artifact_path, name_problem
+from gate.layout import REPORT_JSON, artifact_path, name_problem, resolver_path, vela_path
 from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS
 from gate.policy.judge import Context, judge
 from gate.quantization.base import REFERENCE
@@ -54,6 +54,7 @@ from gate.results import (
     must_reset,
     overall_status,
 )
+from gate.targets import DEFAULT_TARGET, TARGET_NAMES
 from gate.tasks import METRICS, TASKS
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -108,6 +109,8 @@ def check_comparison(comparison: Comparison) -> None:
         for side in (change.base, change.head):
             if side and (side.method not in (*METHODS, "") or side.metric not in (*METRICS, "")):
                 raise ValueError(f"changes[{index}]: method {side.method!r} or metric {side.metric!r} is unknown")
+            if side and any(v is not None and v < 0 for v in (side.macs, side.arena_bytes)):
+                raise ValueError(f"changes[{index}]: a MAC count or arena size is negative")
             spread = side.p50_spread_ms if side else None
             if spread is not None and not (math.isfinite(spread) and spread >= 0):  # it decides "within noise"
                 raise ValueError(f"changes[{index}]: p50 spread {spread!r} is not a duration")
@@ -162,6 +165,30 @@ def _check_conversion(result: ModelResult, conversion: Conversion, method: str, 
         raise ValueError(f"{where}.evaluation.metric: {conversion.evaluation.metric!r} is not one of accuracy, mae")
     if conversion.state is not None:
         _check_state(result, conversion, f"{where}.state")
+    if conversion.macs is not None and conversion.macs < 0:
+        raise ValueError(f"{where}.macs: {conversion.macs} is not a count")
+    if conversion.device is not None:
+        _check_device(result, conversion, f"{where}.device")
+
+
+def _check_device(result: ModelResult, conversion: Conversion, where: str) -> None:
+    device = conversion.device
+    assert device is not None
+    if device.target not in TARGET_NAMES or device.target == DEFAULT_TARGET:
+        raise ValueError(f"{where}.target: {device.target[:50]!r} is not a device target")
+    for field in ("arena_bytes", "arena_recorded_bytes", "flash_bytes", "sram_bytes", "npu_cycles", "inference_ms"):
+        value = getattr(device, field)
+        if value is not None and value < 0:
+            raise ValueError(f"{where}.{field}: {value} is not a size")
+    # A path is one the layout gives, never one read from the data.
+    allowed = {resolver_path(result.name, conversion.method), vela_path(result.name, conversion.method)}
+    for index, file in enumerate(device.files):
+        if file.path not in allowed:
+            raise ValueError(f"{where}.files[{index}].path: {file.path[:80]!r} is not one of {sorted(allowed)}")
+    if device.npu_ops_percent is not None and not 0 <= device.npu_ops_percent <= 100:
+        raise ValueError(f"{where}.npu_ops_percent: {device.npu_ops_percent} is not a percentage")
+    if device.litert_evaluation is not None and not _in_range(device.litert_evaluation):
+        raise ValueError(f"{where}.litert_evaluation.value: out of the range of its metric")
 
 
 def _check_state(result: ModelResult, conversion: Conversion, where: str) -> None:

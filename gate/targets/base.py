@@ -14,11 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from gate.results import Evaluation, Latency, State, TensorInfo
+from gate.results import Evaluation, Latency, OnDevice, State, TensorInfo
 
 if TYPE_CHECKING:
     from gate.frontends.base import Dataset
     from gate.quantization.base import Method
+
+
+# The Ethos-U configurations, as Vela 5.2.0's --accelerator-config names them (tests/test_ethos_u.py asks Vela).
+ETHOS_U_ACCELERATORS = (
+    "ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256",
+    "ethos-u65-256", "ethos-u65-512",
+    "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,8 @@ class Measured:
     float_ops: tuple[str, ...]  # ops that read or write a float tensor
     evaluation: Evaluation  # the task metric, as an app runs the file (the one the checks judge)
     state: State | None  # what it keeps between invokes; None when nothing
+    device: OnDevice | None = None  # a device target's figures (its files not yet digested: see `files`)
+    files: tuple[Path, ...] = ()  # what the target wrote beside the artifact, to publish with it
 
 
 @dataclass(frozen=True)

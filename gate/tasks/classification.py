@@ -22,11 +22,16 @@ class Classification(Task):
     ) -> tuple[float, tuple[float, ...]]:
         import numpy as np
 
+        per_sample = (self.predicted(outputs) == labels).astype(np.float64)
+        return float(per_sample.mean() * 100), tuple(per_sample.tolist())
+
+    def predicted(self, outputs: np.ndarray) -> np.ndarray:
+        """The class each sample's outputs predict."""
+        import numpy as np
+
         outputs = outputs.reshape(len(outputs), -1)
         # One output unit is a sigmoid probability of class 1 (docs: the model contract).
-        predicted = (outputs[:, 0] > 0.5).astype(np.int64) if outputs.shape[1] == 1 else np.argmax(outputs, axis=1)
-        per_sample = (predicted == labels).astype(np.float64)
-        return float(per_sample.mean() * 100), tuple(per_sample.tolist())
+        return (outputs[:, 0] > 0.5).astype(np.int64) if outputs.shape[1] == 1 else np.argmax(outputs, axis=1)
 
     def value(self, per_sample: np.ndarray, labels: np.ndarray | None = None, axis: int = -1) -> Any:
         return per_sample.mean(axis=axis) * 100

@@ -1,0 +1,371 @@
+"""The tflm target: the .tflite in TensorFlow Lite for Microcontrollers, as a microcontroller's firmware runs it.
+
+Everything runs the pinned `tflite-micro` nightly's Python interpreter (TFLM's reference kernels, built
+for the host) in a child process (gate/targets/_tflm_child.py): TFLM reports every error on the C-level
+stderr with MicroPrintf (the Python exception says only "TFLM failed to allocate tensors"), and an arena
+that is too small can crash the process (SIGSEGV) instead of failing. What it measures, per file:
+
+- the operators it needs, and the ones TFLM lacks (the candidate's failure, naming them);
+- the smallest tensor arena with which the model allocates and invokes (what a firmware sets
+  kTensorArenaSize to), found by trying sizes, and TFLM's own recorded total beside it;
+- the task metric over the eval set run in TFLM (the judged one), LiteRT's beside it and their agreement;
+- a MicroMutableOpResolver snippet registering exactly its operators, published as <model>.<method>.ops.h.
+
+The host build has 64-bit pointers and no CMSIS-NN: its TfLiteEvalTensor is 24 bytes and its
+NodeAndRegistration 64 where a 32-bit Cortex-M has smaller ones, and optimized kernels ask for scratch
+buffers the reference kernels do not. The arena figures are the host's, and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gate.errors import ModelError
+from gate.files import write_atomic
+from gate.results import Agreement, Latency, OnDevice
+from gate.targets import litert
+from gate.targets.base import Measured, Timing
+from gate.targets.graph import Graph, GraphError, read_graph
+from gate.targets.tflm_ops import CUSTOM_RESOLVER_METHODS, RESOLVER_METHODS
+from gate.tasks import TASKS
+from gate.tasks.classification import Classification
+
+if TYPE_CHECKING:
+    from gate.frontends.base import Dataset
+    from gate.quantization.base import Method
+
+ALIGNMENT = 16  # TFLM aligns the arena's start up and its tail down to 16 bytes: sizes are multiples of it
+FIRST_ARENA = 1 << 20  # the first probe's arena: 1 MiB, or ten times the model's size when that is more
+MAX_ARENA = 64 << 20
+MAX_PROCESSES = 24
+PROBE_TIMEOUT_S = 120.0
+RUN_TIMEOUT_S = 600.0
+HOST_NOTE = (
+    "TFLM's figures are measured on this 64-bit host with its reference kernels: on a 32-bit microcontroller "
+    "TFLM's own structures are smaller, and optimized kernels (CMSIS-NN) may ask for scratch buffers, so the "
+    "arena a device needs differs; leave a margin"
+)
+# The child by its path, in isolated mode (-I): `-m` would put the working directory first on sys.path,
+# and gate runs in a checkout a pull request controls (a numpy.py there would be imported).
+_CHILD = (sys.executable, "-I", str(Path(__file__).with_name("_tflm_child.py")))
+
+# TFLM's own messages (MicroPrintf), as the pinned build prints them (micro_op_resolver.cc,
+# micro_interpreter.cc). A builtin it lacks is named; a custom operator it lacks is not, only
+# "Failed to get registration from op code CUSTOM".
+_NO_KERNEL = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
+_NO_REGISTRATION = re.compile(r"Failed to get registration from op code (\S+)")
+_OUT_OF_RANGE = re.compile(r"Op builtin_code out of range: (\d+)")
+_ARENA = re.compile(
+    r"Failed to (?:resize buffer|allocate (?:tail |temp )?memory)|Arena size is too small|"
+    r"Failed starting model allocation|Failed to allocate memory for|Too many buffers \(max is \d+\)"
+)
+_NODE_FAILED = re.compile(r"Node (\S+) \(number (\d+)f?\) failed to (prepare|invoke)")
+# The child's own Python traceback, printed after TFLM's lines when the wrapper raises.
+_PYTHON_TRACE = re.compile(r"^(Traceback |  |\s*\^|RuntimeError: |SystemExit)")
+_RECORDED_TOTAL = re.compile(r"\[RecordingMicroAllocator\] Arena allocation total (\d+) bytes")
+
+
+class TflmError(ModelError):
+    """TFLM cannot run the file, for the reason in the message (an operator it lacks, a type it lacks, ...)."""
+
+
+# ---------------------------------------------------------------- operators
+
+
+def missing_operators(graph: Graph) -> tuple[str, ...]:
+    """The file's operators TFLM has no kernel for, by name ("GELU", "CUSTOM:MyOp"), from the resolver table."""
+    missing = set()
+    for op in graph.operators:
+        custom = op.name.removeprefix("CUSTOM:")
+        if custom not in CUSTOM_RESOLVER_METHODS if op.name.startswith("CUSTOM:") else op.name not in RESOLVER_METHODS:
+            missing.add(op.name)
+    return tuple(sorted(missing))
+
+
+def op_resolver_snippet(graph: Graph, *, model_name: str, source: str) -> str:
+    """C++ for the firmware: a MicroMutableOpResolver<N> that registers exactly the file's operators.
+
+    `model_name` becomes part of C identifiers (anything but [A-Za-z0-9_] becomes "_"); `source` (the
+    artifact's file name) goes into a comment, stripped of anything that could end it. The caller has
+    made sure TFLM has every operator (missing_operators).
+    """
+    methods = sorted(
+        {
+            CUSTOM_RESOLVER_METHODS[op.name.removeprefix("CUSTOM:")]
+            if op.name.startswith("CUSTOM:")
+            else RESOLVER_METHODS[op.name]
+            for op in graph.operators
+        }
+    )
+    identifier = re.sub(r"\W", "_", model_name, flags=re.ASCII) or "model"
+    if identifier[0].isdigit():
+        identifier = f"model_{identifier}"
+    type_name = "".join(part[:1].upper() + part[1:] for part in identifier.split("_") if part) + "OpResolver"
+    # One // line: no newline, and no backslash, which would splice the next line into the comment.
+    comment = re.sub(r"[^\w .,:()+=-]", "_", source, flags=re.ASCII)
+    lines = [
+        f"// The operators of {comment}, and no others (generated by gate).",
+        '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"',
+        "",
+        f"using {type_name} = tflite::MicroMutableOpResolver<{len(methods)}>;",
+        "",
+        f"inline TfLiteStatus Register_{identifier}_ops({type_name}& op_resolver) {{",
+        *(f"  TF_LITE_ENSURE_STATUS(op_resolver.{method}());" for method in methods),
+        "  return kTfLiteOk;",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- one child process
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One try: the file allocated and invoked once (zeros in) with `arena_size` bytes, or why not."""
+
+    arena_size: int
+    ok: bool
+    failure: str  # why not, in TFLM's words where it gave some ("" when ok)
+    arena_failure: bool  # the failure is the arena's size (a larger one may work)
+    recorded_total: int | None  # print_allocations()' "Arena allocation total", when it printed one
+
+
+def probe(model_path: Path, arena_size: int) -> Probe:
+    """Allocate and invoke once with `arena_size` bytes, in a process of its own (the probe must invoke:
+    some kernels lacking a type fail only there)."""
+    try:
+        done = subprocess.run([*_CHILD, "probe", str(model_path), str(arena_size)], capture_output=True,
+                              text=True, errors="replace", timeout=PROBE_TIMEOUT_S, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return Probe(arena_size, False, f"TFLM did not finish within {PROBE_TIMEOUT_S:.0f} s", False, None)
+    if done.returncode == 0:
+        found = _RECORDED_TOTAL.search(done.stderr)
+        return Probe(arena_size, True, "", False, int(found.group(1)) if found else None)
+    failure, arena_failure = parse_failure(done.stderr, done.returncode)
+    return Probe(arena_size, False, failure, arena_failure, None)
+
+
+def parse_failure(stderr: str, returncode: int) -> tuple[str, bool]:
+    """A reason a person can act on, from TFLM's stderr; and whether a larger arena might help.
+
+    TFLM names a missing kernel at load ("Didn't find op for builtin opcode 'GELU'"); a kernel that
+    exists but not for the operator's types (its version) fails in Prepare or, for some kernels, only
+    in Invoke, after a line of its own: "Node EXP (number 0) failed to prepare with status 1".
+    """
+    if found := _NO_KERNEL.search(stderr):
+        return f"TFLM has no kernel for operator {found.group(1)}", False
+    if found := _NO_REGISTRATION.search(stderr):
+        return f"TFLM has no kernel for an operator of op code {found.group(1)}", False
+    if found := _OUT_OF_RANGE.search(stderr):
+        return f"the model uses builtin operator code {found.group(1)}, newer than this TFLM build knows", False
+    if found := _ARENA.search(stderr):
+        return f"arena too small: {found.group(0)}", True
+    messages = [line.strip() for line in stderr.splitlines() if line.strip() and not _PYTHON_TRACE.match(line)]
+    if found := _NODE_FAILED.search(stderr):
+        before = [m for m in messages if not _NODE_FAILED.search(m)][:2]
+        detail = f": {'; '.join(before)}" if before else ""
+        return f"TFLM cannot {found.group(3)} operator {found.group(1)} (#{found.group(2)}){detail}"[:400], False
+    if returncode < 0:
+        # A crash without a message: seen only with arenas too small, so a larger one may work.
+        return f"TFLM crashed (signal {-returncode})", True
+    return f"TFLM failed: {'; '.join(messages[:3]) or f'exit status {returncode}'}"[:400], False
+
+
+# ---------------------------------------------------------------- the arena
+
+
+@dataclass(frozen=True)
+class Arena:
+    """The smallest tensor arena with which the file allocates and invokes, and TFLM's own record."""
+
+    smallest: int  # bytes: what a firmware sets kTensorArenaSize to (on this 64-bit host)
+    recorded_total: int  # print_allocations() after an invoke with a generous arena
+    exact: bool  # `smallest` - ALIGNMENT failed: no smaller size works
+    processes: int
+
+
+def find_arena(model_path: Path, *, max_processes: int = MAX_PROCESSES) -> Arena:
+    """Search the smallest working arena, each size tried in a process of its own.
+
+    One probe with a generous arena gives TFLM's recorded total R (and any reason the file cannot run
+    at all: TflmError). The smallest arena lies near R, so the search steps from R by R/8 until the
+    outcome changes, then bisects to ALIGNMENT bytes. Once the generous arena has worked, any failure
+    with a smaller one is the arena's size, whatever TFLM printed. With max_processes reached first,
+    `exact` is False and `smallest` is the smallest size that worked.
+    """
+    processes = 0
+
+    def works(size: int) -> bool:
+        nonlocal processes
+        processes += 1
+        return probe(model_path, size).ok
+
+    size = max(FIRST_ARENA, _aligned(model_path.stat().st_size * 10))
+    while True:
+        processes += 1
+        first = probe(model_path, size)
+        if first.ok:
+            break
+        if not first.arena_failure:
+            raise TflmError(first.failure)
+        if size >= MAX_ARENA:
+            raise TflmError(f"does not run in TFLM with a {MAX_ARENA >> 20} MiB arena: {first.failure}")
+        size *= 4
+    if first.recorded_total is None:
+        raise TflmError("TFLM printed no arena allocation total (print_allocations)")
+    total = first.recorded_total
+    passing, failing = size, 0  # an arena of 0 bytes is taken as failing without trying it
+    step = max(_aligned(total // 8), ALIGNMENT)
+    candidate = min(_aligned(total), passing)
+    if candidate < passing and works(candidate):
+        passing = candidate
+        while processes < max_processes and passing - step > 0:  # step down from R until a size fails
+            if not works(passing - step):
+                failing = passing - step
+                break
+            passing -= step
+    elif candidate < passing:
+        failing = candidate
+        while processes < max_processes and failing + step < passing:  # step up, doubling, until a size works
+            if works(failing + step):
+                passing = failing + step
+                break
+            failing += step
+            step *= 2
+    while passing - failing > ALIGNMENT and processes < max_processes:
+        middle = failing + max((passing - failing) // 2 // ALIGNMENT, 1) * ALIGNMENT
+        if works(middle):
+            passing = middle
+        else:
+            failing = middle
+    return Arena(passing, total, passing - failing <= ALIGNMENT, processes)
+
+
+def _aligned(size: int) -> int:
+    return -(-size // ALIGNMENT) * ALIGNMENT
+
+
+# ---------------------------------------------------------------- running the eval set
+
+
+def run_tflm(model_path: Path, feeds: Sequence[np.ndarray], *, arena_size: int, reset: bool) -> list[np.ndarray]:
+    """The raw output tensors for each sample (one per invoke), in a child process.
+
+    `feeds` holds one array per model input in the file's input order, samples first, already in the
+    input's dtype. `reset`: interpreter.reset() before each invoke (a file that keeps state starts fresh).
+    """
+    with tempfile.TemporaryDirectory(prefix="gate-tflm-") as folder:
+        for index, array in enumerate(feeds):
+            np.save(Path(folder) / f"input_{index}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        command = [*_CHILD, "run", str(model_path), str(arena_size), folder, "reset" if reset else "keep"]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=RUN_TIMEOUT_S,
+                                  check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise TflmError(f"TFLM did not finish the eval set within {RUN_TIMEOUT_S:.0f} s") from None
+        if done.returncode != 0:
+            raise TflmError(parse_failure(done.stderr, done.returncode)[0])
+        count = len(json.loads(done.stdout)["outputs"])
+        return [np.load(Path(folder) / f"output_{index}.npy", allow_pickle=False) for index in range(count)]
+
+
+def agreement(device: np.ndarray, litert_outputs: np.ndarray, *, scale: float, task: str) -> Agreement:
+    """Compare dequantized outputs (samples first): in quantization steps of `scale`, absolute when it is 0."""
+    device = device.reshape(len(device), -1).astype(np.float64)
+    litert_outputs = litert_outputs.reshape(len(litert_outputs), -1).astype(np.float64)
+    difference = np.abs(device - litert_outputs) / (scale or 1.0)
+    judged = TASKS[task]
+    same = None
+    if isinstance(judged, Classification) and len(device):
+        same = float(np.mean(judged.predicted(device) == judged.predicted(litert_outputs)) * 100)
+    return Agreement(
+        litert=f"LiteRT {version('ai-edge-litert')} as gate measures it (its default XNNPACK delegate)",
+        samples=len(device),
+        max_steps=round(float(difference.max()), 3) if difference.size else 0.0,
+        differing_samples=int(np.count_nonzero(difference.max(axis=1))) if difference.size else 0,
+        same_prediction=same,
+    )
+
+
+class TflmTarget:
+    """TensorFlow Lite for Microcontrollers' interpreter (the tflite-micro package), on this host."""
+
+    name = "tflm"
+    description = (
+        "TensorFlow Lite for Microcontrollers (tflite-micro, its reference kernels on the machine gate runs on): "
+        "the operators the firmware must register, the tensor arena the model needs, and the task metric as TFLM "
+        "computes it (the one judged), with LiteRT's beside it."
+    )
+
+    def cannot_run(self, method: Method) -> str:
+        return ""  # TFLM has float, int8 and most int16 kernels: measuring a file names what it lacks
+
+    def measure(self, artifact: Path, data: Dataset, task: str, *, threads: int, app_resets: bool) -> Measured:
+        on_litert = litert.LITERT.measure(artifact, data, task, threads=threads, app_resets=app_resets)
+        try:
+            graph = read_graph(artifact.read_bytes())
+        except GraphError as exc:
+            raise TflmError(f"{artifact.name}: {exc}") from None
+        if missing := missing_operators(graph):
+            raise TflmError(f"TFLM has no kernel for operator{'s' * (len(missing) > 1)} {', '.join(missing)}")
+        arena = find_arena(artifact)
+        # A file that keeps state is run as the app runs it (reset before each invoke only when it resets).
+        reset = on_litert.state is None or app_resets
+        names = litert.input_names(artifact, graph.inputs)
+        inputs = {t.name: t for t in on_litert.inputs}
+        feeds = [litert.quantized(data.inputs[name], inputs[name]) for name in names]
+        (raw,) = run_tflm(artifact, feeds, arena_size=arena.smallest, reset=reset)
+        (output,) = on_litert.outputs
+        outputs = litert.dequantized(raw, output)
+        litert.refuse_non_finite_outputs(outputs, data, f"{artifact.name} in TFLM")
+        evaluation = litert.scored(outputs, data, task, batch_size=1)
+        litert_outputs, _ = litert.tflite_outputs(
+            artifact, data, threads=threads, reset=reset, batch_size=1 if on_litert.state else litert.EVAL_BATCH
+        )
+        resolver = artifact.with_name(artifact.name.removesuffix(".tflite") + ".ops.h")
+        write_atomic(resolver, op_resolver_snippet(graph, model_name=resolver.name.removesuffix(".ops.h"),
+                                                   source=artifact.name).encode())  # fmt: skip
+        device = OnDevice(
+            target=self.name,
+            arena_bytes=arena.smallest,
+            arena_recorded_bytes=arena.recorded_total,
+            flash_bytes=artifact.stat().st_size,
+            operators=tuple(f"{name} x{count}" for name, count in sorted(graph.op_counts().items())),
+            litert_evaluation=on_litert.evaluation,
+            agreement=agreement(outputs, litert_outputs, scale=output.scale, task=task),
+            files=(),
+            notes=(HOST_NOTE,) if arena.exact else (HOST_NOTE, f"the arena search stopped after {arena.processes} "
+                                                    "tries: the figure is the smallest size that worked"),
+        )  # fmt: skip
+        return Measured(on_litert.inputs, on_litert.outputs, on_litert.float_ops, evaluation, on_litert.state,
+                        device=device, files=(resolver,))  # fmt: skip
+
+    def time(
+        self,
+        artifacts: Mapping[str, Path],
+        data: Dataset,
+        timing: Timing,
+        *,
+        json_path: Path,
+        work_dir: Path,
+        alone: Callable[[], AbstractContextManager],
+    ) -> dict[str, Latency]:
+        # TFLM's host build says nothing about a microcontroller's speed: the latency checks time LiteRT, as the
+        # report says; the deterministic cost is the MAC count.
+        return litert.LITERT.time(artifacts, data, timing, json_path=json_path, work_dir=work_dir, alone=alone)
+
+
+TFLM = TflmTarget()

@@ -1,0 +1,55 @@
+"""Device figures in results, reports and comparisons: stored result objects, no TensorFlow."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from factories import model_result
+
+from gate.reporting.compare import Baseline, compare
+from gate.reporting.markdown import render_markdown
+from gate.reporting.verify import check_result
+from gate.results import FileDigest, ModelResult, OnDevice
+
+
+def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
+    """`result` with its published conversion's MAC count and device figures (tflm's unless `figures` say)."""
+    candidate = result.candidates[0]
+    device = OnDevice("tflm", None, None, None, ("FULLY_CONNECTED x2",), None, None, (), ())
+    conversion = dataclasses.replace(candidate.conversion, macs=macs, device=dataclasses.replace(device, **figures))
+    return dataclasses.replace(result, candidates=(dataclasses.replace(candidate, conversion=conversion),))
+
+
+def test_the_comparison_shows_the_mac_count_and_the_targets_figures_as_deltas() -> None:
+    base = on_device(model_result(), macs=25_600, arena_bytes=3_680)
+    head = on_device(model_result(), macs=26_112, arena_bytes=3_776)
+    text = render_markdown([head], compare([head], Baseline("main@3f2a1c9", "3f" * 20, {"digits": base})))
+    assert "| 25,600 → 26,112 (+512, +2.0%) | arena 3.6 KiB → 3.7 KiB (+0.1 KiB, +2.6%) |" in text
+
+
+def test_the_comparison_shows_npu_cycles_as_deltas() -> None:
+    base = on_device(model_result(), macs=100, sram_bytes=2048, npu_cycles=90_000, target="ethos-u55-128")
+    head = on_device(model_result(), macs=100, sram_bytes=2048, npu_cycles=86_400, target="ethos-u55-128")
+    text = render_markdown([head], compare([head], Baseline("main@3f2a1c9", "3f" * 20, {"digits": base})))
+    cycles = "NPU cycles 90,000 → 86,400 (−3,600, −4.0%)"
+    assert f"| 100 → 100 (±0, +0.0%) | arena 2.0 KiB → 2.0 KiB (±0.0 KiB, +0.0%); {cycles} |" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"files": (FileDigest("../../etc/passwd", 10, "ab" * 32),)}, "device.files[0].path: '../../etc/passwd'"),
+        ({"files": (FileDigest("artifacts/other.int8.ops.h", 10, "ab" * 32),)}, "is not one of"),
+        ({"target": "litert"}, "device.target: 'litert' is not a device target"),
+        ({"target": "tpu"}, "device.target: 'tpu' is not a device target"),
+        ({"arena_bytes": -16}, "device.arena_bytes: -16 is not a size"),
+        ({"npu_ops_percent": 101.0}, "device.npu_ops_percent: 101.0 is not a percentage"),
+    ],
+)
+def test_device_figures_read_back_are_checked_and_their_files_are_the_layouts(change, message) -> None:
+    """A report written elsewhere (a shard, a cache entry) names no file outside the layout and no impossible figure."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_result(on_device(model_result(), macs=10, **change))
+    check_result(on_device(model_result(), macs=10, files=(FileDigest("artifacts/digits.int8.ops.h", 10, "ab" * 32),)))
