@@ -33,7 +33,7 @@ def implemented_in(where: str) -> Callable[[Path, Setup], Built]:
 
 
 # Each of these stores every weight int8 does in at least as many bytes (int8 again, with more calibration or
-# after QAT; float32 for layers kept in float; int64 biases under 16x8; float16): never a smaller file. Dynamic
+# after QAT; float32 for layers kept in float; int16 activations' int64 biases; float16): never a smaller file. Dynamic
 # range is not among them: it stores no activation scales, so nothing keeps its file above int8's.
 NEVER_SMALLER_THAN_INT8 = {"size.min_reduction": "int8"}
 
@@ -92,6 +92,7 @@ METHODS: dict[str, Method] = {
             "int16 activations instead; int8 I/O (litert-quantizer). For integer-only microcontrollers and NPUs.",
             needs_calibration=True,
             build=implemented_in("gate.quantization.int16x8:build_on_ranked_layers"),
+            no_better_than=NEVER_SMALLER_THAN_INT8,
         ),
         Method(
             "int16x8",
