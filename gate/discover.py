@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,21 +172,37 @@ def custom_object_sources(entry: str) -> tuple[str, ...]:
     return f"{package[0]}.py", f"{package[0]}/"
 
 
-def custom_code_link(entry: str, root: Path) -> str:
-    """The first of `entry`'s sources under `root` that is a symbolic link or holds one, "" if none does.
+def unreviewable_custom_code(entry: str, root: Path) -> str:
+    """Why the code `entry`'s import would run is not the reviewed source of `custom_object_sources` ("" if it is).
 
-    The worker imports through a link, but the cache key digests regular files only (as everywhere else,
-    gate never follows a link out of a folder): code behind a link could change unseen, so it is refused.
+    The worker imports through a symbolic link, but the cache key digests regular files only (as everywhere
+    else, gate never follows a link out of a folder): code behind a link could change unseen. And Python imports a
+    compiled module (my_pkg.abi3.so, my_pkg.cpython-311-x86_64-linux-gnu.so) before my_pkg.py, and a bytecode file
+    my_pkg.pyc when there is no my_pkg.py: code no reviewer reads. (A committed __pycache__ is never read: the
+    workers keep their bytecode in a folder of their own, PYTHONPYCACHEPREFIX.)
     """
     for source in custom_object_sources(entry):
         path = root / source.rstrip("/")
         if path.is_symlink():
-            return path.relative_to(root).as_posix()
+            return f"{path.relative_to(root).as_posix()} is a symbolic link; {_REGULAR_FILES}"
         if path.is_dir():
             for inner in sorted(path.rglob("*")):
                 if inner.is_symlink():
-                    return inner.relative_to(root).as_posix()
+                    return f"{inner.relative_to(root).as_posix()} is a symbolic link; {_REGULAR_FILES}"
+    package = entry.split(">", 1)[0].split(".")[0]
+    for suffix in (*importlib.machinery.EXTENSION_SUFFIXES, *importlib.machinery.BYTECODE_SUFFIXES):
+        compiled = root / f"{package}{suffix}"
+        if package.isidentifier() and (compiled.exists() or compiled.is_symlink()):
+            return (
+                f"{compiled.name} is compiled code, which Python would import in place of the reviewed {package}.py "
+                f"or {package}/; remove it from the repository"
+            )
     return ""
+
+
+_REGULAR_FILES = (
+    "gate imports custom code only from regular files of the repository: replace the link with what it points to"
+)
 
 
 def digest(path: Path, relative_to: Path) -> FileDigest:

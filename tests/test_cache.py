@@ -4,6 +4,7 @@ stored (no TensorFlow needed)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.machinery
 import json
 import tempfile
 from pathlib import Path
@@ -198,4 +199,31 @@ def test_custom_code_behind_a_link_is_refused_as_the_cache_cannot_see_it(
     assert model["error"] == (
         f"{Path('models/m/gate.toml')}: allow_custom_objects: {link} is a symbolic link; gate imports custom code only "
         "from regular files of the repository: replace the link with what it points to"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "compiled"),
+    [
+        ("helpers>Scale", "helpers.abi3.so"),  # an extension module: imported before helpers.py
+        ("my_pkg.layers>Scale", f"my_pkg{importlib.machinery.EXTENSION_SUFFIXES[0]}"),  # before the package too
+        ("gone>Scale", "gone.pyc"),  # bytecode with no source beside it: imported as it is
+    ],
+)
+def test_compiled_code_in_place_of_a_custom_objects_source_is_refused(repository, monkeypatch, entry, compiled) -> None:
+    """No reviewer reads a .so or a .pyc, and neither the key nor gate plan would follow it (found by an attack)."""
+    (repository / "helpers.py").write_text("class Scale: ...\n")
+    (repository / compiled).write_bytes(b"\x7fELF or bytecode")
+    (repository / "policies").mkdir()
+    (repository / "policies" / "default.toml").write_text(
+        (Path(__file__).parent.parent / "policies" / "default.toml").read_text()
+    )
+    (repository / "models" / "m" / "gate.toml").write_text(f'allow_custom_objects = ["{entry}"]\n')
+    monkeypatch.chdir(repository)
+    assert cli.main(["check", "--no-cache", "--out", "gate-out"]) == 1
+    (model,) = json.loads((repository / "gate-out" / "report.json").read_text())["models"]
+    package = entry.split(">")[0].split(".")[0]
+    assert model["error"] == (
+        f"{Path('models/m/gate.toml')}: allow_custom_objects: {compiled} is compiled code, which Python would import "
+        f"in place of the reviewed {package}.py or {package}/; remove it from the repository"
     )

@@ -134,6 +134,20 @@ class Scale(keras.layers.Layer):
 """
 
 
+def plant_bytecode(root: Path) -> None:
+    """A committed __pycache__ beside my_layers.py: bytecode Python would run without looking at the reviewed source."""
+    import importlib.util
+    import py_compile
+
+    evil = root / "evil_my_layers.py"
+    evil.write_text(
+        CUSTOM_LAYER_MODULE + "\nimport pathlib\npathlib.Path(__file__).with_name('PWNED').write_text('ran')\n"
+    )
+    cache = Path(importlib.util.cache_from_source(str(root / "my_layers.py")))
+    py_compile.compile(str(evil), cfile=str(cache), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    evil.unlink()
+
+
 def keras3_custom_layer(folder: Path) -> None:
     """A model with a custom layer that lives in the repository (my_layers.py at its root)."""
     import importlib
@@ -184,6 +198,7 @@ def zoo(tmp_path_factory, healthy_model) -> Path:
     keras3_two_inputs(models / "two_inputs")
     keras3_regression(models / "regression")
     keras3_custom_layer(models / "custom_layer")
+    plant_bytecode(root)
     shutil.copytree(healthy_model, models / "float16")
     (models / "float16" / "gate.toml").write_text('method = "float16"\npolicy = "float_io"\n')
     shutil.copytree(healthy_model, models / "demands_10x")
@@ -271,6 +286,12 @@ def test_a_typo_in_gate_toml_is_an_error_row_for_that_model_only(zoo_run) -> Non
         f"{Path('models/typo/gate.toml')}: unknown key 'methd' (did you mean 'method'?); allowed keys: task, policy, "
         "method, calibration_samples, calibrate_on_eval, overrides, override_reason, allow_custom_objects"
     )
+
+
+def test_a_committed_pycache_of_a_custom_layer_never_runs(zoo, zoo_run) -> None:
+    """The reviewed my_layers.py is what loads the model; the bytecode planted beside it never runs."""
+    assert zoo_run.model("custom_layer")["provenance"]["allowed_custom_objects"] == ["my_layers>Scale"]
+    assert not (zoo / "PWNED").exists()
 
 
 def test_an_allowed_custom_layer_is_loaded_and_shown_prominently(zoo_run) -> None:

@@ -8,18 +8,37 @@ import re
 import pytest
 from factories import model_result
 
+from gate.layout import resolver_path, vela_path
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import render_markdown
 from gate.reporting.verify import check_result
 from gate.results import FileDigest, ModelResult, OnDevice
+from gate.targets import TARGET_NAMES as TARGETS
 
 
 def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
-    """`result` with its published conversion's MAC count and device figures (tflm's unless `figures` say)."""
+    """`result` measured on a device target (tflm unless `figures` say): its published conversion's MAC count and
+    device figures, the file the target publishes, and the target in its effective policy."""
     candidate = result.candidates[0]
-    device = OnDevice("tflm", None, None, None, ("FULLY_CONNECTED x2",), None, None, (), ())
+    target = figures.get("target", "tflm")
+    if target == "tflm":
+        device = OnDevice(target, 3_680, 3_328, 8_856, ("FULLY_CONNECTED x2",), None, None,
+                          (FileDigest(resolver_path(result.name, "int8"), 10, "ab" * 32),), ())  # fmt: skip
+    else:
+        device = OnDevice(target, None, None, None, ("FULLY_CONNECTED x2",), None, None,
+                          (FileDigest(vela_path(result.name, "int8"), 10, "ab" * 32),), (), sram_bytes=1_280,
+                          npu_ops_percent=100.0)  # fmt: skip
     conversion = dataclasses.replace(candidate.conversion, macs=macs, device=dataclasses.replace(device, **figures))
-    return dataclasses.replace(result, candidates=(dataclasses.replace(candidate, conversion=conversion),))
+    assert result.provenance is not None
+    provenance = dataclasses.replace(
+        result.provenance,
+        effective_policy={
+            **result.provenance.effective_policy,
+            "target.runtime": target if target in TARGETS else "tflm",
+        },
+    )
+    candidates = (dataclasses.replace(candidate, conversion=conversion),)
+    return dataclasses.replace(result, candidates=candidates, provenance=provenance)
 
 
 def test_the_comparison_shows_the_mac_count_and_the_targets_figures_as_deltas() -> None:
@@ -46,10 +65,37 @@ def test_the_comparison_shows_npu_cycles_as_deltas() -> None:
         ({"target": "tpu"}, "device.target: 'tpu' is not a device target"),
         ({"arena_bytes": -16}, "device.arena_bytes: -16 is not a size"),
         ({"npu_ops_percent": 101.0}, "device.npu_ops_percent: 101.0 is not a percentage"),
+        # measured where its policy says, with that target's figures and file (found by an attack)
+        ({"arena_bytes": None}, "device: a file measured on tflm has arena_bytes"),
+        ({"files": ()}, "device.files: a file measured on tflm publishes 'artifacts/digits.int8.ops.h' alone"),
+        ({"files": (FileDigest("artifacts/digits.int8.vela.tflite", 10, "ab" * 32),)},
+         "device.files: a file measured on tflm publishes 'artifacts/digits.int8.ops.h' alone"),
+        ({"files": (FileDigest("artifacts/digits.int8.ops.h", 10, "not a digest"),)},
+         "device.files[0]: sha256 'not a digest' or size 10 is not a file's"),
     ],
-)
+)  # fmt: skip
 def test_device_figures_read_back_are_checked_and_their_files_are_the_layouts(change, message) -> None:
     """A report written elsewhere (a shard, a cache entry) names no file outside the layout and no impossible figure."""
     with pytest.raises(ValueError, match=re.escape(message)):
         check_result(on_device(model_result(), macs=10, **change))
-    check_result(on_device(model_result(), macs=10, files=(FileDigest("artifacts/digits.int8.ops.h", 10, "ab" * 32),)))
+    check_result(on_device(model_result(), macs=10))
+    check_result(on_device(model_result(), macs=10, target="ethos-u55-128"))
+
+
+def test_a_result_is_refused_unless_measured_where_its_policy_says() -> None:
+    """A forged shard cannot drop a device's figures (its memory checks would SKIP) or relabel another target's."""
+    measured = on_device(model_result(), macs=10)
+    dropped = dataclasses.replace(measured.candidates[0].conversion, device=None)
+    with pytest.raises(
+        ValueError, match=re.escape("device: none, but the effective policy's target.runtime is 'tflm'")
+    ):
+        check_result(
+            dataclasses.replace(measured, candidates=(dataclasses.replace(measured.candidates[0], conversion=dropped),))
+        )
+    relabelled = on_device(model_result(), macs=10, target="ethos-u55-128")
+    policy = {**relabelled.provenance.effective_policy, "target.runtime": "tflm"}
+    with pytest.raises(ValueError, match=re.escape("device.target: 'ethos-u55-128', but the effective policy's")):
+        provenance = dataclasses.replace(relabelled.provenance, effective_policy=policy)
+        check_result(dataclasses.replace(relabelled, provenance=provenance))
+    with pytest.raises(ValueError, match=re.escape("device: 'tflm', but the effective policy's target.runtime is")):
+        check_result(dataclasses.replace(measured, provenance=model_result().provenance))

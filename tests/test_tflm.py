@@ -6,6 +6,8 @@ are then measured again with TFLM's own interpreter on the published files.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -182,11 +184,28 @@ def test_the_resolver_snippet_cannot_be_broken_out_of_by_a_model_name() -> None:
         inputs=(0,),
         outputs=(2,),
     )
-    text = tflm.op_resolver_snippet(model, model_name="9x\n#include <evil>", source="a */\n\\ b.tflite")
+    text = tflm.op_resolver_snippet(model, model="9x\n#include <evil>", method="int8", source="a */\n\\ b.tflite")
     assert "#include <evil>" not in text and "\\" not in text
-    assert "using Model9xIncludeEvilOpResolver = tflite::MicroMutableOpResolver<2>;" in text
-    assert "Register_model_9x__include__evil__ops(" in text
+    identifier = "m_9x__include__evil__" + hashlib.sha256(b"9x\n#include <evil>").hexdigest()[:8] + "_int8"
+    assert f"using {identifier}_op_resolver = tflite::MicroMutableOpResolver<2>;" in text
+    assert f"inline TfLiteStatus Register_{identifier}_ops({identifier}_op_resolver& op_resolver) {{" in text
     assert "AddConv2D()" in text and "AddMaxPool2D()" in text
+
+
+def test_two_models_resolver_headers_name_different_things_and_can_each_be_included_twice() -> None:
+    """kws-v2, kws_v2 and kws.v2 are three folders: one shared name would make the firmware register one's
+    operators for the other (found by an attack)."""
+    model = graph.Graph(operators=(graph.Operator(0, 0, "SOFTMAX", 1, (0,), (1,)),), tensors=((),), inputs=(0,),
+                        outputs=(1,))  # fmt: skip
+    names = {tflm.c_identifier(name) for name in ("kws-v2", "kws_v2", "kws.v2", "_kws_v2")}
+    assert len(names) == 4 and "kws_v2" in names and all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n) for n in names)
+    text = tflm.op_resolver_snippet(model, model="kws_v2", method="int8-float-fallback", source="kws_v2.tflite")
+    lines = text.splitlines()
+    assert lines[1:3] == [
+        "#ifndef GATE_kws_v2_int8_float_fallback_OPS_H",
+        "#define GATE_kws_v2_int8_float_fallback_OPS_H",
+    ]
+    assert lines[-1] == "#endif"
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,7 @@ def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
     if result.reference is None or result.float_evaluation is None or result.provenance is None:
         raise ValueError(f"{where}: built, but the result has no reference, float evaluation or provenance")
     _check_conversion(result, conversion, candidate.method, f"{where}.conversion")
+    _check_target(result, conversion, f"{where}.conversion.device")
     if candidate.status not in (Status.PASS, Status.FAIL):
         raise ValueError(f"{where}.status: a built candidate is PASS or FAIL, not {candidate.status.value}")
     if (conversion.latency is None) != (candidate.speedup is None):
@@ -169,6 +170,29 @@ def _check_conversion(result: ModelResult, conversion: Conversion, method: str, 
         raise ValueError(f"{where}.macs: {conversion.macs} is not a count")
     if conversion.device is not None:
         _check_device(result, conversion, f"{where}.device")
+
+
+def _check_target(result: ModelResult, conversion: Conversion, where: str) -> None:
+    """A built candidate was measured where its effective policy says, with that target's figures and files."""
+    assert result.provenance is not None  # checked by _check_built before
+    target = str(result.provenance.effective_policy.get("target.runtime", DEFAULT_TARGET))
+    device = conversion.device
+    if device is None or target == DEFAULT_TARGET:
+        if (device is None) != (target == DEFAULT_TARGET):
+            measured_on = "none" if device is None else repr(device.target[:50])
+            raise ValueError(f"{where}: {measured_on}, but the effective policy's target.runtime is {target!r}")
+        return
+    if device.target != target:
+        raise ValueError(
+            f"{where}.target: {device.target[:50]!r}, but the effective policy's target.runtime is {target!r}"
+        )
+    tflm = target == "tflm"
+    needed = ("arena_bytes", "flash_bytes") if tflm else ("sram_bytes", "npu_ops_percent")
+    if missing := [field for field in needed if getattr(device, field) is None]:
+        raise ValueError(f"{where}: a file measured on {target} has {' and '.join(missing)}")
+    published = resolver_path(result.name, conversion.method) if tflm else vela_path(result.name, conversion.method)
+    if [file.path for file in device.files] != [published]:
+        raise ValueError(f"{where}.files: a file measured on {target} publishes {published!r} alone")
 
 
 def _check_device(result: ModelResult, conversion: Conversion, where: str) -> None:
@@ -243,6 +267,12 @@ def _check_digests(result: ModelResult) -> None:
               (("calibration", result.calibration), ("evaluation_data", result.evaluation_data)) if info]  # fmt: skip
     if result.provenance:
         files += [(f"provenance.inputs[{i}]", f) for i, f in enumerate(result.provenance.inputs)]
+    files += [
+        (f"candidates[{i}].conversion.device.files[{j}]", f)
+        for i, k in enumerate(result.candidates)
+        if k.conversion and k.conversion.device
+        for j, f in enumerate(k.conversion.device.files)
+    ]
     for where, file in files:
         if not _SHA256.fullmatch(file.sha256) or file.size_bytes < 0:
             raise ValueError(f"{where}: sha256 {file.sha256!r} or size {file.size_bytes} is not a file's")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gate.discover import custom_code_link
+from gate.discover import unreviewable_custom_code
 from gate.environment import machine
 from gate.gating.pipeline import Job
 from gate.layout import ModelOutputs, clear_outputs, log_path
@@ -63,11 +63,8 @@ def plan(configuration: Configuration, out_dir: Path, job_dir: Path) -> list[Job
 
 def _custom_code_problem(model: ModelConfig) -> str:
     for entry in model.manifest.allow_custom_objects:
-        if link := custom_code_link(entry, Path.cwd()):
-            return (
-                f"{model.folder.path / 'gate.toml'}: allow_custom_objects: {link} is a symbolic link; gate imports "
-                "custom code only from regular files of the repository: replace the link with what it points to"
-            )
+        if problem := unreviewable_custom_code(entry, Path.cwd()):
+            return f"{model.folder.path / 'gate.toml'}: allow_custom_objects: {problem}"
     return ""
 
 
@@ -151,7 +148,10 @@ def gate_all(
         # Largest models first: the longest jobs start at once, and the small ones fill the other workers.
         queue.sort(key=lambda item: -_folder_bytes(Path(item[1].folder)))
         workers = jobs or os.cpu_count() or 1
-        Scheduler(workers, verbose=verbose, progress=progress, labels=labels, debug=debug).run(queue, finished)
+        scheduler = Scheduler(
+            workers, verbose=verbose, progress=progress, labels=labels, debug=debug, pycache=Path(job_dir) / "pycache"
+        )
+        scheduler.run(queue, finished)
     ordered = [results[index] for index in range(total)]
     write_reports(out_dir, ordered, baseline=baseline, step_summary=step_summary)
     return ordered
@@ -202,6 +202,7 @@ class Scheduler:
     progress: Progress
     labels: dict[int, str]
     debug: bool = False  # print the traceback a worker sends when gate itself failed
+    pycache: Path | None = None  # where the workers' Python reads and writes bytecode (None: beside the sources)
     _busy: list[_Worker] = field(default_factory=list)
     _idle: list[_Worker] = field(default_factory=list)
     _holder: _Worker | None = None  # the worker measuring latency, while every other one is paused
@@ -240,6 +241,10 @@ class Scheduler:
         # `python -m cpuinfo`), would put the working directory, the pull request's checkout, first on
         # sys.path, where a committed json.py or numpy.py would be imported in place of the real module.
         environment = os.environ | {"PYTHONSAFEPATH": "1"}
+        # PYTHONPYCACHEPREFIX: an allowed custom object's module is imported from the checkout, and Python would
+        # run a committed __pycache__/<module>.cpython-*.pyc in place of the reviewed <module>.py. With a prefix,
+        # it reads and writes bytecode only there: a fresh folder of this run.
+        environment |= {"PYTHONPYCACHEPREFIX": str(self.pycache)} if self.pycache else {}
         environment |= {"GATE_WORKER_VERBOSE": "1"} if self.verbose else QUIET_ENVIRONMENT
         process = subprocess.Popen(
             [sys.executable, "-m", "gate.scheduling.worker", str(control_read), str(events_write)],

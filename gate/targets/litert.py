@@ -159,7 +159,7 @@ def refuse_non_finite_outputs(outputs: np.ndarray, data: Dataset, model: str) ->
         )
         raise ModelError(
             f"{data.path}: {model}'s output is {kinds} on {int(bad.sum())} of {data.samples} eval samples "
-            "(first: sample {first}); check the model's weights and the data's scale".format(first=int(np.argmax(bad)))
+            f"(first: sample {int(np.argmax(bad))}); check the model's weights and the data's scale"
         )
 
 
