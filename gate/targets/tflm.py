@@ -347,7 +347,7 @@ class TflmTarget:
             artifact, data, threads=threads, reset=reset, batch_size=1 if on_litert.state else litert.EVAL_BATCH
         )
         resolver = artifact.with_name(artifact.name.removesuffix(".tflite") + ".ops.h")
-        model, method = resolver.name.removesuffix(".ops.h").rsplit(".", 1)  # method names hold no "."
+        model, _, method = resolver.name.removesuffix(".ops.h").rpartition(".")  # method names hold no "."
         write_atomic(resolver, op_resolver_snippet(graph, model=model, method=method, source=artifact.name).encode())
         device = OnDevice(
             target=self.name,
