@@ -28,8 +28,9 @@ from pathlib import Path
 
 from gate.errors import ModelError, log_cause
 from gate.keys import Value
+from gate.policy.checks import Context
 from gate.policy.config import Settings
-from gate.policy.judge import CHECKS, LATENCY_CHECKS, Context, hard_requirement_problem, judge
+from gate.policy.judge import CHECKS, LATENCY_CHECKS, hard_requirement_problem, judge
 from gate.quantization.base import AUTO, Built, NotApplicable, Setup
 from gate.quantization.methods import METHODS, search_order
 from gate.results import Candidate, CheckResult, Conversion, Evaluation, Latency, Status

@@ -22,7 +22,8 @@ from gate import __version__, escape
 from gate.escape import Trusted
 from gate.keys import duration, plain
 from gate.layout import benchmark_path, log_path
-from gate.policy.judge import CHECKS, Context, deciding_samples_note, relaxed_policy
+from gate.policy.checks import Context, deciding_samples_note
+from gate.policy.judge import CHECKS, relaxed_policy
 from gate.reporting.compare import Comparison, ModelChange, latency_change
 from gate.results import (
     Agreement,

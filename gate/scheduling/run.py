@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gate.discover import custom_code_link
+from gate.encoding import InvalidResult, load_result, to_jsonable
 from gate.environment import machine
 from gate.gating.pipeline import Job
 from gate.layout import ModelOutputs, clear_outputs, log_path
@@ -37,7 +38,7 @@ from gate.readback import Refused, read_json
 from gate.reporting.compare import Baseline
 from gate.reporting.report import write_reports
 from gate.reporting.verify import check_result
-from gate.results import Candidate, InvalidResult, ModelResult, Origin, Status, error_result, load_result, to_jsonable
+from gate.results import Candidate, ModelResult, Origin, Status, error_result
 from gate.scheduling.cache import Cache, cache_key, regular_files
 
 POLL_SECONDS = 0.2

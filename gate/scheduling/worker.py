@@ -26,10 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from gate.encoding import load_result, to_jsonable
 from gate.files import write_atomic
 from gate.gating.pipeline import Job, Reporter, encode_result, gate_model
 from gate.layout import log_path
-from gate.results import Candidate, error_result, load_result, to_jsonable
+from gate.results import Candidate, error_result
 
 
 class _Channel(Reporter):
