@@ -127,7 +127,7 @@ _MUTANT_NAME = re.compile(r"^(?P<module>.+?)\.x(?:_(?P<function>.+)|ǁ(?P<cls>[^
 
 
 def function_of(mutant: str) -> str:
-    """The function a mutant is in: `gate.policy.judge.x__decided__mutmut_3` → `gate.policy.judge._decided`."""
+    """The function a mutant is in: `gate.policy.checks.x__decided__mutmut_3` → `gate.policy.checks._decided`."""
     match = _MUTANT_NAME.match(mutant)
     if not match:
         return mutant

@@ -781,7 +781,7 @@ def test_a_worker_that_writes_anything_makes_only_its_own_model_an_error_row(
     tmp_path, monkeypatch, messages, result, error
 ) -> None:
     """Allowed custom code runs in the worker and can write to its pipe and its result: the run goes on."""
-    from gate.scheduling.run import Scheduler, subprocess
+    from gate.scheduling.scheduler import Scheduler, subprocess
 
     popen = subprocess.Popen
 

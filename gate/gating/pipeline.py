@@ -3,7 +3,7 @@
 `gate_model` is a function of its job alone (the model folder's files, the
 effective policy, the installed tool versions): no state is shared between
 models. gate.scheduling.worker runs it in a child process so that a converter crash ends
-only that candidate or model (see gate.scheduling.run).
+only that candidate or model (see gate.scheduling.scheduler).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The worker process: gates the models the parent (gate.scheduling.run) sends it, one at a time.
+"""The worker process: gates the models the parent (gate.scheduling.scheduler) sends it, one at a time.
 
 `python -m gate.scheduling.worker CONTROL_FD EVENTS_FD` imports TensorFlow once, on its
 first model, and then gates model after model: what each model pays for the

@@ -267,7 +267,7 @@ def run_qat(
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
-        # The worker's process group: when gate.scheduling.run kills the worker (a limit, an interrupted run),
+        # The worker's process group: when gate.scheduling.scheduler kills the worker (a limit, an interrupted run),
         # this ends too.
         # The converter runs inside this process, so a kill of the process ends it.
     )
