@@ -41,6 +41,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_judge.py",
         "tests/test_search.py::test_a_candidate_that_cannot_meet_a_hard_requirement_is_skipped_untried",
     ),
+    "gate/policy/checks.py": ("tests/test_judge.py",),
     "gate/ci/plan.py": (
         "tests/test_plan.py",
         "tests/test_workflows.py::test_what_the_workflows_install_from_is_gate_itself_to_plan_and_to_the_"
@@ -126,7 +127,7 @@ _MUTANT_NAME = re.compile(r"^(?P<module>.+?)\.x(?:_(?P<function>.+)|ǁ(?P<cls>[^
 
 
 def function_of(mutant: str) -> str:
-    """The function a mutant is in: `gate.policy.judge.x__decided__mutmut_3` → `gate.policy.judge._decided`."""
+    """The function a mutant is in: `gate.policy.checks.x__decided__mutmut_3` → `gate.policy.checks._decided`."""
     match = _MUTANT_NAME.match(mutant)
     if not match:
         return mutant

@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from factories import model_result  # noqa: E402
 
+from gate.encoding import load_result
 from gate.reporting.report import dumps, report_json, report_schema  # noqa: E402
-from gate.results import ModelResult, load_result  # noqa: E402
+from gate.results import ModelResult
 
 MODELS = 200
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 from gate.layout import artifact_path
-from gate.policy.judge import Context, judge
+from gate.policy.checks import Context
+from gate.policy.judge import judge
 from gate.reporting.compare import Comparison, Figures, ModelChange
 from gate.results import (
     Candidate,

@@ -25,12 +25,13 @@ from gate import cli
 from gate.ci.annotations import error_annotations
 from gate.commands import options
 from gate.commands.check import verdict_line
+from gate.encoding import dumps
 from gate.errors import ConfigError
 from gate.layout import log_path
 from gate.policy.config import configure
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
-from gate.results import LayerError, Origin, Status, dumps, error_result
+from gate.results import LayerError, Origin, Status, error_result
 from gate.scheduling.cache import Cache
 
 PAYLOAD_MODULE = "import pathlib; pathlib.Path({marker!r}).write_text('ran')\n"
@@ -780,7 +781,7 @@ def test_a_worker_that_writes_anything_makes_only_its_own_model_an_error_row(
     tmp_path, monkeypatch, messages, result, error
 ) -> None:
     """Allowed custom code runs in the worker and can write to its pipe and its result: the run goes on."""
-    from gate.scheduling.run import Scheduler, subprocess
+    from gate.scheduling.scheduler import Scheduler, subprocess
 
     popen = subprocess.Popen
 

@@ -19,10 +19,10 @@ from fake_github import Answer, FakeGitHub
 from helpers import comment_requirements
 
 from gate import cli
+from gate.encoding import dumps
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import COMMENT_MARKER, GITHUB_COMMENT_LIMIT, markdown_for_comment
 from gate.reporting.report import report_json
-from gate.results import dumps
 
 REPO = "octo/models"
 HEAD = "a1" * 20

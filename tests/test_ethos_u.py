@@ -14,7 +14,8 @@ import pytest
 from factories import candidate, conversion
 from helpers import REPO, run_gate
 
-from gate.policy.judge import CHECKS, Context
+from gate.policy.checks import Context
+from gate.policy.judge import CHECKS
 from gate.results import CpuFallback, OnDevice, Status
 from gate.targets import ethos_u
 from gate.targets.base import ETHOS_U_ACCELERATORS

@@ -122,7 +122,7 @@ WORKER_AND_CHILD_FILLING_MEMORY = (
 
 
 def test_the_memory_of_a_model_counts_every_process_its_worker_started() -> None:
-    from gate.scheduling.run import _resident_mb
+    from gate.scheduling.scheduler import _resident_mb
 
     worker = subprocess.Popen([sys.executable, "-c", WORKER_AND_CHILD_FILLING_MEMORY], stdout=subprocess.PIPE,
                               start_new_session=True, text=True)  # fmt: skip

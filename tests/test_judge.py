@@ -58,7 +58,8 @@ def test_failed_check_records_measured_value_and_threshold() -> None:
     ("samples", "float_correct", "lost"), [(300, 281, 3), (500, 450, 10), (1000, 905, 20), (500, 487, 10)]
 )
 def test_a_drop_of_exactly_the_limit_passes_and_one_more_sample_fails(samples, float_correct, lost) -> None:
-    from gate.policy.judge import CHECKS, Context
+    from gate.policy.checks import Context
+    from gate.policy.judge import CHECKS
     from gate.tasks.classification import CLASSIFICATION
 
     def accuracy(correct: int) -> float:
@@ -86,7 +87,8 @@ def judged(
 ) -> tuple:
     """(candidate, context): a candidate built from the arguments, judged against `policy` (on its source file's
     size unless it says otherwise)."""
-    from gate.policy.judge import Context, judge
+    from gate.policy.checks import Context
+    from gate.policy.judge import judge
     from gate.results import Interval, TensorInfo
 
     unjudged = candidate(policy={}, **conversion_args)
@@ -274,7 +276,8 @@ def test_each_check_gives_its_verdict_measured_value_and_message(policy, argumen
 
 
 def test_a_candidate_without_a_latency_skips_the_latency_checks_and_the_first_failure_is_its_reason() -> None:
-    from gate.policy.judge import Context, judge
+    from gate.policy.checks import Context
+    from gate.policy.judge import judge
 
     unjudged = candidate(policy={}, size_bytes=30_000, accuracy=90.0)
     unjudged = dataclasses.replace(unjudged, speedup=None,
@@ -318,7 +321,7 @@ def test_a_candidate_without_a_latency_skips_the_latency_checks_and_the_first_fa
     ],
 )  # fmt: skip
 def test_the_deciding_samples_note_is_given_only_when_one_or_two_samples_decide(check, samples, note) -> None:
-    from gate.policy.judge import deciding_samples_note
+    from gate.policy.checks import deciding_samples_note
     from gate.results import CheckResult
 
     name, status, measured, limit = check
@@ -332,7 +335,7 @@ def test_the_deciding_samples_note_is_given_only_when_one_or_two_samples_decide(
      ("mae", 0.0123456, "mae 0.01235"), ("mae", 12.0, "mae 12"), ("mae", 123456.0, "mae 1.235e+05")],
 )  # fmt: skip
 def test_a_score_is_said_as_the_messages_and_the_release_notes_say_it(metric, value, said) -> None:
-    from gate.policy.judge import score_text
+    from gate.policy.checks import score_text
 
     assert score_text(Evaluation(metric, value, 1000, 64, ())) == said
 
@@ -350,9 +353,9 @@ def test_a_score_is_said_as_the_messages_and_the_release_notes_say_it(metric, va
 def test_a_limit_is_rounded_to_3_significant_digits_the_way_that_passes_and_a_whole_number_is_an_int(
     value, up, rounded
 ) -> None:
-    from gate.policy.judge import _rounded
+    from gate.policy.checks import rounded_limit
 
-    assert repr(_rounded(value, up=up)) == repr(rounded)
+    assert repr(rounded_limit(value, up=up)) == repr(rounded)
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,11 @@ from factories import COMPARISON, model_result, shard
 
 from gate.ci import merge
 from gate.ci.merge import merge_shards, read_plan
+from gate.encoding import dumps
 from gate.errors import ConfigError
 from gate.reporting.report import report_json
 from gate.reporting.verify import read_report
-from gate.results import SCHEMA_VERSION, dumps, error_result
+from gate.results import SCHEMA_VERSION, error_result
 
 LONG = "b" * 100  # a model name longer than a message shows of it (80 characters)
 

@@ -12,7 +12,8 @@ from factories import DEFAULT_POLICY, candidate, model_result
 from gate.errors import ModelError
 from gate.frontends.base import InputSpec
 from gate.frontends.data import load_dataset
-from gate.policy.judge import Context, judge
+from gate.policy.checks import Context
+from gate.policy.judge import judge
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import render_markdown
 from gate.results import Interval, Origin, Status

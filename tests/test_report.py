@@ -5,10 +5,11 @@ import jsonschema
 import pytest
 from factories import model_result
 
+from gate.encoding import dumps
 from gate.files import write_atomic
 from gate.reporting.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
 from gate.reporting.report import os, report_json, report_schema, write_reports
-from gate.results import dumps, error_result
+from gate.results import error_result
 
 
 def shipped_schema() -> dict:

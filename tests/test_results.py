@@ -2,7 +2,8 @@ import json
 
 from factories import model_result
 
-from gate.results import ModelResult, Status, dumps, error_result, load_result
+from gate.encoding import dumps, load_result
+from gate.results import ModelResult, Status, error_result
 
 
 def test_model_result_round_trips_through_json_exactly() -> None:

@@ -112,7 +112,7 @@ def _wait_for_state(pids: list[int], stopped: bool) -> bool:
 
 def test_while_a_worker_times_a_tflite_every_other_worker_and_its_children_are_stopped() -> None:
     """The scheduler's side of the window test_only_the_timed_cases_hold_the_machine_alone checks in the worker."""
-    from gate.scheduling.run import Scheduler, _Worker
+    from gate.scheduling.scheduler import Scheduler, _Worker
 
     workers, children, controls = [], [], []
     scheduler = Scheduler(2, verbose=False, progress=lambda line: None, labels={0: "[1/2] a", 1: "[2/2] b"})

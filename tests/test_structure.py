@@ -14,7 +14,10 @@ GATE = Path(__file__).resolve().parent.parent / "gate"
 
 # Lowest first. A module may import modules of its own floor or below, never above.
 FLOORS = (
-    ("ground", ("errors", "escape", "keys", "files", "layout", "results", "discover", "readback", "environment")),
+    (
+        "ground",
+        ("errors", "escape", "keys", "files", "layout", "encoding", "results", "discover", "readback", "environment"),
+    ),
     ("inspection", ("inspection",)),
     ("tasks", ("tasks",)),
     ("frontends", ("frontends",)),

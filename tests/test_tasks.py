@@ -103,7 +103,8 @@ def _candidate(change: float, interval: tuple[float, float] | None = None) -> Si
 
 
 def test_auc_max_drop_judges_the_anomaly_task_only() -> None:
-    from gate.policy.judge import CHECKS, Context
+    from gate.policy.checks import Context
+    from gate.policy.judge import CHECKS
 
     check = CHECKS["auc.max_drop"].evaluate
     assert check(_candidate(-0.5, (-0.9, -0.1)), 1.0, Context({}, "anomaly")) == (

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from helpers import REPO, keras3_mlp, run_gate
 
-from gate.policy.judge import CHECKS, Context
+from gate.policy.checks import Context
+from gate.policy.judge import CHECKS
 from gate.results import Status
 from gate.targets import graph, tflm
 

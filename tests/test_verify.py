@@ -14,7 +14,8 @@ import pytest
 from factories import COMPARISON, DEFAULT_POLICY, PASSED, candidate, model_result, stateful
 
 from gate.gating.search import closest
-from gate.policy.judge import Context, judge
+from gate.policy.checks import Context
+from gate.policy.judge import judge
 from gate.reporting.compare import ModelChange
 from gate.reporting.verify import check_comparison, check_result
 from gate.results import (

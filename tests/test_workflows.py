@@ -36,9 +36,9 @@ from helpers import (
 )
 
 from gate.commands.init import CALLERS, caller_workflows
+from gate.encoding import dumps
 from gate.reporting.markdown import markdown_for_comment
 from gate.reporting.report import report_json
-from gate.results import dumps
 
 HEAD = "c3" * 20
 REUSABLE = {name: f"reusable-{name}" for name in CALLERS}  # each caller and the workflow it calls

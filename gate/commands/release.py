@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 def artifact_line(name: str, result: ModelResult) -> str:
     """The release's line for one artifact: what it is, what it scored, and what an app must do to get that."""
-    from gate.policy.judge import score_text
+    from gate.policy.checks import score_text
 
     conversion = result.candidate.conversion if result.candidate else None
     assert conversion is not None  # a released model published a built candidate

@@ -30,7 +30,7 @@ class Job:
     result_path: str  # where the worker writes the result
     # Candidates a worker finished (or crashed on) before it died, the search time they took, and the model's
     # wall time so far: a fresh worker resumes the search after them, within what is left of both limits
-    # (gate.scheduling.run).
+    # (gate.scheduling.scheduler).
     done: tuple[Candidate, ...] = ()
     search_seconds: float = 0.0
     elapsed_seconds: float = 0.0

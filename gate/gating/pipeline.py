@@ -3,7 +3,7 @@
 `gate_model` is a function of its job alone (the model folder's files, the
 effective policy, the installed tool versions): no state is shared between
 models. gate.scheduling.worker runs it in a child process so that a converter crash ends
-only that candidate or model (see gate.scheduling.run).
+only that candidate or model (see gate.scheduling.scheduler).
 """
 
 from __future__ import annotations
@@ -14,19 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gate.encoding import dumps, non_finite_fields, to_jsonable
 from gate.errors import ModelError, log_cause
 from gate.gating import stages as gating
 from gate.gating.job import Job, Reporter
 from gate.layout import ModelOutputs
 from gate.policy.config import Settings
 from gate.quantization.methods import search_order
-from gate.results import (
-    ModelResult,
-    dumps,
-    error_result,
-    non_finite_fields,
-    to_jsonable,
-)
+from gate.results import ModelResult, error_result
 
 # The stages of gating one model, in the order they run (progress lines and stage times use these names).
 STAGES = ("inspect", "import tensorflow", "load", "reference", "search", "diagnose")

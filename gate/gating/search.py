@@ -9,7 +9,7 @@ a check that one failed (each method's `no_better_than`: nothing after int8 is
 smaller than int8), and when that holds of every candidate left the search
 stops, saying why. A candidate that fails to build is that candidate's failure:
 a converter error is recorded as its ERROR and the search goes on; a crash or
-hang of the worker process is turned into the same by gate.scheduling.run, which resumes
+hang of the worker process is turned into the same by gate.scheduling.scheduler, which resumes
 the search in a fresh worker with the candidates already done. When nothing
 passes, the closest candidate (fewest failed checks, then the smallest metric
 loss) is kept and published as the model's FAIL, so the user sees how far off it is.
@@ -28,8 +28,9 @@ from pathlib import Path
 
 from gate.errors import ModelError, log_cause
 from gate.keys import Value
+from gate.policy.checks import Context
 from gate.policy.config import Settings
-from gate.policy.judge import CHECKS, LATENCY_CHECKS, Context, hard_requirement_problem, judge
+from gate.policy.judge import CHECKS, LATENCY_CHECKS, hard_requirement_problem, judge
 from gate.quantization.base import AUTO, Built, NotApplicable, Setup
 from gate.quantization.methods import METHODS, search_order
 from gate.results import Candidate, CheckResult, Conversion, Evaluation, Latency, Status

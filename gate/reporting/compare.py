@@ -102,7 +102,7 @@ class Comparison:
         return bool(self.planned_base) and self.base_commit != self.planned_base
 
     def to_json(self) -> dict[str, object]:
-        from gate.results import to_jsonable
+        from gate.encoding import to_jsonable
 
         return to_jsonable(self)
 

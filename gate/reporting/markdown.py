@@ -5,38 +5,23 @@ measurement), so a stored result renders the same report anywhere: `gate
 check`, `gate merge` and `gate comment` (which renders the comment itself from
 a validated report.json) share this one renderer. Every `{{ }}` in the
 templates is escaped by `gate.escape` unless it is `Trusted` Markdown that a
-filter here built from escaped parts, numbers and registry names.
+filter (gate.reporting.cells) built from escaped parts, numbers and registry names.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
 
 from gate import __version__, escape
-from gate.escape import Trusted
-from gate.keys import duration, plain
 from gate.layout import benchmark_path, log_path
-from gate.policy.judge import CHECKS, Context, deciding_samples_note, relaxed_policy
-from gate.reporting.compare import Comparison, ModelChange, latency_change
-from gate.results import (
-    Agreement,
-    Candidate,
-    CheckResult,
-    Conversion,
-    Interval,
-    ModelResult,
-    OnDevice,
-    State,
-    Status,
-    overall_status,
-)
-from gate.tasks import METRICS, TASKS
+from gate.reporting.cells import FILTERS, STATUS_ICONS
+from gate.reporting.compare import Comparison
+from gate.results import ModelResult, Status, overall_status
 
 # GitHub rejects issue and PR comments longer than this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
@@ -44,289 +29,8 @@ GITHUB_COMMENT_LIMIT = 65_536
 COMMENT_MARKER = "<!-- gate-report -->"
 # The workflow artifact the report job uploads (see .github/workflows/reusable-gate.yml).
 ARTIFACT_NAME = "gate-report"
-STATUS_ICONS = {Status.PASS: "✅", Status.FAIL: "❌", Status.ERROR: "⚠️", Status.SKIP: "➖"}
 # Where space is scarce (the summary, which the comment always keeps), long untrusted text is capped.
 SUMMARY_LIMITS = {"name": 100, "cause": 100, "label": 60, "title": 200, "detail": 1000, "reason": 500}
-
-
-def _cause(text: str, limit: int = 100) -> str:
-    """The first line of an error, short enough for a table cell (the details hold the whole message)."""
-    lines = text.splitlines() or [""]
-    first = lines[0] if len(lines[0]) <= limit else lines[0][: limit - 1].rsplit(" ", 1)[0] + "…"
-    return first + (f" (and {len(lines) - 1} more problem(s), in the details)" if len(lines) > 1 else "")
-
-
-def _headline(results: Sequence[ModelResult]) -> str:
-    """'all 5 models pass', 'the model failed', '1 of 3 models failed, 2 passed': the verdict as a person says it."""
-    if len(results) == 1:
-        return {Status.PASS: "the model passes", Status.FAIL: "the model failed"}.get(
-            results[0].status, "the model could not be gated"
-        )
-    counts = {status: sum(r.status is status for r in results) for status in Status}
-    if counts[Status.PASS] == len(results):
-        return f"all {len(results)} models pass" if results else "no model to gate"
-    said = {Status.FAIL: "failed", Status.ERROR: "could not be gated", Status.PASS: "passed"}
-    parts = [f"{counts[status]} {words}" for status, words in said.items() if counts[status]]
-    parts[0] = parts[0].replace(" ", f" of {len(results)} models ", 1)  # "1 of 3 models failed"
-    return ", ".join(parts)
-
-
-def _not_smaller(candidate: Candidate, reference: Conversion | None) -> str:
-    """'; not smaller than the 3.3 KiB float32 .tflite' when quantizing made no smaller file than float32 did."""
-    if reference is None or candidate.conversion is None:
-        return ""
-    if candidate.conversion.artifact.size_bytes < reference.artifact.size_bytes:
-        return ""
-    return f"; not smaller than the {_size(reference.artifact.size_bytes)} float32 .tflite"
-
-
-def _override_toml(result: ModelResult) -> Trusted:
-    """The gate.toml lines that would accept the published candidate's failures for this model.
-
-    Trusted inside its code block: keys are the registry's, and each value one its key's kind parses
-    (a number, a flag, a dtype), so nothing in it comes from the pull request.
-    """
-    candidate, provenance = result.candidate, result.provenance
-    assert candidate is not None and provenance is not None and result.evaluation_data is not None
-    context = Context(provenance.effective_policy, result.task, result.reference)
-    sections: dict[str, list[str]] = {}
-    for key, value in relaxed_policy(candidate, context).items():
-        section, name = key.split(".", 1)
-        line = f"{name} = {_toml_value(value)}"
-        if key == "runtime.resets_state":
-            line += "  # only if the app calls interpreter.reset_all_variables() before each inference"
-        sections.setdefault(section, []).append(line)
-    if not sections:
-        return Trusted("")
-    lines = ['override_reason = "why this model may miss the policy (the report shows it)"']
-    for section, entries in sections.items():
-        lines += ["", f"[overrides.{section}]", *entries]
-    return Trusted("\n".join(lines))
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return plain(value) if isinstance(value, int | float) else json.dumps(value)
-
-
-def _deciding_samples(result: ModelResult) -> str:
-    """The note, once per model, when one or two eval samples decide the published candidate's accuracy verdict."""
-    if result.candidate is None or result.evaluation_data is None:
-        return ""
-    notes = [deciding_samples_note(check, result.evaluation_data.samples) for check in result.candidate.checks]
-    return next((note for note in notes if note), "")
-
-
-def _size(size_bytes: int) -> str:
-    return f"{size_bytes / 1024:,.1f} KiB" if size_bytes < 1024 * 1024 else f"{size_bytes / 1024 / 1024:,.2f} MiB"
-
-
-def _size_change(delta_bytes: int) -> str:
-    sign = "+" if delta_bytes > 0 else ("−" if delta_bytes < 0 else "±")
-    return sign + _size(abs(delta_bytes))
-
-
-def _macs(macs: int | None) -> str:
-    """'1.23 M', '14,052': a MAC count as the tables show it ('—' when the file could not be read)."""
-    if macs is None:
-        return "—"
-    return f"{macs:,}" if macs < 1_000_000 else f"{macs / 1e6:,.2f} M"
-
-
-def _bytes_exact(size_bytes: int) -> str:
-    """'4,032 B (3.94 KiB)': a device figure a firmware engineer copies, in bytes."""
-    return f"{size_bytes:,} B ({size_bytes / 1024:,.2f} KiB)"
-
-
-def _device_cell(device: OnDevice) -> str:
-    """The candidate table's device figures: 'arena 3.9 KiB, flash 20.1 KiB', 'SRAM 21.7 KiB, 89,900 cycles, ...'."""
-    figures = (("arena", device.arena_bytes), ("SRAM", device.sram_bytes), ("flash", device.flash_bytes))
-    parts = [f"{label} {_size(value)}" for label, value in figures if value is not None]
-    if device.npu_cycles is not None:
-        parts.append(f"{device.npu_cycles:,} NPU cycles")
-    if device.npu_ops_percent is not None:
-        parts.append(f"{device.npu_ops_percent:.1f}% of ops on the NPU")
-    if device.agreement and device.agreement.same_prediction is not None:
-        parts.append(f"{device.agreement.same_prediction:.2f}% same class as LiteRT")
-    return ", ".join(parts) or "—"
-
-
-def _agreement_text(agreement: Agreement) -> str:
-    said = (f"{agreement.differing_samples} of {agreement.samples} samples differ, by at most "
-            f"{agreement.max_steps:g} quantization steps")  # fmt: skip
-    if agreement.same_prediction is not None:
-        said += f"; the same predicted class on {agreement.same_prediction:.2f}% of them"
-    return said
-
-
-def _metric(value: float, metric: str) -> str:
-    return METRICS[metric].show(value)
-
-
-def _change(value: float, metric: str) -> str:
-    sign = "+" if value > 0 else ("−" if value < 0 else "±")
-    return f"{sign}{abs(value):.2f}" + (" pts" if METRICS[metric].change_unit == "pts" else "%")
-
-
-def _interval(interval: Interval | None, metric: str) -> str:
-    """'95% CI −4.17 to −1.11 pts' for a metric change's interval; '' when there is none."""
-    if interval is None:
-        return ""
-    unit = METRICS[metric].change_unit
-    low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in (interval.low, interval.high))
-    return f"{interval.confidence:.0%} CI {low} to {high} {unit}"
-
-
-def _steps(step_seconds: dict[str, float]) -> str:
-    """What a candidate's time went to: 'conversion 30.1 s, evaluation 2.0 s, latency 3.9 s'."""
-    return ", ".join(f"{step} {seconds:.1f} s" for step, seconds in step_seconds.items())
-
-
-def _state_text(state: State) -> str:
-    """A stateful file's two figures and what the app must do, for a table cell."""
-    judged, other = ("with", "without") if state.app_resets else ("without", "with")
-    other_figure = _metric(state.other_evaluation.value, state.other_evaluation.metric)
-    return (
-        f"{state.variable_tensors} variable tensors; judged as run {judged} a reset before each invoke"
-        f"{' (runtime.resets_state = true)' if state.app_resets else ''}, {other_figure} {other} one; the app must "
-        f"{state.app_must}"
-    )
-
-
-def _shape(shape: Sequence[int]) -> Trusted:
-    """A tensor's shape as a list, [-1, 30]: whole numbers only, so it needs no escaping."""
-    return Trusted("[" + ", ".join(str(int(dimension)) for dimension in shape) + "]")
-
-
-def _mermaid_label(text: str) -> str:
-    return '"' + "".join(ch for ch in text if ch.isalnum() or ch in "-_.") + '"'
-
-
-def _duration_change(milliseconds: float) -> str:
-    sign = "+" if milliseconds > 0 else ("−" if milliseconds < 0 else "±")
-    return sign + duration(abs(milliseconds))
-
-
-def _number(value: object) -> str:
-    if isinstance(value, tuple | list):  # as in TOML: ["int8", "int16x8"]
-        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
-    if isinstance(value, bool) or value is None:
-        return {True: "true", False: "false", None: "—"}[value]
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _figure(value: object, unit: str) -> str:
-    """A measured value or threshold with its unit, as a reviewer reads it: 3.99×, 3.1 pts, 41 µs."""
-    if unit == "ms" and isinstance(value, int | float) and not isinstance(value, bool):
-        return duration(float(value))
-    if isinstance(value, float):
-        text = f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"  # 1000 %, not 1e+03 %
-    else:
-        text = _number(value)
-    return f"{text}{'' if unit in ('', '×') else ' '}{unit}"
-
-
-def _failed_checks(checks: Sequence[CheckResult]) -> Trusted:
-    """`size.min_reduction 3.99× < 4×; …`: why a model failed, in its summary row."""
-    relation = {"min": "<", "max": ">", "equal": "≠"}  # each followed by a space: never an HTML tag
-    return Trusted(
-        "; ".join(
-            f"{escape.markdown(c.name)} {escape.markdown(_figure(c.measured, c.unit))} "
-            f"{relation[CHECKS[c.name].bound]} {escape.markdown(_figure(c.limit, c.unit))}"
-            for c in checks
-            if c.status is Status.FAIL
-        )
-    )
-
-
-def _verdict_cell(change: ModelChange) -> str:
-    base, head = change.base, change.head
-    if head is None:
-        return "removed" + (f" (was {STATUS_ICONS[base.status]} {base.status.value})" if base else "")
-    now = f"{STATUS_ICONS[head.status]} {head.status.value}"
-    return f"new: {now}" if base is None else f"{STATUS_ICONS[base.status]} {base.status.value} → {now}"
-
-
-def _size_cell(change: ModelChange) -> str:
-    base, head = change.base, change.head
-    if head is None or head.size_bytes is None:
-        return "—"
-    if base is None or base.size_bytes is None:
-        return _size(head.size_bytes)
-    return f"{_size(base.size_bytes)} → {_size(head.size_bytes)} ({_size_change(head.size_bytes - base.size_bytes)})"
-
-
-def _metric_cell(change: ModelChange, label: str) -> str:
-    base, head = change.base, change.head
-    if head is None or head.metric_value is None:
-        return "—"
-    now = f"{head.metric} {_metric(head.metric_value, head.metric)}"
-    if base is None or base.metric_value is None or base.metric != head.metric:
-        return now
-    delta = head.metric_value - base.metric_value
-    if METRICS[head.metric].change_unit == "%":  # MAE: percent of the base's
-        delta = delta / base.metric_value * 100 if base.metric_value else 0.0
-    return (
-        f"{head.metric} {_metric(base.metric_value, base.metric)} → {_metric(head.metric_value, head.metric)} "
-        f"({_change(delta, head.metric)} vs {label})"
-    )
-
-
-def _latency_cell(change: ModelChange) -> str:
-    base, head = change.base, change.head
-    if head is None or head.p50_ms is None:
-        return "—"
-    if base is None or base.p50_ms is None:
-        return duration(head.p50_ms)
-    delta = latency_change(base, head)
-    if delta is None:
-        why = "" if base.machine == head.machine else ", measured on different CPUs"
-        return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} (within noise{why})"
-    return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(delta)})"
-
-
-def _loss_chart(task: str) -> tuple[str, str]:
-    """The candidate chart's title and unit: how much worse each candidate is, in the task's own terms."""
-    metric = TASKS[task].metric
-    said = metric.said[0].upper() + metric.said[1:]
-    if metric.change_unit == "pts":
-        return f"{said} {'lost' if metric.higher_is_better else 'gained'} (points)", "points"
-    return f"{said} {'decrease' if metric.higher_is_better else 'increase'} (%)", "percent"
-
-
-def _loss(change: float, task: str) -> float:
-    return TASKS[task].loss(change)
-
-
-def _count_change(base: int, head: int, show: Callable[[int], str]) -> str:
-    """'25,600 → 26,112 (+512, +2.0%)': a count that does not move between runs, so any change is the model's."""
-    delta = head - base
-    sign = "+" if delta > 0 else "−" if delta < 0 else "±"
-    percent = f", {delta / base * 100:+.1f}%".replace("-", "−") if base else ""
-    return f"{show(base)} → {show(head)} ({sign}{show(abs(delta))}{percent})"
-
-
-def _macs_cell(change: ModelChange) -> str:
-    base, head = change.base, change.head
-    if head is None or head.macs is None:
-        return "—"
-    return _macs(head.macs) if base is None or base.macs is None else _count_change(base.macs, head.macs, _macs)
-
-
-def _device_change_cell(change: ModelChange) -> str:
-    """The target's arena (tflm) or SRAM (Ethos-U), and its NPU cycles, against the base branch's."""
-    base, head = change.base, change.head
-    if head is None:
-        return "—"
-    parts = []
-    for label, field, show in (("arena", "arena_bytes", _size), ("NPU cycles", "npu_cycles", "{:,}".format)):
-        now, was = getattr(head, field), getattr(base, field) if base else None
-        if now is not None:
-            parts.append(f"{label} {show(now) if was is None else _count_change(was, now, show)}")
-    return "; ".join(parts) or "—"
 
 
 @functools.cache  # stateless once built: templates are compiled once per process
@@ -339,16 +43,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         finalize=escape.template_value,  # every {{ }}: escaped, unless Trusted
     )
-    environment.filters.update(
-        cap=escape.capped, code=escape.code, cause=_cause, size=_size, size_change=_size_change, metric=_metric,
-        change=_change, number=_number, duration=duration, duration_change=_duration_change, figure=_figure,
-        failed_checks=_failed_checks, verdict_cell=_verdict_cell, size_cell=_size_cell, metric_cell=_metric_cell,
-        latency_cell=_latency_cell, interval=_interval, mermaid_label=_mermaid_label, shape=_shape, steps=_steps,
-        state_text=_state_text, headline=_headline, not_smaller=_not_smaller, override_toml=_override_toml,
-        deciding_samples=_deciding_samples, loss_chart=_loss_chart, loss=_loss, macs=_macs, bytes_exact=_bytes_exact,
-        device_cell=_device_cell, agreement_text=_agreement_text, macs_cell=_macs_cell,
-        device_change_cell=_device_change_cell,
-    )  # fmt: skip
+    environment.filters.update(FILTERS)
     environment.globals.update(
         icons=STATUS_ICONS, Status=Status, log_path=log_path, benchmark_path=benchmark_path, artifact=ARTIFACT_NAME,
         limits=SUMMARY_LIMITS,

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from gate import __version__
+from gate.encoding import dumps
 from gate.files import write_atomic
 from gate.layout import CHECKSUMS, COMMENT_MD, REPORT_JSON, REPORT_MD
 from gate.reporting.compare import Baseline, Comparison, compare
 from gate.reporting.markdown import COMMENT_MARKER, fit_comment, render
-from gate.results import SCHEMA_VERSION, ModelResult, Status, dumps, overall_status
+from gate.results import SCHEMA_VERSION, ModelResult, Status, overall_status
 
 
 def source() -> dict[str, str] | None:

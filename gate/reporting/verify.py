@@ -1,6 +1,6 @@
 """Check a result read back from elsewhere (a shard, a cache entry, a baseline, an artifact, a worker) before use.
 
-Validating the types (gate.results.load_result) says a result is well formed;
+Validating the types (gate.encoding.load_result) says a result is well formed;
 this says it is one gate could have written, so that nothing downstream trusts
 a string or a verdict it was merely handed:
 
@@ -32,11 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gate.encoding import InvalidResult, load_result
 from gate.gating.search import closest
 from gate.keys import Invalid, Key, Value
 from gate.layout import REPORT_JSON, artifact_path, name_problem, resolver_path, vela_path
+from gate.policy.checks import Context
 from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS
-from gate.policy.judge import Context, judge
+from gate.policy.judge import judge
 from gate.quantization.base import REFERENCE
 from gate.quantization.methods import METHODS
 from gate.readback import Refused, read_json
@@ -47,10 +49,8 @@ from gate.results import (
     Conversion,
     Evaluation,
     FileDigest,
-    InvalidResult,
     ModelResult,
     Status,
-    load_result,
     must_reset,
     overall_status,
 )

@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gate.discover import custom_object_sources, digest
+from gate.encoding import InvalidResult, dumps, load_result, to_jsonable
 from gate.environment import gate_source_digest, machine, tool_versions
 from gate.gating.pipeline import Job
 from gate.layout import log_path
 from gate.policy.judge import LATENCY_CHECKS
 from gate.readback import Missing, Refused, copy_inside, read_json
 from gate.reporting.verify import check_result
-from gate.results import FileDigest, InvalidResult, ModelResult, dumps, load_result, to_jsonable
+from gate.results import FileDigest, ModelResult
 
 ENTRY = "entry.json"
 ENTRY_VERSION = 2  # 2: the model's log is kept with the entry

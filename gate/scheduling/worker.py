@@ -1,4 +1,4 @@
-"""The worker process: gates the models the parent (gate.scheduling.run) sends it, one at a time.
+"""The worker process: gates the models the parent (gate.scheduling.scheduler) sends it, one at a time.
 
 `python -m gate.scheduling.worker CONTROL_FD EVENTS_FD` imports TensorFlow once, on its
 first model, and then gates model after model: what each model pays for the
@@ -26,10 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from gate.encoding import load_result, to_jsonable
 from gate.files import write_atomic
 from gate.gating.pipeline import Job, Reporter, encode_result, gate_model
 from gate.layout import log_path
-from gate.results import Candidate, error_result, load_result, to_jsonable
+from gate.results import Candidate, error_result
 
 
 class _Channel(Reporter):

@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from gate.encoding import InvalidResult, dumps, load_result, to_jsonable
 from gate.errors import ModelError
 from gate.keys import Invalid, Key
 from gate.quantization.base import Built, NotApplicable, Setup
 from gate.quantization.settings import CALIBRATION_SAMPLES, QAT_KEYS
-from gate.results import FileDigest, InvalidResult, dumps, load_result, to_jsonable
+from gate.results import FileDigest
 from gate.tasks import TASKS
 
 SCHEMA_VERSION = 1
@@ -186,7 +187,7 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def _read_checked(cls: type, path: Path) -> Any:
-    """A request or result file, validated like every result read back from disk (gate.results.load_result)."""
+    """A request or result file, validated like every result read back from disk (gate.encoding.load_result)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -266,7 +267,7 @@ def run_qat(
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
-        # The worker's process group: when gate.scheduling.run kills the worker (a limit, an interrupted run),
+        # The worker's process group: when gate.scheduling.scheduler kills the worker (a limit, an interrupted run),
         # this ends too.
         # The converter runs inside this process, so a kill of the process ends it.
     )

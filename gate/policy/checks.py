@@ -1,0 +1,322 @@
+"""How a policy check judges a candidate's figures, and the sentence it says about them.
+
+Each function here is the `evaluate` of one entry of gate.policy.judge.CHECKS: it takes the candidate, the
+limit the policy sets and a `Context`, and returns a verdict (status, measured figure, message); it never raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gate.keys import Kind, Value, duration, plain
+from gate.results import Candidate, CheckResult, Conversion, Evaluation, Interval, Status
+from gate.tasks import METRICS, TASKS
+
+Verdict = tuple[Status, float | str | bool | None, str]
+# When the measured drop is within this many eval samples' worth of its limit, those samples decide the verdict.
+DECIDING_SAMPLES = 2
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check may read besides the candidate: the effective policy, the task and the float32 reference."""
+
+    policy: Mapping[str, Value]
+    task: str
+    reference: Conversion | None = None  # its inputs tell which inputs are integer in the float model
+
+
+# The limit comes as the check's kind parsed it from the policy: a number for Number kinds, and so on.
+Evaluate = Callable[[Candidate, Any, Context], Verdict]
+
+
+@dataclass(frozen=True)
+class CheckDefinition:
+    """A policy check: its threshold, and how a candidate's figures are judged against it."""
+
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    evaluate: Evaluate
+    bound: str = "max"  # a failure means measured > limit ("max"), < limit ("min") or != limit ("equal")
+    better: str = ""  # what doing better on it is, as the search says it: "no later candidate is smaller than int8"
+
+
+def size_reduction(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    if context.policy["size.baseline"] == "source":
+        ratio, label = candidate.size_reduction_vs_source, "the source model file"
+    else:
+        ratio, label = candidate.size_reduction_vs_float32, "the float32 .tflite"
+    assert ratio is not None
+    status = Status.PASS if ratio >= limit else Status.FAIL
+    said = f"{ratio:.2f}× smaller than {label}" if ratio >= 1 else f"{1 / ratio:.2f}× larger than {label}"
+    float32 = candidate.size_reduction_vs_float32
+    if label != "the float32 .tflite" and float32 is not None and float32 <= 1:
+        # vs the source it can look small, optimizer state and all; what an app ships instead is the float32 file
+        larger = "no smaller than" if float32 == 1 else f"{1 / float32:.2f}× larger than"
+        said += f"{', but' if ratio >= 1 else ' and'} {larger} the float32 .tflite"
+    said = f"{said} (need ≥ {plain(limit)}×)"
+    if status is Status.FAIL and limit <= INT8_CEILING and float32 is not None and float32 >= 3:
+        said += _beyond_int8(float32, ratio, against_source=label != "the float32 .tflite")
+    return status, round(ratio, 3), said
+
+
+# int8 stores a weight in a quarter of float32's bytes: no int8 file is more than 4× smaller than its float32 weights.
+INT8_CEILING = 4.0
+
+
+def _beyond_int8(vs_float32: float, ratio: float, *, against_source: bool) -> str:
+    """Why a file of int8 weights falls short of a threshold at int8's ceiling, and the policy that passes it."""
+    made_of = (
+        ": int8 weights are a quarter of float32 ones, but biases stay int32 and the file has fixed overhead, so "
+        f"against float32 weights alone int8 lands below {plain(INT8_CEILING)}×"
+    )
+    reach = rounded_limit(vs_float32, up=False)
+    if not against_source:
+        return f"{made_of}. What passes: `min_reduction = {plain(reach)}` under `[size]`, what this file reaches"
+    return (
+        f"{made_of}, and the source is {ratio / vs_float32:.2f}× the float32 .tflite: float32 weights, no "
+        'optimizer state (which roughly triples a trained Keras file). What passes: `baseline = "float32_tflite"` '
+        f"and `min_reduction = {plain(reach)}` under `[size]` (this file is {vs_float32:.3f}× smaller than the float32 "
+        ".tflite), or the source saved with its optimizer state"
+    )
+
+
+def _decided(estimate: float, interval: Interval | None, context: Context) -> tuple[float, str]:
+    """What a metric check compares with its limit: the estimate, or a bound of its interval (statistics.decide_on)."""
+    decide_on = str(context.policy.get("statistics.decide_on", "estimate"))
+    if decide_on == "estimate" or interval is None:
+        return estimate, ""
+    ends = (interval.low, interval.high)
+    value = (max(ends) if decide_on == "upper_bound" else min(ends)) + 0.0  # -0.0 (no change) → 0.0
+    return value, f"; judged on the {decide_on.replace('_', ' ')} of its interval, {value:.2f}"
+
+
+def _interval_text(value: float, interval: Interval | None, unit: str) -> str:
+    """' (95% CI 0.50 to 3.50 pts)': the interval of what _moved says, of `value` (a drop, a rise) or, when it is
+    negative, of its opposite (the rise, the fall)."""
+    if interval is None:
+        return ""
+    ends = (interval.low, interval.high) if value >= 0 else (-interval.high, -interval.low)
+    low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in ends)
+    return f" ({interval.confidence:.0%} CI {low} to {high} {unit})"
+
+
+def _moved(name: str, change: float, unit: str, *, up: str, down: str) -> str:
+    """'accuracy dropped 1.85 pts', 'accuracy rose 1.85 pts', 'MAE did not change': as a person says it."""
+    if change == 0:
+        return f"{name} did not change"
+    return f"{name} {up if change > 0 else down} {abs(change):.2f}{unit}"
+
+
+def _judged_by(task: str) -> str:
+    """The check that judges a task's metric ('' for a result that names no task: an error)."""
+    return TASKS[task].policy_key if task in TASKS else ""
+
+
+def _not_judging(check: str, context: Context) -> Verdict | None:
+    """SKIP when `check` does not judge this model's task: it says which tasks it judges and which check does."""
+    if _judged_by(context.task) == check:
+        return None
+    judged = [task for task in TASKS.values() if task.policy_key == check]
+    said = judged[0].metric.said if judged else check
+    tasks = " and ".join(task.name for task in judged)
+    return Status.SKIP, None, f"task is {context.task}: {said} applies to {tasks} (see {_judged_by(context.task)})"
+
+
+def points_drop(check: str, candidate: Candidate, limit: float, context: Context) -> Verdict:
+    """A drop in points of a metric where higher is better (accuracy, AUC); `check` is bound in CHECKS."""
+    if skipped := _not_judging(check, context):
+        return skipped
+    assert candidate.metric_change is not None
+    # Rounded so that a drop of exactly the limit passes, as the README promises: 281/300 - 278/300 is
+    # 1.0000000000000036 in floating point. No eval set is large enough for 1e-9 points to matter.
+    drop = round(-candidate.metric_change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
+    ci = candidate.metric_change_interval
+    interval = dataclasses.replace(ci, low=-ci.high, high=-ci.low) if ci else None  # of the drop
+    decided, how = _decided(drop, interval, context)
+    status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
+    moved = _moved(TASKS[context.task].metric.said, drop, " pts", up="dropped", down="rose")
+    shown = _interval_text(drop, interval, "pts")
+    return status, round(drop, 4), f"{moved}{shown} (allowed drop ≤ {plain(limit)}){how}"
+
+
+def deciding_samples_note(check: CheckResult, eval_samples: int) -> str:
+    """A note when one or two eval samples decide the accuracy check's verdict (the report shows it once per model)."""
+    if check.name != "accuracy.max_drop" or check.status is Status.SKIP or not eval_samples:
+        return ""
+    per_sample = 100 / eval_samples
+    assert isinstance(check.measured, float | int) and isinstance(check.limit, float | int)
+    # Exactly two samples decide too; measured is the drop rounded to 4 decimals (up to 0.00005 pts off): with 300
+    # samples a drop 2 samples above the limit, 1.6667 for 1.66666..., is 2.0001 samples away.
+    if abs(check.measured - check.limit) > DECIDING_SAMPLES * per_sample + 0.00005:
+        return ""
+    return (
+        f"with {eval_samples} eval samples one sample is {per_sample:.2f} pts, and the accuracy drop "
+        f"({check.measured:.2f} pts) is within {DECIDING_SAMPLES} samples of its limit ({plain(check.limit)} pts): "
+        f"one or two samples decide this {check.status.value}; add eval data to resolve it"
+    )
+
+
+def mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    if skipped := _not_judging("mae.max_increase", context):
+        return skipped
+    assert candidate.metric_change is not None
+    increase = round(candidate.metric_change, 9) + 0.0  # as for the accuracy drop
+    interval = candidate.metric_change_interval
+    decided, how = _decided(increase, interval, context)
+    status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
+    moved = _moved("MAE", increase, "%", up="rose", down="fell")
+    shown = _interval_text(increase, interval, "%")
+    return status, round(increase, 4), f"{moved}{shown} of the float model's (allowed rise ≤ {plain(limit)}%){how}"
+
+
+def dtype_check(side: str, candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    """`side` is "inputs" or "outputs" (bound with functools.partial in CHECKS)."""
+    assert candidate.conversion is not None
+    tensors = getattr(candidate.conversion, side)
+    # An input that is integer in the float model (token ids) stays integer in every .tflite: not quantizable.
+    fixed = {t.name for t in getattr(context.reference, side, ()) if t.dtype.startswith(("int", "uint"))}
+    judged = [t for t in tensors if t.name not in fixed]
+    measured = ",".join(sorted({t.dtype for t in tensors}))
+    if not judged:
+        return (
+            Status.SKIP,
+            measured,
+            f"every {side[:-1]} is an integer tensor in the float model ({measured}), which quantization leaves as "
+            "it is",
+        )
+    wrong = [f"{t.name} is {t.dtype}" for t in judged if t.dtype != limit]
+    note = f" ({', '.join(sorted(fixed))} stay integer, as in the float model)" if fixed else ""
+    if wrong:
+        return Status.FAIL, measured, f"{side[:-1]} must be {limit}: " + "; ".join(wrong) + note
+    return Status.PASS, measured, f"every {side[:-1]} is {limit}{note}"
+
+
+def integer_only(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    assert candidate.conversion is not None
+    float_ops = candidate.conversion.float_ops
+    if not limit:
+        return Status.SKIP, None, "the policy does not require integer-only ops"
+    if float_ops:
+        return Status.FAIL, False, "ops with float tensors: " + ", ".join(float_ops)
+    return Status.PASS, True, "every op runs on integer tensors"
+
+
+def stateless(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    assert candidate.conversion is not None
+    state = candidate.conversion.state
+    if not limit:
+        return Status.SKIP, None, "the policy does not require a file that keeps no state between invokes"
+    if state is None:
+        return Status.PASS, "stateless", "keeps no state between invokes: each inference depends on its input alone"
+    judged, other = candidate.conversion.evaluation, state.other_evaluation
+    if state.app_resets:
+        return (
+            Status.PASS,
+            "stateful, reset by the app",
+            f"keeps state between invokes in {state.variable_tensors} variable tensors; the policy says the app "
+            "calls interpreter.reset_all_variables() before each inference (runtime.resets_state = true), and the "
+            f"figures were measured so ({score_text(judged)}; {score_text(other)} without resets)",
+        )
+    return (
+        Status.FAIL,
+        "stateful",
+        f"keeps state between invokes in {state.variable_tensors} variable tensors: run one sample per invoke "
+        f"without a reset, as an app that does not know runs it, it scores {score_text(judged)} "
+        f"({score_text(other)} with interpreter.reset_all_variables() before each inference); if your app resets "
+        "it, say so with runtime.resets_state = true",
+    )
+
+
+def score_text(evaluation: Evaluation) -> str:
+    """'accuracy 97.22%', 'mae 0.0123': a figure as the messages and the release notes say it."""
+    return f"{evaluation.metric} {METRICS[evaluation.metric].show(evaluation.value)}"
+
+
+def latency_budget(percentile: str, candidate: Candidate, limit: float, context: Context) -> Verdict:
+    """`percentile` is "p50" or "p95" (bound with functools.partial in CHECKS)."""
+    assert candidate.conversion is not None
+    latency = candidate.conversion.latency
+    if latency is None:
+        return Status.SKIP, None, "latency was not measured"
+    value = getattr(latency, f"{percentile}_ms")
+    status = Status.PASS if value <= limit else Status.FAIL
+    return (
+        status,
+        round(value, 6),
+        f"{percentile} {duration(value)} at batch 1, {latency.threads} thread(s) (budget ≤ {duration(limit)})",
+    )
+
+
+def speedup(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    if candidate.speedup is None:
+        return Status.SKIP, None, "latency was not measured"
+    status = Status.PASS if candidate.speedup >= limit else Status.FAIL
+    return (
+        status,
+        round(candidate.speedup, 3),
+        f"{candidate.speedup:.2f}× faster than float32 at p50 (need ≥ {plain(limit)}×)",
+    )
+
+
+def _device_figure(candidate: Candidate, figures: dict[str, str]) -> tuple[str, float | None]:
+    """The first of `figures` (OnDevice field -> what it is called) the candidate's device measured, and its value."""
+    assert candidate.conversion is not None
+    device = candidate.conversion.device
+    for figure, what in figures.items():
+        if device is not None and (value := getattr(device, figure)) is not None:
+            return what, value
+    return "", None
+
+
+def _unmeasured(what: str, context: Context) -> Verdict:
+    target = context.policy.get("target.runtime", "litert")
+    return Status.SKIP, None, f"the target ({target}) measures no {what}: see docs/targets.md for the targets that do"
+
+
+def device_bytes(figures: dict[str, str], candidate: Candidate, limit: float, context: Context) -> Verdict:
+    """`figures`: the byte figures of OnDevice the check reads, the first measured one (bound with partial)."""
+    what, measured = _device_figure(candidate, figures)
+    if measured is None:
+        return _unmeasured(" or ".join(figures.values()), context)
+    kib = measured / 1024
+    status = Status.PASS if kib <= limit else Status.FAIL
+    return status, round(kib, 3), f"{what} {measured:,} bytes = {kib:.2f} KiB (budget ≤ {plain(limit)} KiB)"
+
+
+def npu_ops(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    _what, share = _device_figure(candidate, {"npu_ops_percent": "share of operators on the NPU"})
+    if share is None:
+        return _unmeasured("NPU share", context)
+    device = candidate.conversion.device  # type: ignore[union-attr]
+    on_cpu = ", ".join(sorted({f.operator for f in device.cpu_fallbacks}))  # type: ignore[union-attr]
+    said = f"{share:.1f}% of the operators run on the NPU" + (f" (on the CPU: {on_cpu})" if on_cpu else "")
+    return Status.PASS if share >= limit else Status.FAIL, round(share, 3), f"{said} (need ≥ {plain(limit)}%)"
+
+
+def npu_time(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    _what, milliseconds = _device_figure(candidate, {"inference_ms": "NPU inference time"})
+    if milliseconds is None:
+        return _unmeasured("NPU inference time", context)
+    device = candidate.conversion.device  # type: ignore[union-attr]
+    if not device.npu_ops_percent:  # type: ignore[union-attr]
+        # Vela estimates the NPU's part only: with nothing on the NPU it says 0 ms, which is no pass.
+        return Status.SKIP, None, "nothing runs on the NPU, so Vela estimates no inference time (0% on the NPU)"
+    status = Status.PASS if milliseconds <= limit else Status.FAIL
+    part = "" if device.npu_ops_percent == 100 else ", the NPU's part only"  # type: ignore[union-attr]
+    return status, round(milliseconds, 6), f"Vela estimates {duration(milliseconds)}{part} (budget ≤ {duration(limit)})"
+
+
+def rounded_limit(value: float, *, up: bool) -> float | int:
+    """`value` to 3 significant digits, rounded up or down; a whole number as an int (as TOML writes it)."""
+    if value <= 0:
+        return 0
+    step = 10 ** (math.floor(math.log10(value)) - 2)
+    rounded = round((math.ceil if up else math.floor)(round(value / step, 6)) * step, 10)
+    return int(rounded) if float(rounded).is_integer() else rounded
