@@ -41,7 +41,12 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_judge.py",
         "tests/test_search.py::test_a_candidate_that_cannot_meet_a_hard_requirement_is_skipped_untried",
     ),
-    "gate/policy/checks.py": ("tests/test_judge.py",),
+    "gate/policy/checks.py": (
+        "tests/test_judge.py",
+        "tests/test_tflm.py::test_memory_checks_judge_the_device_figures_in_kib",
+        "tests/test_tflm.py::test_memory_checks_skip_on_litert_saying_which_target_measures_them",
+        "tests/test_ethos_u.py::test_the_inference_time_check_skips_when_nothing_runs_on_the_npu",
+    ),
     "gate/ci/plan.py": (
         "tests/test_plan.py",
         "tests/test_workflows.py::test_what_the_workflows_install_from_is_gate_itself_to_plan_and_to_the_"
@@ -57,7 +62,12 @@ MODULES: dict[str, tuple[str, ...]] = {
         "--deselect=tests/test_comment.py::test_gate_comment_imports_only_what_its_workflow_installs",
     ),
     "gate/readback.py": ("tests/test_readback.py", "tests/test_attacks.py"),
-    "gate/reporting/verify.py": ("tests/test_verify.py", "tests/test_attacks.py", "tests/test_results.py"),
+    "gate/reporting/verify.py": (
+        "tests/test_verify.py",
+        "tests/test_attacks.py",
+        "tests/test_results.py",
+        "tests/test_target_results.py",
+    ),
 }
 
 # A mutant whose tests run out of time is caught too: a test that does not end fails the suite (e.g. one
