@@ -15,6 +15,8 @@ from gate.reporting.verify import check_result
 from gate.results import FileDigest, ModelResult, OnDevice
 from gate.targets import TARGET_NAMES as TARGETS
 
+EVALUATION = model_result().candidates[0].conversion.evaluation
+
 
 def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
     """`result` measured on a device target (tflm unless `figures` say): its published conversion's MAC count and
@@ -63,10 +65,15 @@ def test_the_comparison_shows_npu_cycles_as_deltas() -> None:
         ({"files": (FileDigest("artifacts/other.int8.ops.h", 10, "ab" * 32),)}, "is not one of"),
         ({"target": "litert"}, "device.target: 'litert' is not a device target"),
         ({"target": "tpu"}, "device.target: 'tpu' is not a device target"),
+        ({"target": "t" * 60}, f"device.target: {'t' * 50!r} is not a device target"),
+        ({"files": (FileDigest("a" * 100, 10, "ab" * 32),)}, f"device.files[0].path: {'a' * 80!r} is not one of"),
         ({"arena_bytes": -16}, "device.arena_bytes: -16 is not a size"),
         ({"npu_ops_percent": 101.0}, "device.npu_ops_percent: 101.0 is not a percentage"),
         # measured where its policy says, with that target's figures and file (found by an attack)
         ({"arena_bytes": None}, "device: a file measured on tflm has arena_bytes"),
+        ({"arena_bytes": None, "flash_bytes": None}, "device: a file measured on tflm has arena_bytes and flash_bytes"),
+        ({"litert_evaluation": dataclasses.replace(EVALUATION, value=100.5)},
+         "device.litert_evaluation.value: out of the range of its metric"),
         ({"files": ()}, "device.files: a file measured on tflm publishes 'artifacts/digits.int8.ops.h' alone"),
         ({"files": (FileDigest("artifacts/digits.int8.vela.tflite", 10, "ab" * 32),)},
          "device.files: a file measured on tflm publishes 'artifacts/digits.int8.ops.h' alone"),
@@ -80,6 +87,18 @@ def test_device_figures_read_back_are_checked_and_their_files_are_the_layouts(ch
         check_result(on_device(model_result(), macs=10, **change))
     check_result(on_device(model_result(), macs=10))
     check_result(on_device(model_result(), macs=10, target="ethos-u55-128"))
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        # Nothing of the file runs on the NPU: Vela places 0% there, in 0 cycles, 0 ms and 0 bytes of SRAM.
+        {"target": "ethos-u55-128", "sram_bytes": 0, "npu_cycles": 0, "inference_ms": 0.0, "npu_ops_percent": 0.0},
+        {"litert_evaluation": EVALUATION},  # LiteRT's figure beside the device's
+    ],
+)
+def test_device_figures_of_zero_and_litert_figure_beside_are_accepted(figures) -> None:
+    check_result(on_device(model_result(), macs=0, **figures))
 
 
 def test_a_result_is_refused_unless_measured_where_its_policy_says() -> None:

@@ -13,11 +13,13 @@ from collections.abc import Callable
 import pytest
 from factories import COMPARISON, DEFAULT_POLICY, PASSED, candidate, model_result, stateful
 
+from gate.encoding import dumps
 from gate.gating.search import closest
 from gate.policy.checks import Context
 from gate.policy.judge import judge
-from gate.reporting.compare import ModelChange
-from gate.reporting.verify import check_comparison, check_result
+from gate.reporting.compare import Baseline, ModelChange
+from gate.reporting.report import report_json
+from gate.reporting.verify import check_comparison, check_result, load_baseline
 from gate.results import (
     Candidate,
     Conversion,
@@ -153,6 +155,7 @@ ACCEPTED = {
     "a_candidate_skipped_untried": also(ALPHA, UNBUILT_SKIP),
     "two_candidates_the_first_passing": also(ALPHA, FLOAT16),
     "artifact_of_one_byte": model_result("alpha", size_bytes=1),
+    "graph_of_no_multiply_accumulate": built(ALPHA, macs=0),
     "empty_input_file": provenance(ALPHA, inputs=(FileDigest("__init__.py", 0, "e3" * 32),)),
     # Figures a reader computes again may differ in their last bits: 0.0 recorded as 1e-10 is the same change.
     "metric_change_within_rounding": first(model_result("alpha", accuracy=96.0), metric_change=1e-10),
@@ -245,6 +248,8 @@ REFUSED = {
         artifact(ALPHA, path="artifacts/beta.int8.tflite"),
         "candidates[0].conversion.artifact.path: 'artifacts/beta.int8.tflite' is not 'artifacts/alpha.int8.tflite'",
     ),
+    "negative_mac_count": (built(ALPHA, macs=-1), "candidates[0].conversion.macs: -1 is not a count"),
+    "built_without_a_task": (replace(ALPHA, task=""), "candidates[0]: built, but the result names no task"),
     "empty_artifact": (
         artifact(ALPHA, size_bytes=0),
         "candidates[0].conversion.artifact.size_bytes: a .tflite file is not empty",
@@ -324,6 +329,8 @@ def test_a_result_gate_could_not_have_written_is_refused_naming_the_field(name) 
         # A spread of 0 (every timed round alike) or under a millisecond is one gate measures.
         (replace(COMPARISON, changes=(ModelChange("alpha", replace(PASSED, p50_spread_ms=0.0), None),)), ""),
         (replace(COMPARISON, changes=(ModelChange("alpha", None, replace(PASSED, p50_spread_ms=0.5)),)), ""),
+        # A graph without multiply-accumulates, and an Ethos-U file that needs no SRAM, are counted as 0.
+        (replace(COMPARISON, changes=(ModelChange("alpha", replace(PASSED, macs=0, arena_bytes=0), None),)), ""),
         (replace(COMPARISON, base_commit="", planned_base="c3" * 20), ""),
         (replace(COMPARISON, base_commit="x" * 60), f"base_commit: {'x' * 50!r} is not a commit's full SHA"),
         (replace(COMPARISON, planned_base="main"), "planned_base: 'main' is not a commit's full SHA"),
@@ -339,8 +346,41 @@ def test_a_result_gate_could_not_have_written_is_refused_naming_the_field(name) 
             replace(COMPARISON, changes=(ModelChange("alpha", None, replace(PASSED, metric="f1")),)),
             "changes[0]: method 'int8' or metric 'f1' is unknown",
         ),
+        (
+            replace(COMPARISON, changes=(ModelChange("alpha", None, replace(PASSED, macs=-1)),)),
+            "changes[0]: a MAC count or arena size is negative",
+        ),
         (replace(COMPARISON, unchanged=("beta", "a/b")), "unchanged[1]: 'a/b' is not a folder name"),
     ],
 )
 def test_a_comparison_names_only_models_methods_and_commits(comparison, message) -> None:
     assert problem(check_comparison, comparison) == message
+
+
+@pytest.mark.parametrize(
+    ("source", "label", "commit"),
+    [
+        ({"commit": "3f" * 20, "ref": "main"}, "main@3f3f3f3", "3f" * 20),
+        ({"commit": "3f" * 20, "ref": ""}, "base@3f3f3f3", "3f" * 20),
+        # Not a full SHA (a forged or older report): no commit to compare with, and none in its name.
+        ({"commit": "3f3f3f3", "ref": "main"}, "main", ""),
+        (None, "base", ""),  # written outside GitHub Actions
+    ],
+)
+def test_a_baseline_is_named_by_the_branch_and_commit_it_records(tmp_path, source, label, commit) -> None:
+    document = report_json([ALPHA])
+    document["source"] = source
+    (tmp_path / "baseline.json").write_text(dumps(document))
+    warnings: list[str] = []
+    assert load_baseline(tmp_path / "baseline.json", warn=warnings.append) == Baseline(label, commit, {"alpha": ALPHA})
+    assert warnings == []
+
+
+def test_a_baseline_that_is_not_a_report_is_ignored_with_one_warning(tmp_path) -> None:
+    (tmp_path / "baseline.json").write_text("[]")
+    warnings: list[str] = []
+    assert load_baseline(tmp_path / "baseline.json", warn=warnings.append) is None
+    assert warnings == [
+        "gate: warning: ignoring the baseline: baseline.json: expected a JSON object, got list; the report shows no "
+        "changes against the base branch"
+    ]
