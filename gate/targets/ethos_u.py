@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from gate.errors import ModelError
 from gate.results import CpuFallback, Latency, OnDevice
 from gate.targets import litert
-from gate.targets.base import ETHOS_U_ACCELERATORS, Measured, Timing
+from gate.targets.base import ETHOS_U_ACCELERATORS, TARGET_FIGURES, Measured, Timing
 from gate.targets.graph import GraphError, read_graph
 
 if TYPE_CHECKING:
@@ -166,6 +166,7 @@ class EthosU:
 
     def __init__(self, accelerator: str) -> None:
         self.name = accelerator
+        self.figures = TARGET_FIGURES[accelerator]
         self.description = (
             f"Arm {accelerator} (Vela {_vela_version()}): SRAM, flash, NPU cycles and inference time as Vela "
             "estimates them, the share of operators on the NPU and every CPU fallback with Vela's reason; the metric "
