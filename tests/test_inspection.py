@@ -124,6 +124,7 @@ FUZZ = settings(
 )
 
 
+@pytest.mark.slow  # a fuzzer: 150 drawn configs, as tests/test_properties.py
 @FUZZ
 @given(config=JSON_VALUES)
 def test_any_json_config_gives_an_inspection_or_a_model_error(tmp_path, config) -> None:

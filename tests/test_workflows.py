@@ -394,6 +394,7 @@ def test_the_tool_release_builds_attests_and_publishes_on_its_own_tags() -> None
     assert attest["with"] == {"subject-checksums": "dist/SHA256SUMS"}
 
 
+@pytest.mark.slow  # end to end: the workflow's step in bash, gate in a process of its own
 def test_the_plan_step_plans_the_models_folder_it_is_given(tmp_path) -> None:
     repo = tmp_path / "repo"
     (repo / "ml" / "models" / "kws").mkdir(parents=True)
@@ -529,6 +530,7 @@ def download(shards: list[tuple[str, Path]], path: Path) -> None:
         shutil.copytree(folder, path if len(shards) == 1 else path / name)
 
 
+@pytest.mark.slow  # end to end: the workflow's step in bash, gate in a process of its own
 @pytest.mark.parametrize("count", [1, 2, 5])
 def test_the_merge_step_merges_the_shards_as_download_artifact_lays_them_out(tmp_path, count) -> None:
     names = [f"model_{index}" for index in range(count)]
