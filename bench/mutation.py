@@ -93,8 +93,12 @@ print(json.dumps(found))
 
 def copy_repository(target: Path) -> None:
     """The work tree as it is (committed or not, without what git ignores), copied to `target`."""
-    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                             capture_output=True, check=True).stdout.decode()  # fmt: skip
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     for name in filter(None, listing.split("\0")):
         source = REPO / name
         if source.is_file() and not name.startswith("models/"):
@@ -177,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             by_timeout = f" ({timeouts} by a timeout)" if timeouts else ""
             score = f"score {killed / len(mutants):.1%}"
             equivalent = sum(1 for why in known.values() if why)
-            print(f"{module}: {killed} of {len(mutants)} mutants killed{by_timeout}, {score}; "
-                  f"{len(survivors)} survived, {equivalent} of them reviewed as equivalent")  # fmt: skip
+            print(
+                f"{module}: {killed} of {len(mutants)} mutants killed{by_timeout}, {score}; "
+                f"{len(survivors)} survived, {equivalent} of them reviewed as equivalent"
+            )
             for name, mutant in survivors.items():
                 why = known[name]
                 unreviewed += not why

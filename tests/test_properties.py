@@ -188,8 +188,9 @@ def test_loaded_inputs_hold_exactly_the_stored_values_or_are_refused(tmp_path: P
     path = tmp_path / "eval.npz"
     np.savez(path, **contents)
     try:
-        data = load_dataset(path, model_folder=tmp_path, inputs=specs, task="classification", output_width=10,
-                            need_labels=True)  # fmt: skip
+        data = load_dataset(
+            path, model_folder=tmp_path, inputs=specs, task="classification", output_width=10, need_labels=True
+        )
     except ModelError as error:
         assert str(error).startswith(f"{path}: x")
         return

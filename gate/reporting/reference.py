@@ -67,8 +67,10 @@ def method_reference() -> str:
 
 def task_reference() -> str:
     """The tasks a manifest's `task` can name, from TASKS (docs/tasks.md shows it; a test keeps the page in sync)."""
-    rows = ["| `task` | Metric | `y` in eval.npz | Judged by | Quantization-aware training | Meaning |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| `task` | Metric | `y` in eval.npz | Judged by | Quantization-aware training | Meaning |",
+        "|---|---|---|---|---|---|",
+    ]
     for task in TASKS.values():
         qat = f"trains on `y` ({task.qat_loss})" if task.qat_loss else "skipped: no labels it can train on"
         rows.append(

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 # The Ethos-U configurations, as Vela 5.2.0's --accelerator-config names them (tests/test_ethos_u.py asks Vela).
+# fmt: skip: a row per NPU family.
 ETHOS_U_ACCELERATORS = (
     "ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256",
     "ethos-u65-256", "ethos-u65-512",
