@@ -11,7 +11,7 @@ from gate.figures import FIGURES
 from gate.keys import Number
 from gate.policy.checks import CheckDefinition, Context
 from gate.policy.judge import CHECKS
-from gate.results import OnDevice, Status
+from gate.results import CpuFallback, OnDevice, Status
 from gate.targets.base import TARGET_FIGURES
 
 
@@ -86,3 +86,37 @@ def test_a_new_figure_check_is_one_entry_with_no_evaluation_of_its_own() -> None
 def test_the_arena_check_reads_the_figure_the_target_measures(target, figures, expected) -> None:
     context = Context({"target.runtime": target}, "classification")
     assert CHECKS["memory.max_arena_kib"].evaluate(on_device(target, **figures), 64, context) == expected
+
+
+def test_a_limit_is_said_in_the_figures_unit() -> None:
+    """A latency limit under a millisecond in µs, as the measured one; a percent with no space, as "80.0%"."""
+    context = Context({"target.runtime": "litert"}, "classification")
+    assert CHECKS["latency.max_p50_ms"].evaluate(candidate(), 0.5, context) == (
+        Status.FAIL,
+        1.0,
+        "p50 1 ms at batch 1, 1 thread(s) (budget ≤ 500 µs)",
+    )
+    built = on_device("ethos-u55-128", npu_ops_percent=80.0, cpu_fallbacks=(CpuFallback("TOPK_V2", "t", "why"),))
+    npu = Context({"target.runtime": "ethos-u55-128"}, "classification")
+    assert CHECKS["npu.min_ops_on_npu"].evaluate(built, 100, npu) == (
+        Status.FAIL,
+        80.0,
+        "80.0% of the operators run on the NPU (on the CPU: TOPK_V2) (need ≥ 100%)",
+    )
+
+
+def test_a_policy_that_names_no_target_is_judged_on_litert() -> None:
+    assert CHECKS["memory.max_arena_kib"].evaluate(candidate(), 64, Context({}, "classification")) == (
+        Status.SKIP,
+        None,
+        "the target (litert) measures no tensor arena or SRAM: tflm and the Ethos-U targets do (see docs/targets.md)",
+    )
+
+
+def test_a_file_exactly_three_times_smaller_than_float32_is_told_what_int8_can_reach() -> None:
+    """The int8 explanation starts at 3× against float32 (a file that far along is int8 weights)."""
+    at_three = dataclasses.replace(candidate(), size_reduction_vs_float32=3.0)
+    context = Context({"size.baseline": "float32_tflite"}, "classification")
+    status, measured, message = CHECKS["size.min_reduction"].evaluate(at_three, 4.0, context)
+    assert (status, measured) == (Status.FAIL, 3.0)
+    assert message.endswith("What passes: `min_reduction = 3` under `[size]`, what this file reaches")

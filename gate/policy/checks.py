@@ -82,7 +82,7 @@ def amount(value: float, unit: str) -> str:
 def unmeasured(figures: tuple[str, ...], context: Context) -> str:
     """Why none of `figures` was measured: the target measures none of them (and which ones do), or not this time."""
     target = str(context.policy.get("target.runtime", DEFAULT_TARGET))
-    added = [name for name in figures if name in TARGET_FIGURES.get(target, ())]
+    added = [name for name in figures if name in TARGET_FIGURES[target]]  # a policy names a target of TARGET_NAMES
     measured_by = measured_on(figures)
     if measured_by and not added:
         said = " or ".join(FIGURES[name].said for name in figures)
@@ -167,8 +167,8 @@ def _not_judging(check: str, context: Context) -> Verdict | None:
     """SKIP when `check` does not judge this model's task: it says which tasks it judges and which check does."""
     if _judged_by(context.task) == check:
         return None
-    judged = [task for task in TASKS.values() if task.policy_key == check]
-    said = judged[0].metric.said if judged else check
+    judged = [task for task in TASKS.values() if task.policy_key == check]  # a metric check judges a task or more
+    said = judged[0].metric.said
     tasks = " and ".join(task.name for task in judged)
     return Status.SKIP, None, f"task is {context.task}: {said} applies to {tasks} (see {_judged_by(context.task)})"
 
