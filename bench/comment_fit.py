@@ -32,8 +32,9 @@ def results(count: int) -> list:
         result = model_result(f"model_{index:04d}", accuracy=80.0 if index % 7 == 0 else 95.0, overrides=overrides)
         if index == 0:
             reason = "a reason, " * 7_300  # 73,000 characters
-            result = dataclasses.replace(result, provenance=dataclasses.replace(result.provenance,
-                                                                                override_reason=reason))  # fmt: skip
+            result = dataclasses.replace(
+                result, provenance=dataclasses.replace(result.provenance, override_reason=reason)
+            )
         made.append(result)
     return made
 

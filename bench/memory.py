@@ -78,9 +78,21 @@ def main() -> int:
         build_model(folder)
         size = (folder / "model.keras").stat().st_size
         gate_peak, gate_seconds, _ = peak_rss(
-            [sys.executable, "-P", "-m", "gate.cli", "check", "--no-cache", "-j", "1", "--out", str(root / "out"),
-             str(folder)], root,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "gate.cli",
+                "check",
+                "--no-cache",
+                "-j",
+                "1",
+                "--out",
+                str(root / "out"),
+                str(folder),
+            ],
+            root,
+        )
         bare_peak, bare_seconds, bare_output = peak_rss(
             [sys.executable, str(REPO / "bench" / "bare_work.py"), str(folder)], REPO
         )

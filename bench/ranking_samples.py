@@ -54,19 +54,29 @@ def main() -> None:
                 rankings[samples] = ranking.rank_layers(saved_model, calibration, samples)
                 seconds = time.perf_counter() - start
                 ranked = rankings[samples]
-                kept = fallback.convert_selective(saved_model, calibration, keep_float=[x.tensor for x in ranked[:2]],
-                                                   input_dtype="float32", output_dtype="float32")  # fmt: skip
-                print(f"{model_name} ({len(ranked)} ops), {samples:>3} samples: {seconds:5.1f} s; top {TOP}: "
-                      f"{', '.join(layer.name for layer in ranked[:TOP])}; 2 float: "
-                      f"{accuracy(kept, x_eval, y_eval, input_name):.2f}%", flush=True)  # fmt: skip
+                kept = fallback.convert_selective(
+                    saved_model,
+                    calibration,
+                    keep_float=[x.tensor for x in ranked[:2]],
+                    input_dtype="float32",
+                    output_dtype="float32",
+                )
+                print(
+                    f"{model_name} ({len(ranked)} ops), {samples:>3} samples: {seconds:5.1f} s; top {TOP}: "
+                    f"{', '.join(layer.name for layer in ranked[:TOP])}; 2 float: "
+                    f"{accuracy(kept, x_eval, y_eval, input_name):.2f}%",
+                    flush=True,
+                )
             full = [layer.name for layer in rankings[SAMPLES[-1]]]
             for samples in SAMPLES[:-1]:
                 names = [layer.name for layer in rankings[samples]]
                 top = min(TOP, len(full))
                 same_top = len(set(names[:top]) & set(full[:top]))
                 moved = sum(a != b for a, b in zip(names, full, strict=True))
-                print(f"  {samples:>3} samples against 200: {same_top} of the top {top} the same, "
-                      f"{moved} of {len(full)} ops at another place")  # fmt: skip
+                print(
+                    f"  {samples:>3} samples against 200: {same_top} of the top {top} the same, "
+                    f"{moved} of {len(full)} ops at another place"
+                )
 
 
 if __name__ == "__main__":

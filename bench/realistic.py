@@ -155,16 +155,20 @@ def main() -> int:
             folder = Path(tmp) / "models" / name
             subprocess.run([sys.executable, __file__, "--build", name, str(folder)], check=True, capture_output=True)
             source_mb = (folder / "model.keras").stat().st_size / 2**20
-            print(f"\n{name}: {case.architecture} {case.side}×{case.side}, {source_mb:.1f} MiB .keras, "
-                  f"{case.eval_samples} eval / {case.calibration_samples} calibration samples")  # fmt: skip
+            print(
+                f"\n{name}: {case.architecture} {case.side}×{case.side}, {source_mb:.1f} MiB .keras, "
+                f"{case.eval_samples} eval / {case.calibration_samples} calibration samples"
+            )
             before = load()
             gate = measured([sys.executable, "-P", "-m", "gate.cli", "check", "--no-cache", "--out", "out"], Path(tmp))
             bare = measured([sys.executable, str(REPO / "bench" / "bare_work.py"), str(folder)], REPO)
             print(f"  ({before} before, {load()} after)")
             print(f"  gate check --no-cache   {gate.seconds:7.1f} s  {gate.peak_bytes / 2**30:5.2f} GiB")
             print(f"  bare work               {bare.seconds:7.1f} s  {bare.peak_bytes / 2**30:5.2f} GiB")
-            print(f"  gate / bare work        {gate.seconds / bare.seconds:7.2f} ×  "
-                  f"{gate.peak_bytes / bare.peak_bytes:5.2f} ×")  # fmt: skip
+            print(
+                f"  gate / bare work        {gate.seconds / bare.seconds:7.2f} ×  "
+                f"{gate.peak_bytes / bare.peak_bytes:5.2f} ×"
+            )
             for stage, peak in stages(gate):
                 print(f"    {stage:<70} peak {peak:5.2f} GiB")
             (model,) = json.loads((Path(tmp) / "out" / "report.json").read_text())["models"]
@@ -177,8 +181,10 @@ def main() -> int:
                 layers = next((note for note in candidate["notes"] if " layers, ranked" in note), "")
                 if "ranking" in candidate["step_seconds"] and layers:
                     ranked = int(layers.split(" of ")[1].split()[0])
-                    print(f"      ranking: {ranked} layers, {candidate['step_seconds']['ranking'] / ranked:.2f} s "
-                          f"a layer; {layers.split(',')[0]}")  # fmt: skip
+                    print(
+                        f"      ranking: {ranked} layers, {candidate['step_seconds']['ranking'] / ranked:.2f} s "
+                        f"a layer; {layers.split(',')[0]}"
+                    )
             if case.policy is SIZE_ONLY and case.side == 128:
                 ok &= gate.seconds <= 1.5 * bare.seconds and gate.peak_bytes <= 1.3 * bare.peak_bytes
                 print("  targets: time ≤ 1.5 ×, memory ≤ 1.3 × the bare work's")

@@ -42,15 +42,17 @@ def build_test_crnn(folder: Path) -> None:
     digits = load_digits()
     x, y = (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((8, 8), name="rows"),
-        keras.layers.Reshape((8, 8, 1)),
-        keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-        keras.layers.Reshape((8, 32)),
-        keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True)),
-        keras.layers.GlobalAveragePooling1D(),
-        keras.layers.Dense(10, activation="softmax"),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8), name="rows"),
+            keras.layers.Reshape((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+            keras.layers.Reshape((8, 32)),
+            keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True)),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(x[:1400], y[:1400], epochs=10, batch_size=32, verbose=0)
     folder.mkdir(parents=True)
@@ -67,8 +69,9 @@ def convert_int8(folder: Path, unroll: bool, out: Path) -> None:
     from gate.quantization.convert import convert
 
     model_file = folder / "model.keras"
-    model = load_model(model_file, inspect_model(model_file), export_dir=out.parent / "export", fixed_batch=True,
-                            unroll=unroll)  # fmt: skip
+    model = load_model(
+        model_file, inspect_model(model_file), export_dir=out.parent / "export", fixed_batch=True, unroll=unroll
+    )
     with np.load(folder / "train.npz") as train:
         setup = Setup(calibration={model.inputs[0].name: train["x"][:200]})
     start = time.perf_counter()
@@ -81,8 +84,12 @@ def convert_int8(folder: Path, unroll: bool, out: Path) -> None:
 def post_training(folder: Path, unroll: bool, scratch: Path) -> tuple[Path | None, float, str]:
     out = scratch / f"ptq-{unroll}" / "model.tflite"
     out.parent.mkdir(parents=True)
-    child = subprocess.run([sys.executable, __file__, "--convert", str(folder), str(unroll), str(out)],
-                           capture_output=True, text=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    child = subprocess.run(
+        [sys.executable, __file__, "--convert", str(folder), str(unroll), str(out)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     if child.returncode != 0:
         import signal
 
@@ -100,12 +107,21 @@ def quantization_aware(folder: Path, unroll: bool, scratch: Path) -> tuple[Path 
     work.mkdir()
     model = keras.saving.load_model(folder / "model.keras", compile=False)
     with np.load(folder / "eval.npz") as data:
-        write_keras3_reference(model, {"rows": data["x"]}, weights_path=work / "weights.npz",
-                               reference_path=work / "reference.npz")  # fmt: skip
-    request = QatRequest(model_path=str(folder / "model.keras"), train_path=str(folder / "train.npz"),
-                         input_names=("rows",), task="classification", tflite_path=str(work / "model.tflite"),
-                         result_path=str(work / "result.json"), weights_path=str(work / "weights.npz"),
-                         reference_path=str(work / "reference.npz"), fixed_batch=True, unroll=unroll)  # fmt: skip
+        write_keras3_reference(
+            model, {"rows": data["x"]}, weights_path=work / "weights.npz", reference_path=work / "reference.npz"
+        )
+    request = QatRequest(
+        model_path=str(folder / "model.keras"),
+        train_path=str(folder / "train.npz"),
+        input_names=("rows",),
+        task="classification",
+        tflite_path=str(work / "model.tflite"),
+        result_path=str(work / "result.json"),
+        weights_path=str(work / "weights.npz"),
+        reference_path=str(work / "reference.npz"),
+        fixed_batch=True,
+        unroll=unroll,
+    )
     result = run_qat(request, request_path=work / "request.json", progress=lambda line: None)
     if result.status is not QatStatus.OK:
         return None, 0.0, result.reason
@@ -119,18 +135,22 @@ def accuracies(path: Path, folder: Path) -> tuple[float, float]:
     from gate.targets.litert import evaluate_tflite
 
     rows = (InputSpec("rows", (8, 8), "float32"),)
-    data = load_dataset(folder / "eval.npz", model_folder=folder, inputs=rows, task="classification",
-                             output_width=10, need_labels=True)  # fmt: skip
-    without, with_resets = (evaluate_tflite(path, data, "classification", threads=1, batch_size=1, reset=r)
-                            for r in (False, True))  # fmt: skip
+    data = load_dataset(
+        folder / "eval.npz", model_folder=folder, inputs=rows, task="classification", output_width=10, need_labels=True
+    )
+    without, with_resets = (
+        evaluate_tflite(path, data, "classification", threads=1, batch_size=1, reset=r) for r in (False, True)
+    )
     return without.value, with_resets.value
 
 
 def main() -> None:
     from gate.targets.litert import variable_tensors
 
-    print(f"{'model':<14} {'export':<9} {'method':<8} {'bytes':>8} {'convert':>8} {'variables':>9} "
-          f"{'no reset':>9} {'reset':>8}")  # fmt: skip
+    print(
+        f"{'model':<14} {'export':<9} {'method':<8} {'bytes':>8} {'convert':>8} {'variables':>9} "
+        f"{'no reset':>9} {'reset':>8}"
+    )
     with tempfile.TemporaryDirectory(prefix="recurrent-") as scratch:
         crnn_test = Path(scratch) / "test_crnn"
         build_test_crnn(crnn_test)
@@ -144,8 +164,11 @@ def main() -> None:
                         print(f"{name:<14} {form:<9} {method:<8} {failure}")
                         continue
                     no_reset, reset = accuracies(path, folder)
-                    print(f"{name:<14} {form:<9} {method:<8} {path.stat().st_size:>8,} {seconds:>7.1f}s "
-                          f"{variable_tensors(path):>9} {no_reset:>8.2f}% {reset:>7.2f}%", flush=True)  # fmt: skip
+                    print(
+                        f"{name:<14} {form:<9} {method:<8} {path.stat().st_size:>8,} {seconds:>7.1f}s "
+                        f"{variable_tensors(path):>9} {no_reset:>8.2f}% {reset:>7.2f}%",
+                        flush=True,
+                    )
 
 
 def repeat(times: int) -> None:

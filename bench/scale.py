@@ -75,8 +75,12 @@ def main() -> int:
 
 def bare_work(*args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(REPO / "bench" / "bare_work.py"), *args, *MODELS], cwd=REPO, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bare_work.py"), *args, *MODELS],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 

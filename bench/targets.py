@@ -32,8 +32,10 @@ def main() -> int:
     if not files:
         print(f"{args.out_dir}/artifacts holds no .tflite: run gate check --out {args.out_dir} first", file=sys.stderr)
         return 2
-    print(f"{'file':44} {'MACs':>12} {'graph s':>8} {'arena B':>9} {'recorded B':>10} {'procs':>5} {'arena s':>8} "
-          f"{'U55 SRAM B':>10} {'vela s':>7}")  # fmt: skip
+    print(
+        f"{'file':44} {'MACs':>12} {'graph s':>8} {'arena B':>9} {'recorded B':>10} {'procs':>5} {'arena s':>8} "
+        f"{'U55 SRAM B':>10} {'vela s':>7}"
+    )
     for path in files:
         for _ in range(args.repeats):
             started = time.perf_counter()
@@ -54,8 +56,10 @@ def main() -> int:
                 except ethos_u.VelaError as exc:
                     sram = f"Vela: {exc}"[:60]
             vela_seconds = time.perf_counter() - started
-            print(f"{path.name:44} {macs:>12,} {read_seconds:>8.3f} {arena.smallest:>9,} {arena.recorded_total:>10,} "
-                  f"{arena.processes:>5} {seconds:>8.2f} {sram:>10} {vela_seconds:>7.2f}")  # fmt: skip
+            print(
+                f"{path.name:44} {macs:>12,} {read_seconds:>8.3f} {arena.smallest:>9,} {arena.recorded_total:>10,} "
+                f"{arena.processes:>5} {seconds:>8.2f} {sram:>10} {vela_seconds:>7.2f}"
+            )
     return 0
 
 

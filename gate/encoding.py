@@ -45,8 +45,14 @@ def _difference(expected: Any, actual: Any, path: str) -> str:
         # Fields left out were defaulted by msgspec, or it would have refused them as missing.
         return next((d for k in actual if (d := _difference(expected[k], actual[k], f"{path}.{k}"))), "")
     if isinstance(expected, list) and isinstance(actual, list):
-        return next((d for i, (e, a) in enumerate(zip(expected, actual, strict=True))
-                     if (d := _difference(e, a, f"{path}[{i}]"))), "")  # fmt: skip
+        return next(
+            (
+                d
+                for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+                if (d := _difference(e, a, f"{path}[{i}]"))
+            ),
+            "",
+        )
     return "" if expected == actual else f"Expected `{expected!r}` as encoded, got `{actual!r}` - at `{path}`"
 
 

@@ -17,8 +17,18 @@ from pathlib import Path
 from gate import __version__
 
 # Every distribution a figure can depend on: the converters, the runtime, QAT and the benchmark.
-TOOL_DISTRIBUTIONS = ("tensorflow", "keras", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
-                      "litert-quantizer", "numpy", "pytest-benchmark", "tflite-micro", "ethos-u-vela")  # fmt: skip
+TOOL_DISTRIBUTIONS = (
+    "tensorflow",
+    "keras",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "ai-edge-litert",
+    "litert-quantizer",
+    "numpy",
+    "pytest-benchmark",
+    "tflite-micro",
+    "ethos-u-vela",
+)
 
 
 @functools.cache

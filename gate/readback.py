@@ -100,8 +100,15 @@ def read_inside(root: Path, relative: str, *, limit: int) -> bytes:
     return data
 
 
-def copy_inside(root: Path, relative: str, target: Path, *, expected: FileDigest | None = None,
-                limit: int | None = None, tail: bool = False) -> FileDigest:  # fmt: skip
+def copy_inside(
+    root: Path,
+    relative: str,
+    target: Path,
+    *,
+    expected: FileDigest | None = None,
+    limit: int | None = None,
+    tail: bool = False,
+) -> FileDigest:
     """Copy `root/relative` to `target`, hashing what is copied; return its digest (path: `relative`).
 
     With `expected`, a copy whose size or sha256 differ is removed and refused. A file larger than `limit`

@@ -56,12 +56,25 @@ def main() -> int:
         (Path(tmp) / "comment.html").write_text(html, encoding="utf-8")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp}/profile", "--hide-scrollbars", f"--window-size=940,{args.height}",
-             f"--screenshot={args.out.resolve()}", f"file://{tmp}/comment.html"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp}/profile",
+                "--hide-scrollbars",
+                f"--window-size=940,{args.height}",
+                f"--screenshot={args.out.resolve()}",
+                f"file://{tmp}/comment.html",
+            ],
+            check=True,
+            capture_output=True,
+        )
     print(args.out)
     return 0
 

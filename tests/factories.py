@@ -221,12 +221,16 @@ def job(folder, **changes):
         "calibrate_on_eval": False,
         "allow_custom_objects": ("my_pkg.layers>Scale",),
         "policy_file": "policies/default.toml",
-        "policy": {"accuracy.max_drop": 2.0, "limits.timeout_s": 60, "limits.memory_mb": 8192,
-                   "search.candidate_timeout_s": 60},
+        "policy": {
+            "accuracy.max_drop": 2.0,
+            "limits.timeout_s": 60,
+            "limits.memory_mb": 8192,
+            "search.candidate_timeout_s": 60,
+        },
         "overrides": {},
         "override_reason": "",
         "out_dir": str(folder.parent.parent / "gate-out"),
         "log_path": str(folder.parent.parent / "gate-out" / "logs" / f"{name}.log"),
         "result_path": str(folder.parent.parent / f"{name}.result.json"),
-    }  # fmt: skip
+    }
     return Job(**(fields | changes))

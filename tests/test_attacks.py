@@ -269,8 +269,14 @@ def state(change: Callable[[dict], None]) -> Callable[[Path, Path], None]:
 def forged_stateless_pass(model: dict) -> None:
     """The policy asks for a stateless file, and the stateful one is said to pass that check."""
     model["provenance"]["effective_policy"]["runtime.stateless"] = True
-    stateless = {"name": "runtime.stateless", "status": "PASS", "measured": "stateless", "limit": True, "unit": "",
-                 "message": "keeps no state between invokes: each inference depends on its input alone"}  # fmt: skip
+    stateless = {
+        "name": "runtime.stateless",
+        "status": "PASS",
+        "measured": "stateless",
+        "limit": True,
+        "unit": "",
+        "message": "keeps no state between invokes: each inference depends on its input alone",
+    }
     model["candidates"][0]["checks"].insert(4, stateless)
 
 

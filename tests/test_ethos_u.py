@@ -34,8 +34,21 @@ def npu_run(tmp_path_factory, healthy_model: Path):
 
 def vela_by_hand(model: Path, folder: Path) -> tuple[dict[str, str], str]:
     """Vela run as a user runs it: its summary CSV's row and its stdout."""
-    done = subprocess.run([sys.executable, "-m", "ethosu.vela", str(model), "--accelerator-config", "ethos-u55-128",
-                           "--output-dir", str(folder)], capture_output=True, text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ethosu.vela",
+            str(model),
+            "--accelerator-config",
+            "ethos-u55-128",
+            "--output-dir",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (summary,) = folder.glob("*_summary_*.csv")
     with summary.open(newline="") as file:
         (row,) = csv.DictReader(file)
@@ -79,8 +92,21 @@ def test_a_candidate_with_float_ops_is_not_tried_and_the_table_says_why(npu_run)
 
 
 def test_the_inference_time_check_skips_when_nothing_runs_on_the_npu() -> None:
-    device = OnDevice("ethos-u55-128", None, None, None, (), None, None, (), (), sram_bytes=0, npu_cycles=0,
-                      inference_ms=0.0, npu_ops_percent=0.0)  # fmt: skip
+    device = OnDevice(
+        "ethos-u55-128",
+        None,
+        None,
+        None,
+        (),
+        None,
+        None,
+        (),
+        (),
+        sram_bytes=0,
+        npu_cycles=0,
+        inference_ms=0.0,
+        npu_ops_percent=0.0,
+    )
     built = dataclasses.replace(candidate(), conversion=dataclasses.replace(conversion(), device=device))
     context = Context({"target.runtime": "ethos-u55-128"}, "classification")
     status, _, message = CHECKS["npu.max_inference_ms"].evaluate(built, 5.0, context)
@@ -91,8 +117,22 @@ def test_the_inference_time_check_skips_when_nothing_runs_on_the_npu() -> None:
 
 def test_the_npu_share_check_names_what_runs_on_the_cpu() -> None:
     fallback = CpuFallback("TOPK_V2", "t", "Unsupported opType")
-    device = OnDevice("ethos-u55-128", None, None, None, (), None, None, (), (), sram_bytes=100, npu_cycles=10,
-                      inference_ms=0.5, npu_ops_percent=80.0, cpu_fallbacks=(fallback,))  # fmt: skip
+    device = OnDevice(
+        "ethos-u55-128",
+        None,
+        None,
+        None,
+        (),
+        None,
+        None,
+        (),
+        (),
+        sram_bytes=100,
+        npu_cycles=10,
+        inference_ms=0.5,
+        npu_ops_percent=80.0,
+        cpu_fallbacks=(fallback,),
+    )
     built = dataclasses.replace(candidate(), conversion=dataclasses.replace(conversion(), device=device))
     context = Context({"target.runtime": "ethos-u55-128"}, "classification")
     status, measured, message = CHECKS["npu.min_ops_on_npu"].evaluate(built, 100, context)
@@ -101,6 +141,7 @@ def test_the_npu_share_check_names_what_runs_on_the_cpu() -> None:
     assert status is Status.PASS and "the NPU's part only" in message
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("stdout", "expected"),
     [
@@ -123,7 +164,8 @@ def test_velas_fallback_warnings_are_parsed(stdout: str, expected: list[tuple[st
 
 
 def test_the_accelerators_are_velas_choices() -> None:
-    help_text = subprocess.run([sys.executable, "-m", "ethosu.vela", "--help"], capture_output=True, text=True,
-                               check=True).stdout  # fmt: skip
+    help_text = subprocess.run(
+        [sys.executable, "-m", "ethosu.vela", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     choices = re.search(r"--accelerator-config \{([^}]+)\}", help_text).group(1).split(",")
     assert tuple(choices) == ETHOS_U_ACCELERATORS

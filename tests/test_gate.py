@@ -473,8 +473,17 @@ def test_validate_refuses_every_folder_check_refuses_for_a_reason_it_can_see_wit
     keras3_regression(models / "regression_without_task")
     (models / "regression_without_task" / "gate.toml").unlink()
     (copy("two_toml_errors") / "gate.toml").write_text('task = "clasification"\ncalibration_samples = 0\n')
-    refused = ["eval_not_npz", "no_eval_data", "no_model_file", "regression_without_task", "subclassed",
-               "two_model_files", "two_outputs", "two_toml_errors", "y_wrong_shape"]  # fmt: skip
+    refused = [
+        "eval_not_npz",
+        "no_eval_data",
+        "no_model_file",
+        "regression_without_task",
+        "subclassed",
+        "two_model_files",
+        "two_outputs",
+        "two_toml_errors",
+        "y_wrong_shape",
+    ]
 
     validated = run_gate("validate", cwd=workspace)
     checked = run_gate("check", cwd=workspace)

@@ -21,6 +21,7 @@ from inspection_models import keras_file, refused
 from gate.errors import ModelError
 from gate.inspection import Inspection, inspect_model
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 REAL_MODELS = [
         ("keras3_models", "cnn.keras", ("keras", "keras", {"Conv2D", "BatchNormalization", "Rescaling"}, False)),
         ("keras3_models", "cnn.h5", ("h5", "keras", {"Conv2D", "BatchNormalization", "Dropout"}, False)),
@@ -124,6 +125,7 @@ FUZZ = settings(
 )
 
 
+@pytest.mark.slow  # a fuzzer: 150 drawn configs, as tests/test_properties.py
 @FUZZ
 @given(config=JSON_VALUES)
 def test_any_json_config_gives_an_inspection_or_a_model_error(tmp_path, config) -> None:

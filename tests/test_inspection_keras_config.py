@@ -346,6 +346,7 @@ def keras_names_script():
     return module
 
 
+@pytest.mark.slow  # it imports Keras, and so TensorFlow: seconds before it starts
 def test_builtin_name_table_matches_installed_keras() -> None:
     names, modules = keras_names_script().keras_builtin_names()
     table = keras_names.KERAS_NAMES

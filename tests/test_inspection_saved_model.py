@@ -11,6 +11,9 @@ from inspection_models import payload_saved_model, refused, write_file
 
 from gate.inspection import inspect_model
 
+# Each test compares the inspection with what TensorFlow writes or parses: TensorFlow's import alone takes seconds.
+pytestmark = pytest.mark.slow
+
 
 def read_file(marker: Path) -> Callable:
     import tensorflow as tf

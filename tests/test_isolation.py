@@ -124,8 +124,12 @@ WORKER_AND_CHILD_FILLING_MEMORY = (
 def test_the_memory_of_a_model_counts_every_process_its_worker_started() -> None:
     from gate.scheduling.scheduler import _resident_mb
 
-    worker = subprocess.Popen([sys.executable, "-c", WORKER_AND_CHILD_FILLING_MEMORY], stdout=subprocess.PIPE,
-                              start_new_session=True, text=True)  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER_AND_CHILD_FILLING_MEMORY],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+    )
     try:
         child = int(worker.stdout.readline())
         assert os.getpgid(child) == worker.pid

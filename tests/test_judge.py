@@ -100,8 +100,9 @@ def judged(
     )
     reference = conversion("float32", size_bytes=40_000, dtype="float32")
     if inputs:  # (name, dtype in the candidate, dtype in the float model): an integer one there stays integer
-        tensors = {side: tuple(TensorInfo(name, dtypes[side], (-1, 12), 0.0, 0) for name, *dtypes in inputs)
-                   for side in (0, 1)}  # fmt: skip
+        tensors = {
+            side: tuple(TensorInfo(name, dtypes[side], (-1, 12), 0.0, 0) for name, *dtypes in inputs) for side in (0, 1)
+        }
         reference = dataclasses.replace(reference, inputs=tensors[1])
         unjudged = dataclasses.replace(unjudged, conversion=dataclasses.replace(unjudged.conversion, inputs=tensors[0]))
     context = Context({"size.baseline": "source"} | policy, task, reference)
@@ -126,6 +127,7 @@ ACCURACY, MAE = {"accuracy.max_drop": 2.0}, {"mae.max_increase": 5.0}
 UPPER, LOWER = {"statistics.decide_on": "upper_bound"}, {"statistics.decide_on": "lower_bound"}
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("policy", "arguments", "expected"),
     [
@@ -280,8 +282,9 @@ def test_a_candidate_without_a_latency_skips_the_latency_checks_and_the_first_fa
     from gate.policy.judge import judge
 
     unjudged = candidate(policy={}, size_bytes=30_000, accuracy=90.0)
-    unjudged = dataclasses.replace(unjudged, speedup=None,
-                                   conversion=dataclasses.replace(unjudged.conversion, latency=None))  # fmt: skip
+    unjudged = dataclasses.replace(
+        unjudged, speedup=None, conversion=dataclasses.replace(unjudged.conversion, latency=None)
+    )
     policy = DEFAULT_POLICY | {"latency.max_p95_ms": 4.0, "latency.min_speedup": 1.0}
     judged = judge(unjudged, Context(policy, "classification"))
     assert [(c.name, c.status, c.message) for c in judged.checks if c.status is not Status.PASS] == [
@@ -299,6 +302,7 @@ def test_a_candidate_without_a_latency_skips_the_latency_checks_and_the_first_fa
     assert (passing.status, passing.reason) == (Status.PASS, "")
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("check", "samples", "note"),
     [
@@ -329,6 +333,7 @@ def test_the_deciding_samples_note_is_given_only_when_one_or_two_samples_decide(
     assert deciding_samples_note(result, samples) == note
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("metric", "value", "said"),
     [("accuracy", 97.2222, "accuracy 97.22%"), ("accuracy", 100.0, "accuracy 100.00%"),
@@ -340,6 +345,7 @@ def test_a_score_is_said_as_the_messages_and_the_release_notes_say_it(metric, va
     assert score_text(Evaluation(metric, value, 1000, 64, ())) == said
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("value", "up", "rounded"),
     [
@@ -358,6 +364,7 @@ def test_a_limit_is_rounded_to_3_significant_digits_the_way_that_passes_and_a_wh
     assert repr(rounded_limit(value, up=up)) == repr(rounded)
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("policy", "arguments", "relaxed"),
     [
@@ -400,9 +407,15 @@ def test_a_failed_check_is_relaxed_to_the_nearest_round_limit_under_which_it_pas
 def test_a_candidate_failing_several_checks_is_accepted_by_the_relaxed_policy_but_where_no_limit_can() -> None:
     from gate.policy.judge import judge, relaxed_policy
 
-    policy = SOURCE | {"size.min_reduction": 4.0, "accuracy.max_drop": 2.0, "io.input_dtype": "int8",
-                       "io.output_dtype": "int8", "ops.integer_only": True, "runtime.stateless": True,
-                       "latency.max_p50_ms": 1.0}  # fmt: skip
+    policy = SOURCE | {
+        "size.min_reduction": 4.0,
+        "accuracy.max_drop": 2.0,
+        "io.input_dtype": "int8",
+        "io.output_dtype": "int8",
+        "ops.integer_only": True,
+        "runtime.stateless": True,
+        "latency.max_p50_ms": 1.0,
+    }
     failing, context = judged(
         policy,
         size_bytes=30_000,
@@ -412,12 +425,23 @@ def test_a_candidate_failing_several_checks_is_accepted_by_the_relaxed_policy_bu
         state=State(app_resets=False, **STATEFUL),
         p50_ms=1.23456789,
     )
-    assert verdicts(failing) == {"size.min_reduction": FAIL, "accuracy.max_drop": FAIL, "io.input_dtype": FAIL,
-                                 "io.output_dtype": PASS, "ops.integer_only": FAIL, "runtime.stateless": FAIL,
-                                 "latency.max_p50_ms": FAIL}  # fmt: skip
+    assert verdicts(failing) == {
+        "size.min_reduction": FAIL,
+        "accuracy.max_drop": FAIL,
+        "io.input_dtype": FAIL,
+        "io.output_dtype": PASS,
+        "ops.integer_only": FAIL,
+        "runtime.stateless": FAIL,
+        "latency.max_p50_ms": FAIL,
+    }
     relaxed = relaxed_policy(failing, context)
-    assert relaxed == {"size.min_reduction": 2.66, "accuracy.max_drop": 3, "ops.integer_only": False,
-                       "runtime.resets_state": True, "latency.max_p50_ms": 1.24}  # fmt: skip
+    assert relaxed == {
+        "size.min_reduction": 2.66,
+        "accuracy.max_drop": 3,
+        "ops.integer_only": False,
+        "runtime.resets_state": True,
+        "latency.max_p50_ms": 1.24,
+    }
     # Under it, only the check no dtype passes, and the file's state (what the app does, not a limit), still fail.
     rejudged = judge(failing, dataclasses.replace(context, policy=context.policy | relaxed))
     assert [name for name, status in verdicts(rejudged).items() if status is FAIL] == [

@@ -18,8 +18,14 @@ PIXELS = InputSpec("pixels", (3,), "uint8")
 
 def load(tmp_path, x: np.ndarray, spec: InputSpec):
     np.savez(tmp_path / "eval.npz", x=x, y=np.zeros(len(x), np.int64))
-    return load_dataset(tmp_path / "eval.npz", model_folder=tmp_path, inputs=(spec,), task="classification",
-                        output_width=2, need_labels=True)  # fmt: skip
+    return load_dataset(
+        tmp_path / "eval.npz",
+        model_folder=tmp_path,
+        inputs=(spec,),
+        task="classification",
+        output_width=2,
+        need_labels=True,
+    )
 
 
 @pytest.mark.parametrize(

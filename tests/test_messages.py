@@ -28,8 +28,14 @@ def data_file(tmp_path, **arrays) -> None:
 def test_the_sample_counts_name_the_arrays_as_the_file_does(tmp_path) -> None:
     data_file(tmp_path, x=np.zeros((54, 4), np.float32), y=np.zeros(49, np.int64))
     with pytest.raises(ModelError) as raised:
-        load_dataset(tmp_path / "eval.npz", model_folder=tmp_path, inputs=PIXELS, task="classification",
-                     output_width=2, need_labels=True)  # fmt: skip
+        load_dataset(
+            tmp_path / "eval.npz",
+            model_folder=tmp_path,
+            inputs=PIXELS,
+            task="classification",
+            output_width=2,
+            need_labels=True,
+        )
     assert str(raised.value) == (
         f"{tmp_path / 'eval.npz'}: arrays hold different numbers of samples (x has 54, y has 49); every array needs "
         "one row per sample"
@@ -62,8 +68,15 @@ def test_the_sample_counts_name_the_arrays_as_the_file_does(tmp_path) -> None:
 def test_labels_of_a_regression_model_suggest_task_regression(tmp_path, labels, activation, message) -> None:
     data_file(tmp_path, x=np.zeros((2, 4), np.float32), y=np.asarray(labels))
     with pytest.raises(ModelError) as raised:
-        load_dataset(tmp_path / "eval.npz", model_folder=tmp_path, inputs=PIXELS, task="classification",
-                     output_width=1, need_labels=True, output_activation=activation)  # fmt: skip
+        load_dataset(
+            tmp_path / "eval.npz",
+            model_folder=tmp_path,
+            inputs=PIXELS,
+            task="classification",
+            output_width=1,
+            need_labels=True,
+            output_activation=activation,
+        )
     assert str(raised.value) == f"{tmp_path / 'eval.npz'}: {message}"
 
 

@@ -117,15 +117,18 @@ def test_the_wheel_installed_outside_the_source_tree_gates_a_repository_as_the_s
     subprocess.run(install, check=True, timeout=300)
     purelib = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(purelib, "test-venv-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
 
     repo = tmp_path / "repo"
     git(tmp_path, "init", "-q", "-b", "main", str(repo))
-    which = subprocess.run([python, "-c", "import gate; print(gate.__file__)"], cwd=repo, capture_output=True,
-                           text=True, check=True)  # fmt: skip
+    which = subprocess.run(
+        [python, "-c", "import gate; print(gate.__file__)"], cwd=repo, capture_output=True, text=True, check=True
+    )
     assert which.stdout.strip() == f"{purelib}/gate/__init__.py"
     # gate init from the wheel: the workflows call the release the wheel records, with no --pin.
     done = subprocess.run([venv / "bin" / "gate", "init"], cwd=repo, env=env, capture_output=True, text=True)
@@ -139,8 +142,12 @@ def test_the_wheel_installed_outside_the_source_tree_gates_a_repository_as_the_s
 
     installed = subprocess.run(
         [venv / "bin" / "gate", "check", "--no-cache", "--out", "wheel-out"],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert installed.returncode == 0, installed.stderr
     source = run_gate("check", "--no-cache", "--out", "source-out", cwd=repo)
     assert source.exit_code == 0, source.stderr

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -19,6 +20,9 @@ from gate.errors import ConfigError, ModelError
 from gate.frontends.base import InputSpec
 from gate.frontends.data import load_dataset
 from gate.policy.config import POLICY_KEYS, load_policies, parse_manifest, parse_policy
+
+# Slow: 150 drawn files a test, 20 s of the fast suite's time; `.ci/run` runs them on every change.
+pytestmark = pytest.mark.slow
 
 # Derandomized: every run draws the same examples, so a failure in CI is a failure on every machine.
 SETTINGS = settings(
@@ -184,8 +188,9 @@ def test_loaded_inputs_hold_exactly_the_stored_values_or_are_refused(tmp_path: P
     path = tmp_path / "eval.npz"
     np.savez(path, **contents)
     try:
-        data = load_dataset(path, model_folder=tmp_path, inputs=specs, task="classification", output_width=10,
-                            need_labels=True)  # fmt: skip
+        data = load_dataset(
+            path, model_folder=tmp_path, inputs=specs, task="classification", output_width=10, need_labels=True
+        )
     except ModelError as error:
         assert str(error).startswith(f"{path}: x")
         return

@@ -14,8 +14,11 @@ from gate.tasks.base import UNBOUNDED_CHANGE
 
 
 def test_a_method_the_target_cannot_run_is_skipped_untried_with_the_targets_reason() -> None:
-    integer_only = SimpleNamespace(policy={}, integer_inputs=False, cannot_run=lambda method: (
-        "the NPU runs integer ops only" if method == "int8-float-fallback" else ""))  # fmt: skip
+    integer_only = SimpleNamespace(
+        policy={},
+        integer_inputs=False,
+        cannot_run=lambda method: "the NPU runs integer ops only" if method == "int8-float-fallback" else "",
+    )
     assert skip_reason("int8-float-fallback", integer_only, has_calibration=True, has_training=False) == (
         "the NPU runs integer ops only"
     )

@@ -72,8 +72,10 @@ def test_only_the_timed_cases_hold_the_machine_alone(two_models, serial, tmp_pat
         x = npz["x"]
     name = serial.report["models"][0]["reference"]["inputs"][0]["name"]
     data = Dataset({name: x}, None, DataInfo(FileDigest("eval.npz", 0, ""), len(x)), two_models / "eval.npz")
-    cases = [latency_case(label, artifacts / f"alpha.{label}.tflite", data, threads=1, rounds=5,
-                                  warmup_rounds=1) for label in ("float32", "int8")]  # fmt: skip
+    cases = [
+        latency_case(label, artifacts / f"alpha.{label}.tflite", data, threads=1, rounds=5, warmup_rounds=1)
+        for label in ("float32", "int8")
+    ]
     windows = []
 
     @contextmanager
@@ -121,8 +123,9 @@ def test_while_a_worker_times_a_tflite_every_other_worker_and_its_children_are_s
             control_read, control_write = os.pipe()
             events_read, events_write = os.pipe()
             os.close(events_write)
-            process = subprocess.Popen([sys.executable, "-c", WORKER_WITH_A_CHILD], stdout=subprocess.PIPE,
-                                       start_new_session=True, text=True)  # fmt: skip
+            process = subprocess.Popen(
+                [sys.executable, "-c", WORKER_WITH_A_CHILD], stdout=subprocess.PIPE, start_new_session=True, text=True
+            )
             children.append(int(process.stdout.readline()))
             worker = _Worker(process, control_write, events_read, dedicated=False, index=index)
             worker.started = time.monotonic()

@@ -252,6 +252,7 @@ def test_the_same_inputs_give_byte_identical_models(example) -> None:
     assert everything() == everything()
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -281,6 +282,7 @@ def test_int16x8_with_int8_io_says_what_to_install_without_litert_quantizer(exam
         convert_int16x8(example.saved_model, example.float_tflite, example.calibration, io_dtype="int8")
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("tensors", "layers", "names"),
     [
@@ -344,8 +346,13 @@ def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, lim
         builds.append(tflite)
         return example.accuracy(tflite) - example.float_accuracy
 
-    setup = Setup(calibration=example.calibration, allowed_change=50.0,  # a gain no build reaches: none stops early
-                  metric_change=metric_change, max_float_layers=limit, task="classification")  # fmt: skip
+    setup = Setup(
+        calibration=example.calibration,
+        allowed_change=50.0,  # a gain no build reaches: none stops early
+        metric_change=metric_change,
+        max_float_layers=limit,
+        task="classification",
+    )
     built = build(example.saved_model, setup)
     assert len(builds) == limit  # one more layer float per build, up to the limit (of 4 the model has)
     assert built.notes[1] == f"{limit} of 4 layers, ranked by the output error each causes when quantized alone"

@@ -16,7 +16,19 @@ GATE = Path(__file__).resolve().parent.parent / "gate"
 FLOORS = (
     (
         "ground",
-        ("errors", "escape", "keys", "files", "layout", "encoding", "results", "discover", "readback", "environment"),
+        (
+            "errors",
+            "escape",
+            "keys",
+            "files",
+            "layout",
+            "encoding",
+            "results",
+            "figures",
+            "discover",
+            "readback",
+            "environment",
+        ),
     ),
     ("inspection", ("inspection",)),
     ("tasks", ("tasks",)),

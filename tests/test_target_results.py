@@ -24,12 +24,31 @@ def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
     candidate = result.candidates[0]
     target = figures.get("target", "tflm")
     if target == "tflm":
-        device = OnDevice(target, 3_680, 3_328, 8_856, ("FULLY_CONNECTED x2",), None, None,
-                          (FileDigest(resolver_path(result.name, "int8"), 10, "ab" * 32),), ())  # fmt: skip
+        device = OnDevice(
+            target,
+            3_680,
+            3_328,
+            8_856,
+            ("FULLY_CONNECTED x2",),
+            None,
+            None,
+            (FileDigest(resolver_path(result.name, "int8"), 10, "ab" * 32),),
+            (),
+        )
     else:
-        device = OnDevice(target, None, None, None, ("FULLY_CONNECTED x2",), None, None,
-                          (FileDigest(vela_path(result.name, "int8"), 10, "ab" * 32),), (), sram_bytes=1_280,
-                          npu_ops_percent=100.0)  # fmt: skip
+        device = OnDevice(
+            target,
+            None,
+            None,
+            None,
+            ("FULLY_CONNECTED x2",),
+            None,
+            None,
+            (FileDigest(vela_path(result.name, "int8"), 10, "ab" * 32),),
+            (),
+            sram_bytes=1_280,
+            npu_ops_percent=100.0,
+        )
     conversion = dataclasses.replace(candidate.conversion, macs=macs, device=dataclasses.replace(device, **figures))
     assert result.provenance is not None
     provenance = dataclasses.replace(
@@ -58,6 +77,7 @@ def test_the_comparison_shows_npu_cycles_as_deltas() -> None:
     assert f"| 100 → 100 (±0, +0.0%) | arena 2.0 KiB → 2.0 KiB (±0.0 KiB, +0.0%); {cycles} |" in text
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -64,6 +64,7 @@ def test_an_output_that_is_no_reconstruction_is_refused() -> None:
         anomaly_scores(np.zeros((3, 4)), {"a": np.ones((3, 4)), "b": np.ones((3, 4))})
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("y", "message"),
     [
@@ -108,15 +109,21 @@ def test_auc_max_drop_judges_the_anomaly_task_only() -> None:
 
     check = CHECKS["auc.max_drop"].evaluate
     assert check(_candidate(-0.5, (-0.9, -0.1)), 1.0, Context({}, "anomaly")) == (
-        Status.PASS, 0.5, "AUC dropped 0.50 pts (95% CI 0.10 to 0.90 pts) (allowed drop ≤ 1)"
-    )  # fmt: skip
+        Status.PASS,
+        0.5,
+        "AUC dropped 0.50 pts (95% CI 0.10 to 0.90 pts) (allowed drop ≤ 1)",
+    )
     assert check(_candidate(-2.2), 1.0, Context({}, "anomaly"))[:2] == (Status.FAIL, 2.2)
     assert check(_candidate(-2.2), 1.0, Context({}, "classification")) == (
-        Status.SKIP, None, "task is classification: AUC applies to anomaly (see accuracy.max_drop)"
-    )  # fmt: skip
+        Status.SKIP,
+        None,
+        "task is classification: AUC applies to anomaly (see accuracy.max_drop)",
+    )
     assert CHECKS["accuracy.max_drop"].evaluate(_candidate(-3.0), 1.0, Context({}, "anomaly")) == (
-        Status.SKIP, None, "task is anomaly: accuracy applies to classification (see auc.max_drop)"
-    )  # fmt: skip
+        Status.SKIP,
+        None,
+        "task is anomaly: accuracy applies to classification (see auc.max_drop)",
+    )
 
 
 def tiny_autoencoder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -135,8 +142,15 @@ def tiny_autoencoder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     x_eval[y_eval == 1] += rng.normal(0, 0.1, (int(y_eval.sum()), 16))  # off the plane by as much as the noise
     keras.utils.set_random_seed(0)
     layers = keras.layers
-    model = keras.Sequential([keras.Input((16,), name="x"), layers.Dense(8, activation="relu"), layers.Dense(2),
-                              layers.Dense(8, activation="relu"), layers.Dense(16)])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((16,), name="x"),
+            layers.Dense(8, activation="relu"),
+            layers.Dense(2),
+            layers.Dense(8, activation="relu"),
+            layers.Dense(16),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     model.fit(x_train, x_train, epochs=40, batch_size=64, verbose=0)
     folder.mkdir(parents=True)
@@ -225,6 +239,7 @@ def test_the_candidate_chart_shows_how_much_worse_in_the_tasks_terms(task, metri
     assert f"    bar [{worse[0]:.2f}, {worse[1]:.2f}]\n" in markdown
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("arrays", "problem"),
     [

@@ -33,9 +33,12 @@ def gelu_mlp(folder: Path) -> Path:
     x_train, y_train, x_eval, y_eval = digits()
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((64,), name="pixels"), keras.layers.Dense(16, activation="gelu"),
-         keras.layers.Dense(10, activation="softmax")]
-    )  # fmt: skip
+        [
+            keras.Input((64,), name="pixels"),
+            keras.layers.Dense(16, activation="gelu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x_train, y_train, epochs=5, batch_size=64, verbose=0)
     folder.mkdir(parents=True)
@@ -83,8 +86,9 @@ def test_the_arena_is_the_smallest_that_works_and_the_recorded_total_is_tflms_ow
     assert arena % tflm.ALIGNMENT == 0
     assert tflm.probe(artifact, arena).ok
     assert not tflm.probe(artifact, arena - tflm.ALIGNMENT).ok
-    printed = subprocess.run([*tflm._CHILD, "probe", str(artifact), str(1 << 20)], capture_output=True, text=True,
-                             check=True).stderr  # fmt: skip
+    printed = subprocess.run(
+        [*tflm._CHILD, "probe", str(artifact), str(1 << 20)], capture_output=True, text=True, check=True
+    ).stderr
     assert f"Arena allocation total {device['arena_recorded_bytes']} bytes" in printed
 
 
@@ -155,6 +159,7 @@ def test_every_candidate_reports_its_mac_count(mcu_run) -> None:
     assert fits["reference"]["macs"] == fits["candidates"][0]["conversion"]["macs"] == 64 * 16 + 16 * 10
 
 
+# fmt: skip on this table: a case a row or two, as it reads; ruff format would give each field a line.
 @pytest.mark.parametrize(
     ("stderr", "returncode", "reason", "arena"),
     [
@@ -196,8 +201,9 @@ def test_the_resolver_snippet_cannot_be_broken_out_of_by_a_model_name() -> None:
 def test_two_models_resolver_headers_name_different_things_and_can_each_be_included_twice() -> None:
     """kws-v2, kws_v2 and kws.v2 are three folders: one shared name would make the firmware register one's
     operators for the other (found by an attack)."""
-    model = graph.Graph(operators=(graph.Operator(0, 0, "SOFTMAX", 1, (0,), (1,)),), tensors=((),), inputs=(0,),
-                        outputs=(1,))  # fmt: skip
+    model = graph.Graph(
+        operators=(graph.Operator(0, 0, "SOFTMAX", 1, (0,), (1,)),), tensors=((),), inputs=(0,), outputs=(1,)
+    )
     names = {tflm.c_identifier(name) for name in ("kws-v2", "kws_v2", "kws.v2", "_kws_v2")}
     assert len(names) == 4 and "kws_v2" in names and all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n) for n in names)
     text = tflm.op_resolver_snippet(model, model="kws_v2", method="int8-float-fallback", source="kws_v2.tflite")

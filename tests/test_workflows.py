@@ -128,10 +128,15 @@ def test_the_suppressed_zizmor_findings_are_the_reviewed_ones() -> None:
         if "zizmor: ignore" in line
     ]
     assert sorted(ignores) == sorted(
-        [("gate-comment.yml", "[dangerous-triggers] runs only default-branch code; the artifact is validated data, "
-          "never executed or checked out")]
+        [
+            (
+                "gate-comment.yml",
+                "[dangerous-triggers] runs only default-branch code; the artifact is validated data, "
+                "never executed or checked out",
+            )
+        ]
         + [(name, "[self-repository] the same commit") for name in CALLERS]
-    )  # fmt: skip
+    )
 
 
 def test_this_repositorys_callers_are_what_gate_init_writes_calling_the_local_workflows() -> None:
@@ -156,8 +161,11 @@ def test_a_caller_grants_exactly_what_the_reusable_workflow_needs(name) -> None:
             needed[scope] = "write" if "write" in (access, needed.get(scope)) else access
     assert job["permissions"] == needed
     inputs = reusable["on"]["workflow_call"]["inputs"]
-    assert inputs["gate-version"] == {"description": inputs["gate-version"]["description"], "type": "string",
-                                      "required": True}  # fmt: skip
+    assert inputs["gate-version"] == {
+        "description": inputs["gate-version"]["description"],
+        "type": "string",
+        "required": True,
+    }
     assert "concurrency" in reusable and "concurrency" not in caller
 
 
@@ -198,8 +206,11 @@ def test_least_privilege_and_no_expansion_inside_a_script(name) -> None:
             assert step["with"]["persist-credentials"] is False
         if uses(step) == "actions/setup-python":
             # The comment job's and the tool release's pinned wheels are CPython 3.11's.
-            python = "${{ inputs.python-version }}" if "python-version" in workflow["on"].get("workflow_call", {}).get(
-                "inputs", {}) else "3.11"  # fmt: skip
+            python = (
+                "${{ inputs.python-version }}"
+                if "python-version" in workflow["on"].get("workflow_call", {}).get("inputs", {})
+                else "3.11"
+            )
             assert step["with"]["python-version"] == python
     assert not any("pull_request_target" in str(key) for key in workflow["on"])
     for trigger in load(name)["on"]:
@@ -280,8 +291,9 @@ def test_gate_yml_plans_checks_in_a_matrix_and_reports_once() -> None:
 def test_gate_comment_never_touches_the_pull_requests_code() -> None:
     assert load("gate-comment.yml")["on"] == {"workflow_run": {"workflows": ["gate"], "types": ["completed"]}}
     workflow = load("reusable-gate-comment.yml")
-    assert workflow["on"] == {"workflow_call": {"inputs": {"gate-version": workflow["on"]["workflow_call"]["inputs"][
-        "gate-version"]}}}  # fmt: skip
+    assert workflow["on"] == {
+        "workflow_call": {"inputs": {"gate-version": workflow["on"]["workflow_call"]["inputs"]["gate-version"]}}
+    }
     (job,) = workflow["jobs"].values()
     assert job["permissions"] == {"actions": "read", "contents": "read", "pull-requests": "write"}
     assert "github.event.workflow_run.event == 'pull_request'" in job["if"]
@@ -321,8 +333,12 @@ def test_every_install_step_installs_the_gate_version_it_is_given(tmp_path, vers
     for name in ("reusable-gate.yml", "reusable-gate-release.yml"):
         workflow = load(name)
         for job in workflow["jobs"]:
-            done = run_step(workflow_step(workflow, job, "Install gate"), {"inputs.gate-version": version},
-                            cwd=tmp_path, path=f"{tmp_path / 'bin'}:/usr/bin:/bin")  # fmt: skip
+            done = run_step(
+                workflow_step(workflow, job, "Install gate"),
+                {"inputs.gate-version": version},
+                cwd=tmp_path,
+                path=f"{tmp_path / 'bin'}:/usr/bin:/bin",
+            )
             assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == [installs] * 4  # plan, check, report; release
 
@@ -344,8 +360,11 @@ def test_the_comment_job_installs_gate_without_its_dependencies_after_the_pinned
     assert log.read_text().splitlines() == [f"install --no-deps --require-hashes -r {requirements}", gate]
     assert requirements.read_text() == heredoc(install["run"])
     assert [line.split("==")[0] for line in requirements.read_text().splitlines()] == [
-        "jinja2", "markupsafe", "msgspec", "setuptools"
-    ]  # fmt: skip
+        "jinja2",
+        "markupsafe",
+        "msgspec",
+        "setuptools",
+    ]
     assert all(re.search(r" --hash=sha256:[0-9a-f]{64}$", line) for line in requirements.read_text().splitlines())
 
 
@@ -394,6 +413,7 @@ def test_the_tool_release_builds_attests_and_publishes_on_its_own_tags() -> None
     assert attest["with"] == {"subject-checksums": "dist/SHA256SUMS"}
 
 
+@pytest.mark.slow  # end to end: the workflow's step in bash, gate in a process of its own
 def test_the_plan_step_plans_the_models_folder_it_is_given(tmp_path) -> None:
     repo = tmp_path / "repo"
     (repo / "ml" / "models" / "kws").mkdir(parents=True)
@@ -529,6 +549,7 @@ def download(shards: list[tuple[str, Path]], path: Path) -> None:
         shutil.copytree(folder, path if len(shards) == 1 else path / name)
 
 
+@pytest.mark.slow  # end to end: the workflow's step in bash, gate in a process of its own
 @pytest.mark.parametrize("count", [1, 2, 5])
 def test_the_merge_step_merges_the_shards_as_download_artifact_lays_them_out(tmp_path, count) -> None:
     names = [f"model_{index}" for index in range(count)]

@@ -163,8 +163,11 @@ def plan_changes(
     gate_changed = next((p for p in GATE_ITSELF if touched(p)), None)
     # A model's file directly in models/ is an ERROR row of every run (gate.discover); any other file there
     # (models/README.md, which gate init writes) is no model's.
-    loose = [p for p in changed if PurePosixPath(p).parent == PurePosixPath(models_dir)
-             and PurePosixPath(p).name in FOLDER_MARKERS]  # fmt: skip
+    loose = [
+        p
+        for p in changed
+        if PurePosixPath(p).parent == PurePosixPath(models_dir) and PurePosixPath(p).name in FOLDER_MARKERS
+    ]
     planned = []
     for name in sorted(head_models):
         folder = f"{models_dir}/{name}"
@@ -172,17 +175,22 @@ def plan_changes(
         policy = manifest.get("policy")
         policy = policy if isinstance(policy, str) else DEFAULT_POLICY  # gate check reports a bad one
         allowed = manifest.get("allow_custom_objects")
-        sources = sorted({source for entry in (allowed if isinstance(allowed, list) else []) if isinstance(entry, str)
-                          for source in custom_object_sources(entry)})  # fmt: skip
+        sources = sorted(
+            {
+                source
+                for entry in (allowed if isinstance(allowed, list) else [])
+                if isinstance(entry, str)
+                for source in custom_object_sources(entry)
+            }
+        )
         reasons = [
             ("planned with --all", everything),
             (f"gate itself changed ({gate_changed})", gate_changed is not None),
             (f"files beside the model folders changed ({', '.join(loose)})", bool(loose)),
             ("its files changed", touched(f"{folder}/*")),
             (f"its policy changed ({policies_dir}/{policy}.toml)", touched(f"{policies_dir}/{policy}.toml")),
-            *((f"the code of its custom objects changed ({source})", touched(f"{source}*"))
-              for source in sources),
-        ]  # fmt: skip
+            *((f"the code of its custom objects changed ({source})", touched(f"{source}*")) for source in sources),
+        ]
         reason = next((text for text, applies in reasons if applies), None)
         if reason:
             size = sum(s for path, (_sha, s) in head_files.items() if path.startswith(folder + "/"))

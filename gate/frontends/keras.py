@@ -200,8 +200,15 @@ def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool =
     # As it is, a Keras 3 recurrent layer is a WHILE loop: no state, a compact file, but no int8 calibration.
     copy = unrolled(model, keras) if unroll else model
     calibrated = export(copy, export_dir.with_name(f"{export_dir.name}-unrolled")) if copy is not model else None
-    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export(model, export_dir), fixed_batch,
-                       _batched_predict(model, specs), model, calibrated)  # fmt: skip
+    return LoadedModel(
+        specs,
+        int(model.outputs[0].shape[-1]),
+        export(model, export_dir),
+        fixed_batch,
+        _batched_predict(model, specs),
+        model,
+        calibrated,
+    )
 
 
 def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False) -> LoadedModel:

@@ -51,8 +51,9 @@ def gate_model(job: Job, reporter: Reporter | None = None) -> ModelResult:
     try:
         return _gate_model(job, stages)
     except gating.NothingBuilt as exc:
-        return error_result(job.name, f"{job.folder}: {exc}", task=job.task, stage_seconds=stages.seconds,
-                            candidates=exc.candidates)  # fmt: skip
+        return error_result(
+            job.name, f"{job.folder}: {exc}", task=job.task, stage_seconds=stages.seconds, candidates=exc.candidates
+        )
     except ModelError as exc:
         log_cause(exc)
         return error_result(job.name, str(exc), task=job.task, stage_seconds=stages.seconds)
@@ -81,9 +82,19 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         search_start = time.monotonic() - job.search_seconds
         with stages.stage("search"):
             searched = gating.search(
-                job, inspected, loaded, referenced, target=target, timing=timing, settings=settings, staged=staged,
-                scratch=Path(scratch), reporter=stages.reporter, search_start=search_start, now=time.monotonic,
-            )  # fmt: skip
+                job,
+                inspected,
+                loaded,
+                referenced,
+                target=target,
+                timing=timing,
+                settings=settings,
+                staged=staged,
+                scratch=Path(scratch),
+                reporter=stages.reporter,
+                search_start=search_start,
+                now=time.monotonic,
+            )
         published = searched.published
         if published.method in searched.reference_latencies:  # the published candidate's benchmark is the model's
             staged.benchmark.with_name(f"{job.name}.{published.method}.json").replace(staged.benchmark)

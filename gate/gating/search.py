@@ -76,8 +76,20 @@ def skipped(method: str, reason: str) -> Candidate:
 def failed(
     method: str, reason: str, seconds: float = 0.0, step_seconds: Mapping[str, float] | None = None
 ) -> Candidate:
-    return Candidate(method, Status.ERROR, reason, None, None, None, None, None, None, (), round(seconds, 3),
-                     step_seconds=dict(step_seconds or {}))  # fmt: skip
+    return Candidate(
+        method,
+        Status.ERROR,
+        reason,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        (),
+        round(seconds, 3),
+        step_seconds=dict(step_seconds or {}),
+    )
 
 
 @contextmanager
@@ -103,8 +115,12 @@ def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_tra
         return "it trains on train.npz with labels, and the model folder has none"
     if reason := bench.cannot_run(method):
         return reason
-    return hard_requirement_problem(bench.policy, float_io=definition.io == "float32", float_ops=definition.float_ops,
-                                    integer_inputs=bench.integer_inputs)  # fmt: skip
+    return hard_requirement_problem(
+        bench.policy,
+        float_io=definition.io == "float32",
+        float_ops=definition.float_ops,
+        integer_inputs=bench.integer_inputs,
+    )
 
 
 @dataclass(frozen=True)
@@ -233,8 +249,9 @@ def choice_text(
         notes = [f"{earlier} tried before it did not"] if earlier else []
         if untried:
             names = ", ".join(untried[:-1]) + (" and " if len(untried) > 1 else "") + untried[-1]
-            notes.append(f"the search stops at the first pass, so {names} {'were' if len(untried) > 1 else 'was'} "
-                         "not tried")  # fmt: skip
+            notes.append(
+                f"the search stops at the first pass, so {names} {'were' if len(untried) > 1 else 'was'} not tried"
+            )
         return f"{candidate.method}: the first candidate in the search order that passes every check" + (
             f" ({'; '.join(notes)})" if notes else ""
         )
@@ -287,8 +304,9 @@ def search(
         elif hopeless := cannot_pass(name, candidates, no_better_than):
             candidate = skipped(name, f"not tried: {_hopeless_text([hopeless], f'{name} is never')}")
         elif candidates and time.monotonic() - start > budget:
-            candidate = skipped(name, f"not tried: the search's time budget (search.max_seconds = {budget:g} s) was "
-                                      "used up")  # fmt: skip
+            candidate = skipped(
+                name, f"not tried: the search's time budget (search.max_seconds = {budget:g} s) was used up"
+            )
         else:
             started(name)
             candidate = build_candidate(name, bench)

@@ -315,8 +315,10 @@ def _parse_signature(fields: protobuf.Fields) -> dict[str, dict[str, _TensorSpec
         dims = tuple(protobuf.last_int(dim, 1) for dim in protobuf.repeated(shape, 2))
         return protobuf.last_int(info, 2), None if protobuf.last_int(shape, 3) else dims
 
-    return {side: {name: spec(info) for name, info in _map(fields, number).items()}
-            for side, number in (("inputs", 1), ("outputs", 2))}  # fmt: skip
+    return {
+        side: {name: spec(info) for name, info in _map(fields, number).items()}
+        for side, number in (("inputs", 1), ("outputs", 2))
+    }
 
 
 def _parse_function(fields: protobuf.Fields) -> _Function:

@@ -17,12 +17,14 @@ from gate.errors import ModelError
 
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")  # "Model": how tf.keras before 2.4 named a Functional model
 # Layers whose output has their input's shape and, but for an activation, its values' kind.
+# fmt: skip: a row per kind of layer (dropout and noise; normalization).
 _SHAPE_KEEPING = frozenset({
     "Dropout", "GaussianDropout", "GaussianNoise", "AlphaDropout", "ActivityRegularization", "Identity",
     "BatchNormalization", "LayerNormalization", "UnitNormalization",
 })  # fmt: skip
 _ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu", "PReLU": "prelu"}
 # tensorflow/core/framework/types.proto: DataType values of the dtypes a model input can have.
+# fmt: skip: a lookup table in two rows, not twelve lines.
 _DTYPES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 9: "int64", 10: "bool",
            17: "uint16", 19: "float16", 22: "uint32", 23: "uint64"}  # fmt: skip
 

@@ -59,9 +59,16 @@ def change_interval(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy warns, then returns NaN, where BCa is degenerate
             result = stats.bootstrap(
-                blocks, statistic, paired=False, vectorized=True, axis=-1, n_resamples=resamples,
-                confidence_level=confidence, method=method, rng=np.random.default_rng(SEED),
-            )  # fmt: skip
+                blocks,
+                statistic,
+                paired=False,
+                vectorized=True,
+                axis=-1,
+                n_resamples=resamples,
+                confidence_level=confidence,
+                method=method,
+                rng=np.random.default_rng(SEED),
+            )
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if np.isfinite(low) and np.isfinite(high):
             return Interval(round(low, 6), round(high, 6), confidence, method, resamples)

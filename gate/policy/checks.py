@@ -1,7 +1,10 @@
 """How a policy check judges a candidate's figures, and the sentence it says about them.
 
-Each function here is the `evaluate` of one entry of gate.policy.judge.CHECKS: it takes the candidate, the
-limit the policy sets and a `Context`, and returns a verdict (status, measured figure, message); it never raises.
+A check of gate.policy.judge.CHECKS that names `figures` and no evaluation of its own is a limit on a named
+figure (gate.figures.FIGURES): `within_limit` judges it and words its message from the figure. The functions
+below are the evaluations of the checks with more to say (intervals, dtypes, state, the size at int8's ceiling).
+Each takes the candidate, the limit the policy sets and a `Context`, and returns a verdict (status, measured
+figure, message); none raises.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gate.figures import FIGURES
 from gate.keys import Kind, Value, duration, plain
 from gate.results import Candidate, CheckResult, Conversion, Evaluation, Interval, Status
+from gate.targets import DEFAULT_TARGET
+from gate.targets.base import TARGET_FIGURES, measured_on
 from gate.tasks import METRICS, TASKS
 
 Verdict = tuple[Status, float | str | bool | None, str]
@@ -36,26 +42,64 @@ Evaluate = Callable[[Candidate, Any, Context], Verdict]
 
 @dataclass(frozen=True)
 class CheckDefinition:
-    """A policy check: its threshold, and how a candidate's figures are judged against it."""
+    """A policy check: its threshold, the named figures it reads, and how they are judged against it."""
 
     name: str
     kind: Kind
     unit: str
     description: str
-    evaluate: Evaluate
+    evaluation: Evaluate | None = None  # its own; None: `within_limit`, the first measured of `figures` vs the limit
     bound: str = "max"  # a failure means measured > limit ("max"), < limit ("min") or != limit ("equal")
     better: str = ""  # what doing better on it is, as the search says it: "no later candidate is smaller than int8"
+    figures: tuple[str, ...] = ()  # the names in gate.figures.FIGURES it reads
+
+    def evaluate(self, candidate: Candidate, limit: Any, context: Context) -> Verdict:
+        if self.evaluation is not None:
+            return self.evaluation(candidate, limit, context)
+        return within_limit(self, candidate, limit, context)
+
+
+def within_limit(check: CheckDefinition, candidate: Candidate, limit: float, context: Context) -> Verdict:
+    """The first of the check's figures measured for the candidate, at most ("max") or at least ("min") the limit."""
+    for name in check.figures:
+        figure = FIGURES[name]
+        if (value := figure.read(candidate)) is not None:
+            assert figure.says is not None
+            passed = value <= limit if check.bound == "max" else value >= limit
+            relation = "budget ≤" if check.bound == "max" else "need ≥"
+            said = f"{figure.says(value, candidate)} ({relation} {amount(limit, figure.unit)})"
+            return Status.PASS if passed else Status.FAIL, round(value, figure.digits), said
+    return Status.SKIP, None, unmeasured(check.figures, context)
+
+
+def amount(value: float, unit: str) -> str:
+    """A limit as a message says it: "2 ms", "64 KiB", "1.5×", "100%"."""
+    if unit == "ms":
+        return duration(value)
+    return f"{plain(value)}{'' if unit in ('×', '%') else ' '}{unit}"
+
+
+def unmeasured(figures: tuple[str, ...], context: Context) -> str:
+    """Why none of `figures` was measured: the target measures none of them (and which ones do), or not this time."""
+    target = str(context.policy.get("target.runtime", DEFAULT_TARGET))
+    added = [name for name in figures if name in TARGET_FIGURES[target]]  # a policy names a target of TARGET_NAMES
+    measured_by = measured_on(figures)
+    if measured_by and not added:
+        said = " or ".join(FIGURES[name].said for name in figures)
+        return f"the target ({target}) measures no {said}: {measured_by} do (see docs/targets.md)"
+    figure = FIGURES[(added or figures)[0]]
+    return figure.missing or f"no {figure.said} was measured for this file"
 
 
 def size_reduction(candidate: Candidate, limit: float, context: Context) -> Verdict:
+    float32 = FIGURES["size_reduction_vs_float32"].read(candidate)
     if context.policy["size.baseline"] == "source":
-        ratio, label = candidate.size_reduction_vs_source, "the source model file"
+        ratio, label = FIGURES["size_reduction_vs_source"].read(candidate), "the source model file"
     else:
-        ratio, label = candidate.size_reduction_vs_float32, "the float32 .tflite"
+        ratio, label = float32, "the float32 .tflite"
     assert ratio is not None
     status = Status.PASS if ratio >= limit else Status.FAIL
     said = f"{ratio:.2f}× smaller than {label}" if ratio >= 1 else f"{1 / ratio:.2f}× larger than {label}"
-    float32 = candidate.size_reduction_vs_float32
     if label != "the float32 .tflite" and float32 is not None and float32 <= 1:
         # vs the source it can look small, optimizer state and all; what an app ships instead is the float32 file
         larger = "no smaller than" if float32 == 1 else f"{1 / float32:.2f}× larger than"
@@ -123,8 +167,8 @@ def _not_judging(check: str, context: Context) -> Verdict | None:
     """SKIP when `check` does not judge this model's task: it says which tasks it judges and which check does."""
     if _judged_by(context.task) == check:
         return None
-    judged = [task for task in TASKS.values() if task.policy_key == check]
-    said = judged[0].metric.said if judged else check
+    judged = [task for task in TASKS.values() if task.policy_key == check]  # a metric check judges a task or more
+    said = judged[0].metric.said
     tasks = " and ".join(task.name for task in judged)
     return Status.SKIP, None, f"task is {context.task}: {said} applies to {tasks} (see {_judged_by(context.task)})"
 
@@ -133,10 +177,11 @@ def points_drop(check: str, candidate: Candidate, limit: float, context: Context
     """A drop in points of a metric where higher is better (accuracy, AUC); `check` is bound in CHECKS."""
     if skipped := _not_judging(check, context):
         return skipped
-    assert candidate.metric_change is not None
+    change = FIGURES["metric_change"].read(candidate)
+    assert change is not None
     # Rounded so that a drop of exactly the limit passes, as the README promises: 281/300 - 278/300 is
     # 1.0000000000000036 in floating point. No eval set is large enough for 1e-9 points to matter.
-    drop = round(-candidate.metric_change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
+    drop = round(-change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
     ci = candidate.metric_change_interval
     interval = dataclasses.replace(ci, low=-ci.high, high=-ci.low) if ci else None  # of the drop
     decided, how = _decided(drop, interval, context)
@@ -166,8 +211,9 @@ def deciding_samples_note(check: CheckResult, eval_samples: int) -> str:
 def mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdict:
     if skipped := _not_judging("mae.max_increase", context):
         return skipped
-    assert candidate.metric_change is not None
-    increase = round(candidate.metric_change, 9) + 0.0  # as for the accuracy drop
+    change = FIGURES["metric_change"].read(candidate)
+    assert change is not None
+    increase = round(change, 9) + 0.0  # as for the accuracy drop
     interval = candidate.metric_change_interval
     decided, how = _decided(increase, interval, context)
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
@@ -237,80 +283,6 @@ def stateless(candidate: Candidate, limit: Value, context: Context) -> Verdict:
 def score_text(evaluation: Evaluation) -> str:
     """'accuracy 97.22%', 'mae 0.0123': a figure as the messages and the release notes say it."""
     return f"{evaluation.metric} {METRICS[evaluation.metric].show(evaluation.value)}"
-
-
-def latency_budget(percentile: str, candidate: Candidate, limit: float, context: Context) -> Verdict:
-    """`percentile` is "p50" or "p95" (bound with functools.partial in CHECKS)."""
-    assert candidate.conversion is not None
-    latency = candidate.conversion.latency
-    if latency is None:
-        return Status.SKIP, None, "latency was not measured"
-    value = getattr(latency, f"{percentile}_ms")
-    status = Status.PASS if value <= limit else Status.FAIL
-    return (
-        status,
-        round(value, 6),
-        f"{percentile} {duration(value)} at batch 1, {latency.threads} thread(s) (budget ≤ {duration(limit)})",
-    )
-
-
-def speedup(candidate: Candidate, limit: float, context: Context) -> Verdict:
-    if candidate.speedup is None:
-        return Status.SKIP, None, "latency was not measured"
-    status = Status.PASS if candidate.speedup >= limit else Status.FAIL
-    return (
-        status,
-        round(candidate.speedup, 3),
-        f"{candidate.speedup:.2f}× faster than float32 at p50 (need ≥ {plain(limit)}×)",
-    )
-
-
-def _device_figure(candidate: Candidate, figures: dict[str, str]) -> tuple[str, float | None]:
-    """The first of `figures` (OnDevice field -> what it is called) the candidate's device measured, and its value."""
-    assert candidate.conversion is not None
-    device = candidate.conversion.device
-    for figure, what in figures.items():
-        if device is not None and (value := getattr(device, figure)) is not None:
-            return what, value
-    return "", None
-
-
-def _unmeasured(what: str, context: Context) -> Verdict:
-    target = context.policy.get("target.runtime", "litert")
-    return Status.SKIP, None, f"the target ({target}) measures no {what}: see docs/targets.md for the targets that do"
-
-
-def device_bytes(figures: dict[str, str], candidate: Candidate, limit: float, context: Context) -> Verdict:
-    """`figures`: the byte figures of OnDevice the check reads, the first measured one (bound with partial)."""
-    what, measured = _device_figure(candidate, figures)
-    if measured is None:
-        return _unmeasured(" or ".join(figures.values()), context)
-    kib = measured / 1024
-    status = Status.PASS if kib <= limit else Status.FAIL
-    return status, round(kib, 3), f"{what} {measured:,} bytes = {kib:.2f} KiB (budget ≤ {plain(limit)} KiB)"
-
-
-def npu_ops(candidate: Candidate, limit: float, context: Context) -> Verdict:
-    _what, share = _device_figure(candidate, {"npu_ops_percent": "share of operators on the NPU"})
-    if share is None:
-        return _unmeasured("NPU share", context)
-    device = candidate.conversion.device  # type: ignore[union-attr]
-    on_cpu = ", ".join(sorted({f.operator for f in device.cpu_fallbacks}))  # type: ignore[union-attr]
-    said = f"{share:.1f}% of the operators run on the NPU" + (f" (on the CPU: {on_cpu})" if on_cpu else "")
-    return Status.PASS if share >= limit else Status.FAIL, round(share, 3), f"{said} (need ≥ {plain(limit)}%)"
-
-
-def npu_time(candidate: Candidate, limit: float, context: Context) -> Verdict:
-    _what, milliseconds = _device_figure(candidate, {"inference_ms": "NPU inference time"})
-    if milliseconds is None:
-        return _unmeasured("NPU inference time", context)
-    device = candidate.conversion.device  # type: ignore[union-attr]
-    if not device.npu_ops_percent:  # type: ignore[union-attr]
-        # Vela estimates the NPU's part only: with nothing on the NPU it says 0 ms, which is no pass.
-        return Status.SKIP, None, "nothing runs on the NPU, so Vela estimates no inference time (0% on the NPU)"
-    status = Status.PASS if milliseconds <= limit else Status.FAIL
-    part = "" if device.npu_ops_percent == 100 else ", the NPU's part only"  # type: ignore[union-attr]
-    return status, round(milliseconds, 6), f"Vela estimates {duration(milliseconds)}{part} (budget ≤ {duration(limit)})"
 
 
 def rounded_limit(value: float, *, up: bool) -> float | int:

@@ -34,6 +34,7 @@ from gate.tasks import DEFAULT_TASK, TASKS
 DEFAULT_POLICY = "default"
 MAX_TOML_BYTES = 1024 * 1024
 
+# fmt: skip: a key a row, its name, kind and default on its first line, as the reference table reads.
 SETTINGS = (
     Key("target.runtime", Choice(TARGET_NAMES), DEFAULT_TARGET,
         "Where the model runs and is measured: `litert` (LiteRT on the machine gate runs on), `tflm` (TensorFlow "
@@ -78,6 +79,7 @@ POLICY_KEYS: dict[str, Key] = {
 # Keys outside any [table] of a policy file.
 POLICY_TOP_LEVEL: dict[str, Key] = {"description": Key("description", Text(), "", "What the policy is for.")}
 
+# fmt: skip: a key a row, as SETTINGS.
 MANIFEST_KEYS: dict[str, Key] = {
     key.name: key
     for key in (

@@ -1,7 +1,8 @@
 """Judge a candidate's measured figures against a policy.
 
 `CHECKS` is the one registry of checks: each with its threshold's kind, unit
-and meaning, and how a candidate's figures are judged against it. The policy
+and meaning, the named figures it reads (gate.figures.FIGURES), and how they are
+judged against it: a limit on a figure needs no evaluation of its own. The policy
 schema (gate.policy.config.POLICY_KEYS), the docs' policy reference (tested
 against it) and the report all read from it. A check returns a verdict; it
 never raises.
@@ -17,17 +18,12 @@ from gate.keys import Choice, Flag, Invalid, Number, Value
 from gate.policy.checks import (
     CheckDefinition,
     Context,
-    device_bytes,
     dtype_check,
     integer_only,
-    latency_budget,
     mae_increase,
-    npu_ops,
-    npu_time,
     points_drop,
     rounded_limit,
     size_reduction,
-    speedup,
     stateless,
 )
 from gate.results import Candidate, CheckResult, Status
@@ -45,6 +41,7 @@ CHECKS: dict[str, CheckDefinition] = {
             size_reduction,
             bound="min",
             better="smaller",
+            figures=("size_reduction_vs_source", "size_reduction_vs_float32"),
         ),
         CheckDefinition(
             "accuracy.max_drop",
@@ -53,6 +50,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "Most top-1 accuracy the quantized .tflite may lose against the float model, in percentage points "
             "(classification).",
             partial(points_drop, "accuracy.max_drop"),
+            figures=("metric_change",),
         ),
         CheckDefinition(
             "auc.max_drop",
@@ -60,6 +58,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "pts",
             "Most ROC AUC the quantized .tflite may lose against the float model, in percentage points (anomaly).",
             partial(points_drop, "auc.max_drop"),
+            figures=("metric_change",),
         ),
         CheckDefinition(
             "mae.max_increase",
@@ -67,6 +66,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "%",
             "Most the mean absolute error may rise against the float model, in percent of the float MAE (regression).",
             mae_increase,
+            figures=("metric_change",),
         ),
         CheckDefinition(
             "io.input_dtype",
@@ -110,7 +110,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "KiB",
             "Largest tensor arena the model may need, in KiB (tflm: the smallest arena with which TFLM allocates "
             "and invokes it, on this 64-bit host; Ethos-U: Vela's SRAM figure). SKIP on a target that measures none.",
-            partial(device_bytes, {"arena_bytes": "tensor arena", "sram_bytes": "SRAM"}),
+            figures=("arena_kib", "sram_kib"),
         ),
         CheckDefinition(
             "memory.max_flash_kib",
@@ -118,7 +118,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "KiB",
             "Most flash the model may take, in KiB (tflm: the .tflite file the firmware embeds; Ethos-U: Vela's "
             "flash figure, where the configuration keeps weights in flash). SKIP on a target that measures none.",
-            partial(device_bytes, {"flash_bytes": "flash"}),
+            figures=("flash_kib",),
         ),
         CheckDefinition(
             "npu.min_ops_on_npu",
@@ -126,8 +126,8 @@ CHECKS: dict[str, CheckDefinition] = {
             "%",
             "Least share of the .tflite's operators an Ethos-U target's Vela must place on the NPU, in percent (a "
             "float candidate runs 0%). SKIP on other targets.",
-            npu_ops,
             bound="min",
+            figures=("npu_ops_percent",),
         ),
         CheckDefinition(
             "npu.max_inference_ms",
@@ -135,29 +135,29 @@ CHECKS: dict[str, CheckDefinition] = {
             "ms",
             "Most inference time Vela estimates at the Ethos-U configuration's clock (the NPU's part only). SKIP "
             "when nothing runs on the NPU, and on other targets.",
-            npu_time,
+            figures=("npu_inference_ms",),
         ),
         CheckDefinition(
             "latency.max_p50_ms",
             Number(0.0001, 1e6),
             "ms",
             "Median single-sample latency budget of the quantized .tflite.",
-            partial(latency_budget, "p50"),
+            figures=("latency_p50_ms",),
         ),
         CheckDefinition(
             "latency.max_p95_ms",
             Number(0.0001, 1e6),
             "ms",
             "95th-percentile single-sample latency budget of the quantized .tflite.",
-            partial(latency_budget, "p95"),
+            figures=("latency_p95_ms",),
         ),
         CheckDefinition(
             "latency.min_speedup",
             Number(0.0001, 1000.0),
             "×",
             "Minimum p50 speedup of the quantized .tflite over the float32 .tflite, measured in the same run.",
-            speedup,
             bound="min",
+            figures=("speedup",),
         ),
     )
 }

@@ -89,13 +89,24 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
     assert setup.calibration is not None
     calibration = setup.calibration
     ranked, tflite, kept = grow_until_allowed(
-        saved_model_dir, setup,
-        lambda layers: convert_selective(saved_model_dir, calibration, keep_float=[layer.tensor for layer in layers],
-                                         input_dtype=setup.input_dtype, output_dtype=setup.output_dtype),
-    )  # fmt: skip
+        saved_model_dir,
+        setup,
+        lambda layers: convert_selective(
+            saved_model_dir,
+            calibration,
+            keep_float=[layer.tensor for layer in layers],
+            input_dtype=setup.input_dtype,
+            output_dtype=setup.output_dtype,
+        ),
+    )
     names = ", ".join(f"{layer.name} ({layer.op})" for layer in kept)
-    return Built(tflite, (f"kept in float: {names}", f"{len(kept)} of {len(ranked)} layers, ranked by the output "
-                          "error each causes when quantized alone"))  # fmt: skip
+    return Built(
+        tflite,
+        (
+            f"kept in float: {names}",
+            f"{len(kept)} of {len(ranked)} layers, ranked by the output error each causes when quantized alone",
+        ),
+    )
 
 
 def grow_until_allowed(

@@ -79,8 +79,9 @@ def _litert_int16x8_int8_io(
         recipe.add_static_config(".*", ops.INPUT, activation_num_bits=8, weight_num_bits=8)
         recipe.add_static_config(".*", ops.OUTPUT, activation_num_bits=8, weight_num_bits=8)
         for layer in int16_layers or ():
-            recipe.add_static_config(f"^{re.escape(layer.tensor)};$", getattr(ops, layer.op), activation_num_bits=16,
-                                     weight_num_bits=8)  # fmt: skip
+            recipe.add_static_config(
+                f"^{re.escape(layer.tensor)};$", getattr(ops, layer.op), activation_num_bits=16, weight_num_bits=8
+            )
         # It refuses a model whose tensor names are not unique, and ops it has no rule for stay float.
         quantizer = Quantizer(float_tflite, recipe.get_quantization_recipe())
         ranges = _litert_ranges(quantizer, float_tflite, calibration)
@@ -116,8 +117,10 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
     """The int16x8 candidate, with the model I/O the policy asks for where 16x8 can give it."""
     assert setup.calibration is not None
     if setup.input_dtype != setup.output_dtype or setup.input_dtype not in INT16X8_IO_DTYPES:
-        raise NotApplicable(f"16x8 gives int8, int16 or float32 I/O alike on both sides, and the policy asks for "
-                            f"{setup.input_dtype} input and {setup.output_dtype} output")  # fmt: skip
+        raise NotApplicable(
+            f"16x8 gives int8, int16 or float32 I/O alike on both sides, and the policy asks for "
+            f"{setup.input_dtype} input and {setup.output_dtype} output"
+        )
     tflite = convert_int16x8(saved_model_dir, setup.float_tflite, setup.calibration, io_dtype=setup.input_dtype)
     how = "litert-quantizer (16x8 inside, int8 at the edges)" if setup.input_dtype == "int8" else "TFLiteConverter"
     return Built(
@@ -139,12 +142,19 @@ def build_on_ranked_layers(saved_model_dir: Path, setup: Setup) -> Built:
     """
     assert setup.calibration is not None
     if (setup.input_dtype, setup.output_dtype) != ("int8", "int8"):
-        raise NotApplicable(f"it gives int8 model I/O, and the policy asks for {setup.input_dtype} input and "
-                            f"{setup.output_dtype} output")  # fmt: skip
+        raise NotApplicable(
+            f"it gives int8 model I/O, and the policy asks for {setup.input_dtype} input and "
+            f"{setup.output_dtype} output"
+        )
     calibration = setup.calibration
     ranked, tflite, layers = grow_until_allowed(
         saved_model_dir, setup, lambda layers: _litert_int16x8_int8_io(setup.float_tflite, calibration, layers)
     )
     names = ", ".join(f"{layer.name} ({layer.op})" for layer in layers)
-    return Built(tflite, (f"int16 activations on: {names}; int8 elsewhere, int8 I/O (litert-quantizer)",
-                          f"{len(layers)} of {len(ranked)} layers, ranked as float fallback ranks them"))  # fmt: skip
+    return Built(
+        tflite,
+        (
+            f"int16 activations on: {names}; int8 elsewhere, int8 I/O (litert-quantizer)",
+            f"{len(layers)} of {len(ranked)} layers, ranked as float fallback ranks them",
+        ),
+    )

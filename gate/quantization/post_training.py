@@ -39,8 +39,9 @@ def float16(saved_model_dir: Path, setup: Setup) -> Built:
 
 def int8(saved_model_dir: Path, setup: Setup) -> Built:
     assert setup.calibration is not None
-    tflite = full_integer(saved_model_dir, setup.calibration, input_dtype=setup.input_dtype,
-                          output_dtype=setup.output_dtype)  # fmt: skip
+    tflite = full_integer(
+        saved_model_dir, setup.calibration, input_dtype=setup.input_dtype, output_dtype=setup.output_dtype
+    )
     return Built(tflite, (f"calibrated on the first {_samples(setup.calibration):,} samples",))
 
 
@@ -49,8 +50,9 @@ def int8_all_calibration(saved_model_dir: Path, setup: Setup) -> Built:
     used, available = _samples(setup.calibration), _samples(setup.all_calibration)
     if available <= used:
         raise NotApplicable(f"there is no more calibration data than int8 used ({used:,} samples)")
-    tflite = full_integer(saved_model_dir, setup.all_calibration, input_dtype=setup.input_dtype,
-                          output_dtype=setup.output_dtype)  # fmt: skip
+    tflite = full_integer(
+        saved_model_dir, setup.all_calibration, input_dtype=setup.input_dtype, output_dtype=setup.output_dtype
+    )
     return Built(tflite, (f"calibrated on all {available:,} calibration samples (int8 used {used:,})",))
 
 

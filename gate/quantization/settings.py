@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from gate.keys import Key, Number
 
-CALIBRATION_SAMPLES = Key("calibration_samples", Number(1, 100_000, integer=True), 200,
-                          "How many calibration samples (the first N) full-integer conversion uses.",
-                          role="manifest")  # fmt: skip
+CALIBRATION_SAMPLES = Key(
+    "calibration_samples",
+    Number(1, 100_000, integer=True),
+    200,
+    "How many calibration samples (the first N) full-integer conversion uses.",
+    role="manifest",
+)
+# fmt: skip: a key a line, as gate.policy.config.SETTINGS.
 QAT_KEYS = (
     Key("qat.epochs", Number(1, 1000, integer=True), 3, "Epochs of quantization-aware training on train.npz."),
     Key("qat.learning_rate", Number(1e-7, 1.0), 1e-4, "Learning rate of quantization-aware training (Adam)."),

@@ -135,8 +135,10 @@ def _device_cell(device: OnDevice) -> str:
 
 
 def _agreement_text(agreement: Agreement) -> str:
-    said = (f"{agreement.differing_samples} of {agreement.samples} samples differ, by at most "
-            f"{agreement.max_steps:g} quantization steps")  # fmt: skip
+    said = (
+        f"{agreement.differing_samples} of {agreement.samples} samples differ, by at most "
+        f"{agreement.max_steps:g} quantization steps"
+    )
     if agreement.same_prediction is not None:
         said += f"; the same predicted class on {agreement.same_prediction:.2f}% of them"
     return said

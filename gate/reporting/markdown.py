@@ -45,9 +45,13 @@ def _environment() -> jinja2.Environment:
     )
     environment.filters.update(FILTERS)
     environment.globals.update(
-        icons=STATUS_ICONS, Status=Status, log_path=log_path, benchmark_path=benchmark_path, artifact=ARTIFACT_NAME,
+        icons=STATUS_ICONS,
+        Status=Status,
+        log_path=log_path,
+        benchmark_path=benchmark_path,
+        artifact=ARTIFACT_NAME,
         limits=SUMMARY_LIMITS,
-    )  # fmt: skip
+    )
     return environment
 
 
@@ -80,9 +84,18 @@ class Markdown:
         notes = _left_out_note(len(leave_out), len(leave_out_rows))
         callouts = self.callouts_in_brief if brief else self.callouts
         return "".join(
-            (self.head, rows, self.comparison_head, compared, self.comparison_tail, callouts, details, notes,
-             self.footer)
-        )  # fmt: skip
+            (
+                self.head,
+                rows,
+                self.comparison_head,
+                compared,
+                self.comparison_tail,
+                callouts,
+                details,
+                notes,
+                self.footer,
+            )
+        )
 
 
 def _left_out_note(details: int, rows: int) -> str:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from gate.figures import FIGURES
 from gate.keys import Key
 from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS, POLICY_TOP_LEVEL
 from gate.policy.judge import CHECKS
 from gate.quantization.base import AUTO
 from gate.quantization.methods import METHODS
 from gate.targets import TARGETS
+from gate.targets.base import measured_on
 from gate.tasks import TASKS
 
 # As the report's summary row says why a model failed: `size.min_reduction 3.99× < 4×`.
@@ -65,8 +67,10 @@ def method_reference() -> str:
 
 def task_reference() -> str:
     """The tasks a manifest's `task` can name, from TASKS (docs/tasks.md shows it; a test keeps the page in sync)."""
-    rows = ["| `task` | Metric | `y` in eval.npz | Judged by | Quantization-aware training | Meaning |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| `task` | Metric | `y` in eval.npz | Judged by | Quantization-aware training | Meaning |",
+        "|---|---|---|---|---|---|",
+    ]
     for task in TASKS.values():
         qat = f"trains on `y` ({task.qat_loss})" if task.qat_loss else "skipped: no labels it can train on"
         rows.append(
@@ -84,6 +88,18 @@ def target_reference() -> str:
     return "\n".join(rows) + "\n"
 
 
+def figure_reference() -> str:
+    """The named figures checks read (FIGURES): which targets measure each, and which checks judge it."""
+    rows = ["| Figure | Unit | Measured by | Judged by | What it is |", "|---|---|---|---|---|"]
+    for figure in FIGURES.values():
+        checks = ", ".join(f"`{check.name}`" for check in CHECKS.values() if figure.name in check.figures)
+        rows.append(
+            f"| `{figure.name}` | {figure.unit} | {measured_on((figure.name,)) or 'every target'} | {checks} | "
+            f"{figure.description} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "manifest_reference": manifest_reference,
     "check_reference": check_reference,
@@ -91,4 +107,5 @@ TABLES: dict[str, Callable[[], str]] = {
     "method_reference": method_reference,
     "task_reference": task_reference,
     "target_reference": target_reference,
+    "figure_reference": figure_reference,
 }

@@ -143,7 +143,7 @@ def report_schema() -> dict[str, Any]:
                         "additionalProperties": False,
                     },
                 ]
-            },  # fmt: skip
+            },
             "comparison": {"anyOf": [{"type": "null"}, json_schema(Comparison, definitions)]},
             "models": {"type": "array", "items": model},
         },

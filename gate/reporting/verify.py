@@ -224,8 +224,10 @@ def _check_state(result: ModelResult, conversion: Conversion, where: str) -> Non
     policy = result.provenance.effective_policy
     resets = bool(policy.get("runtime.resets_state", POLICY_KEYS["runtime.resets_state"].default))
     if state.app_resets != resets:
-        raise ValueError(f"{where}.app_resets: {state.app_resets}, but its effective policy's runtime.resets_state "
-                         f"is {str(resets).lower()}")  # fmt: skip
+        raise ValueError(
+            f"{where}.app_resets: {state.app_resets}, but its effective policy's runtime.resets_state "
+            f"is {str(resets).lower()}"
+        )
     if state.app_must != must_reset(state.variable_tensors):
         raise ValueError(f"{where}.app_must: {state.app_must[:80]!r} is not what gate tells the app")
     judged, other = conversion.evaluation, state.other_evaluation
@@ -263,8 +265,11 @@ def _check_digests(result: ModelResult) -> None:
         + [(f"candidates[{i}].conversion", k.conversion) for i, k in enumerate(result.candidates)]
         if c is not None
     ]
-    files += [(f"{name}.file", info.file) for name, info in
-              (("calibration", result.calibration), ("evaluation_data", result.evaluation_data)) if info]  # fmt: skip
+    files += [
+        (f"{name}.file", info.file)
+        for name, info in (("calibration", result.calibration), ("evaluation_data", result.evaluation_data))
+        if info
+    ]
     if result.provenance:
         files += [(f"provenance.inputs[{i}]", f) for i, f in enumerate(result.provenance.inputs)]
     files += [
@@ -276,8 +281,10 @@ def _check_digests(result: ModelResult) -> None:
     for where, file in files:
         if not _SHA256.fullmatch(file.sha256) or file.size_bytes < 0:
             raise ValueError(f"{where}: sha256 {file.sha256!r} or size {file.size_bytes} is not a file's")
-    sums = {"provenance.policy_sha256": result.provenance.policy_sha256 if result.provenance else None,
-            "origin.cache_key": result.origin.cache_key if result.origin else None}  # fmt: skip
+    sums = {
+        "provenance.policy_sha256": result.provenance.policy_sha256 if result.provenance else None,
+        "origin.cache_key": result.origin.cache_key if result.origin else None,
+    }
     for where, value in sums.items():
         if value is not None and not _SHA256.fullmatch(value):
             raise ValueError(f"{where}: {value!r} is not a sha256")

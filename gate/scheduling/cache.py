@@ -184,15 +184,29 @@ class Cache:
             staging = Path(tempfile.mkdtemp(prefix=".entry-", dir=self.directory))
             try:
                 artifacts = {a.path: a for a in result.artifacts}
-                files = [copy_inside(out_dir, relative, staging / relative, expected=artifacts.get(relative))
-                         for relative in sorted(result.kept_files())]  # fmt: skip
+                files = [
+                    copy_inside(out_dir, relative, staging / relative, expected=artifacts.get(relative))
+                    for relative in sorted(result.kept_files())
+                ]
                 try:  # a worker with allowed custom code wrote the log: copied bounded, never through a link
-                    files.append(copy_inside(out_dir, log_path(result.name), staging / log_path(result.name),
-                                             limit=MAX_LOG_BYTES, tail=True))  # fmt: skip
+                    files.append(
+                        copy_inside(
+                            out_dir,
+                            log_path(result.name),
+                            staging / log_path(result.name),
+                            limit=MAX_LOG_BYTES,
+                            tail=True,
+                        )
+                    )
                 except Missing:
                     pass
-                entry = {"entry_version": ENTRY_VERSION, "key": key, "model": result.name,
-                         "result": result.to_json(), "files": to_jsonable(files)}  # fmt: skip
+                entry = {
+                    "entry_version": ENTRY_VERSION,
+                    "key": key,
+                    "model": result.name,
+                    "result": result.to_json(),
+                    "files": to_jsonable(files),
+                }
                 entry["digest"] = _entry_digest(entry)
                 (staging / ENTRY).write_text(dumps(entry), encoding="utf-8")
                 folder = self.directory / self._entry(key)

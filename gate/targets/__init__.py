@@ -1,13 +1,14 @@
 """Where a candidate runs and what is measured there (TARGETS): LiteRT on the CI machine's CPU, TFLM, or Ethos-U.
 
-A new target is a module with a `Target` (gate.targets.base), one entry in TARGETS and its name in TARGET_NAMES.
+A new target is a module with a `Target` (gate.targets.base), one entry in TARGETS, and its name and the figures
+it adds in TARGET_FIGURES.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gate.targets.base import ETHOS_U_ACCELERATORS
+from gate.targets.base import TARGET_FIGURES
 
 if TYPE_CHECKING:
     from gate.targets.base import Target
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 DEFAULT_TARGET = "litert"
 # The names alone, for what validates a policy or reads a report without NumPy or LiteRT (gate validate, gate
 # comment); tests/test_tflm.py keeps them TARGETS' names.
-TARGET_NAMES = ("litert", "tflm", *ETHOS_U_ACCELERATORS)
+TARGET_NAMES = tuple(TARGET_FIGURES)
 
 
 def __getattr__(name: str) -> dict[str, Target]:

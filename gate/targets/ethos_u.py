@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from gate.errors import ModelError
 from gate.results import CpuFallback, Latency, OnDevice
 from gate.targets import litert
-from gate.targets.base import ETHOS_U_ACCELERATORS, Measured, Timing
+from gate.targets.base import ETHOS_U_ACCELERATORS, TARGET_FIGURES, Measured, Timing
 from gate.targets.graph import GraphError, read_graph
 
 if TYPE_CHECKING:
@@ -92,8 +92,9 @@ def compile_model(model_path: Path, optimised: Path, *, accelerator: str) -> Vel
         shutil.copyfile(model_path, work / "model.tflite")
         command = [*_VELA, "model.tflite", "--accelerator-config", accelerator, "--output-dir", "out"]
         try:
-            done = subprocess.run(command, cwd=work, capture_output=True, text=True, errors="replace",
-                                  timeout=VELA_TIMEOUT_S, check=False)  # fmt: skip
+            done = subprocess.run(
+                command, cwd=work, capture_output=True, text=True, errors="replace", timeout=VELA_TIMEOUT_S, check=False
+            )
         except subprocess.TimeoutExpired:
             raise VelaError(f"Vela did not finish within {VELA_TIMEOUT_S:.0f} s") from None
         summaries = sorted((work / "out").glob("model_summary_*.csv"))
@@ -166,6 +167,7 @@ class EthosU:
 
     def __init__(self, accelerator: str) -> None:
         self.name = accelerator
+        self.figures = TARGET_FIGURES[accelerator]
         self.description = (
             f"Arm {accelerator} (Vela {_vela_version()}): SRAM, flash, NPU cycles and inference time as Vela "
             "estimates them, the share of operators on the NPU and every CPU fallback with Vela's reason; the metric "
@@ -180,9 +182,18 @@ class EthosU:
     def measure(self, artifact: Path, data: Dataset, task: str, *, threads: int, app_resets: bool) -> Measured:
         on_litert = litert.LITERT.measure(artifact, data, task, threads=threads, app_resets=app_resets)
         if on_litert.float_ops:  # the float32 reference: every operator stays on the CPU
-            device = OnDevice(self.name, None, None, None, (), on_litert.evaluation, None, (),
-                              (f"a file with float ops runs 0% on the {self.name} NPU: Vela was not run on it",),
-                              npu_ops_percent=0.0)  # fmt: skip
+            device = OnDevice(
+                self.name,
+                None,
+                None,
+                None,
+                (),
+                on_litert.evaluation,
+                None,
+                (),
+                (f"a file with float ops runs 0% on the {self.name} NPU: Vela was not run on it",),
+                npu_ops_percent=0.0,
+            )
             return _with_device(on_litert, device, ())
         optimised = artifact.with_name(artifact.name.removesuffix(".tflite") + ".vela.tflite")
         report = compile_model(artifact, optimised, accelerator=self.name)
@@ -196,10 +207,21 @@ class EthosU:
             notes.append(f"weights in {report.weights_area} ({report.weights_area_bytes:,} bytes), not in flash")
         flash = report.weights_area_bytes if report.weights_area in FLASH_AREAS else None
         device = OnDevice(
-            self.name, None, None, flash, _operators(artifact), on_litert.evaluation, None, (), tuple(notes),
-            sram_bytes=report.sram_bytes, npu_cycles=report.npu_cycles, inference_ms=report.inference_ms,
-            npu_ops_percent=round(report.npu_ops_percent, 3), cpu_fallbacks=report.cpu_fallbacks,
-        )  # fmt: skip
+            self.name,
+            None,
+            None,
+            flash,
+            _operators(artifact),
+            on_litert.evaluation,
+            None,
+            (),
+            tuple(notes),
+            sram_bytes=report.sram_bytes,
+            npu_cycles=report.npu_cycles,
+            inference_ms=report.inference_ms,
+            npu_ops_percent=round(report.npu_ops_percent, 3),
+            cpu_fallbacks=report.cpu_fallbacks,
+        )
         return _with_device(on_litert, device, (optimised,))
 
     def time(
@@ -217,8 +239,15 @@ class EthosU:
 
 
 def _with_device(measured: Measured, device: OnDevice, files: tuple[Path, ...]) -> Measured:
-    return Measured(measured.inputs, measured.outputs, measured.float_ops, measured.evaluation, measured.state,
-                    device=device, files=files)  # fmt: skip
+    return Measured(
+        measured.inputs,
+        measured.outputs,
+        measured.float_ops,
+        measured.evaluation,
+        measured.state,
+        device=device,
+        files=files,
+    )
 
 
 def _operators(artifact: Path) -> tuple[str, ...]:

@@ -101,8 +101,9 @@ def read_graph(model: bytes) -> Graph:
                     options = schema.BatchMatMulOptions()
                     options.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
                     adj_x, adj_y = bool(options.AdjX()), bool(options.AdjY())
-                operators.append(Operator(s, o, name, version, _ints(op.InputsAsNumpy()), _ints(op.OutputsAsNumpy()),
-                                          adj_x, adj_y))  # fmt: skip
+                operators.append(
+                    Operator(s, o, name, version, _ints(op.InputsAsNumpy()), _ints(op.OutputsAsNumpy()), adj_x, adj_y)
+                )
         main = root.Subgraphs(0)
         return Graph(tuple(operators), tuple(tensors), _ints(main.InputsAsNumpy()), _ints(main.OutputsAsNumpy()))
     except GraphError:
