@@ -6,6 +6,7 @@ are then measured again with TFLM's own interpreter on the published files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import shutil
@@ -19,7 +20,7 @@ from helpers import REPO, keras3_mlp, run_gate
 from gate.policy.checks import Context
 from gate.policy.judge import CHECKS
 from gate.results import Status
-from gate.targets import graph, tflm
+from gate.targets import graph, tflm, tflm_ops
 
 MCU = (REPO / "policies" / "mcu.toml").read_text()
 TIGHT = MCU.replace("max_arena_kib = 64", "max_arena_kib = 1")
@@ -41,7 +42,10 @@ def gelu_mlp(folder: Path) -> Path:
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
     write_data(folder, x_train, y_train, x_eval, y_eval)
-    (folder / "gate.toml").write_text('policy = "mcu"\nmethod = "int8"\n')
+    (folder / "gate.toml").write_text(
+        'policy = "mcu"\noverride_reason = "two candidates are enough"\n'
+        '[overrides.search]\ncandidates = ["int8", "int8-all-calibration"]\n'
+    )
     return folder
 
 
@@ -140,13 +144,51 @@ def test_an_arena_over_budget_fails_naming_it(mcu_run) -> None:
     assert "memory.max_arena_kib" in mcu_run.markdown
 
 
-def test_an_operator_tflm_lacks_fails_the_model_naming_it(mcu_run) -> None:
-    """The float32 reference already has GELU: TFLM cannot run any file of this model, and the row says why."""
+def test_an_operator_tflm_lacks_fails_each_candidate_naming_it_and_the_search_goes_on(mcu_run) -> None:
+    """The float32 reference already has GELU: every candidate fails ops.supported naming it (gate measured it: not
+    an ERROR), the search tries the next, and the report and the choice line say why."""
     gelu = mcu_run.model("gelu")
-    assert gelu["status"] == "ERROR"
-    assert gelu["error"].endswith("TFLM has no kernel for operator GELU")
-    assert "TFLM has no kernel for operator GELU" in mcu_run.markdown
+    assert gelu["status"] == "FAIL", gelu.get("error")
+    assert [c["method"] for c in gelu["candidates"]] == ["int8", "int8-all-calibration"]
+    for candidate in gelu["candidates"]:
+        (failure,) = [c for c in candidate["checks"] if c["status"] == "FAIL"]
+        assert failure["name"] == "ops.supported"
+        assert failure["message"] == "tflm cannot run it: TFLM has no kernel for operator GELU"
+        device = candidate["conversion"]["device"]
+        assert device["unsupported"] == ["TFLM has no kernel for operator GELU"] and device["arena_bytes"] is None
+        # What TFLM cannot run is not judged on a TFLM figure: the metric is LiteRT's, and the report says so.
+        assert candidate["conversion"]["evaluation"] == device["litert_evaluation"]
+    assert (
+        gelu["choice"].startswith("no candidate passes")
+        and "int8 and int8-all-calibration failed ops.supported (" in gelu["choice"]
+    )
+    assert "cannot run it: TFLM has no kernel for operator GELU" in mcu_run.markdown
+    assert "the metric shown is LiteRT's" in mcu_run.markdown
     assert mcu_run.exit_code == 1
+
+
+def test_a_result_that_hides_an_operator_tflm_lacks_is_refused_on_read_back(mcu_run) -> None:
+    from gate.encoding import load_result
+    from gate.reporting.verify import check_result
+    from gate.results import ModelResult
+
+    result = load_result(ModelResult, mcu_run.model("gelu"))
+    check_result(result)  # as gate wrote it
+    first = result.candidates[0]
+    device = first.conversion.device
+    hidden = {
+        "says PASS": dataclasses.replace(first, status=Status.PASS, reason=""),
+        "drops the check": dataclasses.replace(
+            first, checks=tuple(c for c in first.checks if c.name != "ops.supported"), status=Status.PASS, reason=""
+        ),
+        "drops the operator": dataclasses.replace(
+            first, conversion=dataclasses.replace(first.conversion, device=dataclasses.replace(device, unsupported=()))
+        ),
+    }
+    for _how, forged in hidden.items():
+        changed = dataclasses.replace(result, candidates=(forged, *result.candidates[1:]))
+        with pytest.raises(ValueError, match="candidates\\[0\\]"):
+            check_result(changed)
 
 
 def test_every_candidate_reports_its_mac_count(mcu_run) -> None:
@@ -185,7 +227,7 @@ def test_the_resolver_snippet_cannot_be_broken_out_of_by_a_model_name() -> None:
         inputs=(0,),
         outputs=(2,),
     )
-    text = tflm.op_resolver_snippet(model, model="9x\n#include <evil>", method="int8", source="a */\n\\ b.tflite")
+    text = tflm_ops.op_resolver_snippet(model, model="9x\n#include <evil>", method="int8", source="a */\n\\ b.tflite")
     assert "#include <evil>" not in text and "\\" not in text
     identifier = "m_9x__include__evil__" + hashlib.sha256(b"9x\n#include <evil>").hexdigest()[:8] + "_int8"
     assert f"using {identifier}_op_resolver = tflite::MicroMutableOpResolver<2>;" in text
@@ -198,9 +240,9 @@ def test_two_models_resolver_headers_name_different_things_and_can_each_be_inclu
     operators for the other (found by an attack)."""
     model = graph.Graph(operators=(graph.Operator(0, 0, "SOFTMAX", 1, (0,), (1,)),), tensors=((),), inputs=(0,),
                         outputs=(1,))  # fmt: skip
-    names = {tflm.c_identifier(name) for name in ("kws-v2", "kws_v2", "kws.v2", "_kws_v2")}
+    names = {tflm_ops.c_identifier(name) for name in ("kws-v2", "kws_v2", "kws.v2", "_kws_v2")}
     assert len(names) == 4 and "kws_v2" in names and all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n) for n in names)
-    text = tflm.op_resolver_snippet(model, model="kws_v2", method="int8-float-fallback", source="kws_v2.tflite")
+    text = tflm_ops.op_resolver_snippet(model, model="kws_v2", method="int8-float-fallback", source="kws_v2.tflite")
     lines = text.splitlines()
     assert lines[1:3] == [
         "#ifndef GATE_kws_v2_int8_float_fallback_OPS_H",

@@ -290,6 +290,21 @@ def device_bytes(figures: dict[str, str], candidate: Candidate, limit: float, co
     return status, round(kib, 3), f"{what} {measured:,} bytes = {kib:.2f} KiB (budget ≤ {plain(limit)} KiB)"
 
 
+def supported_ops(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    """Whether the runtime runs every operator of the file itself: what TFLM lacks fails it, naming the operator."""
+    assert candidate.conversion is not None
+    device = candidate.conversion.device
+    if not limit:
+        return Status.SKIP, None, "the policy does not require a kernel in the target runtime for every operator"
+    if device is None or device.target != "tflm":
+        # An NPU's operators that Vela cannot place run on the CPU: npu.min_ops_on_npu judges those.
+        target = context.policy.get("target.runtime", "litert")
+        return Status.SKIP, None, f"judged on the tflm target only, and this one is {target}"
+    if device.unsupported:
+        return Status.FAIL, False, f"{device.target} cannot run it: {'; '.join(device.unsupported)}"
+    return Status.PASS, True, f"{device.target} has a kernel for every operator ({', '.join(device.operators)})"
+
+
 def npu_ops(candidate: Candidate, limit: float, context: Context) -> Verdict:
     _what, share = _device_figure(candidate, {"npu_ops_percent": "share of operators on the NPU"})
     if share is None:

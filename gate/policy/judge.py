@@ -29,6 +29,7 @@ from gate.policy.checks import (
     size_reduction,
     speedup,
     stateless,
+    supported_ops,
 )
 from gate.results import Candidate, CheckResult, Status
 
@@ -92,6 +93,16 @@ CHECKS: dict[str, CheckDefinition] = {
             "",
             "When true, no op may read or write a float tensor (what integer-only accelerators and MCUs need).",
             integer_only,
+            bound="equal",
+        ),
+        CheckDefinition(
+            "ops.supported",
+            Flag(),
+            "",
+            "When true, the target runtime must have a kernel for every operator of the file, for the types it uses "
+            "(tflm: an operator or operator version TFLM lacks fails the candidate, naming it; the metric shown is "
+            'then LiteRT\'s). True by default when `target.runtime = "tflm"`; SKIP on other targets.',
+            supported_ops,
             bound="equal",
         ),
         CheckDefinition(
