@@ -49,6 +49,33 @@ def gelu_mlp(folder: Path) -> Path:
     return folder
 
 
+def bilinear_cnn(folder: Path) -> Path:
+    """Digits through a convolution upsampled bilinearly: TFLM's RESIZE_BILINEAR runs int8, not int16 activations.
+
+    Asked for int8 and int16x8 with an unreachable size (so that int8 fails and the search reaches int16x8)."""
+    import keras
+    from helpers import digits, write_data
+
+    x_train, y_train, x_eval, y_eval = digits()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((64,), name="pixels"), keras.layers.Reshape((8, 8, 1)),
+         keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+         keras.layers.UpSampling2D(2, interpolation="bilinear"), keras.layers.MaxPooling2D(4),
+         keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    )  # fmt: skip
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=5, batch_size=64, verbose=0)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    write_data(folder, x_train, y_train, x_eval, y_eval)
+    (folder / "gate.toml").write_text(
+        'policy = "mcu"\noverride_reason = "int8 fails, so that the search reaches int16x8"\n'
+        '[overrides.search]\ncandidates = ["int8", "int16x8"]\n[overrides.size]\nmin_reduction = 1000\n'
+    )
+    return folder
+
+
 @pytest.fixture(scope="module")
 def mcu_run(tmp_path_factory, healthy_model: Path):
     """`gate check` on three models: one that fits the MCU policy, the same one over a 1 KiB arena budget, and
@@ -62,6 +89,7 @@ def mcu_run(tmp_path_factory, healthy_model: Path):
         shutil.copytree(healthy_model, root / "models" / name)
         (root / "models" / name / "gate.toml").write_text(f'policy = "{policy}"\nmethod = "int8"\n')
     gelu_mlp(root / "models" / "gelu")
+    bilinear_cnn(root / "models" / "bilinear")
     return run_gate("check", "--out", root / "out", cwd=root)
 
 
@@ -189,6 +217,55 @@ def test_a_result_that_hides_an_operator_tflm_lacks_is_refused_on_read_back(mcu_
         changed = dataclasses.replace(result, candidates=(forged, *result.candidates[1:]))
         with pytest.raises(ValueError, match="candidates\\[0\\]"):
             check_result(changed)
+
+
+def test_a_16x8_candidate_is_not_tried_when_tflm_lacks_an_int16_kernel_of_the_model(mcu_run) -> None:
+    """The float32 reference has RESIZE_BILINEAR, which TFLM runs at int8 but not at int16: int8 is tried (and fails
+    the size asked for), int16x8 is not, and the candidate table says why."""
+    bilinear = mcu_run.model("bilinear")
+    int8, int16x8 = bilinear["candidates"]
+    assert int8["method"] == "int8" and int8["status"] == "FAIL"
+    assert "RESIZE_BILINEAR x1" in int8["conversion"]["device"]["operators"]
+    assert (int16x8["method"], int16x8["status"]) == ("int16x8", "SKIP")
+    reason = "not tried: every layer gets int16 activations, and tflm has no int16 kernel for RESIZE_BILINEAR"
+    assert int16x8["reason"].startswith(reason)
+    assert reason in mcu_run.markdown
+
+
+def sixteen_by_eight(operation: str) -> bytes:
+    """A tiny model around one operation, converted with int16 activations (TensorFlow's 16x8 mode)."""
+    import tensorflow as tf
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    inputs = tf_keras.Input((4, 4, 2), batch_size=1)
+    x = tf_keras.layers.Conv2D(2, 1)(inputs)
+    x = {
+        "FULLY_CONNECTED": lambda: tf_keras.layers.Dense(4)(x),
+        "EXP": lambda: tf.exp(x),
+        "LOG": lambda: tf.math.log(tf.nn.relu(x) + 1.0),
+        "RESIZE_BILINEAR": lambda: tf.image.resize(x, (8, 8)),
+    }[operation]()
+    converter = tf.lite.TFLiteConverter.from_keras_model(tf_keras.Model(inputs, x))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    samples = np.random.default_rng(0).normal(size=(20, 1, 4, 4, 2)).astype(np.float32)
+    converter.representative_dataset = lambda: ([sample] for sample in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return converter.convert()
+
+
+@pytest.mark.parametrize("operation", [*tflm.NO_INT16_KERNEL, "FULLY_CONNECTED"])
+def test_the_operators_said_to_lack_an_int16_kernel_are_those_tflm_refuses_at_int16(operation, tmp_path) -> None:
+    path = tmp_path / "model.tflite"
+    path.write_bytes(sixteen_by_eight(operation))
+    assert operation in graph.read_graph(path.read_bytes()).op_counts()
+    probe = tflm.probe(path, 1 << 20)
+    if operation in tflm.NO_INT16_KERNEL:
+        # TFLM names the type it refuses, or its number: 7 is kTfLiteInt16.
+        assert not probe.ok and operation in probe.failure, probe.failure
+        assert re.search(r"INT16|type is 7\b", probe.failure), probe.failure
+    else:
+        assert probe.ok, probe.failure
 
 
 def test_every_candidate_reports_its_mac_count(mcu_run) -> None:

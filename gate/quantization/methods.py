@@ -93,6 +93,7 @@ METHODS: dict[str, Method] = {
             needs_calibration=True,
             build=implemented_in("gate.quantization.int16x8:build_on_ranked_layers"),
             no_better_than=NEVER_SMALLER_THAN_INT8,
+            int16_activations="ranked",
         ),
         Method(
             "int16x8",
@@ -102,6 +103,7 @@ METHODS: dict[str, Method] = {
             needs_calibration=True,
             build=implemented_in("gate.quantization.int16x8:build"),
             no_better_than=NEVER_SMALLER_THAN_INT8,
+            int16_activations="all",
         ),
         Method(
             "dynamic_range",

@@ -365,6 +365,8 @@ class LiteRTOnCPU:
         "interpreter an Android or Linux app uses, latency through pytest-benchmark at batch 1."
     )
 
+    no_int16_kernel: Mapping[str, str] = {}  # the converter makes 16x8 only of operators LiteRT has 16x8 kernels for
+
     def cannot_run(self, method: Method) -> str:
         return ""
 
