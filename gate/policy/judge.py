@@ -122,6 +122,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "Largest tensor arena the model may need, in KiB (tflm: the smallest arena with which TFLM allocates "
             "and invokes it, on this 64-bit host; Ethos-U: Vela's SRAM figure). SKIP on a target that measures none.",
             partial(device_bytes, {"arena_bytes": "tensor arena", "sram_bytes": "SRAM"}),
+            better="smaller in its tensor arena",
         ),
         CheckDefinition(
             "memory.max_flash_kib",
