@@ -26,27 +26,32 @@ MCU = (REPO / "policies" / "mcu.toml").read_text()
 TIGHT = MCU.replace("max_arena_kib = 64", "max_arena_kib = 1")
 
 
-def gelu_mlp(folder: Path) -> Path:
-    """A 64-16-10 MLP whose hidden layer is GELU: LiteRT runs it, TFLM has no GELU kernel."""
+def digits_model(folder: Path, layers: list, manifest: str) -> Path:
+    """A Keras 3 model of `layers` on the 64 digit pixels, trained briefly, saved with its data and `manifest`."""
     import keras
     from helpers import digits, write_data
 
     x_train, y_train, x_eval, y_eval = digits()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((64,), name="pixels"), keras.layers.Dense(16, activation="gelu"),
-         keras.layers.Dense(10, activation="softmax")]
-    )  # fmt: skip
+    model = keras.Sequential([keras.Input((64,), name="pixels"), *layers, keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x_train, y_train, epochs=5, batch_size=64, verbose=0)
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
     write_data(folder, x_train, y_train, x_eval, y_eval)
-    (folder / "gate.toml").write_text(
-        'policy = "mcu"\noverride_reason = "two candidates are enough"\n'
-        '[overrides.search]\ncandidates = ["int8", "int8-all-calibration"]\n'
-    )
+    (folder / "gate.toml").write_text(manifest)
     return folder
+
+
+def gelu_mlp(folder: Path) -> Path:
+    """A 64-16-10 MLP whose hidden layer is GELU: LiteRT runs it, TFLM has no GELU kernel."""
+    import keras
+
+    return digits_model(
+        folder, [keras.layers.Dense(16, activation="gelu")],
+        'policy = "mcu"\noverride_reason = "two candidates are enough"\n'
+        '[overrides.search]\ncandidates = ["int8", "int8-all-calibration"]\n',
+    )  # fmt: skip
 
 
 def bilinear_cnn(folder: Path) -> Path:
@@ -54,32 +59,21 @@ def bilinear_cnn(folder: Path) -> Path:
 
     Asked for int8 and int16x8 with an unreachable size (so that int8 fails and the search reaches int16x8)."""
     import keras
-    from helpers import digits, write_data
 
-    x_train, y_train, x_eval, y_eval = digits()
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((64,), name="pixels"), keras.layers.Reshape((8, 8, 1)),
-         keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-         keras.layers.UpSampling2D(2, interpolation="bilinear"), keras.layers.MaxPooling2D(4),
-         keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
-    )  # fmt: skip
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(x_train, y_train, epochs=5, batch_size=64, verbose=0)
-    folder.mkdir(parents=True)
-    model.save(folder / "model.keras")
-    write_data(folder, x_train, y_train, x_eval, y_eval)
-    (folder / "gate.toml").write_text(
+    layers = keras.layers
+    return digits_model(
+        folder,
+        [layers.Reshape((8, 8, 1)), layers.Conv2D(4, 3, padding="same", activation="relu"),
+         layers.UpSampling2D(2, interpolation="bilinear"), layers.MaxPooling2D(4), layers.Flatten()],
         'policy = "mcu"\noverride_reason = "int8 fails, so that the search reaches int16x8"\n'
-        '[overrides.search]\ncandidates = ["int8", "int16x8"]\n[overrides.size]\nmin_reduction = 1000\n'
-    )
-    return folder
+        '[overrides.search]\ncandidates = ["int8", "int16x8"]\n[overrides.size]\nmin_reduction = 1000\n',
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def mcu_run(tmp_path_factory, healthy_model: Path):
-    """`gate check` on three models: one that fits the MCU policy, the same one over a 1 KiB arena budget, and
-    one with an operator TFLM lacks."""
+    """`gate check` on four models: one that fits the MCU policy, the same one over a 1 KiB arena budget, one with an
+    operator TFLM lacks, and one with an operator TFLM lacks at int16."""
     root = tmp_path_factory.mktemp("mcu")
     (root / "policies").mkdir()
     (root / "policies" / "default.toml").write_text((REPO / "policies" / "default.toml").read_text())
@@ -197,8 +191,9 @@ def test_an_operator_tflm_lacks_fails_each_candidate_naming_it_and_the_search_go
 
 def test_a_result_that_hides_an_operator_tflm_lacks_is_refused_on_read_back(mcu_run) -> None:
     from gate.encoding import load_result
+    from gate.layout import resolver_path
     from gate.reporting.verify import check_result
-    from gate.results import ModelResult
+    from gate.results import FileDigest, ModelResult
 
     result = load_result(ModelResult, mcu_run.model("gelu"))
     check_result(result)  # as gate wrote it
@@ -211,6 +206,15 @@ def test_a_result_that_hides_an_operator_tflm_lacks_is_refused_on_read_back(mcu_
         ),
         "drops the operator": dataclasses.replace(
             first, conversion=dataclasses.replace(first.conversion, device=dataclasses.replace(device, unsupported=()))
+        ),
+        "publishes a resolver TFLM never wrote": dataclasses.replace(
+            first,
+            conversion=dataclasses.replace(
+                first.conversion,
+                device=dataclasses.replace(
+                    device, files=(FileDigest(resolver_path("gelu", first.method), 1, "0" * 64),)
+                ),
+            ),
         ),
     }
     for _how, forged in hidden.items():

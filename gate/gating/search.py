@@ -249,7 +249,7 @@ def choice_text(
 
 
 def _unsupported_notes(candidates: Sequence[Candidate]) -> list[str]:
-    """'int8 and int8-all-calibration fail ops.supported (tflm cannot run it: ...), so the search went on': a runtime
+    """'int8 and int8-all-calibration failed ops.supported (tflm cannot run it: ...), so the search went on': a runtime
     that lacks an operator fails those candidates, not the model."""
     methods: dict[str, list[str]] = {}
     for candidate in candidates:
