@@ -154,6 +154,9 @@ class OnDevice:
     inference_ms: float | None = None  # Vela's estimate at the configuration's clock: the NPU's part only
     npu_ops_percent: float | None = None  # percent of the .tflite's operators that Vela places on the NPU
     cpu_fallbacks: tuple[CpuFallback, ...] = ()  # every operator Vela leaves on the CPU, with its reason
+    # What the runtime cannot run, each naming the operator (and the types it lacks), in its own words: TFLM lacks a
+    # kernel or a kernel version. Then no arena, agreement or resolver: the metric is LiteRT's, and ops.supported fails.
+    unsupported: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,21 @@ def test_the_accelerators_are_velas_choices() -> None:
     ).stdout
     choices = re.search(r"--accelerator-config \{([^}]+)\}", help_text).group(1).split(",")
     assert tuple(choices) == ETHOS_U_ACCELERATORS
+
+
+def test_the_operators_said_to_lack_an_int16_kernel_are_those_velas_report_restricts_to_int8(tmp_path) -> None:
+    """Vela's own supported-operators report (one table for U55 and U65, one for U85): an operator whose constraints
+    allow only Int8 (or UInt8) is one the NPU runs at int16 nowhere; FULLY_CONNECTED only with dynamic weights."""
+    subprocess.run([sys.executable, "-m", "ethosu.vela", "--supported-ops-report", "--accelerator-config",
+                    "ethos-u55-128"], cwd=tmp_path, capture_output=True, check=True)  # fmt: skip
+    report = (tmp_path / "SUPPORTED_OPS.md").read_text()
+    for family, heading in (("ethos-u55", "Ethos-U55 and Ethos-U65"), ("ethos-u85", "Ethos-U85")):
+        int8_only = set()
+        for section in re.split(r"^### ", report, flags=re.M):
+            title, _, body = section.partition("\n")
+            if (found := re.match(f"{heading} TFLite (\\S+) Constraints", title)) and re.search(
+                r"must be U?Int8(?: or U?Int8)?\s*$", body, flags=re.M
+            ):
+                int8_only.add(found.group(1))
+        assert set(ethos_u.NO_INT16_KERNEL[family]) == int8_only - {"FULLY_CONNECTED"}, family
+        assert ethos_u.NO_INT16_KERNEL["ethos-u65"] == ethos_u.NO_INT16_KERNEL["ethos-u55"]

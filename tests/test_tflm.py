@@ -6,6 +6,7 @@ are then measured again with TFLM's own interpreter on the published files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import shutil
@@ -19,39 +20,60 @@ from helpers import REPO, keras3_mlp, run_gate
 from gate.policy.checks import Context
 from gate.policy.judge import CHECKS
 from gate.results import Status
-from gate.targets import graph, tflm
+from gate.targets import graph, tflm, tflm_ops
 
 MCU = (REPO / "policies" / "mcu.toml").read_text()
 TIGHT = MCU.replace("max_arena_kib = 64", "max_arena_kib = 1")
 
 
-def gelu_mlp(folder: Path) -> Path:
-    """A 64-16-10 MLP whose hidden layer is GELU: LiteRT runs it, TFLM has no GELU kernel."""
+def digits_model(folder: Path, layers: list, manifest: str) -> Path:
+    """A Keras 3 model of `layers` on the 64 digit pixels, trained briefly, saved with its data and `manifest`."""
     import keras
     from helpers import digits, write_data
 
     x_train, y_train, x_eval, y_eval = digits()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((64,), name="pixels"),
-            keras.layers.Dense(16, activation="gelu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
+    model = keras.Sequential([keras.Input((64,), name="pixels"), *layers, keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x_train, y_train, epochs=5, batch_size=64, verbose=0)
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
     write_data(folder, x_train, y_train, x_eval, y_eval)
-    (folder / "gate.toml").write_text('policy = "mcu"\nmethod = "int8"\n')
+    (folder / "gate.toml").write_text(manifest)
     return folder
+
+
+def gelu_mlp(folder: Path) -> Path:
+    """A 64-16-10 MLP whose hidden layer is GELU: LiteRT runs it, TFLM has no GELU kernel."""
+    import keras
+
+    return digits_model(
+        folder, [keras.layers.Dense(16, activation="gelu")],
+        'policy = "mcu"\noverride_reason = "two candidates are enough"\n'
+        '[overrides.search]\ncandidates = ["int8", "int8-all-calibration"]\n',
+    )  # fmt: skip
+
+
+def bilinear_cnn(folder: Path) -> Path:
+    """Digits through a convolution upsampled bilinearly: TFLM's RESIZE_BILINEAR runs int8, not int16 activations.
+
+    Asked for int8 and int16x8 with an unreachable size (so that int8 fails and the search reaches int16x8)."""
+    import keras
+
+    layers = keras.layers
+    return digits_model(
+        folder,
+        [layers.Reshape((8, 8, 1)), layers.Conv2D(4, 3, padding="same", activation="relu"),
+         layers.UpSampling2D(2, interpolation="bilinear"), layers.MaxPooling2D(4), layers.Flatten()],
+        'policy = "mcu"\noverride_reason = "int8 fails, so that the search reaches int16x8"\n'
+        '[overrides.search]\ncandidates = ["int8", "int16x8"]\n[overrides.size]\nmin_reduction = 1000\n',
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def mcu_run(tmp_path_factory, healthy_model: Path):
-    """`gate check` on three models: one that fits the MCU policy, the same one over a 1 KiB arena budget, and
-    one with an operator TFLM lacks."""
+    """`gate check` on four models: one that fits the MCU policy, the same one over a 1 KiB arena budget, one with an
+    operator TFLM lacks, and one with an operator TFLM lacks at int16."""
     root = tmp_path_factory.mktemp("mcu")
     (root / "policies").mkdir()
     (root / "policies" / "default.toml").write_text((REPO / "policies" / "default.toml").read_text())
@@ -61,6 +83,7 @@ def mcu_run(tmp_path_factory, healthy_model: Path):
         shutil.copytree(healthy_model, root / "models" / name)
         (root / "models" / name / "gate.toml").write_text(f'policy = "{policy}"\nmethod = "int8"\n')
     gelu_mlp(root / "models" / "gelu")
+    bilinear_cnn(root / "models" / "bilinear")
     return run_gate("check", "--out", root / "out", cwd=root)
 
 
@@ -144,13 +167,110 @@ def test_an_arena_over_budget_fails_naming_it(mcu_run) -> None:
     assert "memory.max_arena_kib" in mcu_run.markdown
 
 
-def test_an_operator_tflm_lacks_fails_the_model_naming_it(mcu_run) -> None:
-    """The float32 reference already has GELU: TFLM cannot run any file of this model, and the row says why."""
+def test_an_operator_tflm_lacks_fails_each_candidate_naming_it_and_the_search_goes_on(mcu_run) -> None:
+    """The float32 reference already has GELU: every candidate fails ops.supported naming it (gate measured it: not
+    an ERROR), the search tries the next, and the report and the choice line say why."""
     gelu = mcu_run.model("gelu")
-    assert gelu["status"] == "ERROR"
-    assert gelu["error"].endswith("TFLM has no kernel for operator GELU")
-    assert "TFLM has no kernel for operator GELU" in mcu_run.markdown
+    assert gelu["status"] == "FAIL", gelu.get("error")
+    assert [c["method"] for c in gelu["candidates"]] == ["int8", "int8-all-calibration"]
+    for candidate in gelu["candidates"]:
+        (failure,) = [c for c in candidate["checks"] if c["status"] == "FAIL"]
+        assert failure["name"] == "ops.supported"
+        assert failure["message"] == "tflm cannot run it: TFLM has no kernel for operator GELU"
+        device = candidate["conversion"]["device"]
+        assert device["unsupported"] == ["TFLM has no kernel for operator GELU"] and device["arena_bytes"] is None
+        # What TFLM cannot run is not judged on a TFLM figure: the metric is LiteRT's, and the report says so.
+        assert candidate["conversion"]["evaluation"] == device["litert_evaluation"]
+    assert (
+        gelu["choice"].startswith("no candidate passes")
+        and "int8 and int8-all-calibration failed ops.supported (" in gelu["choice"]
+    )
+    assert "cannot run it: TFLM has no kernel for operator GELU" in mcu_run.markdown
+    assert "the metric shown is LiteRT's" in mcu_run.markdown
     assert mcu_run.exit_code == 1
+
+
+def test_a_result_that_hides_an_operator_tflm_lacks_is_refused_on_read_back(mcu_run) -> None:
+    from gate.encoding import load_result
+    from gate.layout import resolver_path
+    from gate.reporting.verify import check_result
+    from gate.results import FileDigest, ModelResult
+
+    result = load_result(ModelResult, mcu_run.model("gelu"))
+    check_result(result)  # as gate wrote it
+    first = result.candidates[0]
+    device = first.conversion.device
+    hidden = {
+        "says PASS": dataclasses.replace(first, status=Status.PASS, reason=""),
+        "drops the check": dataclasses.replace(
+            first, checks=tuple(c for c in first.checks if c.name != "ops.supported"), status=Status.PASS, reason=""
+        ),
+        "drops the operator": dataclasses.replace(
+            first, conversion=dataclasses.replace(first.conversion, device=dataclasses.replace(device, unsupported=()))
+        ),
+        "publishes a resolver TFLM never wrote": dataclasses.replace(
+            first,
+            conversion=dataclasses.replace(
+                first.conversion,
+                device=dataclasses.replace(
+                    device, files=(FileDigest(resolver_path("gelu", first.method), 1, "0" * 64),)
+                ),
+            ),
+        ),
+    }
+    for _how, forged in hidden.items():
+        changed = dataclasses.replace(result, candidates=(forged, *result.candidates[1:]))
+        with pytest.raises(ValueError, match="candidates\\[0\\]"):
+            check_result(changed)
+
+
+def test_a_16x8_candidate_is_not_tried_when_tflm_lacks_an_int16_kernel_of_the_model(mcu_run) -> None:
+    """The float32 reference has RESIZE_BILINEAR, which TFLM runs at int8 but not at int16: int8 is tried (and fails
+    the size asked for), int16x8 is not, and the candidate table says why."""
+    bilinear = mcu_run.model("bilinear")
+    int8, int16x8 = bilinear["candidates"]
+    assert int8["method"] == "int8" and int8["status"] == "FAIL"
+    assert "RESIZE_BILINEAR x1" in int8["conversion"]["device"]["operators"]
+    assert (int16x8["method"], int16x8["status"]) == ("int16x8", "SKIP")
+    reason = "not tried: every layer gets int16 activations, and tflm has no int16 kernel for RESIZE_BILINEAR"
+    assert int16x8["reason"].startswith(reason)
+    assert reason in mcu_run.markdown
+
+
+def sixteen_by_eight(operation: str) -> bytes:
+    """A tiny model around one operation, converted with int16 activations (TensorFlow's 16x8 mode)."""
+    import tensorflow as tf
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    inputs = tf_keras.Input((4, 4, 2), batch_size=1)
+    x = tf_keras.layers.Conv2D(2, 1)(inputs)
+    x = {
+        "FULLY_CONNECTED": lambda: tf_keras.layers.Dense(4)(x),
+        "EXP": lambda: tf.exp(x),
+        "LOG": lambda: tf.math.log(tf.nn.relu(x) + 1.0),
+        "RESIZE_BILINEAR": lambda: tf.image.resize(x, (8, 8)),
+    }[operation]()
+    converter = tf.lite.TFLiteConverter.from_keras_model(tf_keras.Model(inputs, x))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    samples = np.random.default_rng(0).normal(size=(20, 1, 4, 4, 2)).astype(np.float32)
+    converter.representative_dataset = lambda: ([sample] for sample in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return converter.convert()
+
+
+@pytest.mark.parametrize("operation", [*tflm.NO_INT16_KERNEL, "FULLY_CONNECTED"])
+def test_the_operators_said_to_lack_an_int16_kernel_are_those_tflm_refuses_at_int16(operation, tmp_path) -> None:
+    path = tmp_path / "model.tflite"
+    path.write_bytes(sixteen_by_eight(operation))
+    assert operation in graph.read_graph(path.read_bytes()).op_counts()
+    probe = tflm.probe(path, 1 << 20)
+    if operation in tflm.NO_INT16_KERNEL:
+        # TFLM names the type it refuses, or its number: 7 is kTfLiteInt16.
+        assert not probe.ok and operation in probe.failure, probe.failure
+        assert re.search(r"INT16|type is 7\b", probe.failure), probe.failure
+    else:
+        assert probe.ok, probe.failure
 
 
 def test_every_candidate_reports_its_mac_count(mcu_run) -> None:
@@ -190,7 +310,7 @@ def test_the_resolver_snippet_cannot_be_broken_out_of_by_a_model_name() -> None:
         inputs=(0,),
         outputs=(2,),
     )
-    text = tflm.op_resolver_snippet(model, model="9x\n#include <evil>", method="int8", source="a */\n\\ b.tflite")
+    text = tflm_ops.op_resolver_snippet(model, model="9x\n#include <evil>", method="int8", source="a */\n\\ b.tflite")
     assert "#include <evil>" not in text and "\\" not in text
     identifier = "m_9x__include__evil__" + hashlib.sha256(b"9x\n#include <evil>").hexdigest()[:8] + "_int8"
     assert f"using {identifier}_op_resolver = tflite::MicroMutableOpResolver<2>;" in text
@@ -201,12 +321,11 @@ def test_the_resolver_snippet_cannot_be_broken_out_of_by_a_model_name() -> None:
 def test_two_models_resolver_headers_name_different_things_and_can_each_be_included_twice() -> None:
     """kws-v2, kws_v2 and kws.v2 are three folders: one shared name would make the firmware register one's
     operators for the other (found by an attack)."""
-    model = graph.Graph(
-        operators=(graph.Operator(0, 0, "SOFTMAX", 1, (0,), (1,)),), tensors=((),), inputs=(0,), outputs=(1,)
-    )
-    names = {tflm.c_identifier(name) for name in ("kws-v2", "kws_v2", "kws.v2", "_kws_v2")}
+    model = graph.Graph(operators=(graph.Operator(0, 0, "SOFTMAX", 1, (0,), (1,)),), tensors=((),), inputs=(0,),
+                        outputs=(1,))  # fmt: skip
+    names = {tflm_ops.c_identifier(name) for name in ("kws-v2", "kws_v2", "kws.v2", "_kws_v2")}
     assert len(names) == 4 and "kws_v2" in names and all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n) for n in names)
-    text = tflm.op_resolver_snippet(model, model="kws_v2", method="int8-float-fallback", source="kws_v2.tflite")
+    text = tflm_ops.op_resolver_snippet(model, model="kws_v2", method="int8-float-fallback", source="kws_v2.tflite")
     lines = text.splitlines()
     assert lines[1:3] == [
         "#ifndef GATE_kws_v2_int8_float_fallback_OPS_H",

@@ -247,6 +247,7 @@ def choice_text(
             return f"{candidate.method}, the method gate.toml names, passes every check"
         earlier = len([c for c in candidates[:chosen] if c.status is not Status.SKIP])
         notes = [f"{earlier} tried before it did not"] if earlier else []
+        notes += _unsupported_notes(candidates[:chosen])
         if untried:
             names = ", ".join(untried[:-1]) + (" and " if len(untried) > 1 else "") + untried[-1]
             notes.append(
@@ -257,10 +258,23 @@ def choice_text(
         )
     failures = sum(check.status is Status.FAIL for check in candidate.checks)
     stopped = f"; {_hopeless_text(hopeless, 'no later candidate is')}, so none was tried" if hopeless else ""
+    unsupported = "".join(f"; {note}" for note in _unsupported_notes(candidates))
     return (
         f"no candidate passes; {candidate.method} is the closest (fewest failed checks, {failures}, then the "
-        f"smallest metric loss) and is kept so you can see how far off it is{stopped}"
+        f"smallest metric loss) and is kept so you can see how far off it is{unsupported}{stopped}"
     )
+
+
+def _unsupported_notes(candidates: Sequence[Candidate]) -> list[str]:
+    """'int8 and int8-all-calibration failed ops.supported (tflm cannot run it: ...), so the search went on': a runtime
+    that lacks an operator fails those candidates, not the model."""
+    methods: dict[str, list[str]] = {}
+    for candidate in candidates:
+        for check in candidate.checks:
+            if check.name == "ops.supported" and check.status is Status.FAIL:
+                methods.setdefault(check.message, []).append(candidate.method)
+    return [f"{' and '.join(names)} failed ops.supported ({message}), so the search went on"
+            for message, names in methods.items()]  # fmt: skip
 
 
 def search(

@@ -187,6 +187,8 @@ def search(
 ) -> Searched:
     from gate.gating import search as searching
     from gate.quantization.convert import convert
+    from gate.targets.base import no_int16_kernel_reason
+    from gate.targets.graph import read_graph
 
     policy, task, eval_data, model = job.policy, job.task, loaded.eval_data, loaded.model
     calibration, train = loaded.calibration, loaded.train
@@ -217,6 +219,8 @@ def search(
         return change_interval(referenced.float_evaluation.per_sample, evaluation.per_sample, TASKS[task],
                                eval_data.labels, confidence=settings.confidence)  # fmt: skip
 
+    # The float32 reference's operators: what a 16x8 candidate of it runs at int16.
+    reference_operators = read_graph(referenced.reference_path.read_bytes()).op_counts()
     input_dtype, output_dtype = io_dtypes(policy)
     first = {n: a[: job.calibration_samples] for n, a in calibration.inputs.items()} if calibration else None
     setup = Setup(
@@ -229,6 +233,7 @@ def search(
         metric_change=metric_change,
         task=task,
         max_float_layers=settings.max_float_layers,
+        no_int16_kernel=target.no_int16_kernel,
         training=Training(
             model_file=inspected.files.model, model_format=inspected.inspection.format, model=model,
             train_file=inspected.files.train_data if train is not None else None,
@@ -254,7 +259,9 @@ def search(
         describe=lambda method, path: _describe(target, staged, eval_data, task, settings, method, path),
         time_latency=time_latency,
         interval=interval,
-        cannot_run=lambda method: target.cannot_run(METHODS[method]),
+        cannot_run=lambda method: (
+            target.cannot_run(METHODS[method]) or no_int16_kernel_reason(target, METHODS[method], reference_operators)
+        ),
     )
     candidates, chosen, choice = searching.search(
         job.method, bench,

@@ -285,6 +285,21 @@ def score_text(evaluation: Evaluation) -> str:
     return f"{evaluation.metric} {METRICS[evaluation.metric].show(evaluation.value)}"
 
 
+def supported_ops(candidate: Candidate, limit: Value, context: Context) -> Verdict:
+    """Whether the runtime runs every operator of the file itself: what TFLM lacks fails it, naming the operator."""
+    assert candidate.conversion is not None
+    device = candidate.conversion.device
+    if not limit:
+        return Status.SKIP, None, "the policy does not require a kernel in the target runtime for every operator"
+    if device is None or device.target != "tflm":
+        # An NPU's operators that Vela cannot place run on the CPU: npu.min_ops_on_npu judges those.
+        target = context.policy.get("target.runtime", "litert")
+        return Status.SKIP, None, f"judged on the tflm target only, and this one is {target}"
+    if device.unsupported:
+        return Status.FAIL, False, f"{device.target} cannot run it: {'; '.join(device.unsupported)}"
+    return Status.PASS, True, f"{device.target} has a kernel for every operator ({', '.join(device.operators)})"
+
+
 def rounded_limit(value: float, *, up: bool) -> float | int:
     """`value` to 3 significant digits, rounded up or down; a whole number as an int (as TOML writes it)."""
     if value <= 0:

@@ -193,6 +193,9 @@ def effective_policy(policy: Policy, manifest: Manifest) -> dict[str, Value]:
     values: dict[str, Value] = {key.name: key.default for key in SETTINGS if key.default is not None}
     values.update(policy.values)
     values.update(manifest.overrides)
+    if values.get("target.runtime") == "tflm":
+        # The metric judged is TFLM's: a file TFLM cannot run fails, unless the policy says otherwise.
+        values.setdefault("ops.supported", True)
     return dict(sorted(values.items()))
 
 

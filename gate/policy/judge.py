@@ -25,6 +25,7 @@ from gate.policy.checks import (
     rounded_limit,
     size_reduction,
     stateless,
+    supported_ops,
 )
 from gate.results import Candidate, CheckResult, Status
 
@@ -95,6 +96,16 @@ CHECKS: dict[str, CheckDefinition] = {
             bound="equal",
         ),
         CheckDefinition(
+            "ops.supported",
+            Flag(),
+            "",
+            "When true, the target runtime must have a kernel for every operator of the file, for the types it uses "
+            "(tflm: an operator or operator version TFLM lacks fails the candidate, naming it; the metric shown is "
+            'then LiteRT\'s). True by default when `target.runtime = "tflm"`; SKIP on other targets.',
+            supported_ops,
+            bound="equal",
+        ),
+        CheckDefinition(
             "runtime.stateless",
             Flag(),
             "",
@@ -111,6 +122,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "Largest tensor arena the model may need, in KiB (tflm: the smallest arena with which TFLM allocates "
             "and invokes it, on this 64-bit host; Ethos-U: Vela's SRAM figure). SKIP on a target that measures none.",
             figures=("arena_kib", "sram_kib"),
+            better="smaller in its tensor arena",
         ),
         CheckDefinition(
             "memory.max_flash_kib",

@@ -68,6 +68,8 @@ class Setup:
     task: str = DEFAULT_TASK  # a name of gate.tasks' TASKS: how a method that measures itself compares changes
     max_float_layers: int = 5  # search.max_float_layers: most layers float fallback keeps in float
     training: Training | None = None  # what methods that go back to the model itself need (QAT)
+    # Operators the target has no int16-activation kernel for, with why: no layer of them gets int16 activations.
+    no_int16_kernel: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class Method:
     # The checks on which it never does better than an earlier method (check -> that method's name): once that
     # one failed the check, this one cannot pass it, and the search does not try it (gate.gating.search.cannot_pass).
     no_better_than: Mapping[str, str] = field(default_factory=dict)
+    # Which layers get int16 activations (16x8): "all", "ranked" (those the fallback ranking picks) or none (""). A
+    # target without an operator's int16 kernel rules out "all" when the float model has it, and keeps such layers
+    # out of "ranked" (Target.no_int16_kernel).
+    int16_activations: str = ""
 
 
 class NotApplicable(Exception):  # a reason, not a failure

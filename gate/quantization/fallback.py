@@ -26,7 +26,7 @@ TensorFlow is imported inside the functions.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -110,27 +110,35 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
 
 
 def grow_until_allowed(
-    saved_model_dir: Path, setup: Setup, convert: Callable[[list[LayerError]], bytes]
+    saved_model_dir: Path,
+    setup: Setup,
+    convert: Callable[[list[LayerError]], bytes],
+    leave_out: Collection[str] = (),
 ) -> tuple[list[LayerError], bytes, list[LayerError]]:
     """Treat the most harmful layers apart (`convert` builds the model with them so), one more at a time.
 
     Layers are taken cumulatively in ranking order (a tensor may need both its producer and its consumer
     treated before anything improves, so one that did not help alone is not undone), and each build is
     measured on the eval set. The first build whose metric change the policy allows wins; if none does
-    within `search.max_float_layers`, the best one. Returns the ranking, the build and its layers.
+    within `search.max_float_layers`, the best one. Returns the ranking, the build and its layers. Layers of an
+    operator in `leave_out` are never treated apart (the target has no kernel for them treated so).
     """
     assert setup.calibration is not None and setup.metric_change is not None
     ranked = ranked_layers(saved_model_dir, setup.calibration)
+    eligible = [layer for layer in ranked if layer.op not in leave_out]
     task = TASKS[setup.task]
     best: tuple[float, bytes, list[LayerError]] | None = None
-    for count in range(1, min(setup.max_float_layers, len(ranked)) + 1):
-        kept = ranked[:count]
+    for count in range(1, min(setup.max_float_layers, len(eligible)) + 1):
+        kept = eligible[:count]
         tflite = convert(kept)
         loss = task.loss(setup.metric_change(tflite))  # accuracy gains points, MAE falls: as a loss, positive = worse
         if best is None or loss < best[0]:
             best = (loss, tflite, kept)
         if setup.allowed_change is not None and loss <= task.loss(setup.allowed_change):
             break
+    if best is None and ranked:
+        ops = ", ".join(sorted({layer.op for layer in ranked}))
+        raise NotApplicable(f"the target has no kernel for any of its ranked layers' operators treated so ({ops})")
     if best is None:
         raise NotApplicable("the model has no layer that int8 quantizes")
     return ranked, best[1], best[2]

@@ -148,13 +148,14 @@ def build_on_ranked_layers(saved_model_dir: Path, setup: Setup) -> Built:
         )
     calibration = setup.calibration
     ranked, tflite, layers = grow_until_allowed(
-        saved_model_dir, setup, lambda layers: _litert_int16x8_int8_io(setup.float_tflite, calibration, layers)
-    )
+        saved_model_dir, setup, lambda layers: _litert_int16x8_int8_io(setup.float_tflite, calibration, layers),
+        leave_out=setup.no_int16_kernel,
+    )  # fmt: skip
     names = ", ".join(f"{layer.name} ({layer.op})" for layer in layers)
-    return Built(
-        tflite,
-        (
-            f"int16 activations on: {names}; int8 elsewhere, int8 I/O (litert-quantizer)",
-            f"{len(layers)} of {len(ranked)} layers, ranked as float fallback ranks them",
-        ),
-    )
+    notes = [f"int16 activations on: {names}; int8 elsewhere, int8 I/O (litert-quantizer)",
+             f"{len(layers)} of {len(ranked)} layers, ranked as float fallback ranks them"]  # fmt: skip
+    if left := [layer for layer in ranked if layer.op in setup.no_int16_kernel]:
+        why = "; ".join(f"{op}: {setup.no_int16_kernel[op]}" for op in sorted({layer.op for layer in left}))
+        names = ", ".join(layer.name for layer in left)
+        notes.append(f"kept at int8, as the target has no int16 kernel for their operator: {names} ({why})")
+    return Built(tflite, tuple(notes))

@@ -34,8 +34,9 @@ def implemented_in(where: str) -> Callable[[Path, Setup], Built]:
 
 # Each of these stores every weight int8 does in at least as many bytes (int8 again, with more calibration or
 # after QAT; float32 for layers kept in float; int16 activations' int64 biases; float16): never a smaller file. Dynamic
-# range is not among them: it stores no activation scales, so nothing keeps its file above int8's.
-NEVER_SMALLER_THAN_INT8 = {"size.min_reduction": "int8"}
+# range is not among them: it stores no activation scales, so nothing keeps its file above int8's. Each also keeps every
+# activation int8 keeps in at least as many bytes (int8 again; int16; float32), so none needs a smaller tensor arena.
+NEVER_SMALLER_THAN_INT8 = {"size.min_reduction": "int8", "memory.max_arena_kib": "int8"}
 
 METHODS: dict[str, Method] = {
     method.name: method
@@ -93,6 +94,7 @@ METHODS: dict[str, Method] = {
             needs_calibration=True,
             build=implemented_in("gate.quantization.int16x8:build_on_ranked_layers"),
             no_better_than=NEVER_SMALLER_THAN_INT8,
+            int16_activations="ranked",
         ),
         Method(
             "int16x8",
@@ -102,6 +104,7 @@ METHODS: dict[str, Method] = {
             needs_calibration=True,
             build=implemented_in("gate.quantization.int16x8:build"),
             no_better_than=NEVER_SMALLER_THAN_INT8,
+            int16_activations="all",
         ),
         Method(
             "dynamic_range",

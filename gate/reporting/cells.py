@@ -131,6 +131,8 @@ def _device_cell(device: OnDevice) -> str:
         parts.append(f"{device.npu_ops_percent:.1f}% of ops on the NPU")
     if device.agreement and device.agreement.same_prediction is not None:
         parts.append(f"{device.agreement.same_prediction:.2f}% same class as LiteRT")
+    if device.unsupported:
+        parts.append(f"cannot run it: {'; '.join(device.unsupported)}")
     return ", ".join(parts) or "—"
 
 

@@ -187,6 +187,10 @@ def _check_target(result: ModelResult, conversion: Conversion, where: str) -> No
             f"{where}.target: {device.target[:50]!r}, but the effective policy's target.runtime is {target!r}"
         )
     tflm = target == "tflm"
+    if device.unsupported:  # TFLM cannot run the file: nothing measured in it, nothing published for it
+        if not tflm or device.arena_bytes is not None or device.agreement is not None or device.files:
+            raise ValueError(f"{where}.unsupported: only a file TFLM cannot run has it, with no TFLM figures or files")
+        return
     needed = ("arena_bytes", "flash_bytes") if tflm else ("sram_bytes", "npu_ops_percent")
     if missing := [field for field in needed if getattr(device, field) is None]:
         raise ValueError(f"{where}: a file measured on {target} has {' and '.join(missing)}")

@@ -9,7 +9,7 @@ A device target (TFLM, Ethos-U through Vela) adds its own figures (arena size, S
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,12 +69,28 @@ class Timing:
     warmup_rounds: int
 
 
+def no_int16_kernel_reason(target: Target, method: Method, operators: Collection[str]) -> str:
+    """Why `method` cannot run on `target` when the float32 reference has `operators` ("" when it can): every layer of
+    an int16x8 candidate has int16 activations, so an operator the target lacks an int16 kernel for rules it out.
+    (int8-int16-layers picks its layers itself, leaving such operators' out: Setup.no_int16_kernel.)"""
+    if method.int16_activations != "all":
+        return ""
+    blocked = sorted(set(operators) & set(target.no_int16_kernel))
+    if not blocked:
+        return ""
+    said = "; ".join(f"{op} ({target.no_int16_kernel[op]})" for op in blocked)
+    return f"every layer gets int16 activations, and {target.name} has no int16 kernel for {said}"
+
+
 class Target(Protocol):
     """A place a candidate runs: LiteRT on the CI machine's CPU today."""
 
     name: str
     description: str
     figures: tuple[str, ...]  # the named figures (gate.figures.FIGURES) it adds: its TARGET_FIGURES entry
+    # Operators it has no int16-activation (16x8) kernel for, with why: a 16x8 candidate of a model that has one is
+    # not tried, and int8-int16-layers leaves their layers at int8 (no_int16_kernel_reason).
+    no_int16_kernel: Mapping[str, str]
 
     def cannot_run(self, method: Method) -> str:
         """Why no candidate of `method` can run here ("" when it can)."""

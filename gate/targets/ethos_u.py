@@ -53,6 +53,23 @@ _FALLBACK = re.compile(r"^Warning \(supported operators\) operator: (\S+), ofm: 
 _VELA = (sys.executable, "-I", "-u", "-m", "ethosu.vela")
 
 
+# Operators an Ethos-U NPU cannot run with int16 activations, as Vela 5.2.0 says (`vela --supported-ops-report`, one
+# table for U55 and U65 and one for U85; tests/test_ethos_u.py reads it again): Vela leaves them on the CPU. (Its
+# FULLY_CONNECTED is int8-only with dynamic weights alone, which a Keras layer does not have.)
+NO_INT16_KERNEL = {
+    "ethos-u55": {
+        "BATCH_MATMUL": "Vela: IFM precision must be Int8 on U55 and U65",
+        "ELU": "Vela: IFM and OFM must be Int8 on U55 and U65",
+        "GELU": "Vela: IFM and OFM must be Int8 or UInt8 on U55 and U65",
+    },
+    "ethos-u85": {
+        "ELU": "Vela: IFM and OFM must be Int8 on U85",
+        "GELU": "Vela: IFM and OFM must be Int8 or UInt8 on U85",
+    },
+}
+NO_INT16_KERNEL["ethos-u65"] = NO_INT16_KERNEL["ethos-u55"]
+
+
 class VelaError(ModelError):
     """Vela could not compile the file; the message is Vela's reason."""
 
@@ -168,6 +185,7 @@ class EthosU:
     def __init__(self, accelerator: str) -> None:
         self.name = accelerator
         self.figures = TARGET_FIGURES[accelerator]
+        self.no_int16_kernel: Mapping[str, str] = NO_INT16_KERNEL[accelerator.rpartition("-")[0]]
         self.description = (
             f"Arm {accelerator} (Vela {_vela_version()}): SRAM, flash, NPU cycles and inference time as Vela "
             "estimates them, the share of operators on the NPU and every CPU fallback with Vela's reason; the metric "

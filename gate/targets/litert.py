@@ -368,6 +368,8 @@ class LiteRTOnCPU:
     )
     figures = TARGET_FIGURES[name]
 
+    no_int16_kernel: Mapping[str, str] = {}  # the converter makes 16x8 only of operators LiteRT has 16x8 kernels for
+
     def cannot_run(self, method: Method) -> str:
         return ""
 
