@@ -154,8 +154,9 @@ def reference(
 
     path = _save(staged, REFERENCE, convert(loaded.model.saved_model_dir, method=REFERENCE).tflite)
     signature = inspected.inspection.signature
-    values, compared_with = float_outputs(path, loaded.eval_data, task=job.task, threads=_threads(),
-        activation=signature.output_activation if signature else None, app_resets=settings.resets_state)  # fmt: skip
+    activation = signature.output_activation if signature else None
+    values, compared_with = float_outputs(path, loaded.eval_data, task=job.task, activation=activation,
+                                          threads=_threads(), app_resets=settings.resets_state)  # fmt: skip
     # A task without labels is scored against the float32 .tflite's outputs: its fidelity.
     data = loaded.eval_data if TASKS[job.task].needs_labels else dataclasses.replace(loaded.eval_data, labels=values)
     float_evaluation = evaluate_float(loaded.model.predict, data, job.task)
@@ -263,7 +264,7 @@ def search(
         save=lambda method, tflite: _save(staged, method, tflite),
         describe=lambda method, path: _describe(
             target, staged, eval_data, task, settings, method, path, compared_with=referenced.float_outputs
-        ),  # fmt: skip
+        ),
         time_latency=time_latency,
         interval=interval,
         cannot_run=lambda method: target.cannot_run(METHODS[method]),

@@ -28,7 +28,8 @@ def _decided(estimate: float, interval: Interval | None, context: Context) -> tu
     return value, f"; judged on the {end} end of its interval, {value:.2f} (statistics.decide_on = {decide_on})"
 
 
-def _interval_text(interval: Interval | None, unit: str) -> str:
+def interval_text(interval: Interval | None, unit: str) -> str:
+    """' (95% CI 97.00 to 99.50%)': a figure's interval, as the messages and the report's cells write it."""
     if interval is None:
         return ""
     low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in (interval.low, interval.high))
@@ -46,7 +47,7 @@ def top1_agreement(candidate: Candidate, limit: float, context: Context) -> Verd
     decided, how = _decided(value, interval, context)
     status = Status.PASS if round(decided, 9) >= limit else Status.FAIL
     said = f"same top-1 class as the float32 .tflite on {value:.2f}% of {fidelity.samples} eval samples"
-    return status, round(value, 4), f"{said}{_interval_text(interval, '%')} (need ≥ {plain(limit)}%){how}"
+    return status, round(value, 4), f"{said}{interval_text(interval, '%')} (need ≥ {plain(limit)}%){how}"
 
 
 def snr(candidate: Candidate, limit: float, context: Context) -> Verdict:
@@ -60,7 +61,7 @@ def snr(candidate: Candidate, limit: float, context: Context) -> Verdict:
     decided, how = _decided(value, interval, context)
     status = Status.PASS if round(decided, 9) >= limit else Status.FAIL
     said = f"SNR {value:.2f} dB against the float32 .tflite's outputs"
-    return status, round(value, 4), f"{said}{_interval_text(interval, ' dB')} (need ≥ {plain(limit)} dB){how}"
+    return status, round(value, 4), f"{said}{interval_text(interval, ' dB')} (need ≥ {plain(limit)} dB){how}"
 
 
 def read_back_problem(fidelity: Fidelity | None, *, reference: bool, samples: int) -> str:

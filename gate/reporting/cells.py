@@ -13,6 +13,7 @@ from gate import escape
 from gate.escape import Trusted
 from gate.keys import duration, plain
 from gate.policy.checks import Context, deciding_samples_note
+from gate.policy.fidelity import interval_text
 from gate.policy.judge import CHECKS, relaxed_policy
 from gate.reporting.compare import ModelChange, latency_change
 from gate.results import (
@@ -174,11 +175,7 @@ def _fidelity(fidelity: Fidelity | None) -> str:
     ):
         if value is None:
             continue
-        shown = f"{label} {value:.2f}{unit}"
-        if interval is not None:
-            low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in (interval.low, interval.high))
-            shown += f" ({interval.confidence:.0%} CI {low} to {high}{unit})"
-        parts.append(shown)
+        parts.append(f"{label} {value:.2f}{unit}{interval_text(interval, unit)}")
     return "; ".join(parts)
 
 

@@ -30,7 +30,6 @@ from gate.errors import ModelError
 if TYPE_CHECKING:
     import numpy as np
 
-DIRECTIONS = ("higher", "lower")
 RETURNS = "return (value, per_sample_scores): a finite number, and one finite number per sample"
 
 
