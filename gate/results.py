@@ -17,7 +17,9 @@ from typing import Any
 from gate.encoding import to_jsonable
 from gate.layout import benchmark_path
 
-SCHEMA_VERSION = 4  # 4: a conversion's MAC count and device figures; 3: its state between invokes, step seconds
+# 5: a conversion's fidelity to the float32 .tflite; 4: its MAC count and device figures; 3: its state between
+# invokes, step seconds
+SCHEMA_VERSION = 5
 
 
 class Status(enum.StrEnum):
@@ -160,6 +162,25 @@ class OnDevice:
 
 
 @dataclass(frozen=True)
+class Fidelity:
+    """A candidate's outputs against the float32 .tflite's on the same eval inputs (gate.tasks.fidelity); no labels.
+
+    Each figure comes with its seeded bootstrap interval over the eval samples (of the figure, not of a change).
+    """
+
+    samples: int
+    # Percent of samples whose top-1 class is the float32 .tflite's; None when the output is no class scores.
+    top1_agreement: float | None
+    top1_agreement_interval: Interval | None
+    not_class_scores: str  # why top-1 agreement does not apply ("" when it does)
+    # Signal-to-noise ratio in dB over every output value; None when the outputs are identical (an infinite SNR,
+    # which JSON cannot hold: `identical` says so and the report writes "identical outputs").
+    snr_db: float | None
+    snr_db_interval: Interval | None
+    identical: bool  # every output value equals the float32 .tflite's
+
+
+@dataclass(frozen=True)
 class Conversion:
     """One .tflite built from the float model, with everything measured on it."""
 
@@ -174,6 +195,7 @@ class Conversion:
     # Multiply-accumulates per inference, counted from the graph (gate.targets.graph): deterministic, unlike latency.
     macs: int | None = None
     device: OnDevice | None = None  # a device target's figures; None on LiteRT
+    fidelity: Fidelity | None = None  # against the float32 .tflite; None on the float32 .tflite itself
 
 
 @dataclass(frozen=True)

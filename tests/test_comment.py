@@ -381,8 +381,8 @@ def _rewritten(change):
         ),
         (
             {},
-            _rewritten(lambda text: text.replace('"schema_version": 4', '"schema_version": 5')),
-            "report.json: schema_version 5, but this gate reads 4; a newer gate wrote it",
+            _rewritten(lambda text: text.replace('"schema_version": 5', '"schema_version": 6')),
+            "report.json: schema_version 6, but this gate reads 5; a newer gate wrote it",
         ),
     ],
 )

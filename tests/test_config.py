@@ -22,8 +22,8 @@ def write(path, text: str):
         ),
         (
             "[acuracy]\nmax_drop = 2.0\n",
-            "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, auc, io, latency, "
-            "limits, mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
+            "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, auc, fidelity, io, "
+            "latency, limits, mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
         ),
         ('[accuracy]\nmax_drop = "2"\n', "{p}: accuracy.max_drop: expected a number from 0 to 100, got '2'"),
         ("[accuracy]\nmax_drop = -1\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got -1"),
@@ -48,13 +48,14 @@ def write(path, text: str):
         (
             'descriptoin = "phones"\n',
             "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
-            "tables: description, accuracy, auc, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, "
-            "size, statistics, target",
+            "tables: description, accuracy, auc, fidelity, io, latency, limits, mae, memory, npu, ops, qat, runtime, "
+            "search, size, statistics, target",
         ),
         (
             "sise = 4\n",
             "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
-            "accuracy, auc, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
+            "accuracy, auc, fidelity, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, size, "
+            "statistics, target",
         ),
     ],
 )
@@ -89,8 +90,8 @@ def test_a_default_policy_is_required(tmp_path) -> None:
     [
         (
             'task = "clasification"\n',
-            "{p}: task: expected one of classification, regression, anomaly, got 'clasification' (did you mean "
-            "'classification'?)",
+            "{p}: task: expected one of classification, regression, anomaly, fidelity, got 'clasification' (did you "
+            "mean 'classification'?)",
         ),
         (
             'polcy = "default"\n',

@@ -251,6 +251,9 @@ def test_every_supported_kind_of_model_is_gated_and_passes(zoo_run, name) -> Non
     candidate = model["candidates"][model["chosen"]]
     assert all(check["status"] in ("PASS", "SKIP") for check in candidate["checks"])
     assert candidate["conversion"]["evaluation"]["samples"] == model["evaluation_data"]["samples"]
+    fidelity = candidate["conversion"]["fidelity"]  # a labelled task's candidates carry it too
+    assert (fidelity["top1_agreement"] is None) == (model["task"] == "regression")  # a regressor's: no classes
+    assert fidelity["snr_db"] is not None or fidelity["identical"]
 
 
 def test_one_failing_or_broken_model_fails_the_run_but_every_model_is_reported(zoo_run) -> None:

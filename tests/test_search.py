@@ -337,7 +337,7 @@ def test_a_file_litert_refuses_to_prepare_is_that_candidates_error_and_the_searc
     assert result.status is Status.PASS and result.chosen == 1
     assert list(fallback.step_seconds) == ["conversion", "evaluation"]  # the float_io policy times no latency
     markdown = render_markdown([result])
-    refused_row = "| `int16x8` | — | — | — | — | ⚠️ ERROR: LiteRT could not load and prepare depthwise.int16x8.tflite: "
+    refused_row = "| `int16x8` | — | — | — | — | — | ⚠️ ERROR: LiteRT could not load and prepare depthwise.int16x8."
     assert refused_row in markdown
     steps = fallback.step_seconds
     assert f"<br>conversion {steps['conversion']:.1f} s, evaluation {steps['evaluation']:.1f} s |" in markdown

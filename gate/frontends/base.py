@@ -50,7 +50,9 @@ class Dataset:
     """Validated arrays from one .npz file."""
 
     inputs: dict[str, np.ndarray]  # by model input name, already in the input's dtype
-    labels: np.ndarray | None  # class indices (classification) or targets (regression)
+    # class indices (classification), targets (regression), 0/1 (anomaly); for a task without labels, the float32
+    # .tflite's outputs once the reference stage has them
+    labels: np.ndarray | None
     info: DataInfo
     path: Path  # as the user names it, e.g. models/<name>/eval.npz
 

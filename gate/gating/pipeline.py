@@ -77,7 +77,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         with stages.stage("load"):
             loaded = gating.load(job, inspected, settings, order, Path(scratch))
         with stages.stage("reference"):
-            referenced = gating.reference(job, loaded, target, staged, settings)
+            referenced = gating.reference(job, inspected, loaded, target, staged, settings)
             loaded = gating.let_go_of_the_float_model(loaded, order)
         search_start = time.monotonic() - job.search_seconds
         with stages.stage("search"):

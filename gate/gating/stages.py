@@ -44,6 +44,7 @@ from gate.tasks import TASKS
 if TYPE_CHECKING:
     from gate.frontends.base import Dataset, Frontend, LoadedModel
     from gate.inspection import Inspection
+    from gate.measurement.fidelity import FloatOutputs
     from gate.targets.base import Target, Timing
 
 
@@ -79,6 +80,9 @@ class Referenced:
     float_evaluation: Evaluation
     reference: Conversion
     reference_path: Path
+    # The float32 .tflite's outputs, which every candidate's fidelity is measured against (None: zero everywhere).
+    float_outputs: FloatOutputs | None
+    eval_data: Dataset  # as every model is scored on it: a task without labels scores against the float outputs
 
 
 @dataclass(frozen=True)
@@ -143,14 +147,23 @@ def load(job: Job, inspected: Inspected, settings: Settings, order: Sequence[str
     return Loaded(model, eval_data, calibration, train)
 
 
-def reference(job: Job, loaded: Loaded, target: Target, staged: ModelOutputs, settings: Settings) -> Referenced:
+def reference(
+    job: Job, inspected: Inspected, loaded: Loaded, target: Target, staged: ModelOutputs, settings: Settings
+) -> Referenced:
+    from gate.measurement.fidelity import float_outputs
     from gate.quantization.convert import convert
     from gate.targets.litert import evaluate_float
 
-    float_evaluation = evaluate_float(loaded.model.predict, loaded.eval_data, job.task)
     path = _save(staged, REFERENCE, convert(loaded.model.saved_model_dir, method=REFERENCE).tflite)
-    measured = _describe(target, staged, loaded.eval_data, job.task, settings, REFERENCE, path)
-    return Referenced(float_evaluation, measured, path)
+    signature = inspected.inspection.signature
+    activation = signature.output_activation if signature else None
+    values, compared_with = float_outputs(path, loaded.eval_data, task=job.task, activation=activation,
+                                          threads=_threads(), app_resets=settings.resets_state)  # fmt: skip
+    # A task without labels is scored against the float32 .tflite's outputs: its fidelity.
+    data = loaded.eval_data if TASKS[job.task].needs_labels else dataclasses.replace(loaded.eval_data, labels=values)
+    float_evaluation = evaluate_float(loaded.model.predict, data, job.task)
+    measured = _describe(target, staged, data, job.task, settings, REFERENCE, path)
+    return Referenced(float_evaluation, measured, path, compared_with, data)
 
 
 def let_go_of_the_float_model(loaded: Loaded, order: Sequence[str]) -> Loaded:
@@ -190,7 +203,7 @@ def search(
     from gate.targets.base import no_int16_kernel_reason
     from gate.targets.graph import read_graph
 
-    policy, task, eval_data, model = job.policy, job.task, loaded.eval_data, loaded.model
+    policy, task, eval_data, model = job.policy, job.task, referenced.eval_data, loaded.model
     calibration, train = loaded.calibration, loaded.train
     float_value = referenced.float_evaluation.value
     reference_latencies: dict[str, Latency] = {}
@@ -256,7 +269,9 @@ def search(
             model.export_for(METHODS[method].needs_calibration), method=method, setup=setup
         ),
         save=lambda method, tflite: _save(staged, method, tflite),
-        describe=lambda method, path: _describe(target, staged, eval_data, task, settings, method, path),
+        describe=lambda method, path: _describe(
+            target, staged, eval_data, task, settings, method, path, compared_with=referenced.float_outputs
+        ),
         time_latency=time_latency,
         interval=interval,
         cannot_run=lambda method: (
@@ -355,17 +370,21 @@ def _save(staged: ModelOutputs, method: str, tflite: bytes) -> Path:
 
 
 def _describe(
-    target: Target, staged: ModelOutputs, data: Dataset, task: str, settings: Settings, method: str, path: Path
-) -> Conversion:
-    """A built file as the target measures it (no latency yet)."""
+    target: Target, staged: ModelOutputs, data: Dataset, task: str, settings: Settings, method: str, path: Path,
+    *, compared_with: FloatOutputs | None = None,
+) -> Conversion:  # fmt: skip
+    """A built file as the target measures it (no latency yet), and its fidelity to `compared_with` (LiteRT's)."""
+    from gate.measurement.fidelity import fidelity_of
     from gate.targets.graph import macs_of
 
     measured = target.measure(path, data, task, threads=_threads(), app_resets=settings.resets_state)
     device = measured.device and dataclasses.replace(
         measured.device, files=tuple(digest(file, staged.root) for file in measured.files)
     )
+    fidelity = fidelity_of(path, data, compared_with, threads=_threads(), app_resets=settings.resets_state,
+                           confidence=settings.confidence)  # fmt: skip
     return Conversion(method, digest(path, staged.root), measured.inputs, measured.outputs, measured.float_ops,
-                      measured.evaluation, None, measured.state, macs_of(path), device)  # fmt: skip
+                      measured.evaluation, None, measured.state, macs_of(path), device, fidelity)  # fmt: skip
 
 
 def read_data(
@@ -379,7 +398,7 @@ def read_data(
     """
     from gate.frontends import data
 
-    eval_data = data.load_dataset(files.eval_data, need_labels=True, **data_args)
+    eval_data = data.load_dataset(files.eval_data, need_labels=TASKS[data_args["task"]].needs_labels, **data_args)
     calibration = train = None
     if any(METHODS[name].needs_calibration for name in order):
         source = files.calib_data or files.train_data

@@ -11,7 +11,7 @@ percentile method is used then, and the interval says which.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -36,8 +36,6 @@ def change_interval(
     A `stratified` task's metric reads the `labels` (ROC AUC): they go with their samples into each resample, and
     each label's samples are resampled apart, so that every resample holds each label as often as the eval set.
     """
-    from scipy import stats
-
     # One row per quantity, one column per sample: a resample draws columns, so a sample's float score, quantized
     # score and label stay together (paired). One block per label when stratified, each resampled on its own.
     reads_labels = task.stratified and labels is not None
@@ -54,6 +52,36 @@ def change_interval(
         f, q, y = np.concatenate(resampled, axis=-1)  # each (..., samples)
         y = y if reads_labels else None  # the other tasks' per-sample scores hold all their metric reads
         return task.change(task.value(f, y, axis=-1), task.value(q, y, axis=-1))
+
+    return _bootstrap(blocks, statistic, confidence, resamples)
+
+
+def value_interval(
+    table: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    *,
+    confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES,
+) -> Interval | None:
+    """The `confidence` interval of a figure of one model (not a change), from a seeded bootstrap of its samples.
+
+    `table` has one row per quantity and one column per sample (a resample draws columns); `statistic` maps a
+    table (or a stack of resampled ones, samples on the last axis) to the figure. None when no resample gives a
+    finite figure and the point is not finite either (an SNR of identical outputs).
+    """
+
+    def on_columns(resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        return statistic(resampled)
+
+    interval = _bootstrap((table,), on_columns, confidence, resamples)
+    return interval if np.isfinite(interval.low) and np.isfinite(interval.high) else None
+
+
+def _bootstrap(
+    blocks: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], confidence: float, resamples: int
+) -> Interval:
+    """BCa where it is defined, else percentile, else (every resample the same) the point."""
+    from scipy import stats
 
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
@@ -72,5 +100,6 @@ def change_interval(
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if np.isfinite(low) and np.isfinite(high):
             return Interval(round(low, 6), round(high, 6), confidence, method, resamples)
-    point = float(statistic(*blocks))  # every resample the same: the interval is the point
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = float(statistic(*blocks))  # every resample the same: the interval is the point
     return Interval(point, point, confidence, "percentile", resamples)

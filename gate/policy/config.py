@@ -84,7 +84,8 @@ MANIFEST_KEYS: dict[str, Key] = {
     key.name: key
     for key in (
         Key("task", Choice(tuple(TASKS)), DEFAULT_TASK, "What the model does, and so its metric: top-1 accuracy "
-            "(classification), mean absolute error (regression) or ROC AUC (anomaly); see the task table.",
+            "(classification), mean absolute error (regression), ROC AUC (anomaly) or, without labels, the outputs' "
+            "fidelity to the float model's (fidelity); see the task table.",
             role="manifest"),
         Key("policy", Choice(options_from="the name of a policy file in policies/, without .toml"), DEFAULT_POLICY,
             "The policy the model is judged by.", role="manifest"),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from functools import partial
 
 from gate.keys import Choice, Flag, Invalid, Number, Value
+from gate.policy import fidelity
 from gate.policy.checks import (
     CheckDefinition,
     Context,
@@ -68,6 +69,24 @@ CHECKS: dict[str, CheckDefinition] = {
             "Most the mean absolute error may rise against the float model, in percent of the float MAE (regression).",
             mae_increase,
             figures=("metric_change",),
+        ),
+        CheckDefinition(
+            "fidelity.min_top1_agreement",
+            Number(0.0, 100.0),
+            "%",
+            "Least share of eval samples, in percent, on which the quantized .tflite picks the float32 .tflite's "
+            "top-1 class (needs no labels; every task). SKIP for an output that is not class scores.",
+            fidelity.top1_agreement,
+            bound="min",
+        ),
+        CheckDefinition(
+            "fidelity.min_snr_db",
+            Number(0.0, 200.0),
+            "dB",
+            "Least signal-to-noise ratio, in dB, of the quantized .tflite's outputs against the float32 .tflite's on "
+            "the same eval inputs (needs no labels; every task). Identical outputs pass.",
+            fidelity.snr,
+            bound="min",
         ),
         CheckDefinition(
             "io.input_dtype",

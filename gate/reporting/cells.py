@@ -13,6 +13,7 @@ from gate import escape
 from gate.escape import Trusted
 from gate.keys import duration, plain
 from gate.policy.checks import Context, deciding_samples_note
+from gate.policy.fidelity import interval_text
 from gate.policy.judge import CHECKS, relaxed_policy
 from gate.reporting.compare import ModelChange, latency_change
 from gate.results import (
@@ -20,6 +21,7 @@ from gate.results import (
     Candidate,
     CheckResult,
     Conversion,
+    Fidelity,
     Interval,
     ModelResult,
     OnDevice,
@@ -162,6 +164,23 @@ def _interval(interval: Interval | None, metric: str) -> str:
     unit = METRICS[metric].change_unit
     low, high = (f"{round(v, 2) + 0.0:.2f}".replace("-", "−") for v in (interval.low, interval.high))
     return f"{interval.confidence:.0%} CI {low} to {high} {unit}"
+
+
+def _fidelity(fidelity: Fidelity | None) -> str:
+    """'top-1 99.24% (95% CI 97.98 to 99.75%); SNR 40.85 dB (95% CI 40.17 to 41.47 dB)', or 'identical outputs'."""
+    if fidelity is None:
+        return "—"
+    if fidelity.identical:
+        return "identical outputs"
+    parts = []
+    for label, value, interval, unit in (
+        ("top-1", fidelity.top1_agreement, fidelity.top1_agreement_interval, "%"),
+        ("SNR", fidelity.snr_db, fidelity.snr_db_interval, " dB"),
+    ):
+        if value is None:
+            continue
+        parts.append(f"{label} {value:.2f}{unit}{interval_text(interval, unit)}")
+    return "; ".join(parts)
 
 
 def _steps(step_seconds: dict[str, float]) -> str:
@@ -334,6 +353,7 @@ FILTERS: dict[str, Callable[..., object]] = {
     "metric_cell": _metric_cell,
     "latency_cell": _latency_cell,
     "interval": _interval,
+    "fidelity": _fidelity,
     "mermaid_label": _mermaid_label,
     "shape": _shape,
     "steps": _steps,

@@ -38,6 +38,7 @@ from gate.keys import Invalid, Key, Value
 from gate.layout import REPORT_JSON, artifact_path, name_problem, resolver_path, vela_path
 from gate.policy.checks import Context
 from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS
+from gate.policy.fidelity import read_back_problem
 from gate.policy.judge import judge
 from gate.quantization.base import REFERENCE
 from gate.quantization.methods import METHODS
@@ -163,7 +164,12 @@ def _check_conversion(result: ModelResult, conversion: Conversion, method: str, 
     if conversion.artifact.size_bytes <= 0:
         raise ValueError(f"{where}.artifact.size_bytes: a .tflite file is not empty")
     if conversion.evaluation.metric not in METRICS:
-        raise ValueError(f"{where}.evaluation.metric: {conversion.evaluation.metric!r} is not one of accuracy, mae")
+        raise ValueError(
+            f"{where}.evaluation.metric: {conversion.evaluation.metric!r} is not one of {', '.join(METRICS)}"
+        )
+    if problem := read_back_problem(conversion.fidelity, reference=method == REFERENCE,
+                                    samples=conversion.evaluation.samples):  # fmt: skip
+        raise ValueError(f"{where}.fidelity: {problem}")
     if conversion.state is not None:
         _check_state(result, conversion, f"{where}.state")
     if conversion.macs is not None and conversion.macs < 0:

@@ -186,7 +186,8 @@ def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data:
 
 def scored(outputs: np.ndarray, data: Dataset, task: str, batch_size: int) -> Evaluation:
     """The task's figure of a model's outputs on the eval set; an output the task cannot score names the data."""
-    assert data.labels is not None  # eval data always has them (gate.gating.stages.read_data)
+    # Eval data has them (gate.gating.stages.read_data), or for a task without labels the float32 .tflite's outputs.
+    assert data.labels is not None
     try:
         value, per_sample = TASKS[task].score(outputs, data.labels, data.inputs)
     except ModelError as exc:
@@ -235,6 +236,13 @@ def tflite_outputs(
     scores = np.concatenate(results)
     refuse_non_finite_outputs(scores, data, f"{model_path.name}")
     return scores, batch_size
+
+
+def outputs_as_the_app_runs_it(model_path: Path, data: Dataset, *, threads: int, app_resets: bool) -> np.ndarray:
+    """The file's dequantized outputs on the eval set, run as evaluate_as_the_app_runs_it judges it."""
+    if not variable_tensors(model_path):
+        return tflite_outputs(model_path, data, threads=threads)[0]
+    return tflite_outputs(model_path, data, threads=threads, batch_size=1, reset=app_resets)[0]
 
 
 def evaluate_as_the_app_runs_it(
