@@ -398,7 +398,9 @@ def test_validate_lists_every_problem_without_tensorflow(workspace) -> None:
     run = run_gate("validate", cwd=workspace)
     assert run.exit_code == 2
     assert "edge.toml: io.input_dtype: expected one of int8, uint8, float32, got 8" in run.stderr
-    expected = "other/gate.toml: task: expected one of classification, regression, anomaly, fidelity, got 'clasification'"
+    expected = (
+        "other/gate.toml: task: expected one of classification, regression, anomaly, fidelity, got 'clasification'"
+    )
     assert expected in run.stderr
     assert run.stderr.endswith(
         "gate: 2 problem(s) found; loading the model, its conversion and the eval run are not checked (gate check "

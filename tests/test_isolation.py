@@ -86,7 +86,7 @@ def test_after_a_candidate_crashes_the_search_goes_on_with_the_next(workspace) -
     assert model["candidates"][1]["method"] == "dynamic_range" and model["candidates"][1]["conversion"]
     assert model["status"] in ("PASS", "FAIL") and model["chosen"] == 1
     assert (run.out_dir / "artifacts" / "bilstm.dynamic_range.tflite").is_file()
-    assert "| `int8` | — | — | — | — | ⚠️ ERROR: the gate's worker died with SIGSEGV" in run.markdown
+    assert "| `int8` | — | — | — | — | — | ⚠️ ERROR: the gate's worker died with SIGSEGV" in run.markdown
 
 
 def test_wall_time_and_memory_limits_stop_a_model_and_name_the_limit(workspace) -> None:

@@ -412,7 +412,10 @@ def test_a_converter_crash_is_a_failed_result_that_keeps_the_training_figures(cn
         ({"epochs": "3"}, "Expected `int`, got `str` - at `$.epochs`"),
         ({"learning_rate": 0}, "learning_rate: expected a number from 1e-07 to 1, got 0.0"),
         ({"input_dtype": "int16"}, "input_dtype: expected one of int8, uint8, float32, got 'int16'"),
-        ({"task": "clasification"}, "task: expected one of classification, regression, anomaly, got 'clasification'"),
+        (
+            {"task": "clasification"},
+            "task: expected one of classification, regression, anomaly, fidelity, got 'clasification'",
+        ),
         ({"input_names": ["x", 1]}, "Expected `str`, got `int` - at `$.input_names[1]`"),
         ({"fixed_batch": 1}, "Expected `bool`, got `int` - at `$.fixed_batch`"),
         ({"model_path": None}, "Expected `str`, got `null` - at `$.model_path`"),

@@ -154,14 +154,17 @@ def reference(
     from gate.quantization.convert import convert
     from gate.targets.litert import evaluate_float
 
+    # The float model first, so that its own NaN outputs are said to be its own, not its conversion's; a task without
+    # labels scores it against the float32 .tflite's outputs (its fidelity), which come after the conversion.
+    labelled = TASKS[job.task].needs_labels
+    float_evaluation = evaluate_float(loaded.model.predict, loaded.eval_data, job.task) if labelled else None
     path = _save(staged, REFERENCE, convert(loaded.model.saved_model_dir, method=REFERENCE).tflite)
     signature = inspected.inspection.signature
     activation = signature.output_activation if signature else None
     values, compared_with = float_outputs(path, loaded.eval_data, task=job.task, activation=activation,
                                           threads=_threads(), app_resets=settings.resets_state)  # fmt: skip
-    # A task without labels is scored against the float32 .tflite's outputs: its fidelity.
-    data = loaded.eval_data if TASKS[job.task].needs_labels else dataclasses.replace(loaded.eval_data, labels=values)
-    float_evaluation = evaluate_float(loaded.model.predict, data, job.task)
+    data = loaded.eval_data if labelled else dataclasses.replace(loaded.eval_data, labels=values)
+    float_evaluation = float_evaluation or evaluate_float(loaded.model.predict, data, job.task)
     measured = _describe(target, staged, data, job.task, settings, REFERENCE, path)
     return Referenced(float_evaluation, measured, path, compared_with, data)
 
