@@ -36,6 +36,16 @@ def _device(candidate: Candidate) -> OnDevice | None:
     return candidate.conversion.device if candidate.conversion is not None else None
 
 
+def _fidelity_figure(field: str) -> Callable[[Candidate], float | None]:
+    """A figure of the candidate's outputs against the float32 .tflite's (results.Fidelity)."""
+
+    def read(candidate: Candidate) -> float | None:
+        fidelity = candidate.conversion.fidelity if candidate.conversion is not None else None
+        return getattr(fidelity, field) if fidelity is not None else None
+
+    return read
+
+
 def _kib(field: str) -> Callable[[Candidate], float | None]:
     """A byte figure of OnDevice, in KiB (exact: a whole number of bytes / 1024 is a float with no rounding)."""
 
@@ -189,6 +199,22 @@ FIGURES: dict[str, Figure] = {
             _estimated,
             digits=6,
             missing="nothing runs on the NPU, so Vela estimates no inference time (0% on the NPU)",
+        ),
+        Figure(
+            "top1_agreement",
+            "%",
+            "top-1 agreement",
+            "Percent of eval samples on which the quantized .tflite picks the float32 .tflite's top-1 class "
+            "(class-score outputs; no labels needed).",
+            _fidelity_figure("top1_agreement"),
+        ),
+        Figure(
+            "snr_db",
+            "dB",
+            "SNR",
+            "Signal-to-noise ratio of the quantized .tflite's outputs against the float32 .tflite's on the same eval "
+            "inputs (no labels needed); none when they are identical.",
+            _fidelity_figure("snr_db"),
         ),
     )
 }

@@ -78,6 +78,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "top-1 class (needs no labels; every task). SKIP for an output that is not class scores.",
             fidelity.top1_agreement,
             bound="min",
+            figures=("top1_agreement",),
         ),
         CheckDefinition(
             "fidelity.min_snr_db",
@@ -87,6 +88,7 @@ CHECKS: dict[str, CheckDefinition] = {
             "the same eval inputs (needs no labels; every task). Identical outputs pass.",
             fidelity.snr,
             bound="min",
+            figures=("snr_db",),
         ),
         CheckDefinition(
             "io.input_dtype",
