@@ -408,3 +408,15 @@ def test_the_integer_only_candidate_recovers_the_outlier_channel_that_int8_loses
     conversion = published["conversion"]
     assert conversion["float_ops"] == [] and conversion["evaluation"]["value"] > 96
     assert conversion["device"]["agreement"]["same_prediction"] == 100.0
+
+
+def test_the_resolver_table_names_schema_builtins_and_the_headers_methods() -> None:
+    """A typo in the transcribed table would make gate call an operator missing, or emit a method no header has."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    builtins = {name for name in vars(schema.BuiltinOperator) if not name.startswith("_")}
+    assert set(tflm_ops.RESOLVER_METHODS) <= builtins
+    assert all(
+        re.fullmatch(r"Add[A-Z][A-Za-z0-9]*", method) and method[3:].lower() == name.replace("_", "").lower()
+        for name, method in tflm_ops.RESOLVER_METHODS.items()
+    )

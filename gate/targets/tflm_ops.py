@@ -2,16 +2,15 @@
 file's it lacks; and the resolver snippet that registers exactly a file's operators.
 
 The tflite-micro wheel ships the compiled runtime, not its headers, and the resolver's Add*() methods
-are inlined away in `_runtime.so`: the names cannot be read from the package. This table is
-`scripts/tflm_resolver_table.py` run on tensorflow/lite/micro/micro_mutable_op_resolver.h at
-tflite-micro commit 90b983c2b3f1 (2026-08-20), the newest the mirror here holds; the pinned wheel,
-0.dev20261023182759 (g8f6596d), is two months newer. The Python runtime's resolver
-(python/tflite_micro/python_ops_resolver.cc) calls every one of these methods, so a builtin in this
-table is one the host runtime has; scripts/check_tflm_ops.py checks the table against the installed
-runtime, operator by operator.
+are inlined away in `_runtime.so`: the names cannot be read from the package. This table was transcribed
+from tensorflow/lite/micro/micro_mutable_op_resolver.h at tflite-micro commit 90b983c2b3f1 (2026-08-20), the
+newest the mirror here holds; the pinned wheel, 0.dev20261023182759 (g8f6596d), is two months newer. The
+Python runtime's resolver (python/tflite_micro/python_ops_resolver.cc) calls every one of these methods, so a
+builtin in this table is one the host runtime has. tests/test_tflm.py checks that every key is a builtin
+operator of the TFLite schema and every method spells its operator (the case is the header's, as transcribed).
 
 A naive CamelCase of the builtin name gets 9 of the 100 wrong (AddConv2D, AddMaxPool2D, AddBatchMatMul,
-AddCumSum, AddPadV2, AddUnidirectionalSequenceLSTM, ...): hence a table (tests/test_tflm.py).
+AddCumSum, AddPadV2, AddUnidirectionalSequenceLSTM, ...): hence a table.
 """
 
 from __future__ import annotations
