@@ -44,7 +44,8 @@ def main() -> int:
     from gate.quantization.convert import full_integer
     from gate.quantization.ranking import rank_layers
     from gate.results import DataInfo, FileDigest
-    from gate.targets.litert import evaluate_float, evaluate_tflite, latency_case, measure_latency
+    from gate.targets.latency import measure_latency
+    from gate.targets.litert import evaluate_float, evaluate_tflite, latency_case
     from gate.tasks.classification import CLASSIFICATION
 
     convert_only = "--convert-only" in sys.argv[1:]

@@ -65,7 +65,8 @@ def test_only_the_timed_cases_hold_the_machine_alone(two_models, serial, tmp_pat
 
     from gate.frontends.base import Dataset
     from gate.results import DataInfo, FileDigest
-    from gate.targets.litert import latency_case, measure_latency
+    from gate.targets.latency import measure_latency
+    from gate.targets.litert import latency_case
 
     artifacts = serial.out_dir / "artifacts"
     with np.load(two_models / "models" / "alpha" / "eval.npz") as npz:

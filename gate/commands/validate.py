@@ -4,7 +4,7 @@ Every policy and gate.toml; then each model folder as `gate check` reads it, wit
 the same functions, so both refuse with the same message: the contract's files
 (gate.discover), the model file's inspection, custom objects and declared
 signature (gate.inspection), and the data files against the inputs and output
-the model file declares (gate.gating.stages.read_data). What only loading the model
+the model file declares (gate.gating.data.read_data). What only loading the model
 shows (its weights, the conversion, the eval run) is named as not checked.
 """
 
@@ -85,7 +85,7 @@ def check_model_folder(model: ModelConfig) -> str:
     from gate.discover import model_files
     from gate.frontends import frontend_for
     from gate.frontends.base import InputSpec
-    from gate.gating.stages import read_data
+    from gate.gating.data import read_data
     from gate.quantization.methods import search_order
 
     files = model_files(model.folder)

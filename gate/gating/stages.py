@@ -20,6 +20,7 @@ from gate.discover import ModelFiles, ModelFolder, digest, digest_tree, model_fi
 from gate.environment import tool_versions
 from gate.errors import ModelError
 from gate.files import write_atomic
+from gate.gating.data import read_data
 from gate.gating.job import Job, Reporter
 from gate.layout import ModelOutputs
 from gate.policy.config import Settings, policy_digest
@@ -388,28 +389,3 @@ def _describe(
                            confidence=settings.confidence)  # fmt: skip
     return Conversion(method, digest(path, staged.root), measured.inputs, measured.outputs, measured.float_ops,
                       measured.evaluation, None, measured.state, macs_of(path), device, fidelity)  # fmt: skip
-
-
-def read_data(
-    files: ModelFiles, order: Sequence[str], *, calibrate_on_eval: bool, **data_args: Any
-) -> tuple[Any, Any, Any]:
-    """eval.npz, and the calibration and training data the candidates in `order` need, read and checked.
-
-    Calibration data is calib.npz, else train.npz; the eval set only when gate.toml says so; else None.
-    Training data (QAT's) is train.npz, labels and all. `gate validate` reads them with this too, with the
-    inputs the model file declares, so both commands refuse the same data with the same message.
-    """
-    from gate.frontends import data
-
-    eval_data = data.load_dataset(files.eval_data, need_labels=TASKS[data_args["task"]].needs_labels, **data_args)
-    calibration = train = None
-    if any(METHODS[name].needs_calibration for name in order):
-        source = files.calib_data or files.train_data
-        if source is not None:
-            calibration = data.load_dataset(source, need_labels=False, **data_args)
-        elif calibrate_on_eval:
-            calibration = eval_data
-    if any(METHODS[name].needs_training_data for name in order) and files.train_data:
-        reuse = calibration is not None and calibration.path == files.train_data
-        train = calibration if reuse else data.load_dataset(files.train_data, need_labels=False, **data_args)
-    return eval_data, calibration, train

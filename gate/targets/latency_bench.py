@@ -1,4 +1,4 @@
-"""The pytest-benchmark test that gate.targets.litert.measure_latency runs for each model.
+"""The pytest-benchmark test that gate.targets.latency.measure_latency runs for each model.
 
 Not part of gate's own test suite: the cases come from a plugin that
 `measure_latency` passes to `pytest.main`. Each round times one `invoke` at

@@ -11,24 +11,19 @@ with LiteRT's message), never gate's.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pytest
 
 from gate.errors import ModelError, translated
 from gate.frontends.base import PREDICT_BATCH, Dataset
 from gate.results import Evaluation, Latency, State, TensorInfo, must_reset
 from gate.targets.base import TARGET_FIGURES, Measured, Timing
+from gate.targets.latency import LatencyCase, measure_latency
 from gate.tasks import TASKS
-
-# Its `# fmt: skip`s keep this module under 400 lines (formatted, it goes over): split it before removing them.
 
 if TYPE_CHECKING:
     from gate.quantization.base import Method
@@ -36,7 +31,6 @@ if TYPE_CHECKING:
 # Samples per invoke when evaluating a .tflite. Chosen with bench/eval_speed.py:
 # batched evaluation beats the per-sample loop on every bundled model at 64.
 EVAL_BATCH = 64
-LATENCY_BENCH = Path(__file__).with_name("latency_bench.py")
 
 
 @contextmanager
@@ -186,7 +180,7 @@ def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data:
 
 def scored(outputs: np.ndarray, data: Dataset, task: str, batch_size: int) -> Evaluation:
     """The task's figure of a model's outputs on the eval set; an output the task cannot score names the data."""
-    # Eval data has them (gate.gating.stages.read_data), or for a task without labels the float32 .tflite's outputs.
+    # Eval data has them (gate.gating.data.read_data), or for a task without labels the float32 .tflite's outputs.
     assert data.labels is not None
     try:
         value, per_sample = TASKS[task].score(outputs, data.labels, data.inputs)
@@ -267,18 +261,6 @@ def evaluate_as_the_app_runs_it(
     return without_resets, State(variables, False, with_resets, must_reset(variables))
 
 
-@dataclass(frozen=True)
-class LatencyCase:
-    """One .tflite to time in the pytest-benchmark run."""
-
-    label: str
-    model_path: Path
-    feeds: tuple[dict[int, np.ndarray], ...]  # batch-1 inputs by tensor index, already in the input dtype
-    threads: int
-    rounds: int
-    warmup_rounds: int
-
-
 def latency_case(
     label: str, model_path: Path, data: Dataset, *, threads: int, rounds: int, warmup_rounds: int
 ) -> LatencyCase:
@@ -292,78 +274,6 @@ def latency_case(
         for i in range(count)
     )
     return LatencyCase(label, model_path, feeds, threads, rounds, warmup_rounds)
-
-
-class _LatencyCases:
-    """A pytest plugin that hands the cases to gate/latency_bench.py and runs each one alone on the machine."""
-
-    def __init__(self, cases: Sequence[LatencyCase], alone: Callable[[], AbstractContextManager]) -> None:
-        self.cases = cases
-        self.alone = alone
-
-    def pytest_generate_tests(self, metafunc) -> None:
-        if "latency_case" in metafunc.fixturenames:
-            metafunc.parametrize("latency_case", self.cases, ids=[c.label for c in self.cases])
-
-    # Only the test itself (the interpreter, its warm-up and timed rounds) needs the machine alone.
-    # pytest's start, its summary and the JSON with pytest-benchmark's machine_info took 0.6 s of
-    # the 0.9 s a two-case run lasts on a small model, and every other worker would wait through them.
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item):
-        with self.alone():
-            return (yield)
-
-
-def measure_latency(
-    cases: Sequence[LatencyCase],
-    *,
-    json_path: Path,
-    work_dir: Path,
-    alone: Callable[[], AbstractContextManager] = nullcontext,
-) -> dict[str, Latency]:
-    """Time every case in one pytest-benchmark run; keep its JSON at `json_path`.
-
-    `alone` gives the context each case runs in: gate.scheduling.worker's pauses every other worker.
-    p50 and p95 come from the raw per-round timings (pytest-benchmark reports
-    no percentiles of its own).
-    """
-    ini = work_dir / "pytest.ini"
-    ini.write_text("[pytest]\n")
-    # Autoloaded third-party plugins could change the run; load only pytest-benchmark.
-    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    args = [
-        str(LATENCY_BENCH),
-        "-q",
-        "-c", str(ini),
-        "--rootdir", str(work_dir),
-        "-p", "no:cacheprovider",
-        "-p", "pytest_benchmark.plugin",
-        "--benchmark-json", str(json_path),
-        "--benchmark-disable-gc",
-        "--benchmark-timer", "time.perf_counter",
-    ]  # fmt: skip
-    exit_code = pytest.main(args, plugins=[_LatencyCases(cases, alone)])
-    if exit_code != 0:
-        raise ModelError(
-            f"the latency benchmark failed (pytest exit code {int(exit_code)}); run with --verbose to see its output"
-        )
-    report = json.loads(json_path.read_text())
-    latencies = {}
-    by_label = {c.label: c for c in cases}
-    for bench in report["benchmarks"]:
-        case = by_label[bench["param"]]
-        timings_ms = np.asarray(bench["stats"]["data"]) * 1000
-        latencies[case.label] = Latency(
-            threads=case.threads,
-            rounds=len(timings_ms),
-            warmup_rounds=case.warmup_rounds,
-            p50_ms=float(np.percentile(timings_ms, 50)),
-            p95_ms=float(np.percentile(timings_ms, 95)),
-            mean_ms=float(timings_ms.mean()),
-            stddev_ms=float(timings_ms.std(ddof=1)) if len(timings_ms) > 1 else 0.0,
-            min_ms=float(timings_ms.min()),
-        )
-    return latencies
 
 
 class LiteRTOnCPU:
@@ -397,10 +307,11 @@ class LiteRTOnCPU:
         alone: Callable[[], AbstractContextManager],
     ) -> dict[str, Latency]:
         cases = [
-            latency_case(label, path, data, threads=timing.threads, rounds=timing.rounds,
-                         warmup_rounds=timing.warmup_rounds)
+            latency_case(
+                label, path, data, threads=timing.threads, rounds=timing.rounds, warmup_rounds=timing.warmup_rounds
+            )
             for label, path in artifacts.items()
-        ]  # fmt: skip
+        ]
         return measure_latency(cases, json_path=json_path, work_dir=work_dir, alone=alone)
 
 
