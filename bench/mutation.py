@@ -46,6 +46,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_tflm.py::test_memory_checks_judge_the_device_figures_in_kib",
         "tests/test_tflm.py::test_memory_checks_skip_on_litert_saying_which_target_measures_them",
         "tests/test_ethos_u.py::test_the_inference_time_check_skips_when_nothing_runs_on_the_npu",
+        "tests/test_tflm.py::test_the_supported_operators_check_fails_what_tflm_lacks_and_skips_elsewhere",
         "tests/test_ethos_u.py::test_the_npu_share_check_names_what_runs_on_the_cpu",
         "tests/test_figures.py",
         "tests/test_tasks.py::test_auc_max_drop_judges_the_anomaly_task_only",

@@ -12,7 +12,7 @@ from gate.layout import resolver_path, vela_path
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import render_markdown
 from gate.reporting.verify import check_result
-from gate.results import FileDigest, ModelResult, OnDevice
+from gate.results import Agreement, Fidelity, FileDigest, ModelResult, OnDevice
 from gate.targets import TARGET_NAMES as TARGETS
 
 EVALUATION = model_result().candidates[0].conversion.evaluation
@@ -138,3 +138,48 @@ def test_a_result_is_refused_unless_measured_where_its_policy_says() -> None:
         check_result(dataclasses.replace(relabelled, provenance=provenance))
     with pytest.raises(ValueError, match=re.escape("device: 'tflm', but the effective policy's target.runtime is")):
         check_result(dataclasses.replace(measured, provenance=model_result().provenance))
+
+
+AGREEMENT = Agreement("LiteRT 2.3.0", 300, 0.0, 0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("figures", "refused"),
+    [
+        ({"arena_bytes": None, "arena_recorded_bytes": None, "files": ()}, False),  # nothing TFLM measured or wrote
+        ({"files": ()}, True),  # an arena TFLM could not have measured
+        ({"arena_bytes": None, "arena_recorded_bytes": None}, True),  # a resolver TFLM never wrote
+        ({"arena_bytes": None, "arena_recorded_bytes": None, "files": (), "agreement": AGREEMENT}, True),
+        ({"target": "ethos-u55-128", "files": ()}, True),  # only TFLM says it cannot run a file
+    ],
+)
+def test_a_file_tflm_cannot_run_carries_no_tflm_figures_or_files(figures, refused) -> None:
+    """A forged result cannot say TFLM ran what it could not, nor hide a missing operator behind figures."""
+    result = on_device(model_result(), macs=10, unsupported=("TFLM has no kernel for operator GELU",), **figures)
+    if not refused:
+        check_result(result)
+        return
+    with pytest.raises(ValueError, match=re.escape("unsupported: only a file TFLM cannot run has it")):
+        check_result(result)
+
+
+def test_fidelity_figures_read_back_belong_to_a_candidate_and_its_evaluation() -> None:
+    """verify runs the fidelity read-back on every conversion: the reference has none, a candidate's its samples'."""
+    result = model_result()
+    candidate, conversion = result.candidates[0], result.candidates[0].conversion
+    fidelity = Fidelity(conversion.evaluation.samples, 99.0, None, "", 30.0, None, False)
+
+    def with_fidelity(reference: Fidelity | None, built: Fidelity | None) -> ModelResult:
+        converted = dataclasses.replace(conversion, fidelity=built)
+        return dataclasses.replace(
+            result,
+            reference=dataclasses.replace(result.reference, fidelity=reference),
+            candidates=(dataclasses.replace(candidate, conversion=converted),),
+        )
+
+    check_result(with_fidelity(None, fidelity))
+    with pytest.raises(ValueError, match=re.escape("reference.fidelity: the float32 .tflite is what the others")):
+        check_result(with_fidelity(fidelity, fidelity))
+    other = dataclasses.replace(fidelity, samples=fidelity.samples + 1)
+    with pytest.raises(ValueError, match=re.escape(f"fidelity: measured on {other.samples} samples")):
+        check_result(with_fidelity(None, other))

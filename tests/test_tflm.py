@@ -369,6 +369,35 @@ def test_memory_checks_skip_on_litert_saying_which_target_measures_them() -> Non
     assert (verdict, value) == (Status.SKIP, None) and "the target (litert) measures no tensor arena or SRAM" in message
 
 
+@pytest.mark.parametrize(
+    ("target", "unsupported", "limit", "expected"),
+    [
+        ("tflm", ("TFLM has no kernel for operator GELU",), True,
+         (Status.FAIL, False, "tflm cannot run it: TFLM has no kernel for operator GELU")),
+        ("tflm", (), True, (Status.PASS, True, "tflm has a kernel for every operator (FULLY_CONNECTED x2)")),
+        ("tflm", ("TFLM has no kernel for operator GELU",), False,
+         (Status.SKIP, None, "the policy does not require a kernel in the target runtime for every operator")),
+        ("ethos-u55-128", ("TFLM has no kernel for operator GELU",), True,
+         (Status.SKIP, None, "judged on the tflm target only, and this one is ethos-u55-128")),
+        (None, (), True, (Status.SKIP, None, "judged on the tflm target only, and this one is ethos-u55-128")),
+    ],
+)  # fmt: skip
+def test_the_supported_operators_check_fails_what_tflm_lacks_and_skips_elsewhere(
+    target, unsupported, limit, expected
+) -> None:
+    import dataclasses
+
+    from factories import candidate, conversion
+
+    from gate.results import OnDevice
+
+    device = target and OnDevice(target, None, None, None, ("FULLY_CONNECTED x2",), None, None, (), ())
+    device = device and dataclasses.replace(device, unsupported=unsupported)
+    built = dataclasses.replace(candidate(), conversion=dataclasses.replace(conversion(), device=device))
+    context = Context({"target.runtime": target or "ethos-u55-128"}, "classification")
+    assert CHECKS["ops.supported"].evaluate(built, limit, context) == expected
+
+
 @pytest.mark.slow
 def test_keras3_mlp_helper_is_the_model_the_mac_count_assumes(tmp_path) -> None:
     """The count from the graph, on a file converted here: every FULLY_CONNECTED weight once per inference."""
