@@ -28,16 +28,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gate.errors import ModelError
-from gate.results import CpuFallback, Latency, OnDevice
+from gate.results import CpuFallback, OnDevice
 from gate.targets import litert
-from gate.targets.base import ETHOS_U_ACCELERATORS, TARGET_FIGURES, Measured, Timing
+from gate.targets.base import ETHOS_U_ACCELERATORS, TARGET_FIGURES, Measured
 from gate.targets.graph import GraphError, read_graph
 
 if TYPE_CHECKING:
@@ -242,18 +241,8 @@ class EthosU:
         )
         return _with_device(on_litert, device, (optimised,))
 
-    def time(
-        self,
-        artifacts: Mapping[str, Path],
-        data: Dataset,
-        timing: Timing,
-        *,
-        json_path: Path,
-        work_dir: Path,
-        alone: Callable[[], AbstractContextManager],
-    ) -> dict[str, Latency]:
-        # Vela's inference time is the NPU's figure (npu.max_inference_ms); latency checks time LiteRT here.
-        return litert.LITERT.time(artifacts, data, timing, json_path=json_path, work_dir=work_dir, alone=alone)
+    # Vela's inference time is the NPU's figure (npu.max_inference_ms); latency checks time LiteRT here.
+    time = staticmethod(litert.time_on_this_cpu)
 
 
 def _with_device(measured: Measured, device: OnDevice, files: tuple[Path, ...]) -> Measured:

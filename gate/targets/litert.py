@@ -276,6 +276,25 @@ def latency_case(
     return LatencyCase(label, model_path, feeds, threads, rounds, warmup_rounds)
 
 
+def time_on_this_cpu(
+    artifacts: Mapping[str, Path],
+    data: Dataset,
+    timing: Timing,
+    *,
+    json_path: Path,
+    work_dir: Path,
+    alone: Callable[[], AbstractContextManager],
+) -> dict[str, Latency]:
+    """Every artifact timed in LiteRT at batch 1 on this machine: the latency figure of every target."""
+    cases = [
+        latency_case(
+            label, path, data, threads=timing.threads, rounds=timing.rounds, warmup_rounds=timing.warmup_rounds
+        )
+        for label, path in artifacts.items()
+    ]
+    return measure_latency(cases, json_path=json_path, work_dir=work_dir, alone=alone)
+
+
 class LiteRTOnCPU:
     """LiteRT's interpreter on the machine gate runs on (the CI runner's CPU): it runs every candidate."""
 
@@ -296,23 +315,7 @@ class LiteRTOnCPU:
         evaluation, state = evaluate_as_the_app_runs_it(artifact, data, task, threads=threads, app_resets=app_resets)
         return Measured(inputs, outputs, float_ops, evaluation, state)
 
-    def time(
-        self,
-        artifacts: Mapping[str, Path],
-        data: Dataset,
-        timing: Timing,
-        *,
-        json_path: Path,
-        work_dir: Path,
-        alone: Callable[[], AbstractContextManager],
-    ) -> dict[str, Latency]:
-        cases = [
-            latency_case(
-                label, path, data, threads=timing.threads, rounds=timing.rounds, warmup_rounds=timing.warmup_rounds
-            )
-            for label, path in artifacts.items()
-        ]
-        return measure_latency(cases, json_path=json_path, work_dir=work_dir, alone=alone)
+    time = staticmethod(time_on_this_cpu)
 
 
 LITERT = LiteRTOnCPU()

@@ -23,8 +23,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -34,9 +33,9 @@ import numpy as np
 
 from gate.errors import ModelError
 from gate.files import write_atomic
-from gate.results import Agreement, Latency, OnDevice
+from gate.results import Agreement, OnDevice
 from gate.targets import litert
-from gate.targets.base import TARGET_FIGURES, Measured, Timing
+from gate.targets.base import TARGET_FIGURES, Measured
 from gate.targets.graph import GraphError, read_graph
 from gate.targets.tflm_ops import missing_operators, op_resolver_snippet
 from gate.tasks import TASKS
@@ -349,19 +348,9 @@ class TflmTarget:
         return Measured(on_litert.inputs, on_litert.outputs, on_litert.float_ops, evaluation, on_litert.state,
                         device=device, files=(resolver,))  # fmt: skip
 
-    def time(
-        self,
-        artifacts: Mapping[str, Path],
-        data: Dataset,
-        timing: Timing,
-        *,
-        json_path: Path,
-        work_dir: Path,
-        alone: Callable[[], AbstractContextManager],
-    ) -> dict[str, Latency]:
-        # TFLM's host build says nothing about a microcontroller's speed: the latency checks time LiteRT, as the
-        # report says; the deterministic cost is the MAC count.
-        return litert.LITERT.time(artifacts, data, timing, json_path=json_path, work_dir=work_dir, alone=alone)
+    # TFLM's host build says nothing about a microcontroller's speed: the latency checks time LiteRT, as the
+    # report says; the deterministic cost is the MAC count.
+    time = staticmethod(litert.time_on_this_cpu)
 
 
 TFLM = TflmTarget()
