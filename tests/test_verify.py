@@ -331,7 +331,22 @@ def test_a_result_gate_could_not_have_written_is_refused_naming_the_field(name) 
         (replace(COMPARISON, changes=(ModelChange("alpha", None, replace(PASSED, p50_spread_ms=0.5)),)), ""),
         # A graph without multiply-accumulates, and an Ethos-U file that needs no SRAM, are counted as 0.
         (replace(COMPARISON, changes=(ModelChange("alpha", replace(PASSED, macs=0, arena_bytes=0), None),)), ""),
-        (replace(COMPARISON, base_commit="", planned_base="c3" * 20), ""),
+        (replace(COMPARISON, label="main", base_commit="", planned_base="c3" * 20), ""),
+        (replace(COMPARISON, label="pr/12/merge@3f3f3f3"), ""),
+        # The label is printed in the log and the comment: a branch name and the commit the baseline records, only.
+        (
+            replace(COMPARISON, label="main\n::error::forged@3f3f3f3"),
+            "label: 'main\\n::error::forged@3f3f3f3' is not a branch name and the baseline's commit",
+        ),
+        (
+            replace(COMPARISON, label="main@c3c3c3c"),
+            "label: 'main@c3c3c3c' is not a branch name and the baseline's commit",
+        ),
+        (replace(COMPARISON, label="main"), "label: 'main' is not a branch name and the baseline's commit"),
+        (
+            replace(COMPARISON, label="m" * 101 + "@3f3f3f3"),
+            f"label: {'m' * 50!r} is not a branch name and the baseline's commit",
+        ),
         (replace(COMPARISON, base_commit="x" * 60), f"base_commit: {'x' * 50!r} is not a commit's full SHA"),
         (replace(COMPARISON, planned_base="main"), "planned_base: 'main' is not a commit's full SHA"),
         (
@@ -365,6 +380,9 @@ def test_a_comparison_names_only_models_methods_and_commits(comparison, message)
         # Not a full SHA (a forged or older report): no commit to compare with, and none in its name.
         ({"commit": "3f3f3f3", "ref": "main"}, "main", ""),
         (None, "base", ""),  # written outside GitHub Actions
+        # Written elsewhere, and printed in the log and the comment: a ref that is no short branch name is not shown.
+        ({"commit": "3f" * 20, "ref": "main\n::error::forged"}, "base@3f3f3f3", "3f" * 20),
+        ({"commit": "", "ref": "b" * 101}, "base", ""),
     ],
 )
 def test_a_baseline_is_named_by_the_branch_and_commit_it_records(tmp_path, source, label, commit) -> None:

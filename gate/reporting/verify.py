@@ -60,6 +60,10 @@ from gate.tasks import METRICS, TASKS
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
+# A branch name as GitHub Actions gives GITHUB_REF_NAME (a pull request's is "<number>/merge"): printable, no spaces,
+# short. A baseline's is read from a file written elsewhere and printed in the log and the comment: anything else
+# names it "base".
+_REF = re.compile(r"[A-Za-z0-9._/+-]{1,100}")
 # A step of a candidate's time: "conversion", "evaluation", "latency", or a method's own ("QAT training").
 _STEP = re.compile(r"[A-Za-z][A-Za-z0-9 -]{0,39}")
 
@@ -104,6 +108,9 @@ def check_comparison(comparison: Comparison) -> None:
     for field in ("base_commit", "planned_base"):
         if not _SHA1.fullmatch(getattr(comparison, field)) and getattr(comparison, field):
             raise ValueError(f"{field}: {getattr(comparison, field)[:50]!r} is not a commit's full SHA")
+    ref = comparison.label.partition("@")[0]
+    if not _REF.fullmatch(ref) or comparison.label != baseline_label(ref, comparison.base_commit):
+        raise ValueError(f"label: {comparison.label[:50]!r} is not a branch name and the baseline's commit")
     for index, change in enumerate(comparison.changes):
         if problem := name_problem(change.name, loose_files=True):
             raise ValueError(f"changes[{index}].name: {problem}")
@@ -393,5 +400,10 @@ def load_baseline(path: Path, *, warn: Callable[[str], None]) -> Baseline | None
         warn(f"gate: warning: ignoring the baseline: {exc}; the report shows no changes against the base branch")
         return None
     commit = report.source.commit if report.source and _SHA1.fullmatch(report.source.commit) else ""
-    ref = (report.source.ref if report.source else "") or "base"
-    return Baseline(f"{ref}@{commit[:7]}" if commit else ref, commit, {r.name: r for r in report.models})
+    ref = report.source.ref if report.source and _REF.fullmatch(report.source.ref) else "base"
+    return Baseline(baseline_label(ref, commit), commit, {r.name: r for r in report.models})
+
+
+def baseline_label(ref: str, commit: str) -> str:
+    """How the report names a baseline: "main@3f2a1c9", or the branch alone when the baseline records no commit."""
+    return f"{ref}@{commit[:7]}" if commit else ref
