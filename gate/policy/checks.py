@@ -131,14 +131,19 @@ def _beyond_int8(vs_float32: float, ratio: float, *, against_source: bool) -> st
     )
 
 
-def _decided(estimate: float, interval: Interval | None, context: Context) -> tuple[float, str]:
-    """What a metric check compares with its limit: the estimate, or a bound of its interval (statistics.decide_on)."""
+def judged_value(estimate: float, interval: Interval | None, context: Context, *, worse: str) -> tuple[float, str]:
+    """What a check compares with its limit: the estimate, or the end of its interval statistics.decide_on names.
+
+    `upper_bound` is the pessimistic end: the higher one for a figure that is `worse` "higher" (a drop, a rise of
+    MAE), the lower one for a figure that is worse lower (top-1 agreement, SNR); `lower_bound` the optimistic end.
+    """
     decide_on = str(context.policy.get("statistics.decide_on", "estimate"))
     if decide_on == "estimate" or interval is None:
         return estimate, ""
-    ends = (interval.low, interval.high)
-    value = (max(ends) if decide_on == "upper_bound" else min(ends)) + 0.0  # -0.0 (no change) → 0.0
-    return value, f"; judged on the {decide_on.replace('_', ' ')} of its interval, {value:.2f}"
+    pessimistic = decide_on == "upper_bound"
+    value = (max if pessimistic == (worse == "higher") else min)(interval.low, interval.high) + 0.0  # -0.0 → 0.0
+    end = "pessimistic" if pessimistic else "optimistic"
+    return value, f"; judged on the {end} end of its interval, {value:.2f} (statistics.decide_on = {decide_on})"
 
 
 def _interval_text(value: float, interval: Interval | None, unit: str) -> str:
@@ -184,7 +189,7 @@ def points_drop(check: str, candidate: Candidate, limit: float, context: Context
     drop = round(-change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
     ci = candidate.metric_change_interval
     interval = dataclasses.replace(ci, low=-ci.high, high=-ci.low) if ci else None  # of the drop
-    decided, how = _decided(drop, interval, context)
+    decided, how = judged_value(drop, interval, context, worse="higher")
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
     moved = _moved(TASKS[context.task].metric.said, drop, " pts", up="dropped", down="rose")
     shown = _interval_text(drop, interval, "pts")
@@ -215,7 +220,7 @@ def mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdic
     assert change is not None
     increase = round(change, 9) + 0.0  # as for the accuracy drop
     interval = candidate.metric_change_interval
-    decided, how = _decided(increase, interval, context)
+    decided, how = judged_value(increase, interval, context, worse="higher")
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
     moved = _moved("MAE", increase, "%", up="rose", down="fell")
     shown = _interval_text(increase, interval, "%")
