@@ -181,7 +181,8 @@ def unreviewable_custom_code(entry: str, root: Path) -> str:
     my_pkg.pyc when there is no my_pkg.py: code no reviewer reads. (A committed __pycache__ is never read: the
     workers keep their bytecode in a folder of their own, PYTHONPYCACHEPREFIX.)
     """
-    for source in custom_object_sources(entry):
+    sources = custom_object_sources(entry)
+    for source in sources:
         path = root / source.rstrip("/")
         if path.is_symlink():
             return f"{path.relative_to(root).as_posix()} is a symbolic link; {_REGULAR_FILES}"
@@ -189,10 +190,10 @@ def unreviewable_custom_code(entry: str, root: Path) -> str:
             for inner in sorted(path.rglob("*")):
                 if inner.is_symlink():
                     return f"{inner.relative_to(root).as_posix()} is a symbolic link; {_REGULAR_FILES}"
-    package = entry.split(">", 1)[0].split(".")[0]
+    package = sources[0].removesuffix(".py") if sources else ""
     for suffix in (*importlib.machinery.EXTENSION_SUFFIXES, *importlib.machinery.BYTECODE_SUFFIXES):
         compiled = root / f"{package}{suffix}"
-        if package.isidentifier() and (compiled.exists() or compiled.is_symlink()):
+        if package and (compiled.exists() or compiled.is_symlink()):
             return (
                 f"{compiled.name} is compiled code, which Python would import in place of the reviewed {package}.py "
                 f"or {package}/; remove it from the repository"
