@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gate.quantization.convert import calibrated_model, calibration_digest, mlir_quantize
+from gate.quantization.splice import OneOpInt8
 from gate.results import LayerError
 
 # Ops that move quantized tensors around without computing: never worth ranking on their own.
@@ -23,7 +24,7 @@ _EDGE_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 # Samples per invoke when running the ranking variants.
 BATCH = 64
 # The samples each ranking variant runs on (the first of the calibration set): each of a model's ops costs one
-# quantizer call and one run, and on 200 samples a ResNet50's runs cost more than its calibration. On the
+# splice (or quantizer call) and one run, and on 200 samples a ResNet50's runs cost more than its calibration. On the
 # bundled outlier model and digits_mobilenetv2, 64 keep what the fallback keeps on 200 (bench/ranking_samples.py).
 RANKING_SAMPLES = BATCH
 
@@ -36,9 +37,11 @@ def rank_layers(
     Each op is quantized alone (float I/O, every other op float), run on the
     first `samples` calibration samples and compared with the same conversion
     with nothing quantized. One calibration (the int8 method's own, on every
-    sample), then one quantizer call and one batched run per op. The model I/O
-    dtype does not enter: it is the same for every candidate, so it cannot
-    change the order.
+    sample), two quantizer calls (nothing and everything int8), then per op a
+    model spliced from those two (gate.quantization.splice: the quantizer's
+    model for that op, bit for bit) and one batched run. The model I/O dtype
+    does not enter: it is the same for every candidate, so it cannot change
+    the order.
 
     Every op is measured: bench/ranking_preselection.py found no faithful way to
     rule ops out first. At a softmax output the errors of ops quantized together
@@ -51,13 +54,17 @@ def rank_layers(
     ops = tflite_ops(calibrated)
     every_tensor = [name for op in ops for name in op.outputs]
     reference_model = mlir_quantize(calibrated, denylist=every_tensor, input_dtype="float32", output_dtype="float32")
+    # Each op's model is spliced from this float one and one fully int8 conversion: the quantizer's own, without a
+    # quantizer call per op (gate.quantization.splice); an op that cannot be spliced is quantized as before.
+    every_op_int8 = mlir_quantize(calibrated, denylist=[], input_dtype="float32", output_dtype="float32")
+    one_op_int8 = OneOpInt8(reference_model, every_op_int8)
     reference, activations = _run(reference_model, probe, keep=[op.outputs[0] for op in ops])
     power = float(np.sum(np.square(reference, dtype=np.float64)))
     names = display_names(ops, variable_layers(saved_model_dir))
 
     ranked = []
     for op in filter(_rankable, ops):
-        alone = mlir_quantize(
+        alone = one_op_int8.alone(op.outputs[0]) or mlir_quantize(
             calibrated,
             denylist=[name for name in every_tensor if name not in op.outputs],
             input_dtype="float32",

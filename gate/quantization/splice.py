@@ -1,0 +1,157 @@
+"""One op int8 and every other float, spliced from two conversions instead of one quantizer call per op.
+
+The layer ranking (gate.quantization.ranking) measures each op quantized alone. TensorFlow's MLIR quantizer,
+called with every other op denylisted, builds such a model in 1.2 to 1.9 s on issue 26's 94 MB ResNet50: one
+call per op, 75 ops. Each of those models is the float model (every op denylisted) with one op replaced by the
+fully int8 model's own: a QUANTIZE of each float input to the scale the int8 model gives that tensor, the op
+with the int8 model's weights, bias, options and operator version, and a DEQUANTIZE back into the float tensor
+its consumers read. `OneOpInt8` builds exactly that from the two conversions, which the ranking makes anyway,
+in milliseconds. Its models run bit-identical to the quantizer's, op for op, on the bundled models and the
+ResNet50 (tests/test_splice.py; bench/ranking_splice.py prints both, with their times).
+
+An op the int8 model computes from a tensor the float model does not have (a requantization the quantizer
+added to meet an operator's scale constraint), or that is not in the main graph, is not spliced: `alone`
+returns None and the ranking asks the quantizer, as before.
+
+These are gate's own conversions of the model, not files a pull request wrote; imported only in the worker.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import flatbuffers
+from ai_edge_litert import schema_py_generated as schema
+
+_QUANTIZE, _DEQUANTIZE = schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE
+
+
+class OneOpInt8:
+    """The float model with any one op int8, built on demand from the float and the fully int8 conversions.
+
+    Both must come from the same calibrated model (the same tensor names and ranges) with float model I/O.
+    """
+
+    def __init__(self, float_model: bytes, int8_model: bytes) -> None:
+        self._float = schema.ModelT.InitFromPackedBuf(bytearray(float_model), 0)
+        self._int8 = schema.ModelT.InitFromPackedBuf(bytearray(int8_model), 0)
+        graph, int8_graph = self._float.subgraphs[0], self._int8.subgraphs[0]
+        self._float_tensor = {tensor.name: index for index, tensor in enumerate(graph.tensors)}
+        self._float_op = {graph.tensors[op.outputs[0]].name: index for index, op in enumerate(graph.operators)}
+        self._int8_codes = {_builtin(code): code for code in self._int8.operatorCodes}
+        codes = [_builtin(code) for code in self._int8.operatorCodes]
+        produced_by = {op.outputs[0]: op for op in int8_graph.operators if op.outputs}
+        # The float tensor an int8 tensor stands for: the one of its name, or across the int8 model's edges, the
+        # QUANTIZE of a model input ("tfl.quantize") and the DEQUANTIZE into a model output ("...:01" -> "...:0").
+        self._stands_for: dict[int, bytes] = {}
+        for index in range(len(int8_graph.tensors)):
+            source = index
+            while (
+                int8_graph.tensors[source].name not in self._float_tensor
+                and source in produced_by
+                and codes[produced_by[source].opcodeIndex] == _QUANTIZE
+            ):
+                source = produced_by[source].inputs[0]
+            if int8_graph.tensors[source].name in self._float_tensor:
+                self._stands_for[index] = int8_graph.tensors[source].name
+        for op in int8_graph.operators:
+            if codes[op.opcodeIndex] == _DEQUANTIZE and int8_graph.tensors[op.outputs[0]].name in self._float_tensor:
+                self._stands_for[op.inputs[0]] = int8_graph.tensors[op.outputs[0]].name
+        self._int8_op = {
+            self._stands_for.get(op.outputs[0]): op
+            for op in int8_graph.operators
+            if op.outputs and codes[op.opcodeIndex] not in (_QUANTIZE, _DEQUANTIZE)
+        }
+        # Large models keep their buffers outside the flatbuffer (offset, size): not spliced. A float-I/O int8 model
+        # has the QUANTIZE and DEQUANTIZE a splice copies at its edges.
+        self._spliceable = all(not buffer.offset for buffer in (*self._float.buffers, *self._int8.buffers)) and {
+            _QUANTIZE,
+            _DEQUANTIZE,
+        } <= set(self._int8_codes)
+
+    def alone(self, tensor: str) -> bytes | None:
+        """The float model with the op that writes `tensor` int8, or None when it cannot be spliced."""
+        name = tensor.encode()
+        if not self._spliceable or name not in self._int8_op or name not in self._float_op:
+            return None
+        model, graph = self._float, self._float.subgraphs[0]
+        kept = (len(graph.tensors), len(model.buffers), len(model.operatorCodes), graph.operators)
+        try:  # The float model is extended in place, packed, and put back as it was.
+            return self._spliced(name)
+        finally:
+            graph.operators = kept[3]
+            del graph.tensors[kept[0] :], model.buffers[kept[1] :], model.operatorCodes[kept[2] :]
+
+    def _spliced(self, name: bytes) -> bytes | None:
+        model, graph, int8_graph = self._float, self._float.subgraphs[0], self._int8.subgraphs[0]
+        int8_op = self._int8_op[name]
+        before: list[Any] = []  # QUANTIZE ops of the op's float inputs
+        after: list[Any] = []  # DEQUANTIZE ops of its outputs
+        inputs: list[int] = []
+        for index in int8_op.inputs:
+            if index < 0:  # an optional input left out
+                inputs.append(index)
+            elif self._is_constant(index):  # the int8 model's weights and bias
+                inputs.append(self._copy_tensor(index))
+            elif index not in self._stands_for:  # a tensor only the int8 model has
+                return None
+            else:
+                float_index = self._float_tensor[self._stands_for[index]]
+                if int8_graph.tensors[index].type == graph.tensors[float_index].type:
+                    inputs.append(float_index)
+                    continue
+                inputs.append(self._copy_tensor(index))
+                before.append(self._op(_QUANTIZE, [float_index], [inputs[-1]]))
+        outputs: list[int] = []
+        for index in int8_op.outputs:
+            if index not in self._stands_for:
+                return None
+            float_index = self._float_tensor[self._stands_for[index]]
+            if int8_graph.tensors[index].type == graph.tensors[float_index].type:
+                outputs.append(float_index)
+                continue
+            outputs.append(self._copy_tensor(index))
+            after.append(self._op(_DEQUANTIZE, [outputs[-1]], [float_index]))
+        op = copy.copy(int8_op)
+        op.opcodeIndex = self._code_index(self._int8.operatorCodes[int8_op.opcodeIndex])
+        op.inputs, op.outputs = inputs, outputs
+        at = self._float_op[name]
+        graph.operators = [*graph.operators[:at], *before, op, *after, *graph.operators[at + 1 :]]
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    def _is_constant(self, index: int) -> bool:
+        data = self._int8.buffers[self._int8.subgraphs[0].tensors[index].buffer].data
+        return data is not None and len(data) > 0
+
+    def _copy_tensor(self, index: int) -> int:
+        """The int8 model's tensor `index` (and its data) added to the float model; its index there."""
+        tensor = copy.copy(self._int8.subgraphs[0].tensors[index])
+        if self._is_constant(index):
+            self._float.buffers.append(schema.BufferT(data=self._int8.buffers[tensor.buffer].data))
+            tensor.buffer = len(self._float.buffers) - 1
+        else:
+            tensor.buffer = 0  # buffer 0 is the schema's empty buffer: a tensor the interpreter allocates
+        graph = self._float.subgraphs[0]
+        graph.tensors.append(tensor)
+        return len(graph.tensors) - 1
+
+    def _op(self, builtin: int, inputs: list[int], outputs: list[int]) -> Any:
+        """A QUANTIZE or DEQUANTIZE op, at the int8 model's operator version."""
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = self._code_index(self._int8_codes[builtin]), inputs, outputs
+        return op
+
+    def _code_index(self, code: Any) -> int:
+        for index, known in enumerate(self._float.operatorCodes):
+            if (_builtin(known), known.version, known.customCode) == (_builtin(code), code.version, code.customCode):
+                return index
+        self._float.operatorCodes.append(code)
+        return len(self._float.operatorCodes) - 1
+
+
+def _builtin(code: Any) -> int:
+    # The schema keeps operators numbered above 127 in builtinCode and the older ones in deprecatedBuiltinCode too.
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
