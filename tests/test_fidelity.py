@@ -245,3 +245,20 @@ def test_gate_validate_asks_labels_only_of_a_task_that_scores_them(tmp_path, cap
     np.savez(folder / "eval.npz", x=np.zeros((6, 640), np.float16))  # no y
     assert cli.main(["validate", str(folder), "--policies", str(repo / "policies")]) == code
     assert ("no array 'y'" in capsys.readouterr().err) == bool(code)
+
+
+def test_samples_with_neither_signal_nor_noise_do_not_shrink_the_snr_interval_to_a_point() -> None:
+    # Padding 5 informative samples with 100 whose float and quantized outputs are both zero leaves the SNR as it
+    # is; resamples drawn from the padding alone are 0/0, which once made the interval the point.
+    rng = np.random.default_rng(5)
+    signal = rng.normal(size=(5, 8))
+    quantized = signal + rng.normal(scale=0.1, size=signal.shape)
+    few = measure_fidelity(quantized, FloatOutputs(signal, ""), confidence=0.95)
+    padded = measure_fidelity(
+        np.concatenate([quantized, np.zeros((100, 8))]),
+        FloatOutputs(np.concatenate([signal, np.zeros((100, 8))]), ""),
+        confidence=0.95,
+    )
+    assert padded.snr_db == few.snr_db
+    assert few.snr_db_interval is not None and padded.snr_db_interval is not None
+    assert padded.snr_db_interval.low < padded.snr_db - 1 and padded.snr_db_interval.high > padded.snr_db + 1
