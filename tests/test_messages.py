@@ -168,3 +168,22 @@ def test_a_file_larger_than_both_baselines_says_so_plainly() -> None:
     assert (
         size.message == "1.25× larger than the source model file and 2.50× larger than the float32 .tflite (need ≥ 4×)"
     )
+
+
+def test_an_eval_set_of_one_sample_is_refused_while_one_calibration_sample_is_not(tmp_path) -> None:
+    from gate.discover import ModelFiles
+    from gate.gating.data import read_data
+
+    data_file(tmp_path, x=np.zeros((1, 4), np.float32), y=np.zeros(1, np.int64))
+    np.savez(tmp_path / "calib.npz", x=np.zeros((1, 4), np.float32))
+    files = ModelFiles(tmp_path / "model.keras", "keras", tmp_path / "eval.npz", None, tmp_path / "calib.npz")
+    arguments = {"model_folder": tmp_path, "inputs": PIXELS, "task": "classification", "output_width": 2}
+    with pytest.raises(ModelError) as raised:
+        read_data(files, ["int8"], calibrate_on_eval=False, **arguments)
+    assert str(raised.value) == (
+        f"{tmp_path / 'eval.npz'}: holds 1 sample; gate's confidence intervals resample the eval set and need at "
+        "least 2: add more"
+    )
+    data_file(tmp_path, x=np.zeros((2, 4), np.float32), y=np.zeros(2, np.int64))
+    eval_data, calibration, _ = read_data(files, ["int8"], calibrate_on_eval=False, **arguments)
+    assert (eval_data.info.samples, calibration.info.samples) == (2, 1)

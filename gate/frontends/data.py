@@ -26,6 +26,7 @@ def load_dataset(
     output_width: int | None,
     need_labels: bool,
     output_activation: str | None = None,
+    min_samples: int = 1,
 ) -> Dataset:
     """Read and validate an .npz file against the model; raise ModelError naming every problem.
 
@@ -75,8 +76,15 @@ def load_dataset(
         problems.append(
             f"{where}: arrays hold different numbers of samples ({held}); every array needs one row per sample"
         )
-    if not problems and not next(iter(counts.values()), 0):
+    count = next(iter(counts.values()), 0)
+    if not problems and not count:
         problems.append(f"{where}: holds no samples; add at least one")
+    elif not problems and count < min_samples:  # the eval set: its intervals resample it
+        held = f"{count} sample" if count == 1 else f"{count} samples"
+        problems.append(
+            f"{where}: holds {held}; gate's confidence intervals resample the eval set and need at least "
+            f"{min_samples}: add more"
+        )
     if problems:
         raise ModelError("\n".join(problems))
     samples = len(next(iter(features.values())))

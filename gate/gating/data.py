@@ -25,7 +25,9 @@ def read_data(
     """
     from gate.frontends import data
 
-    eval_data = data.load_dataset(files.eval_data, need_labels=TASKS[data_args["task"]].needs_labels, **data_args)
+    eval_data = data.load_dataset(
+        files.eval_data, need_labels=TASKS[data_args["task"]].needs_labels, min_samples=2, **data_args
+    )
     calibration = train = None
     if any(METHODS[name].needs_calibration for name in order):
         source = files.calib_data or files.train_data
