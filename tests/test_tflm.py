@@ -442,6 +442,41 @@ def test_the_integer_only_candidate_recovers_the_outlier_channel_that_int8_loses
     assert conversion["device"]["agreement"]["same_prediction"] == 100.0
 
 
+@pytest.mark.slow
+def test_a_layer_left_out_of_int16_is_noted_as_the_built_file_computes_it(tmp_path) -> None:
+    """EXP has no int16 kernel in TFLM: int8-int16-layers leaves it out, and its note says the dtype the published
+    file computes it in, as LiteRT's own tensor details read it (litert-quantizer leaves it in float32)."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "policies", root / "policies")
+    folder = root / "models" / "exp_mlp"
+    folder.mkdir(parents=True)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,), name="features")
+    hidden = keras.layers.Activation("exponential", name="exp")(keras.layers.Dense(16, name="hidden")(inputs))
+    keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="classes")(hidden)).save(
+        folder / "model.keras"
+    )
+    rng = np.random.default_rng(0)
+    np.savez(folder / "eval.npz", x=rng.normal(size=(40, 8)).astype(np.float32), y=rng.integers(0, 4, 40))
+    np.savez(folder / "train.npz", x=rng.normal(size=(40, 8)).astype(np.float32))
+    (folder / "gate.toml").write_text('policy = "mcu"\nmethod = "int8-int16-layers"\n')
+
+    run = run_gate("check", "--out", root / "out", cwd=root)
+    (candidate,) = run.model("exp_mlp")["candidates"]
+    interpreter = Interpreter(model_path=str(root / "out" / "artifacts" / "exp_mlp.int8-int16-layers.tflite"))
+    tensors = interpreter.get_tensor_details()
+    dtypes = {np.dtype(tensors[op["outputs"][0]]["dtype"]).name.upper() for op in interpreter._get_ops_details()
+              if op["op_name"] == "EXP"}  # fmt: skip
+    (dtype,) = dtypes
+    assert candidate["notes"][-1].endswith(f"in the built file, EXP computes in {dtype}"), candidate["notes"]
+    assert ("ops.integer_only" in {c["name"] for c in candidate["checks"] if c["status"] == "FAIL"}) == (
+        dtype == "FLOAT32"
+    )
+
+
 def test_the_resolver_table_names_schema_builtins_and_the_headers_methods() -> None:
     """A typo in the transcribed table would make gate call an operator missing, or emit a method no header has."""
     from ai_edge_litert import schema_py_generated as schema

@@ -157,5 +157,27 @@ def build_on_ranked_layers(saved_model_dir: Path, setup: Setup) -> Built:
     if left := [layer for layer in ranked if layer.op in setup.no_int16_kernel]:
         why = "; ".join(f"{op}: {setup.no_int16_kernel[op]}" for op in sorted({layer.op for layer in left}))
         names = ", ".join(layer.name for layer in left)
-        notes.append(f"kept at int8, as the target has no int16 kernel for their operator: {names} ({why})")
+        notes.append(
+            f"not given int16 activations, as the target has no int16 kernel for their operator: {names} ({why}); "
+            f"in the built file, {_computed_in(tflite, {layer.op for layer in left})}"
+        )
     return Built(tflite, tuple(notes))
+
+
+def _computed_in(tflite: bytes, operators: set[str]) -> str:
+    """'EXP computes in FLOAT32': what the built file does with `operators`, read from its own tensors.
+
+    litert-quantizer can leave an operator it gives no int16 activations in float (DEQUANTIZE, EXP, QUANTIZE) rather
+    than int8: the note says what the file holds, and ops.integer_only judges it.
+    """
+    from gate.targets.graph import read_graph
+
+    graph = read_graph(tflite)
+    dtypes: dict[str, set[str]] = {}
+    for op in graph.operators:
+        if op.name in operators and (output := graph.tensor(op, 0, output=True)) is not None:
+            dtypes.setdefault(op.name, set()).add(output.dtype)
+    return "; ".join(
+        f"{name} computes in {' and '.join(sorted(dtypes[name]))}" if name in dtypes else f"{name} is not in it"
+        for name in sorted(operators)
+    )
