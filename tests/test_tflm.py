@@ -487,3 +487,25 @@ def test_the_resolver_table_names_schema_builtins_and_the_headers_methods() -> N
         re.fullmatch(r"Add[A-Z][A-Za-z0-9]*", method) and method[3:].lower() == name.replace("_", "").lower()
         for name, method in tflm_ops.RESOLVER_METHODS.items()
     )
+
+
+@pytest.mark.slow
+def test_the_float_ops_are_the_files_not_the_delegates(tmp_path) -> None:
+    """XNNPACK adds DELEGATE nodes to the prepared interpreter's op list; the float ops the report shows are those of
+    the file, as an interpreter without the default delegates lists them."""
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from gate.targets.litert import describe
+
+    model = keras.saving.load_model(keras3_mlp(tmp_path / "m") / "model.keras")
+    path = tmp_path / "m.float32.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    plain = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    plain.allocate_tensors()
+    names = sorted(op["op_name"] for op in plain._get_ops_details())
+    assert describe(path)[2] == tuple(f"{name} x{names.count(name)}" for name in sorted(set(names)))
+    assert not any(name.startswith("DELEGATE") for name in describe(path)[2])

@@ -170,13 +170,15 @@ def _computed_in(tflite: bytes, operators: set[str]) -> str:
     litert-quantizer can leave an operator it gives no int16 activations in float (DEQUANTIZE, EXP, QUANTIZE) rather
     than int8: the note says what the file holds, and ops.integer_only judges it.
     """
-    from gate.targets.graph import read_graph
+    from gate.quantization.ranking import _interpreter
 
-    graph = read_graph(tflite)
+    interpreter = _interpreter(tflite)
+    tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
     dtypes: dict[str, set[str]] = {}
-    for op in graph.operators:
-        if op.name in operators and (output := graph.tensor(op, 0, output=True)) is not None:
-            dtypes.setdefault(op.name, set()).add(output.dtype)
+    # _get_ops_details is what LiteRT's own model analyzer uses; there is no public equivalent.
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in operators and op["outputs"].size:
+            dtypes.setdefault(op["op_name"], set()).add(np.dtype(tensors[op["outputs"][0]]["dtype"]).name.upper())
     return "; ".join(
         f"{name} computes in {' and '.join(sorted(dtypes[name]))}" if name in dtypes else f"{name} is not in it"
         for name in sorted(operators)

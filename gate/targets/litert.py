@@ -11,6 +11,7 @@ with LiteRT's message), never gate's.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from gate.errors import ModelError, translated
 from gate.frontends.base import PREDICT_BATCH, Dataset
 from gate.results import Evaluation, Latency, State, TensorInfo, must_reset
 from gate.targets.base import TARGET_FIGURES, Measured, Timing
+from gate.targets.graph import read_graph
 from gate.targets.latency import LatencyCase, measure_latency
 from gate.tasks import TASKS
 
@@ -88,22 +90,27 @@ def _tensor_info(name: str, detail: dict) -> TensorInfo:
     )
 
 
+_FLOAT_TYPES = frozenset({"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"})  # the schema's float TensorTypes
+
+
 def describe(model_path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...], tuple[str, ...]]:
     """Inputs, outputs, and the ops that read or write a float tensor ("NAME xCOUNT")."""
     with runtime_errors(model_path, "load and prepare"):
         interpreter = _interpreter(model_path, threads=1)
         inputs, outputs = _signature_io(interpreter)
         interpreter.allocate_tensors()  # prepares every op: a file LiteRT cannot run fails here, not in an app
-        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
 
-    def is_float(index: int) -> bool:
-        return index >= 0 and index in tensors and np.dtype(tensors[index]["dtype"]).kind == "f"
-
-    counts: dict[str, int] = {}
-    # _get_ops_details is what LiteRT's own model analyzer uses; there is no public equivalent.
-    for op in interpreter._get_ops_details():
-        if any(is_float(i) for i in (*op["inputs"], *op["outputs"])):
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    # Read from the file, not from the prepared interpreter: its op list also holds the XNNPACK delegate's own
+    # nodes ("DELEGATE"), which no file has.
+    graph = read_graph(model_path.read_bytes())
+    counts = Counter(
+        op.name
+        for op in graph.operators
+        if any(
+            index >= 0 and graph.tensors[op.subgraph][index].dtype in _FLOAT_TYPES
+            for index in (*op.inputs, *op.outputs)
+        )
+    )
     float_ops = tuple(f"{name} x{count}" for name, count in sorted(counts.items()))
     return (
         tuple(_tensor_info(n, d) for n, d in sorted(inputs.items())),
