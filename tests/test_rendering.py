@@ -168,3 +168,18 @@ def test_a_file_that_keeps_state_is_said_in_its_rows_and_callout_and_in_brief_wh
     assert "keeps state between invokes.** The app must" not in comment
     brief = "> **400 model(s) publish a file that keeps state between invokes** (each one's, with what the app must do"
     assert brief in comment and "model_000, model_001, model_002" in comment
+
+
+def test_a_check_failed_on_its_interval_never_reads_as_a_false_comparison() -> None:
+    from gate.reporting.cells import _failed_checks
+    from gate.results import CheckResult, Status
+
+    checks = [
+        CheckResult("fidelity.min_snr_db", Status.FAIL, 37.22, 35.0, "dB", "SNR 37.22 dB ... judged on ... 33.25"),
+        CheckResult("accuracy.max_drop", Status.FAIL, 1.5, 2.0, "pts", "accuracy dropped 1.50 pts ... 2.50"),
+        CheckResult("size.min_reduction", Status.FAIL, 3.94, 4.0, "×", "3.94× smaller"),
+    ]
+    assert _failed_checks(checks) == (
+        "fidelity.min_snr_db 37.2 dB, its interval's pessimistic end < 35 dB; accuracy.max_drop 1.5 pts, its "
+        "interval's pessimistic end > 2 pts; size.min_reduction 3.94× < 4×"
+    )

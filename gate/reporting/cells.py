@@ -239,12 +239,22 @@ def _failed_checks(checks: Sequence[CheckResult]) -> Trusted:
     relation = {"min": "<", "max": ">", "equal": "≠"}  # each followed by a space: never an HTML tag
     return Trusted(
         "; ".join(
-            f"{escape.markdown(c.name)} {escape.markdown(_figure(c.measured, c.unit))} "
+            f"{escape.markdown(c.name)} {escape.markdown(_figure(c.measured, c.unit))}{_judged_on_its_interval(c)} "
             f"{relation[CHECKS[c.name].bound]} {escape.markdown(_figure(c.limit, c.unit))}"
             for c in checks
             if c.status is Status.FAIL
         )
     )
+
+
+def _judged_on_its_interval(check: CheckResult) -> str:
+    """', its interval's pessimistic end' when the figure meets the limit and the check failed on its interval
+    (statistics.decide_on), so that '37.22 dB < 35 dB' is never written; its message says the end's value."""
+    measured, limit, bound = check.measured, check.limit, CHECKS[check.name].bound
+    if not (isinstance(measured, float | int) and isinstance(limit, float | int)) or bound == "equal":
+        return ""
+    met = measured >= limit if bound == "min" else measured <= limit
+    return ", its interval's pessimistic end" if met else ""
 
 
 def _verdict_cell(change: ModelChange) -> str:
