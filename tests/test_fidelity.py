@@ -126,6 +126,12 @@ def test_the_fidelity_checks_judge_the_estimate_or_the_end_of_its_interval() -> 
     pessimistic = Context({"statistics.decide_on": "upper_bound"}, "fidelity")
     assert agreement(passing, 98.0, pessimistic)[0] is Status.FAIL  # its low end, 97.0
     assert agreement(passing, 99.0, Context({"statistics.decide_on": "lower_bound"}, "fidelity"))[0] is Status.PASS
+    # An interval that excludes its estimate (forged, or a skewed BCa) never judges kinder than the estimate.
+    excluded = with_fidelity(model_result(), figures(50.0, 5.0, (99.5, 100.0))).candidates[0]
+    assert agreement(excluded, 99.0, pessimistic)[0] is Status.FAIL
+    assert snr(excluded, 30.0, pessimistic)[2].endswith(
+        "judged on the estimate, worse than the pessimistic end of its interval (99.50)"
+    )
     assert snr(passing, 25.0, context)[:2] == (Status.PASS, 30.0)
     assert snr(passing, 31.0, context)[:2] == (Status.FAIL, 30.0)
 

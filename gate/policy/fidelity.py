@@ -11,21 +11,10 @@ from __future__ import annotations
 import math
 
 from gate.keys import plain
-from gate.policy.checks import Context, Verdict
+from gate.policy.checks import Context, Verdict, judged_value
 from gate.results import Candidate, Fidelity, Interval, Status
 
 NOT_MEASURED = "no fidelity figures: the float32 .tflite's outputs are zero on every eval sample"
-
-
-def _decided(estimate: float, interval: Interval | None, context: Context) -> tuple[float, str]:
-    """The estimate, or the end of its interval statistics.decide_on names: pessimistic (low) or optimistic (high)."""
-    decide_on = str(context.policy.get("statistics.decide_on", "estimate"))
-    if decide_on == "estimate" or interval is None:
-        return estimate, ""
-    pessimistic = decide_on == "upper_bound"
-    value = interval.low if pessimistic else interval.high
-    end = "pessimistic (low)" if pessimistic else "optimistic (high)"
-    return value, f"; judged on the {end} end of its interval, {value:.2f} (statistics.decide_on = {decide_on})"
 
 
 def interval_text(interval: Interval | None, unit: str) -> str:
@@ -44,7 +33,7 @@ def top1_agreement(candidate: Candidate, limit: float, context: Context) -> Verd
     if fidelity.top1_agreement is None:
         return Status.SKIP, None, f"top-1 agreement applies to class-score outputs: {fidelity.not_class_scores}"
     value, interval = fidelity.top1_agreement, fidelity.top1_agreement_interval
-    decided, how = _decided(value, interval, context)
+    decided, how = judged_value(value, interval, context, higher_is_better=True)
     status = Status.PASS if round(decided, 9) >= limit else Status.FAIL
     said = f"same top-1 class as the float32 .tflite on {value:.2f}% of {fidelity.samples} eval samples"
     return status, round(value, 4), f"{said}{interval_text(interval, '%')} (need ≥ {plain(limit)}%){how}"
@@ -58,7 +47,7 @@ def snr(candidate: Candidate, limit: float, context: Context) -> Verdict:
     if fidelity.snr_db is None:  # identical outputs: an infinite SNR passes any limit
         return Status.PASS, "identical outputs", "identical outputs to the float32 .tflite's on every eval sample"
     value, interval = fidelity.snr_db, fidelity.snr_db_interval
-    decided, how = _decided(value, interval, context)
+    decided, how = judged_value(value, interval, context, higher_is_better=True)
     status = Status.PASS if round(decided, 9) >= limit else Status.FAIL
     said = f"SNR {value:.2f} dB against the float32 .tflite's outputs"
     return status, round(value, 4), f"{said}{interval_text(interval, ' dB')} (need ≥ {plain(limit)} dB){how}"
