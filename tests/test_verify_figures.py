@@ -200,3 +200,10 @@ CASES = {
 def test_figures_read_back_are_what_one_measurement_gives(name) -> None:
     result, message = CASES[name]
     assert problem(check_result, result) == message
+
+
+def test_intervals_are_read_back_with_the_resamples_gate_draws() -> None:
+    from gate.measurement import stats
+    from gate.reporting import verify_figures
+
+    assert verify_figures.DEFAULT_RESAMPLES == stats.DEFAULT_RESAMPLES
