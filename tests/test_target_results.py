@@ -14,7 +14,7 @@ from gate.policy.judge import judge
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import render_markdown
 from gate.reporting.verify import check_result
-from gate.results import Agreement, Fidelity, FileDigest, ModelResult, OnDevice
+from gate.results import Agreement, Fidelity, FileDigest, Interval, ModelResult, OnDevice
 from gate.targets import TARGET_NAMES as TARGETS
 
 EVALUATION = model_result().candidates[0].conversion.evaluation
@@ -175,7 +175,8 @@ def test_fidelity_figures_read_back_belong_to_a_candidate_and_its_evaluation() -
     """verify runs the fidelity read-back on every conversion: the reference has none, a candidate's its samples'."""
     result = model_result()
     candidate, conversion = result.candidates[0], result.candidates[0].conversion
-    fidelity = Fidelity(conversion.evaluation.samples, 99.0, None, "", 30.0, None, False)
+    interval = Interval(98.0, 99.6, 0.95, "BCa", 2000)
+    fidelity = Fidelity(conversion.evaluation.samples, 99.0, interval, "", 30.0, None, False)
 
     def with_fidelity(reference: Fidelity | None, built: Fidelity | None) -> ModelResult:
         converted = dataclasses.replace(conversion, fidelity=built)

@@ -87,6 +87,16 @@ CASES = {
     ),
     # F3: intervals as gate draws them, figures a count of samples can give, an SNR float32 can give
     "metric_change_interval": (judged(first(measured(), metric_change_interval=replace(CI, low=-2.0, high=0.0))), ""),
+    "metric_change_interval_dropped_where_the_policy_judges_it": (
+        judged(first(measured(**{"statistics.decide_on": "upper_bound"}), metric_change_interval=None)),
+        "candidates[0].metric_change_interval: missing, but gate draws one for every built candidate, and its policy "
+        "judges it",
+    ),
+    "top1_agreement_without_its_interval": (
+        measured(replace(FIDELITY, top1_agreement_interval=None)),
+        "candidates[0].conversion.fidelity: a top-1 agreement comes with its interval, and an interval with its top-1 "
+        "agreement",
+    ),
     "metric_change_interval_of_fewer_resamples": (
         first(measured(), metric_change_interval=replace(CI, low=-1.0, high=0.5, resamples=1000)),
         "candidates[0].metric_change_interval: 1000 resamples, but gate draws 2000",
@@ -121,7 +131,7 @@ CASES = {
     ),
     # F4: the fidelity figures and the evaluation are one measurement of the same outputs
     "identical_but_disagreeing": (
-        measured(replace(IDENTICAL, top1_agreement=0.0, top1_agreement_interval=None)),
+        measured(replace(IDENTICAL, top1_agreement=0.0)),
         "candidates[0].conversion.fidelity: identical outputs, but a top-1 agreement of 0.0%",
     ),
     "identical_but_scoring_otherwise": (

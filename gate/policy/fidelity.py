@@ -74,8 +74,8 @@ def read_back_problem(fidelity: Fidelity | None, *, reference: bool, samples: in
         return "an SNR is given exactly when the outputs are not identical"
     if (fidelity.top1_agreement is None) != bool(fidelity.not_class_scores) or len(fidelity.not_class_scores) > 200:
         return "top-1 agreement is given exactly when the output is class scores, and otherwise says why not"
-    if fidelity.top1_agreement is None and fidelity.top1_agreement_interval:
-        return "an interval without its top-1 agreement"
+    if (fidelity.top1_agreement is None) != (fidelity.top1_agreement_interval is None):  # a mean's is always finite
+        return "a top-1 agreement comes with its interval, and an interval with its top-1 agreement"
     figures = [(fidelity.top1_agreement, fidelity.top1_agreement_interval, 0.0, 100.0),
                (fidelity.snr_db, fidelity.snr_db_interval, -MAX_SNR_DB, MAX_SNR_DB)]  # fmt: skip
     for value, interval, lowest, highest in figures:

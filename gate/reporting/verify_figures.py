@@ -44,6 +44,8 @@ def built_problem(result: ModelResult, candidate: Candidate) -> str:
         "conversion.fidelity.top1_agreement_interval": fidelity and fidelity.top1_agreement_interval,
         "conversion.fidelity.snr_db_interval": fidelity and fidelity.snr_db_interval,
     }
+    if candidate.metric_change_interval is None and policy.get("statistics.decide_on", "estimate") != "estimate":
+        return "metric_change_interval: missing, but gate draws one for every built candidate, and its policy judges it"
     for field, interval in intervals.items():
         if problem := interval_problem(interval, policy):
             return f"{field}: {problem}"
