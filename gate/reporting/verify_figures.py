@@ -41,8 +41,8 @@ def built_problem(result: ModelResult, candidate: Candidate) -> str:
     fidelity = conversion.fidelity
     intervals = {
         "metric_change_interval": candidate.metric_change_interval,
-        "conversion.fidelity.top1_agreement_interval": fidelity and fidelity.top1_agreement_interval,
-        "conversion.fidelity.snr_db_interval": fidelity and fidelity.snr_db_interval,
+        "conversion.fidelity.top1_agreement_interval": fidelity.top1_agreement_interval if fidelity else None,
+        "conversion.fidelity.snr_db_interval": fidelity.snr_db_interval if fidelity else None,
     }
     if candidate.metric_change_interval is None and policy.get("statistics.decide_on", "estimate") != "estimate":
         return "metric_change_interval: missing, but gate draws one for every built candidate, and its policy judges it"
@@ -63,7 +63,7 @@ def interval_problem(interval: Interval | None, policy: Mapping[str, Value]) -> 
     """What in an interval read back gate could not have drawn under `policy`, or ""."""
     if interval is None:
         return ""
-    confidence = float(policy.get("statistics.confidence", POLICY_KEYS["statistics.confidence"].default))  # type: ignore[arg-type]
+    confidence = policy.get("statistics.confidence", POLICY_KEYS["statistics.confidence"].default)
     if not (math.isfinite(interval.low) and math.isfinite(interval.high) and interval.low <= interval.high):
         return f"{interval.low!r} to {interval.high!r} is not an interval"
     if interval.confidence != confidence:
