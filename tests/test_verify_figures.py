@@ -196,7 +196,7 @@ CASES = {
     ),  # fmt: skip
     "tflm_operator_name_of_a_megabyte": (
         tflm(operators=("CUSTOM:" + "Y" * 1_000_000 + " x1",)),
-        "candidates[0].conversion.device.operators: more than 1000, or one longer than 200 characters",
+        "candidates[0].conversion.device.operators: more than 1000, or one longer than 1000 characters",
     ),
     "tflm_without_ops_supported": (
         judged(provenance(TFLM, effective_policy={k: v for k, v in POLICY.items() if k != "ops.supported"})),
