@@ -721,6 +721,26 @@ def test_nothing_printed_can_start_a_workflow_command_or_drive_the_terminal() ->
         assert "\x1b" not in line and "\x07" not in line and "##[" not in line, line
 
 
+def test_what_a_forged_device_result_says_is_capped_where_it_is_printed_or_posted() -> None:
+    """An attack (s30) made a 4-13 MB report.md and 300,000-character log lines of a forged shard's TFLM figures:
+    verify refuses them now, and each place that prints them caps them too, as the summary caps long text."""
+    from test_target_results import on_device
+
+    huge = "TFLM has no kernel for operator " + "Z" * 300_000
+    forged = on_device(
+        model_result("forged", accuracy=80.0),
+        macs=10,
+        arena_bytes=None,
+        arena_recorded_bytes=None,
+        files=(),
+        operators=("CUSTOM:" + "Y" * 300_000 + " x1",),
+        unsupported=(huge,),
+    )
+    assert len(render_markdown([forged])) < 60_000
+    assert max(len(line) for line in [verdict_line(forged), *error_annotations([forged])]) < 2_000
+    assert len(verdict_line(error_result("broken", huge))) < 2_000
+
+
 def test_an_error_message_that_spans_lines_is_printed_safe(tmp_path, capsys) -> None:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "default.toml").write_text("[accuracy]\nmax_drop = 2.0\n")

@@ -113,7 +113,7 @@ def figures(agreement: float | None, snr: float, low_high: tuple[float, float] =
 def test_the_fidelity_checks_judge_the_estimate_or_the_end_of_its_interval() -> None:
     from factories import model_result
 
-    from gate.policy.judge import CHECKS
+    from gate.policy.judge import CHECKS, judge, relaxed_policy
 
     agreement, snr = CHECKS["fidelity.min_top1_agreement"].evaluate, CHECKS["fidelity.min_snr_db"].evaluate
     passing = with_fidelity(model_result(), figures(98.5, 30.0, (97.0, 99.5))).candidates[0]
@@ -126,6 +126,12 @@ def test_the_fidelity_checks_judge_the_estimate_or_the_end_of_its_interval() -> 
     pessimistic = Context({"statistics.decide_on": "upper_bound"}, "fidelity")
     assert agreement(passing, 98.0, pessimistic)[0] is Status.FAIL  # its low end, 97.0
     assert agreement(passing, 99.0, Context({"statistics.decide_on": "lower_bound"}, "fidelity"))[0] is Status.PASS
+    # An interval that excludes its estimate (forged, or a skewed BCa) never judges kinder than the estimate.
+    excluded = with_fidelity(model_result(), figures(50.0, 5.0, (99.5, 100.0))).candidates[0]
+    assert agreement(excluded, 99.0, pessimistic)[0] is Status.FAIL
+    assert snr(excluded, 30.0, pessimistic)[2].endswith(
+        "judged on the estimate, worse than the pessimistic end of its interval (99.50)"
+    )
     assert snr(passing, 25.0, context)[:2] == (Status.PASS, 30.0)
     assert snr(passing, 31.0, context)[:2] == (Status.FAIL, 30.0)
 
@@ -135,7 +141,10 @@ def test_the_fidelity_checks_judge_the_estimate_or_the_end_of_its_interval() -> 
         "top-1 agreement applies to class-score outputs: its last activation is linear, not softmax or sigmoid",
     )  # fmt: skip
     unmeasured = with_fidelity(model_result(), None).candidates[0]
-    assert snr(unmeasured, 25.0, context)[0] is Status.SKIP
+    # Unmeasurable (float outputs zero everywhere) fails: dropping the figures from a result never makes it pass.
+    assert snr(unmeasured, 25.0, context)[:2] == agreement(unmeasured, 98.0, context)[:2] == (Status.FAIL, None)
+    failing = judge(unmeasured, Context({"fidelity.min_snr_db": 25.0}, "classification"))
+    assert relaxed_policy(failing, context) == {}  # no limit passes a figure not measured
 
 
 def test_the_fidelity_task_is_judged_by_its_checks_and_skips_qat() -> None:
@@ -178,7 +187,7 @@ def test_the_output_error_per_sample_averages_to_the_error_and_refuses_silent_fl
 def test_a_fidelity_read_back_must_be_one_gate_wrote(change: dict, problem: str) -> None:
     from gate.policy.fidelity import read_back_problem
 
-    fine = figures(98.5, 30.0, (29.0, 31.0))
+    fine = figures(98.0, 30.0, (29.0, 31.0))  # 294 of 300 samples
     fine = dataclasses.replace(fine, top1_agreement_interval=Interval(97.0, 99.5, 0.95, "BCa", 2000))
     assert read_back_problem(fine, reference=False, samples=300) == ""
     assert problem in read_back_problem(dataclasses.replace(fine, **change), reference=False, samples=300)

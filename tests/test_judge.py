@@ -187,14 +187,18 @@ UPPER, LOWER = {"statistics.decide_on": "upper_bound"}, {"statistics.decide_on":
         # statistics.decide_on: the pessimistic or the optimistic end of the interval instead of the estimate
         (ACCURACY | UPPER, {"change": -1.5, "interval": (-2.5, -0.5)},
          (FAIL, 1.5, "accuracy dropped 1.50 pts (95% CI 0.50 to 2.50 pts) (allowed drop ≤ 2); judged on the "
-                     "pessimistic end of its interval, 2.50 (statistics.decide_on = upper_bound)")),
+                     "pessimistic end of its interval, 2.50")),
         (ACCURACY | LOWER, {"change": -2.5, "interval": (-3.0, -1.0)},
          (PASS, 2.5, "accuracy dropped 2.50 pts (95% CI 1.00 to 3.00 pts) (allowed drop ≤ 2); judged on the "
-                     "optimistic end of its interval, 1.00 (statistics.decide_on = lower_bound)")),
+                     "optimistic end of its interval, 1.00")),
         (ACCURACY | UPPER, {"change": 0.0, "interval": (0.0, 0.0)},
          (PASS, 0.0, "accuracy did not change (95% CI 0.00 to 0.00 pts) (allowed drop ≤ 2); judged on the "
-                     "pessimistic end of its interval, 0.00 (statistics.decide_on = upper_bound)")),
+                     "pessimistic end of its interval, 0.00")),
         (ACCURACY | UPPER, {"change": -2.5}, (FAIL, 2.5, "accuracy dropped 2.50 pts (allowed drop ≤ 2)")),
+        # an interval that excludes its estimate (forged, or a skewed BCa) never judges kinder than the estimate
+        (ACCURACY | UPPER, {"change": -16.0, "interval": (-1.0, 0.5)},
+         (FAIL, 16.0, "accuracy dropped 16.00 pts (95% CI −0.50 to 1.00 pts) (allowed drop ≤ 2); judged on the "
+                      "estimate, worse than the pessimistic end of its interval (1.00)")),
         # the check's message carries no note on the eval set's size: the report shows deciding_samples_note once
         (ACCURACY, {"change": 0.0}, (PASS, 0.0, "accuracy did not change (allowed drop ≤ 2)")),
         ({"accuracy.max_drop": 1.0}, {"change": 0.0}, (PASS, 0.0, "accuracy did not change (allowed drop ≤ 1)")),
@@ -209,10 +213,10 @@ UPPER, LOWER = {"statistics.decide_on": "upper_bound"}, {"statistics.decide_on":
          (FAIL, 5.4, "MAE rose 5.40% of the float model's (allowed rise ≤ 5%)")),
         (MAE | UPPER, {"change": 4.0, "interval": (1.0, 7.0), "task": "regression"},
          (FAIL, 4.0, "MAE rose 4.00% (95% CI 1.00 to 7.00 %) of the float model's (allowed rise ≤ 5%); judged on the "
-                     "pessimistic end of its interval, 7.00 (statistics.decide_on = upper_bound)")),
+                     "pessimistic end of its interval, 7.00")),
         (MAE | LOWER, {"change": 6.0, "interval": (2.0, 9.0), "task": "regression"},
          (PASS, 6.0, "MAE rose 6.00% (95% CI 2.00 to 9.00 %) of the float model's (allowed rise ≤ 5%); judged on the "
-                     "optimistic end of its interval, 2.00 (statistics.decide_on = lower_bound)")),
+                     "optimistic end of its interval, 2.00")),
         (MAE, {"change": -2.0, "interval": (-3.0, -1.0), "task": "regression"},
          (PASS, -2.0, "MAE fell 2.00% (95% CI 1.00 to 3.00 %) of the float model's (allowed rise ≤ 5%)")),
         (MAE, {"change": 0.0, "task": "regression"},

@@ -9,10 +9,12 @@ import pytest
 from factories import model_result
 
 from gate.layout import resolver_path, vela_path
+from gate.policy.checks import Context
+from gate.policy.judge import judge
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import render_markdown
 from gate.reporting.verify import check_result
-from gate.results import Agreement, Fidelity, FileDigest, ModelResult, OnDevice
+from gate.results import Agreement, Fidelity, FileDigest, Interval, ModelResult, OnDevice
 from gate.targets import TARGET_NAMES as TARGETS
 
 EVALUATION = model_result().candidates[0].conversion.evaluation
@@ -20,7 +22,8 @@ EVALUATION = model_result().candidates[0].conversion.evaluation
 
 def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
     """`result` measured on a device target (tflm unless `figures` say): its published conversion's MAC count and
-    device figures, the file the target publishes, and the target in its effective policy."""
+    device figures, the file the target publishes, the target in its effective policy (and ops.supported, which gate
+    sets for tflm), judged again."""
     candidate = result.candidates[0]
     target = figures.get("target", "tflm")
     if target == "tflm":
@@ -28,7 +31,7 @@ def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
             target,
             3_680,
             3_328,
-            8_856,
+            candidate.conversion.artifact.size_bytes,  # TFLM's flash is the .tflite
             ("FULLY_CONNECTED x2",),
             None,
             None,
@@ -56,10 +59,12 @@ def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
         effective_policy={
             **result.provenance.effective_policy,
             "target.runtime": target if target in TARGETS else "tflm",
+            **({"ops.supported": True} if target == "tflm" else {}),
         },
     )
-    candidates = (dataclasses.replace(candidate, conversion=conversion),)
-    return dataclasses.replace(result, candidates=candidates, provenance=provenance)
+    context = Context(provenance.effective_policy, result.task, result.reference)
+    judged = judge(dataclasses.replace(candidate, conversion=conversion), context)
+    return dataclasses.replace(result, candidates=(judged,), provenance=provenance, status=judged.status)
 
 
 def test_the_comparison_shows_the_mac_count_and_the_targets_figures_as_deltas() -> None:
@@ -155,7 +160,10 @@ AGREEMENT = Agreement("LiteRT 2.3.0", 300, 0.0, 0, 100.0)
 )
 def test_a_file_tflm_cannot_run_carries_no_tflm_figures_or_files(figures, refused) -> None:
     """A forged result cannot say TFLM ran what it could not, nor hide a missing operator behind figures."""
-    result = on_device(model_result(), macs=10, unsupported=("TFLM has no kernel for operator GELU",), **figures)
+    result = on_device(
+        model_result(), macs=10, operators=("FULLY_CONNECTED x2", "GELU x1"), litert_evaluation=EVALUATION,
+        unsupported=("TFLM has no kernel for operator GELU",), **figures,
+    )  # fmt: skip
     if not refused:
         check_result(result)
         return
@@ -167,7 +175,8 @@ def test_fidelity_figures_read_back_belong_to_a_candidate_and_its_evaluation() -
     """verify runs the fidelity read-back on every conversion: the reference has none, a candidate's its samples'."""
     result = model_result()
     candidate, conversion = result.candidates[0], result.candidates[0].conversion
-    fidelity = Fidelity(conversion.evaluation.samples, 99.0, None, "", 30.0, None, False)
+    interval = Interval(98.0, 99.6, 0.95, "BCa", 2000)
+    fidelity = Fidelity(conversion.evaluation.samples, 99.0, interval, "", 30.0, None, False)
 
     def with_fidelity(reference: Fidelity | None, built: Fidelity | None) -> ModelResult:
         converted = dataclasses.replace(conversion, fidelity=built)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gate.discover import MANIFEST, MODEL_FILES
-from gate.escape import terminal
+from gate.escape import capped, terminal
+from gate.reporting.markdown import SUMMARY_LIMITS as LIMITS
 from gate.results import ModelResult, Status
 
 MAX_SHOWN = 10
@@ -47,7 +48,8 @@ def error_annotations(results: Sequence[ModelResult], *, models_dir: str = "mode
                     title = f"gate: {result.name} failed {check.name}"
                     problems.append((_file(result, models_dir), title, check.message))
     lines = [
-        f"::error file={_escape_property(file)},title={_escape_property(title)}::{_escape_data(message)}"
+        f"::error file={_escape_property(file)},title={_escape_property(capped(title, LIMITS['title']))}::"
+        f"{_escape_data(capped(message, LIMITS['detail']))}"
         for file, title, message in problems
     ]
     if len(lines) > MAX_SHOWN:

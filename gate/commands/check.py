@@ -12,7 +12,10 @@ from pathlib import Path
 from gate import escape
 from gate.commands import options
 from gate.errors import ConfigError
+from gate.reporting.markdown import SUMMARY_LIMITS
 from gate.results import ModelResult, Status
+
+DETAIL = SUMMARY_LIMITS["detail"]  # a verdict line's failures, as the summary caps a detail: the log stays readable
 
 HELP = "quantize, measure, judge and report every model"
 # Keras before 3.13.2 has known safe_mode bypasses (see docs/security.md).
@@ -134,10 +137,10 @@ def verdict_line(result: ModelResult) -> str:
     """One line per model, like twine's `Checking dist/x.whl: PASSED`, safe to print (gate.escape.terminal)."""
     candidate = result.candidate
     if candidate is None:  # every problem, as gate validate lists them: a broken gate.toml can have several
-        return escape.terminal(f"{result.name}  ERROR  {'; '.join(result.error.splitlines())}")
+        return escape.terminal(f"{result.name}  ERROR  {escape.capped('; '.join(result.error.splitlines()), DETAIL)}")
     failed = [f"{c.name}: {c.message}" for c in candidate.checks if c.status is Status.FAIL]
     passed = sum(c.status is Status.PASS for c in candidate.checks)
     skipped = sum(c.status is Status.SKIP for c in candidate.checks)
-    summary = "; ".join(failed) if failed else f"{passed} checks passed, {skipped} skipped"
+    summary = escape.capped("; ".join(failed), DETAIL) if failed else f"{passed} checks passed, {skipped} skipped"
     method = candidate.conversion.method if candidate.conversion else candidate.method
     return escape.terminal(f"{result.name}  {method}  {result.status.value}  {summary}")

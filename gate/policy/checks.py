@@ -131,19 +131,27 @@ def _beyond_int8(vs_float32: float, ratio: float, *, against_source: bool) -> st
     )
 
 
-def judged_value(estimate: float, interval: Interval | None, context: Context, *, worse: str) -> tuple[float, str]:
-    """What a check compares with its limit: the estimate, or the end of its interval statistics.decide_on names.
+def judged_value(
+    estimate: float, interval: Interval | None, context: Context, *, higher_is_better: bool
+) -> tuple[float, str]:
+    """What a check compares with its limit (statistics.decide_on): the estimate, or an end of its interval; and the
+    words that say which ("" for the estimate).
 
-    `upper_bound` is the pessimistic end: the higher one for a figure that is `worse` "higher" (a drop, a rise of
-    MAE), the lower one for a figure that is worse lower (top-1 agreement, SNR); `lower_bound` the optimistic end.
+    Pessimistic (`upper_bound`) judges the worse of the estimate and the interval's worse end: a BCa interval can, in
+    rare skewed cases, exclude its estimate, and an interval must never make a verdict kinder than the estimate.
+    Optimistic (`lower_bound`) judges the better end, as asked.
     """
     decide_on = str(context.policy.get("statistics.decide_on", "estimate"))
     if decide_on == "estimate" or interval is None:
         return estimate, ""
-    pessimistic = decide_on == "upper_bound"
-    value = (max if pessimistic == (worse == "higher") else min)(interval.low, interval.high) + 0.0  # -0.0 → 0.0
-    end = "pessimistic" if pessimistic else "optimistic"
-    return value, f"; judged on the {end} end of its interval, {value:.2f} (statistics.decide_on = {decide_on})"
+    low, high = sorted((interval.low, interval.high))
+    worse, better = (low, high) if higher_is_better else (high, low)
+    if decide_on == "lower_bound":
+        return better + 0.0, f"; judged on the optimistic end of its interval, {better + 0.0:.2f}"
+    value = (min(estimate, worse) if higher_is_better else max(estimate, worse)) + 0.0  # -0.0 (no change) → 0.0
+    if value != worse:
+        return value, f"; judged on the estimate, worse than the pessimistic end of its interval ({worse + 0.0:.2f})"
+    return value, f"; judged on the pessimistic end of its interval, {value:.2f}"
 
 
 def _interval_text(value: float, interval: Interval | None, unit: str) -> str:
@@ -189,7 +197,7 @@ def points_drop(check: str, candidate: Candidate, limit: float, context: Context
     drop = round(-change, 9) + 0.0  # + 0.0 turns -0.0 (no change) into 0.0
     ci = candidate.metric_change_interval
     interval = dataclasses.replace(ci, low=-ci.high, high=-ci.low) if ci else None  # of the drop
-    decided, how = judged_value(drop, interval, context, worse="higher")
+    decided, how = judged_value(drop, interval, context, higher_is_better=False)
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
     moved = _moved(TASKS[context.task].metric.said, drop, " pts", up="dropped", down="rose")
     shown = _interval_text(drop, interval, "pts")
@@ -220,7 +228,7 @@ def mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdic
     assert change is not None
     increase = round(change, 9) + 0.0  # as for the accuracy drop
     interval = candidate.metric_change_interval
-    decided, how = judged_value(increase, interval, context, worse="higher")
+    decided, how = judged_value(increase, interval, context, higher_is_better=False)
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
     moved = _moved("MAE", increase, "%", up="rose", down="fell")
     shown = _interval_text(increase, interval, "%")

@@ -66,8 +66,9 @@ SETTINGS = (
     Key("search.max_float_layers", Number(1, 100, integer=True), 5,
         "Most layers `int8-float-fallback` may keep in float."),
     Key("statistics.decide_on", Choice(("estimate", "upper_bound", "lower_bound")), "estimate",
-        "What the accuracy, MAE and AUC checks compare with their limit: the measured change, the pessimistic "
-        "(`upper_bound`) or the optimistic (`lower_bound`) end of its confidence interval."),
+        "What the accuracy, MAE, AUC and fidelity checks compare with their limit: the measured figure, the "
+        "pessimistic (`upper_bound`) or the optimistic (`lower_bound`) end of its confidence interval. Pessimistic "
+        "judges the worse of the estimate and that end, so that an interval never makes a verdict kinder."),
     Key("statistics.confidence", Number(0.5, 0.999), 0.95, "Confidence level of the paired-bootstrap intervals."),
     *QAT_KEYS,
 )  # fmt: skip

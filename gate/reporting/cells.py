@@ -123,6 +123,10 @@ def _bytes_exact(size_bytes: int) -> str:
     return f"{size_bytes:,} B ({size_bytes / 1024:,.2f} KiB)"
 
 
+# What a device cannot run, as a cell and device.md.j2 show it: gate writes one line of at most 400 characters.
+UNSUPPORTED_CHARS = 300
+
+
 def _device_cell(device: OnDevice) -> str:
     """The candidate table's device figures: 'arena 3.9 KiB, flash 20.1 KiB', 'SRAM 21.7 KiB, 89,900 cycles, ...'."""
     figures = (("arena", device.arena_bytes), ("SRAM", device.sram_bytes), ("flash", device.flash_bytes))
@@ -134,7 +138,7 @@ def _device_cell(device: OnDevice) -> str:
     if device.agreement and device.agreement.same_prediction is not None:
         parts.append(f"{device.agreement.same_prediction:.2f}% same class as LiteRT")
     if device.unsupported:
-        parts.append(f"cannot run it: {'; '.join(device.unsupported)}")
+        parts.append(f"cannot run it: {escape.capped('; '.join(device.unsupported), UNSUPPORTED_CHARS)}")
     return ", ".join(parts) or "—"
 
 

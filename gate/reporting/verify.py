@@ -1,18 +1,16 @@
 """Check a result read back from elsewhere (a shard, a cache entry, a baseline, an artifact, a worker) before use.
 
-Validating the types (gate.encoding.load_result) says a result is well formed;
-this says it is one gate could have written, so that nothing downstream trusts
-a string or a verdict it was merely handed:
+Validating the types (gate.encoding.load_result) says a result is well formed; this says it is one gate
+could have written, so that nothing downstream trusts a string or a verdict it was merely handed:
 
-- every name is what it may be: the model a plain folder name, each method one
-  of `METHODS`, each check one of `CHECKS` with its unit, each policy key one
-  of `POLICY_KEYS` with a value its kind allows, each digest 64 hex digits;
+- every name is what it may be: the model a plain folder name, each method one of `METHODS`, each check
+  one of `CHECKS` with its unit, each policy key one of `POLICY_KEYS` with a value its kind allows, each
+  digest 64 hex digits;
 - every path a result records is the path gate's layout gives it;
-- what a stateful file keeps is told as gate tells it: the app resets it
-  exactly when the effective policy says so (runtime.resets_state), the
-  sentence of what the app must do is gate's own, the other figure (with or
-  without resets) is of the same eval set, one sample per invoke; the time a
-  candidate's steps took adds up to no more than its own;
+- what a stateful file keeps is told as gate tells it: the app resets it exactly when the effective policy
+  says so (runtime.resets_state), the sentence of what the app must do is gate's own, the other figure (with
+  or without resets) is of the same eval set, one sample per invoke; a candidate's steps add up to its time;
+- figures one measurement gives together agree (gate.reporting.verify_figures);
 - its verdict follows from its figures: each built candidate is judged again
   against the effective policy the result records, and must come out exactly
   as recorded (checks, messages, status); its size ratios and metric change
@@ -44,6 +42,7 @@ from gate.quantization.base import REFERENCE
 from gate.quantization.methods import METHODS
 from gate.readback import Refused, read_json
 from gate.reporting.compare import Baseline, Comparison
+from gate.reporting.verify_figures import built_problem, fidelity_presence_problem
 from gate.results import (
     SCHEMA_VERSION,
     Candidate,
@@ -89,6 +88,8 @@ def check_result(result: ModelResult) -> None:
                 raise ValueError(f"{where}: a candidate that was not built is SKIP or ERROR, without checks")
         else:
             _check_built(result, candidate, where)
+    if problem := fidelity_presence_problem(result):
+        raise ValueError(problem)
     if result.status is Status.ERROR:
         if result.chosen != -1 or result.reference is not None:
             raise ValueError("status: ERROR, but it publishes a candidate")
@@ -134,6 +135,8 @@ def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
         raise ValueError(f"{where}: built, but the result has no reference, float evaluation or provenance")
     _check_conversion(result, conversion, candidate.method, f"{where}.conversion")
     _check_target(result, conversion, f"{where}.conversion.device")
+    if problem := built_problem(result, candidate):
+        raise ValueError(f"{where}.{problem}")
     if candidate.status not in (Status.PASS, Status.FAIL):
         raise ValueError(f"{where}.status: a built candidate is PASS or FAIL, not {candidate.status.value}")
     if (conversion.latency is None) != (candidate.speedup is None):

@@ -37,7 +37,7 @@ from gate.results import Agreement, OnDevice
 from gate.targets import litert
 from gate.targets.base import TARGET_FIGURES, Measured
 from gate.targets.graph import GraphError, read_graph
-from gate.targets.tflm_ops import missing_operators, op_resolver_snippet
+from gate.targets.tflm_ops import RUNTIME_REFUSALS, missing_operators, no_kernel, op_resolver_snippet
 from gate.tasks import TASKS
 from gate.tasks.classification import Classification
 
@@ -102,8 +102,7 @@ class UnsupportedOperator(TflmError):
 
 
 # parse_failure's reasons that name an operator TFLM lacks (or lacks for these types), rather than the arena or gate.
-_OPERATOR_REASONS = ("TFLM has no kernel for", "TFLM cannot prepare operator", "TFLM cannot invoke operator",
-                     "the model uses builtin operator code")  # fmt: skip
+_OPERATOR_REASONS = ("TFLM has no kernel for operator ", *RUNTIME_REFUSALS)
 
 
 def refusal(failure: str) -> TflmError:
@@ -312,8 +311,7 @@ class TflmTarget:
         feeds = [litert.quantized(data.inputs[name], inputs[name]) for name in names]
         try:
             if missing := missing_operators(graph):
-                raise UnsupportedOperator(f"TFLM has no kernel for operator{'s' * (len(missing) > 1)} "
-                                          f"{', '.join(missing)}")  # fmt: skip
+                raise UnsupportedOperator(no_kernel(missing))
             arena = find_arena(artifact)
             (raw,) = run_tflm(artifact, feeds, arena_size=arena.smallest, reset=reset)
         except UnsupportedOperator as exc:

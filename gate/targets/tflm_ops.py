@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -136,12 +137,28 @@ CUSTOM_RESOLVER_METHODS: dict[str, str] = {
 
 def missing_operators(graph: Graph) -> tuple[str, ...]:
     """The file's operators TFLM has no kernel for, by name ("GELU", "CUSTOM:MyOp"), from the resolver table."""
+    return missing_from(op.name for op in graph.operators)
+
+
+def missing_from(names: Iterable[str]) -> tuple[str, ...]:
+    """Which of these operator names TFLM has no kernel for, sorted: pure Python, so a reader can recompute it."""
     missing = set()
-    for op in graph.operators:
-        custom = op.name.removeprefix("CUSTOM:")
-        if custom not in CUSTOM_RESOLVER_METHODS if op.name.startswith("CUSTOM:") else op.name not in RESOLVER_METHODS:
-            missing.add(op.name)
+    for name in names:
+        custom = name.removeprefix("CUSTOM:")
+        if custom not in CUSTOM_RESOLVER_METHODS if name.startswith("CUSTOM:") else name not in RESOLVER_METHODS:
+            missing.add(name)
     return tuple(sorted(missing))
+
+
+def no_kernel(missing: Sequence[str]) -> str:
+    """What gate says of a file with operators TFLM has no kernel for (OnDevice.unsupported)."""
+    return f"TFLM has no kernel for operator{'s' * (len(missing) > 1)} {', '.join(missing)}"
+
+
+# What TFLM says (gate.targets.tflm.parse_failure) when it lacks an operator, or the operator's version (its types),
+# that the resolver table has: the file's failure on TFLM, not gate's.
+RUNTIME_REFUSALS = ("TFLM has no kernel for an operator of op code", "TFLM cannot prepare operator",
+                    "TFLM cannot invoke operator", "the model uses builtin operator code")  # fmt: skip
 
 
 def op_resolver_snippet(graph: Graph, *, model: str, method: str, source: str) -> str:
