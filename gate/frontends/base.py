@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +24,16 @@ class InputSpec:
     name: str
     shape: tuple[int | None, ...]  # without the batch dimension
     dtype: str
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output of a model with several: its Keras name, the task that scores it, what its config says of it."""
+
+    name: str  # eval.npz holds its labels as y.<name>
+    task: str  # a name of gate.tasks.TASKS: gate.toml's [outputs.<name>] task, else fidelity
+    width: int | None  # its last dimension; None when the config does not say
+    activation: str | None
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,8 @@ class Dataset:
     labels: np.ndarray | None
     info: DataInfo
     path: Path  # as the user names it, e.g. models/<name>/eval.npz
+    # A model with several outputs: each labelled output's labels (y.<name>), by Keras output name; `labels` is None.
+    output_labels: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def samples(self) -> int:

@@ -6,12 +6,76 @@ the same message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from gate.discover import ModelFiles
+from gate.discover import ModelFiles, ModelFolder
+from gate.errors import ModelError
+from gate.frontends.base import OutputSpec
+from gate.keys import suggest
 from gate.quantization.methods import METHODS
 from gate.tasks import TASKS
+from gate.tasks.fidelity import FIDELITY
+
+if TYPE_CHECKING:
+    from gate.inspection import Signature
+
+# A bound on what a model file declares and a gate.toml names: a check and a report row per output.
+MAX_OUTPUTS = 32
+
+
+def output_specs(signature: Signature | None, tasks: Mapping[str, str], *, manifest: str) -> tuple[OutputSpec, ...]:
+    """Each output of a model with several, with the task gate.toml's [outputs.<name>] gives it (else fidelity).
+
+    () for a model with one output (or one whose file does not say): its task is gate.toml's `task`. A table that
+    names no output of the model is a ModelError naming the outputs it has.
+    """
+    outputs = signature.outputs if signature else ()
+    if not outputs:
+        if tasks:
+            raise ModelError(
+                f"{manifest}: [outputs.{next(iter(tasks))}]: [outputs.<name>] tables are for a Keras model file that "
+                "declares several outputs, and this one does not; set task instead"
+            )
+        return ()
+    names = [output.name for output in outputs]
+    if len(names) > MAX_OUTPUTS:
+        raise ModelError(f"{manifest}: the model has {len(names)} outputs; gate gates at most {MAX_OUTPUTS}")
+    unknown = [
+        f"{manifest}: [outputs.{name}]: the model has no output '{name}'{suggest(name, names)}; its outputs are "
+        f"{', '.join(names)}"
+        for name in tasks
+        if name not in names
+    ]
+    if unknown:
+        raise ModelError("\n".join(unknown))
+    return tuple(OutputSpec(o.name, tasks.get(o.name, FIDELITY.name), o.width, o.activation) for o in outputs)
+
+
+def not_gated_yet(model_file: object, outputs: tuple[OutputSpec, ...]) -> ModelError:
+    """What gate check says of a model with several outputs once gate.toml and the data describe them right."""
+    return ModelError(
+        f"{model_file}: the model has {len(outputs)} outputs ({', '.join(o.name for o in outputs)}); gate.toml and "
+        "eval.npz describe them, but gate check cannot gate a model with several outputs yet: export one model per "
+        "output for now"
+    )
+
+
+def refuse_several_outputs(
+    folder: ModelFolder, files: ModelFiles, order: Sequence[str], signature: Signature | None,
+    tasks: Mapping[str, str], *, calibrate_on_eval: bool, task: str,
+) -> None:  # fmt: skip
+    """A model with several outputs: gate.toml's [outputs] tables and the data checked against them (a ModelError
+    naming every problem), then refused with not_gated_yet, by gate check and gate validate alike. Nothing for a
+    model with one output."""
+    from gate.frontends.base import InputSpec
+
+    outputs = output_specs(signature, tasks, manifest=str(folder.manifest))
+    if outputs and signature:
+        read_data(files, order, calibrate_on_eval=calibrate_on_eval, model_folder=folder.path,
+                  inputs=tuple(InputSpec(i.name, i.shape, i.dtype) for i in signature.inputs), task=task,
+                  output_width=None, outputs=outputs)  # fmt: skip
+        raise not_gated_yet(files.model, outputs)
 
 
 def read_data(
@@ -25,7 +89,8 @@ def read_data(
     """
     from gate.frontends import data
 
-    eval_data = data.load_dataset(files.eval_data, need_labels=TASKS[data_args["task"]].needs_labels, **data_args)
+    need_labels = TASKS[data_args["task"]].needs_labels or bool(data_args.get("outputs"))
+    eval_data = data.load_dataset(files.eval_data, need_labels=need_labels, **data_args)
     calibration = train = None
     if any(METHODS[name].needs_calibration for name in order):
         source = files.calib_data or files.train_data

@@ -20,7 +20,7 @@ from gate.discover import ModelFiles, ModelFolder, digest, digest_tree, model_fi
 from gate.environment import tool_versions
 from gate.errors import ModelError
 from gate.files import write_atomic
-from gate.gating.data import read_data
+from gate.gating.data import read_data, refuse_several_outputs
 from gate.gating.job import Job, Reporter
 from gate.layout import ModelOutputs
 from gate.policy.config import Settings, policy_digest
@@ -133,6 +133,8 @@ def inspect(job: Job) -> Inspected:
 
 def load(job: Job, inspected: Inspected, settings: Settings, order: Sequence[str], scratch: Path) -> Loaded:
     inspection = inspected.inspection
+    refuse_several_outputs(inspected.folder, inspected.files, order, inspection.signature, job.outputs,
+                           calibrate_on_eval=job.calibrate_on_eval, task=job.task)  # fmt: skip
     # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
     # Unrolled, they keep no state between invokes; as they are, a tf-keras LSTM does (gate.frontends.keras).
     model = inspected.frontend.load(

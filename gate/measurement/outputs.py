@@ -1,0 +1,70 @@
+"""Which .tflite output is which Keras output, proven on the eval inputs (a model with several outputs).
+
+The converted .tflite does not keep the Keras names of a model whose endpoint returns a list: its signature says
+output_0, output_1..., and the interpreter lists the tensors in yet another order (/work/proto23's
+bench/output_order.py, on a two-head and a three-head model). So the mapping is proven, not assumed: the float32
+.tflite and the Keras model run on the same eval inputs, and each .tflite output must equal exactly one Keras
+output (shapes included) within RELATIVE_TOLERANCE, and each Keras output exactly one .tflite output. When two Keras
+outputs are equal on those inputs (two identical heads), values cannot tell them apart and the model is refused.
+
+Every candidate is converted from the same SavedModel, so its signature has the same output names (tested): the
+mapping found on the float32 .tflite holds for each of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from gate.errors import ModelError
+
+# Keras against its float32 .tflite on the same inputs differs by less than 2e-5 of an output's largest magnitude on
+# every bundled model (a MobileNetV2 included: bench/output_order.py in /work/proto23); a swapped head differs by
+# its whole range.
+RELATIVE_TOLERANCE = 1e-3
+
+
+def difference(tflite: np.ndarray, keras: np.ndarray) -> float:
+    """Largest absolute difference, relative to the Keras output's largest magnitude (inf for another shape)."""
+    if tflite.shape != keras.shape:
+        return np.inf
+    scale = max(float(np.abs(keras).max(initial=0.0)), 1e-12)
+    return float(np.abs(tflite.astype(np.float64) - keras.astype(np.float64)).max(initial=0.0)) / scale
+
+
+def map_outputs(keras: Mapping[str, np.ndarray], tflite: Mapping[str, np.ndarray], *, where: str) -> dict[str, str]:
+    """Keras output name -> float32 .tflite signature output name, in Keras' order; a ModelError when not proven.
+
+    `keras` and `tflite` are each model's outputs on the same eval inputs (samples first).
+    """
+    if len(keras) != len(tflite):
+        raise ModelError(
+            f"{where}: the Keras model has {len(keras)} output(s) ({', '.join(keras)}) but its float32 .tflite has "
+            f"{len(tflite)} ({', '.join(tflite)}); the conversion changed the model: report it as a gate bug"
+        )
+    samples = len(next(iter(keras.values())))
+    mapping: dict[str, str] = {}
+    for signature_name, value in tflite.items():
+        matches = [name for name, expected in keras.items() if difference(value, expected) <= RELATIVE_TOLERANCE]
+        if not matches:
+            closest = min(keras, key=lambda name: difference(value, keras[name]))
+            raise ModelError(
+                f"{where}: float32 .tflite output '{signature_name}' {value.shape[1:]} equals no Keras output on the "
+                f"{samples} eval samples (closest: '{closest}' {keras[closest].shape[1:]}, relative difference "
+                f"{difference(value, keras[closest]):.3g}); the conversion changed the model: report it as a gate bug"
+            )
+        if len(matches) > 1:
+            raise ModelError(
+                f"{where}: Keras outputs {' and '.join(map(repr, matches))} are equal on all {samples} eval samples, "
+                f"so gate cannot tell which .tflite output ('{signature_name}') is which; if the heads compute the "
+                "same thing, export one of them; otherwise add eval samples on which they differ"
+            )
+        mapping[matches[0]] = signature_name
+    if len(mapping) != len(keras):  # two .tflite outputs equal the same Keras output, another Keras output none
+        missing = [name for name in keras if name not in mapping]
+        raise ModelError(
+            f"{where}: no .tflite output equals Keras output {', '.join(map(repr, missing))}; several .tflite outputs "
+            "equal the same Keras output on the eval samples, so gate cannot map them: report it as a gate bug"
+        )
+    return {name: mapping[name] for name in keras}
