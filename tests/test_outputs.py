@@ -13,7 +13,7 @@ from gate.frontends.base import Dataset
 from gate.measurement.outputs import map_outputs
 from gate.quantization.base import Setup
 from gate.quantization.convert import convert
-from gate.results import DataInfo, FileDigest
+from gate.results import DataInfo, Evaluation, FileDigest, Status
 from gate.targets.litert import signature_outputs
 
 PROBE = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
@@ -240,3 +240,169 @@ def test_output_tables_become_tasks_by_output_name(tmp_path: Path) -> None:
     path = tmp_path / "gate.toml"
     path.write_text('[outputs.class]\ntask = "classification"\n[outputs.value]\ntask = "regression"\n')
     assert parse_manifest(path, ["default"]).outputs == {"class": "classification", "value": "regression"}
+
+
+def test_each_output_is_scored_by_its_task_as_numpy_and_scikit_learn_compute_it_from_the_tflite_outputs(
+    tmp_path: Path,
+) -> None:
+    from sklearn.metrics import accuracy_score, mean_absolute_error
+
+    from gate.frontends.base import OutputSpec
+    from gate.measurement.outputs import output_changes, score_outputs
+    from gate.policy.judge import worst_output
+
+    model = two_heads()
+    keras_values, float32, int8 = converted(model, tmp_path)
+    mapping = map_outputs(keras_values, float32, where="m")
+    rng = np.random.default_rng(3)
+    classes, targets = rng.integers(0, 3, len(PROBE)), rng.normal(size=len(PROBE))
+    info = DataInfo(FileDigest("eval.npz", 0, ""), len(PROBE))
+    data = Dataset({"features": PROBE}, None, info, Path("eval.npz"), {"class": classes, "value": targets})
+    specs = (OutputSpec("value", "regression", 1, "linear"), OutputSpec("class", "classification", 3, "softmax"))
+    by_keras_name = {name: int8[tensor] for name, tensor in mapping.items()}
+    reference = {name: float32[tensor] for name, tensor in mapping.items()}
+    value, klass = score_outputs(by_keras_name, specs, data, float32=reference, batch_size=64, tensors=mapping)
+
+    q_class, f_class, q_value = int8[mapping["class"]], float32[mapping["class"]], int8[mapping["value"]]
+    assert (klass.output, klass.task, klass.tensor) == ("class", "classification", mapping["class"])
+    assert klass.evaluation.value == pytest.approx(accuracy_score(classes, q_class.argmax(axis=1)) * 100)
+    assert value.evaluation.value == pytest.approx(mean_absolute_error(targets, q_value[:, 0]))
+    agreement = np.mean(q_class.argmax(axis=1) == f_class.argmax(axis=1)) * 100
+    assert klass.fidelity is not None and klass.fidelity.top1_agreement == pytest.approx(agreement)
+    for score in (value, klass):
+        f, q = reference[score.output].astype(np.float64), by_keras_name[score.output].astype(np.float64)
+        assert score.fidelity is not None
+        assert score.fidelity.snr_db == pytest.approx(10 * np.log10(np.sum(f**2) / np.sum((q - f) ** 2)), abs=1e-5)
+    assert value.fidelity is not None and value.fidelity.top1_agreement is None  # a linear unit is no class scores
+
+    # Against the Keras model: each output's change in its task's unit, and the worst in its task's terms.
+    float_scores = score_outputs(keras_values, specs, data, float32=reference, batch_size=64)
+    assert all(score.fidelity is None for score in float_scores)
+    changes = output_changes(float_scores, (value, klass), data, confidence=0.95)
+    keras_mae = mean_absolute_error(targets, keras_values["value"][:, 0])
+    keras_accuracy = accuracy_score(classes, keras_values["class"].argmax(axis=1)) * 100
+    assert changes[0].metric_change == pytest.approx((value.evaluation.value - keras_mae) / keras_mae * 100)
+    assert changes[1].metric_change == pytest.approx(klass.evaluation.value - keras_accuracy)
+    assert all(c.metric_change_interval is not None for c in changes)
+    losses = [changes[0].metric_change, -changes[1].metric_change]  # MAE: a rise is worse; accuracy: a drop
+    assert worst_output(changes, {}) == losses.index(max(losses))
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({}, "value"),  # no limits: the larger loss, 4 (% of MAE) against 3 (pts)
+        ({"accuracy.max_drop": 2.0, "mae.max_increase": 10.0}, "class"),  # 3/2 of its allowance against 4/10
+        ({"accuracy.max_drop": 20.0, "mae.max_increase": 10.0}, "value"),  # 3/20 against 4/10
+    ],
+)
+def test_the_worst_output_is_the_one_that_uses_most_of_what_the_policy_allows(policy: dict, expected: str) -> None:
+    from gate.policy.judge import worst_output
+    from gate.results import OutputChange
+
+    changes = (OutputChange("value", "regression", 4.0, None), OutputChange("class", "classification", -3.0, None))
+    assert changes[worst_output(changes, policy)].output == expected
+
+
+def two_output_result(*, class_accuracy: float = 93.0, value_mae: float = 0.52, policy: dict | None = None):  # noqa: ANN201
+    """A two-output model's result as gate could have written it: each output scored, changed and judged."""
+    import dataclasses
+
+    import factories
+
+    from gate.policy.checks import Context
+    from gate.policy.judge import judge, worst_output
+    from gate.results import Fidelity, OutputChange, OutputScore
+
+    policy = policy or {**factories.DEFAULT_POLICY, "mae.max_increase": 10.0, "fidelity.min_snr_db": 20.0}
+    samples = factories.EVAL_SAMPLES
+    fidelity = Fidelity(samples, None, None, "its last activation is linear, not softmax or sigmoid", 25.0, None, False)
+
+    def scores(mae: float, accuracy: float, *, built: bool) -> tuple[OutputScore, ...]:
+        value = Evaluation("mae", mae, samples, 64, (0.5, 0.5, 0.5, 0.5))
+        klass = Evaluation("accuracy", accuracy, samples, 64, (1.0, 1.0, 1.0, 0.0))
+        return (
+            OutputScore("value", "regression", "output_0" if built else "", value, fidelity if built else None),
+            OutputScore("class", "classification", "output_1" if built else "", klass, None),
+        )
+
+    result = factories.model_result(policy=policy)
+    float_scores = scores(0.5, 96.0, built=False)
+    candidate = result.candidates[0]
+    assert candidate.conversion is not None and result.reference is not None
+    quantized = scores(value_mae, class_accuracy, built=True)
+    changes = (
+        OutputChange("value", "regression", (value_mae - 0.5) / 0.5 * 100, None),
+        OutputChange("class", "classification", class_accuracy - 96.0, None),
+    )
+    at = worst_output(changes, policy)
+    conversion = dataclasses.replace(candidate.conversion, per_output=quantized, evaluation=quantized[at].evaluation)
+    candidate = dataclasses.replace(
+        candidate, conversion=conversion, per_output=changes, metric_change=changes[at].metric_change
+    )
+    reference = dataclasses.replace(result.reference, per_output=scores(0.5, 96.0, built=False))
+    judged = judge(candidate, Context(policy, quantized[at].task, reference))
+    return dataclasses.replace(
+        result, task=quantized[at].task, float_evaluation=float_scores[at].evaluation, reference=reference,
+        candidates=(judged,), status=judged.status, float_per_output=float_scores,
+    )  # fmt: skip
+
+
+def test_each_output_is_judged_by_its_task_check_and_the_fidelity_checks_under_its_own_name() -> None:
+    from gate.policy.checks import Context
+    from gate.policy.judge import relaxed_policy
+
+    result = two_output_result()
+    (candidate,) = result.candidates
+    assert [(c.name, c.status.value, c.measured) for c in candidate.checks if "(" in c.name] == [
+        ("accuracy.max_drop (class)", "FAIL", 3.0),
+        ("mae.max_increase (value)", "PASS", 4.0),
+        ("fidelity.min_snr_db (value)", "PASS", 25.0),
+        ("fidelity.min_snr_db (class)", "SKIP", None),
+    ]
+    assert candidate.status.value == "FAIL" and candidate.reason.startswith(
+        "accuracy.max_drop (class): accuracy dropped 3.00 pts (allowed drop ≤ 2)"
+    )
+    assert "accuracy.max_drop" not in [c.name for c in candidate.checks]  # no check of the model as a whole
+    assert candidate.metric_change == -3.0  # the worst output's: 3 of 2 allowed points, against 4 of 10 percent
+    policy = result.provenance.effective_policy
+    relaxed = relaxed_policy(candidate, Context(policy, result.task, result.reference))
+    assert relaxed == {"accuracy.max_drop": 3.0}
+
+
+def test_a_two_output_result_reads_back_and_a_forged_one_is_refused() -> None:
+    import dataclasses
+
+    from gate.encoding import load_result
+    from gate.reporting.verify import check_result
+    from gate.results import ModelResult
+
+    result = two_output_result()
+    check_result(load_result(ModelResult, result.to_json()))  # accepted as written
+    (candidate,) = result.candidates
+    assert candidate.conversion is not None
+    forged_name = dataclasses.replace(candidate.conversion.per_output[0], output="../../etc")
+    forgeries = {
+        r"per_output\[0\]: '\.\./\.\./etc' or 'output_0' is not a plain name": dataclasses.replace(
+            result,
+            candidates=(dataclasses.replace(candidate, conversion=dataclasses.replace(
+                candidate.conversion, per_output=(forged_name, candidate.conversion.per_output[1]))),),
+        ),
+        "float_per_output: names an output twice": dataclasses.replace(
+            result, float_per_output=(result.float_per_output[0],) * 2
+        ),
+        r"per_output\[1\]: its change does not follow": dataclasses.replace(result, candidates=(dataclasses.replace(
+            candidate, per_output=(candidate.per_output[0], dataclasses.replace(candidate.per_output[1],
+                                                                                metric_change=0.0))),)),
+        r"says PASS \(.*accuracy.max_drop \(class\) FAIL": dataclasses.replace(
+            result, status=Status.PASS, candidates=(dataclasses.replace(candidate, status=Status.PASS, reason=""),)
+        ),
+        "are not its worst output's": dataclasses.replace(result, candidates=(dataclasses.replace(
+            candidate, metric_change=candidate.per_output[0].metric_change),)),
+        "34 outputs; a model with several has 2 to 32": dataclasses.replace(
+            result, float_per_output=result.float_per_output * 17
+        ),
+    }  # fmt: skip
+    for message, forged in forgeries.items():
+        with pytest.raises(ValueError, match=message):
+            check_result(load_result(ModelResult, forged.to_json()))

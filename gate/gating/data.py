@@ -13,15 +13,13 @@ from gate.discover import ModelFiles, ModelFolder
 from gate.errors import ModelError
 from gate.frontends.base import OutputSpec
 from gate.keys import suggest
+from gate.policy.config import MAX_OUTPUTS
 from gate.quantization.methods import METHODS
 from gate.tasks import TASKS
 from gate.tasks.fidelity import FIDELITY
 
 if TYPE_CHECKING:
     from gate.inspection import Signature
-
-# A bound on what a model file declares and a gate.toml names: a check and a report row per output.
-MAX_OUTPUTS = 32
 
 
 def output_specs(signature: Signature | None, tasks: Mapping[str, str], *, manifest: str) -> tuple[OutputSpec, ...]:

@@ -9,15 +9,25 @@ outputs are equal on those inputs (two identical heads), values cannot tell them
 
 Every candidate is converted from the same SavedModel, so its signature has the same output names (tested): the
 mapping found on the float32 .tflite holds for each of them.
+
+Then each output is scored by its own task (results.OutputScore), its change gets its own paired-bootstrap interval
+(results.OutputChange), and what needs one number per candidate (the search's ranking and stopping rule, the
+summary row) takes the worst output's (gate.policy.judge.worst_output).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gate.errors import ModelError
+from gate.results import Evaluation, OutputChange, OutputScore
+from gate.tasks import TASKS
+
+if TYPE_CHECKING:
+    from gate.frontends.base import Dataset, OutputSpec
 
 # Keras against its float32 .tflite on the same inputs differs by less than 2e-5 of an output's largest magnitude on
 # every bundled model (a MobileNetV2 included: bench/output_order.py in /work/proto23); a swapped head differs by
@@ -68,3 +78,56 @@ def map_outputs(keras: Mapping[str, np.ndarray], tflite: Mapping[str, np.ndarray
             "equal the same Keras output on the eval samples, so gate cannot map them: report it as a gate bug"
         )
     return {name: mapping[name] for name in keras}
+
+
+def score_outputs(
+    outputs: Mapping[str, np.ndarray],
+    specs: Sequence[OutputSpec],
+    data: Dataset,
+    *,
+    float32: Mapping[str, np.ndarray],
+    batch_size: int,
+    tensors: Mapping[str, str] | None = None,
+    confidence: float = 0.95,
+) -> tuple[OutputScore, ...]:
+    """Each output's task metric, and its fidelity, from a model's outputs by Keras name (a .tflite's mapped).
+
+    `float32`: the float32 .tflite's outputs by Keras name: what an unlabelled (fidelity) output is scored against
+    and a candidate's fidelity is measured against. `tensors`: Keras name -> .tflite signature output for a
+    candidate (then its fidelity is measured); None for the Keras model and the float32 .tflite.
+    """
+    from gate.measurement.fidelity import FloatOutputs, measure_fidelity
+    from gate.tasks.fidelity import class_scores_problem
+
+    scores = []
+    for spec in specs:
+        task, values, reference = TASKS[spec.task], outputs[spec.name], float32[spec.name]
+        labels = data.output_labels[spec.name] if task.needs_labels else reference
+        try:
+            value, per_sample = task.score(values, labels, data.inputs)
+        except ModelError as exc:
+            raise ModelError(f"{data.path}: output '{spec.name}': {exc}") from None
+        evaluation = Evaluation(task.metric.name, value, data.samples, batch_size, per_sample)
+        fidelity = None
+        if tensors is not None and reference.any():  # no SNR against outputs that are zero everywhere
+            against = FloatOutputs(reference, class_scores_problem(spec.task, spec.activation, reference))
+            fidelity = measure_fidelity(values, against, confidence=confidence)
+        scores.append(OutputScore(spec.name, spec.task, tensors[spec.name] if tensors else "", evaluation, fidelity))
+    return tuple(scores)
+
+
+def output_changes(
+    float_scores: Sequence[OutputScore], scores: Sequence[OutputScore], data: Dataset, *, confidence: float
+) -> tuple[OutputChange, ...]:
+    """Each output's metric change against the float model's, with its paired-bootstrap interval."""
+    from gate.measurement.stats import change_interval
+
+    changes = []
+    for before, after in zip(float_scores, scores, strict=True):
+        task = TASKS[after.task]
+        labels = data.output_labels.get(after.output)
+        interval = change_interval(before.evaluation.per_sample, after.evaluation.per_sample, task, labels,
+                                   confidence=confidence)  # fmt: skip
+        change = float(task.change(before.evaluation.value, after.evaluation.value))
+        changes.append(OutputChange(after.output, after.task, change, interval))
+    return tuple(changes)

@@ -33,6 +33,7 @@ from gate.tasks import DEFAULT_TASK, TASKS
 
 DEFAULT_POLICY = "default"
 MAX_TOML_BYTES = 1024 * 1024
+MAX_OUTPUTS = 32  # outputs gate gates of one model (gate.toml's [outputs] tables, a result read back): a row each
 
 # fmt: skip: a key a row, its name, kind and default on its first line, as the reference table reads.
 SETTINGS = (
@@ -346,7 +347,9 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
 def _output_tasks(where: str, tables: Mapping[str, Any], problems: list[str]) -> dict[str, str]:
     """`[outputs.<name>] task = "..."` tables as {output name: task}; which names exist, the model file says."""
     tasks: dict[str, str] = {}
-    for name, table in tables.items():
+    if len(tables) > MAX_OUTPUTS:
+        problems.append(f"{where}: {len(tables)} tables; gate gates at most {MAX_OUTPUTS} outputs of a model")
+    for name, table in list(tables.items())[:MAX_OUTPUTS]:
         if not isinstance(table, dict):
             problems.append(f'{where}: {name}: expected a table [outputs.{name}] with task = "...", got {table!r}')
             continue

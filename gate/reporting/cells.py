@@ -14,7 +14,7 @@ from gate.escape import Trusted
 from gate.keys import duration, plain
 from gate.policy.checks import Context, deciding_samples_note
 from gate.policy.fidelity import interval_text
-from gate.policy.judge import CHECKS, relaxed_policy
+from gate.policy.judge import CHECKS, policy_key, relaxed_policy
 from gate.reporting.compare import ModelChange, latency_change
 from gate.results import (
     Agreement,
@@ -240,7 +240,7 @@ def _failed_checks(checks: Sequence[CheckResult]) -> Trusted:
     return Trusted(
         "; ".join(
             f"{escape.markdown(c.name)} {escape.markdown(_figure(c.measured, c.unit))} "
-            f"{relation[CHECKS[c.name].bound]} {escape.markdown(_figure(c.limit, c.unit))}"
+            f"{relation[CHECKS[policy_key(c.name)].bound]} {escape.markdown(_figure(c.limit, c.unit))}"
             for c in checks
             if c.status is Status.FAIL
         )

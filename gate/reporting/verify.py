@@ -44,6 +44,7 @@ from gate.quantization.base import REFERENCE
 from gate.quantization.methods import METHODS
 from gate.readback import Refused, read_json
 from gate.reporting.compare import Baseline, Comparison
+from gate.reporting.verify_outputs import check_outputs
 from gate.results import (
     SCHEMA_VERSION,
     Candidate,
@@ -74,6 +75,7 @@ def check_result(result: ModelResult) -> None:
         raise ValueError(f"chosen: {result.chosen} is not the index of one of its {len(result.candidates)} candidates")
     _check_digests(result)
     _check_policy(result)
+    check_outputs(result)
     methods = [c.method for c in result.candidates]
     for index, candidate in enumerate(result.candidates):
         where = f"candidates[{index}]"
@@ -137,8 +139,9 @@ def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
     figures = {
         "size_reduction_vs_source": result.source_bytes / size,
         "size_reduction_vs_float32": result.reference.artifact.size_bytes / size,
-        "metric_change": task.change(result.float_evaluation.value, conversion.evaluation.value),
     }
+    if not candidate.per_output:  # several outputs: gate.reporting.verify_outputs checks each and the worst
+        figures["metric_change"] = task.change(result.float_evaluation.value, conversion.evaluation.value)
     for field, value in figures.items():  # as computed, but for the last bits of a float evaluated again
         recorded = getattr(candidate, field)
         if recorded is None or not math.isclose(recorded, value, rel_tol=1e-9, abs_tol=1e-9):
