@@ -86,7 +86,7 @@ def check_model_folder(model: ModelConfig) -> str:
     from gate.discover import model_files
     from gate.frontends import frontend_for
     from gate.frontends.base import InputSpec
-    from gate.gating.data import read_data, refuse_several_outputs
+    from gate.gating.data import output_specs, read_data
     from gate.quantization.methods import search_order
 
     files = model_files(model.folder)
@@ -95,8 +95,7 @@ def check_model_folder(model: ModelConfig) -> str:
     )
     signature = inspection.signature
     order = search_order(model.manifest.method, tuple(model.values.get("search.candidates", ()) or ()))  # type: ignore[arg-type]
-    refuse_several_outputs(model.folder, files, order, signature, model.manifest.outputs,
-                           calibrate_on_eval=model.manifest.calibrate_on_eval, task=model.manifest.task)  # fmt: skip
+    outputs = output_specs(signature, model.manifest.outputs, manifest=str(model.folder.manifest))
     if signature is None:
         return f"{files.model}: the file does not declare the model's inputs, so its data is checked by gate check"
     read_data(
@@ -108,5 +107,6 @@ def check_model_folder(model: ModelConfig) -> str:
         task=model.manifest.task,
         output_width=signature.output_width,
         output_activation=signature.output_activation,
+        outputs=outputs,
     )
     return ""

@@ -49,6 +49,8 @@ class LoadedModel:
     # The export that methods calibrating the model convert: a Keras 3 recurrent model's unrolled copy (int8
     # calibration crashes TensorFlow 2.21 on its WHILE loop, which keeps no state anyway); else saved_model_dir.
     calibrated_saved_model_dir: Path | None = None
+    # A Keras 3 model with several outputs: each output on one batch, by its Keras name (`predict` is for one).
+    predict_each: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
     def export_for(self, calibrated: bool) -> Path:
         """The SavedModel a method converts: one that calibrates the model, or one that does not."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gate.discover import ModelFiles, ModelFolder
+from gate.discover import ModelFiles
 from gate.errors import ModelError
 from gate.frontends.base import OutputSpec
 from gate.keys import suggest
@@ -48,32 +48,6 @@ def output_specs(signature: Signature | None, tasks: Mapping[str, str], *, manif
     if unknown:
         raise ModelError("\n".join(unknown))
     return tuple(OutputSpec(o.name, tasks.get(o.name, FIDELITY.name), o.width, o.activation) for o in outputs)
-
-
-def not_gated_yet(model_file: object, outputs: tuple[OutputSpec, ...]) -> ModelError:
-    """What gate check says of a model with several outputs once gate.toml and the data describe them right."""
-    return ModelError(
-        f"{model_file}: the model has {len(outputs)} outputs ({', '.join(o.name for o in outputs)}); gate.toml and "
-        "eval.npz describe them, but gate check cannot gate a model with several outputs yet: export one model per "
-        "output for now"
-    )
-
-
-def refuse_several_outputs(
-    folder: ModelFolder, files: ModelFiles, order: Sequence[str], signature: Signature | None,
-    tasks: Mapping[str, str], *, calibrate_on_eval: bool, task: str,
-) -> None:  # fmt: skip
-    """A model with several outputs: gate.toml's [outputs] tables and the data checked against them (a ModelError
-    naming every problem), then refused with not_gated_yet, by gate check and gate validate alike. Nothing for a
-    model with one output."""
-    from gate.frontends.base import InputSpec
-
-    outputs = output_specs(signature, tasks, manifest=str(folder.manifest))
-    if outputs and signature:
-        read_data(files, order, calibrate_on_eval=calibrate_on_eval, model_folder=folder.path,
-                  inputs=tuple(InputSpec(i.name, i.shape, i.dtype) for i in signature.inputs), task=task,
-                  output_width=None, outputs=outputs)  # fmt: skip
-        raise not_gated_yet(files.model, outputs)
 
 
 def read_data(

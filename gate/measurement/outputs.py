@@ -18,6 +18,7 @@ summary row) takes the worst output's (gate.policy.judge.worst_output).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +42,17 @@ def difference(tflite: np.ndarray, keras: np.ndarray) -> float:
         return np.inf
     scale = max(float(np.abs(keras).max(initial=0.0)), 1e-12)
     return float(np.abs(tflite.astype(np.float64) - keras.astype(np.float64)).max(initial=0.0)) / scale
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What every file of a model with several outputs is scored against: found in the reference stage."""
+
+    specs: tuple[OutputSpec, ...]
+    tensors: dict[str, str]  # Keras output name -> .tflite signature output (the same in every candidate)
+    float32: dict[str, np.ndarray]  # the float32 .tflite's outputs on the eval set, by Keras output name
+    float_scores: tuple[OutputScore, ...]  # the Keras model's
+    confidence: float
 
 
 def map_outputs(keras: Mapping[str, np.ndarray], tflite: Mapping[str, np.ndarray], *, where: str) -> dict[str, str]:
