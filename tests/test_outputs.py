@@ -56,6 +56,7 @@ def converted(model, tmp_path: Path) -> tuple[dict[str, np.ndarray], dict[str, n
     return keras_values, runs["float32"], runs["int8"]
 
 
+@pytest.mark.slow  # real conversions
 def test_outputs_in_another_order_than_keras_are_mapped_by_value(tmp_path: Path) -> None:
     keras_values, float32, int8 = converted(two_heads(), tmp_path)
     assert list(keras_values) == ["value", "class"]
@@ -68,6 +69,7 @@ def test_outputs_in_another_order_than_keras_are_mapped_by_value(tmp_path: Path)
     assert np.abs(int8[mapping["class"]] - keras_values["class"]).max() < 0.1
 
 
+@pytest.mark.slow  # real conversions
 def test_two_identical_heads_are_refused(tmp_path: Path) -> None:
     keras_values, float32, _ = converted(two_heads(identical=True), tmp_path)
     with pytest.raises(ModelError) as error:
@@ -172,6 +174,7 @@ CLASSES = np.array([0, 1, 2, 1] * 10)
         ),
     ],
 )  # fmt: skip
+@pytest.mark.slow  # builds a Keras model
 def test_validate_checks_each_output_its_table_and_its_labels(
     workspace: Path, two_head_file: Path, capsys, toml: str, arrays: dict, problems: list[str]
 ) -> None:
@@ -240,6 +243,7 @@ def test_output_tables_become_tasks_by_output_name(tmp_path: Path) -> None:
     assert parse_manifest(path, ["default"]).outputs == {"class": "classification", "value": "regression"}
 
 
+@pytest.mark.slow  # real conversions
 def test_each_output_is_scored_by_its_task_as_numpy_and_scikit_learn_compute_it_from_the_tflite_outputs(
     tmp_path: Path,
 ) -> None:
@@ -404,3 +408,43 @@ def test_a_two_output_result_reads_back_and_a_forged_one_is_refused() -> None:
     for message, forged in forgeries.items():
         with pytest.raises(ValueError, match=message):
             check_result(load_result(ModelResult, forged.to_json()))
+
+
+@pytest.mark.slow  # a real gate run
+def test_gate_check_gates_the_bundled_two_output_model_per_output(tmp_path: Path) -> None:
+    """Each output's figures in the report equal scikit-learn's on the published .tflite's own outputs, run here."""
+    import shutil
+
+    from ai_edge_litert.interpreter import Interpreter
+    from helpers import REPO, run_gate
+    from sklearn.metrics import accuracy_score, mean_absolute_error
+
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    shutil.copytree(REPO / "models" / "two_head", tmp_path / "models" / "two_head")
+    run = run_gate("check", "--out", "out", cwd=tmp_path)
+    assert run.exit_code == 0, run.stderr
+    model = run.model("two_head")
+    published = model["candidates"][model["chosen"]]
+    names = [check["name"] for check in published["checks"]]
+    assert {"accuracy.max_drop (diagnosis)", "mae.max_increase (radius)", "fidelity.min_snr_db (radius)"} <= set(names)
+    assert "accuracy.max_drop" not in names and "mae.max_increase" not in names
+    assert [o["output"] for o in model["float_per_output"]] == ["radius", "diagnosis"]  # Keras' order
+
+    with np.load(tmp_path / "models" / "two_head" / "eval.npz") as data:
+        x, classes, radius = data["x"], data["y.diagnosis"], data["y.radius"]
+    runner = Interpreter(
+        model_path=str(run.out_dir / published["conversion"]["artifact"]["path"])
+    ).get_signature_runner()
+    (detail,) = runner.get_input_details().values()
+    scale, zero = detail["quantization"]
+    outputs = runner(features=np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8))
+    dequantized = {}
+    for name, values in outputs.items():
+        out_scale, out_zero = runner.get_output_details()[name]["quantization"]
+        dequantized[values.shape[1]] = (values.astype(np.float64) - out_zero) * out_scale  # radius: 1 wide; 2 classes
+    scores = {o["output"]: o["evaluation"]["value"] for o in published["conversion"]["per_output"]}
+    assert scores["diagnosis"] == pytest.approx(accuracy_score(classes, dequantized[2].argmax(axis=1)) * 100)
+    assert scores["radius"] == pytest.approx(mean_absolute_error(radius, dequantized[1][:, 0]), rel=1e-5)
+    tensors = {o["output"]: o["tensor"] for o in published["conversion"]["per_output"]}
+    assert outputs[tensors["radius"]].shape[1] == 1 and outputs[tensors["diagnosis"]].shape[1] == 2
+    assert "`accuracy.max_drop (diagnosis)`" in run.markdown
