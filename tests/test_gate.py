@@ -555,6 +555,7 @@ def test_the_bundled_example_models_pass(tmp_path) -> None:
         "digits_outlier_mlp",
         "digits_wide_cnn",
         "machine_ad",
+        "two_head",
     ]
     # The anomaly detector is judged by its ROC AUC, below 100 % in float, with the interval of its change.
     machine_ad = run.model("machine_ad")

@@ -448,3 +448,25 @@ def test_gate_check_gates_the_bundled_two_output_model_per_output(tmp_path: Path
     tensors = {o["output"]: o["tensor"] for o in published["conversion"]["per_output"]}
     assert outputs[tensors["radius"]].shape[1] == 1 and outputs[tensors["diagnosis"]].shape[1] == 2
     assert "`accuracy.max_drop (diagnosis)`" in run.markdown
+
+
+def test_the_report_names_the_worst_output_in_the_summary_and_shows_every_output() -> None:
+    import dataclasses
+
+    from gate.reporting.markdown import render_markdown
+
+    result = two_output_result()
+    text = render_markdown([result])
+    summary = next(line for line in text.splitlines() if line.startswith("| digits |"))
+    assert "accuracy (class: the worst of 2 outputs) 96.00% → 93.00% (−3.00 pts)" in summary
+    assert "FAIL: accuracy.max_drop (class) 3 pts > 2 pts" in summary  # the failed check, named after its output
+    assert "| output value (regression): mae | 0.5 | 0.5 | 0.52 (+4.00% vs float); vs float32: SNR 25.00 dB |" in text
+    assert "| output class (classification): accuracy | 96.00% | 96.00% | 93.00% (−3.00 pts vs float); " in text
+    # An output's name comes from the model file: escaped where it is written.
+    (candidate,) = result.candidates
+    assert candidate.conversion is not None
+    hostile = "x](https://evil.example)"
+    renamed = dataclasses.replace(candidate.conversion.per_output[1], output=hostile)
+    conversion = dataclasses.replace(candidate.conversion, per_output=(candidate.conversion.per_output[0], renamed))
+    forged = dataclasses.replace(result, candidates=(dataclasses.replace(candidate, conversion=conversion),))
+    assert hostile not in render_markdown([forged])

@@ -296,8 +296,8 @@ def relaxed_policy(candidate: Candidate, context: Context) -> dict[str, Value]:
             relaxed["runtime.resets_state"] = True
             continue
         key = policy_key(result.name)
-        (_shown, seen, seen_in), *_ = [view for view in judged_as(key, candidate, context) if view[0] == result.name]
-        value = _passing_limit(CHECKS[key], result, seen, seen_in)
+        judged = next((view for view in judged_as(key, candidate, context) if view[0] == result.name), None)
+        value = _passing_limit(CHECKS[key], result, *judged[1:]) if judged else None
         if value is not None:  # of several outputs' values, the loosest: each output passes under it
             loosest = max if CHECKS[key].bound == "max" else min
             relaxed[key] = loosest(value, relaxed.get(key, value))
