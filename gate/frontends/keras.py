@@ -40,7 +40,8 @@ def load_model(
             return _load_saved_model(path)
         unroll = unroll and inspection.has_recurrent_layers
         if inspection.writer == "keras":
-            return _load_keras3(path, export_dir, fixed_batch, unroll)
+            named_outputs = bool(inspection.signature and inspection.signature.outputs)
+            return _load_keras3(path, export_dir, fixed_batch, unroll, named_outputs=named_outputs)
         return _load_tf_keras(path, export_dir, fixed_batch, unroll)
 
 
@@ -99,7 +100,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _keras_specs(model, path: Path, *, several: bool = False) -> tuple[InputSpec, ...]:  # a Keras 2 or 3 model
-    # A tf-keras model with several outputs: gate.inspection reads them from the config; a config that does not say.
+    # gate.inspection refuses several outputs but a Keras 3 config's named ones; this is for configs that do not say.
     if len(model.outputs) != 1 and not several:
         raise several_outputs(str(path), len(model.outputs))
     return tuple(
@@ -187,12 +188,15 @@ def unrolled(model: Any, keras_module: Any) -> Any:
     return copy
 
 
-def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False) -> LoadedModel:
+def _load_keras3(
+    path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False, *, named_outputs: bool = False
+) -> LoadedModel:
+    """`named_outputs`: its config names several outputs (gate.inspection), which are gated one by one."""
     import keras
 
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
     refuse_non_finite_weights(path, ((w.path, w.numpy()) for w in model.weights))
-    specs = _keras_specs(model, path, several=True)
+    specs = _keras_specs(model, path, several=named_outputs)
     several = len(model.outputs) > 1
 
     def export(exported: Any, folder: Path) -> Path:

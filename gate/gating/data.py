@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from gate.discover import ModelFiles
 from gate.errors import ModelError
 from gate.frontends.base import OutputSpec
+from gate.inspection.signature import several_outputs
 from gate.keys import suggest
 from gate.policy.config import MAX_OUTPUTS
 from gate.quantization.methods import METHODS
@@ -19,16 +20,20 @@ from gate.tasks import TASKS
 from gate.tasks.fidelity import FIDELITY
 
 if TYPE_CHECKING:
-    from gate.inspection import Signature
+    from gate.inspection import Inspection
 
 
-def output_specs(signature: Signature | None, tasks: Mapping[str, str], *, manifest: str) -> tuple[OutputSpec, ...]:
+def output_specs(
+    inspection: Inspection, tasks: Mapping[str, str], *, manifest: str, model_file: object
+) -> tuple[OutputSpec, ...]:
     """Each output of a model with several, with the task gate.toml's [outputs.<name>] gives it (else fidelity).
 
     () for a model with one output (or one whose file does not say): its task is gate.toml's `task`. A table that
-    names no output of the model is a ModelError naming the outputs it has.
+    names no output of the model, or a model gate cannot gate per output yet, is a ModelError saying so.
     """
-    outputs = signature.outputs if signature else ()
+    outputs = inspection.signature.outputs if inspection.signature else ()
+    if outputs and inspection.writer != "keras":
+        raise several_outputs(str(model_file), len(outputs))
     if not outputs:
         if tasks:
             raise ModelError(

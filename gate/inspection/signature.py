@@ -4,9 +4,9 @@
 `gate check` refuses here, before loading, what it cannot gate: a SavedModel with
 several outputs (its signature does not keep the Keras output names that gate.toml's
 [outputs.<name>] tables and eval.npz's y.<name> use), and a subclassed Keras model,
-whose config declares neither inputs nor outputs. Keras configs (Sequential and Functional, in Keras 3's and
-tf-keras' formats) and a SavedModel's `serving_default` signature are read as
-data; what a file does not say is None, never a guess.
+whose config declares neither inputs nor outputs. Keras configs (Sequential and
+Functional, in Keras 3's and tf-keras' formats) and a SavedModel's `serving_default`
+signature are read as data; what a file does not say is None, never a guess.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ class Signature:
 def several_outputs(where: str, count: int) -> ModelError:
     """The one message for a model gate cannot gate because it has several outputs (gate check and validate)."""
     return ModelError(
-        f"{where}: the model has {count} outputs; gate supports models with one output only, for now: export one "
-        "model per output"
+        f"{where}: the model has {count} outputs; gate gates several outputs of a Keras 3 model.keras only, for now: "
+        "save it with Keras 3's model.save('model.keras'), or export one model per output"
     )
 
 
