@@ -17,8 +17,7 @@ from typing import Any
 from gate.encoding import to_jsonable
 from gate.layout import benchmark_path
 
-# 6: each of several outputs scored and judged (per_output); 5: a conversion's fidelity to the float32 .tflite;
-# 4: its MAC count and device figures; 3: its state between invokes, step seconds
+# 6: several outputs, per_output; 5: a conversion's fidelity; 4: MACs, device figures; 3: state, step seconds
 SCHEMA_VERSION = 6
 
 

@@ -490,3 +490,29 @@ def test_a_tf_keras_model_with_several_outputs_is_refused_with_what_to_do(worksp
         f"{folder / 'model.h5'}: the model has 2 outputs; gate gates several outputs of a Keras 3 model.keras only, "
         "for now: save it with Keras 3's model.save('model.keras'), or export one model per output"
     )
+
+
+@pytest.mark.parametrize(
+    ("names", "tasks", "message"),
+    [
+        (("class head", "value"), {}, "m.keras: output 'class head' has a name gate cannot use as y.<name> and in its "
+         "checks' names; name its layer with letters, digits, '_', '.' and '-' only (at most 128)"),
+        (tuple(f"head{i}" for i in range(33)), {}, "m.keras: the model has 33 outputs; gate gates at most 32"),
+        (("class", "value"), {"valeu": "regression", "klass": "classification"},
+         "gate.toml: [outputs.valeu]: the model has no output 'valeu' (did you mean 'value'?); its outputs are class, "
+         "value\ngate.toml: [outputs.klass]: the model has no output 'klass' (did you mean 'class'?); its outputs are "
+         "class, value"),
+    ],
+)  # fmt: skip
+def test_the_outputs_a_config_declares_are_checked_before_anything_is_loaded(
+    names: tuple[str, ...], tasks: dict, message: str
+) -> None:
+    from gate.gating.data import output_specs
+    from gate.inspection import InputInfo, Inspection, Signature
+    from gate.inspection.signature import OutputInfo
+
+    signature = Signature((InputInfo("x", (6,), "float32"),), None, None, tuple(OutputInfo(n, 1, None) for n in names))
+    inspection = Inspection("keras", "keras", "3.15.1", (), False, (), signature)
+    with pytest.raises(ModelError) as error:
+        output_specs(inspection, tasks, manifest="gate.toml", model_file="m.keras")
+    assert str(error.value) == message

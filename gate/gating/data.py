@@ -14,7 +14,7 @@ from gate.errors import ModelError
 from gate.frontends.base import OutputSpec
 from gate.inspection.signature import several_outputs
 from gate.keys import suggest
-from gate.policy.config import MAX_OUTPUTS
+from gate.layout import MAX_OUTPUTS, OUTPUT_NAME
 from gate.quantization.methods import METHODS
 from gate.tasks import TASKS
 from gate.tasks.fidelity import FIDELITY
@@ -43,7 +43,12 @@ def output_specs(
         return ()
     names = [output.name for output in outputs]
     if len(names) > MAX_OUTPUTS:
-        raise ModelError(f"{manifest}: the model has {len(names)} outputs; gate gates at most {MAX_OUTPUTS}")
+        raise ModelError(f"{model_file}: the model has {len(names)} outputs; gate gates at most {MAX_OUTPUTS}")
+    if odd := [name for name in names if not OUTPUT_NAME.fullmatch(name)]:
+        raise ModelError(
+            f"{model_file}: output {odd[0][:80]!r} has a name gate cannot use as y.<name> and in its checks' names; "
+            "name its layer with letters, digits, '_', '.' and '-' only (at most 128)"
+        )
     unknown = [
         f"{manifest}: [outputs.{name}]: the model has no output '{name}'{suggest(name, names)}; its outputs are "
         f"{', '.join(names)}"

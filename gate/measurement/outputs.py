@@ -1,7 +1,7 @@
 """Which .tflite output is which Keras output, proven on the eval inputs (a model with several outputs).
 
 The converted .tflite does not keep the Keras names of a model whose endpoint returns a list: its signature says
-output_0, output_1..., and the interpreter lists the tensors in yet another order (/work/proto23's
+output_0, output_1..., and the interpreter lists the tensors in yet another order (issue 23's prototype,
 bench/output_order.py, on a two-head and a three-head model). So the mapping is proven, not assumed: the float32
 .tflite and the Keras model run on the same eval inputs, and each .tflite output must equal exactly one Keras
 output (shapes included) within RELATIVE_TOLERANCE, and each Keras output exactly one .tflite output. When two Keras

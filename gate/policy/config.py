@@ -24,6 +24,7 @@ from gate.discover import ModelFolder, find_model_folders, shown
 from gate.errors import ConfigError, GateError, ModelError
 from gate.inspection import never_allowed_problem
 from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, suggest
+from gate.layout import MAX_OUTPUTS
 from gate.policy.judge import CHECKS
 from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
@@ -33,7 +34,6 @@ from gate.tasks import DEFAULT_TASK, TASKS
 
 DEFAULT_POLICY = "default"
 MAX_TOML_BYTES = 1024 * 1024
-MAX_OUTPUTS = 32  # outputs gate gates of one model (gate.toml's [outputs] tables, a result read back): a row each
 
 # fmt: skip: a key a row, its name, kind and default on its first line, as the reference table reads.
 SETTINGS = (

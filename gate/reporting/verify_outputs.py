@@ -9,15 +9,11 @@ is its worst output's. The checks named after an output are made afresh by gate.
 from __future__ import annotations
 
 import math
-import re
 
-from gate.policy.config import MAX_OUTPUTS
+from gate.layout import MAX_OUTPUTS, OUTPUT_NAME
 from gate.policy.judge import worst_output
 from gate.results import Candidate, Conversion, ModelResult, OutputScore
 from gate.tasks import TASKS
-
-# A Keras layer name (Keras refuses "/" in one) and a .tflite signature output name.
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def check_outputs(result: ModelResult) -> None:
@@ -49,7 +45,7 @@ def _check_scores(scores: tuple[OutputScore, ...], where: str, *, reference: boo
     if len({score.output for score in scores}) != len(scores):
         raise ValueError(f"{where}: names an output twice")
     for index, score in enumerate(scores):
-        if not _NAME.fullmatch(score.output) or (score.tensor and not _NAME.fullmatch(score.tensor)):
+        if not OUTPUT_NAME.fullmatch(score.output) or (score.tensor and not OUTPUT_NAME.fullmatch(score.tensor)):
             raise ValueError(f"{where}[{index}]: {score.output[:50]!r} or {score.tensor[:50]!r} is not a plain name")
         if score.task not in TASKS or score.evaluation.metric != TASKS[score.task].metric.name:
             raise ValueError(f"{where}[{index}]: task {score.task[:50]!r} does not score {score.evaluation.metric!r}")
