@@ -516,3 +516,30 @@ def test_the_outputs_a_config_declares_are_checked_before_anything_is_loaded(
     with pytest.raises(ModelError) as error:
         output_specs(inspection, tasks, manifest="gate.toml", model_file="m.keras")
     assert str(error.value) == message
+
+
+def test_qat_and_the_methods_that_search_on_one_metric_are_skipped_for_several_outputs_with_a_reason() -> None:
+    import factories
+
+    from gate.gating import several
+    from gate.gating.search import Workbench, skip_reason
+    from gate.measurement.outputs import Outputs
+    from gate.quantization.base import Setup
+
+    reference = factories.conversion("float32", dtype="float32")
+    bench = Workbench(
+        policy={}, task="classification", source_bytes=1, float_evaluation=reference.evaluation, reference=reference,
+        integer_inputs=False, setup=Setup(), build=None, save=None, describe=None, time_latency=None, interval=None,
+    )  # type: ignore[arg-type]  # fmt: skip
+    outputs = Outputs((), {}, {}, (), 0.95)
+    for_several = several.workbench(bench, outputs, None, None)  # type: ignore[arg-type]
+    reasons = {
+        method: skip_reason(method, for_several, has_calibration=True, has_training=True)
+        for method in ("qat-int8", "int8-float-fallback", "int8-int16-layers", "int8", "int16x8")
+    }
+    one_metric = "it trains or searches on one metric, and gate does not do so for a model with several outputs yet"
+    assert reasons == {
+        "qat-int8": one_metric, "int8-float-fallback": one_metric, "int8-int16-layers": one_metric, "int8": "",
+        "int16x8": "",
+    }  # fmt: skip
+    assert skip_reason("qat-int8", bench, has_calibration=True, has_training=True) == ""  # one output: trains
