@@ -140,9 +140,10 @@ class Tables:
     """TOML tables of other keys, such as a manifest's `[overrides.size]`; their keys are validated by the caller."""
 
     example: str
+    of: str = "policy keys"
 
     def describe(self) -> str:
-        return f"tables of policy keys, such as `{self.example}`"
+        return f"tables of {self.of}, such as `{self.example}`"
 
     def parse(self, value: object, options: Collection[str] = ()) -> dict:
         if not isinstance(value, dict):

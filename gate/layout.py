@@ -10,6 +10,7 @@ model that could not be gated leaves no artifact, whatever it had written.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ OUTPUTS = (REPORT_MD, REPORT_JSON, CHECKSUMS, COMMENT_MD, ARTIFACTS, BENCHMARKS,
 
 # The longest file name most file systems allow, in bytes (NAME_MAX).
 MAX_NAME_BYTES = 255
+# A model with several outputs: what each output's Keras name may be, as gate.toml's [outputs.<name>], eval.npz's
+# y.<name>, the checks ("accuracy.max_drop (<name>)") and a result read back name it; and how many a model may have.
+OUTPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_OUTPUTS = 32
 
 
 def name_problem(name: str, *, loose_files: bool = False) -> str:

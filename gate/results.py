@@ -17,9 +17,8 @@ from typing import Any
 from gate.encoding import to_jsonable
 from gate.layout import benchmark_path
 
-# 5: a conversion's fidelity to the float32 .tflite; 4: its MAC count and device figures; 3: its state between
-# invokes, step seconds
-SCHEMA_VERSION = 5
+# 6: several outputs, per_output; 5: a conversion's fidelity; 4: MACs, device figures; 3: state, step seconds
+SCHEMA_VERSION = 6
 
 
 class Status(enum.StrEnum):
@@ -33,7 +32,7 @@ class Status(enum.StrEnum):
 class CheckResult:
     """One policy check's verdict on one candidate."""
 
-    name: str  # a key of gate.policy.judge.CHECKS, e.g. "accuracy.max_drop"
+    name: str  # a key of gate.policy.judge.CHECKS, e.g. "accuracy.max_drop"; one output's: "accuracy.max_drop (class)"
     status: Status
     measured: float | str | bool | None  # None when the check was skipped
     limit: float | str | bool
@@ -181,6 +180,27 @@ class Fidelity:
 
 
 @dataclass(frozen=True)
+class OutputScore:
+    """One output of a model with several, on the Keras model or a .tflite: its task's metric, and its fidelity."""
+
+    output: str  # its Keras name: gate.toml's [outputs.<name>], eval.npz's y.<name>
+    task: str  # a name of gate.tasks.TASKS
+    tensor: str  # the .tflite signature output it is (gate.measurement.outputs); "" for the Keras model
+    evaluation: Evaluation
+    fidelity: Fidelity | None  # None on the Keras model and the float32 .tflite
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    """One output's metric change on a candidate against the float model, with its paired-bootstrap interval."""
+
+    output: str
+    task: str
+    metric_change: float  # as Candidate.metric_change, in the output's task's unit
+    metric_change_interval: Interval | None
+
+
+@dataclass(frozen=True)
 class Conversion:
     """One .tflite built from the float model, with everything measured on it."""
 
@@ -196,6 +216,7 @@ class Conversion:
     macs: int | None = None
     device: OnDevice | None = None  # a device target's figures; None on LiteRT
     fidelity: Fidelity | None = None  # against the float32 .tflite; None on the float32 .tflite itself
+    per_output: tuple[OutputScore, ...] = ()  # several outputs: each one's, in Keras' order; `evaluation`: the worst's
 
 
 @dataclass(frozen=True)
@@ -232,6 +253,7 @@ class Candidate:
     notes: tuple[str, ...] = ()  # how it was built: calibration samples, layers kept in float, QAT epochs
     # What `seconds` went to, in order: e.g. {"ranking": 2.7, "conversion": 30.1, "evaluation": 2.0, "latency": 1.2}.
     step_seconds: dict[str, float] = field(default_factory=dict)
+    per_output: tuple[OutputChange, ...] = ()  # several outputs: each judged; metric_change is the worst's (worst())
 
 
 @dataclass(frozen=True)
@@ -317,6 +339,7 @@ class ModelResult:
     origin: Origin | None = None  # None for a model that could not be configured
     layer_errors: tuple[LayerError, ...] = ()  # the layers int8 quantization distorts most, worst first
     findings: tuple[Finding, ...] = ()
+    float_per_output: tuple[OutputScore, ...] = ()  # a model with several outputs: the float model's, per output
 
     @property
     def candidate(self) -> Candidate | None:

@@ -9,13 +9,18 @@ Each example is a small Keras classifier trained from scratch, written to
                   commit, calib.npz with only x for the first training samples
     gate.toml     the manifest: classification, the example's policy, method auto, 200 samples
 
+And `two_head`, a model with two outputs (`radius` first, then `diagnosis`, in Keras' order):
+the breast cancer data without its size features, predicting the diagnosis (softmax over
+2 classes: classification) and the standardized mean radius (one linear unit: regression);
+its gate.toml gives each output its task and its .npz files hold `y.diagnosis` and `y.radius`.
+
 The data sets ship with scikit-learn (`load_digits`, `load_breast_cancer`), so
 nothing is downloaded. Every run is seeded and splits the data the same way,
 so re-running reproduces the same models.
 
 Usage, from the repository root:
 
-    python scripts/train_examples.py [--only NAME]
+    python scripts/train_examples.py [--only NAME]   (NAME: an example's, or two_head)
 """
 
 from __future__ import annotations
@@ -47,6 +52,17 @@ task = "classification"
 policy = "{policy}"
 method = "auto"
 calibration_samples = 200
+"""
+TWO_HEAD_MANIFEST = """\
+policy = "default"
+method = "auto"
+calibration_samples = 200
+
+[outputs.diagnosis]
+task = "classification"
+
+[outputs.radius]
+task = "regression"
 """
 
 
@@ -249,9 +265,64 @@ def report(example: Example, model: keras.Model, data: Split, seconds: float, fo
     print(f"  {'total':<14}  {total / 1024:8.1f} KiB")
 
 
+# ---------------------------------------------------------------- two_head: a model with two outputs
+
+
+def two_head_data() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Breast cancer without the size features; labels: the diagnosis (0/1) and the standardized mean radius."""
+    data = load_breast_cancer()
+    size = [i for i, name in enumerate(data.feature_names) if any(w in name for w in ("radius", "perimeter", "area"))]
+    features = np.delete(data.data, size, axis=1)
+    radius = data.data[:, list(data.feature_names).index("mean radius")]
+    split = train_test_split(features, data.target, radius, test_size=0.2, random_state=SEED, stratify=data.target)
+    x_train, x_eval, y_train, y_eval, r_train, r_eval = split
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)  # the training set's only
+    r_mean, r_std = r_train.mean(), r_train.std()
+
+    def arrays(x: np.ndarray, y: np.ndarray, r: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "x": ((x - mean) / std).astype(np.float32),
+            "y.diagnosis": y.astype(np.int64),
+            "y.radius": ((r - r_mean) / r_std).astype(np.float32),
+        }
+
+    return arrays(x_train, y_train, r_train), arrays(x_eval, y_eval, r_eval)
+
+
+def two_head_model(features: int) -> keras.Model:
+    inputs = keras.Input((features,), name="features")
+    hidden = keras.layers.Dense(32, activation="relu")(inputs)
+    hidden = keras.layers.Dense(16, activation="relu")(hidden)
+    diagnosis = keras.layers.Dense(2, activation="softmax", name="diagnosis")(hidden)
+    radius = keras.layers.Dense(1, name="radius")(hidden)
+    return keras.Model(inputs, [radius, diagnosis], name="two_head")
+
+
+def train_two_head(folder: Path) -> None:
+    train_data, eval_data = two_head_data()
+    keras.utils.set_random_seed(SEED)
+    model = two_head_model(train_data["x"].shape[1])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=["mean_squared_error", "sparse_categorical_crossentropy"])
+    start = time.perf_counter()
+    model.fit(train_data["x"], [train_data["y.radius"], train_data["y.diagnosis"]], epochs=60, batch_size=32, verbose=0)
+    seconds = time.perf_counter() - start
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        (folder / name).unlink(missing_ok=True)
+    model.save(folder / "model.keras")
+    np.savez_compressed(folder / "eval.npz", **eval_data)
+    np.savez_compressed(folder / "train.npz", **train_data)
+    (folder / "gate.toml").write_text(TWO_HEAD_MANIFEST, encoding="utf-8")
+    radius, diagnosis = model.predict(eval_data["x"], verbose=0)
+    print(f"\ntwo_head: {model.count_params():,} parameters, {seconds:.1f} s; Keras outputs {model.output_names}")
+    print(f"  eval diagnosis accuracy {np.mean(np.argmax(diagnosis, axis=1) == eval_data['y.diagnosis']):.4f}, "
+          f"radius MAE {np.abs(radius[:, 0] - eval_data['y.radius']).mean():.4f} (standard units)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=[e.name for e in EXAMPLES], help="train just this example")
+    names = [e.name for e in EXAMPLES]
+    parser.add_argument("--only", choices=[*names, "two_head"], help="train just this example")
     args = parser.parse_args()
     for example in EXAMPLES:
         if args.only and example.name != args.only:
@@ -261,6 +332,8 @@ def main() -> None:
         folder = MODELS_DIR / example.name
         write_folder(folder, model, data, example.policy)
         report(example, model, data, seconds, folder)
+    if args.only in (None, "two_head"):
+        train_two_head(MODELS_DIR / "two_head")
 
 
 if __name__ == "__main__":

@@ -381,8 +381,8 @@ def _rewritten(change):
         ),
         (
             {},
-            _rewritten(lambda text: text.replace('"schema_version": 5', '"schema_version": 6')),
-            "report.json: schema_version 6, but this gate reads 5; a newer gate wrote it",
+            _rewritten(lambda text: text.replace('"schema_version": 6', '"schema_version": 7')),
+            "report.json: schema_version 7, but this gate reads 6; a newer gate wrote it",
         ),
     ],
 )

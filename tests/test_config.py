@@ -96,7 +96,7 @@ def test_a_default_policy_is_required(tmp_path) -> None:
         (
             'polcy = "default"\n',
             "{p}: unknown key 'polcy' (did you mean 'policy'?); allowed keys: task, policy, method, "
-            "calibration_samples, calibrate_on_eval, overrides, override_reason, allow_custom_objects",
+            "calibration_samples, calibrate_on_eval, overrides, override_reason, outputs, allow_custom_objects",
         ),
         ('policy = "edg"\n', "{p}: policy: expected one of default, edge, got 'edg' (did you mean 'edge'?)"),
         (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -287,7 +288,7 @@ def test_a_typo_in_gate_toml_is_an_error_row_for_that_model_only(zoo_run) -> Non
     model = zoo_run.model("typo")
     assert model["error"] == (
         f"{Path('models/typo/gate.toml')}: unknown key 'methd' (did you mean 'method'?); allowed keys: task, policy, "
-        "method, calibration_samples, calibrate_on_eval, overrides, override_reason, allow_custom_objects"
+        "method, calibration_samples, calibrate_on_eval, overrides, override_reason, outputs, allow_custom_objects"
     )
 
 
@@ -515,9 +516,15 @@ def test_validate_refuses_every_folder_check_refuses_for_a_reason_it_can_see_wit
     assert len(toml_errors) == 2
     assert f"two_toml_errors  ERROR  {'; '.join(toml_errors)}" in checked.stdout.splitlines()
     assert f"two_toml_errors: ERROR before gating: {'; '.join(toml_errors)}" in checked.stderr
-    assert checked.model("two_outputs")["error"] == (
-        f"{Path('models/two_outputs/model.keras')}: the model has 2 outputs; gate supports models with one output "
-        "only, for now: export one model per output"
+    # Its eval.npz holds y, as a model with one output's does; a model with several holds y.<output name>.
+    assert re.fullmatch(
+        re.escape(f"{Path('models/two_outputs/eval.npz')}: holds y, but the model has several outputs (")
+        + r"dense_\d+, dense_\d+"
+        + re.escape(
+            ') and gate.toml gives none a task that reads labels: add [outputs.<name>] task = "..." tables to '
+            "gate.toml and store each output's labels as y.<name>"
+        ),
+        checked.model("two_outputs")["error"],
     )
     for name in refused:
         shutil.rmtree(models / name)
@@ -548,6 +555,7 @@ def test_the_bundled_example_models_pass(tmp_path) -> None:
         "digits_outlier_mlp",
         "digits_wide_cnn",
         "machine_ad",
+        "two_head",
     ]
     # The anomaly detector is judged by its ROC AUC, below 100 % in float, with the interval of its change.
     machine_ad = run.model("machine_ad")

@@ -188,7 +188,7 @@ def tamper(shard: Path, how: str) -> None:
     [
         ("digest", "alpha: artifacts/alpha.int8.tflite: does not match the sha256 and size its result records"),
         ("missing", "alpha: artifacts/alpha.float32.tflite: missing"),
-        ("schema", "schema_version 99, but this gate reads 5; a newer gate wrote it: use that version here too"),
+        ("schema", "schema_version 99, but this gate reads 6; a newer gate wrote it: use that version here too"),
         ("field", "report.json: Invalid enum value 'MAYBE' - at `$.models[0].candidates[0].status`"),
         (
             "path",

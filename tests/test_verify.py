@@ -19,7 +19,8 @@ from gate.policy.checks import Context
 from gate.policy.judge import judge
 from gate.reporting.compare import Baseline, ModelChange
 from gate.reporting.report import report_json
-from gate.reporting.verify import check_comparison, check_result, load_baseline
+from gate.reporting.verify import check_result, load_baseline
+from gate.reporting.verify_comparison import check_comparison
 from gate.results import (
     Candidate,
     Conversion,

@@ -3,9 +3,10 @@
 Every policy and gate.toml; then each model folder as `gate check` reads it, with
 the same functions, so both refuse with the same message: the contract's files
 (gate.discover), the model file's inspection, custom objects and declared
-signature (gate.inspection), and the data files against the inputs and output
-the model file declares (gate.gating.data.read_data). What only loading the model
-shows (its weights, the conversion, the eval run) is named as not checked.
+signature (gate.inspection), gate.toml's [outputs.<name>] tables against the outputs
+it declares, and the data files against the inputs and outputs the model file
+declares (gate.gating.data.read_data). What only loading the model shows (its
+weights, the conversion, the eval run) is named as not checked.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def check_model_folder(model: ModelConfig) -> str:
     from gate.discover import model_files
     from gate.frontends import frontend_for
     from gate.frontends.base import InputSpec
-    from gate.gating.data import read_data
+    from gate.gating.data import output_specs, read_data
     from gate.quantization.methods import search_order
 
     files = model_files(model.folder)
@@ -93,9 +94,11 @@ def check_model_folder(model: ModelConfig) -> str:
         files.model, allowed_custom_objects=model.manifest.allow_custom_objects
     )
     signature = inspection.signature
+    order = search_order(model.manifest.method, tuple(model.values.get("search.candidates", ()) or ()))  # type: ignore[arg-type]
+    outputs = output_specs(inspection, model.manifest.outputs, manifest=str(model.folder.manifest),
+                           model_file=files.model)  # fmt: skip
     if signature is None:
         return f"{files.model}: the file does not declare the model's inputs, so its data is checked by gate check"
-    order = search_order(model.manifest.method, tuple(model.values.get("search.candidates", ()) or ()))  # type: ignore[arg-type]
     read_data(
         files,
         order,
@@ -105,5 +108,6 @@ def check_model_folder(model: ModelConfig) -> str:
         task=model.manifest.task,
         output_width=signature.output_width,
         output_activation=signature.output_activation,
+        outputs=outputs,
     )
     return ""

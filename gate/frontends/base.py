@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +27,16 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class OutputSpec:
+    """One output of a model with several: its Keras name, the task that scores it, what its config says of it."""
+
+    name: str  # eval.npz holds its labels as y.<name>
+    task: str  # a name of gate.tasks.TASKS: gate.toml's [outputs.<name>] task, else fidelity
+    width: int | None  # its last dimension; None when the config does not say
+    activation: str | None
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """The float model, ready to evaluate and to convert."""
 
@@ -39,6 +49,8 @@ class LoadedModel:
     # The export that methods calibrating the model convert: a Keras 3 recurrent model's unrolled copy (int8
     # calibration crashes TensorFlow 2.21 on its WHILE loop, which keeps no state anyway); else saved_model_dir.
     calibrated_saved_model_dir: Path | None = None
+    # A Keras 3 model with several outputs: each output on one batch, by its Keras name (`predict` is for one).
+    predict_each: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
     def export_for(self, calibrated: bool) -> Path:
         """The SavedModel a method converts: one that calibrates the model, or one that does not."""
@@ -55,6 +67,8 @@ class Dataset:
     labels: np.ndarray | None
     info: DataInfo
     path: Path  # as the user names it, e.g. models/<name>/eval.npz
+    # A model with several outputs: each labelled output's labels (y.<name>), by Keras output name; `labels` is None.
+    output_labels: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def samples(self) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 
 from gate.discover import digest
 from gate.errors import ModelError
-from gate.frontends.base import Dataset, InputSpec
+from gate.frontends.base import Dataset, InputSpec, OutputSpec
 from gate.results import DataInfo
 from gate.tasks import TASKS
 
@@ -26,12 +26,14 @@ def load_dataset(
     output_width: int | None,
     need_labels: bool,
     output_activation: str | None = None,
+    outputs: tuple[OutputSpec, ...] = (),
     min_samples: int = 1,
 ) -> Dataset:
     """Read and validate an .npz file against the model; raise ModelError naming every problem.
 
     `output_width` None: the model file does not say it (gate validate), so labels are not checked against it.
     `output_activation` (the model's last, when known) lets a label problem suggest what the model is.
+    `outputs`: a model with several outputs, whose labels are y.<output name>, each checked by its output's task.
     """
     where = path  # as the user named it: models/<name>/eval.npz
     arrays = _read_npz(path, where)
@@ -40,7 +42,8 @@ def load_dataset(
         allowed_x = {"x": inputs[0], f"x.{inputs[0].name}": inputs[0]}
     else:
         allowed_x = {f"x.{spec.name}": spec for spec in inputs}
-    allowed = set(allowed_x) | {"y"}
+    # A model with several outputs holds y.<output name>; _output_labels words the problem of a y or y.<name> it has.
+    allowed = set(allowed_x) | {"y"} | {f"y.{spec.name}" for spec in outputs}
     for key in sorted(set(arrays) - allowed):
         problems.append(f"{where}: unexpected array '{key}'; expected {', '.join(sorted(allowed))}")
 
@@ -58,18 +61,21 @@ def load_dataset(
         else:
             features[spec.name], in_file[spec.name] = array, keys[0]
 
+    output_labels = _output_labels(where, arrays, outputs, problems, need_labels=need_labels) if outputs else {}
     labels = None
-    if "y" in arrays:
+    if "y" in arrays and not outputs:
         checked, problem = _check_labels(where, arrays["y"], task, output_width, output_activation)
         if problem:
             problems.append(problem)
         else:
             labels = checked
-    elif need_labels:
+    elif need_labels and not outputs:
         problems.append(f"{where}: no array 'y'; add the labels the {task} task scores: {TASKS[task].labels}")
 
-    counts = {in_file[name]: len(a) for name, a in features.items()} | (
-        {"y": len(labels)} if labels is not None else {}
+    counts = (
+        {in_file[name]: len(a) for name, a in features.items()}
+        | ({"y": len(labels)} if labels is not None else {})
+        | {f"y.{name}": len(a) for name, a in output_labels.items()}
     )
     if not problems and len(set(counts.values())) > 1:
         held = ", ".join(f"{key} has {count}" for key, count in counts.items())
@@ -88,7 +94,49 @@ def load_dataset(
     if problems:
         raise ModelError("\n".join(problems))
     samples = len(next(iter(features.values())))
-    return Dataset(features, labels, DataInfo(file=digest(path, model_folder), samples=samples), path)
+    return Dataset(features, labels, DataInfo(file=digest(path, model_folder), samples=samples), path, output_labels)
+
+
+def _output_labels(
+    where: Path, arrays: dict[str, np.ndarray], outputs: tuple[OutputSpec, ...], problems: list[str], *,
+    need_labels: bool,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Each labelled output's y.<name>, checked by its task as y is for a model with one output."""
+    labelled = [spec for spec in outputs if TASKS[spec.task].needs_labels]
+    if "y" in arrays and labelled:
+        problems.append(
+            f"{where}: holds y, but the model has several outputs, whose labels are stored as y.<output name> "
+            f"({', '.join(f'y.{spec.name}' for spec in labelled)}); rename it"
+        )
+    elif "y" in arrays:
+        problems.append(
+            f"{where}: holds y, but the model has several outputs ({', '.join(spec.name for spec in outputs)}) and "
+            'gate.toml gives none a task that reads labels: add [outputs.<name>] task = "..." tables to gate.toml and '
+            "store each output's labels as y.<name>"
+        )
+    for spec in outputs:
+        if spec not in labelled and f"y.{spec.name}" in arrays:
+            problems.append(
+                f"{where}: holds y.{spec.name}, but output '{spec.name}' is scored by {spec.task}, which reads no "
+                f"labels; remove it, or give the output a task in gate.toml's [outputs.{spec.name}]"
+            )
+    checked: dict[str, np.ndarray] = {}
+    for spec in labelled:
+        key = f"y.{spec.name}"
+        if key not in arrays:
+            if need_labels:
+                problems.append(
+                    f"{where}: no array '{key}'; add the labels the {spec.task} task scores output '{spec.name}' "
+                    f"by: {TASKS[spec.task].labels}"
+                )
+            continue
+        labels, problem = _check_labels(where, arrays[key], spec.task, spec.width, spec.activation)
+        if problem:
+            # The tasks word their problems for y: say which y (every message starts with "<where>: y ").
+            problems.append(problem.replace(f"{where}: y ", f"{where}: {key} ", 1))
+        else:
+            checked[spec.name] = labels
+    return checked
 
 
 def _read_npz(path: Path, where: Path) -> dict[str, np.ndarray]:

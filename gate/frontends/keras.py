@@ -40,7 +40,8 @@ def load_model(
             return _load_saved_model(path)
         unroll = unroll and inspection.has_recurrent_layers
         if inspection.writer == "keras":
-            return _load_keras3(path, export_dir, fixed_batch, unroll)
+            named_outputs = bool(inspection.signature and inspection.signature.outputs)
+            return _load_keras3(path, export_dir, fixed_batch, unroll, named_outputs=named_outputs)
         return _load_tf_keras(path, export_dir, fixed_batch, unroll)
 
 
@@ -98,10 +99,9 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _keras_specs(model, path: Path) -> tuple[InputSpec, ...]:  # a Keras 2 or 3 model
-    if (
-        len(model.outputs) != 1
-    ):  # gate.inspection refuses it from the config already; this is for configs that do not say
+def _keras_specs(model, path: Path, *, several: bool = False) -> tuple[InputSpec, ...]:  # a Keras 2 or 3 model
+    # gate.inspection refuses several outputs but a Keras 3 config's named ones; this is for configs that do not say.
+    if len(model.outputs) != 1 and not several:
         raise several_outputs(str(path), len(model.outputs))
     return tuple(
         InputSpec(tensor.name.split(":")[0], tuple(tensor.shape[1:]), np.dtype(_dtype_name(tensor.dtype)).name)
@@ -127,6 +127,17 @@ def _batched_predict(model, specs: tuple[InputSpec, ...]) -> Callable[[dict[str,
         ordered = [inputs[s.name] for s in specs]
         output = model(ordered if len(ordered) > 1 else ordered[0], training=False)
         return np.asarray(output)
+
+    return predict
+
+
+def _predict_each(model, specs: tuple[InputSpec, ...]) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """A model with several outputs: each output on one batch, by its Keras name."""
+
+    def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ordered = [inputs[s.name] for s in specs]
+        outputs = model(ordered if len(ordered) > 1 else ordered[0], training=False)
+        return {name: np.asarray(output) for name, output in zip(model.output_names, outputs, strict=True)}
 
     return predict
 
@@ -177,12 +188,16 @@ def unrolled(model: Any, keras_module: Any) -> Any:
     return copy
 
 
-def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False) -> LoadedModel:
+def _load_keras3(
+    path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False, *, named_outputs: bool = False
+) -> LoadedModel:
+    """`named_outputs`: its config names several outputs (gate.inspection), which are gated one by one."""
     import keras
 
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
     refuse_non_finite_weights(path, ((w.path, w.numpy()) for w in model.weights))
-    specs = _keras_specs(model, path)
+    specs = _keras_specs(model, path, several=named_outputs)
+    several = len(model.outputs) > 1
 
     def export(exported: Any, folder: Path) -> Path:
         # keras' own ExportArchive freezes Keras 3 variables correctly; a hand-built
@@ -208,6 +223,7 @@ def _load_keras3(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool =
         _batched_predict(model, specs),
         model,
         calibrated,
+        predict_each=_predict_each(model, specs) if several else None,
     )
 
 

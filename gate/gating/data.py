@@ -6,12 +6,58 @@ the same message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from gate.discover import ModelFiles
+from gate.errors import ModelError
+from gate.frontends.base import OutputSpec
+from gate.inspection.signature import several_outputs
+from gate.keys import suggest
+from gate.layout import MAX_OUTPUTS, OUTPUT_NAME
 from gate.quantization.methods import METHODS
 from gate.tasks import TASKS
+from gate.tasks.fidelity import FIDELITY
+
+if TYPE_CHECKING:
+    from gate.inspection import Inspection
+
+
+def output_specs(
+    inspection: Inspection, tasks: Mapping[str, str], *, manifest: str, model_file: object
+) -> tuple[OutputSpec, ...]:
+    """Each output of a model with several, with the task gate.toml's [outputs.<name>] gives it (else fidelity).
+
+    () for a model with one output (or one whose file does not say): its task is gate.toml's `task`. A table that
+    names no output of the model, or a model gate cannot gate per output yet, is a ModelError saying so.
+    """
+    outputs = inspection.signature.outputs if inspection.signature else ()
+    if outputs and inspection.writer != "keras":
+        raise several_outputs(str(model_file), len(outputs))
+    if not outputs:
+        if tasks:
+            raise ModelError(
+                f"{manifest}: [outputs.{next(iter(tasks))}]: [outputs.<name>] tables are for a Keras model file that "
+                "declares several outputs, and this one does not; set task instead"
+            )
+        return ()
+    names = [output.name for output in outputs]
+    if len(names) > MAX_OUTPUTS:
+        raise ModelError(f"{model_file}: the model has {len(names)} outputs; gate gates at most {MAX_OUTPUTS}")
+    if odd := [name for name in names if not OUTPUT_NAME.fullmatch(name)]:
+        raise ModelError(
+            f"{model_file}: output {odd[0][:80]!r} has a name gate cannot use as y.<name> and in its checks' names; "
+            "name its layer with letters, digits, '_', '.' and '-' only (at most 128)"
+        )
+    unknown = [
+        f"{manifest}: [outputs.{name}]: the model has no output '{name}'{suggest(name, names)}; its outputs are "
+        f"{', '.join(names)}"
+        for name in tasks
+        if name not in names
+    ]
+    if unknown:
+        raise ModelError("\n".join(unknown))
+    return tuple(OutputSpec(o.name, tasks.get(o.name, FIDELITY.name), o.width, o.activation) for o in outputs)
 
 
 def read_data(
@@ -25,9 +71,8 @@ def read_data(
     """
     from gate.frontends import data
 
-    eval_data = data.load_dataset(
-        files.eval_data, need_labels=TASKS[data_args["task"]].needs_labels, min_samples=2, **data_args
-    )
+    need_labels = TASKS[data_args["task"]].needs_labels or bool(data_args.get("outputs"))
+    eval_data = data.load_dataset(files.eval_data, need_labels=need_labels, min_samples=2, **data_args)
     calibration = train = None
     if any(METHODS[name].needs_calibration for name in order):
         source = files.calib_data or files.train_data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gate.keys import Value
 from gate.results import Candidate
@@ -35,6 +35,7 @@ class Job:
     search_seconds: float = 0.0
     elapsed_seconds: float = 0.0
     diagnosis_failure: str = ""  # why an earlier worker died while diagnosing: this one skips the diagnosis
+    outputs: dict[str, str] = field(default_factory=dict)  # gate.toml's [outputs.<Keras output name>] task = "..."
 
 
 class Reporter:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gate.encoding import dumps, non_finite_fields, to_jsonable
 from gate.errors import ModelError, log_cause
+from gate.gating import several
 from gate.gating import stages as gating
 from gate.gating.job import Job, Reporter
 from gate.layout import ModelOutputs
@@ -77,8 +78,12 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
         with stages.stage("load"):
             loaded = gating.load(job, inspected, settings, order, Path(scratch))
         with stages.stage("reference"):
-            referenced = gating.reference(job, inspected, loaded, target, staged, settings)
+            if loaded.outputs:  # several outputs, each scored by its task
+                referenced = several.reference(inspected, loaded, staged, settings, loaded.outputs)
+            else:
+                referenced = gating.reference(job, inspected, loaded, target, staged, settings)
             loaded = gating.let_go_of_the_float_model(loaded, order)
+        outputs = referenced.outputs
         search_start = time.monotonic() - job.search_seconds
         with stages.stage("search"):
             searched = gating.search(
@@ -94,13 +99,17 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                 reporter=stages.reporter,
                 search_start=search_start,
                 now=time.monotonic,
+                bench_for=lambda bench: (
+                    several.workbench(bench, outputs, loaded.eval_data, staged) if outputs else bench
+                ),
             )
         published = searched.published
         if published.method in searched.reference_latencies:  # the published candidate's benchmark is the model's
             staged.benchmark.with_name(f"{job.name}.{published.method}.json").replace(staged.benchmark)
-        with stages.stage("diagnose"):
-            diagnosed = gating.diagnose(job, loaded, searched)
-    return gating.assemble(job, inspected, loaded, referenced, searched, diagnosed, stages.seconds)
+        with stages.stage("diagnose"):  # the layer ranking reads one output: not for several yet
+            diagnosed = gating.Diagnosed((), ()) if outputs else gating.diagnose(job, loaded, searched)
+    result = gating.assemble(job, inspected, loaded, referenced, searched, diagnosed, stages.seconds)
+    return several.finished(result, outputs) if outputs else result
 
 
 def encode_result(job: Job, result: ModelResult) -> str:

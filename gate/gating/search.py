@@ -30,10 +30,10 @@ from gate.errors import ModelError, log_cause
 from gate.keys import Value
 from gate.policy.checks import Context
 from gate.policy.config import Settings
-from gate.policy.judge import CHECKS, LATENCY_CHECKS, hard_requirement_problem, judge
+from gate.policy.judge import CHECKS, LATENCY_CHECKS, hard_requirement_problem, judge, worst_output
 from gate.quantization.base import AUTO, Built, NotApplicable, Setup
 from gate.quantization.methods import METHODS, search_order
-from gate.results import Candidate, CheckResult, Conversion, Evaluation, Latency, Status
+from gate.results import Candidate, CheckResult, Conversion, Evaluation, Latency, OutputChange, Status
 from gate.tasks import METRICS, TASKS
 
 # Per method, the checks on which it never does better than an earlier method (gate.quantization.methods). A
@@ -60,6 +60,8 @@ class Workbench:
     time_latency: Callable[[str, Path], tuple[Latency, Latency] | None]
     interval: Callable[[Evaluation], object]  # the metric change's confidence interval against the float model
     cannot_run: Callable[[str], str] = lambda method: ""  # why the target cannot run a method's candidates ("")
+    # A model with several outputs: each output's change on a conversion (gate.gating.several); None for one output.
+    output_changes: Callable[[Conversion], tuple[OutputChange, ...]] | None = None
 
 
 def allowed_change(policy: Mapping[str, Value], task: str) -> float | None:
@@ -189,6 +191,14 @@ def build_candidate(method: str, bench: Workbench) -> Candidate:
         speedup = reference_latency.p50_ms / latency.p50_ms
     else:
         del steps["latency"]
+    task, changes = bench.task, bench.output_changes(conversion) if bench.output_changes else ()
+    if changes:  # several outputs: the candidate's change, interval and evaluation are its worst output's
+        at = worst_output(changes, bench.policy)
+        task, metric_change, interval = changes[at].task, changes[at].metric_change, changes[at].metric_change_interval
+        conversion = dataclasses.replace(conversion, evaluation=conversion.per_output[at].evaluation)
+    else:
+        metric_change = TASKS[task].change(bench.float_evaluation.value, conversion.evaluation.value)
+        interval = bench.interval(conversion.evaluation)  # type: ignore[assignment]
     candidate = Candidate(
         method=method,
         status=Status.PASS,
@@ -196,15 +206,16 @@ def build_candidate(method: str, bench: Workbench) -> Candidate:
         conversion=conversion,
         size_reduction_vs_source=bench.source_bytes / conversion.artifact.size_bytes,
         size_reduction_vs_float32=reference.artifact.size_bytes / conversion.artifact.size_bytes,
-        metric_change=TASKS[bench.task].change(bench.float_evaluation.value, conversion.evaluation.value),
-        metric_change_interval=bench.interval(conversion.evaluation),  # type: ignore[arg-type]
+        metric_change=metric_change,
+        metric_change_interval=interval,
         speedup=speedup,
         checks=(),
         seconds=0.0,
         notes=built.notes,
         step_seconds=steps,
+        per_output=changes,
     )
-    context = Context(bench.policy, bench.task, reference)
+    context = Context(bench.policy, task, reference)
     judged = judge(candidate, context)
     return dataclasses.replace(judged, seconds=round(time.perf_counter() - start, 3))
 

@@ -20,7 +20,7 @@ from gate.discover import ModelFiles, ModelFolder, digest, digest_tree, model_fi
 from gate.environment import tool_versions
 from gate.errors import ModelError
 from gate.files import write_atomic
-from gate.gating.data import read_data
+from gate.gating.data import output_specs, read_data
 from gate.gating.job import Job, Reporter
 from gate.layout import ModelOutputs
 from gate.policy.config import Settings, policy_digest
@@ -43,9 +43,10 @@ from gate.tasks import TASKS
 # Its `# fmt: skip`s keep this module under 400 lines (formatted, it goes over): split it before removing them.
 
 if TYPE_CHECKING:
-    from gate.frontends.base import Dataset, Frontend, LoadedModel
+    from gate.frontends.base import Dataset, Frontend, LoadedModel, OutputSpec
     from gate.inspection import Inspection
     from gate.measurement.fidelity import FloatOutputs
+    from gate.measurement.outputs import Outputs
     from gate.targets.base import Target, Timing
 
 
@@ -72,6 +73,7 @@ class Loaded:
     eval_data: Dataset
     calibration: Dataset | None
     train: Dataset | None
+    outputs: tuple[OutputSpec, ...] = ()  # a model with several outputs: each with its task (gate.gating.several)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Referenced:
     # The float32 .tflite's outputs, which every candidate's fidelity is measured against (None: zero everywhere).
     float_outputs: FloatOutputs | None
     eval_data: Dataset  # as every model is scored on it: a task without labels scores against the float outputs
+    outputs: Outputs | None = None  # a model with several outputs: what each output is scored against
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ def inspect(job: Job) -> Inspected:
 
 def load(job: Job, inspected: Inspected, settings: Settings, order: Sequence[str], scratch: Path) -> Loaded:
     inspection = inspected.inspection
+    outputs = output_specs(inspection, job.outputs, manifest=str(inspected.folder.manifest),
+                           model_file=inspected.files.model)  # fmt: skip
     # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
     # Unrolled, they keep no state between invokes; as they are, a tf-keras LSTM does (gate.frontends.keras).
     model = inspected.frontend.load(
@@ -143,9 +148,9 @@ def load(job: Job, inspected: Inspected, settings: Settings, order: Sequence[str
     eval_data, calibration, train = read_data(
         inspected.files, order, calibrate_on_eval=job.calibrate_on_eval, model_folder=inspected.folder.path,
         inputs=model.inputs, task=job.task, output_width=model.output_width,
-        output_activation=signature.output_activation if signature else None,
+        output_activation=signature.output_activation if signature else None, outputs=outputs,
     )  # fmt: skip
-    return Loaded(model, eval_data, calibration, train)
+    return Loaded(model, eval_data, calibration, train, outputs)
 
 
 def reference(
@@ -201,6 +206,7 @@ def search(
     reporter: Reporter,
     search_start: float,
     now: Callable[[], float],
+    bench_for: Callable[[Any], Any] = lambda bench: bench,  # a model with several outputs: gate.gating.several's
 ) -> Searched:
     from gate.gating import search as searching
     from gate.quantization.convert import convert
@@ -282,10 +288,11 @@ def search(
             target.cannot_run(METHODS[method]) or no_int16_kernel_reason(target, METHODS[method], reference_operators)
         ),
     )
+    bench = bench_for(bench)
     candidates, chosen, choice = searching.search(
         job.method, bench,
         has_calibration=calibration is not None,
-        has_training=train is not None and train.labels is not None,
+        has_training=train is not None and (train.labels is not None or bool(train.output_labels)),
         done=job.done, elapsed=job.search_seconds,
         started=reporter.candidate,
         finished=lambda c: reporter.candidate_done(c, now() - search_start),

@@ -1,11 +1,12 @@
 """A model's inputs and outputs as its file declares them, read without loading it.
 
 `gate validate` checks the data files against them without TensorFlow, and
-`gate check` refuses here, before loading, what it cannot gate: a model with
-several outputs, and a subclassed Keras model, whose config declares neither
-inputs nor outputs. Keras configs (Sequential and Functional, in Keras 3's and
-tf-keras' formats) and a SavedModel's `serving_default` signature are read as
-data; what a file does not say is None, never a guess.
+`gate check` refuses here, before loading, what it cannot gate: a SavedModel with
+several outputs (its signature does not keep the Keras output names that gate.toml's
+[outputs.<name>] tables and eval.npz's y.<name> use), and a subclassed Keras model,
+whose config declares neither inputs nor outputs. Keras configs (Sequential and
+Functional, in Keras 3's and tf-keras' formats) and a SavedModel's `serving_default`
+signature are read as data; what a file does not say is None, never a guess.
 """
 
 from __future__ import annotations
@@ -39,19 +40,30 @@ class InputInfo:
 
 
 @dataclass(frozen=True)
+class OutputInfo:
+    """One output of a Keras model: its Keras name (its output layer's), its last dimension and activation."""
+
+    name: str
+    width: int | None  # None when the config does not say
+    activation: str | None
+
+
+@dataclass(frozen=True)
 class Signature:
     """What the model takes and gives, as far as its file says."""
 
     inputs: tuple[InputInfo, ...]
     output_width: int | None  # the size of the (single) output's last dimension; None when the file does not say
     output_activation: str | None  # the last layer's activation, e.g. "softmax" or "linear"; None when unknown
+    # Every output of a Keras model with several, in Keras' order; () for a model with one (output_width says it).
+    outputs: tuple[OutputInfo, ...] = ()
 
 
 def several_outputs(where: str, count: int) -> ModelError:
     """The one message for a model gate cannot gate because it has several outputs (gate check and validate)."""
     return ModelError(
-        f"{where}: the model has {count} outputs; gate supports models with one output only, for now: export one "
-        "model per output"
+        f"{where}: the model has {count} outputs; gate gates several outputs of a Keras 3 model.keras only, for now: "
+        "save it with Keras 3's model.save('model.keras'), or export one model per output"
     )
 
 
@@ -81,7 +93,8 @@ def keras_signature(where: str, config: object) -> Signature | None:
     else:
         input_names, output_names = (_layer_names(body.get(key)) for key in ("input_layers", "output_layers"))
         if len(output_names) > 1:
-            raise several_outputs(where, len(output_names))
+            return _named_outputs(where, [_input_info(by_name.get(name)) for name in input_names], output_names,
+                                    layers, by_name)  # fmt: skip
         inputs = [by_name.get(name) for name in input_names]
         output = by_name.get(output_names[0]) if output_names else None
     specs = [_input_info(layer) for layer in inputs]
@@ -89,6 +102,22 @@ def keras_signature(where: str, config: object) -> Signature | None:
         return None
     width, activation = _output(output, layers, by_name, sequential=kind == "Sequential")
     return Signature(tuple(specs), width, activation)  # type: ignore[arg-type]
+
+
+def _named_outputs(
+    where: str, specs: list[InputInfo | None], names: list[str], layers: list[dict], by_name: dict
+) -> Signature | None:
+    """A Functional model's outputs, each named as Keras names it (its layer's name), which must be unique."""
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ModelError(
+            f"{where}: the model returns layer {', '.join(map(repr, repeated))} as more than one output, so its "
+            "outputs have no names of their own; return each once, or give each output a layer of its own"
+        )
+    if not specs or None in specs or any(name not in by_name for name in names):
+        return None
+    outputs = tuple(OutputInfo(name, *_output(by_name[name], layers, by_name, sequential=False)) for name in names)
+    return Signature(tuple(specs), None, None, outputs)  # type: ignore[arg-type]
 
 
 def _name(layer: dict) -> object:

@@ -24,6 +24,7 @@ from gate.discover import ModelFolder, find_model_folders, shown
 from gate.errors import ConfigError, GateError, ModelError
 from gate.inspection import never_allowed_problem
 from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, suggest
+from gate.layout import MAX_OUTPUTS
 from gate.policy.judge import CHECKS
 from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
@@ -99,6 +100,9 @@ MANIFEST_KEYS: dict[str, Key] = {
             "model; need `override_reason`.", role="manifest"),
         Key("override_reason", Text(required=True), "", "Why the overrides are needed; shown beside them in the "
             "report.", role="manifest"),
+        Key("outputs", Tables('[outputs.class] task = "classification"', "tasks"), None, "For a model with several "
+            "outputs: the task of each, in a table named after its Keras output (`eval.npz` holds its labels as "
+            "`y.<name>`); an output without a table is scored by `fidelity`. Replaces `task`.", role="manifest"),
         Key("allow_custom_objects", Names('["my_pkg>MyLayer"]', "class names", check=never_allowed_problem), (),
             "Custom Keras objects this model may use, as registered (see the security model).", role="manifest"),
     )
@@ -178,6 +182,7 @@ class Manifest:
     overrides: Mapping[str, Value] = field(default_factory=dict)
     override_reason: str = ""
     allow_custom_objects: tuple[str, ...] = ()
+    outputs: Mapping[str, str] = field(default_factory=dict)  # [outputs.<Keras output name>] task = "..."
 
 
 @dataclass(frozen=True)
@@ -320,9 +325,16 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
         if key is None:
             problems.append(_unknown(str(path), name, list(MANIFEST_KEYS), "allowed keys"))
         elif (checked := _parse(str(path), key, value, problems, options=sorted(policy_names))) is not None:
-            if isinstance(key.kind, Tables):  # overrides: policy keys, validated as in a policy file
+            if name == "outputs":
+                checked = _output_tasks(f"{path}: outputs", checked, problems)
+            elif isinstance(key.kind, Tables):  # overrides: policy keys, validated as in a policy file
                 checked = _policy_values(f"{path}: {name}", checked, problems, top_level=())
             fields[name] = checked
+    if "task" in fields and fields.get("outputs"):
+        problems.append(
+            f"{path}: task and [outputs.<name>] tables: a model with several outputs names the task of each in its "
+            "table; remove task"
+        )
     if fields.get("overrides") and not fields.get("override_reason"):
         problems.append(
             f'{path}: overrides need override_reason = "..." saying why this model may not meet the policy; '
@@ -331,6 +343,24 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
     if problems:
         raise ModelError("\n".join(problems))
     return Manifest(path=str(path), **fields)
+
+
+def _output_tasks(where: str, tables: Mapping[str, Any], problems: list[str]) -> dict[str, str]:
+    """`[outputs.<name>] task = "..."` tables as {output name: task}; which names exist, the model file says."""
+    tasks: dict[str, str] = {}
+    if len(tables) > MAX_OUTPUTS:
+        problems.append(f"{where}: {len(tables)} tables; gate gates at most {MAX_OUTPUTS} outputs of a model")
+    for name, table in list(tables.items())[:MAX_OUTPUTS]:
+        if not isinstance(table, dict):
+            problems.append(f'{where}: {name}: expected a table [outputs.{name}] with task = "...", got {table!r}')
+            continue
+        for key in sorted(set(table) - {"task"}):
+            problems.append(_unknown(f"{where}.{name}", key, ["task"], "allowed keys"))
+        if "task" not in table:
+            problems.append(f"{where}.{name}: no task; add task = one of {', '.join(TASKS)}")
+        elif (task := _parse(f"{where}.{name}", MANIFEST_KEYS["task"], table["task"], problems)) is not None:
+            tasks[name] = task
+    return tasks
 
 
 @dataclass(frozen=True)

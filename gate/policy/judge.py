@@ -11,7 +11,7 @@ never raises.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 from gate.keys import Choice, Flag, Invalid, Number, Value
@@ -28,7 +28,8 @@ from gate.policy.checks import (
     stateless,
     supported_ops,
 )
-from gate.results import Candidate, CheckResult, Status
+from gate.results import Candidate, CheckResult, OutputChange, Status
+from gate.tasks import TASKS
 
 _DTYPES = Choice(("int8", "uint8", "float32"))
 
@@ -200,10 +201,55 @@ CHECKS: dict[str, CheckDefinition] = {
 LATENCY_CHECKS = ("latency.max_p50_ms", "latency.max_p95_ms", "latency.min_speedup")
 
 
+# The figures of one output: on a model with several outputs, the checks that read them judge each output apart.
+OUTPUT_FIGURES = frozenset({"metric_change", "top1_agreement", "snr_db"})
+
+
+def policy_key(check: str) -> str:
+    """The policy key a check result judges: 'accuracy.max_drop (class)', one output's, is 'accuracy.max_drop'."""
+    return check.split(" (", 1)[0]
+
+
+def judged_as(name: str, candidate: Candidate, context: Context) -> list[tuple[str, Candidate, Context]]:
+    """What check `name` judges of a candidate, under which result name: the candidate itself, or on a model with
+    several outputs and a check of an output's figures, each output it applies to, seen as a model of its own (its
+    task, metric, change and fidelity): 'accuracy.max_drop (class)'. A metric check applies to the outputs of the
+    task it judges; a fidelity check to every output."""
+    conversion = candidate.conversion
+    if not candidate.per_output or conversion is None or not OUTPUT_FIGURES & set(CHECKS[name].figures):
+        return [(name, candidate, context)]
+    views = []
+    for score, change in zip(conversion.per_output, candidate.per_output, strict=True):
+        if "metric_change" in CHECKS[name].figures and TASKS[score.task].policy_key != name:
+            continue
+        seen = dataclasses.replace(conversion, evaluation=score.evaluation, fidelity=score.fidelity)
+        view = dataclasses.replace(candidate, conversion=seen, metric_change=change.metric_change,
+                                   metric_change_interval=change.metric_change_interval)  # fmt: skip
+        views.append((f"{name} ({score.output})", view, dataclasses.replace(context, task=score.task)))
+    return views
+
+
+def worst_output(changes: Sequence[OutputChange], policy: Mapping[str, Value]) -> int:
+    """The index of the output whose change is worst (the first of equals): the largest loss in its task's terms, as
+    a share of the change the policy allows its task (a drop of 3 of 2 allowed points is worse than a rise of 4 of
+    10 allowed percent); the loss itself for a task whose check the policy does not set."""
+
+    def share(change: OutputChange) -> float:
+        task = TASKS[change.task]
+        limit = policy.get(task.policy_key)
+        allowed = abs(task.allowed_change(float(limit))) if isinstance(limit, int | float) else 0.0
+        loss = task.loss(change.metric_change)
+        return loss / allowed if allowed else loss
+
+    shares = [share(change) for change in changes]
+    return shares.index(max(shares))
+
+
 def judge(candidate: Candidate, context: Context) -> Candidate:
     """Run every check the policy sets on a built `candidate`; return it with its checks, status and reason.
 
-    Every check runs, so the report lists all failures, not the first.
+    Every check runs, so the report lists all failures, not the first; on a model with several outputs, once
+    per output it applies to (judged_as).
     """
     results = []
     for name, check in CHECKS.items():
@@ -211,8 +257,9 @@ def judge(candidate: Candidate, context: Context) -> Candidate:
             continue
         limit = context.policy[name]
         assert not isinstance(limit, tuple)  # no check takes a list of names
-        status, measured, message = check.evaluate(candidate, limit, context)
-        results.append(CheckResult(name, status, measured, limit, check.unit, message))
+        for shown, seen, seen_in in judged_as(name, candidate, context):
+            status, measured, message = check.evaluate(seen, limit, seen_in)
+            results.append(CheckResult(shown, status, measured, limit, check.unit, message))
     failed = [r for r in results if r.status is Status.FAIL]
     status = Status.FAIL if failed else Status.PASS
     reason = f"{failed[0].name}: {failed[0].message}" if failed else ""
@@ -250,10 +297,12 @@ def relaxed_policy(candidate: Candidate, context: Context) -> dict[str, Value]:
         if result.name == "runtime.stateless":
             relaxed["runtime.resets_state"] = True
             continue
-        check = CHECKS[result.name]
-        value = _passing_limit(check, result, candidate, context)
-        if value is not None:
-            relaxed[result.name] = value
+        key = policy_key(result.name)
+        judged = next((view for view in judged_as(key, candidate, context) if view[0] == result.name), None)
+        value = _passing_limit(CHECKS[key], result, *judged[1:]) if judged else None
+        if value is not None:  # of several outputs' values, the loosest: each output passes under it
+            loosest = max if CHECKS[key].bound == "max" else min
+            relaxed[key] = loosest(value, relaxed.get(key, value))
     return relaxed
 
 

@@ -107,6 +107,9 @@ class Method:
     # target without an operator's int16 kernel rules out "all" when the float model has it, and keeps such layers
     # out of "ranked" (Target.no_int16_kernel).
     int16_activations: str = ""
+    # It measures its own builds' metric change (Setup.metric_change) until the policy allows it: one metric, so not
+    # for a model with several outputs yet.
+    measures_itself: bool = False
 
 
 class NotApplicable(Exception):  # a reason, not a failure

@@ -14,7 +14,7 @@ from gate.escape import Trusted
 from gate.keys import duration, plain
 from gate.policy.checks import Context, deciding_samples_note
 from gate.policy.fidelity import interval_text
-from gate.policy.judge import CHECKS, relaxed_policy
+from gate.policy.judge import CHECKS, policy_key, relaxed_policy, worst_output
 from gate.reporting.compare import ModelChange, latency_change
 from gate.results import (
     Agreement,
@@ -25,6 +25,8 @@ from gate.results import (
     Interval,
     ModelResult,
     OnDevice,
+    OutputChange,
+    OutputScore,
     State,
     Status,
 )
@@ -187,6 +189,24 @@ def _fidelity(fidelity: Fidelity | None) -> str:
     return "; ".join(parts)
 
 
+def _worst_output(result: ModelResult) -> str:
+    """' (radius: the worst of 2 outputs)': whose figures a model with several outputs shows in one row; ''."""
+    candidate = result.candidate
+    if candidate is None or not candidate.per_output or result.provenance is None:
+        return ""
+    worst = candidate.per_output[worst_output(candidate.per_output, result.provenance.effective_policy)]
+    return f" ({worst.output}: the worst of {len(candidate.per_output)} outputs)"
+
+
+def _outputs_of(result: ModelResult, candidate: Candidate) -> list[tuple[OutputScore, OutputScore, OutputScore,
+                                                                          OutputChange]]:  # fmt: skip
+    """Each output's figures on the float model, the float32 .tflite and the candidate, with its change."""
+    if candidate.conversion is None or result.reference is None:
+        return []
+    sides = (result.float_per_output, result.reference.per_output, candidate.conversion.per_output)
+    return list(zip(*sides, candidate.per_output, strict=True))
+
+
 def _steps(step_seconds: dict[str, float]) -> str:
     """What a candidate's time went to: 'conversion 30.1 s, evaluation 2.0 s, latency 3.9 s'."""
     return ", ".join(f"{step} {seconds:.1f} s" for step, seconds in step_seconds.items())
@@ -244,7 +264,7 @@ def _failed_checks(checks: Sequence[CheckResult]) -> Trusted:
     return Trusted(
         "; ".join(
             f"{escape.markdown(c.name)} {escape.markdown(_figure(c.measured, c.unit))}{_judged_on_its_interval(c)} "
-            f"{relation[CHECKS[c.name].bound]} {escape.markdown(_figure(c.limit, c.unit))}"
+            f"{relation[CHECKS[policy_key(c.name)].bound]} {escape.markdown(_figure(c.limit, c.unit))}"
             for c in checks
             if c.status is Status.FAIL
         )
@@ -254,7 +274,7 @@ def _failed_checks(checks: Sequence[CheckResult]) -> Trusted:
 def _judged_on_its_interval(check: CheckResult) -> str:
     """', its interval's pessimistic end' when the figure meets the limit and the check failed on its interval
     (statistics.decide_on), so that '37.22 dB < 35 dB' is never written; its message says the end's value."""
-    measured, limit, bound = check.measured, check.limit, CHECKS[check.name].bound
+    measured, limit, bound = check.measured, check.limit, CHECKS[policy_key(check.name)].bound
     if not (isinstance(measured, float | int) and isinstance(limit, float | int)) or bound == "equal":
         return ""
     met = measured >= limit if bound == "min" else measured <= limit
@@ -368,6 +388,8 @@ FILTERS: dict[str, Callable[..., object]] = {
     "latency_cell": _latency_cell,
     "interval": _interval,
     "fidelity": _fidelity,
+    "worst_output": _worst_output,
+    "outputs_of": _outputs_of,
     "mermaid_label": _mermaid_label,
     "shape": _shape,
     "steps": _steps,

@@ -42,7 +42,9 @@ from gate.quantization.base import REFERENCE
 from gate.quantization.methods import METHODS
 from gate.readback import Refused, read_json
 from gate.reporting.compare import Baseline, Comparison
+from gate.reporting.verify_comparison import baseline_label, branch_name, check_comparison
 from gate.reporting.verify_figures import built_problem, fidelity_presence_problem
+from gate.reporting.verify_outputs import check_outputs
 from gate.results import (
     SCHEMA_VERSION,
     Candidate,
@@ -59,10 +61,6 @@ from gate.tasks import METRICS, TASKS
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
-# A branch name as GitHub Actions gives GITHUB_REF_NAME (a pull request's is "<number>/merge"): printable, no spaces,
-# short. A baseline's is read from a file written elsewhere and printed in the log and the comment: anything else
-# names it "base".
-_REF = re.compile(r"[A-Za-z0-9._/+-]{1,100}")
 # A step of a candidate's time: "conversion", "evaluation", "latency", or a method's own ("QAT training").
 _STEP = re.compile(r"[A-Za-z][A-Za-z0-9 -]{0,39}")
 
@@ -77,6 +75,7 @@ def check_result(result: ModelResult) -> None:
         raise ValueError(f"chosen: {result.chosen} is not the index of one of its {len(result.candidates)} candidates")
     _check_digests(result)
     _check_policy(result)
+    check_outputs(result)
     methods = [c.method for c in result.candidates]
     for index, candidate in enumerate(result.candidates):
         where = f"candidates[{index}]"
@@ -104,30 +103,6 @@ def check_result(result: ModelResult) -> None:
         raise ValueError(f"status: {result.status.value}, but its published candidate is {published.status.value}")
 
 
-def check_comparison(comparison: Comparison) -> None:
-    """Raise ValueError naming the first thing in a comparison read back that gate could not have written."""
-    for field in ("base_commit", "planned_base"):
-        if not _SHA1.fullmatch(getattr(comparison, field)) and getattr(comparison, field):
-            raise ValueError(f"{field}: {getattr(comparison, field)[:50]!r} is not a commit's full SHA")
-    ref = comparison.label.partition("@")[0]
-    if not _REF.fullmatch(ref) or comparison.label != baseline_label(ref, comparison.base_commit):
-        raise ValueError(f"label: {comparison.label[:50]!r} is not a branch name and the baseline's commit")
-    for index, change in enumerate(comparison.changes):
-        if problem := name_problem(change.name, loose_files=True):
-            raise ValueError(f"changes[{index}].name: {problem}")
-        for side in (change.base, change.head):
-            if side and (side.method not in (*METHODS, "") or side.metric not in (*METRICS, "")):
-                raise ValueError(f"changes[{index}]: method {side.method!r} or metric {side.metric!r} is unknown")
-            if side and any(v is not None and v < 0 for v in (side.macs, side.arena_bytes)):
-                raise ValueError(f"changes[{index}]: a MAC count or arena size is negative")
-            spread = side.p50_spread_ms if side else None
-            if spread is not None and not (math.isfinite(spread) and spread >= 0):  # it decides "within noise"
-                raise ValueError(f"changes[{index}]: p50 spread {spread!r} is not a duration")
-    for index, name in enumerate(comparison.unchanged):
-        if problem := name_problem(name, loose_files=True):
-            raise ValueError(f"unchanged[{index}]: {problem}")
-
-
 def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
     conversion = candidate.conversion
     assert conversion is not None
@@ -147,8 +122,9 @@ def _check_built(result: ModelResult, candidate: Candidate, where: str) -> None:
     figures = {
         "size_reduction_vs_source": result.source_bytes / size,
         "size_reduction_vs_float32": result.reference.artifact.size_bytes / size,
-        "metric_change": task.change(result.float_evaluation.value, conversion.evaluation.value),
     }
+    if not candidate.per_output:  # several outputs: gate.reporting.verify_outputs checks each and the worst
+        figures["metric_change"] = task.change(result.float_evaluation.value, conversion.evaluation.value)
     for field, value in figures.items():  # as computed, but for the last bits of a float evaluated again
         recorded = getattr(candidate, field)
         if recorded is None or not math.isclose(recorded, value, rel_tol=1e-9, abs_tol=1e-9):
@@ -403,10 +379,5 @@ def load_baseline(path: Path, *, warn: Callable[[str], None]) -> Baseline | None
         warn(f"gate: warning: ignoring the baseline: {exc}; the report shows no changes against the base branch")
         return None
     commit = report.source.commit if report.source and _SHA1.fullmatch(report.source.commit) else ""
-    ref = report.source.ref if report.source and _REF.fullmatch(report.source.ref) else "base"
+    ref = branch_name(report.source.ref) if report.source else "base"
     return Baseline(baseline_label(ref, commit), commit, {r.name: r for r in report.models})
-
-
-def baseline_label(ref: str, commit: str) -> str:
-    """How the report names a baseline: "main@3f2a1c9", or the branch alone when the baseline records no commit."""
-    return f"{ref}@{commit[:7]}" if commit else ref

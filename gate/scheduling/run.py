@@ -61,6 +61,7 @@ def job_for(model: ModelConfig, out_dir: Path, job_dir: Path) -> Job:
         policy=model.values,
         overrides=dict(manifest.overrides),
         override_reason=manifest.override_reason,
+        outputs=dict(manifest.outputs),
         out_dir=str(out_dir),
         log_path=str(out_dir / log_path(name)),
         result_path=str(job_dir / f"{len(name)}-{name}.result.json"),

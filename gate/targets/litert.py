@@ -212,13 +212,25 @@ def tflite_outputs(
     model_path: Path, data: Dataset, *, threads: int, batch_size: int = EVAL_BATCH, reset: bool = False
 ) -> tuple[np.ndarray, int]:
     """The dequantized outputs of a .tflite over the whole eval set (see evaluate_tflite), and the batch size used."""
+    by_name, batch_size = signature_outputs(model_path, data, threads=threads, batch_size=batch_size, reset=reset)
+    (scores,) = by_name.values()
+    return scores, batch_size
+
+
+def signature_outputs(
+    model_path: Path, data: Dataset, *, threads: int, batch_size: int = EVAL_BATCH, reset: bool = False
+) -> tuple[dict[str, np.ndarray], int]:
+    """Each dequantized output of a .tflite over the whole eval set, by its signature name, and the batch size used.
+
+    A model with several outputs calls them output_0, output_1...: gate.measurement.outputs says which Keras output
+    each one is.
+    """
     with runtime_errors(model_path, "run"):
         interpreter = _interpreter(model_path, threads)
         inputs, outputs = _signature_io(interpreter)
-        (output,) = outputs.values()
         if any(detail["shape_signature"][0] != -1 for detail in inputs.values()):
             batch_size = 1  # converted with a fixed batch of one
-        results = []
+        results: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
         current = None
         for start in range(0, data.samples, batch_size):
             batch = {name: array[start : start + batch_size] for name, array in data.inputs.items()}
@@ -233,9 +245,11 @@ def tflite_outputs(
             for name, detail in inputs.items():
                 interpreter.set_tensor(detail["index"], to_model_input(batch[name], detail))
             interpreter.invoke()
-            results.append(from_model_output(interpreter.get_tensor(output["index"]), output))
-    scores = np.concatenate(results)
-    refuse_non_finite_outputs(scores, data, f"{model_path.name}")
+            for name, output in outputs.items():
+                results[name].append(from_model_output(interpreter.get_tensor(output["index"]), output))
+    scores = {name: np.concatenate(parts) for name, parts in results.items()}
+    for name, values in scores.items():
+        refuse_non_finite_outputs(values, data, model_path.name if len(scores) == 1 else f"{model_path.name} ({name})")
     return scores, batch_size
 
 

@@ -1,0 +1,139 @@
+"""Gating a model with several outputs: each output scored by its own task, and judged under its own name.
+
+The reference stage maps each .tflite output to its Keras output (gate.measurement.outputs) and scores the Keras
+model per output; every file (the float32 .tflite and each candidate) is then scored per output (a Conversion's
+`per_output`), each candidate's change per output gets its interval, and the search ranks and stops on the worst
+output's (gate.policy.judge.worst_output). gate.gating.pipeline calls this module in place of the one-output steps.
+
+Not yet: a target other than LiteRT on this CPU and a file that keeps state between invokes are refused; QAT and
+the methods that measure their own builds on one metric (int8-float-fallback, int8-int16-layers) are skipped with a
+reason; the diagnosis (the layer ranking) does not run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gate.errors import ModelError
+from gate.files import write_atomic
+from gate.frontends.base import PREDICT_BATCH, OutputSpec
+from gate.measurement.outputs import Outputs, map_outputs, output_changes, score_outputs
+from gate.policy.judge import worst_output
+from gate.quantization.base import REFERENCE
+from gate.quantization.methods import METHODS
+from gate.results import Conversion, ModelResult, OutputChange
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gate.frontends.base import Dataset, LoadedModel
+    from gate.gating.search import Workbench
+    from gate.gating.stages import Inspected, Loaded, Referenced
+    from gate.layout import ModelOutputs
+    from gate.policy.config import Settings
+
+NOT_YET = "the model has several outputs, and gate does not {} for several yet"
+
+
+def keras_outputs(model: LoadedModel, data: Dataset) -> dict[str, np.ndarray]:
+    """The Keras model's outputs on the eval set, by Keras output name."""
+    from gate.targets.litert import refuse_non_finite_outputs
+
+    assert model.predict_each is not None  # a Keras 3 model with several outputs (gate.frontends.keras)
+    batches = [
+        model.predict_each({name: array[start : start + PREDICT_BATCH] for name, array in data.inputs.items()})
+        for start in range(0, data.samples, PREDICT_BATCH)
+    ]
+    outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+    for name, values in outputs.items():
+        refuse_non_finite_outputs(values, data, f"the float model (output '{name}')")
+    return outputs
+
+
+def reference(
+    inspected: Inspected, loaded: Loaded, staged: ModelOutputs, settings: Settings, specs: tuple[OutputSpec, ...]
+) -> Referenced:
+    """The reference stage of a model with several outputs: the mapping, the Keras model's and the float32 file's
+    scores per output."""
+    from gate.gating.stages import Referenced
+    from gate.quantization.convert import convert
+    from gate.targets.litert import signature_outputs
+
+    if settings.target != "litert":
+        raise ModelError(f"{inspected.files.model}: {NOT_YET.format(f'measure on {settings.target}')}")
+    data = loaded.eval_data
+    keras = keras_outputs(loaded.model, data)
+    if list(keras) != [spec.name for spec in specs]:
+        raise ModelError(
+            f"{inspected.files.model}: Keras names its outputs {', '.join(keras)}, but its config "
+            f"{', '.join(spec.name for spec in specs)}; re-save the model with model.save()"
+        )
+    path = staged.artifact(REFERENCE)
+    write_atomic(path, convert(loaded.model.saved_model_dir, method=REFERENCE).tflite)
+    by_tensor, _batch = signature_outputs(path, data, threads=_threads())
+    tensors = map_outputs(keras, by_tensor, where=str(inspected.files.model))
+    float32 = {name: by_tensor[tensor] for name, tensor in tensors.items()}
+    float_scores = score_outputs(keras, specs, data, float32=float32, batch_size=PREDICT_BATCH)
+    outputs = Outputs(specs, tensors, float32, float_scores, settings.confidence)
+    conversion = describe(outputs, REFERENCE, path, data, staged)
+    return Referenced(float_scores[0].evaluation, conversion, path, None, data, outputs)
+
+
+def describe(outputs: Outputs, method: str, path: Path, data: Dataset, staged: ModelOutputs) -> Conversion:
+    """A file as LiteRT runs it, scored per output; its `evaluation` is its first output's until the search knows
+    which is its worst."""
+    from gate.discover import digest
+    from gate.targets.graph import macs_of
+    from gate.targets.litert import describe as describe_file
+    from gate.targets.litert import signature_outputs, variable_tensors
+
+    if variable_tensors(path):
+        raise ModelError(f"{path.name}: keeps state between invokes; {NOT_YET.format('measure such a file')}")
+    inputs, tensor_info, float_ops = describe_file(path)
+    by_tensor, batch_size = signature_outputs(path, data, threads=_threads())
+    values = {name: by_tensor[tensor] for name, tensor in outputs.tensors.items()}
+    compared = None if method == REFERENCE else outputs.tensors  # a candidate's fidelity to the float32 file
+    scores = score_outputs(values, outputs.specs, data, float32=outputs.float32, batch_size=batch_size,
+                           tensors=compared, confidence=outputs.confidence)  # fmt: skip
+    return Conversion(method, digest(path, staged.root), inputs, tensor_info, float_ops, scores[0].evaluation, None,
+                      macs=macs_of(path), per_output=scores)  # fmt: skip
+
+
+def workbench(bench: Workbench, outputs: Outputs, data: Dataset, staged: ModelOutputs) -> Workbench:
+    """The search's workbench for a model with several outputs: files scored per output, changes per output, and
+    the methods that train or search on one metric skipped with a reason."""
+
+    def changes(conversion: Conversion) -> tuple[OutputChange, ...]:
+        return output_changes(outputs.float_scores, conversion.per_output, data, confidence=outputs.confidence)
+
+    def cannot_run(method: str) -> str:
+        if METHODS[method].needs_training_data or METHODS[method].measures_itself:
+            return "it trains or searches on one metric, and gate does not do so for a model with several outputs yet"
+        return bench.cannot_run(method)
+
+    return dataclasses.replace(
+        bench,
+        setup=dataclasses.replace(bench.setup, metric_change=None, allowed_change=None, training=None),
+        describe=lambda method, path: describe(outputs, method, path, data, staged),
+        output_changes=changes,
+        cannot_run=cannot_run,
+    )
+
+
+def finished(result: ModelResult, outputs: Outputs) -> ModelResult:
+    """The model's result, its summary figures (task, float metric) those of the published candidate's worst output."""
+    published = result.candidate
+    assert published is not None and result.reference is not None and result.provenance is not None
+    at = worst_output(published.per_output, result.provenance.effective_policy)
+    reference = dataclasses.replace(result.reference, evaluation=result.reference.per_output[at].evaluation)
+    float_evaluation = outputs.float_scores[at].evaluation
+    return dataclasses.replace(result, task=outputs.specs[at].task, float_evaluation=float_evaluation,
+                               reference=reference, float_per_output=outputs.float_scores)  # fmt: skip
+
+
+def _threads() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,546 @@
+"""A model with several outputs: which .tflite output is which Keras output (gate.measurement.outputs), proven by
+value on the same inputs with the real converter and LiteRT, and refused when ambiguous."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gate.errors import ModelError
+from gate.frontends.base import Dataset
+from gate.measurement.outputs import map_outputs
+from gate.quantization.base import Setup
+from gate.quantization.convert import convert
+from gate.results import DataInfo, Evaluation, FileDigest, Status
+from gate.targets.litert import signature_outputs
+
+PROBE = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+
+
+def two_heads(*, identical: bool = False):  # noqa: ANN201 - a Keras model
+    """Layer `class` is built first, but Keras lists the outputs as returned: value, then class."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,), name="features")
+    hidden = keras.layers.Dense(16, activation="relu", name="trunk")(inputs)
+    klass = keras.layers.Dense(3, activation="softmax", name="class")(hidden)
+    value = keras.layers.Dense(3 if identical else 1, activation="softmax" if identical else None, name="value")(hidden)
+    model = keras.Model(inputs, [value, klass])
+    if identical:
+        model.get_layer("value").set_weights(model.get_layer("class").get_weights())
+    return model
+
+
+def converted(model, tmp_path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:  # noqa: ANN001
+    """The Keras outputs by name, and the float32 and int8 .tflite's by signature name, all on PROBE."""
+    import keras
+
+    archive = keras.export.ExportArchive()  # as gate.frontends.keras exports a Keras 3 model: a list endpoint
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default",
+        lambda x: model(x, training=False),
+        input_signature=[keras.InputSpec(shape=(None, 6), dtype="float32", name="features")],
+    )
+    archive.write_out(str(tmp_path / "saved_model"), verbose=False)
+    data = Dataset({"features": PROBE}, None, DataInfo(FileDigest("eval.npz", 0, ""), len(PROBE)), Path("eval.npz"))
+    runs = {}
+    for method, setup in (("float32", Setup()), ("int8", Setup(calibration={"features": PROBE}))):
+        path = tmp_path / f"{method}.tflite"
+        path.write_bytes(convert(tmp_path / "saved_model", method=method, setup=setup).tflite)
+        runs[method] = signature_outputs(path, data, threads=1)[0]
+    keras_values = dict(zip(model.output_names, (np.asarray(v) for v in model(PROBE, training=False)), strict=True))
+    return keras_values, runs["float32"], runs["int8"]
+
+
+@pytest.mark.slow  # real conversions
+def test_outputs_in_another_order_than_keras_are_mapped_by_value(tmp_path: Path) -> None:
+    keras_values, float32, int8 = converted(two_heads(), tmp_path)
+    assert list(keras_values) == ["value", "class"]
+    mapping = map_outputs(keras_values, float32, where="m")
+    assert list(mapping) == ["value", "class"] and set(mapping.values()) == {"output_0", "output_1"}
+    for keras_name, tflite_name in mapping.items():
+        np.testing.assert_allclose(float32[tflite_name], keras_values[keras_name], rtol=1e-4, atol=1e-5)
+    # An int8 candidate from the same SavedModel has the same signature names and shapes: the mapping holds for it.
+    assert {name: v.shape for name, v in int8.items()} == {name: v.shape for name, v in float32.items()}
+    assert np.abs(int8[mapping["class"]] - keras_values["class"]).max() < 0.1
+
+
+@pytest.mark.slow  # real conversions
+def test_two_identical_heads_are_refused(tmp_path: Path) -> None:
+    keras_values, float32, _ = converted(two_heads(identical=True), tmp_path)
+    with pytest.raises(ModelError) as error:
+        map_outputs(keras_values, float32, where="models/two_head/model.keras")
+    first = next(iter(float32))
+    assert str(error.value) == (
+        "models/two_head/model.keras: Keras outputs 'value' and 'class' are equal on all 40 eval samples, so gate "
+        f"cannot tell which .tflite output ('{first}') is which; if the heads compute the same thing, export one of "
+        "them; otherwise add eval samples on which they differ"
+    )
+
+
+def test_outputs_of_one_shape_are_told_apart_by_value_whatever_the_order_of_their_names() -> None:
+    # Twelve outputs: sorted names put output_10 before output_2; the mapping must not depend on that order.
+    rng = np.random.default_rng(2)
+    keras_values = {f"head{i}": rng.normal(size=(8, 2)) for i in range(12)}
+    rotated = {f"output_{(i + 5) % 12}": keras_values[f"head{i}"].astype(np.float32) + 1e-7 for i in range(12)}
+    tflite = dict(sorted(rotated.items()))  # as LiteRT lists a signature's outputs: by name
+    assert map_outputs(keras_values, tflite, where="m") == {f"head{i}": f"output_{(i + 5) % 12}" for i in range(12)}
+
+
+@pytest.mark.parametrize(
+    ("keras_values", "tflite", "message"),
+    [
+        (  # equal values of another shape are no match
+            {"a": np.ones((4, 3))},
+            {"output_0": np.ones((4, 3, 1))},
+            "m: float32 .tflite output 'output_0' (3, 1) equals no Keras output on the 4 eval samples (closest: 'a' "
+            "(3,), relative difference inf); the conversion changed the model: report it as a gate bug",
+        ),
+        (
+            {"a": np.ones((5, 2)), "b": np.ones((5, 2)) * 3},
+            {"output_0": np.ones((5, 2)), "output_1": np.ones((5, 2)) * 2},
+            "m: float32 .tflite output 'output_1' (2,) equals no Keras output on the 5 eval samples (closest: 'b' "
+            "(2,), relative difference 0.333); the conversion changed the model: report it as a gate bug",
+        ),
+        (
+            {"a": np.ones((5, 2)), "b": np.ones((5, 2)) * 7},
+            {"output_0": np.ones((5, 2)), "output_1": np.ones((5, 2))},
+            "m: no .tflite output equals Keras output 'b'; several .tflite outputs equal the same Keras output on the "
+            "eval samples, so gate cannot map them: report it as a gate bug",
+        ),
+        (
+            {"a": np.ones((2, 1)), "b": np.ones((2, 1))},
+            {"output_0": np.ones((2, 1))},
+            "m: the Keras model has 2 output(s) (a, b) but its float32 .tflite has 1 (output_0); the conversion "
+            "changed the model: report it as a gate bug",
+        ),
+    ],
+)
+def test_a_mapping_that_cannot_be_proven_is_refused(keras_values: dict, tflite: dict, message: str) -> None:
+    with pytest.raises(ModelError) as error:
+        map_outputs(keras_values, tflite, where="m")
+    assert str(error.value) == message
+
+
+@pytest.fixture(scope="module")
+def two_head_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("two_head") / "model.keras"
+    two_heads().save(path)
+    return path
+
+
+CLASSES = np.array([0, 1, 2, 1] * 10)
+
+
+@pytest.mark.parametrize(
+    ("toml", "arrays", "problems"),
+    [
+        (
+            '[outputs.class]\ntask = "classification"\n[outputs.valeu]\ntask = "regression"\n',
+            {"y.class": CLASSES},
+            ["{manifest}: [outputs.valeu]: the model has no output 'valeu' (did you mean 'value'?); its outputs are "
+             "value, class"],
+        ),
+        (
+            '[outputs.class]\ntask = "classification"\n',
+            {"y": CLASSES},
+            ["{eval}: holds y, but the model has several outputs, whose labels are stored as y.<output name> "
+             "(y.class); rename it",
+             "{eval}: no array 'y.class'; add the labels the classification task scores output 'class' by: class "
+             "indices or one-hot rows"],
+        ),
+        (
+            '[outputs.class]\ntask = "classification"\n[outputs.value]\ntask = "regression"\n',
+            {"y.class": CLASSES + 0.5, "y.value": np.zeros((40, 2))},
+            ["{eval}: y.value has shape (40, 2); the model has 1 output(s), so expected (samples, 1)",
+             "{eval}: y.class holds non-integer values; classification needs class indices (for a regression model "
+             'set task = "regression" in gate.toml)'],
+        ),
+        (
+            '[outputs.class]\ntask = "classification"\n',
+            {"y.class": CLASSES, "y.value": np.zeros(40)},
+            ["{eval}: holds y.value, but output 'value' is scored by fidelity, which reads no labels; remove it, or "
+             "give the output a task in gate.toml's [outputs.value]"],
+        ),
+        (
+            '[outputs.class]\ntask = "classification"\n',
+            {"y.class": CLASSES[:30]},
+            ["{eval}: arrays hold different numbers of samples (x has 40, y.class has 30); every array needs one row "
+             "per sample"],
+        ),
+    ],
+)  # fmt: skip
+@pytest.mark.slow  # builds a Keras model
+def test_validate_checks_each_output_its_table_and_its_labels(
+    workspace: Path, two_head_file: Path, capsys, toml: str, arrays: dict, problems: list[str]
+) -> None:
+    from gate.commands.validate import validate
+
+    folder = workspace / "models" / "two_head"
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(two_head_file.read_bytes())
+    (folder / "gate.toml").write_text(toml)
+    np.savez(folder / "eval.npz", x=PROBE, **arrays)
+    np.savez(folder / "calib.npz", x=PROBE)
+    assert validate([folder], policies_dir=workspace / "policies") == 2
+    where = {"manifest": folder / "gate.toml", "eval": folder / "eval.npz"}
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:-1] == [problem.format(**where) for problem in problems]
+    # Put right, it is valid: an output without a table (value) is scored by fidelity and needs no labels.
+    (folder / "gate.toml").write_text('[outputs.class]\ntask = "classification"\n')
+    np.savez(folder / "eval.npz", x=PROBE, **{"y.class": CLASSES})
+    assert validate([folder], policies_dir=workspace / "policies") == 0
+
+
+def test_output_tables_are_refused_for_a_model_with_one_output(workspace: Path, capsys) -> None:
+    from gate.commands.validate import validate
+
+    folder = workspace / "models" / "healthy"
+    (folder / "gate.toml").write_text('[outputs.class]\ntask = "classification"\n')
+    assert validate([folder], policies_dir=workspace / "policies") == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{folder / 'gate.toml'}: [outputs.class]: [outputs.<name>] tables are for a Keras model file that declares "
+        "several outputs, and this one does not; set task instead"
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "problems"),
+    [
+        ('[outputs.class]\ntask = "clasification"\ncolour = 1\n[outputs.value]\n',
+         ["{p}: outputs.class: unknown key 'colour'; allowed keys: task",
+          "{p}: outputs.class: task: expected one of classification, regression, anomaly, fidelity, got "
+          "'clasification' (did you mean 'classification'?)",
+          "{p}: outputs.value: no task; add task = one of classification, regression, anomaly, fidelity"]),
+        ('outputs = "class"\n', ["{p}: outputs: expected a table such as [outputs.class] task = \"classification\", "
+                                 "got 'class'"]),
+        ('[outputs]\nclass = "classification"\n',
+         ["{p}: outputs: class: expected a table [outputs.class] with task = \"...\", got 'classification'"]),
+        ('task = "regression"\n[outputs.class]\ntask = "classification"\n',
+         ["{p}: task and [outputs.<name>] tables: a model with several outputs names the task of each in its table; "
+          "remove task"]),
+    ],
+)  # fmt: skip
+def test_output_tables_are_validated_in_gate_toml(tmp_path: Path, toml: str, problems: list[str]) -> None:
+    from gate.policy.config import parse_manifest
+
+    path = tmp_path / "gate.toml"
+    path.write_text(toml)
+    with pytest.raises(ModelError) as error:
+        parse_manifest(path, ["default"])
+    assert str(error.value).splitlines() == [problem.format(p=path) for problem in problems]
+
+
+def test_output_tables_become_tasks_by_output_name(tmp_path: Path) -> None:
+    from gate.policy.config import parse_manifest
+
+    path = tmp_path / "gate.toml"
+    path.write_text('[outputs.class]\ntask = "classification"\n[outputs.value]\ntask = "regression"\n')
+    assert parse_manifest(path, ["default"]).outputs == {"class": "classification", "value": "regression"}
+
+
+@pytest.mark.slow  # real conversions
+def test_each_output_is_scored_by_its_task_as_numpy_and_scikit_learn_compute_it_from_the_tflite_outputs(
+    tmp_path: Path,
+) -> None:
+    from sklearn.metrics import accuracy_score, mean_absolute_error
+
+    from gate.frontends.base import OutputSpec
+    from gate.measurement.outputs import output_changes, score_outputs
+    from gate.policy.judge import worst_output
+
+    model = two_heads()
+    keras_values, float32, int8 = converted(model, tmp_path)
+    mapping = map_outputs(keras_values, float32, where="m")
+    rng = np.random.default_rng(3)
+    classes, targets = rng.integers(0, 3, len(PROBE)), rng.normal(size=len(PROBE))
+    info = DataInfo(FileDigest("eval.npz", 0, ""), len(PROBE))
+    data = Dataset({"features": PROBE}, None, info, Path("eval.npz"), {"class": classes, "value": targets})
+    specs = (OutputSpec("value", "regression", 1, "linear"), OutputSpec("class", "classification", 3, "softmax"))
+    by_keras_name = {name: int8[tensor] for name, tensor in mapping.items()}
+    reference = {name: float32[tensor] for name, tensor in mapping.items()}
+    value, klass = score_outputs(by_keras_name, specs, data, float32=reference, batch_size=64, tensors=mapping)
+
+    q_class, f_class, q_value = int8[mapping["class"]], float32[mapping["class"]], int8[mapping["value"]]
+    assert (klass.output, klass.task, klass.tensor) == ("class", "classification", mapping["class"])
+    assert klass.evaluation.value == pytest.approx(accuracy_score(classes, q_class.argmax(axis=1)) * 100)
+    assert value.evaluation.value == pytest.approx(mean_absolute_error(targets, q_value[:, 0]))
+    agreement = np.mean(q_class.argmax(axis=1) == f_class.argmax(axis=1)) * 100
+    assert klass.fidelity is not None and klass.fidelity.top1_agreement == pytest.approx(agreement)
+    for score in (value, klass):
+        f, q = reference[score.output].astype(np.float64), by_keras_name[score.output].astype(np.float64)
+        assert score.fidelity is not None
+        assert score.fidelity.snr_db == pytest.approx(10 * np.log10(np.sum(f**2) / np.sum((q - f) ** 2)), abs=1e-5)
+    assert value.fidelity is not None and value.fidelity.top1_agreement is None  # a linear unit is no class scores
+
+    # Against the Keras model: each output's change in its task's unit, and the worst in its task's terms.
+    float_scores = score_outputs(keras_values, specs, data, float32=reference, batch_size=64)
+    assert all(score.fidelity is None for score in float_scores)
+    changes = output_changes(float_scores, (value, klass), data, confidence=0.95)
+    keras_mae = mean_absolute_error(targets, keras_values["value"][:, 0])
+    keras_accuracy = accuracy_score(classes, keras_values["class"].argmax(axis=1)) * 100
+    assert changes[0].metric_change == pytest.approx((value.evaluation.value - keras_mae) / keras_mae * 100)
+    assert changes[1].metric_change == pytest.approx(klass.evaluation.value - keras_accuracy)
+    assert all(c.metric_change_interval is not None for c in changes)
+    losses = [changes[0].metric_change, -changes[1].metric_change]  # MAE: a rise is worse; accuracy: a drop
+    assert worst_output(changes, {}) == losses.index(max(losses))
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({}, "value"),  # no limits: the larger loss, 4 (% of MAE) against 3 (pts)
+        ({"accuracy.max_drop": 2.0, "mae.max_increase": 10.0}, "class"),  # 3/2 of its allowance against 4/10
+        ({"accuracy.max_drop": 20.0, "mae.max_increase": 10.0}, "value"),  # 3/20 against 4/10
+    ],
+)
+def test_the_worst_output_is_the_one_that_uses_most_of_what_the_policy_allows(policy: dict, expected: str) -> None:
+    from gate.policy.judge import worst_output
+    from gate.results import OutputChange
+
+    changes = (OutputChange("value", "regression", 4.0, None), OutputChange("class", "classification", -3.0, None))
+    assert changes[worst_output(changes, policy)].output == expected
+
+
+def two_output_result(*, class_accuracy: float = 93.0, value_mae: float = 0.52, policy: dict | None = None):  # noqa: ANN201
+    """A two-output model's result as gate could have written it: each output scored, changed and judged."""
+    import dataclasses
+
+    import factories
+
+    from gate.policy.checks import Context
+    from gate.policy.judge import judge, worst_output
+    from gate.results import Fidelity, OutputChange, OutputScore
+
+    policy = policy or {**factories.DEFAULT_POLICY, "mae.max_increase": 10.0, "fidelity.min_snr_db": 20.0}
+    samples = factories.EVAL_SAMPLES
+    fidelity = Fidelity(samples, None, None, "its last activation is linear, not softmax or sigmoid", 25.0, None, False)
+
+    def scores(mae: float, accuracy: float, *, built: bool) -> tuple[OutputScore, ...]:
+        value = Evaluation("mae", mae, samples, 64, (0.5, 0.5, 0.5, 0.5))
+        klass = Evaluation("accuracy", accuracy, samples, 64, (1.0, 1.0, 1.0, 0.0))
+        return (
+            OutputScore("value", "regression", "output_0" if built else "", value, fidelity if built else None),
+            OutputScore("class", "classification", "output_1" if built else "", klass, None),
+        )
+
+    result = factories.model_result(policy=policy)
+    float_scores = scores(0.5, 96.0, built=False)
+    candidate = result.candidates[0]
+    assert candidate.conversion is not None and result.reference is not None
+    quantized = scores(value_mae, class_accuracy, built=True)
+    changes = (
+        OutputChange("value", "regression", (value_mae - 0.5) / 0.5 * 100, None),
+        OutputChange("class", "classification", class_accuracy - 96.0, None),
+    )
+    at = worst_output(changes, policy)
+    conversion = dataclasses.replace(candidate.conversion, per_output=quantized, evaluation=quantized[at].evaluation)
+    candidate = dataclasses.replace(
+        candidate, conversion=conversion, per_output=changes, metric_change=changes[at].metric_change
+    )
+    reference = dataclasses.replace(result.reference, per_output=scores(0.5, 96.0, built=False))
+    judged = judge(candidate, Context(policy, quantized[at].task, reference))
+    return dataclasses.replace(
+        result, task=quantized[at].task, float_evaluation=float_scores[at].evaluation, reference=reference,
+        candidates=(judged,), status=judged.status, float_per_output=float_scores,
+    )  # fmt: skip
+
+
+def test_each_output_is_judged_by_its_task_check_and_the_fidelity_checks_under_its_own_name() -> None:
+    from gate.policy.checks import Context
+    from gate.policy.judge import relaxed_policy
+
+    result = two_output_result()
+    (candidate,) = result.candidates
+    assert [(c.name, c.status.value, c.measured) for c in candidate.checks if "(" in c.name] == [
+        ("accuracy.max_drop (class)", "FAIL", 3.0),
+        ("mae.max_increase (value)", "PASS", 4.0),
+        ("fidelity.min_snr_db (value)", "PASS", 25.0),
+        # An output without fidelity figures fails a fidelity check the policy sets: gate cannot vouch for it.
+        ("fidelity.min_snr_db (class)", "FAIL", None),
+    ]
+    assert candidate.status.value == "FAIL" and candidate.reason.startswith(
+        "accuracy.max_drop (class): accuracy dropped 3.00 pts (allowed drop ≤ 2)"
+    )
+    assert "accuracy.max_drop" not in [c.name for c in candidate.checks]  # no check of the model as a whole
+    assert candidate.metric_change == -3.0  # the worst output's: 3 of 2 allowed points, against 4 of 10 percent
+    policy = result.provenance.effective_policy
+    relaxed = relaxed_policy(candidate, Context(policy, result.task, result.reference))
+    assert relaxed == {"accuracy.max_drop": 3.0}
+
+
+def test_a_two_output_result_reads_back_and_a_forged_one_is_refused() -> None:
+    import dataclasses
+
+    from gate.encoding import load_result
+    from gate.reporting.verify import check_result
+    from gate.results import ModelResult
+
+    result = two_output_result()
+    check_result(load_result(ModelResult, result.to_json()))  # accepted as written
+    (candidate,) = result.candidates
+    assert candidate.conversion is not None
+    forged_name = dataclasses.replace(candidate.conversion.per_output[0], output="../../etc")
+    forgeries = {
+        r"per_output\[0\]: '\.\./\.\./etc' or 'output_0' is not a plain name": dataclasses.replace(
+            result,
+            candidates=(dataclasses.replace(candidate, conversion=dataclasses.replace(
+                candidate.conversion, per_output=(forged_name, candidate.conversion.per_output[1]))),),
+        ),
+        "float_per_output: names an output twice": dataclasses.replace(
+            result, float_per_output=(result.float_per_output[0],) * 2
+        ),
+        r"per_output\[1\]: its change does not follow": dataclasses.replace(result, candidates=(dataclasses.replace(
+            candidate, per_output=(candidate.per_output[0], dataclasses.replace(candidate.per_output[1],
+                                                                                metric_change=0.0))),)),
+        r"says PASS \(.*accuracy.max_drop \(class\) FAIL": dataclasses.replace(
+            result, status=Status.PASS, candidates=(dataclasses.replace(candidate, status=Status.PASS, reason=""),)
+        ),
+        "are not its worst output's": dataclasses.replace(result, candidates=(dataclasses.replace(
+            candidate, metric_change=candidate.per_output[0].metric_change),)),
+        "34 outputs; a model with several has 2 to 32": dataclasses.replace(
+            result, float_per_output=result.float_per_output * 17
+        ),
+    }  # fmt: skip
+    for message, forged in forgeries.items():
+        with pytest.raises(ValueError, match=message):
+            check_result(load_result(ModelResult, forged.to_json()))
+
+
+@pytest.mark.slow  # a real gate run
+def test_gate_check_gates_the_bundled_two_output_model_per_output(tmp_path: Path) -> None:
+    """Each output's figures in the report equal scikit-learn's on the published .tflite's own outputs, run here."""
+    import shutil
+
+    from ai_edge_litert.interpreter import Interpreter
+    from helpers import REPO, run_gate
+    from sklearn.metrics import accuracy_score, mean_absolute_error
+
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    shutil.copytree(REPO / "models" / "two_head", tmp_path / "models" / "two_head")
+    run = run_gate("check", "--out", "out", cwd=tmp_path)
+    assert run.exit_code == 0, run.stderr
+    model = run.model("two_head")
+    published = model["candidates"][model["chosen"]]
+    names = [check["name"] for check in published["checks"]]
+    assert {"accuracy.max_drop (diagnosis)", "mae.max_increase (radius)", "fidelity.min_snr_db (radius)"} <= set(names)
+    assert "accuracy.max_drop" not in names and "mae.max_increase" not in names
+    assert [o["output"] for o in model["float_per_output"]] == ["radius", "diagnosis"]  # Keras' order
+
+    with np.load(tmp_path / "models" / "two_head" / "eval.npz") as data:
+        x, classes, radius = data["x"], data["y.diagnosis"], data["y.radius"]
+    runner = Interpreter(
+        model_path=str(run.out_dir / published["conversion"]["artifact"]["path"])
+    ).get_signature_runner()
+    (detail,) = runner.get_input_details().values()
+    scale, zero = detail["quantization"]
+    outputs = runner(features=np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8))
+    dequantized = {}
+    for name, values in outputs.items():
+        out_scale, out_zero = runner.get_output_details()[name]["quantization"]
+        dequantized[values.shape[1]] = (values.astype(np.float64) - out_zero) * out_scale  # radius: 1 wide; 2 classes
+    scores = {o["output"]: o["evaluation"]["value"] for o in published["conversion"]["per_output"]}
+    assert scores["diagnosis"] == pytest.approx(accuracy_score(classes, dequantized[2].argmax(axis=1)) * 100)
+    assert scores["radius"] == pytest.approx(mean_absolute_error(radius, dequantized[1][:, 0]), rel=1e-5)
+    tensors = {o["output"]: o["tensor"] for o in published["conversion"]["per_output"]}
+    assert outputs[tensors["radius"]].shape[1] == 1 and outputs[tensors["diagnosis"]].shape[1] == 2
+    assert "`accuracy.max_drop (diagnosis)`" in run.markdown
+
+
+def test_the_report_names_the_worst_output_in_the_summary_and_shows_every_output() -> None:
+    import dataclasses
+
+    from gate.reporting.markdown import render_markdown
+
+    result = two_output_result()
+    text = render_markdown([result])
+    summary = next(line for line in text.splitlines() if line.startswith("| digits |"))
+    assert "accuracy (class: the worst of 2 outputs) 96.00% → 93.00% (−3.00 pts)" in summary
+    assert "FAIL: accuracy.max_drop (class) 3 pts > 2 pts" in summary  # the failed check, named after its output
+    assert "| output value (regression): mae | 0.5 | 0.5 | 0.52 (+4.00% vs float); vs float32: SNR 25.00 dB |" in text
+    assert "| output class (classification): accuracy | 96.00% | 96.00% | 93.00% (−3.00 pts vs float); " in text
+    # An output's name comes from the model file: escaped where it is written.
+    (candidate,) = result.candidates
+    assert candidate.conversion is not None
+    hostile = "x](https://evil.example)"
+    renamed = dataclasses.replace(candidate.conversion.per_output[1], output=hostile)
+    conversion = dataclasses.replace(candidate.conversion, per_output=(candidate.conversion.per_output[0], renamed))
+    forged = dataclasses.replace(result, candidates=(dataclasses.replace(candidate, conversion=conversion),))
+    assert hostile not in render_markdown([forged])
+
+
+@pytest.mark.slow  # builds a tf-keras model
+def test_a_tf_keras_model_with_several_outputs_is_refused_with_what_to_do(workspace: Path, capsys) -> None:
+    import tf_keras
+
+    from gate.commands.validate import validate
+
+    folder = workspace / "models" / "legacy"
+    folder.mkdir()
+    inputs = tf_keras.Input((6,), name="features")
+    heads = [tf_keras.layers.Dense(3, name="class")(inputs), tf_keras.layers.Dense(1, name="value")(inputs)]
+    tf_keras.Model(inputs, heads).save(folder / "model.h5")
+    np.savez(folder / "eval.npz", x=PROBE, **{"y.class": CLASSES})
+    (folder / "gate.toml").write_text('[outputs.class]\ntask = "classification"\n')
+    assert validate([folder], policies_dir=workspace / "policies") == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{folder / 'model.h5'}: the model has 2 outputs; gate gates several outputs of a Keras 3 model.keras only, "
+        "for now: save it with Keras 3's model.save('model.keras'), or export one model per output"
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "tasks", "message"),
+    [
+        (("class head", "value"), {}, "m.keras: output 'class head' has a name gate cannot use as y.<name> and in its "
+         "checks' names; name its layer with letters, digits, '_', '.' and '-' only (at most 128)"),
+        (tuple(f"head{i}" for i in range(33)), {}, "m.keras: the model has 33 outputs; gate gates at most 32"),
+        (("class", "value"), {"valeu": "regression", "klass": "classification"},
+         "gate.toml: [outputs.valeu]: the model has no output 'valeu' (did you mean 'value'?); its outputs are class, "
+         "value\ngate.toml: [outputs.klass]: the model has no output 'klass' (did you mean 'class'?); its outputs are "
+         "class, value"),
+    ],
+)  # fmt: skip
+def test_the_outputs_a_config_declares_are_checked_before_anything_is_loaded(
+    names: tuple[str, ...], tasks: dict, message: str
+) -> None:
+    from gate.gating.data import output_specs
+    from gate.inspection import InputInfo, Inspection, Signature
+    from gate.inspection.signature import OutputInfo
+
+    signature = Signature((InputInfo("x", (6,), "float32"),), None, None, tuple(OutputInfo(n, 1, None) for n in names))
+    inspection = Inspection("keras", "keras", "3.15.1", (), False, (), signature)
+    with pytest.raises(ModelError) as error:
+        output_specs(inspection, tasks, manifest="gate.toml", model_file="m.keras")
+    assert str(error.value) == message
+
+
+def test_qat_and_the_methods_that_search_on_one_metric_are_skipped_for_several_outputs_with_a_reason() -> None:
+    import factories
+
+    from gate.gating import several
+    from gate.gating.search import Workbench, skip_reason
+    from gate.measurement.outputs import Outputs
+    from gate.quantization.base import Setup
+
+    reference = factories.conversion("float32", dtype="float32")
+    bench = Workbench(
+        policy={}, task="classification", source_bytes=1, float_evaluation=reference.evaluation, reference=reference,
+        integer_inputs=False, setup=Setup(), build=None, save=None, describe=None, time_latency=None, interval=None,
+    )  # type: ignore[arg-type]  # fmt: skip
+    outputs = Outputs((), {}, {}, (), 0.95)
+    for_several = several.workbench(bench, outputs, None, None)  # type: ignore[arg-type]
+    reasons = {
+        method: skip_reason(method, for_several, has_calibration=True, has_training=True)
+        for method in ("qat-int8", "int8-float-fallback", "int8-int16-layers", "int8", "int16x8")
+    }
+    one_metric = "it trains or searches on one metric, and gate does not do so for a model with several outputs yet"
+    assert reasons == {
+        "qat-int8": one_metric, "int8-float-fallback": one_metric, "int8-int16-layers": one_metric, "int8": "",
+        "int16x8": "",
+    }  # fmt: skip
+    assert skip_reason("qat-int8", bench, has_calibration=True, has_training=True) == ""  # one output: trains
