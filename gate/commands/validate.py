@@ -20,6 +20,7 @@ from gate.discover import find_model_folders
 from gate.errors import ConfigError, ModelError
 from gate.escape import terminal
 from gate.policy.config import ModelConfig, configure_model, load_policies
+from gate.scheduling.run import custom_code_problem
 
 HELP = "check every policy, gate.toml, model file and data file that can be checked without TensorFlow"
 NOT_CHECKED = "loading the model, its conversion and the eval run are not checked (gate check does them)"
@@ -55,6 +56,8 @@ def validate(model_dirs: Sequence[Path], *, policies_dir: Path) -> int:
         configured = configure_model(folder, policies, policy_names=policy_names)
         if isinstance(configured, ModelConfig):
             try:
+                if problem := custom_code_problem(configured):
+                    raise ModelError(problem)
                 if note := check_model_folder(configured):
                     notes.append(note)
             except ModelError as exc:

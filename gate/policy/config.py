@@ -29,7 +29,8 @@ from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
 from gate.quantization.settings import CALIBRATION_SAMPLES, QAT_KEYS
 from gate.targets import DEFAULT_TARGET, TARGET_NAMES
-from gate.tasks import DEFAULT_TASK, TASKS
+from gate.tasks import CUSTOM, DEFAULT_TASK, MANIFEST_TASKS
+from gate.tasks.custom import DIRECTIONS, custom_task, spec_problem
 
 DEFAULT_POLICY = "default"
 MAX_TOML_BYTES = 1024 * 1024
@@ -83,10 +84,14 @@ POLICY_TOP_LEVEL: dict[str, Key] = {"description": Key("description", Text(), ""
 MANIFEST_KEYS: dict[str, Key] = {
     key.name: key
     for key in (
-        Key("task", Choice(tuple(TASKS)), DEFAULT_TASK, "What the model does, and so its metric: top-1 accuracy "
-            "(classification), mean absolute error (regression), ROC AUC (anomaly) or, without labels, the outputs' "
-            "fidelity to the float model's (fidelity); see the task table.",
+        Key("task", Choice(MANIFEST_TASKS), DEFAULT_TASK, "What the model does, and so its metric: top-1 accuracy "
+            "(classification), mean absolute error (regression), ROC AUC (anomaly), without labels the outputs' "
+            "fidelity to the float model's (fidelity), or your own (custom); see the task table.",
             role="manifest"),
+        Key("metric", Text(), "", 'With task = "custom" only: the metric, `"module:function"`, a function of a '
+            "reviewed module at the repository root (see docs/tasks.md).", role="manifest"),
+        Key("direction", Choice(DIRECTIONS), "", 'With task = "custom" only: which way the metric is better, '
+            '`"higher"` or `"lower"`.', role="manifest"),
         Key("policy", Choice(options_from="the name of a policy file in policies/, without .toml"), DEFAULT_POLICY,
             "The policy the model is judged by.", role="manifest"),
         Key("method", Choice(METHOD_CHOICES), DEFAULT_METHOD, "The quantization method, or `auto` to search for "
@@ -177,6 +182,13 @@ class Manifest:
     overrides: Mapping[str, Value] = field(default_factory=dict)
     override_reason: str = ""
     allow_custom_objects: tuple[str, ...] = ()
+    metric: str = ""  # task = "custom": "module:function"
+    direction: str = ""  # task = "custom": "higher" or "lower"
+
+    @property
+    def registered_task(self) -> str:
+        """The name of the task in gate.tasks' TASKS: a custom metric's says its direction."""
+        return custom_task(self.direction) if self.task == CUSTOM else self.task
 
 
 @dataclass(frozen=True)
@@ -327,9 +339,27 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
             f'{path}: overrides need override_reason = "..." saying why this model may not meet the policy; '
             "the report shows it beside the overrides"
         )
+    problems += _custom_metric_problems(path, raw, fields)
     if problems:
         raise ModelError("\n".join(problems))
     return Manifest(path=str(path), **fields)
+
+
+def _custom_metric_problems(path: Path, raw: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
+    """`metric` and `direction` go with task = "custom", both of them, and with no other task."""
+    given = [name for name in ("metric", "direction") if name in raw]
+    if not given and fields.get("task") != CUSTOM or "task" in raw and "task" not in fields:  # or a bad task, said
+        return []
+    if fields.get("task") != CUSTOM:
+        verb, them = ("apply", "them") if len(given) > 1 else ("applies", "it")
+        return [f'{path}: {" and ".join(given)} {verb} to task = "custom" only; remove {them}, or set task = "custom"']
+    if len(given) < 2:
+        return [
+            f'{path}: task = "custom" needs metric = "module:function" and direction = "higher" or "lower"; add '
+            f"{' and '.join(name for name in ('metric', 'direction') if name not in given)}"
+        ]
+    problem = spec_problem(fields.get("metric", "module:function"))  # a metric that is no string says so already
+    return [f"{path}: metric: {problem}"] if problem else []
 
 
 @dataclass(frozen=True)
