@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -218,6 +219,12 @@ def test_each_bad_custom_manifest_is_one_message_from_validate_and_check(
     lines = capsys.readouterr().err.splitlines()
     assert [line for line in lines if "gate.toml" in line] == [line for line in lines if problem in line], lines
     assert any(line.startswith(str(Path("models/m/gate.toml"))) and problem in line for line in lines), lines
+
+    # gate check: the model's ERROR row, with the same message
+    cli.main(["check", "models", "--policies", str(repo / "policies"), "--out", "out", "--no-cache"])
+    (model,) = json.loads((tmp_path / "out" / "report.json").read_text())["models"]
+    assert model["status"] == "ERROR" and model["error"].startswith(str(Path("models/m/gate.toml")))
+    assert problem in model["error"] and len(model["error"].splitlines()) == 1
 
 
 def test_qat_is_skipped_for_a_custom_metric_and_says_why() -> None:

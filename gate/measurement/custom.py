@@ -51,7 +51,7 @@ def metric_change_interval(
 
     def statistic(indices: np.ndarray, axis: int = -1) -> np.ndarray:
         # One resample (or jackknife sample) of indices a row; the same rows for both models keep the pair.
-        batch = np.asarray(indices, dtype=np.int64)
+        batch = np.asarray(indices)
         rows = batch.reshape(-1, batch.shape[-1])
         changes = [task.change(value(float_outputs, row), value(quantized, row)) for row in rows]
         return np.asarray(changes, dtype=np.float64).reshape(batch.shape[:-1])
