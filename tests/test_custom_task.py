@@ -32,6 +32,10 @@ def accuracy(outputs, labels):
     correct = (np.argmax(outputs, axis=1) == labels) * 100.0
     return float(correct.mean()), correct
 
+def error(outputs, labels):
+    value, correct = f1(outputs, labels)
+    return 100 - value, 1 - correct
+
 def raises(outputs, labels):
     return outputs[len(outputs) + 5]
 """
@@ -67,6 +71,15 @@ def test_a_model_is_gated_by_its_own_f1_with_its_exact_interval(workspace: Path)
     (workspace / "my_metrics.py").write_text(METRICS)
     custom_model(workspace, "f1", 'task = "custom"\nmetric = "my_metrics:f1"\ndirection = "higher"\nmethod = "int8"\n')
     custom_model(workspace, "broken", 'task = "custom"\nmetric = "my_metrics:raises"\ndirection = "higher"\n')
+    custom_model(workspace, "error", """
+        task = "custom"
+        metric = "my_metrics:error"
+        direction = "lower"
+        method = "int8"
+        override_reason = "any rise of the error fails"
+        [overrides.custom]
+        max_increase = 0.0
+    """)  # fmt: skip
     shutil.rmtree(workspace / "models" / "healthy")
     run = run_gate("check", "models", "--out", "out", cwd=workspace)
     assert run.exit_code in (0, 1), run.stdout + run.stderr
@@ -96,11 +109,22 @@ def test_a_model_is_gated_by_its_own_f1_with_its_exact_interval(workspace: Path)
         "my_metrics.py" in run.markdown  # fmt: skip
     assert "| my_metrics:f1 on " in run.markdown  # the report names the metric by its spec
 
+    # Lower is better: the change is in percent of the float value, and a rise is what fails.
+    error = run.model("error")
+    (int8,) = error["candidates"]
+    float_error, int8_error = error["float_evaluation"]["value"], int8["conversion"]["evaluation"]["value"]
+    assert int8_error == pytest.approx(100 - f1_score(eval_data["y"], predicted, average="macro") * 100, abs=1e-9)
+    assert int8["metric_change"] == pytest.approx((int8_error - float_error) / float_error * 100)
+    check = next(c for c in int8["checks"] if c["name"] == "custom.max_increase")
+    assert check["status"] == ("FAIL" if int8_error > float_error else "PASS"), check
+    assert error["status"] == check["status"]
+
     # The metric's failure is its model's ERROR, one message naming the function, its file and line; f1 went on.
     broken = run.model("broken")
     assert broken["status"] == "ERROR" and "Traceback" not in broken["error"]
     assert "metric 'my_metrics:raises' (my_metrics.py) raised IndexError: " in broken["error"]
-    assert "(my_metrics.py, line 17)" in broken["error"]
+    line = METRICS.splitlines().index("    return outputs[len(outputs) + 5]") + 1
+    assert f"(my_metrics.py, line {line})" in broken["error"]
 
 
 def test_a_metric_that_is_a_mean_of_its_scores_resamples_the_scores() -> None:
@@ -235,3 +259,33 @@ def test_qat_is_skipped_for_a_custom_metric_and_says_why() -> None:
         "it trains the model to minimise cross-entropy or MAE on its labels, and a custom metric is neither: gate "
         "cannot tell which loss would serve it"
     )
+
+
+@pytest.mark.parametrize(
+    ("task", "spec", "source", "problem"),
+    [
+        ("custom-higher", "", "", "provenance.custom_metric: '' goes with a custom task, and a custom task"),
+        ("classification", "my_metrics:f1", "my_metrics.py", "provenance.custom_metric: 'my_metrics:f1' goes with"),
+        ("custom-higher", "my_metrics:f1", "../evil.py", 'is no "module:function" and its module\'s file'),
+        ("custom-higher", "os.path:join; rm", "os/path.py", 'is no "module:function" and its module\'s file'),
+    ],
+)
+def test_a_result_read_back_with_a_metric_gate_could_not_have_recorded_is_refused(task, spec, source, problem) -> None:
+    import dataclasses
+
+    from factories import model_result
+
+    from gate.reporting.verify import check_result
+
+    result = model_result()
+    provenance = dataclasses.replace(result.provenance, custom_metric=spec, custom_metric_source=source)
+    with pytest.raises(ValueError, match="provenance.custom_metric") as error:
+        check_result(dataclasses.replace(result, task=task, provenance=provenance))
+    assert problem in str(error.value)
+
+
+def test_a_metric_spec_is_bounded() -> None:
+    from gate.tasks.custom import spec_problem
+
+    assert spec_problem("m:" + "f" * 98) == ""
+    assert "is longer than 100 characters" in spec_problem("m:" + "f" * 99)

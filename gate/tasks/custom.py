@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 RETURNS = "return (value, per_sample_scores): a finite number, and one finite number per sample"
 DIRECTIONS = ("higher", "lower")
+MAX_SPEC = 100
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class CustomMetric:
 def spec_problem(spec: str) -> str:
     """What is wrong with a `metric` value ("" when it is "module:function" in Python names); imports nothing."""
     module, colon, function = spec.partition(":")
+    if len(spec) > MAX_SPEC:  # it is shown in every report, and a PR writes it
+        return f'{spec[:MAX_SPEC]!r}... is longer than {MAX_SPEC} characters; name a shorter "module:function"'
     if not colon or not module or not function:
         return f'expected "module:function" (e.g. "my_metrics:f1"), got {spec!r}'
     if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
