@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 UNBOUNDED_CHANGE = 1000.0
 
 
+def percent_change(float_value: Any, quantized_value: Any) -> Any:
+    """The change in percent of the float model's value (of its magnitude: a negative value's rise is positive too),
+    for a metric where lower is better (MAE); vectorised. UNBOUNDED_CHANGE when the float value is zero and the
+    quantized one is not."""
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = (np.asarray(quantized_value) - float_value) / np.abs(float_value) * 100
+    zero = np.where(np.asarray(quantized_value) == 0, 0.0, UNBOUNDED_CHANGE)
+    result = np.where(np.asarray(float_value) == 0, zero, change)
+    return float(result) if result.ndim == 0 else result
+
+
 @dataclass(frozen=True)
 class Metric:
     """A task's figure: its name in results, how it is written, and which way is better."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from gate.discover import unreviewable_custom_code
 from gate.errors import ModelError
-from gate.tasks.base import UNBOUNDED_CHANGE, Metric, Task
+from gate.tasks.base import Metric, Task, percent_change
 
 if TYPE_CHECKING:
     import numpy as np
@@ -208,15 +208,9 @@ class CustomTask(Task):
     def change(self, float_value: Any, quantized_value: Any) -> Any:
         """Higher is better: points of the metric gained (negative = lost). Lower is better: percent of the float
         model's value (its magnitude) added, as regression's MAE; positive = worse."""
-        import numpy as np
-
         if self.metric.higher_is_better:
             return quantized_value - float_value
-        with np.errstate(divide="ignore", invalid="ignore"):
-            change = (np.asarray(quantized_value) - float_value) / np.abs(float_value) * 100
-        zero = np.where(np.asarray(quantized_value) == 0, 0.0, UNBOUNDED_CHANGE)
-        result = np.where(np.asarray(float_value) == 0, zero, change)
-        return float(result) if result.ndim == 0 else result
+        return percent_change(float_value, quantized_value)
 
     def check_labels(
         self, y: np.ndarray, *, where: Path, output_width: int | None, output_activation: str | None
