@@ -303,6 +303,8 @@ class Provenance:
     override_reason: str
     allowed_custom_objects: tuple[str, ...]
     method: str = ""  # what gate.toml's `method` asked for: one method, or "auto" (the search)
+    custom_metric: str = ""  # a custom task's metric as gate.toml names it, "module:function" (custom code)
+    custom_metric_source: str = ""  # the file that defines it, relative to the repository root
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ def write(path, text: str):
         ),
         (
             "[acuracy]\nmax_drop = 2.0\n",
-            "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, auc, fidelity, io, "
-            "latency, limits, mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
+            "{p}: unknown table [acuracy] (did you mean 'accuracy'?); allowed tables: accuracy, auc, custom, fidelity, "
+            "io, latency, limits, mae, memory, npu, ops, qat, runtime, search, size, statistics, target",
         ),
         ('[accuracy]\nmax_drop = "2"\n', "{p}: accuracy.max_drop: expected a number from 0 to 100, got '2'"),
         ("[accuracy]\nmax_drop = -1\n", "{p}: accuracy.max_drop: expected a number from 0 to 100, got -1"),
@@ -48,13 +48,13 @@ def write(path, text: str):
         (
             'descriptoin = "phones"\n',
             "{p}: unknown key 'descriptoin' (did you mean 'description'?); allowed keys and "
-            "tables: description, accuracy, auc, fidelity, io, latency, limits, mae, memory, npu, ops, qat, runtime, "
-            "search, size, statistics, target",
+            "tables: description, accuracy, auc, custom, fidelity, io, latency, limits, mae, memory, npu, ops, qat, "
+            "runtime, search, size, statistics, target",
         ),
         (
             "sise = 4\n",
             "{p}: unknown key 'sise' (did you mean 'size'?); allowed keys and tables: description, "
-            "accuracy, auc, fidelity, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, size, "
+            "accuracy, auc, custom, fidelity, io, latency, limits, mae, memory, npu, ops, qat, runtime, search, size, "
             "statistics, target",
         ),
     ],
@@ -90,12 +90,12 @@ def test_a_default_policy_is_required(tmp_path) -> None:
     [
         (
             'task = "clasification"\n',
-            "{p}: task: expected one of classification, regression, anomaly, fidelity, got 'clasification' (did you "
-            "mean 'classification'?)",
+            "{p}: task: expected one of classification, regression, anomaly, fidelity, custom, got 'clasification' "
+            "(did you mean 'classification'?)",
         ),
         (
             'polcy = "default"\n',
-            "{p}: unknown key 'polcy' (did you mean 'policy'?); allowed keys: task, policy, method, "
+            "{p}: unknown key 'polcy' (did you mean 'policy'?); allowed keys: task, metric, direction, policy, method, "
             "calibration_samples, calibrate_on_eval, overrides, override_reason, outputs, allow_custom_objects",
         ),
         ('policy = "edg"\n', "{p}: policy: expected one of default, edge, got 'edg' (did you mean 'edge'?)"),

@@ -287,8 +287,9 @@ def test_a_corrupt_model_file_becomes_an_error_row(zoo_run) -> None:
 def test_a_typo_in_gate_toml_is_an_error_row_for_that_model_only(zoo_run) -> None:
     model = zoo_run.model("typo")
     assert model["error"] == (
-        f"{Path('models/typo/gate.toml')}: unknown key 'methd' (did you mean 'method'?); allowed keys: task, policy, "
-        "method, calibration_samples, calibrate_on_eval, overrides, override_reason, outputs, allow_custom_objects"
+        f"{Path('models/typo/gate.toml')}: unknown key 'methd' (did you mean 'method'?); allowed keys: task, metric, "
+        "direction, policy, method, calibration_samples, calibrate_on_eval, overrides, override_reason, outputs, "
+        "allow_custom_objects"
     )
 
 
@@ -400,7 +401,8 @@ def test_validate_lists_every_problem_without_tensorflow(workspace) -> None:
     assert run.exit_code == 2
     assert "edge.toml: io.input_dtype: expected one of int8, uint8, float32, got 8" in run.stderr
     expected = (
-        "other/gate.toml: task: expected one of classification, regression, anomaly, fidelity, got 'clasification'"
+        "other/gate.toml: task: expected one of classification, regression, anomaly, fidelity, custom, got "
+        "'clasification'"
     )
     assert expected in run.stderr
     assert run.stderr.endswith(

@@ -302,3 +302,13 @@ def test_the_models_folder_must_be_one_of_the_repository(repo, capsys, folder) -
 
     assert main(["plan", "--all", "--models", folder]) == 2
     assert f"gate: error: --models: {folder!r} must be a folder inside the repository" in capsys.readouterr().err
+
+
+def test_a_change_to_a_models_custom_metric_plans_it(repo) -> None:
+    (repo / "my_metrics.py").write_text("def f1(outputs, labels): ...\n")
+    (repo / "models/a/gate.toml").write_text('task = "custom"\nmetric = "my_metrics:f1"\ndirection = "higher"\n')
+    commit(repo, "a custom metric")
+    (repo / "my_metrics.py").write_text("def f1(outputs, labels): return 1.0, [1.0]\n")
+    commit(repo, "change it")
+    (model,) = plan_changes(base="HEAD~1", repo=str(repo)).models
+    assert (model.name, model.reason) == ("a", "the code of its metric changed (my_metrics.py)")

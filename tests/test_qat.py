@@ -414,7 +414,8 @@ def test_a_converter_crash_is_a_failed_result_that_keeps_the_training_figures(cn
         ({"input_dtype": "int16"}, "input_dtype: expected one of int8, uint8, float32, got 'int16'"),
         (
             {"task": "clasification"},
-            "task: expected one of classification, regression, anomaly, fidelity, got 'clasification'",
+            "task: expected one of classification, regression, anomaly, fidelity, custom-higher, custom-lower, got "
+            "'clasification'",
         ),
         ({"input_names": ["x", 1]}, "Expected `str`, got `int` - at `$.input_names[1]`"),
         ({"fixed_batch": 1}, "Expected `bool`, got `int` - at `$.fixed_batch`"),

@@ -62,7 +62,8 @@ def test_the_frontends_read_every_model_file_discovery_finds() -> None:
     assert {name for frontend in FRONTENDS.values() for name in frontend.formats} == set(MODEL_FILES)
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+# A custom metric need not be a mean of its per-sample scores: its interval calls it again (tests/test_custom_task.py).
+@pytest.mark.parametrize("task", sorted(name for name in TASKS if not name.startswith("custom-")))
 def test_the_value_from_per_sample_scores_is_the_tasks_score(task) -> None:
     rng = np.random.default_rng(1)
     outputs = rng.random((40, 3))

@@ -492,8 +492,8 @@ MESSAGES = {
     "which one is gated",
     "unknown_key": "{folder}/gate.toml: unknown key 'calibration_sample' (did you mean 'calibration_samples'?); "
     "allowed "
-    "keys: task, policy, method, calibration_samples, calibrate_on_eval, overrides, override_reason, outputs, "
-    "allow_custom_objects",
+    "keys: task, metric, direction, policy, method, calibration_samples, calibrate_on_eval, overrides, "
+    "override_reason, outputs, allow_custom_objects",
     "wrong_shape": "{folder}/eval.npz: x has shape (5, 8, 8); model input 'pixels' expects (samples, 64)",
     "zip_bomb": "{folder}/model.keras: entry 'assets/bomb.bin' expands {{ratio}}x ({{sizes}}), more than the 100x a "
     'model file needs (a zip bomb?); re-save the model with model.save("model.keras")',

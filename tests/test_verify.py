@@ -201,7 +201,8 @@ REFUSED = {
     "name_of_loose_files_that_passes": (replace(ALPHA, name="files/"), "name: 'files/' is not a folder name"),
     "task": (
         replace(ALPHA, task="clasification"),
-        "task: 'clasification' is not one of classification, regression, anomaly, fidelity",
+        "task: 'clasification' is not one of classification, regression, anomaly, fidelity, custom-higher, "
+        "custom-lower",
     ),
     "chosen_below": (replace(ERROR, chosen=-2), "chosen: -2 is not the index of one of its 0 candidates"),
     "chosen_beyond": (replace(ALPHA, chosen=1), "chosen: 1 is not the index of one of its 1 candidates"),
@@ -257,7 +258,8 @@ REFUSED = {
     ),
     "unknown_metric": (
         built(ALPHA, evaluation=replace(ALPHA.candidates[0].conversion.evaluation, metric="f1")),
-        "candidates[0].conversion.evaluation.metric: 'f1' is not one of accuracy, mae, auc, output_error",
+        "candidates[0].conversion.evaluation.metric: 'f1' is not one of accuracy, mae, auc, output_error, "
+        "custom-higher, custom-lower",
     ),
     "error_that_publishes_a_candidate": (
         replace(ERROR, candidates=(UNBUILT_SKIP,), chosen=0),

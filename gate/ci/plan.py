@@ -21,6 +21,7 @@ from typing import Any
 from gate.discover import FOLDER_MARKERS, custom_object_sources
 from gate.errors import ConfigError
 from gate.policy.config import DEFAULT_POLICY
+from gate.tasks.custom import metric_sources, spec_problem
 
 # GitHub runs at most 256 jobs per matrix.
 MAX_MATRIX_JOBS = 256
@@ -183,6 +184,8 @@ def plan_changes(
                 for source in custom_object_sources(entry)
             }
         )
+        metric = manifest.get("metric")
+        metric_code = metric_sources(metric) if isinstance(metric, str) and not spec_problem(metric) else ()
         reasons = [
             ("planned with --all", everything),
             (f"gate itself changed ({gate_changed})", gate_changed is not None),
@@ -190,6 +193,7 @@ def plan_changes(
             ("its files changed", touched(f"{folder}/*")),
             (f"its policy changed ({policies_dir}/{policy}.toml)", touched(f"{policies_dir}/{policy}.toml")),
             *((f"the code of its custom objects changed ({source})", touched(f"{source}*")) for source in sources),
+            *((f"the code of its metric changed ({source})", touched(f"{source}*")) for source in metric_code),
         ]
         reason = next((text for text, applies in reasons if applies), None)
         if reason:

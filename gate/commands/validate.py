@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
 def validate(model_dirs: Sequence[Path], *, policies_dir: Path) -> int:
     """List every problem in the policies, manifests and model folders; exit 2 if there is any."""
+    # Not at import: `gate comment` imports every command, and its job installs no NumPy.
+    from gate.scheduling.run import custom_code_problem
+
     problems: list[str] = []
     notes: list[str] = []
     try:
@@ -56,6 +59,8 @@ def validate(model_dirs: Sequence[Path], *, policies_dir: Path) -> int:
         configured = configure_model(folder, policies, policy_names=policy_names)
         if isinstance(configured, ModelConfig):
             try:
+                if problem := custom_code_problem(configured):
+                    raise ModelError(problem)
                 if note := check_model_folder(configured):
                     notes.append(note)
             except ModelError as exc:

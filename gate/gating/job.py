@@ -16,7 +16,7 @@ class Job:
 
     name: str
     folder: str
-    task: str
+    task: str  # a name of gate.tasks' TASKS
     method: str
     calibration_samples: int
     calibrate_on_eval: bool
@@ -28,6 +28,7 @@ class Job:
     out_dir: str
     log_path: str  # where the worker sends TensorFlow's and the converter's output
     result_path: str  # where the worker writes the result
+    metric: str = ""  # a custom task's "module:function" ("" for the others)
     # Candidates a worker finished (or crashed on) before it died, the search time they took, and the model's
     # wall time so far: a fresh worker resumes the search after them, within what is left of both limits
     # (gate.scheduling.scheduler).

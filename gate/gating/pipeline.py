@@ -23,6 +23,7 @@ from gate.layout import ModelOutputs
 from gate.policy.config import Settings
 from gate.quantization.methods import search_order
 from gate.results import ModelResult, error_result
+from gate.tasks.custom import bound
 
 # The stages of gating one model, in the order they run (progress lines and stage times use these names).
 STAGES = ("inspect", "import tensorflow", "load", "reference", "search", "diagnose")
@@ -50,7 +51,9 @@ def gate_model(job: Job, reporter: Reporter | None = None) -> ModelResult:
     """Gate one model; a problem with the model becomes an ERROR result, never an exception."""
     stages = _Stages(reporter or Reporter())
     try:
-        return _gate_model(job, stages)
+        # A custom task's metric, imported from the repository root (the folder gate runs in), scores this model.
+        with bound(job.metric, root=Path.cwd(), where=Path(job.folder) / "gate.toml"):
+            return _gate_model(job, stages)
     except gating.NothingBuilt as exc:
         return error_result(
             job.name, f"{job.folder}: {exc}", task=job.task, stage_seconds=stages.seconds, candidates=exc.candidates

@@ -58,7 +58,7 @@ class Workbench:
     describe: Callable[[str, Path], Conversion]  # I/O, ops, state and the metric on the eval set; no latency
     # The candidate's and the float32 reference's latency, timed in one run; None when the policy judges none.
     time_latency: Callable[[str, Path], tuple[Latency, Latency] | None]
-    interval: Callable[[Evaluation], object]  # the metric change's confidence interval against the float model
+    interval: Callable[[str, Evaluation], object]  # a method's metric change's confidence interval against the float
     cannot_run: Callable[[str], str] = lambda method: ""  # why the target cannot run a method's candidates ("")
     # A model with several outputs: each output's change on a conversion (gate.gating.several); None for one output.
     output_changes: Callable[[Conversion], tuple[OutputChange, ...]] | None = None
@@ -111,8 +111,8 @@ def skip_reason(method: str, bench: Workbench, *, has_calibration: bool, has_tra
             "it needs calibration data: add calib.npz (x) or train.npz (x, y), or set calibrate_on_eval = true in "
             "gate.toml to calibrate on the eval set (the report will say so)"
         )
-    if definition.needs_training_data and not TASKS[bench.task].qat_loss:
-        return f"it trains on labels, and the {bench.task} task has none it can train on"
+    if definition.needs_training_data and (untrainable := TASKS[bench.task].untrainable):
+        return untrainable
     if definition.needs_training_data and not has_training:
         return "it trains on train.npz with labels, and the model folder has none"
     if reason := bench.cannot_run(method):
@@ -198,7 +198,7 @@ def build_candidate(method: str, bench: Workbench) -> Candidate:
         conversion = dataclasses.replace(conversion, evaluation=conversion.per_output[at].evaluation)
     else:
         metric_change = TASKS[task].change(bench.float_evaluation.value, conversion.evaluation.value)
-        interval = bench.interval(conversion.evaluation)  # type: ignore[assignment]
+        interval = bench.interval(method, conversion.evaluation)  # type: ignore[assignment]
     candidate = Candidate(
         method=method,
         status=Status.PASS,

@@ -13,6 +13,7 @@ import gc
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from gate.results import (
     Status,
 )
 from gate.tasks import TASKS
+from gate.tasks.custom import CustomTask, bound_metric
 
 # Its `# fmt: skip`s keep this module under 400 lines (formatted, it goes over): split it before removing them.
 
@@ -87,6 +89,7 @@ class Referenced:
     float_outputs: FloatOutputs | None
     eval_data: Dataset  # as every model is scored on it: a task without labels scores against the float outputs
     outputs: Outputs | None = None  # a model with several outputs: what each output is scored against
+    float_model_outputs: Any = None  # np.ndarray: the float model's outputs, kept for a custom task only
 
 
 @dataclass(frozen=True)
@@ -158,12 +161,13 @@ def reference(
 ) -> Referenced:
     from gate.measurement.fidelity import float_outputs
     from gate.quantization.convert import convert
-    from gate.targets.litert import evaluate_float
+    from gate.targets.litert import evaluate_float, float_model_outputs, scored
 
     # The float model first, so that its own NaN outputs are said to be its own, not its conversion's; a task without
     # labels scores it against the float32 .tflite's outputs (its fidelity), which come after the conversion.
     labelled = TASKS[job.task].needs_labels
-    float_evaluation = evaluate_float(loaded.model.predict, loaded.eval_data, job.task) if labelled else None
+    outputs, batch = float_model_outputs(loaded.model.predict, loaded.eval_data) if labelled else (None, 0)
+    float_evaluation = scored(outputs, loaded.eval_data, job.task, batch) if outputs is not None else None
     path = _save(staged, REFERENCE, convert(loaded.model.saved_model_dir, method=REFERENCE).tflite)
     signature = inspected.inspection.signature
     activation = signature.output_activation if signature else None
@@ -172,7 +176,8 @@ def reference(
     data = loaded.eval_data if labelled else dataclasses.replace(loaded.eval_data, labels=values)
     float_evaluation = float_evaluation or evaluate_float(loaded.model.predict, data, job.task)
     measured = _describe(target, staged, data, job.task, settings, REFERENCE, path)
-    return Referenced(float_evaluation, measured, path, compared_with, data)
+    kept = outputs if isinstance(TASKS[job.task], CustomTask) else None  # a custom metric's interval resamples them
+    return Referenced(float_evaluation, measured, path, compared_with, data, float_model_outputs=kept)
 
 
 def let_go_of_the_float_model(loaded: Loaded, order: Sequence[str]) -> Loaded:
@@ -236,11 +241,14 @@ def search(
         measured = target.measure(path, eval_data, task, threads=_threads(), app_resets=settings.resets_state)
         return TASKS[task].change(float_value, measured.evaluation.value)
 
-    def interval(evaluation: Evaluation) -> object:
-        from gate.measurement.stats import change_interval
+    def interval(method: str, evaluation: Evaluation) -> object:
+        from gate.measurement.custom import metric_change_interval
+        from gate.targets.litert import outputs_as_the_app_runs_it
 
-        return change_interval(referenced.float_evaluation.per_sample, evaluation.per_sample, TASKS[task],
-                               eval_data.labels, confidence=settings.confidence)  # fmt: skip
+        run = partial(outputs_as_the_app_runs_it, staged.artifact(method), eval_data, threads=_threads(),
+                      app_resets=settings.resets_state)  # fmt: skip
+        return metric_change_interval(TASKS[task], referenced.float_evaluation, evaluation, eval_data.labels,
+                                      referenced.float_model_outputs, run, confidence=settings.confidence)  # fmt: skip
 
     # The float32 reference's operators: what a 16x8 candidate of it runs at int16.
     reference_operators = read_graph(referenced.reference_path.read_bytes()).op_counts()
@@ -364,6 +372,8 @@ def assemble(
             override_reason=job.override_reason,
             allowed_custom_objects=inspection.allowed_custom_objects,
             method=job.method,
+            custom_metric=job.metric,
+            custom_metric_source=bound_metric().source if job.metric else "",
         ),
         stage_seconds=stage_seconds,
         layer_errors=diagnosed.layer_errors,
@@ -389,9 +399,8 @@ def _describe(
     from gate.targets.graph import macs_of
 
     measured = target.measure(path, data, task, threads=_threads(), app_resets=settings.resets_state)
-    device = measured.device and dataclasses.replace(
-        measured.device, files=tuple(digest(file, staged.root) for file in measured.files)
-    )
+    files = tuple(digest(file, staged.root) for file in measured.files)
+    device = measured.device and dataclasses.replace(measured.device, files=files)
     fidelity = fidelity_of(path, data, compared_with, threads=_threads(), app_resets=settings.resets_state,
                            confidence=settings.confidence)  # fmt: skip
     return Conversion(method, digest(path, staged.root), measured.inputs, measured.outputs, measured.float_ops,

@@ -53,7 +53,7 @@ def change_interval(
         y = y if reads_labels else None  # the other tasks' per-sample scores hold all their metric reads
         return task.change(task.value(f, y, axis=-1), task.value(q, y, axis=-1))
 
-    return _bootstrap(blocks, statistic, confidence, resamples)
+    return bootstrap(blocks, statistic, confidence, resamples)
 
 
 def value_interval(
@@ -73,11 +73,11 @@ def value_interval(
     def on_columns(resampled: np.ndarray, axis: int = -1) -> np.ndarray:
         return statistic(resampled)
 
-    interval = _bootstrap((table,), on_columns, confidence, resamples)
+    interval = bootstrap((table,), on_columns, confidence, resamples)
     return interval if np.isfinite(interval.low) and np.isfinite(interval.high) else None
 
 
-def _bootstrap(
+def bootstrap(
     blocks: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], confidence: float, resamples: int
 ) -> Interval:
     """BCa where it is defined, else percentile, else the percentiles of the resamples that give a number, else

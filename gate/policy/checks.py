@@ -221,8 +221,9 @@ def deciding_samples_note(check: CheckResult, eval_samples: int) -> str:
     )
 
 
-def mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdict:
-    if skipped := _not_judging("mae.max_increase", context):
+def percent_increase(check: str, candidate: Candidate, limit: float, context: Context) -> Verdict:
+    """A rise in percent of the float model's value of a metric where lower is better (MAE); `check` is bound."""
+    if skipped := _not_judging(check, context):
         return skipped
     change = FIGURES["metric_change"].read(candidate)
     assert change is not None
@@ -230,7 +231,7 @@ def mae_increase(candidate: Candidate, limit: float, context: Context) -> Verdic
     interval = candidate.metric_change_interval
     decided, how = judged_value(increase, interval, context, higher_is_better=False)
     status = Status.PASS if round(decided, 9) <= limit else Status.FAIL
-    moved = _moved("MAE", increase, "%", up="rose", down="fell")
+    moved = _moved(TASKS[context.task].metric.said, increase, "%", up="rose", down="fell")
     shown = _interval_text(increase, interval, "%")
     return status, round(increase, 4), f"{moved}{shown} of the float model's (allowed rise ≤ {plain(limit)}%){how}"
 

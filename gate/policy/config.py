@@ -16,7 +16,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
 from gate.quantization.settings import CALIBRATION_SAMPLES, QAT_KEYS
 from gate.targets import DEFAULT_TARGET, TARGET_NAMES
-from gate.tasks import DEFAULT_TASK, TASKS
+from gate.tasks import CUSTOM, DEFAULT_TASK, MANIFEST_TASKS
+from gate.tasks.custom import DIRECTIONS, custom_task, spec_problem
 
 DEFAULT_POLICY = "default"
 MAX_TOML_BYTES = 1024 * 1024
@@ -85,10 +86,14 @@ POLICY_TOP_LEVEL: dict[str, Key] = {"description": Key("description", Text(), ""
 MANIFEST_KEYS: dict[str, Key] = {
     key.name: key
     for key in (
-        Key("task", Choice(tuple(TASKS)), DEFAULT_TASK, "What the model does, and so its metric: top-1 accuracy "
-            "(classification), mean absolute error (regression), ROC AUC (anomaly) or, without labels, the outputs' "
-            "fidelity to the float model's (fidelity); see the task table.",
+        Key("task", Choice(MANIFEST_TASKS), DEFAULT_TASK, "What the model does, and so its metric: top-1 accuracy "
+            "(classification), mean absolute error (regression), ROC AUC (anomaly), without labels the outputs' "
+            "fidelity to the float model's (fidelity), or your own (custom); see the task table.",
             role="manifest"),
+        Key("metric", Text(), "", 'With task = "custom" only: the metric, `"module:function"`, a function of a '
+            "reviewed module at the repository root (see docs/tasks.md).", role="manifest"),
+        Key("direction", Choice(DIRECTIONS), "", 'With task = "custom" only: which way the metric is better, '
+            '`"higher"` or `"lower"`.', role="manifest"),
         Key("policy", Choice(options_from="the name of a policy file in policies/, without .toml"), DEFAULT_POLICY,
             "The policy the model is judged by.", role="manifest"),
         Key("method", Choice(METHOD_CHOICES), DEFAULT_METHOD, "The quantization method, or `auto` to search for "
@@ -183,6 +188,13 @@ class Manifest:
     override_reason: str = ""
     allow_custom_objects: tuple[str, ...] = ()
     outputs: Mapping[str, str] = field(default_factory=dict)  # [outputs.<Keras output name>] task = "..."
+    metric: str = ""  # task = "custom": "module:function"
+    direction: str = ""  # task = "custom": "higher" or "lower"
+
+    @property
+    def registered_task(self) -> str:
+        """The name of the task in gate.tasks' TASKS: a custom metric's says its direction."""
+        return custom_task(self.direction) if self.task == CUSTOM else self.task
 
 
 @dataclass(frozen=True)
@@ -340,9 +352,14 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
             f'{path}: overrides need override_reason = "..." saying why this model may not meet the policy; '
             "the report shows it beside the overrides"
         )
+    problems += _custom_metric_problems(path, raw, fields)
     if problems:
         raise ModelError("\n".join(problems))
     return Manifest(path=str(path), **fields)
+
+
+# An output's task: a custom metric scores a whole model, so not "custom".
+_OUTPUT_TASK = replace(MANIFEST_KEYS["task"], kind=Choice(tuple(task for task in MANIFEST_TASKS if task != CUSTOM)))
 
 
 def _output_tasks(where: str, tables: Mapping[str, Any], problems: list[str]) -> dict[str, str]:
@@ -357,10 +374,27 @@ def _output_tasks(where: str, tables: Mapping[str, Any], problems: list[str]) ->
         for key in sorted(set(table) - {"task"}):
             problems.append(_unknown(f"{where}.{name}", key, ["task"], "allowed keys"))
         if "task" not in table:
-            problems.append(f"{where}.{name}: no task; add task = one of {', '.join(TASKS)}")
-        elif (task := _parse(f"{where}.{name}", MANIFEST_KEYS["task"], table["task"], problems)) is not None:
+            problems.append(f"{where}.{name}: no task; add task = one of {', '.join(_OUTPUT_TASK.kind.options)}")
+        elif (task := _parse(f"{where}.{name}", _OUTPUT_TASK, table["task"], problems)) is not None:
             tasks[name] = task
     return tasks
+
+
+def _custom_metric_problems(path: Path, raw: Mapping[str, Any], fields: Mapping[str, Any]) -> list[str]:
+    """`metric` and `direction` go with task = "custom", both of them, and with no other task."""
+    given = [name for name in ("metric", "direction") if name in raw]
+    if not given and fields.get("task") != CUSTOM or "task" in raw and "task" not in fields:  # or a bad task, said
+        return []
+    if fields.get("task") != CUSTOM:
+        verb, them = ("apply", "them") if len(given) > 1 else ("applies", "it")
+        return [f'{path}: {" and ".join(given)} {verb} to task = "custom" only; remove {them}, or set task = "custom"']
+    if len(given) < 2:
+        return [
+            f'{path}: task = "custom" needs metric = "module:function" and direction = "higher" or "lower"; add '
+            f"{' and '.join(name for name in ('metric', 'direction') if name not in given)}"
+        ]
+    problem = spec_problem(fields.get("metric", "module:function"))  # a metric that is no string says so already
+    return [f"{path}: metric: {problem}"] if problem else []
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from gate.policy.checks import (
     Context,
     dtype_check,
     integer_only,
-    mae_increase,
+    percent_increase,
     points_drop,
     rounded_limit,
     size_reduction,
@@ -68,7 +68,25 @@ CHECKS: dict[str, CheckDefinition] = {
             Number(0.0, 1000.0),
             "%",
             "Most the mean absolute error may rise against the float model, in percent of the float MAE (regression).",
-            mae_increase,
+            partial(percent_increase, "mae.max_increase"),
+            figures=("metric_change",),
+        ),
+        CheckDefinition(
+            "custom.max_drop",
+            Number(0.0, 1_000_000.0),
+            "pts",
+            "Most a custom metric where higher is better may lose against the float model, in points of the metric "
+            '(task = "custom", direction = "higher").',
+            partial(points_drop, "custom.max_drop"),
+            figures=("metric_change",),
+        ),
+        CheckDefinition(
+            "custom.max_increase",
+            Number(0.0, 1000.0),
+            "%",
+            "Most a custom metric where lower is better may rise against the float model, in percent of the float "
+            'model\'s value, as `mae.max_increase` does (task = "custom", direction = "lower").',
+            partial(percent_increase, "custom.max_increase"),
             figures=("metric_change",),
         ),
         CheckDefinition(

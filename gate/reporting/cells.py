@@ -302,16 +302,29 @@ def _metric_cell(change: ModelChange, label: str) -> str:
     base, head = change.base, change.head
     if head is None or head.metric_value is None:
         return "—"
-    now = f"{head.metric} {_metric(head.metric_value, head.metric)}"
-    if base is None or base.metric_value is None or base.metric != head.metric:
+    name = head.custom_metric or head.metric  # a custom metric by its spec
+    now = f"{name} {_metric(head.metric_value, head.metric)}"
+    if (
+        base is None
+        or base.metric_value is None
+        or (base.metric, base.custom_metric) != (head.metric, head.custom_metric)
+    ):
         return now
     delta = head.metric_value - base.metric_value
-    if METRICS[head.metric].change_unit == "%":  # MAE: percent of the base's
-        delta = delta / base.metric_value * 100 if base.metric_value else 0.0
+    if METRICS[head.metric].change_unit == "%":  # MAE: percent of the base's (a custom metric's may be negative)
+        delta = delta / abs(base.metric_value) * 100 if base.metric_value else 0.0
     return (
-        f"{head.metric} {_metric(base.metric_value, base.metric)} → {_metric(head.metric_value, head.metric)} "
+        f"{name} {_metric(base.metric_value, base.metric)} → {_metric(head.metric_value, head.metric)} "
         f"({_change(delta, head.metric)} vs {label})"
     )
+
+
+def _metric_name(result: ModelResult) -> str:
+    """How the reports name a model's metric: a custom metric by its spec as gate.toml wrote it (escaped, as every
+    {{ }} is), a built-in one by its name."""
+    if result.provenance and result.provenance.custom_metric:
+        return result.provenance.custom_metric
+    return result.float_evaluation.metric if result.float_evaluation else "metric"
 
 
 def _latency_cell(change: ModelChange) -> str:
@@ -385,6 +398,7 @@ FILTERS: dict[str, Callable[..., object]] = {
     "verdict_cell": _verdict_cell,
     "size_cell": _size_cell,
     "metric_cell": _metric_cell,
+    "metric_name": _metric_name,
     "latency_cell": _latency_cell,
     "interval": _interval,
     "fidelity": _fidelity,

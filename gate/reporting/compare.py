@@ -34,6 +34,7 @@ class Figures:
     macs: int | None = None  # multiply-accumulates per inference: deterministic, so any change is the model's
     arena_bytes: int | None = None  # a device target's tensor arena (tflm) or SRAM (Ethos-U)
     npu_cycles: int | None = None  # Vela's NPU cycles per inference (Ethos-U)
+    custom_metric: str = ""  # a custom task's "module:function": another function is another metric
 
     @classmethod
     def of(cls, result: ModelResult) -> Figures:
@@ -52,6 +53,7 @@ class Figures:
             macs=conversion.macs if conversion else None,
             arena_bytes=_arena_or_sram(conversion.device) if conversion and conversion.device else None,
             npu_cycles=conversion.device.npu_cycles if conversion and conversion.device else None,
+            custom_metric=result.provenance.custom_metric if result.provenance else "",
         )
 
 

@@ -17,6 +17,7 @@ from gate.quantization.methods import METHODS
 from gate.targets import TARGETS
 from gate.targets.base import measured_on
 from gate.tasks import TASKS
+from gate.tasks.custom import CustomTask
 
 # As the report's summary row says why a model failed: `size.min_reduction 3.99× < 4×`.
 FAILS_WHEN = {"min": "measured < threshold", "max": "measured > threshold", "equal": "measured ≠ threshold"}
@@ -73,8 +74,12 @@ def task_reference() -> str:
     ]
     for task in TASKS.values():
         qat = f"trains on `y` ({task.qat_loss})" if task.qat_loss else "skipped: no labels it can train on"
+        named = f"`{task.name}`"
+        if isinstance(task, CustomTask):  # one manifest task, two entries: gate.toml says which by its direction
+            qat = "skipped: a metric of its own is no loss it can train with"
+            named = f'`custom`, `direction = "{task.name.removeprefix("custom-")}"`'
         rows.append(
-            f"| `{task.name}` | {task.metric.said} ({'higher' if task.metric.higher_is_better else 'lower'} is "
+            f"| {named} | {task.metric.said} ({'higher' if task.metric.higher_is_better else 'lower'} is "
             f"better) | {task.labels or 'not needed'} | `{task.policy_key}` | {qat} | "
             f"{task.description} |"
         )

@@ -1,25 +1,25 @@
 """Check a result read back from elsewhere (a shard, a cache entry, a baseline, an artifact, a worker) before use.
 
-Validating the types (gate.encoding.load_result) says a result is well formed; this says it is one gate
-could have written, so that nothing downstream trusts a string or a verdict it was merely handed:
+Validating the types (gate.encoding.load_result) says a result is well formed; this says it is one gate could
+have written, so that nothing downstream trusts a string or a verdict it was merely handed:
 
-- every name is what it may be: the model a plain folder name, each method one of `METHODS`, each check
-  one of `CHECKS` with its unit, each policy key one of `POLICY_KEYS` with a value its kind allows, each
-  digest 64 hex digits;
+- every name is what it may be: the model a plain folder name, each method one of `METHODS`, each check one of
+  `CHECKS` with its unit, each policy key one of `POLICY_KEYS` with a value its kind allows, each digest 64 hex
+  digits, a custom metric a "module:function" of a custom task;
 - every path a result records is the path gate's layout gives it;
-- what a stateful file keeps is told as gate tells it: the app resets it exactly when the effective policy
-  says so (runtime.resets_state), the sentence of what the app must do is gate's own, the other figure (with
-  or without resets) is of the same eval set, one sample per invoke; a candidate's steps add up to its time;
-- figures one measurement gives together agree (gate.reporting.verify_figures);
-- its verdict follows from its figures: each built candidate is judged again
-  against the effective policy the result records, and must come out exactly
-  as recorded (checks, messages, status); its size ratios and metric change
-  follow from the sizes and metrics it records; the published candidate is the
-  one the search rule picks; the model's status is that candidate's.
+- what a stateful file keeps is told as gate tells it: the app resets it exactly when the effective policy says so
+  (runtime.resets_state), the sentence of what the app must do is gate's own, the other figure (with or without
+  resets) is of the same eval set, one sample per invoke; the time a candidate's steps took adds up to no more
+  than its own;
+- its verdict follows from its figures: each built candidate is judged again against the effective policy the
+  result records, and must come out exactly as recorded (checks, messages, status); its size ratios and metric
+  change follow from the sizes and metrics it records; the published candidate is the one the search rule picks;
+  the model's status is that candidate's;
+- figures one measurement gives together agree (gate.reporting.verify_figures).
 
-A result that says PASS while one of its checks fails is refused, not re-judged
-into something else: it was not written by a gate that works, so nothing else
-in it is worth showing either. Every problem is a ValueError naming the field.
+A result that says PASS while one of its checks fails is refused, not re-judged into something else: it was not
+written by a gate that works, so nothing else in it is worth showing either. Every problem is a ValueError naming
+the field.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ from gate.results import (
 )
 from gate.targets import DEFAULT_TARGET, TARGET_NAMES
 from gate.tasks import METRICS, TASKS
+from gate.tasks.custom import recorded_problem
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
@@ -71,6 +72,8 @@ def check_result(result: ModelResult) -> None:
         raise ValueError(f"name: {problem}")
     if result.task not in (*TASKS, ""):
         raise ValueError(f"task: {result.task!r} is not one of {', '.join(TASKS)}")
+    if (p := result.provenance) and (problem := recorded_problem(result.task, p.custom_metric, p.custom_metric_source)):
+        raise ValueError(f"provenance.{problem}")
     if not -1 <= result.chosen < len(result.candidates):
         raise ValueError(f"chosen: {result.chosen} is not the index of one of its {len(result.candidates)} candidates")
     _check_digests(result)
@@ -238,7 +241,8 @@ def _check_state(result: ModelResult, conversion: Conversion, where: str) -> Non
 
 
 def _in_range(evaluation: Evaluation) -> bool:
-    return math.isfinite(evaluation.value) and 0.0 <= evaluation.value <= METRICS[evaluation.metric].highest
+    metric = METRICS[evaluation.metric]
+    return math.isfinite(evaluation.value) and metric.lowest <= evaluation.value <= metric.highest
 
 
 def _check_steps(candidate: Candidate, where: str) -> None:

@@ -12,6 +12,7 @@ from gate.layout import name_problem
 from gate.quantization.methods import METHODS
 from gate.reporting.compare import Comparison
 from gate.tasks import METRICS
+from gate.tasks.custom import spec_problem
 
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 # A branch name as GitHub Actions gives GITHUB_REF_NAME (a pull request's is "<number>/merge"): printable, no spaces,
@@ -32,7 +33,8 @@ def check_comparison(comparison: Comparison) -> None:
         if problem := name_problem(change.name, loose_files=True):
             raise ValueError(f"changes[{index}].name: {problem}")
         for side in (change.base, change.head):
-            if side and (side.method not in (*METHODS, "") or side.metric not in (*METRICS, "")):
+            if side and (side.method not in (*METHODS, "") or side.metric not in (*METRICS, "")
+                         or side.custom_metric and spec_problem(side.custom_metric)):  # fmt: skip
                 raise ValueError(f"changes[{index}]: method {side.method!r} or metric {side.metric!r} is unknown")
             if side and any(v is not None and v < 0 for v in (side.macs, side.arena_bytes)):
                 raise ValueError(f"changes[{index}]: a MAC count or arena size is negative")

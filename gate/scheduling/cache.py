@@ -1,7 +1,7 @@
 """The content-addressed result cache: a model is gated again only when something it depends on changed.
 
 The key is a sha256 over every file of the model folder, the effective
-policy, the code its gate.toml allows custom objects from, gate's own code and
+policy, the code its gate.toml allows custom objects from (and its custom metric's module), gate's own code and
 the versions of Python and every tool that measures, and, when the policy
 judges latency, the machine (CPU model and core count): a latency measured on
 another kind of machine is never reused; such a model is gated afresh.
@@ -47,6 +47,7 @@ from gate.policy.judge import LATENCY_CHECKS
 from gate.readback import Missing, Refused, copy_inside, read_json
 from gate.reporting.verify import check_result
 from gate.results import FileDigest, ModelResult
+from gate.tasks.custom import metric_sources
 
 ENTRY = "entry.json"
 ENTRY_VERSION = 2  # 2: the model's log is kept with the entry
@@ -98,16 +99,16 @@ def _folder_files(folder: Path) -> dict[str, str]:
     return {path.relative_to(folder).as_posix(): _sha256_file(path) for path in regular_files(folder)}
 
 
-def _custom_code(names: tuple[str, ...], root: Path) -> dict[str, dict[str, str]]:
-    """The source of the code each allowed custom object's import runs, from the repository root."""
+def _custom_code(names: tuple[str, ...], root: Path, metric: str = "") -> dict[str, dict[str, str]]:
+    """The source of the code each allowed custom object's import, and the custom metric's, runs, from the root."""
     code: dict[str, dict[str, str]] = {}
-    for name in names:
-        for source in custom_object_sources(name):
-            path = root / source
-            if path.is_file() and not path.is_symlink():
-                code[source] = {"": _sha256_file(path)}
-            elif path.is_dir() and not path.is_symlink():
-                code[source] = _folder_files(path)
+    sources = [source for name in names for source in custom_object_sources(name)]
+    for source in [*sources, *(metric_sources(metric) if metric else ())]:
+        path = root / source
+        if path.is_file() and not path.is_symlink():
+            code[source] = {"": _sha256_file(path)}
+        elif path.is_dir() and not path.is_symlink():
+            code[source] = _folder_files(path)
     return code
 
 
@@ -117,7 +118,7 @@ def cache_key(job: Job, *, root: Path) -> str:
     parts = {
         "job": {k: v for k, v in to_jsonable(job).items() if k not in _WHERE_FIELDS},
         "files": _folder_files(Path(job.folder)),
-        "custom_code": _custom_code(job.allow_custom_objects, root),
+        "custom_code": _custom_code(job.allow_custom_objects, root, job.metric),
         "tools": tool_versions(),
         "gate_source": gate_source_digest(),
         "machine": machine() if judges_latency else None,

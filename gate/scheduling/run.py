@@ -24,6 +24,7 @@ from gate.reporting.report import write_reports
 from gate.results import ModelResult, Origin, Status, error_result
 from gate.scheduling.cache import Cache, cache_key, regular_files
 from gate.scheduling.scheduler import Progress, Scheduler
+from gate.tasks.custom import source_problem
 
 
 def plan(configuration: Configuration, out_dir: Path, job_dir: Path) -> list[Job | ModelResult]:
@@ -32,17 +33,21 @@ def plan(configuration: Configuration, out_dir: Path, job_dir: Path) -> list[Job
     for model in configuration.models:
         if not isinstance(model, ModelConfig):
             planned.append(error_result(model[0].name, model[1]))
-        elif problem := _custom_code_problem(model):
+        elif problem := custom_code_problem(model):
             planned.append(error_result(model.folder.name, problem))
         else:
             planned.append(job_for(model, out_dir, job_dir))
     return planned
 
 
-def _custom_code_problem(model: ModelConfig) -> str:
+def custom_code_problem(model: ModelConfig) -> str:
+    """Why the custom code the model's gate.toml names is not reviewed source at the repository root ("" if it is);
+    `gate validate` says it too."""
     for entry in model.manifest.allow_custom_objects:
         if problem := unreviewable_custom_code(entry, Path.cwd()):
             return f"{model.folder.path / 'gate.toml'}: allow_custom_objects: {problem}"
+    if model.manifest.metric and (problem := source_problem(model.manifest.metric, Path.cwd())):
+        return f"{model.folder.path / 'gate.toml'}: metric: {problem}"
     return ""
 
 
@@ -52,7 +57,8 @@ def job_for(model: ModelConfig, out_dir: Path, job_dir: Path) -> Job:
     return Job(
         name=name,
         folder=str(model.folder.path),
-        task=manifest.task,
+        task=manifest.registered_task,
+        metric=manifest.metric,
         method=manifest.method,
         calibration_samples=manifest.calibration_samples,
         calibrate_on_eval=manifest.calibrate_on_eval,

@@ -51,7 +51,7 @@ class _Worker:
     process: subprocess.Popen
     control: int  # write end: jobs and grants
     events: int  # read end: stages, requests, results
-    dedicated: bool  # runs one model's allowed custom code: ends after that model
+    dedicated: bool  # runs one model's allowed custom code (or custom metric): ends after that model
     pending: bytes = b""
     index: int = -1
     job: Job | None = None
@@ -111,7 +111,7 @@ class Scheduler:
                 os.close(worker.events)
 
     def _start(self, index: int, job: Job) -> None:
-        dedicated = bool(job.allow_custom_objects)
+        dedicated = bool(job.allow_custom_objects or job.metric)
         worker = self._idle.pop() if self._idle and not dedicated else self._spawn(dedicated)
         worker.index, worker.job, worker.stage = index, job, "start"
         # A resumed model goes on with the wall time its earlier workers used: limits.timeout_s is the model's.

@@ -173,6 +173,14 @@ PREDICT_BATCH_BYTES = 2**20
 
 def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data: Dataset, task: str) -> Evaluation:
     """The task metric of the Keras or SavedModel float model itself."""
+    outputs, batch = float_model_outputs(predict, data)
+    return scored(outputs, data, task, batch)
+
+
+def float_model_outputs(
+    predict: Callable[[dict[str, np.ndarray]], np.ndarray], data: Dataset
+) -> tuple[np.ndarray, int]:
+    """The float model's outputs on the eval set, and the batch they were predicted in."""
     sample_bytes = sum(array[:1].nbytes for array in data.inputs.values())
     batch = max(1, min(PREDICT_BATCH, PREDICT_BATCH_BYTES // max(1, sample_bytes)))
     outputs = np.concatenate(
@@ -182,7 +190,7 @@ def evaluate_float(predict: Callable[[dict[str, np.ndarray]], np.ndarray], data:
         ]
     )
     refuse_non_finite_outputs(outputs, data, "the float model")
-    return scored(outputs, data, task, batch)
+    return outputs, batch
 
 
 def scored(outputs: np.ndarray, data: Dataset, task: str, batch_size: int) -> Evaluation:

@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 UNBOUNDED_CHANGE = 1000.0
 
 
+def percent_change(float_value: Any, quantized_value: Any) -> Any:
+    """The change in percent of the float model's value (of its magnitude: a negative value's rise is positive too),
+    for a metric where lower is better (MAE); vectorised. UNBOUNDED_CHANGE when the float value is zero and the
+    quantized one is not."""
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = (np.asarray(quantized_value) - float_value) / np.abs(float_value) * 100
+    zero = np.where(np.asarray(quantized_value) == 0, 0.0, UNBOUNDED_CHANGE)
+    result = np.where(np.asarray(float_value) == 0, zero, change)
+    return float(result) if result.ndim == 0 else result
+
+
 @dataclass(frozen=True)
 class Metric:
     """A task's figure: its name in results, how it is written, and which way is better."""
@@ -31,6 +44,8 @@ class Metric:
     # How a change is expressed: in points of the metric ("pts") or in percent of the float model's value ("%").
     change_unit: str
     highest: float = math.inf  # the largest value the metric can take (accuracy: 100%)
+    lowest: float = 0.0  # the smallest (a custom metric: any number)
+    in_percent: bool = True  # a value in points is a percentage (accuracy), not a number of the team's own metric
     label: str = ""  # how a sentence names it ("MAE"); the name when empty
 
     @property
@@ -39,7 +54,7 @@ class Metric:
 
     def show(self, value: float) -> str:
         """'97.22%' or '0.0123': a value as the reports write it."""
-        return f"{value:.2f}%" if self.change_unit == "pts" else f"{value:.4g}"
+        return f"{value:.2f}%" if self.change_unit == "pts" and self.in_percent else f"{value:.4g}"
 
     def loss(self, change: float) -> float:
         """How much worse a change makes the model (positive = worse), for ranking candidates and stopping searches."""
@@ -65,6 +80,11 @@ class Task:
     @property
     def needs_labels(self) -> bool:
         return self.labels is not None
+
+    @property
+    def untrainable(self) -> str:
+        """Why quantization-aware training cannot train a model of this task ("" when it can): the search's row."""
+        return "" if self.qat_loss else f"it trains on labels, and the {self.name} task has none it can train on"
 
     def score(
         self, outputs: np.ndarray, labels: np.ndarray, inputs: Mapping[str, np.ndarray] | None = None

@@ -1,7 +1,9 @@
 """A metric of the team's own (`task = "custom"`, `metric = "module:function"`): loaded, called and checked.
 
-Not yet a task of TASKS (docs/tasks.md says what remains): this module is how the worker will load the function
-and refuse what it returns. The contract, as docs/tasks.md states it to users:
+Two entries of TASKS, one per `direction` (`custom-higher`, `custom-lower`): every reader of a result (the
+reports, the checks, the search) takes the direction from the task's name alone, as for the built-in tasks; the
+metric's spec is in the result's provenance. The worker loads the function once per model and binds it
+(`bound`) while it gates that model: the tasks' `score` calls it. The contract, as docs/tasks.md states it:
 
     def my_metric(outputs: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
         '''outputs: the model's outputs, dequantized, one row per sample; labels: eval.npz's y.
@@ -17,20 +19,26 @@ naming the function, its file and line where it raised, and the fix; never a tra
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gate.discover import unreviewable_custom_code
 from gate.errors import ModelError
+from gate.tasks.base import Metric, Task, percent_change
 
 if TYPE_CHECKING:
     import numpy as np
 
 RETURNS = "return (value, per_sample_scores): a finite number, and one finite number per sample"
+DIRECTIONS = ("higher", "lower")
+MAX_SPEC = 100
 
 
 @dataclass(frozen=True)
@@ -40,11 +48,14 @@ class CustomMetric:
     spec: str  # "module:function"
     function: Callable[..., Any]
     source: str  # the module's file, relative to the repository root: what the messages and the report name
+    root: Path  # the repository root it was imported from (messages name paths relative to it)
 
 
 def spec_problem(spec: str) -> str:
     """What is wrong with a `metric` value ("" when it is "module:function" in Python names); imports nothing."""
     module, colon, function = spec.partition(":")
+    if len(spec) > MAX_SPEC:  # it is shown in every report, and a PR writes it
+        return f'{spec[:MAX_SPEC]!r}... is longer than {MAX_SPEC} characters; name a shorter "module:function"'
     if not colon or not module or not function:
         return f'expected "module:function" (e.g. "my_metrics:f1"), got {spec!r}'
     if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
@@ -55,7 +66,7 @@ def spec_problem(spec: str) -> str:
 def metric_sources(spec: str) -> tuple[str, str]:
     """The repository paths the metric's import may run: its top package's module file or folder."""
     top = spec.partition(":")[0].split(".")[0]
-    return f"{top}.py", top
+    return f"{top}.py", f"{top}/"
 
 
 def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
@@ -66,7 +77,7 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
     if not any((root / path).exists() and not (root / path).is_symlink() for path in metric_sources(spec)):
         file, folder = metric_sources(spec)
         raise ModelError(
-            f"{where}: metric {spec!r}: the repository has no {file} or {folder}/ at its root; a custom metric is a "
+            f"{where}: metric {spec!r}: the repository has no {file} or {folder} at its root; a custom metric is a "
             "reviewed file of the repository, not an installed module"
         )
     sys.path.insert(0, str(root))
@@ -95,7 +106,24 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
             f"{where}: metric {spec!r}: {function_name} {what} in {source.relative_to(root.resolve()).as_posix()}; "
             "name a function (outputs, labels) -> (value, per-sample scores) of that module"
         )
-    return CustomMetric(spec, function, source.relative_to(root.resolve()).as_posix())
+    return CustomMetric(spec, function, source.relative_to(root.resolve()).as_posix(), root)
+
+
+def source_problem(spec: str, root: Path) -> str:
+    """Why the metric's module is not a reviewed file at the repository root ("" if it is); imports nothing.
+
+    `gate validate` and the plan of `gate check` refuse what the worker's import would refuse, and what the cache
+    key could not see (a link, compiled code), as for allow_custom_objects' packages.
+    """
+    if problem := spec_problem(spec):
+        return problem
+    file, folder = metric_sources(spec)
+    if not any((root / path).exists() or (root / path).is_symlink() for path in (file, folder)):
+        return (
+            f"{spec!r}: the repository has no {file} or {folder} at its root; a custom metric is a reviewed file of "
+            "the repository (run gate from the repository root)"
+        )
+    return unreviewable_custom_code(spec.partition(":")[0], root)
 
 
 def call_metric(metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *, root: Path) -> tuple[float, Any]:
@@ -129,6 +157,109 @@ def call_metric(metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *
         first = int(np.argmax(~np.isfinite(scores.reshape(-1))))
         raise ModelError(f"{named} returned a per-sample score that is not finite (sample {first}); {RETURNS}")
     return float(value), scores.reshape(samples)
+
+
+_bound: CustomMetric | None = None  # the metric of the model this worker is gating (`bound`)
+
+
+@contextmanager
+def bound(spec: str, *, root: Path, where: Path) -> Iterator[CustomMetric | None]:
+    """Load `spec`'s function and let the custom tasks score with it while one model is gated ("": no metric).
+
+    A worker gates one model at a time, and one whose manifest names a metric runs in a worker of its own (custom
+    code: gate.scheduling.scheduler), so the binding never outlives its model.
+    """
+    global _bound
+    if not spec:
+        yield None
+        return
+    _bound = load_metric(spec, root=root, where=where)
+    try:
+        yield _bound
+    finally:
+        _bound = None
+
+
+def bound_metric() -> CustomMetric:
+    assert _bound is not None, "a custom task scores only while its metric is bound (custom.bound)"
+    return _bound
+
+
+@dataclass(frozen=True)
+class CustomTask(Task):
+    @property
+    def untrainable(self) -> str:
+        return (
+            "it trains the model to minimise cross-entropy or MAE on its labels, and a custom metric is neither: "
+            "gate cannot tell which loss would serve it"
+        )
+
+    def score(
+        self, outputs: np.ndarray, labels: np.ndarray, inputs: Mapping[str, np.ndarray] | None = None
+    ) -> tuple[float, tuple[float, ...]]:
+        metric = bound_metric()
+        value, per_sample = call_metric(metric, outputs, labels, root=metric.root)
+        return value, tuple(per_sample.tolist())
+
+    def value(self, per_sample: np.ndarray, labels: np.ndarray | None = None, axis: int = -1) -> Any:
+        """The mean of the per-sample scores: the metric only when it is their mean (the bootstrap checks that)."""
+        return per_sample.mean(axis=axis)
+
+    def change(self, float_value: Any, quantized_value: Any) -> Any:
+        """Higher is better: points of the metric gained (negative = lost). Lower is better: percent of the float
+        model's value (its magnitude) added, as regression's MAE; positive = worse."""
+        if self.metric.higher_is_better:
+            return quantized_value - float_value
+        return percent_change(float_value, quantized_value)
+
+    def check_labels(
+        self, y: np.ndarray, *, where: Path, output_width: int | None, output_activation: str | None
+    ) -> tuple[np.ndarray, str | None]:
+        return y, None  # the metric reads them as they are stored: what it accepts is its own contract
+
+
+def custom_task(direction: str) -> str:
+    """The TASKS entry of `task = "custom"` with this `direction`."""
+    return f"custom-{direction}"
+
+
+_LABELS = "whatever the metric reads, one entry per sample (passed to it as stored)"
+_DESCRIPTION = (
+    'Your own metric: `metric = "module:function"` names a function of a reviewed module at the repository root, '
+    "called with the outputs and `y`; `direction` says which way is better. "
+)
+CUSTOM_HIGHER = CustomTask(
+    custom_task("higher"),
+    _DESCRIPTION + "Higher is better: the drop is in points of the metric.",
+    Metric("custom-higher", higher_is_better=True, change_unit="pts", in_percent=False, lowest=-math.inf,
+           label="custom metric"),
+    labels=_LABELS,
+    policy_key="custom.max_drop",
+    qat_loss="",
+)  # fmt: skip
+CUSTOM_LOWER = CustomTask(
+    custom_task("lower"),
+    _DESCRIPTION + "Lower is better: the rise is in percent of the float model's value, as regression's MAE.",
+    Metric("custom-lower", higher_is_better=False, change_unit="%", lowest=-math.inf, label="custom metric"),
+    labels=_LABELS,
+    policy_key="custom.max_increase",
+    qat_loss="",
+)
+
+
+def recorded_problem(task: str, spec: str, source: str) -> str:
+    """What is wrong with the metric a result read back records ("" when gate could have written it)."""
+    if task.startswith("custom-") != bool(spec):
+        return f"custom_metric: {spec[:50]!r} goes with a custom task, and a custom task ({task!r}) with one"
+    if spec and (spec_problem(spec) or source not in [f"{path}.py" for path in _module_paths(spec)]):
+        return f'custom_metric: {spec[:50]!r} in {source[:50]!r} is no "module:function" and its module\'s file'
+    return ""
+
+
+def _module_paths(spec: str) -> tuple[str, ...]:
+    """The files a dotted module may be: my_metrics.py, or pkg/mod.py and pkg/mod/__init__.py."""
+    path = spec.partition(":")[0].replace(".", "/")
+    return path, f"{path}/__init__"
 
 
 def _kind(value: object) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gate.tasks.base import UNBOUNDED_CHANGE, Metric, Task
+from gate.tasks.base import Metric, Task, percent_change
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,13 +31,7 @@ class Regression(Task):
 
     def change(self, float_value: Any, quantized_value: Any) -> Any:
         """Percent change of the float model's MAE (positive = worse)."""
-        import numpy as np
-
-        with np.errstate(divide="ignore", invalid="ignore"):
-            change = (np.asarray(quantized_value) - float_value) / float_value * 100
-        zero = np.where(np.asarray(quantized_value) == 0, 0.0, UNBOUNDED_CHANGE)
-        result = np.where(np.asarray(float_value) == 0, zero, change)
-        return float(result) if result.ndim == 0 else result
+        return percent_change(float_value, quantized_value)
 
     def check_labels(
         self, y: np.ndarray, *, where: Path, output_width: int | None, output_activation: str | None
