@@ -359,7 +359,8 @@ def parse_manifest(path: Path, policy_names: Collection[str]) -> Manifest:
 
 
 # An output's task: a custom metric scores a whole model, so not "custom".
-_OUTPUT_TASK = replace(MANIFEST_KEYS["task"], kind=Choice(tuple(task for task in MANIFEST_TASKS if task != CUSTOM)))
+_OUTPUT_TASKS = tuple(task for task in MANIFEST_TASKS if task != CUSTOM)
+_OUTPUT_TASK = replace(MANIFEST_KEYS["task"], kind=Choice(_OUTPUT_TASKS))
 
 
 def _output_tasks(where: str, tables: Mapping[str, Any], problems: list[str]) -> dict[str, str]:
@@ -374,7 +375,7 @@ def _output_tasks(where: str, tables: Mapping[str, Any], problems: list[str]) ->
         for key in sorted(set(table) - {"task"}):
             problems.append(_unknown(f"{where}.{name}", key, ["task"], "allowed keys"))
         if "task" not in table:
-            problems.append(f"{where}.{name}: no task; add task = one of {', '.join(_OUTPUT_TASK.kind.options)}")
+            problems.append(f"{where}.{name}: no task; add task = one of {', '.join(_OUTPUT_TASKS)}")
         elif (task := _parse(f"{where}.{name}", _OUTPUT_TASK, table["task"], problems)) is not None:
             tasks[name] = task
     return tasks
