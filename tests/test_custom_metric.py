@@ -75,10 +75,26 @@ def test_a_metric_that_cannot_be_loaded_is_one_message_naming_it(tmp_path: Path,
     assert str(error.value).startswith(f"{WHERE}: metric") and problem in str(error.value)
 
 
-def test_an_installed_module_of_the_same_name_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "json.py").write_text("def f(outputs, labels):\n    return 1.0, [1.0]\n")
-    with pytest.raises(ModelError, match="'json' is the installed module of that name, not the repository's"):
-        load_metric("json:f", root=tmp_path, where=WHERE)
+@pytest.mark.parametrize("imported", [True, False])
+def test_an_installed_modules_name_is_refused_before_the_repositorys_module_runs(tmp_path: Path, imported) -> None:
+    # Not yet imported, the repository's module would have stayed in sys.modules, and gate's own later import of
+    # the installed one (ai_edge_litert, msgspec, ...) would have got it instead.
+    import importlib.util
+
+    candidates = ("json",) if imported else ("cmarkgfm", "jsonschema", "hypothesis", "zizmor", "mkdocs")
+    name = next(c for c in candidates if (c in sys.modules) == imported and importlib.util.find_spec(c))
+    ran = tmp_path / "ran"
+    (tmp_path / f"{name}.py").write_text(f"open({str(ran)!r}, 'w').close()\ndef f(outputs, labels):\n    pass\n")
+    with pytest.raises(ModelError, match=f"'{name}' is also the name of an installed module"):
+        load_metric(f"{name}:f", root=tmp_path, where=WHERE)
+    assert not ran.exists() and getattr(sys.modules.get(name), "__file__", "") != str(tmp_path / f"{name}.py")
+
+
+def test_a_metric_that_exits_is_one_message(tmp_path: Path) -> None:
+    root = repository(tmp_path, returned="__import__('sys').exit(3)")
+    metric = load_metric("my_metrics:returns", root=root, where=WHERE)
+    with pytest.raises(ModelError, match="raised SystemExit: 3"):
+        call_metric(metric, np.zeros((4, 2)), np.zeros(4), root=root)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ naming the function, its file and line where it raised, and the fix; never a tra
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import os
 import sys
@@ -74,11 +75,15 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
     if problem := spec_problem(spec):
         raise ModelError(f"{where}: metric: {problem}")
     module_name, _, function_name = spec.partition(":")
-    if not any((root / path).exists() and not (root / path).is_symlink() for path in metric_sources(spec)):
-        file, folder = metric_sources(spec)
+    if problem := source_problem(spec, root):  # no file, a link, compiled code: refused before anything runs
+        raise ModelError(f"{where}: metric {problem}")
+    top = module_name.split(".")[0]
+    # A name an installed module (or the standard library) has: imported from the repository, the repository's
+    # module would stay in sys.modules and be what gate itself imports by that name later (ai_edge_litert, msgspec).
+    if top in sys.modules or top in sys.builtin_module_names or importlib.util.find_spec(top) is not None:
         raise ModelError(
-            f"{where}: metric {spec!r}: the repository has no {file} or {folder} at its root; a custom metric is a "
-            "reviewed file of the repository, not an installed module"
+            f"{where}: metric {spec!r}: {top!r} is also the name of an installed module, which the repository's "
+            "would hide; rename the repository's module"
         )
     sys.path.insert(0, str(root))
     try:
@@ -89,7 +94,7 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
             f"{where}: metric {spec!r}: module {module_name!r} cannot be imported from the repository root "
             f"({reason}); run gate from the repository root that holds it"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - the module's own code ran and failed
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the module's own code ran and failed
         raise ModelError(f"{where}: metric {spec!r}: importing {module_name!r} raised {_raised(exc, root)}") from None
     finally:
         sys.path.remove(str(root))
@@ -134,7 +139,7 @@ def call_metric(metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *
     named = f"metric {metric.spec!r} ({metric.source})"
     try:
         returned = metric.function(outputs, labels)
-    except Exception as exc:  # noqa: BLE001 - the repository's code: whatever it raises is its failure
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the repository's code: whatever it raises is its failure
         raise ModelError(f"{named} raised {_raised(exc, root)}") from None
     if not isinstance(returned, tuple | list) or len(returned) != 2:
         raise ModelError(f"{named} returned {_kind(returned)}; {RETURNS}")
