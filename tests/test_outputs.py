@@ -519,7 +519,7 @@ def test_the_outputs_a_config_declares_are_checked_before_anything_is_loaded(
     assert str(error.value) == message
 
 
-def test_qat_and_the_methods_that_search_on_one_metric_are_skipped_for_several_outputs_with_a_reason() -> None:
+def test_qat_is_skipped_for_several_outputs_with_a_reason_and_the_fallbacks_are_tried(tmp_path) -> None:
     import factories
 
     from gate.gating import several
@@ -533,14 +533,63 @@ def test_qat_and_the_methods_that_search_on_one_metric_are_skipped_for_several_o
         integer_inputs=False, setup=Setup(), build=None, save=None, describe=None, time_latency=None, interval=None,
     )  # type: ignore[arg-type]  # fmt: skip
     outputs = Outputs((), {}, {}, (), 0.95)
-    for_several = several.workbench(bench, outputs, None, None)  # type: ignore[arg-type]
+    for_several = several.workbench(bench, outputs, None, None, tmp_path)  # type: ignore[arg-type]
     reasons = {
         method: skip_reason(method, for_several, has_calibration=True, has_training=True)
         for method in ("qat-int8", "int8-float-fallback", "int8-int16-layers", "int8", "int16x8")
     }
-    one_metric = "it trains or searches on one metric, and gate does not do so for a model with several outputs yet"
+    trains = "it trains on one metric, and gate does not train a model with several outputs yet"
     assert reasons == {
-        "qat-int8": one_metric, "int8-float-fallback": one_metric, "int8-int16-layers": one_metric, "int8": "",
-        "int16x8": "",
+        "qat-int8": trains, "int8-float-fallback": "", "int8-int16-layers": "", "int8": "", "int16x8": "",
     }  # fmt: skip
     assert skip_reason("qat-int8", bench, has_calibration=True, has_training=True) == ""  # one output: trains
+
+
+@pytest.mark.parametrize(
+    ("changes", "policy", "share"),
+    [
+        # A drop of 3 of 2 allowed points is 1.5 of the allowance; a rise of 4 of 10 allowed percent 0.4.
+        ((("class", "classification", -3.0), ("value", "regression", 4.0)),
+         {"accuracy.max_drop": 2.0, "mae.max_increase": 10.0}, 1.5),
+        ((("class", "classification", -1.0), ("value", "regression", 4.0)),
+         {"accuracy.max_drop": 2.0, "mae.max_increase": 10.0}, 0.5),
+        # An output whose task the policy does not judge never keeps the search going.
+        ((("class", "classification", -1.0), ("value", "regression", 400.0)), {"accuracy.max_drop": 2.0}, 0.5),
+        # Judged by nothing: the largest loss, which the search minimises.
+        ((("class", "classification", -1.0), ("value", "regression", 4.0)), {}, 4.0),
+        # Nothing allowed: any loss is far beyond it.
+        ((("class", "classification", -0.5),), {"accuracy.max_drop": 0.0}, 0.5e9),
+    ],
+)  # fmt: skip
+def test_the_fallback_on_several_outputs_minimises_the_worst_judged_share_of_its_allowance(changes, policy, share):
+    from gate.policy.judge import worst_share
+    from gate.results import OutputChange
+
+    assert worst_share([OutputChange(*change, None) for change in changes], policy) == pytest.approx(share)
+
+
+@pytest.mark.slow  # a real gate run
+def test_float_fallback_searches_a_two_output_model_by_its_worst_judged_output(tmp_path: Path) -> None:
+    """int8 loses more of radius' MAE than a strict override allows: float fallback is tried, keeps layers float one
+    more at a time, and is judged per output like any candidate."""
+    import shutil
+
+    from helpers import REPO, run_gate
+
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    folder = tmp_path / "models" / "two_head"
+    shutil.copytree(REPO / "models" / "two_head", folder)
+    manifest = (folder / "gate.toml").read_text()
+    (folder / "gate.toml").write_text(
+        'override_reason = "a test: radius may not change"\n' + manifest + "\n[overrides.mae]\nmax_increase = 0.01\n"
+    )
+    run = run_gate("check", "--out", "out", cwd=tmp_path)
+    candidates = {c["method"]: c for c in run.model("two_head")["candidates"]}
+    assert candidates["int8"]["status"] == "FAIL" and "mae.max_increase (radius)" in candidates["int8"]["reason"]
+    fallback = candidates["int8-float-fallback"]
+    assert fallback["conversion"] is not None, fallback["reason"]
+    assert fallback["notes"][0].startswith("kept in float: ")
+    assert {"accuracy.max_drop (diagnosis)", "mae.max_increase (radius)"} <= {c["name"] for c in fallback["checks"]}
+    assert candidates["qat-int8"]["reason"].endswith("gate does not train a model with several outputs yet")
+    # int8 lost on an output: the report ranks the layers, by the error each causes at the model's outputs.
+    assert run.model("two_head")["layer_errors"], "no layer ranking"

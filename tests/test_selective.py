@@ -342,14 +342,14 @@ def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, lim
 
     builds = []
 
-    def metric_change(tflite: bytes) -> float:
+    def loss(tflite: bytes) -> float:
         builds.append(tflite)
-        return example.accuracy(tflite) - example.float_accuracy
+        return example.float_accuracy - example.accuracy(tflite)
 
     setup = Setup(
         calibration=example.calibration,
-        allowed_change=50.0,  # a gain no build reaches: none stops early
-        metric_change=metric_change,
+        allowed_loss=-50.0,  # a gain no build reaches: none stops early
+        loss=loss,
         max_float_layers=limit,
         task="classification",
     )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gate.keys import Value
+from gate.policy.judge import policy_key
 from gate.quantization.base import Setup
 from gate.results import Candidate, Finding, LayerError, Status, TensorInfo
 from gate.tasks import TASKS
@@ -40,16 +41,21 @@ def diagnose(
     policy: Mapping[str, Value],
     task: str,
 ) -> tuple[tuple[LayerError, ...], tuple[Finding, ...]]:
-    """Layer errors when the published or the int8 candidate lost accuracy (or MAE); input findings when int8 failed."""
+    """Layer errors when the published or the int8 candidate lost accuracy (or MAE, ...: on a model with several
+    outputs, on any output); input findings when int8 failed its metric check (of any output)."""
+
+    def changes(candidate: Candidate) -> list[tuple[str, float | None]]:
+        return [(c.task, c.metric_change) for c in candidate.per_output] or [(task, candidate.metric_change)]
 
     def lost(candidate: Candidate | None) -> bool:
-        change = candidate.metric_change if candidate else None
-        return change is not None and TASKS[task].loss(change) > 0
+        return candidate is not None and any(
+            change is not None and TASKS[judged].loss(change) > 0 for judged, change in changes(candidate)
+        )
 
     int8 = next((c for c in candidates if c.method in INT8_FAMILY and c.conversion is not None), None)
     findings = []
-    metric_check = TASKS[task].policy_key
-    if int8 and any(check.name == metric_check and check.status is Status.FAIL for check in int8.checks):
+    metric_checks = {TASKS[judged].policy_key for judged, _ in changes(int8)} if int8 else set()
+    if int8 and any(policy_key(check.name) in metric_checks and check.status is Status.FAIL for check in int8.checks):
         assert int8.conversion is not None
         findings = [f for tensor in int8.conversion.inputs if (f := input_range_finding(tensor, eval_data.inputs))]
     # The ranking quantizes layers as int8 does: without an int8 candidate (its converter crashed) it cannot run.

@@ -103,14 +103,14 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
                 search_start=search_start,
                 now=time.monotonic,
                 bench_for=lambda bench: (
-                    several.workbench(bench, outputs, loaded.eval_data, staged) if outputs else bench
+                    several.workbench(bench, outputs, loaded.eval_data, staged, Path(scratch)) if outputs else bench
                 ),
             )
         published = searched.published
         if published.method in searched.reference_latencies:  # the published candidate's benchmark is the model's
             staged.benchmark.with_name(f"{job.name}.{published.method}.json").replace(staged.benchmark)
-        with stages.stage("diagnose"):  # the layer ranking reads one output: not for several yet
-            diagnosed = gating.Diagnosed((), ()) if outputs else gating.diagnose(job, loaded, searched)
+        with stages.stage("diagnose"):
+            diagnosed = gating.diagnose(job, loaded, searched)
     result = gating.assemble(job, inspected, loaded, referenced, searched, diagnosed, stages.seconds)
     return several.finished(result, outputs) if outputs else result
 

@@ -5,9 +5,9 @@ model per output; every file (the float32 .tflite and each candidate) is then sc
 `per_output`), each candidate's change per output gets its interval, and the search ranks and stops on the worst
 output's (gate.policy.judge.worst_output). gate.gating.pipeline calls this module in place of the one-output steps.
 
-Not yet: a target other than LiteRT on this CPU and a file that keeps state between invokes are refused; QAT and
-the methods that measure their own builds on one metric (int8-float-fallback, int8-int16-layers) are skipped with a
-reason; the diagnosis (the layer ranking) does not run.
+The methods that measure their own builds (int8-float-fallback, int8-int16-layers) judge each build by its worst
+judged output's share of what the policy allows (gate.policy.judge.worst_share). Not yet: a target other than LiteRT
+on this CPU and a file that keeps state between invokes are refused; QAT is skipped with a reason.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from gate.errors import ModelError
 from gate.files import write_atomic
 from gate.frontends.base import PREDICT_BATCH, OutputSpec
 from gate.measurement.outputs import Outputs, map_outputs, output_changes, score_outputs
-from gate.policy.judge import worst_output
+from gate.policy.judge import worst_output, worst_share
 from gate.quantization.base import REFERENCE
 from gate.quantization.methods import METHODS
-from gate.results import Conversion, ModelResult, OutputChange
+from gate.results import Conversion, ModelResult, OutputChange, OutputScore
+from gate.tasks import TASKS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -89,35 +90,51 @@ def describe(outputs: Outputs, method: str, path: Path, data: Dataset, staged: M
     from gate.discover import digest
     from gate.targets.graph import macs_of
     from gate.targets.litert import describe as describe_file
-    from gate.targets.litert import signature_outputs, variable_tensors
+    from gate.targets.litert import variable_tensors
 
     if variable_tensors(path):
         raise ModelError(f"{path.name}: keeps state between invokes; {NOT_YET.format('measure such a file')}")
     inputs, tensor_info, float_ops = describe_file(path)
-    by_tensor, batch_size = signature_outputs(path, data, threads=_threads())
-    values = {name: by_tensor[tensor] for name, tensor in outputs.tensors.items()}
-    compared = None if method == REFERENCE else outputs.tensors  # a candidate's fidelity to the float32 file
-    scores = score_outputs(values, outputs.specs, data, float32=outputs.float32, batch_size=batch_size,
-                           tensors=compared, confidence=outputs.confidence)  # fmt: skip
+    scores = _scores(outputs, path, data, fidelity=method != REFERENCE)
     return Conversion(method, digest(path, staged.root), inputs, tensor_info, float_ops, scores[0].evaluation, None,
                       macs=macs_of(path), per_output=scores)  # fmt: skip
 
 
-def workbench(bench: Workbench, outputs: Outputs, data: Dataset, staged: ModelOutputs) -> Workbench:
-    """The search's workbench for a model with several outputs: files scored per output, changes per output, and
-    the methods that train or search on one metric skipped with a reason."""
+def _scores(outputs: Outputs, path: Path, data: Dataset, *, fidelity: bool) -> tuple[OutputScore, ...]:
+    """A file's outputs as LiteRT runs it, each scored by its task (a candidate's also against the float32 file)."""
+    from gate.targets.litert import signature_outputs
+
+    by_tensor, batch_size = signature_outputs(path, data, threads=_threads())
+    values = {name: by_tensor[tensor] for name, tensor in outputs.tensors.items()}
+    return score_outputs(values, outputs.specs, data, float32=outputs.float32, batch_size=batch_size,
+                         tensors=outputs.tensors if fidelity else None, confidence=outputs.confidence)  # fmt: skip
+
+
+def workbench(bench: Workbench, outputs: Outputs, data: Dataset, staged: ModelOutputs, scratch: Path) -> Workbench:
+    """The search's workbench for a model with several outputs: files scored per output, changes per output, the
+    methods that search themselves (float fallback) judging a build by its worst output, and QAT skipped."""
 
     def changes(conversion: Conversion) -> tuple[OutputChange, ...]:
         return output_changes(outputs.float_scores, conversion.per_output, data, confidence=outputs.confidence)
 
+    def loss(tflite: bytes) -> float:
+        path = scratch / "probe.tflite"
+        write_atomic(path, tflite)
+        scores = _scores(outputs, path, data, fidelity=False)
+        return worst_share(
+            output_changes(outputs.float_scores, scores, data, confidence=outputs.confidence), bench.policy
+        )
+
     def cannot_run(method: str) -> str:
-        if METHODS[method].needs_training_data or METHODS[method].measures_itself:
-            return "it trains or searches on one metric, and gate does not do so for a model with several outputs yet"
+        if METHODS[method].needs_training_data:
+            return "it trains on one metric, and gate does not train a model with several outputs yet"
         return bench.cannot_run(method)
 
+    tasks = {spec.task for spec in outputs.specs}
+    judged = any(isinstance(bench.policy.get(TASKS[task].policy_key), int | float) for task in tasks)
     return dataclasses.replace(
         bench,
-        setup=dataclasses.replace(bench.setup, metric_change=None, allowed_change=None, training=None),
+        setup=dataclasses.replace(bench.setup, loss=loss, allowed_loss=1.0 if judged else None, training=None),
         describe=lambda method, path: describe(outputs, method, path, data, staged),
         output_changes=changes,
         cannot_run=cannot_run,

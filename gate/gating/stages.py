@@ -234,12 +234,12 @@ def search(
         reference_latencies[method] = latencies[REFERENCE]
         return latencies[method], latencies[REFERENCE]
 
-    def metric_change(tflite: bytes) -> float:
-        """The metric change of a .tflite not yet staged (for methods that search themselves)."""
+    def loss(tflite: bytes) -> float:
+        """How much worse than the float model a .tflite not yet staged is (for methods that search themselves)."""
         path = scratch / "probe.tflite"
         path.write_bytes(tflite)
         measured = target.measure(path, eval_data, task, threads=_threads(), app_resets=settings.resets_state)
-        return TASKS[task].change(float_value, measured.evaluation.value)
+        return TASKS[task].loss(TASKS[task].change(float_value, measured.evaluation.value))
 
     def interval(method: str, evaluation: Evaluation) -> object:
         from gate.measurement.custom import metric_change_interval
@@ -260,8 +260,8 @@ def search(
         calibration=first,
         all_calibration=calibration.inputs if calibration else None,
         float_tflite=referenced.reference_path.read_bytes(),
-        allowed_change=searching.allowed_change(policy, task),
-        metric_change=metric_change,
+        loss=loss,
+        allowed_loss=None if (allowed := searching.allowed_change(policy, task)) is None else TASKS[task].loss(allowed),
         task=task,
         max_float_layers=settings.max_float_layers,
         no_int16_kernel=target.no_int16_kernel,

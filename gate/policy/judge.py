@@ -263,6 +263,19 @@ def worst_output(changes: Sequence[OutputChange], policy: Mapping[str, Value]) -
     return shares.index(max(shares))
 
 
+def worst_share(changes: Sequence[OutputChange], policy: Mapping[str, Value]) -> float:
+    """What a method that searches itself (float fallback) minimises on a model with several outputs: the largest
+    loss of an output whose task's check the policy sets, as a share of what it allows (within it: at most 1), or
+    the largest loss when the policy judges none of them."""
+    shares = []
+    for change in changes:
+        task = TASKS[change.task]
+        limit = policy.get(task.policy_key)
+        if isinstance(limit, int | float):
+            shares.append(task.loss(change.metric_change) / (abs(task.allowed_change(float(limit))) or 1e-9))
+    return max(shares) if shares else max(TASKS[change.task].loss(change.metric_change) for change in changes)
+
+
 def judge(candidate: Candidate, context: Context) -> Candidate:
     """Run every check the policy sets on a built `candidate`; return it with its checks, status and reason.
 

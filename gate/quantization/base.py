@@ -61,11 +61,12 @@ class Setup:
     calibration: Mapping[str, np.ndarray] | None = None  # inputs by name, one row per sample (the first N)
     all_calibration: Mapping[str, np.ndarray] | None = None  # every calibration sample there is
     float_tflite: bytes = b""  # the float32 reference, for methods that start from it
-    # The metric change a candidate may show (gate.gating.search derives it from the policy), and how to measure one:
-    # a method that searches itself (selective fallback) stops as soon as a build is within it.
-    allowed_change: float | None = None
-    metric_change: Callable[[bytes], float] | None = None
-    task: str = DEFAULT_TASK  # a name of gate.tasks' TASKS: how a method that measures itself compares changes
+    # How much worse than the float model a build is (positive = worse; the task's loss of its metric change, or on a
+    # model with several outputs its worst output's share of what the policy allows), and the most the policy
+    # allows (None: no limit): a method that searches itself (selective fallback) stops at the first build within it.
+    loss: Callable[[bytes], float] | None = None
+    allowed_loss: float | None = None
+    task: str = DEFAULT_TASK  # a name of gate.tasks' TASKS: what QAT trains for
     max_float_layers: int = 5  # search.max_float_layers: most layers float fallback keeps in float
     training: Training | None = None  # what methods that go back to the model itself need (QAT)
     # Operators the target has no int16-activation kernel for, with why: no layer of them gets int16 activations.
@@ -107,9 +108,6 @@ class Method:
     # target without an operator's int16 kernel rules out "all" when the float model has it, and keeps such layers
     # out of "ranked" (Target.no_int16_kernel).
     int16_activations: str = ""
-    # It measures its own builds' metric change (Setup.metric_change) until the policy allows it: one metric, so not
-    # for a model with several outputs yet.
-    measures_itself: bool = False
 
 
 class NotApplicable(Exception):  # a reason, not a failure

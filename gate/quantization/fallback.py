@@ -35,7 +35,6 @@ from gate.quantization.base import Built, NotApplicable, Setup
 from gate.quantization.convert import calibrated_model, mlir_quantize
 from gate.quantization.ranking import display_names, ranked_layers, tflite_ops, variable_layers
 from gate.results import LayerError
-from gate.tasks import TASKS
 
 IO_DTYPES = ("int8", "uint8", "float32")  # what convert_selective's model I/O can be
 
@@ -123,18 +122,17 @@ def grow_until_allowed(
     within `search.max_float_layers`, the best one. Returns the ranking, the build and its layers. Layers of an
     operator in `leave_out` are never treated apart (the target has no kernel for them treated so).
     """
-    assert setup.calibration is not None and setup.metric_change is not None
+    assert setup.calibration is not None and setup.loss is not None
     ranked = ranked_layers(saved_model_dir, setup.calibration)
     eligible = [layer for layer in ranked if layer.op not in leave_out]
-    task = TASKS[setup.task]
     best: tuple[float, bytes, list[LayerError]] | None = None
     for count in range(1, min(setup.max_float_layers, len(eligible)) + 1):
         kept = eligible[:count]
         tflite = convert(kept)
-        loss = task.loss(setup.metric_change(tflite))  # accuracy gains points, MAE falls: as a loss, positive = worse
+        loss = setup.loss(tflite)
         if best is None or loss < best[0]:
             best = (loss, tflite, kept)
-        if setup.allowed_change is not None and loss <= task.loss(setup.allowed_change):
+        if setup.allowed_loss is not None and loss <= setup.allowed_loss:
             break
     if best is None and ranked:
         ops = ", ".join(sorted({layer.op for layer in ranked}))

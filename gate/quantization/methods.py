@@ -85,7 +85,6 @@ METHODS: dict[str, Method] = {
             build=implemented_in("gate.quantization.fallback:build"),
             no_better_than=NEVER_SMALLER_THAN_INT8,
             float_ops=True,
-            measures_itself=True,
         ),
         Method(
             "int8-int16-layers",
@@ -96,7 +95,6 @@ METHODS: dict[str, Method] = {
             build=implemented_in("gate.quantization.int16x8:build_on_ranked_layers"),
             no_better_than=NEVER_SMALLER_THAN_INT8,
             int16_activations="ranked",
-            measures_itself=True,
         ),
         Method(
             "int16x8",
