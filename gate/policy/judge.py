@@ -247,19 +247,22 @@ def judged_as(name: str, candidate: Candidate, context: Context) -> list[tuple[s
     return views
 
 
+def _allowance(change: OutputChange, policy: Mapping[str, Value]) -> float | None:
+    """The loss the policy allows an output's task (a positive number), or None when it sets no check for it."""
+    task = TASKS[change.task]
+    limit = policy.get(task.policy_key)
+    return abs(task.allowed_change(float(limit))) if isinstance(limit, int | float) else None
+
+
+def _loss(change: OutputChange) -> float:
+    return TASKS[change.task].loss(change.metric_change)
+
+
 def worst_output(changes: Sequence[OutputChange], policy: Mapping[str, Value]) -> int:
     """The index of the output whose change is worst (the first of equals): the largest loss in its task's terms, as
     a share of the change the policy allows its task (a drop of 3 of 2 allowed points is worse than a rise of 4 of
-    10 allowed percent); the loss itself for a task whose check the policy does not set."""
-
-    def share(change: OutputChange) -> float:
-        task = TASKS[change.task]
-        limit = policy.get(task.policy_key)
-        allowed = abs(task.allowed_change(float(limit))) if isinstance(limit, int | float) else 0.0
-        loss = task.loss(change.metric_change)
-        return loss / allowed if allowed else loss
-
-    shares = [share(change) for change in changes]
+    10 allowed percent); the loss itself for a task whose check the policy does not set (or allows nothing)."""
+    shares = [_loss(change) / (_allowance(change, policy) or 1.0) for change in changes]
     return shares.index(max(shares))
 
 
@@ -267,13 +270,10 @@ def worst_share(changes: Sequence[OutputChange], policy: Mapping[str, Value]) ->
     """What a method that searches itself (float fallback) minimises on a model with several outputs: the largest
     loss of an output whose task's check the policy sets, as a share of what it allows (within it: at most 1), or
     the largest loss when the policy judges none of them."""
-    shares = []
-    for change in changes:
-        task = TASKS[change.task]
-        limit = policy.get(task.policy_key)
-        if isinstance(limit, int | float):
-            shares.append(task.loss(change.metric_change) / (abs(task.allowed_change(float(limit))) or 1e-9))
-    return max(shares) if shares else max(TASKS[change.task].loss(change.metric_change) for change in changes)
+    allowed = [(change, limit) for change in changes if (limit := _allowance(change, policy)) is not None]
+    if not allowed:
+        return max(_loss(change) for change in changes)
+    return max(_loss(change) / (limit or 1e-9) for change, limit in allowed)
 
 
 def judge(candidate: Candidate, context: Context) -> Candidate:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gate.discover import unreviewable_custom_code
+from gate.discover import custom_object_sources, unreviewable_custom_code
 from gate.errors import ModelError
 from gate.tasks.base import Metric, Task, percent_change
 
@@ -64,10 +64,10 @@ def spec_problem(spec: str) -> str:
     return ""
 
 
-def metric_sources(spec: str) -> tuple[str, str]:
-    """The repository paths the metric's import may run: its top package's module file or folder."""
-    top = spec.partition(":")[0].split(".")[0]
-    return f"{top}.py", f"{top}/"
+def metric_sources(spec: str) -> tuple[str, ...]:
+    """The repository paths the metric's import may run: its top package's module file or folder (as for an allowed
+    custom object's package)."""
+    return custom_object_sources(spec.partition(":")[0])
 
 
 def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
@@ -80,7 +80,12 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
     top = module_name.split(".")[0]
     # A name an installed module (or the standard library) has: imported from the repository, the repository's
     # module would stay in sys.modules and be what gate itself imports by that name later (ai_edge_litert, msgspec).
-    if top in sys.modules or top in sys.builtin_module_names or importlib.util.find_spec(top) is not None:
+    imported = sys.modules.get(top)
+    if imported is not None:  # imported before: from this repository (a model gated before in this process), or not
+        installed = not Path(getattr(imported, "__file__", None) or "/").resolve().is_relative_to(root.resolve())
+    else:
+        installed = top in sys.builtin_module_names or importlib.util.find_spec(top) is not None
+    if installed:
         raise ModelError(
             f"{where}: metric {spec!r}: {top!r} is also the name of an installed module, which the repository's "
             "would hide; rename the repository's module"
@@ -172,7 +177,8 @@ def bound(spec: str, *, root: Path, where: Path) -> Iterator[CustomMetric | None
     """Load `spec`'s function and let the custom tasks score with it while one model is gated ("": no metric).
 
     A worker gates one model at a time, and one whose manifest names a metric runs in a worker of its own (custom
-    code: gate.scheduling.scheduler), so the binding never outlives its model.
+    code: gate.scheduling.scheduler), so the binding never outlives its model; nor do its modules, which are
+    forgotten with it (another repository's module of that name is another module).
     """
     global _bound
     if not spec:
@@ -183,6 +189,9 @@ def bound(spec: str, *, root: Path, where: Path) -> Iterator[CustomMetric | None
         yield _bound
     finally:
         _bound = None
+        top = spec.partition(":")[0].split(".")[0]
+        for name in [name for name in sys.modules if name.split(".")[0] == top]:
+            del sys.modules[name]
 
 
 def bound_metric() -> CustomMetric:
