@@ -53,7 +53,7 @@ class Variants:
         from gate.quantization.convert import calibrated_model, mlir_quantize
         from gate.quantization.ranking import RANKING_SAMPLES, _rankable, tflite_ops
 
-        self.calibrated = calibrated_model(saved_model, calibration, ranges_only=True)
+        self.calibrated = calibrated_model(saved_model, calibration)
         self.probe = {name: array[:RANKING_SAMPLES] for name, array in calibration.items()}
         self.ops = tflite_ops(self.calibrated)
         self.rankable = [op for op in self.ops if _rankable(op)]

@@ -1,10 +1,12 @@
 """What ranking layers on fewer calibration samples costs in ranking quality, and what it saves.
 
 gate.quantization.ranking.rank_layers runs one variant of the model per op (that op alone int8) on the first
-RANKING_SAMPLES calibration samples. For the bundled outlier model (digits_outlier_mlp, whose fallback
-needs the two ops around its outlier tensor) and digits_mobilenetv2, it ranks on the first N of 200
-calibration samples, for each N, and prints the time, the top 5, how many of the top 5 on all 200 it
-keeps, whether the order of the ops that matter is the same, and the accuracy with the first 2 ops float.
+RANKING_SAMPLES calibration samples; a model of more than REFINED ops is screened first (every op on the first
+SCREEN_SAMPLES, the REFINED worst again on all). For the bundled outlier model (digits_outlier_mlp, whose fallback
+needs the two ops around its outlier tensor) and digits_mobilenetv2, it ranks every op on the first N of 200
+calibration samples, for each N, and as gate does (screened, on 32 and 64), and prints the time, the top 5, how
+many of the top 5 on all 200 it keeps, how many ops are at another place, and the accuracy with the first 2 ops
+float.
 
     python bench/ranking_samples.py
 """
@@ -24,6 +26,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 SAMPLES = (8, 16, 32, 64, 200)
+SCREENED = (32, 64)  # as gate ranks: screened, then the worst measured again on these
+SCREENS = (4, 8)  # the samples every op is screened on
 MODELS = {"digits_outlier_mlp": "pixels", "digits_mobilenetv2": "image"}
 TOP = 5
 
@@ -47,13 +51,20 @@ def main() -> None:
             with np.load(folder / "train.npz") as train, np.load(folder / "eval.npz") as evaluation:
                 calibration = {input_name: train["x"][:200].astype(np.float32)}
                 x_eval, y_eval = evaluation["x"].astype(np.float32), evaluation["y"]
-            convert.calibrated_model(saved_model, calibration, ranges_only=True)  # noqa: SLF001 - not timed: int8's own
+            convert.calibrated_model(saved_model, calibration)  # noqa: SLF001 - not timed: int8's own
             rankings = {}
-            for samples in SAMPLES:
+            # (label, samples, screen, refined): every op on all samples, then screened as gate ranks
+            variants = [(f"every op on {n:>3}", n, n, 10**6) for n in SAMPLES]
+            variants += [
+                (f"screened on {screen}, worst {ranking.REFINED} on {n}", n, screen, ranking.REFINED)
+                for n in SCREENED
+                for screen in SCREENS
+            ]
+            for label, samples, screen, refined in variants:
                 start = time.perf_counter()
-                rankings[samples] = ranking.rank_layers(saved_model, calibration, samples)
+                rankings[label] = ranking.rank_layers(saved_model, calibration, samples, screen=screen, refined=refined)
                 seconds = time.perf_counter() - start
-                ranked = rankings[samples]
+                ranked = rankings[label]
                 kept = fallback.convert_selective(
                     saved_model,
                     calibration,
@@ -62,19 +73,19 @@ def main() -> None:
                     output_dtype="float32",
                 )
                 print(
-                    f"{model_name} ({len(ranked)} ops), {samples:>3} samples: {seconds:5.1f} s; top {TOP}: "
+                    f"{model_name} ({len(ranked)} ops), {label}: {seconds:5.1f} s; top {TOP}: "
                     f"{', '.join(layer.name for layer in ranked[:TOP])}; 2 float: "
                     f"{accuracy(kept, x_eval, y_eval, input_name):.2f}%",
                     flush=True,
                 )
-            full = [layer.name for layer in rankings[SAMPLES[-1]]]
-            for samples in SAMPLES[:-1]:
-                names = [layer.name for layer in rankings[samples]]
+            full = [layer.name for layer in rankings[variants[len(SAMPLES) - 1][0]]]
+            for label, *_ in variants:
+                names = [layer.name for layer in rankings[label]]
                 top = min(TOP, len(full))
                 same_top = len(set(names[:top]) & set(full[:top]))
                 moved = sum(a != b for a, b in zip(names, full, strict=True))
                 print(
-                    f"  {samples:>3} samples against 200: {same_top} of the top {top} the same, "
+                    f"  {label} against every op on 200: {same_top} of the top {top} the same, "
                     f"{moved} of {len(full)} ops at another place"
                 )
 

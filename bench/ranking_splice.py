@@ -63,7 +63,7 @@ def main() -> None:
     for name in sys.argv[1:] or BUNDLED:
         with tempfile.TemporaryDirectory() as tmp:
             saved_model, calibration = load(name, Path(tmp))
-            calibrated = calibrated_model(saved_model, calibration, ranges_only=True)
+            calibrated = calibrated_model(saved_model, calibration)
             ops = tflite_ops(calibrated)
             every_tensor = [tensor for op in ops for tensor in op.outputs]
 

@@ -226,6 +226,28 @@ def test_the_ranking_reuses_the_int8_conversions_calibration_and_ranks_the_same(
     assert _CALIBRATED  # this time it calibrated on its own
 
 
+def test_a_selective_build_is_the_same_from_the_int8_conversions_calibration_or_its_own(example) -> None:
+    """The fallback publishes what the quantizer builds from either calibrated model, so its bytes must not depend on
+    which one the process had (the int8 candidate's, or a calibrate-only conversion when int8 did not run here)."""
+    from gate.quantization.convert import _CALIBRATED, _KEPT, full_integer
+    from gate.quantization.fallback import convert_selective
+
+    def selective() -> bytes:
+        return convert_selective(
+            example.saved_model, example.calibration, keep_float=["features"], input_dtype="int8", output_dtype="int8"
+        )
+
+    _CALIBRATED.clear()
+    _KEPT.clear()
+    own = selective()
+    assert _CALIBRATED and not _KEPT  # built from a calibrate-only conversion
+    _CALIBRATED.clear()
+    full_integer(example.saved_model, example.calibration, input_dtype="int8", output_dtype="int8")
+    from_int8 = selective()
+    assert not _CALIBRATED  # built from the int8 conversion's calibration, without calibrating again
+    assert from_int8 == own
+
+
 def test_the_same_inputs_give_byte_identical_models(example) -> None:
     from gate.quantization.convert import _CALIBRATED, _KEPT
     from gate.quantization.fallback import convert_selective

@@ -36,7 +36,7 @@ def test_every_op_spliced_alone_is_the_quantizers_model_bit_for_bit(tmp_path, na
     loaded = _load_keras3(MODELS / name / "model.keras", tmp_path / name, fixed_batch=False)
     with np.load(MODELS / name / data) as stored:
         calibration = {loaded.inputs[0].name: stored["x"][:64].astype(np.float32)}
-    calibrated = calibrated_model(loaded.saved_model_dir, calibration, ranges_only=True)
+    calibrated = calibrated_model(loaded.saved_model_dir, calibration)
     ops = tflite_ops(calibrated)
     every_tensor = [tensor for op in ops for tensor in op.outputs]
 

@@ -110,21 +110,18 @@ def keeping_calibration(saved_model_dir: Path, calibration: Mapping[str, np.ndar
         _remember(_KEPT, calibration_digest(saved_model_dir, calibration), results[0])
 
 
-def calibrated_model(
-    saved_model_dir: Path, calibration: Mapping[str, np.ndarray], *, ranges_only: bool = False
-) -> bytes:
+def calibrated_model(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) -> bytes:
     """The float model with calibrated ranges, as gate's int8 method calibrates it (cached).
 
-    `ranges_only`: for reading tensors and ranges (the ranking), where the int8 converter's own
-    calibrated model serves. It lacks the CONVERSION_METADATA that a calibrate-only conversion
-    appends, so a model built for publishing starts from the calibrate-only one: its bytes stay
-    those of `_experimental_calibrate_only`.
+    The int8 converter's own calibrated model when it ran in this process (keeping_calibration), else a
+    calibrate-only conversion, which takes as long as the int8 one (27 s of the fallback's time on issue 26's
+    ResNet50). The latter appends a CONVERSION_METADATA entry the former lacks; it is dropped, so what the MLIR
+    quantizer builds from either is the same, byte for byte (tests/test_selective.py), whichever the process had.
     """
     key = calibration_digest(saved_model_dir, calibration)
-    if ranges_only and key in _KEPT:
-        return _KEPT[key]
-    if key in _CALIBRATED:
-        return _CALIBRATED[key]
+    for cache in (_KEPT, _CALIBRATED):
+        if key in cache:
+            return cache[key]
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["serving_default"])
@@ -134,9 +131,20 @@ def calibrated_model(
     # What QuantizationDebugger sets: stop after calibration, so the quantizer can run with a denylist.
     converter._experimental_calibrate_only = True
     with translated(lambda exc: f"TFLite calibration failed: {converter_error(exc)}"):
-        calibrated = converter.convert()
+        calibrated = _without_conversion_metadata(converter.convert())
     _remember(_CALIBRATED, key, calibrated)
     return calibrated
+
+
+def _without_conversion_metadata(model: bytes) -> bytes:
+    from ai_edge_litert import schema_py_generated as schema
+    import flatbuffers
+
+    unpacked = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    unpacked.metadata = [entry for entry in unpacked.metadata or () if entry.name != b"CONVERSION_METADATA"]
+    builder = flatbuffers.Builder(len(model) + 1024)
+    builder.Finish(unpacked.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _remember(cache: dict[str, bytes], key: str, calibrated: bytes) -> None:

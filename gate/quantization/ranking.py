@@ -6,6 +6,7 @@ bench/selective_quantization.py for why. Also the .tflite's ops, run and named, 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,16 +28,29 @@ BATCH = 64
 # splice (or quantizer call) and one run, and on 200 samples a ResNet50's runs cost more than its calibration. On the
 # bundled outlier model and digits_mobilenetv2, 64 keep what the fallback keeps on 200 (bench/ranking_samples.py).
 RANKING_SAMPLES = BATCH
+# A model of more than REFINED ops is screened first: every op runs on the first SCREEN_SAMPLES samples, and only the
+# REFINED that harm those most run again on all RANKING_SAMPLES, which order them. A run's time grows with its
+# samples, so on issue 26's ResNet50 (75 ops, 32 calibration samples) this is 75 x 8 + 12 x 32 sample runs instead of
+# 75 x 32. The fallback keeps at most `search.max_float_layers` (5 by default) and the report shows 10: both come
+# from the refined ones. What it costs in ranking quality: bench/ranking_samples.py (docs/performance.md).
+SCREEN_SAMPLES = 4
+REFINED = 12
 
 
 def rank_layers(
-    saved_model_dir: Path, calibration: Mapping[str, np.ndarray], samples: int = RANKING_SAMPLES
+    saved_model_dir: Path,
+    calibration: Mapping[str, np.ndarray],
+    samples: int = RANKING_SAMPLES,
+    *,
+    screen: int = SCREEN_SAMPLES,
+    refined: int = REFINED,
 ) -> list[LayerError]:
     """Every quantizable layer, most harmful first.
 
     Each op is quantized alone (float I/O, every other op float), run on the
     first `samples` calibration samples and compared with the same conversion
-    with nothing quantized. One calibration (the int8 method's own, on every
+    with nothing quantized; a model of many ops is screened on fewer samples
+    first (SCREEN_SAMPLES, REFINED). One calibration (the int8 method's own, on every
     sample), two quantizer calls (nothing and everything int8), then per op a
     model spliced from those two (gate.quantization.splice: the quantizer's
     model for that op, bit for bit) and one batched run. The model I/O dtype
@@ -49,7 +63,7 @@ def rank_layers(
     is in, and group testing misses the worst op), and a score read off one
     fully int8 run puts that model's 10 worst at places 6 to 63 of 65.
     """
-    calibrated = calibrated_model(saved_model_dir, calibration, ranges_only=True)
+    calibrated = calibrated_model(saved_model_dir, calibration)
     probe = {name: array[:samples] for name, array in calibration.items()}
     ops = tflite_ops(calibrated)
     every_tensor = [name for op in ops for name in op.outputs]
@@ -59,31 +73,44 @@ def rank_layers(
     every_op_int8 = mlir_quantize(calibrated, denylist=[], input_dtype="float32", output_dtype="float32")
     one_op_int8 = OneOpInt8(reference_model, every_op_int8)
     reference, activations = _run(reference_model, probe, keep=[op.outputs[0] for op in ops])
-    power = float(np.sum(np.square(reference, dtype=np.float64)))
     names = display_names(ops, variable_layers(saved_model_dir))
 
-    ranked = []
-    for op in filter(_rankable, ops):
+    def measured(op: _Op, rows: int) -> tuple[float, float]:
+        """The output's noise-to-signal ratio with only `op` int8, on the first `rows` samples; its output scale."""
         alone = one_op_int8.alone(op.outputs[0]) or mlir_quantize(
             calibrated,
             denylist=[name for name in every_tensor if name not in op.outputs],
             input_dtype="float32",
             output_dtype="float32",
         )
-        outputs, _ = _run(alone, probe)
-        noise = float(np.sum(np.square(outputs.astype(np.float64) - reference)))
-        ranked.append(
-            LayerError(
-                name=names[op.outputs[0]],
-                op=op.name,
-                error=noise / power if power > 0 else noise,
-                tensor=op.outputs[0],
-                scale=_output_scale(alone, op.outputs[0]),
-                channel_range_ratio=_channel_range_ratio(activations.get(op.outputs[0], np.zeros((0, 2)))),
-            )
+        outputs, _ = _run(alone, {name: array[:rows] for name, array in probe.items()})
+        power = float(np.sum(np.square(reference[:rows])))
+        noise = float(np.sum(np.square(outputs - reference[:rows])))
+        return noise / power if power > 0 else noise, _output_scale(alone, op.outputs[0])
+
+    rankable = [op for op in ops if _rankable(op)]
+    rows = len(reference)
+    screened = len(rankable) > refined and rows > screen
+    errors = {op: measured(op, screen if screened else rows) for op in rankable}
+    measured_again = set(rankable)
+    if screened:
+        measured_again = set(sorted(rankable, key=lambda op: -errors[op][0])[:refined])
+        errors.update({op: measured(op, rows) for op in rankable if op in measured_again})
+    ranked = [
+        LayerError(
+            name=names[op.outputs[0]],
+            op=op.name,
+            error=errors[op][0],
+            tensor=op.outputs[0],
+            scale=errors[op][1],
+            channel_range_ratio=_channel_range_ratio(activations.get(op.outputs[0], np.zeros((0, 2)))),
         )
-    # Ties (ops whose quantization changes nothing) keep graph order, so the ranking is deterministic.
-    return sorted(ranked, key=lambda layer: -layer.error)
+        for op in rankable
+    ]
+    # The refined ops first, then the rest as screened; ties (ops whose quantization changes nothing) keep graph
+    # order, so the ranking is deterministic.
+    order = sorted(range(len(ranked)), key=lambda i: (rankable[i] not in measured_again, -ranked[i].error))
+    return [ranked[i] for i in order]
 
 
 @dataclass(frozen=True)
@@ -107,7 +134,9 @@ def _interpreter(model: bytes, *, preserve: bool = False):
     with warnings.catch_warnings():
         # Keeping every tensor is what reading a layer's activations needs; LiteRT warns it is for debugging.
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
-        return Interpreter(model_content=model, num_threads=1, experimental_preserve_all_tensors=preserve)
+        return Interpreter(
+            model_content=model, num_threads=os.cpu_count() or 1, experimental_preserve_all_tensors=preserve
+        )
 
 
 def tflite_ops(model: bytes) -> list[_Op]:
