@@ -1,6 +1,6 @@
-"""Several outputs of a tf-keras model.h5 and of a SavedModel: named before loading (the .h5's config names its
-output layers; a SavedModel's serving_default names its outputs by their keys), checked by gate validate, and gated
-per output like a Keras 3 model.keras."""
+"""Several outputs of a tf-keras model.h5 (or model.keras) and of a SavedModel: named before loading (a Keras config
+names its output layers; a SavedModel's serving_default names its outputs by their keys), checked by gate validate,
+and gated per output like a Keras 3 model.keras."""
 
 from __future__ import annotations
 
@@ -42,13 +42,13 @@ def legacy_two_heads():  # noqa: ANN201 - a tf-keras model
 
 @pytest.fixture(scope="module")
 def legacy_models(tmp_path_factory) -> dict[str, Path]:
-    """model.h5 and a saved_model/ of the same two-head tf-keras model, each in a model folder with labels its float
-    outputs nearly meet (the class the float model picks, its value plus noise)."""
+    """model.h5, model.keras and a saved_model/ of the same two-head tf-keras model, each in a model folder with labels
+    its float outputs nearly meet (the class the float model picks, its value plus noise)."""
     model = legacy_two_heads()
     value, klass = (np.asarray(output) for output in model(X, training=False))
     labels = {"y.class": klass.argmax(axis=1), "y.value": value + np.random.default_rng(1).normal(0, 0.1, value.shape)}
     folders = {}
-    for name, saved in (("legacy_h5", "model.h5"), ("legacy_sm", "saved_model")):
+    for name, saved in (("legacy_h5", "model.h5"), ("legacy_keras", "model.keras"), ("legacy_sm", "saved_model")):
         folder = tmp_path_factory.mktemp("repo") / name
         folder.mkdir()
         model.save(folder / saved, **({"save_format": "tf"} if saved == "saved_model" else {}))
@@ -62,7 +62,7 @@ def legacy_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.slow  # builds a tf-keras model
-@pytest.mark.parametrize("name", ["legacy_h5", "legacy_sm"])
+@pytest.mark.parametrize("name", ["legacy_h5", "legacy_keras", "legacy_sm"])
 def test_validate_names_the_outputs_of_an_h5_or_saved_model_that_a_table_gets_wrong(
     workspace: Path, legacy_models: dict[str, Path], capsys, name: str
 ) -> None:
@@ -76,7 +76,7 @@ def test_validate_names_the_outputs_of_an_h5_or_saved_model_that_a_table_gets_wr
     capsys.readouterr()
     (folder / "gate.toml").write_text('[outputs.klass]\ntask = "classification"\n')
     assert validate([folder], policies_dir=workspace / "policies") == 2
-    order = "value, class" if name == "legacy_h5" else "class, value"  # Keras' order; a SavedModel's keys, sorted
+    order = "class, value" if name == "legacy_sm" else "value, class"  # a SavedModel's keys, sorted; Keras' order
     assert capsys.readouterr().err.splitlines()[0] == (
         f"{folder / 'gate.toml'}: [outputs.klass]: the model has no output 'klass' (did you mean 'class'?); its "
         f"outputs are {order}"
@@ -84,7 +84,7 @@ def test_validate_names_the_outputs_of_an_h5_or_saved_model_that_a_table_gets_wr
 
 
 @pytest.mark.slow  # a real gate run
-def test_an_h5_and_a_saved_model_with_two_outputs_are_gated_per_output(
+def test_a_tf_keras_file_and_a_saved_model_with_two_outputs_are_gated_per_output(
     tmp_path: Path, legacy_models: dict[str, Path]
 ) -> None:
     """Each output's figure in the report equals scikit-learn's on the published .tflite's output that the report
@@ -102,7 +102,8 @@ def test_an_h5_and_a_saved_model_with_two_outputs_are_gated_per_output(
     assert run.exit_code == 0, run.stderr
     with np.load(tmp_path / "models" / "legacy_h5" / "eval.npz") as data:
         classes, values = data["y.class"], data["y.value"][:, 0]
-    for name, order in (("legacy_h5", ["value", "class"]), ("legacy_sm", ["class", "value"])):
+    orders = {"legacy_h5": ["value", "class"], "legacy_keras": ["value", "class"], "legacy_sm": ["class", "value"]}
+    for name, order in orders.items():
         model = run.model(name)
         assert model["status"] != "ERROR", model.get("error")
         assert [o["output"] for o in model["float_per_output"]] == order
