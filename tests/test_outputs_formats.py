@@ -28,6 +28,21 @@ def test_a_saved_model_names_its_several_outputs_by_their_signature_keys_in_sort
         saved_model_signature("m", {**serving, "outputs": {}})
 
 
+def test_a_saved_model_output_key_gate_cannot_use_as_a_name_is_refused_before_loading() -> None:
+    from gate.gating.data import output_specs
+    from gate.inspection import InputInfo, Inspection, Signature
+
+    outputs = (OutputInfo("class head", 3, None), OutputInfo("value", 1, None))
+    signature = Signature((InputInfo("x", (6,), "float32"),), None, None, outputs)
+    inspection = Inspection("saved_model", "tensorflow", "2.21.0", (), False, (), signature)
+    with pytest.raises(ModelError) as error:
+        output_specs(inspection, {}, manifest="gate.toml", model_file="saved_model")
+    assert str(error.value) == (
+        "saved_model: output 'class head' has a name gate cannot use as y.<name> and in its checks' names; name its "
+        "key in the serving_default signature with letters, digits, '_', '.' and '-' only (at most 128)"
+    )
+
+
 def legacy_two_heads():  # noqa: ANN201 - a tf-keras model
     """`value` is returned first though `class` is built first: Keras' order is value, class."""
     import tf_keras

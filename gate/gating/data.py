@@ -42,9 +42,10 @@ def output_specs(
     if len(names) > MAX_OUTPUTS:
         raise ModelError(f"{model_file}: the model has {len(names)} outputs; gate gates at most {MAX_OUTPUTS}")
     if odd := [name for name in names if not OUTPUT_NAME.fullmatch(name)]:
+        rename = "its key in the serving_default signature" if inspection.format == "saved_model" else "its layer"
         raise ModelError(
             f"{model_file}: output {odd[0][:80]!r} has a name gate cannot use as y.<name> and in its checks' names; "
-            "name its layer with letters, digits, '_', '.' and '-' only (at most 128)"
+            f"name {rename} with letters, digits, '_', '.' and '-' only (at most 128)"
         )
     unknown = [
         f"{manifest}: [outputs.{name}]: the model has no output '{name}'{suggest(name, names)}; its outputs are "
