@@ -203,8 +203,8 @@ def test_output_tables_are_refused_for_a_model_with_one_output(workspace: Path, 
     (folder / "gate.toml").write_text('[outputs.class]\ntask = "classification"\n')
     assert validate([folder], policies_dir=workspace / "policies") == 2
     assert capsys.readouterr().err.splitlines()[0] == (
-        f"{folder / 'gate.toml'}: [outputs.class]: [outputs.<name>] tables are for a Keras model file that declares "
-        "several outputs, and this one does not; set task instead"
+        f"{folder / 'gate.toml'}: [outputs.class]: [outputs.<name>] tables are for a model file that declares several "
+        "outputs, and this one does not; set task instead"
     )
 
 
@@ -471,26 +471,6 @@ def test_the_report_names_the_worst_output_in_the_summary_and_shows_every_output
     conversion = dataclasses.replace(candidate.conversion, per_output=(candidate.conversion.per_output[0], renamed))
     forged = dataclasses.replace(result, candidates=(dataclasses.replace(candidate, conversion=conversion),))
     assert hostile not in render_markdown([forged])
-
-
-@pytest.mark.slow  # builds a tf-keras model
-def test_a_tf_keras_model_with_several_outputs_is_refused_with_what_to_do(workspace: Path, capsys) -> None:
-    import tf_keras
-
-    from gate.commands.validate import validate
-
-    folder = workspace / "models" / "legacy"
-    folder.mkdir()
-    inputs = tf_keras.Input((6,), name="features")
-    heads = [tf_keras.layers.Dense(3, name="class")(inputs), tf_keras.layers.Dense(1, name="value")(inputs)]
-    tf_keras.Model(inputs, heads).save(folder / "model.h5")
-    np.savez(folder / "eval.npz", x=PROBE, **{"y.class": CLASSES})
-    (folder / "gate.toml").write_text('[outputs.class]\ntask = "classification"\n')
-    assert validate([folder], policies_dir=workspace / "policies") == 2
-    assert capsys.readouterr().err.splitlines()[0] == (
-        f"{folder / 'model.h5'}: the model has 2 outputs; gate gates several outputs of a Keras 3 model.keras only, "
-        "for now: save it with Keras 3's model.save('model.keras'), or export one model per output"
-    )
 
 
 @pytest.mark.parametrize(

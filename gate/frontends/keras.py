@@ -36,13 +36,14 @@ def load_model(
         lambda exc: f"{path}: could not be loaded: {_first_line(exc)}; re-save the model with model.save()"
     ):
         _import_allowed_custom_objects(path, inspection.allowed_custom_objects)
+        # Its file declares several outputs (gate.inspection), which are gated one by one.
+        named_outputs = bool(inspection.signature and inspection.signature.outputs)
         if inspection.format == "saved_model":
-            return _load_saved_model(path)
+            return _load_saved_model(path, named_outputs=named_outputs)
         unroll = unroll and inspection.has_recurrent_layers
         if inspection.writer == "keras":
-            named_outputs = bool(inspection.signature and inspection.signature.outputs)
             return _load_keras3(path, export_dir, fixed_batch, unroll, named_outputs=named_outputs)
-        return _load_tf_keras(path, export_dir, fixed_batch, unroll)
+        return _load_tf_keras(path, export_dir, fixed_batch, unroll, named_outputs=named_outputs)
 
 
 def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:
@@ -100,7 +101,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _keras_specs(model, path: Path, *, several: bool = False) -> tuple[InputSpec, ...]:  # a Keras 2 or 3 model
-    # gate.inspection refuses several outputs but a Keras 3 config's named ones; this is for configs that do not say.
+    # Several outputs are gated when the config names them (gate.inspection); this is for configs that do not say.
     if len(model.outputs) != 1 and not several:
         raise several_outputs(str(path), len(model.outputs))
     return tuple(
@@ -132,7 +133,7 @@ def _batched_predict(model, specs: tuple[InputSpec, ...]) -> Callable[[dict[str,
 
 
 def _predict_each(model, specs: tuple[InputSpec, ...]) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """A model with several outputs: each output on one batch, by its Keras name."""
+    """A Keras 3 or tf-keras model with several outputs: each output on one batch, by its Keras name."""
 
     def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ordered = [inputs[s.name] for s in specs]
@@ -191,7 +192,6 @@ def unrolled(model: Any, keras_module: Any) -> Any:
 def _load_keras3(
     path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False, *, named_outputs: bool = False
 ) -> LoadedModel:
-    """`named_outputs`: its config names several outputs (gate.inspection), which are gated one by one."""
     import keras
 
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -227,7 +227,9 @@ def _load_keras3(
     )
 
 
-def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False) -> LoadedModel:
+def _load_tf_keras(
+    path: Path, export_dir: Path, fixed_batch: bool, unroll: bool = False, *, named_outputs: bool = False
+) -> LoadedModel:
     import tensorflow as tf
     import tf_keras
 
@@ -235,15 +237,24 @@ def _load_tf_keras(path: Path, export_dir: Path, fixed_batch: bool, unroll: bool
     refuse_non_finite_weights(path, ((w.name, w.numpy()) for w in model.weights))
     if unroll:
         model = unrolled(model, tf_keras)
-    specs = _keras_specs(model, path)
+    specs = _keras_specs(model, path, several=named_outputs)
+    # Several outputs export as a list: the signature calls them output_0, output_1... (gate.measurement.outputs).
     serve = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
     tf.saved_model.save(
         model, str(export_dir), signatures=serve.get_concrete_function(*_tensor_specs(specs, fixed_batch))
     )
-    return LoadedModel(specs, int(model.outputs[0].shape[-1]), export_dir, fixed_batch, _batched_predict(model, specs))
+    return LoadedModel(
+        specs,
+        int(model.outputs[0].shape[-1]),
+        export_dir,
+        fixed_batch,
+        _batched_predict(model, specs),
+        predict_each=_predict_each(model, specs) if len(model.outputs) > 1 else None,
+    )
 
 
-def _load_saved_model(path: Path) -> LoadedModel:
+def _load_saved_model(path: Path, *, named_outputs: bool = False) -> LoadedModel:
+    """`named_outputs`: its signature's several outputs are gated one by one, each named by its key."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
@@ -255,24 +266,31 @@ def _load_saved_model(path: Path) -> LoadedModel:
     serve = loaded.signatures["serving_default"]
     _args, kwargs = serve.structured_input_signature
     outputs = serve.structured_outputs
-    if len(outputs) != 1:
+    if len(outputs) != 1 and not named_outputs:
         raise several_outputs(str(path), len(outputs))
-    (output_spec,) = outputs.values()
+    names = sorted(outputs)  # as gate.inspection.signature orders them
     specs = tuple(InputSpec(name, tuple(spec.shape[1:]), spec.dtype.name) for name, spec in sorted(kwargs.items()))
 
     # Converted as it is: the gate cannot re-trace a SavedModel, so its signature's batch dimension stands.
     fixed_batch = all(spec.shape[0] == 1 for spec in kwargs.values())
 
-    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def predict_each(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         samples = len(next(iter(inputs.values())))
         step = 1 if fixed_batch else samples
         batches = [
             serve(**{name: tf.constant(array[start : start + step]) for name, array in inputs.items()})
             for start in range(0, samples, step)
         ]
-        return np.concatenate([next(iter(batch.values())).numpy() for batch in batches])
+        return {name: np.concatenate([batch[name].numpy() for batch in batches]) for name in names}
 
-    return LoadedModel(specs, int(output_spec.shape[-1]), path, fixed_batch, predict)
+    return LoadedModel(
+        specs,
+        int(outputs[names[0]].shape[-1]),
+        path,
+        fixed_batch,
+        lambda inputs: predict_each(inputs)[names[0]],
+        predict_each=predict_each if len(names) > 1 else None,
+    )
 
 
 class KerasFrontend:

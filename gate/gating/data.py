@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from gate.discover import ModelFiles
 from gate.errors import ModelError
 from gate.frontends.base import OutputSpec
-from gate.inspection.signature import several_outputs
 from gate.keys import suggest
 from gate.layout import MAX_OUTPUTS, OUTPUT_NAME
 from gate.quantization.methods import METHODS
@@ -29,15 +28,13 @@ def output_specs(
     """Each output of a model with several, with the task gate.toml's [outputs.<name>] gives it (else fidelity).
 
     () for a model with one output (or one whose file does not say): its task is gate.toml's `task`. A table that
-    names no output of the model, or a model gate cannot gate per output yet, is a ModelError saying so.
+    names no output of the model is a ModelError saying so.
     """
     outputs = inspection.signature.outputs if inspection.signature else ()
-    if outputs and inspection.writer != "keras":
-        raise several_outputs(str(model_file), len(outputs))
     if not outputs:
         if tasks:
             raise ModelError(
-                f"{manifest}: [outputs.{next(iter(tasks))}]: [outputs.<name>] tables are for a Keras model file that "
+                f"{manifest}: [outputs.{next(iter(tasks))}]: [outputs.<name>] tables are for a model file that "
                 "declares several outputs, and this one does not; set task instead"
             )
         return ()
@@ -45,9 +42,10 @@ def output_specs(
     if len(names) > MAX_OUTPUTS:
         raise ModelError(f"{model_file}: the model has {len(names)} outputs; gate gates at most {MAX_OUTPUTS}")
     if odd := [name for name in names if not OUTPUT_NAME.fullmatch(name)]:
+        rename = "its key in the serving_default signature" if inspection.format == "saved_model" else "its layer"
         raise ModelError(
             f"{model_file}: output {odd[0][:80]!r} has a name gate cannot use as y.<name> and in its checks' names; "
-            "name its layer with letters, digits, '_', '.' and '-' only (at most 128)"
+            f"name {rename} with letters, digits, '_', '.' and '-' only (at most 128)"
         )
     unknown = [
         f"{manifest}: [outputs.{name}]: the model has no output '{name}'{suggest(name, names)}; its outputs are "

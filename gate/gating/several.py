@@ -44,7 +44,7 @@ def keras_outputs(model: LoadedModel, data: Dataset) -> dict[str, np.ndarray]:
     """The Keras model's outputs on the eval set, by Keras output name."""
     from gate.targets.litert import refuse_non_finite_outputs
 
-    assert model.predict_each is not None  # a Keras 3 model with several outputs (gate.frontends.keras)
+    assert model.predict_each is not None  # a model whose file declares several outputs (gate.frontends.keras)
     batches = [
         model.predict_each({name: array[start : start + PREDICT_BATCH] for name, array in data.inputs.items()})
         for start in range(0, data.samples, PREDICT_BATCH)

@@ -1,12 +1,14 @@
 """A model's inputs and outputs as its file declares them, read without loading it.
 
 `gate validate` checks the data files against them without TensorFlow, and
-`gate check` refuses here, before loading, what it cannot gate: a SavedModel with
-several outputs (its signature does not keep the Keras output names that gate.toml's
-[outputs.<name>] tables and eval.npz's y.<name> use), and a subclassed Keras model,
-whose config declares neither inputs nor outputs. Keras configs (Sequential and
-Functional, in Keras 3's and tf-keras' formats) and a SavedModel's `serving_default`
-signature are read as data; what a file does not say is None, never a guess.
+`gate check` refuses here, before loading, what it cannot gate: a subclassed Keras
+model, whose config declares neither inputs nor outputs, and a SavedModel without a
+serving_default signature or whose signature returns nothing. Keras configs
+(Sequential and Functional, in Keras 3's and tf-keras' formats) and a SavedModel's
+`serving_default` signature are read as data; what a file does not say is None, never
+a guess. The outputs of a model with several are named as gate.toml's
+[outputs.<name>] tables and eval.npz's y.<name> name them: a Keras model's by its
+output layers, a SavedModel's by its signature's output keys.
 """
 
 from __future__ import annotations
@@ -60,10 +62,13 @@ class Signature:
 
 
 def several_outputs(where: str, count: int) -> ModelError:
-    """The one message for a model gate cannot gate because it has several outputs (gate check and validate)."""
+    """The one message for a model with several outputs whose file does not declare them: their names, which
+    gate.toml and eval.npz use, cannot be checked before it is loaded."""
     return ModelError(
-        f"{where}: the model has {count} outputs; gate gates several outputs of a Keras 3 model.keras only, for now: "
-        "save it with Keras 3's model.save('model.keras'), or export one model per output"
+        f"{where}: the model has {count} outputs, but its file does not declare them where gate reads them before "
+        "loading it (a Keras config's input and output layers; a SavedModel's serving_default inputs, of known "
+        "rank), so gate.toml's [outputs.<name>] tables cannot be checked against them; save it with model.save() "
+        "from keras.Model(inputs, outputs) or with model.export(), or export one model per output"
     )
 
 
@@ -212,12 +217,17 @@ def saved_model_signature(where: str, serving: dict[str, Any] | None) -> Signatu
         raise ModelError(
             f"{where}: has no serving_default signature; export it with model.export() or a signatures= argument"
         )
-    if len(serving["outputs"]) != 1:
-        raise several_outputs(where, len(serving["outputs"]))
     inputs = []
     for name, (dtype, dims) in sorted(serving["inputs"].items()):  # gate.frontends.keras orders them so too
         if not dims or dtype not in _DTYPES:
             return None
         inputs.append(InputInfo(name, tuple(None if d < 0 else d for d in dims[1:]), _DTYPES[dtype]))
-    ((_dtype, dims),) = serving["outputs"].values()
-    return Signature(tuple(inputs), dims[-1] if dims and dims[-1] >= 0 else None, None)
+    if not serving["outputs"]:
+        raise ModelError(f"{where}: its serving_default signature returns nothing; export the model's outputs")
+    # Several outputs are named by their keys in the signature (what the loaded signature returns them under), in
+    # sorted order; the signature does not say their activations.
+    widths = {name: dims[-1] if dims and dims[-1] >= 0 else None for name, (_dtype, dims) in serving["outputs"].items()}
+    if len(widths) == 1:
+        (width,) = widths.values()
+        return Signature(tuple(inputs), width, None)
+    return Signature(tuple(inputs), None, None, tuple(OutputInfo(name, widths[name], None) for name in sorted(widths)))

@@ -106,8 +106,9 @@ MANIFEST_KEYS: dict[str, Key] = {
         Key("override_reason", Text(required=True), "", "Why the overrides are needed; shown beside them in the "
             "report.", role="manifest"),
         Key("outputs", Tables('[outputs.class] task = "classification"', "tasks"), None, "For a model with several "
-            "outputs: the task of each, in a table named after its Keras output (`eval.npz` holds its labels as "
-            "`y.<name>`); an output without a table is scored by `fidelity`. Replaces `task`.", role="manifest"),
+            "outputs: the task of each, in a table named after its output (a Keras output's layer name, a "
+            "SavedModel signature's output key; `eval.npz` holds its labels as `y.<name>`); an output without a "
+            "table is scored by `fidelity`. Replaces `task`.", role="manifest"),
         Key("allow_custom_objects", Names('["my_pkg>MyLayer"]', "class names", check=never_allowed_problem), (),
             "Custom Keras objects this model may use, as registered (see the security model).", role="manifest"),
     )
