@@ -137,8 +137,8 @@ def calibrated_model(saved_model_dir: Path, calibration: Mapping[str, np.ndarray
 
 
 def _without_conversion_metadata(model: bytes) -> bytes:
-    from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
 
     unpacked = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     unpacked.metadata = [entry for entry in unpacked.metadata or () if entry.name != b"CONVERSION_METADATA"]
