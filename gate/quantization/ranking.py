@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gate.quantization.base import RANKING_SAMPLES, REFINED, SCREEN_SAMPLES
 from gate.quantization.convert import calibrated_model, calibration_digest, mlir_quantize
 from gate.quantization.splice import OneOpInt8
 from gate.results import LayerError
@@ -24,17 +25,6 @@ _EDGE_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 
 # Samples per invoke when running the ranking variants.
 BATCH = 64
-# The samples each ranking variant runs on (the first of the calibration set): each of a model's ops costs one
-# splice (or quantizer call) and one run, and on 200 samples a ResNet50's runs cost more than its calibration. On the
-# bundled outlier model and digits_mobilenetv2, 64 keep what the fallback keeps on 200 (bench/ranking_samples.py).
-RANKING_SAMPLES = BATCH
-# A model of more than REFINED ops is screened first: every op runs on the first SCREEN_SAMPLES samples, and only the
-# REFINED that harm those most run again on all RANKING_SAMPLES, which order them. A run's time grows with its
-# samples, so on issue 26's ResNet50 (75 ops, 32 calibration samples) this is 75 x 8 + 12 x 32 sample runs instead of
-# 75 x 32. The fallback keeps at most `search.max_float_layers` (5 by default) and the report shows 10: both come
-# from the refined ones. What it costs in ranking quality: bench/ranking_samples.py (docs/performance.md).
-SCREEN_SAMPLES = 4
-REFINED = 12
 
 
 def rank_layers(

@@ -19,6 +19,7 @@ import jinja2
 
 from gate import __version__, escape
 from gate.layout import benchmark_path, log_path
+from gate.quantization.base import RANKING_SAMPLES, REFINED, SCREEN_SAMPLES
 from gate.reporting.cells import FILTERS, STATUS_ICONS
 from gate.reporting.compare import Comparison
 from gate.results import ModelResult, Status, overall_status
@@ -51,6 +52,7 @@ def _environment() -> jinja2.Environment:
         benchmark_path=benchmark_path,
         artifact=ARTIFACT_NAME,
         limits=SUMMARY_LIMITS,
+        ranking={"samples": RANKING_SAMPLES, "screen": SCREEN_SAMPLES, "refined": REFINED},
     )
     return environment
 
