@@ -58,8 +58,10 @@ def convert_selective(
             raise ValueError(f"{label}: expected one of {', '.join(IO_DTYPES)}, got {dtype!r}")
     calibrated = calibrated_model(saved_model_dir, calibration)
     ops = tflite_ops(calibrated)
-    by_name = {name: tensor for tensor, name in display_names(ops, variable_layers(saved_model_dir)).items()}
     tensors = {name for op in ops for name in op.outputs}
+    by_name = {}  # layer names: the search passes tensors, and naming every op reads the SavedModel's graph
+    if any(name not in tensors for name in keep_float):
+        by_name = {name: tensor for tensor, name in display_names(ops, variable_layers(saved_model_dir)).items()}
     unknown = [name for name in keep_float if name not in by_name and name not in tensors]
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(by_name), n=1)
