@@ -35,7 +35,7 @@ TOP = 5
 def accuracy(model: bytes, x: np.ndarray, y: np.ndarray, name: str) -> float:
     from gate.quantization.ranking import _run
 
-    outputs, _ = _run(model, {name: x})
+    (outputs,) = _run(model, {name: x})[0].values()
     return float(np.mean(np.argmax(outputs, axis=1) == y) * 100)
 
 

@@ -206,11 +206,11 @@ def rank_revert_one(saved_model: Path, calibration, candidates: list[str]) -> li
     """NNCF / Neural Compressor style: full int8 with one op float; the op whose revert leaves the least error first."""
     calibrated = calibrated_model(saved_model, calibration)
     reference = mlir_quantize(calibrated, denylist=candidates, input_dtype="float32", output_dtype="float32")
-    expected, _ = _run(reference, calibration)
+    expected = np.concatenate(list(_run(reference, calibration)[0].values()), axis=1)
     errors = {}
     for tensor in candidates:
         model = mlir_quantize(calibrated, denylist=[tensor], input_dtype="float32", output_dtype="float32")
-        outputs, _ = _run(model, calibration)
+        outputs = np.concatenate(list(_run(model, calibration)[0].values()), axis=1)
         errors[tensor] = float(np.sum((outputs - expected) ** 2))
     return sorted(candidates, key=lambda t: errors[t])
 

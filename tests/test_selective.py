@@ -122,6 +122,25 @@ def test_ranking_puts_the_two_ops_around_the_outlier_tensor_first(example) -> No
     assert by_name["features"].error > 100 * by_name["hidden"].error
 
 
+def test_a_screened_ranking_measures_the_worst_of_the_screen_again_on_every_sample(example) -> None:
+    """A model of more ops than `refined`: every op on the first `screen` samples, then the worst again on all."""
+    from gate.quantization.ranking import rank_layers
+
+    on_all = {layer.name: layer.error for layer in rank_layers(example.saved_model, example.calibration)}
+    on_four = {layer.name: layer.error for layer in rank_layers(example.saved_model, example.calibration, samples=4)}
+
+    screened = rank_layers(example.saved_model, example.calibration, screen=4, refined=2)
+
+    assert {layer.name for layer in screened[:2]} == set(sorted(on_four, key=on_four.__getitem__)[-2:])
+    assert [layer.error for layer in screened[:2]] == sorted(
+        (on_all[layer.name] for layer in screened[:2]), reverse=True
+    )
+    assert [layer.error for layer in screened[2:]] == sorted(
+        (on_four[layer.name] for layer in screened[2:]), reverse=True
+    )
+    assert len(on_all) == len(screened) == 4
+
+
 def test_keeping_the_two_ops_float_recovers_the_accuracy_with_int8_io(example) -> None:
     from gate.quantization.fallback import convert_selective
     from gate.quantization.ranking import rank_layers
@@ -393,3 +412,41 @@ def test_the_ranking_runs_each_variant_on_the_first_samples_and_finds_the_same_t
     )
     assert [layer.error for layer in on_all] != [layer.error for layer in on_eight]  # measured on fewer samples
     assert {layer.name for layer in on_eight[:2]} == {layer.name for layer in on_all[:2]} == {"features", "classifier"}
+
+
+def test_each_output_of_a_model_with_several_is_measured_on_its_own_scale(tmp_path) -> None:
+    """A value head a thousand times larger than the class scores beside it must not hide what int8 does to them."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from gate.frontends.keras import _load_keras3
+    from gate.quantization.convert import calibrated_model, mlir_quantize
+    from gate.quantization.ranking import rank_layers, tflite_ops
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,), name="features")
+    hidden = keras.layers.Dense(16, activation="relu", name="trunk")(inputs)
+    klass = keras.layers.Dense(3, activation="softmax", name="class")(hidden)
+    value = keras.layers.Dense(1, name="value", kernel_initializer=keras.initializers.Constant(1000.0))(hidden)
+    keras.Model(inputs, [value, klass]).save(tmp_path / "model.keras")
+    loaded = _load_keras3(tmp_path / "model.keras", tmp_path / "saved", fixed_batch=False, named_outputs=True)
+    probe = np.random.default_rng(0).normal(size=(32, 6)).astype(np.float32)
+    calibration = {loaded.inputs[0].name: probe}
+
+    by_name = {layer.name: layer for layer in rank_layers(loaded.saved_model_dir, calibration)}
+
+    # Independently: the class head's Dense int8 alone, every other op float, run by LiteRT, on the class scores.
+    calibrated = calibrated_model(loaded.saved_model_dir, calibration)
+    every = [tensor for op in tflite_ops(calibrated) for tensor in op.outputs]
+
+    def outputs(denylist: list[str]) -> dict[str, np.ndarray]:
+        model = mlir_quantize(calibrated, denylist=denylist, input_dtype="float32", output_dtype="float32")
+        runner = Interpreter(model_content=model).get_signature_runner("serving_default")
+        return {key: value.astype(np.float64) for key, value in runner(**calibration).items()}
+
+    reference = outputs(every)
+    alone = outputs([tensor for tensor in every if tensor != by_name["class"].tensor])
+    (scores,) = [key for key, values in reference.items() if values.shape[1] == 3]
+    noise = np.sum(np.square(alone[scores] - reference[scores]))
+    assert noise > 0
+    assert by_name["class"].error == pytest.approx(noise / np.sum(np.square(reference[scores])), rel=1e-9)

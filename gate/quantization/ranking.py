@@ -74,12 +74,10 @@ def rank_layers(
             output_dtype="float32",
         )
         outputs, _ = _run(alone, {name: array[:rows] for name, array in probe.items()})
-        power = float(np.sum(np.square(reference[:rows])))
-        noise = float(np.sum(np.square(outputs - reference[:rows])))
-        return noise / power if power > 0 else noise, _output_scale(alone, op.outputs[0])
+        return _noise_to_signal(outputs, reference, rows), _output_scale(alone, op.outputs[0])
 
     rankable = [op for op in ops if _rankable(op)]
-    rows = len(reference)
+    rows = samples_in(probe)
     screened = len(rankable) > refined and rows > screen
     errors = {op: measured(op, screen if screened else rows) for op in rankable}
     measured_again = set(rankable)
@@ -101,6 +99,24 @@ def rank_layers(
     # order, so the ranking is deterministic.
     order = sorted(range(len(ranked)), key=lambda i: (rankable[i] not in measured_again, -ranked[i].error))
     return [ranked[i] for i in order]
+
+
+def _noise_to_signal(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], rows: int) -> float:
+    """sum((q - f)^2) / sum(f^2) of the worst output, on the first `rows` samples.
+
+    Each output on its own: a model's outputs need not share a scale (a regression head in metres beside class
+    scores), and one noise-to-signal over all of them would rank by the largest output alone.
+    """
+    ratios = []
+    for key, expected in reference.items():
+        power = float(np.sum(np.square(expected[:rows])))
+        noise = float(np.sum(np.square(outputs[key] - expected[:rows])))
+        ratios.append(noise / power if power > 0 else noise)
+    return max(ratios)
+
+
+def samples_in(data: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(data.values())))
 
 
 @dataclass(frozen=True)
@@ -145,18 +161,19 @@ def tflite_ops(model: bytes) -> list[_Op]:
 
 def _run(
     model: bytes, calibration: Mapping[str, np.ndarray], *, keep: Sequence[str] = ()
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The model's (float) outputs on every sample, and the tensors named in `keep` per channel.
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The model's (float) outputs on every sample, by signature output name, a row per sample; and the tensors
+    named in `keep` per channel.
 
     `keep` gives (channels, 2) arrays of each channel's min and max over the samples.
     """
     interpreter = _interpreter(model, preserve=bool(keep))
     runner = interpreter.get_signature_runner("serving_default")
     inputs = runner.get_input_details()
-    samples = len(next(iter(calibration.values())))
+    samples = samples_in(calibration)
     step = BATCH if dynamic_batch(model) else 1
     indices = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
-    outputs: list[np.ndarray] = []
+    outputs: dict[str, list[np.ndarray]] = {}
     ranges: dict[str, np.ndarray] = {}
     for start in range(0, samples, step):
         batch = {
@@ -164,7 +181,8 @@ def _run(
             for name, detail in inputs.items()
         }
         result = runner(**batch)
-        outputs.append(np.concatenate([result[key].reshape(len(result[key]), -1) for key in sorted(result)], axis=1))
+        for key, values in result.items():
+            outputs.setdefault(key, []).append(values.reshape(len(values), -1))
         for name in (n for n in keep if n in indices):
             values = interpreter.get_tensor(indices[name])
             values = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
@@ -172,7 +190,7 @@ def _run(
             if name in ranges:
                 low, high = np.minimum(ranges[name][:, 0], low), np.maximum(ranges[name][:, 1], high)
             ranges[name] = np.stack([low, high], axis=1)
-    return np.concatenate(outputs).astype(np.float64), ranges
+    return {key: np.concatenate(batches).astype(np.float64) for key, batches in sorted(outputs.items())}, ranges
 
 
 def dynamic_batch(model: bytes) -> bool:
