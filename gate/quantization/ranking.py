@@ -37,21 +37,19 @@ def rank_layers(
 ) -> list[LayerError]:
     """Every quantizable layer, most harmful first.
 
-    Each op is quantized alone (float I/O, every other op float), run on the
-    first `samples` calibration samples and compared with the same conversion
-    with nothing quantized; a model of many ops is screened on fewer samples
-    first (SCREEN_SAMPLES, REFINED). One calibration (the int8 method's own, on every
-    sample), two quantizer calls (nothing and everything int8), then per op a
-    model spliced from those two (gate.quantization.splice: the quantizer's
-    model for that op, bit for bit) and one batched run. The model I/O dtype
-    does not enter: it is the same for every candidate, so it cannot change
+    Each op is quantized alone (float I/O, every other op float), run on the first `samples` calibration samples
+    and compared with the same conversion with nothing quantized (on a model with several outputs, the worst
+    output's noise-to-signal). A model of more than `refined` such ops is screened first: every op on the first
+    `screen` samples, then the `refined` worst again on all, which come first (gate.quantization.base says why).
+    One calibration (the int8 method's own), two quantizer calls (nothing and everything int8), then per op a
+    model spliced from those two (gate.quantization.splice: the quantizer's model for that op, bit for bit) and
+    one batched run. The model I/O dtype does not enter: it is the same for every candidate, so it cannot change
     the order.
 
-    Every op is measured: bench/ranking_preselection.py found no faithful way to
-    rule ops out first. At a softmax output the errors of ops quantized together
-    do not add (on digits_mobilenetv2 an op alone measures up to 63x a group it
-    is in, and group testing misses the worst op), and a score read off one
-    fully int8 run puts that model's 10 worst at places 6 to 63 of 65.
+    Every op is measured: bench/ranking_preselection.py found no faithful way to rule ops out without running
+    them. At a softmax output the errors of ops quantized together do not add (on digits_mobilenetv2 an op alone
+    measures up to 63x a group it is in, and group testing misses the worst op), and a score read off one fully
+    int8 run puts that model's 10 worst at places 6 to 63 of 65.
     """
     calibrated = calibrated_model(saved_model_dir, calibration)
     probe = {name: array[:samples] for name, array in calibration.items()}
