@@ -158,7 +158,7 @@ CLASSES = np.array([0, 1, 2, 1] * 10)
             {"y.class": CLASSES + 0.5, "y.value": np.zeros((40, 2))},
             ["{eval}: y.value has shape (40, 2); the model has 1 output(s), so expected (samples, 1)",
              "{eval}: y.class holds non-integer values; classification needs class indices (for a regression model "
-             'set task = "regression" in gate.toml)'],
+             'set [outputs.class] task = "regression" in gate.toml)'],
         ),
         (
             '[outputs.class]\ntask = "classification"\n',
@@ -194,6 +194,23 @@ def test_validate_checks_each_output_its_table_and_its_labels(
     (folder / "gate.toml").write_text('[outputs.class]\ntask = "classification"\n')
     np.savez(folder / "eval.npz", x=PROBE, **{"y.class": CLASSES})
     assert validate([folder], policies_dir=workspace / "policies") == 0
+
+
+def test_a_label_problem_of_one_output_says_where_that_outputs_task_is_set(tmp_path: Path) -> None:
+    """A task's label messages name `task = ...`: for one of several outputs, it is set in [outputs.<name>]."""
+    from gate.frontends.base import InputSpec, OutputSpec
+    from gate.frontends.data import load_dataset
+
+    path = tmp_path / "eval.npz"
+    np.savez(path, x=PROBE, **{"y.class": CLASSES, "y.value": CLASSES + 0.5})
+    specs = (OutputSpec("class", "classification", 3, "softmax"), OutputSpec("value", "classification", 1, "linear"))
+    with pytest.raises(ModelError) as error:
+        load_dataset(path, model_folder=tmp_path, inputs=(InputSpec("features", (6,), "float32"),),
+                     task="classification", output_width=None, need_labels=True, outputs=specs)  # fmt: skip
+    assert str(error.value) == (
+        f"{path}: y.value holds non-integer values, and the model ends in one linear unit, as a regression model "
+        'does: set [outputs.value] task = "regression" in gate.toml (classification needs class indices)'
+    )
 
 
 def test_output_tables_are_refused_for_a_model_with_one_output(workspace: Path, capsys) -> None:
@@ -306,8 +323,11 @@ def test_the_worst_output_is_the_one_that_uses_most_of_what_the_policy_allows(po
     assert changes[worst_output(changes, policy)].output == expected
 
 
-def two_output_result(*, class_accuracy: float = 93.0, value_mae: float = 0.52, policy: dict | None = None):  # noqa: ANN201
-    """A two-output model's result as gate could have written it: each output scored, changed and judged."""
+def two_output_result(  # noqa: ANN201
+    *, class_accuracy: float = 93.0, value_mae: float = 0.52, policy: dict | None = None, value_task: str = "regression"
+):
+    """A two-output model's result as gate could have written it: each output scored, changed and judged (`value` by
+    regression, its MAE `value_mae`, or by fidelity, its output error `value_mae`)."""
     import dataclasses
 
     import factories
@@ -320,21 +340,27 @@ def two_output_result(*, class_accuracy: float = 93.0, value_mae: float = 0.52, 
     samples = factories.EVAL_SAMPLES
     fidelity = Fidelity(samples, None, None, "its last activation is linear, not softmax or sigmoid", 25.0, None, False)
 
+    fidelity_task = value_task == "fidelity"
+
     def scores(mae: float, accuracy: float, *, built: bool) -> tuple[OutputScore, ...]:
-        value = Evaluation("mae", mae, samples, 64, (0.5, 0.5, 0.5, 0.5))
+        value = Evaluation(
+            "output_error" if fidelity_task else "mae", mae, samples, 64, (mae if fidelity_task else 0.5,) * 4
+        )
         klass = Evaluation("accuracy", accuracy, samples, 64, (1.0, 1.0, 1.0, 0.0))
         return (
-            OutputScore("value", "regression", "output_0" if built else "", value, fidelity if built else None),
+            OutputScore("value", value_task, "output_0" if built else "", value, fidelity if built else None),
             OutputScore("class", "classification", "output_1" if built else "", klass, None),
         )
 
     result = factories.model_result(policy=policy)
-    float_scores = scores(0.5, 96.0, built=False)
+    float_value = 0.0 if fidelity_task else 0.5  # fidelity: the float32 .tflite against itself
+    float_scores = scores(float_value, 96.0, built=False)
     candidate = result.candidates[0]
     assert candidate.conversion is not None and result.reference is not None
     quantized = scores(value_mae, class_accuracy, built=True)
+    value_change = value_mae if fidelity_task else (value_mae - 0.5) / 0.5 * 100
     changes = (
-        OutputChange("value", "regression", (value_mae - 0.5) / 0.5 * 100, None),
+        OutputChange("value", value_task, value_change, None),
         OutputChange("class", "classification", class_accuracy - 96.0, None),
     )
     at = worst_output(changes, policy)
@@ -342,7 +368,7 @@ def two_output_result(*, class_accuracy: float = 93.0, value_mae: float = 0.52, 
     candidate = dataclasses.replace(
         candidate, conversion=conversion, per_output=changes, metric_change=changes[at].metric_change
     )
-    reference = dataclasses.replace(result.reference, per_output=scores(0.5, 96.0, built=False))
+    reference = dataclasses.replace(result.reference, per_output=float_scores)
     judged = judge(candidate, Context(policy, quantized[at].task, reference))
     return dataclasses.replace(
         result, task=quantized[at].task, float_evaluation=float_scores[at].evaluation, reference=reference,
@@ -473,6 +499,30 @@ def test_the_report_names_the_worst_output_in_the_summary_and_shows_every_output
     assert hostile not in render_markdown([forged])
 
 
+def test_a_worst_output_scored_by_fidelity_shows_its_fidelity_figures_in_the_summary_as_one_output_does() -> None:
+    """As a one-output model of the task fidelity shows `vs float32: SNR ...`, not its output error by its JSON name."""
+    import dataclasses
+
+    from gate.encoding import load_result
+    from gate.reporting.markdown import render_markdown
+    from gate.reporting.verify import check_result
+    from gate.results import ModelResult
+
+    result = two_output_result(class_accuracy=96.0, value_mae=0.2, value_task="fidelity")
+    assert result.task == "fidelity"  # its worst output: 0.2 of 1.0 allowed output error, against no accuracy lost
+    check_result(load_result(ModelResult, result.to_json()))  # its fidelity figures are its outputs', none its own
+    summary = next(line for line in render_markdown([result]).splitlines() if line.startswith("| digits |"))
+    assert "| vs float32 (value: the worst of 2 outputs): SNR 25.00 dB |" in summary
+    assert "output_error" not in summary
+    (candidate,) = result.candidates
+    assert candidate.conversion is not None
+    lacking = dataclasses.replace(candidate.conversion.per_output[0], fidelity=None)
+    conversion = dataclasses.replace(candidate.conversion, per_output=(lacking, candidate.conversion.per_output[1]))
+    forged = dataclasses.replace(result, candidates=(dataclasses.replace(candidate, conversion=conversion),))
+    with pytest.raises(ValueError, match=r"conversion.per_output\[0\].fidelity: missing, but the task fidelity"):
+        check_result(load_result(ModelResult, forged.to_json()))
+
+
 @pytest.mark.parametrize(
     ("names", "tasks", "message"),
     [
@@ -499,30 +549,52 @@ def test_the_outputs_a_config_declares_are_checked_before_anything_is_loaded(
     assert str(error.value) == message
 
 
-def test_qat_is_skipped_for_several_outputs_with_a_reason_and_the_fallbacks_are_tried(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("tasks", "reason"),
+    [
+        ({"class": "classification", "value": "regression"}, ""),  # each on its own task's loss
+        ({"class": "classification", "embed": "fidelity"}, ""),  # embed distilled towards the float model's outputs
+        ({"class": "classification", "score": "anomaly"},
+         "output 'score': it trains on labels, and the anomaly task has none it can train on"),
+        ({"a": "fidelity", "b": "fidelity"},
+         "it trains on labels, and every output is scored by fidelity, which has none it can train on"),
+    ],
+)  # fmt: skip
+def test_qat_trains_every_output_of_a_model_with_several_unless_one_has_no_training_loss(
+    tmp_path: Path, tasks: dict[str, str], reason: str
+) -> None:
     import factories
 
+    from gate.frontends.base import OutputSpec
     from gate.gating import several
     from gate.gating.search import Workbench, skip_reason
     from gate.measurement.outputs import Outputs
-    from gate.quantization.base import Setup
+    from gate.quantization.base import Training
 
     reference = factories.conversion("float32", dtype="float32")
+    training = Training(Path("model.keras"), "keras", None, Path("train.npz"), True, {}, tmp_path, 1, 1e-4, 32, 10,
+                        True, 60.0)  # fmt: skip
     bench = Workbench(
         policy={}, task="classification", source_bytes=1, float_evaluation=reference.evaluation, reference=reference,
-        integer_inputs=False, setup=Setup(), build=None, save=None, describe=None, time_latency=None, interval=None,
+        integer_inputs=False, setup=Setup(training=training), build=None, save=None, describe=None, time_latency=None,
+        interval=None,
     )  # type: ignore[arg-type]  # fmt: skip
-    outputs = Outputs((), {}, {}, (), 0.95)
+    outputs = Outputs(tuple(OutputSpec(name, task, 1, None) for name, task in tasks.items()), {}, {}, (), 0.95)
     for_several = several.workbench(bench, outputs, None, None, tmp_path)  # type: ignore[arg-type]
     reasons = {
         method: skip_reason(method, for_several, has_calibration=True, has_training=True)
         for method in ("qat-int8", "int8-float-fallback", "int8-int16-layers", "int8", "int16x8")
     }
-    trains = "it trains on one metric, and gate does not train a model with several outputs yet"
     assert reasons == {
-        "qat-int8": trains, "int8-float-fallback": "", "int8-int16-layers": "", "int8": "", "int16x8": "",
-    }  # fmt: skip
-    assert skip_reason("qat-int8", bench, has_calibration=True, has_training=True) == ""  # one output: trains
+        "qat-int8": reason,
+        "int8-float-fallback": "",
+        "int8-int16-layers": "",
+        "int8": "",
+        "int16x8": "",
+    }
+    # The QAT process learns each output's task, in the model's order (gate.quantization.qat.heads).
+    assert for_several.setup.training is not None and for_several.setup.training.outputs == tuple(tasks.items())
+    assert bench.setup.training is not None and bench.setup.training.outputs == ()  # one output: as it always was
 
 
 @pytest.mark.parametrize(
@@ -570,6 +642,5 @@ def test_float_fallback_searches_a_two_output_model_by_its_worst_judged_output(t
     assert fallback["conversion"] is not None, fallback["reason"]
     assert fallback["notes"][0].startswith("kept in float: ")
     assert {"accuracy.max_drop (diagnosis)", "mae.max_increase (radius)"} <= {c["name"] for c in fallback["checks"]}
-    assert candidates["qat-int8"]["reason"].endswith("gate does not train a model with several outputs yet")
     # int8 lost on an output: the report ranks the layers, by the error each causes at the model's outputs.
     assert run.model("two_head")["layer_errors"], "no layer ranking"

@@ -420,6 +420,8 @@ def test_a_converter_crash_is_a_failed_result_that_keeps_the_training_figures(cn
         ({"input_names": ["x", 1]}, "Expected `str`, got `int` - at `$.input_names[1]`"),
         ({"fixed_batch": 1}, "Expected `bool`, got `int` - at `$.fixed_batch`"),
         ({"model_path": None}, "Expected `str`, got `null` - at `$.model_path`"),
+        ({"outputs": [["class", "segmentation"]]}, "outputs: expected tasks of classification, regression, anomaly"),
+        ({"outputs": [["class"]]}, "Expected `array` of length 2, got 1 - at `$.outputs[0]`"),
     ],
 )
 def test_a_bad_request_is_refused_naming_the_file_and_field(changes, message, tmp_path) -> None:

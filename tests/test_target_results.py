@@ -192,3 +192,32 @@ def test_fidelity_figures_read_back_belong_to_a_candidate_and_its_evaluation() -
     other = dataclasses.replace(fidelity, samples=fidelity.samples + 1)
     with pytest.raises(ValueError, match=re.escape(f"fidelity: measured on {other.samples} samples")):
         check_result(with_fidelity(None, other))
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_custom_metric_on_tflm_says_its_interval_is_of_litert_outputs_beside_the_devices_notes(exact) -> None:
+    """A custom metric's exact interval calls the function on resamples of LiteRT's outputs of the file (TFLM's are not
+    kept); a metric that is the mean of its scores resamples the device's own scores, and the report says nothing."""
+    measured = on_device(model_result(), macs=10, litert_evaluation=EVALUATION, agreement=AGREEMENT)
+    candidate = measured.candidates[0]
+
+    def custom(evaluation):  # an F1-like figure is no mean of its per-sample scores
+        scores = (0.0, 1.0, 1.0, 1.0) if exact else (evaluation.value,) * 4
+        return dataclasses.replace(evaluation, metric="custom-higher", per_sample=scores)
+
+    conversion = dataclasses.replace(candidate.conversion, evaluation=custom(candidate.conversion.evaluation))
+    provenance = dataclasses.replace(measured.provenance, custom_metric="my_metrics:f1")
+    result = dataclasses.replace(
+        measured, task="custom-higher", provenance=provenance, float_evaluation=custom(measured.float_evaluation),
+        candidates=(dataclasses.replace(candidate, conversion=conversion,
+                                        metric_change_interval=Interval(-1.0, 0.5, 0.95, "BCa", 2000)),),
+    )  # fmt: skip
+    text = render_markdown([result])
+    note = (
+        "The my_metrics:f1 change's interval is of LiteRT's outputs of this file, not tflm's: the exact bootstrap of a "
+        "custom metric calls it on resamples of the outputs, and gate runs the file once more in LiteRT for them (the "
+        "agreement above says how far the two differ)."
+    )
+    assert (note in text) is exact
+    device = text[text.index("**On the device (tflm).**") :]
+    assert (note in device.split("Compared with LiteRT")[0]) is exact  # with the device's other notes

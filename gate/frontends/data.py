@@ -132,8 +132,10 @@ def _output_labels(
             continue
         labels, problem = _check_labels(where, arrays[key], spec.task, spec.width, spec.activation)
         if problem:
-            # The tasks word their problems for y: say which y (every message starts with "<where>: y ").
-            problems.append(problem.replace(f"{where}: y ", f"{where}: {key} ", 1))
+            # The tasks word their problems for y and a model's one task: say which y, and where this output's task is
+            # set (every message starts with "<where>: y "; classification's suggests `task = "regression"`).
+            problem = problem.replace(f"{where}: y ", f"{where}: {key} ", 1)
+            problems.append(problem.replace("set task = ", f"set [outputs.{spec.name}] task = "))
         else:
             checked[spec.name] = labels
     return checked

@@ -7,7 +7,7 @@ output's (gate.policy.judge.worst_output). gate.gating.pipeline calls this modul
 
 The methods that measure their own builds (int8-float-fallback, int8-int16-layers) judge each build by its worst
 judged output's share of what the policy allows (gate.policy.judge.worst_share). Not yet: a target other than LiteRT
-on this CPU and a file that keeps state between invokes are refused; QAT is skipped with a reason.
+on this CPU and a file that keeps state between invokes are refused. QAT trains every output at once (qat.heads).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from gate.quantization.base import REFERENCE
 from gate.quantization.methods import METHODS
 from gate.results import Conversion, ModelResult, OutputChange, OutputScore
 from gate.tasks import TASKS
+from gate.tasks.fidelity import FIDELITY
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -112,7 +113,7 @@ def _scores(outputs: Outputs, path: Path, data: Dataset, *, fidelity: bool) -> t
 
 def workbench(bench: Workbench, outputs: Outputs, data: Dataset, staged: ModelOutputs, scratch: Path) -> Workbench:
     """The search's workbench for a model with several outputs: files scored per output, changes per output, the
-    methods that search themselves (float fallback) judging a build by its worst output, and QAT skipped."""
+    methods that search themselves (float fallback) judging a build by its worst output, and QAT on every output."""
 
     def changes(conversion: Conversion) -> tuple[OutputChange, ...]:
         return output_changes(outputs.float_scores, conversion.per_output, data, confidence=outputs.confidence)
@@ -126,19 +127,33 @@ def workbench(bench: Workbench, outputs: Outputs, data: Dataset, staged: ModelOu
         )
 
     def cannot_run(method: str) -> str:
-        if METHODS[method].needs_training_data:
-            return "it trains on one metric, and gate does not train a model with several outputs yet"
+        if METHODS[method].needs_training_data and (reason := _untrainable(outputs.specs)):
+            return reason
         return bench.cannot_run(method)
 
     tasks = {spec.task for spec in outputs.specs}
     judged = any(isinstance(bench.policy.get(TASKS[task].policy_key), int | float) for task in tasks)
+    training = bench.setup.training
+    if training is not None:  # QAT trains every output at once, each by its task (gate.quantization.qat.heads)
+        training = dataclasses.replace(training, outputs=tuple((spec.name, spec.task) for spec in outputs.specs))
     return dataclasses.replace(
         bench,
-        setup=dataclasses.replace(bench.setup, loss=loss, allowed_loss=1.0 if judged else None, training=None),
+        setup=dataclasses.replace(bench.setup, loss=loss, allowed_loss=1.0 if judged else None, training=training),
         describe=lambda method, path: describe(outputs, method, path, data, staged),
         output_changes=changes,
         cannot_run=cannot_run,
     )
+
+
+def _untrainable(specs: tuple[OutputSpec, ...]) -> str:
+    """Why QAT cannot train the model's outputs at once ("" when it can): each labelled output trains on its task's
+    loss, and a fidelity output towards the float model's outputs; another task without a loss stops it."""
+    for spec in specs:
+        if spec.task != FIDELITY.name and (reason := TASKS[spec.task].untrainable):
+            return f"output '{spec.name}': {reason}"
+    if all(spec.task == FIDELITY.name for spec in specs):
+        return "it trains on labels, and every output is scored by fidelity, which has none it can train on"
+    return ""
 
 
 def finished(result: ModelResult, outputs: Outputs) -> ModelResult:

@@ -268,7 +268,8 @@ def search(
         training=Training(
             model_file=inspected.files.model, model_format=inspected.inspection.format, model=model,
             train_file=inspected.files.train_data if train is not None else None,
-            train_labels=train is not None and train.labels is not None, eval_inputs=eval_data.inputs,
+            train_labels=train is not None and (train.labels is not None or bool(train.output_labels)),
+            eval_inputs=eval_data.inputs,
             scratch=scratch, epochs=settings.qat_epochs, learning_rate=settings.qat_learning_rate,
             batch_size=settings.qat_batch_size, calibration_samples=job.calibration_samples,
             unroll=not settings.resets_state, candidate_timeout_s=settings.candidate_timeout_s,

@@ -62,6 +62,8 @@ class Training:
     unroll: bool  # recurrent layers unrolled (runtime.resets_state is false)
     candidate_timeout_s: float
     progress: Callable[[str], None] = lambda line: None  # one line per epoch, to the model's log and the terminal
+    # A model with several outputs: (Keras output name, task) in the model's order (gate.gating.several sets them).
+    outputs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -191,11 +191,51 @@ def _fidelity(fidelity: Fidelity | None) -> str:
 
 def _worst_output(result: ModelResult) -> str:
     """' (radius: the worst of 2 outputs)': whose figures a model with several outputs shows in one row; ''."""
+    candidate, at = result.candidate, _worst_at(result)
+    if candidate is None or at is None:
+        return ""
+    return f" ({candidate.per_output[at].output}: the worst of {len(candidate.per_output)} outputs)"
+
+
+def _published_fidelity(result: ModelResult) -> Fidelity | None:
+    """The published file's fidelity figures (the summary row's under the task fidelity): a model with several
+    outputs has them per output, and the row shows its worst output's."""
+    candidate, at = result.candidate, _worst_at(result)
+    if candidate is None or candidate.conversion is None:
+        return None
+    return candidate.conversion.fidelity if at is None else candidate.conversion.per_output[at].fidelity
+
+
+def _interval_runtime(result: ModelResult) -> str:
+    """Where a custom metric's interval comes from when the device judged is not LiteRT ("" when from its figures).
+
+    The exact bootstrap (gate.measurement.custom) calls the function on resamples of the outputs, and gate has those
+    of the file from LiteRT only: on tflm, whose figure is judged, the interval is of LiteRT's outputs of the file."""
+    from gate.measurement.custom import is_mean_of_scores
+    from gate.tasks.custom import CustomTask
+
+    candidate = result.candidate
+    conversion = candidate.conversion if candidate else None
+    device = conversion.device if conversion else None
+    if not (candidate and conversion and device and device.agreement and candidate.metric_change_interval):
+        return ""
+    if not isinstance(TASKS.get(result.task), CustomTask) or result.float_evaluation is None:
+        return ""
+    if is_mean_of_scores(result.float_evaluation) and is_mean_of_scores(conversion.evaluation):
+        return ""  # its scores were resampled, the device's own
+    return (
+        f"The {_metric_name(result)} change's interval is of LiteRT's outputs of this file, not "
+        f"{device.target}'s: the exact bootstrap of a custom metric calls it on resamples of the outputs, "
+        "and gate runs the file once more in LiteRT for them (the agreement above says how far the two differ)"
+    )
+
+
+def _worst_at(result: ModelResult) -> int | None:
+    """Which output of a model with several the published candidate is judged by; None for one output."""
     candidate = result.candidate
     if candidate is None or not candidate.per_output or result.provenance is None:
-        return ""
-    worst = candidate.per_output[worst_output(candidate.per_output, result.provenance.effective_policy)]
-    return f" ({worst.output}: the worst of {len(candidate.per_output)} outputs)"
+        return None
+    return worst_output(candidate.per_output, result.provenance.effective_policy)
 
 
 def _outputs_of(result: ModelResult, candidate: Candidate) -> list[tuple[OutputScore, OutputScore, OutputScore,
@@ -403,6 +443,8 @@ FILTERS: dict[str, Callable[..., object]] = {
     "interval": _interval,
     "fidelity": _fidelity,
     "worst_output": _worst_output,
+    "published_fidelity": _published_fidelity,
+    "interval_runtime": _interval_runtime,
     "outputs_of": _outputs_of,
     "mermaid_label": _mermaid_label,
     "shape": _shape,

@@ -76,7 +76,11 @@ def interval_problem(interval: Interval | None, policy: Mapping[str, Value]) -> 
 
 
 def fidelity_presence_problem(result: ModelResult) -> str:
-    """Fidelity figures on every built candidate or on none, and on every one under the task `fidelity`."""
+    """Fidelity figures on every built candidate or on none, and on every one under the task `fidelity`.
+
+    A model with several outputs has them per output (gate.reporting.verify_outputs checks those), none of its own."""
+    if result.float_per_output:
+        return ""
     built = [(index, c.conversion) for index, c in enumerate(result.candidates) if c.conversion is not None]
     lacking = [index for index, conversion in built if conversion.fidelity is None]
     if not lacking or len(lacking) == len(built) and result.task != "fidelity":

@@ -51,6 +51,8 @@ def _check_scores(scores: tuple[OutputScore, ...], where: str, *, reference: boo
             raise ValueError(f"{where}[{index}]: task {score.task[:50]!r} does not score {score.evaluation.metric!r}")
         if reference and score.fidelity is not None:
             raise ValueError(f"{where}[{index}].fidelity: the float model and the float32 .tflite have none")
+        if not reference and score.task == "fidelity" and score.fidelity is None:
+            raise ValueError(f"{where}[{index}].fidelity: missing, but the task fidelity measures it on every build")
 
 
 def _check_changes(result: ModelResult, candidate: Candidate, where: str) -> None:

@@ -57,8 +57,10 @@ def build(plan: ModelPlan, weights: Mapping[str, list[np.ndarray]], where: str) 
                     for index, tensor in enumerate(tf.nest.flatten(outputs)):
                         tensors[(layer_plan.name, node, index)] = tensor
                     pending.remove(item)
-            (output,) = plan.outputs
-            model = tf_keras.Model(inputs if len(inputs) > 1 else inputs[0], tensors[_key(output)], name=plan.name)
+            outputs = [tensors[_key(output)] for output in plan.outputs]  # several: in the Keras 3 model's order
+            model = tf_keras.Model(
+                inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0], name=plan.name
+            )
     _copy_weights(model, plan, weights, where)
     return model
 

@@ -71,9 +71,9 @@ class QatRequest:
     input_dtype: str = "int8"
     output_dtype: str = "int8"
     fixed_batch: bool = False  # export with a batch of one (recurrent layers need it; gate also forces it for them)
-    unroll: bool = (
-        True  # unroll recurrent layers, so the .tflite keeps no state between invokes (gate.frontends.keras.unrolled)
-    )
+    # Unroll recurrent layers, so that the .tflite keeps no state between invokes (gate.frontends.keras.unrolled).
+    unroll: bool = True
+    outputs: tuple[tuple[str, str], ...] = ()  # several: (Keras output name, task) in the model's order (qat.heads)
     schema_version: int = SCHEMA_VERSION
 
     def problems(self) -> list[str]:
@@ -86,6 +86,7 @@ class QatRequest:
             (0 <= self.seed < 2**31, "seed", "expected a whole number from 0 to 2**31 - 1"),
             (0 <= self.tolerance <= 1, "tolerance", "expected a number from 0 to 1"),
             (len(self.input_names) > 0, "input_names", "expected at least one input name"),
+            ({task for _, task in self.outputs} <= set(TASKS), "outputs", f"expected tasks of {', '.join(TASKS)}"),
         ]
         problems = [f"{name}: {message}, got {getattr(self, name)!r}" for ok, name, message in rules if not ok]
         for name, key in REGISTRY_FIELDS.items():
@@ -144,7 +145,7 @@ class QatResult:
     annotated_layers: tuple[LayerInfo, ...]
     unannotated_layers: tuple[LayerInfo, ...]  # trained in float; the converter quantizes them from calibration
     loss: str
-    metric: str  # "accuracy" (percent) or "mae"
+    metric: str  # "accuracy" (percent), "mae", or with several outputs "loss" (the sum of theirs)
     train_samples: int
     epochs: tuple[EpochRecord, ...]
     calibration_samples: int
@@ -226,20 +227,23 @@ def write_keras3_reference(
 
     `weights_path` gets each layer's `get_weights()` as "<layer name>/<index>";
     `reference_path` gets the inputs as "x.<input name>" and the outputs as
-    "outputs". The QAT process rebuilds the model in tf-keras from these weights
-    and must reproduce these outputs before it trains.
+    "outputs" (several: "outputs.<Keras output name>"). The QAT process rebuilds the model in tf-keras from these
+    weights and must reproduce these outputs before it trains.
     """
     np.savez(
         weights_path, **{f"{layer.name}/{i}": w for layer in model.layers for i, w in enumerate(layer.get_weights())}
     )
     names = [tensor.name.split(":")[0] for tensor in model.inputs]
     samples = len(eval_inputs[names[0]])
-    outputs = []
+    keys = [f"outputs.{name}" for name in model.output_names] if (several := len(model.outputs) > 1) else ["outputs"]
+    outputs: list[list[np.ndarray]] = []
     for start in range(0, samples, batch_size):
         batch = [np.asarray(eval_inputs[name][start : start + batch_size]) for name in names]
-        outputs.append(np.asarray(model(batch if len(batch) > 1 else batch[0], training=False)))
+        values = model(batch if len(batch) > 1 else batch[0], training=False)
+        outputs.append([np.asarray(value) for value in values] if several else [np.asarray(values)])
     arrays: dict[str, Any] = {f"x.{name}": eval_inputs[name] for name in names}
-    np.savez(reference_path, **arrays, outputs=np.concatenate(outputs))
+    arrays |= {key: np.concatenate([batch[i] for batch in outputs]) for i, key in enumerate(keys)}
+    np.savez(reference_path, **arrays)
 
 
 def run_qat(
@@ -347,7 +351,8 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
     if training.model_format == "saved_model":
         raise NotApplicable("QAT trains a Keras model, and a SavedModel is not one: commit model.keras to train it")
     if training.train_file is None or not training.train_labels:
-        raise NotApplicable("QAT trains on train.npz with labels (x and y), and the model folder has none")
+        labels = ", ".join(f"y.{name}" for name, task in training.outputs if TASKS[task].needs_labels) or "y"
+        raise NotApplicable(f"QAT trains on train.npz with labels (x and {labels}), and the model folder has none")
     references: dict[str, Any] = {}
     if model.keras_model is not None:  # Keras 3: the QAT process rebuilds it in tf-keras from these
         references = {"weights_path": str(scratch / "weights.npz"), "reference_path": str(scratch / "reference.npz")}
@@ -359,7 +364,7 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
         result_path=str(scratch / "result.json"), epochs=training.epochs, learning_rate=training.learning_rate,
         batch_size=training.batch_size, calibration_samples=training.calibration_samples,
         input_dtype=setup.input_dtype, output_dtype=setup.output_dtype, fixed_batch=model.fixed_batch,
-        unroll=training.unroll, **references,
+        unroll=training.unroll, outputs=training.outputs, **references,
     )  # fmt: skip
     # Below the candidate's own limit, so that a hang is reported with its stage rather than as a killed worker.
     timeout = max(1.0, training.candidate_timeout_s - 5)
@@ -382,8 +387,11 @@ def notes(result: QatResult) -> tuple[str, ...]:
     if result.epochs:
         last = result.epochs[-1]
         unit = "%" if result.metric == "accuracy" else ""
+        figure = "" if result.metric == "loss" else f", {result.metric} {last.metric:.4g}{unit}"
         lines.append(f"{len(result.epochs)} epoch(s) of QAT on {result.train_samples} training samples (last epoch, "
-                     f"on them: loss {last.loss:.4g}, {result.metric} {last.metric:.4g}{unit})")  # fmt: skip
+                     f"on them: loss {last.loss:.4g}{figure})")  # fmt: skip
+    if result.metric == "loss":
+        lines.append(f"trained on every output at once: {result.loss}")
     if result.unannotated_layers:
         left = ", ".join(f"{layer.name} ({layer.class_name})" for layer in result.unannotated_layers[:8])
         more = f" and {len(result.unannotated_layers) - 8} more" if len(result.unannotated_layers) > 8 else ""

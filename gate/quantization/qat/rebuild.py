@@ -126,8 +126,8 @@ def translate(config: object, where: str) -> ModelPlan:
         by_name = {plan.name: plan for plan in inputs}
         inputs = [by_name[ref.layer] for ref in order if ref.layer in by_name]
         outputs = _refs(body.get("output_layers"), where, "output_layers", problems)
-        if len(outputs) != 1:
-            problems.append(f"{where}: the model has {len(outputs)} outputs; gate supports models with one output")
+        if not outputs:
+            problems.append(f"{where}: config.json: output_layers names no output; re-save the model with model.save()")
     if problems:
         raise ModelError("\n".join(problems))
     return ModelPlan(kind, str(body.get("name", "model")), tuple(inputs), tuple(layers), outputs)

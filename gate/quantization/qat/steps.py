@@ -22,6 +22,7 @@ import numpy as np
 from gate.discover import digest
 from gate.environment import tool_versions
 from gate.errors import ModelError, translated
+from gate.quantization.qat.heads import PREDICT_BATCH, objective, objectives, predict_each, targets
 from gate.quantization.qat.job import (
     SCHEMA_VERSION,
     EpochRecord,
@@ -33,8 +34,6 @@ from gate.quantization.qat.job import (
     read_arrays,
 )
 from gate.tasks import TASKS
-
-PREDICT_BATCH = 256
 
 
 def progress(line: str) -> None:
@@ -170,10 +169,12 @@ def _model_inputs(model: Any) -> tuple:
 
 
 def input_specs(model, request: QatRequest, path: Path):
-    if len(model.outputs) != 1:
+    if len(model.outputs) != 1 and not request.outputs:
         from gate.inspection.signature import several_outputs
 
         raise several_outputs(str(path), len(model.outputs))
+    if request.outputs and (wanted := [name for name, _task in request.outputs]) != list(model.output_names):
+        raise ModelError(f"{path}: the model's outputs are {list(model.output_names)}, but the request names {wanted}")
     specs = _model_inputs(model)
     names = tuple(s.name for s in specs)
     if names != request.input_names:
@@ -203,13 +204,22 @@ def prove_faithful(model, inputs, request: QatRequest, *, required: bool) -> Fai
     path = Path(request.reference_path)
     arrays = read_arrays(path, "reference")
     keys = {s.name: f"x.{s.name}" if f"x.{s.name}" in arrays else "x" for s in inputs}
-    if missing := [key for key in (*keys.values(), "outputs") if key not in arrays]:
+    wanted = [f"outputs.{name}" for name, _task in request.outputs] or ["outputs"]
+    if missing := [key for key in (*keys.values(), *wanted) if key not in arrays]:
         raise ModelError(f"{path}: the reference file lacks {', '.join(missing)}")
-    reference = arrays["outputs"].astype(np.float64)
-    outputs = _predict(model, {s.name: arrays[keys[s.name]].astype(s.dtype) for s in inputs}, inputs).astype(np.float64)
-    if outputs.shape != reference.shape:
-        raise ModelError(f"the tf-keras model's outputs have shape {outputs.shape}, the original's {reference.shape}")
-    difference = float(np.max(np.abs(outputs - reference))) if outputs.size else 0.0
+    given = {s.name: arrays[keys[s.name]].astype(s.dtype) for s in inputs}
+    if request.outputs:
+        produced = {f"outputs.{name}": values for name, values in predict_each(model, given, inputs).items()}
+    else:
+        produced = {"outputs": _predict(model, given, inputs)}
+    differences = []
+    for key in wanted:
+        reference, outputs = arrays[key].astype(np.float64), produced[key].astype(np.float64)
+        if outputs.shape != reference.shape:
+            named = f"output {key.removeprefix('outputs.')!r} has" if request.outputs else "outputs have"
+            raise ModelError(f"the tf-keras model's {named} shape {outputs.shape}, the original's {reference.shape}")
+        differences.append(float(np.max(np.abs(outputs - reference))) if outputs.size else 0.0)
+    difference = float(np.max(differences))  # NaN stays NaN
     if not difference <= request.tolerance:  # also catches NaN
         raise ModelError(
             f"the tf-keras rebuild is not faithful: its outputs differ from the original Keras 3 model's by up to "
@@ -219,41 +229,25 @@ def prove_faithful(model, inputs, request: QatRequest, *, required: bool) -> Fai
     return Faithfulness(samples=len(reference), max_abs_diff=difference, tolerance=request.tolerance)
 
 
-def _loss_and_metric(model, train, request: QatRequest):
-    """The training objective: cross-entropy on probabilities or logits, as the model outputs them; MAE (regression)."""
-    import tf_keras
-
-    if TASKS[request.task].qat_loss == "mae":
-        return tf_keras.losses.MeanAbsoluteError(), tf_keras.metrics.MeanAbsoluteError(name="mae"), "mae", "mae"
-    sample = {name: array[:PREDICT_BATCH] for name, array in train.inputs.items()}
-    scores = _predict(model, sample, _model_inputs(model))
-    probabilities = bool(np.all((scores >= 0) & (scores <= 1)))
-    if scores.shape[-1] > 1:
-        probabilities = probabilities and bool(np.allclose(scores.sum(axis=-1), 1, atol=1e-3))
-        loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
-        metric = tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        name = "sparse_categorical_crossentropy"
-    else:
-        loss = tf_keras.losses.BinaryCrossentropy(from_logits=not probabilities)
-        metric = tf_keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.5 if probabilities else 0.0)
-        name = "binary_crossentropy"
-    return loss, metric, f"{name} ({'probabilities' if probabilities else 'logits'})", "accuracy"
-
-
 def fit(qat_model, model, train, request: QatRequest, state: Run) -> None:
     import tf_keras
 
-    loss, metric, state.loss, state.metric = _loss_and_metric(model, train, request)
+    y: Any  # the training targets: one array, or a list of one per output
+    if request.outputs:  # several: every output at once, each with its own loss
+        loss, y, state.loss = objectives(model, train, request, _model_inputs(model))
+        metric, state.metric = None, "loss"
+    else:
+        task = TASKS[request.task]
+        sample = {name: array[:PREDICT_BATCH] for name, array in train.inputs.items()}
+        scores = None if task.qat_loss == "mae" else _predict(model, sample, _model_inputs(model))
+        loss, metric, state.loss, state.metric = objective(task, scores)
+        y = targets(task, train.labels, width=qat_model.outputs[0].shape[-1])
     qat_model.compile(
-        optimizer=tf_keras.optimizers.Adam(learning_rate=request.learning_rate), loss=loss, metrics=[metric]
+        optimizer=tf_keras.optimizers.Adam(learning_rate=request.learning_rate),
+        loss=loss,
+        metrics=[metric] if metric else None,
     )
     x = [train.inputs[s.name] for s in _model_inputs(qat_model)]
-    if TASKS[request.task].qat_loss == "mae":
-        y = train.labels.astype(np.float32)
-    elif qat_model.outputs[0].shape[-1] == 1:  # one sigmoid unit: binary cross-entropy on 0/1 targets
-        y = train.labels.astype(np.float32).reshape(-1, 1)
-    else:
-        y = train.labels
     scale = 100.0 if state.metric == "accuracy" else 1.0
 
     class EpochLine(tf_keras.callbacks.Callback):
@@ -262,13 +256,12 @@ def fit(qat_model, model, train, request: QatRequest, state: Run) -> None:
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             seconds = round(time.perf_counter() - self.start, 3)
-            record = EpochRecord(epoch + 1, float(logs["loss"]), float(logs[metric.name]) * scale, seconds)
+            figure = float(logs[metric.name] if metric else logs["loss"]) * scale
+            record = EpochRecord(epoch + 1, float(logs["loss"]), figure, seconds)
             state.epochs.append(record)
             shown = f"{record.metric:.2f}%" if state.metric == "accuracy" else f"{record.metric:.4g}"
-            progress(
-                f"epoch {record.epoch}/{request.epochs}  loss {record.loss:.4f}  {state.metric} {shown}  "
-                f"{seconds:.1f} s"
-            )
+            beside = "" if state.metric == "loss" else f"  {state.metric} {shown}"  # several outputs: the loss is it
+            progress(f"epoch {record.epoch}/{request.epochs}  loss {record.loss:.4f}{beside}  {seconds:.1f} s")
 
     qat_model.fit(
         x if len(x) > 1 else x[0],

@@ -94,7 +94,13 @@ def _run(request: QatRequest, state: steps.Run) -> QatResult:
 
     with state.timed("data"):
         from gate.frontends import data
+        from gate.frontends.base import OutputSpec
 
+        # Several outputs: y.<output name> for each labelled one, checked by its task (gate.quantization.qat.heads).
+        outputs = tuple(
+            OutputSpec(name, task, int(tensor.shape[-1]), None)
+            for (name, task), tensor in zip(request.outputs, model.outputs, strict=False)
+        )
         try:
             train = data.load_dataset(
                 train_path,
@@ -103,6 +109,7 @@ def _run(request: QatRequest, state: steps.Run) -> QatResult:
                 task=request.task,
                 output_width=int(model.outputs[0].shape[-1]),
                 need_labels=True,
+                outputs=outputs,
             )
         except ModelError as exc:
             raise ModelError(f"quantization-aware training needs labelled training data: {exc}") from None
