@@ -22,7 +22,7 @@ import numpy as np
 from gate.errors import ModelError, translated
 from gate.frontends.base import PREDICT_BATCH, Dataset
 from gate.results import Evaluation, Latency, State, TensorInfo, must_reset
-from gate.targets.base import TARGET_FIGURES, Measured, Timing
+from gate.targets.base import TARGET_FIGURES, Measured, MeasuredOutputs, Timing
 from gate.targets.graph import read_graph
 from gate.targets.latency import LatencyCase, measure_latency
 from gate.tasks import TASKS
@@ -150,6 +150,14 @@ def input_names(model_path: Path, tensor_indices: Sequence[int]) -> list[str]:
     with runtime_errors(model_path, "load"):
         inputs, _outputs = _signature_io(_interpreter(model_path, threads=1))
     by_index = {detail["index"]: name for name, detail in inputs.items()}
+    return [by_index[index] for index in tensor_indices]
+
+
+def output_names(model_path: Path, tensor_indices: Sequence[int]) -> list[str]:
+    """The signature's output names (output_0, output_1...) of the given output tensors, in their order."""
+    with runtime_errors(model_path, "load"):
+        _inputs, outputs = _signature_io(_interpreter(model_path, threads=1))
+    by_index = {detail["index"]: name for name, detail in outputs.items()}
     return [by_index[index] for index in tensor_indices]
 
 
@@ -343,6 +351,9 @@ class LiteRTOnCPU:
         inputs, outputs, float_ops = describe(artifact)
         evaluation, state = evaluate_as_the_app_runs_it(artifact, data, task, threads=threads, app_resets=app_resets)
         return Measured(inputs, outputs, float_ops, evaluation, state)
+
+    def measure_outputs(self, artifact: Path, data: Dataset, *, threads: int) -> MeasuredOutputs:
+        return MeasuredOutputs(*signature_outputs(artifact, data, threads=threads))
 
     time = staticmethod(time_on_this_cpu)
 
