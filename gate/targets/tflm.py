@@ -313,7 +313,8 @@ class TflmTarget:
         tensors = {tensor.name: tensor for tensor in outputs}
         by_name = {}
         for name, values in zip(litert.output_names(artifact, graph.outputs), raw, strict=True):
-            by_name[name] = litert.dequantized(values, tensors[name])
+            # One sample an invoke: (samples, 1, ...) as TFLM gives a batch-1 output, (samples, ...) as LiteRT's is.
+            by_name[name] = litert.dequantized(values, tensors[name]).reshape(on_litert[name].shape)
             litert.refuse_non_finite_outputs(by_name[name], data, f"{artifact.name} ({name}) in TFLM")
         same = agreement_of_outputs(by_name, on_litert, {name: tensor.scale for name, tensor in tensors.items()})
         device, resolver = _device(artifact, graph, arena, None, same)
