@@ -218,6 +218,22 @@ def test_tflms_outputs_are_named_through_the_subgraphs_output_tensors_not_the_si
 def test_the_agreement_of_several_outputs_counts_each_in_its_own_quantization_steps() -> None:
     litert = {"output_0": np.zeros((4, 2)), "output_1": np.zeros((4, 1))}
     device = {"output_0": np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 0.0], [0.0, 0.0]]),
-              "output_1": np.array([[0.0], [0.0], [0.02], [0.0]])}  # fmt: skip
+              "output_1": np.array([[0.0], [0.0], [0.05], [0.0]])}  # fmt: skip
     said = agreement_of_outputs(device, litert, {"output_0": 0.25, "output_1": 0.01})
-    assert (said.samples, said.max_steps, said.differing_samples, said.same_prediction) == (4, 2.0, 2, None)
+    assert (said.samples, said.max_steps, said.differing_samples, said.same_prediction) == (4, 5.0, 2, None)
+
+
+def test_a_two_output_file_tflm_cannot_run_reads_back_with_no_one_litert_evaluation() -> None:
+    """Each output's metric is then LiteRT's, in its per_output figures: the device has no one evaluation beside."""
+    from test_outputs import two_output_result
+    from test_target_results import on_device as measured_on
+
+    from gate.encoding import load_result
+    from gate.reporting.verify import check_result
+    from gate.results import ModelResult
+
+    unsupported = ("TFLM has no kernel for operator GELU",)
+    result = measured_on(two_output_result(), macs=10, arena_bytes=None, arena_recorded_bytes=None, files=(),
+                         operators=("FULLY_CONNECTED x2", "GELU x1"), unsupported=unsupported)  # fmt: skip
+    assert result.candidates[0].conversion.device.litert_evaluation is None
+    check_result(load_result(ModelResult, result.to_json()))  # accepted as gate writes it
