@@ -147,17 +147,18 @@ def from_model_output(array: np.ndarray, detail: dict) -> np.ndarray:
 
 def input_names(model_path: Path, tensor_indices: Sequence[int]) -> list[str]:
     """The signature's input names (the eval data's keys) of the given input tensors, in their order."""
-    with runtime_errors(model_path, "load"):
-        inputs, _outputs = _signature_io(_interpreter(model_path, threads=1))
-    by_index = {detail["index"]: name for name, detail in inputs.items()}
-    return [by_index[index] for index in tensor_indices]
+    return _signature_names(model_path, tensor_indices, outputs=False)
 
 
 def output_names(model_path: Path, tensor_indices: Sequence[int]) -> list[str]:
     """The signature's output names (output_0, output_1...) of the given output tensors, in their order."""
+    return _signature_names(model_path, tensor_indices, outputs=True)
+
+
+def _signature_names(model_path: Path, tensor_indices: Sequence[int], *, outputs: bool) -> list[str]:
     with runtime_errors(model_path, "load"):
-        _inputs, outputs = _signature_io(_interpreter(model_path, threads=1))
-    by_index = {detail["index"]: name for name, detail in outputs.items()}
+        details = _signature_io(_interpreter(model_path, threads=1))[outputs]
+    by_index = {detail["index"]: name for name, detail in details.items()}
     return [by_index[index] for index in tensor_indices]
 
 
