@@ -27,9 +27,9 @@ from gate.targets.litert import output_names, signature_outputs
 HEADS = ("second", "first")  # Keras' order: the model returns `second` first
 
 
-def swapped_heads(folder: Path) -> Path:
+def swapped_heads(folder: Path, *, activation: str = "relu") -> Path:
     """Two 3-class heads on 6 features, `first` easy (its class is the largest of three features) and `second` hard
-    (a noisy rule), trained briefly; saved with its data and an MCU manifest."""
+    (a noisy rule), on a trunk of `activation`, trained briefly; saved with its data and an MCU manifest."""
     import keras
 
     rng = np.random.default_rng(0)
@@ -38,7 +38,7 @@ def swapped_heads(folder: Path) -> Path:
     second = (x[:, 3:] + rng.normal(scale=1.5, size=(700, 3))).argmax(axis=1)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,), name="features")
-    trunk = keras.layers.Dense(16, activation="relu", name="trunk")(inputs)
+    trunk = keras.layers.Dense(16, activation=activation, name="trunk")(inputs)
     first_head = keras.layers.Dense(3, activation="softmax", name="first")(trunk)  # built first, returned second
     second_head = keras.layers.Dense(3, activation="softmax", name="second")(trunk)
     model = keras.Model(inputs, [second_head, first_head])
@@ -57,13 +57,15 @@ def swapped_heads(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def on_device(tmp_path_factory) -> tuple[Path, object]:
-    """The model gated under policies/mcu.toml and policies/ethos-u55.toml."""
+    """The model gated under policies/mcu.toml and policies/ethos-u55.toml, and one with a GELU trunk (which TFLM has
+    no kernel for) under policies/mcu.toml."""
     root = tmp_path_factory.mktemp("several-on-device")
     shutil.copytree(REPO / "policies", root / "policies")
     folder = swapped_heads(root / "models" / "heads")
     shutil.copytree(folder, root / "models" / "heads_npu")
     manifest = (folder / "gate.toml").read_text().replace('policy = "mcu"', 'policy = "ethos-u55"')
     (root / "models" / "heads_npu" / "gate.toml").write_text(manifest)
+    swapped_heads(root / "models" / "heads_gelu", activation="gelu")
     return folder, run_gate("check", "--out", root / "out", cwd=root)
 
 
@@ -173,6 +175,28 @@ def test_ethos_u_gates_each_output_with_velas_figures_for_the_published_file(on_
     checks = {check["name"] for check in model["candidates"][model["chosen"]]["checks"]}
     assert {"accuracy.max_drop (first)", "accuracy.max_drop (second)", "npu.min_ops_on_npu"} <= checks
     # The metric on an NPU target is LiteRT's on the int8 file Vela compiled: each output by its signature name.
+    with np.load(folder / "eval.npz") as data:
+        x, labels = data["x"], {name: data[f"y.{name}"] for name in HEADS}
+    outputs, _scales = litert_outputs(run.out_dir / conversion["artifact"]["path"], x)
+    for score in conversion["per_output"]:
+        expected = accuracy_score(labels[score["output"]], outputs[score["tensor"]].argmax(axis=1)) * 100
+        assert score["evaluation"]["value"] == pytest.approx(expected)
+
+
+@pytest.mark.slow  # a real gate run
+def test_a_two_output_file_tflm_cannot_run_fails_naming_the_operator_with_each_output_scored_in_litert(on_device):
+    from sklearn.metrics import accuracy_score
+
+    _folder, run = on_device
+    model = run.model("heads_gelu")
+    (candidate,) = model["candidates"]
+    assert candidate["status"] == "FAIL", candidate["reason"]
+    checks = {check["name"]: check for check in candidate["checks"]}
+    assert checks["ops.supported"]["status"] == "FAIL" and "GELU" in checks["ops.supported"]["message"]
+    conversion = candidate["conversion"]
+    assert conversion["device"]["unsupported"] == ["TFLM has no kernel for operator GELU"]
+    assert conversion["device"]["arena_bytes"] is None and conversion["device"]["files"] == []
+    folder = run.out_dir.parent / "models" / "heads_gelu"
     with np.load(folder / "eval.npz") as data:
         x, labels = data["x"], {name: data[f"y.{name}"] for name in HEADS}
     outputs, _scales = litert_outputs(run.out_dir / conversion["artifact"]["path"], x)
