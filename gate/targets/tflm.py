@@ -8,7 +8,9 @@ that is too small can crash the process (SIGSEGV) instead of failing. What it me
 - the operators it needs, and the ones TFLM lacks (the candidate's failure, naming them);
 - the smallest tensor arena with which the model allocates and invokes (what a firmware sets
   kTensorArenaSize to), found by trying sizes, and TFLM's own recorded total beside it;
-- the task metric over the eval set run in TFLM (the judged one), LiteRT's beside it and their agreement;
+- the task metric over the eval set run in TFLM (the judged one), LiteRT's beside it and their agreement; for a
+  model with several outputs, every output (measure_outputs), named by its tensor: TFLM numbers outputs in the
+  subgraph's order, not the signature's;
 - a MicroMutableOpResolver snippet registering exactly its operators, published as <model>.<method>.ops.h.
 
 The host build has 64-bit pointers and no CMSIS-NN: its TfLiteEvalTensor is 24 bytes and its
