@@ -112,6 +112,18 @@ def litert_outputs(artifact: Path, x: np.ndarray) -> tuple[dict[str, np.ndarray]
     return dequantized, {name: scale for name, (scale, _zero) in quantization.items()}
 
 
+def assert_scored_as_litert_runs_it(conversion: dict, folder: Path, run) -> None:  # noqa: ANN001
+    """Each output's accuracy in the report is scikit-learn's on LiteRT's output of its signature name."""
+    from sklearn.metrics import accuracy_score
+
+    with np.load(folder / "eval.npz") as data:
+        x, labels = data["x"], {name: data[f"y.{name}"] for name in HEADS}
+    outputs, _scales = litert_outputs(run.out_dir / conversion["artifact"]["path"], x)
+    for score in conversion["per_output"]:
+        expected = accuracy_score(labels[score["output"]], outputs[score["tensor"]].argmax(axis=1)) * 100
+        assert score["evaluation"]["value"] == pytest.approx(expected)
+
+
 @pytest.mark.slow  # a real gate run
 def test_each_output_is_scored_as_tflms_interpreter_computes_it_with_tflms_figures(on_device) -> None:
     from sklearn.metrics import accuracy_score
@@ -162,8 +174,6 @@ def test_each_output_is_scored_as_tflms_interpreter_computes_it_with_tflms_figur
 
 @pytest.mark.slow  # a real gate run
 def test_ethos_u_gates_each_output_with_velas_figures_for_the_published_file(on_device) -> None:
-    from sklearn.metrics import accuracy_score
-
     folder, run = on_device
     model = run.model("heads_npu")
     conversion = model["candidates"][model["chosen"]]["conversion"]
@@ -175,18 +185,11 @@ def test_ethos_u_gates_each_output_with_velas_figures_for_the_published_file(on_
     checks = {check["name"] for check in model["candidates"][model["chosen"]]["checks"]}
     assert {"accuracy.max_drop (first)", "accuracy.max_drop (second)", "npu.min_ops_on_npu"} <= checks
     # The metric on an NPU target is LiteRT's on the int8 file Vela compiled: each output by its signature name.
-    with np.load(folder / "eval.npz") as data:
-        x, labels = data["x"], {name: data[f"y.{name}"] for name in HEADS}
-    outputs, _scales = litert_outputs(run.out_dir / conversion["artifact"]["path"], x)
-    for score in conversion["per_output"]:
-        expected = accuracy_score(labels[score["output"]], outputs[score["tensor"]].argmax(axis=1)) * 100
-        assert score["evaluation"]["value"] == pytest.approx(expected)
+    assert_scored_as_litert_runs_it(conversion, folder, run)
 
 
 @pytest.mark.slow  # a real gate run
 def test_a_two_output_file_tflm_cannot_run_fails_naming_the_operator_with_each_output_scored_in_litert(on_device):
-    from sklearn.metrics import accuracy_score
-
     _folder, run = on_device
     model = run.model("heads_gelu")
     (candidate,) = model["candidates"]
@@ -196,13 +199,7 @@ def test_a_two_output_file_tflm_cannot_run_fails_naming_the_operator_with_each_o
     conversion = candidate["conversion"]
     assert conversion["device"]["unsupported"] == ["TFLM has no kernel for operator GELU"]
     assert conversion["device"]["arena_bytes"] is None and conversion["device"]["files"] == []
-    folder = run.out_dir.parent / "models" / "heads_gelu"
-    with np.load(folder / "eval.npz") as data:
-        x, labels = data["x"], {name: data[f"y.{name}"] for name in HEADS}
-    outputs, _scales = litert_outputs(run.out_dir / conversion["artifact"]["path"], x)
-    for score in conversion["per_output"]:
-        expected = accuracy_score(labels[score["output"]], outputs[score["tensor"]].argmax(axis=1)) * 100
-        assert score["evaluation"]["value"] == pytest.approx(expected)
+    assert_scored_as_litert_runs_it(conversion, run.out_dir.parent / "models" / "heads_gelu", run)
 
 
 @pytest.mark.slow  # real conversions
