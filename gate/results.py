@@ -114,7 +114,7 @@ def must_reset(variable_tensors: int) -> str:
 
 @dataclass(frozen=True)
 class Agreement:
-    """A device runtime's outputs against LiteRT's on the same file and the same eval inputs (one output tensor)."""
+    """A device runtime's outputs against LiteRT's on the same file and the same eval inputs (every output tensor)."""
 
     litert: str  # which LiteRT was compared: the one gate measures, e.g. "LiteRT 2.3.0 (default XNNPACK delegate)"
     samples: int
@@ -145,8 +145,9 @@ class OnDevice:
     arena_recorded_bytes: int | None  # TFLM's own record of it (print_allocations' "Arena allocation total")
     flash_bytes: int | None  # what the model takes in flash: the .tflite (TFLM)
     operators: tuple[str, ...]  # the file's operators as "NAME xCOUNT": what the firmware registers
-    litert_evaluation: Evaluation | None  # LiteRT's metric on the same file, beside the device's
-    agreement: Agreement | None
+    # LiteRT's metric on the same file, beside the device's; None for several outputs (each has its per_output figure)
+    litert_evaluation: Evaluation | None
+    agreement: Agreement | None  # several outputs: over all of them, each in its own quantization steps
     files: tuple[FileDigest, ...]  # published beside the artifact (tflm: <model>.<method>.ops.h; Ethos-U: .vela.tflite)
     notes: tuple[str, ...]  # what a reader must know about the figures (a 64-bit host's arena)
     # Ethos-U (Vela's figures for the file; None on other targets)

@@ -6,8 +6,13 @@ model per output; every file (the float32 .tflite and each candidate) is then sc
 output's (gate.policy.judge.worst_output). gate.gating.pipeline calls this module in place of the one-output steps.
 
 The methods that measure their own builds (int8-float-fallback, int8-int16-layers) judge each build by its worst
-judged output's share of what the policy allows (gate.policy.judge.worst_share). Not yet: a target other than LiteRT
-on this CPU and a file that keeps state between invokes are refused. QAT trains every output at once (qat.heads).
+judged output's share of what the policy allows (gate.policy.judge.worst_share). QAT trains every output at once
+(qat.heads).
+
+Every file is run where the policy's target runs it (Target.measure_outputs: TFLM's interpreter for tflm, LiteRT on
+the file Vela compiles for Ethos-U), with that target's device figures; its outputs come by signature name, so the
+mapping proven on the float32 file holds on every target. Not yet: a file that keeps state between invokes is
+refused.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
     from gate.gating.stages import Inspected, Loaded, Referenced
     from gate.layout import ModelOutputs
     from gate.policy.config import Settings
+    from gate.targets.base import MeasuredOutputs
 
 NOT_YET = "the model has several outputs, and gate does not {} for several yet"
 
@@ -65,8 +71,6 @@ def reference(
     from gate.quantization.convert import convert
     from gate.targets.litert import signature_outputs
 
-    if settings.target != "litert":
-        raise ModelError(f"{inspected.files.model}: {NOT_YET.format(f'measure on {settings.target}')}")
     data = loaded.eval_data
     keras = keras_outputs(loaded.model, data)
     if list(keras) != [spec.name for spec in specs]:
@@ -80,14 +84,14 @@ def reference(
     tensors = map_outputs(keras, by_tensor, where=str(inspected.files.model))
     float32 = {name: by_tensor[tensor] for name, tensor in tensors.items()}
     float_scores = score_outputs(keras, specs, data, float32=float32, batch_size=PREDICT_BATCH)
-    outputs = Outputs(specs, tensors, float32, float_scores, settings.confidence)
+    outputs = Outputs(specs, tensors, float32, float_scores, settings.confidence, settings.target)
     conversion = describe(outputs, REFERENCE, path, data, staged)
     return Referenced(float_scores[0].evaluation, conversion, path, None, data, outputs)
 
 
 def describe(outputs: Outputs, method: str, path: Path, data: Dataset, staged: ModelOutputs) -> Conversion:
-    """A file as LiteRT runs it, scored per output; its `evaluation` is its first output's until the search knows
-    which is its worst."""
+    """A file as the target runs it, scored per output, with the target's device figures; its `evaluation` is its
+    first output's until the search knows which is its worst."""
     from gate.discover import digest
     from gate.targets.graph import macs_of
     from gate.targets.litert import describe as describe_file
@@ -96,18 +100,28 @@ def describe(outputs: Outputs, method: str, path: Path, data: Dataset, staged: M
     if variable_tensors(path):
         raise ModelError(f"{path.name}: keeps state between invokes; {NOT_YET.format('measure such a file')}")
     inputs, tensor_info, float_ops = describe_file(path)
-    scores = _scores(outputs, path, data, fidelity=method != REFERENCE)
+    measured = _run(outputs, path, data)
+    scores = _scored(outputs, measured, data, fidelity=method != REFERENCE)
+    files = tuple(digest(file, staged.root) for file in measured.files)
+    device = measured.device and dataclasses.replace(measured.device, files=files)
     return Conversion(method, digest(path, staged.root), inputs, tensor_info, float_ops, scores[0].evaluation, None,
-                      macs=macs_of(path), per_output=scores)  # fmt: skip
+                      macs=macs_of(path), device=device, per_output=scores)  # fmt: skip
 
 
 def _scores(outputs: Outputs, path: Path, data: Dataset, *, fidelity: bool) -> tuple[OutputScore, ...]:
-    """A file's outputs as LiteRT runs it, each scored by its task (a candidate's also against the float32 file)."""
-    from gate.targets.litert import signature_outputs
+    """A file's outputs as the target runs it, each scored by its task (a candidate's also against the float32 file)."""
+    return _scored(outputs, _run(outputs, path, data), data, fidelity=fidelity)
 
-    by_tensor, batch_size = signature_outputs(path, data, threads=_threads())
-    values = {name: by_tensor[tensor] for name, tensor in outputs.tensors.items()}
-    return score_outputs(values, outputs.specs, data, float32=outputs.float32, batch_size=batch_size,
+
+def _run(outputs: Outputs, path: Path, data: Dataset) -> MeasuredOutputs:
+    from gate.targets import TARGETS
+
+    return TARGETS[outputs.target].measure_outputs(path, data, threads=_threads())
+
+
+def _scored(outputs: Outputs, measured: MeasuredOutputs, data: Dataset, *, fidelity: bool) -> tuple[OutputScore, ...]:
+    values = {name: measured.outputs[tensor] for name, tensor in outputs.tensors.items()}
+    return score_outputs(values, outputs.specs, data, float32=outputs.float32, batch_size=measured.batch_size,
                          tensors=outputs.tensors if fidelity else None, confidence=outputs.confidence)  # fmt: skip
 
 

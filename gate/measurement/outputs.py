@@ -52,6 +52,7 @@ class Outputs:
     float32: dict[str, np.ndarray]  # the float32 .tflite's outputs on the eval set, by Keras output name
     float_scores: tuple[OutputScore, ...]  # the Keras model's
     confidence: float
+    target: str = "litert"  # where every file is run and scored (a name of gate.targets.TARGETS)
 
 
 def map_outputs(keras: Mapping[str, np.ndarray], tflite: Mapping[str, np.ndarray], *, where: str) -> dict[str, str]:

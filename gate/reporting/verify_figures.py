@@ -147,6 +147,7 @@ def tflm_problem(conversion: Conversion, device: OnDevice) -> str:
         said = unsupported[0]
         if len(unsupported) > 1 or len(said) > MAX_UNSUPPORTED_CHARS or not said.startswith(RUNTIME_REFUSALS):
             return "unsupported: TFLM has every operator it lists, and this is not what TFLM says of one it cannot run"
-    if unsupported and conversion.evaluation != device.litert_evaluation:
+    # (A model with several outputs has no one LiteRT evaluation: each output's is its per_output figure.)
+    if unsupported and not conversion.per_output and conversion.evaluation != device.litert_evaluation:
         return "evaluation: TFLM cannot run the file, so the metric judged is LiteRT's, litert_evaluation"
     return ""

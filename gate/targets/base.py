@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 from gate.results import Evaluation, Latency, OnDevice, State, TensorInfo
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from gate.frontends.base import Dataset
     from gate.quantization.base import Method
 
@@ -61,6 +63,16 @@ class Measured:
 
 
 @dataclass(frozen=True)
+class MeasuredOutputs:
+    """A file of a model with several outputs, run on the eval data as the target runs it (gate.gating.several)."""
+
+    outputs: dict[str, np.ndarray]  # each output, dequantized, samples first, by signature name (output_0, ...)
+    batch_size: int  # samples per invoke
+    device: OnDevice | None = None  # a device target's figures (its files not yet digested: see `files`)
+    files: tuple[Path, ...] = ()  # what the target wrote beside the artifact, to publish with it
+
+
+@dataclass(frozen=True)
 class Timing:
     """How latency is timed: the policy's latency.* settings."""
 
@@ -98,6 +110,11 @@ class Target(Protocol):
 
     def measure(self, artifact: Path, data: Dataset, task: str, *, threads: int, app_resets: bool) -> Measured:
         """Describe and evaluate a built file on the eval data, as the app runs it."""
+        ...
+
+    def measure_outputs(self, artifact: Path, data: Dataset, *, threads: int) -> MeasuredOutputs:
+        """Run a built file of several outputs (one that keeps no state) on the eval data, as the app runs it: each
+        output by its signature name, which gate.measurement.outputs maps to a Keras output; no task scores them."""
         ...
 
     def time(

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gate.errors import ModelError
-from gate.results import CpuFallback, OnDevice
+from gate.results import CpuFallback, Evaluation, OnDevice
 from gate.targets import litert
-from gate.targets.base import ETHOS_U_ACCELERATORS, TARGET_FIGURES, Measured
+from gate.targets.base import ETHOS_U_ACCELERATORS, TARGET_FIGURES, Measured, MeasuredOutputs
 from gate.targets.graph import GraphError, read_graph
 
 if TYPE_CHECKING:
@@ -198,20 +198,23 @@ class EthosU:
 
     def measure(self, artifact: Path, data: Dataset, task: str, *, threads: int, app_resets: bool) -> Measured:
         on_litert = litert.LITERT.measure(artifact, data, task, threads=threads, app_resets=app_resets)
-        if on_litert.float_ops:  # the float32 reference: every operator stays on the CPU
-            device = OnDevice(
-                self.name,
-                None,
-                None,
-                None,
-                (),
-                on_litert.evaluation,
-                None,
-                (),
-                (f"a file with float ops runs 0% on the {self.name} NPU: Vela was not run on it",),
-                npu_ops_percent=0.0,
-            )
-            return _with_device(on_litert, device, ())
+        device, files = self._compiled(artifact, on_litert.float_ops, on_litert.evaluation)
+        return Measured(on_litert.inputs, on_litert.outputs, on_litert.float_ops, on_litert.evaluation,
+                        on_litert.state, device=device, files=files)  # fmt: skip
+
+    def measure_outputs(self, artifact: Path, data: Dataset, *, threads: int) -> MeasuredOutputs:
+        _inputs, _outputs, float_ops = litert.describe(artifact)
+        device, files = self._compiled(artifact, float_ops, None)  # each output's metric is LiteRT's (see _compiled)
+        return MeasuredOutputs(*litert.signature_outputs(artifact, data, threads=threads), device, files)
+
+    def _compiled(
+        self, artifact: Path, float_ops: tuple[str, ...], litert_evaluation: Evaluation | None
+    ) -> tuple[OnDevice, tuple[Path, ...]]:
+        """Vela's figures for the file, and the optimised file it wrote (none for a file with float ops)."""
+        if float_ops:  # the float32 reference: every operator stays on the CPU
+            note = f"a file with float ops runs 0% on the {self.name} NPU: Vela was not run on it"
+            return OnDevice(self.name, None, None, None, (), litert_evaluation, None, (), (note,),
+                            npu_ops_percent=0.0), ()  # fmt: skip
         optimised = artifact.with_name(artifact.name.removesuffix(".tflite") + ".vela.tflite")
         report = compile_model(artifact, optimised, accelerator=self.name)
         notes = [
@@ -229,7 +232,7 @@ class EthosU:
             None,
             flash,
             _operators(artifact),
-            on_litert.evaluation,
+            litert_evaluation,
             None,
             (),
             tuple(notes),
@@ -239,22 +242,10 @@ class EthosU:
             npu_ops_percent=round(report.npu_ops_percent, 3),
             cpu_fallbacks=report.cpu_fallbacks,
         )
-        return _with_device(on_litert, device, (optimised,))
+        return device, (optimised,)
 
     # Vela's inference time is the NPU's figure (npu.max_inference_ms); latency checks time LiteRT here.
     time = staticmethod(litert.time_on_this_cpu)
-
-
-def _with_device(measured: Measured, device: OnDevice, files: tuple[Path, ...]) -> Measured:
-    return Measured(
-        measured.inputs,
-        measured.outputs,
-        measured.float_ops,
-        measured.evaluation,
-        measured.state,
-        device=device,
-        files=files,
-    )
 
 
 def _operators(artifact: Path) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ import numpy as np
 from gate.errors import ModelError, translated
 from gate.frontends.base import PREDICT_BATCH, Dataset
 from gate.results import Evaluation, Latency, State, TensorInfo, must_reset
-from gate.targets.base import TARGET_FIGURES, Measured, Timing
+from gate.targets.base import TARGET_FIGURES, Measured, MeasuredOutputs, Timing
 from gate.targets.graph import read_graph
 from gate.targets.latency import LatencyCase, measure_latency
 from gate.tasks import TASKS
@@ -147,9 +147,18 @@ def from_model_output(array: np.ndarray, detail: dict) -> np.ndarray:
 
 def input_names(model_path: Path, tensor_indices: Sequence[int]) -> list[str]:
     """The signature's input names (the eval data's keys) of the given input tensors, in their order."""
+    return _signature_names(model_path, tensor_indices, outputs=False)
+
+
+def output_names(model_path: Path, tensor_indices: Sequence[int]) -> list[str]:
+    """The signature's output names (output_0, output_1...) of the given output tensors, in their order."""
+    return _signature_names(model_path, tensor_indices, outputs=True)
+
+
+def _signature_names(model_path: Path, tensor_indices: Sequence[int], *, outputs: bool) -> list[str]:
     with runtime_errors(model_path, "load"):
-        inputs, _outputs = _signature_io(_interpreter(model_path, threads=1))
-    by_index = {detail["index"]: name for name, detail in inputs.items()}
+        details = _signature_io(_interpreter(model_path, threads=1))[outputs]
+    by_index = {detail["index"]: name for name, detail in details.items()}
     return [by_index[index] for index in tensor_indices]
 
 
@@ -343,6 +352,9 @@ class LiteRTOnCPU:
         inputs, outputs, float_ops = describe(artifact)
         evaluation, state = evaluate_as_the_app_runs_it(artifact, data, task, threads=threads, app_resets=app_resets)
         return Measured(inputs, outputs, float_ops, evaluation, state)
+
+    def measure_outputs(self, artifact: Path, data: Dataset, *, threads: int) -> MeasuredOutputs:
+        return MeasuredOutputs(*signature_outputs(artifact, data, threads=threads))
 
     time = staticmethod(time_on_this_cpu)
 

@@ -8,7 +8,9 @@ that is too small can crash the process (SIGSEGV) instead of failing. What it me
 - the operators it needs, and the ones TFLM lacks (the candidate's failure, naming them);
 - the smallest tensor arena with which the model allocates and invokes (what a firmware sets
   kTensorArenaSize to), found by trying sizes, and TFLM's own recorded total beside it;
-- the task metric over the eval set run in TFLM (the judged one), LiteRT's beside it and their agreement;
+- the task metric over the eval set run in TFLM (the judged one), LiteRT's beside it and their agreement; for a
+  model with several outputs, every output (measure_outputs), named by its tensor: TFLM numbers outputs in the
+  subgraph's order, not the signature's;
 - a MicroMutableOpResolver snippet registering exactly its operators, published as <model>.<method>.ops.h.
 
 The host build has 64-bit pointers and no CMSIS-NN: its TfLiteEvalTensor is 24 bytes and its
@@ -25,7 +27,6 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,13 +34,12 @@ import numpy as np
 
 from gate.errors import ModelError
 from gate.files import write_atomic
-from gate.results import Agreement, OnDevice
+from gate.results import Agreement, Evaluation, OnDevice, TensorInfo
 from gate.targets import litert
-from gate.targets.base import TARGET_FIGURES, Measured
-from gate.targets.graph import GraphError, read_graph
+from gate.targets.agreement import agreement, agreement_of_outputs
+from gate.targets.base import TARGET_FIGURES, Measured, MeasuredOutputs
+from gate.targets.graph import Graph, GraphError, read_graph
 from gate.targets.tflm_ops import RUNTIME_REFUSALS, missing_operators, no_kernel, op_resolver_snippet
-from gate.tasks import TASKS
-from gate.tasks.classification import Classification
 
 # Its `# fmt: skip`s keep this module under 400 lines (formatted, it goes over): split it before removing them.
 
@@ -263,24 +263,6 @@ def run_tflm(model_path: Path, feeds: Sequence[np.ndarray], *, arena_size: int, 
         return [np.load(Path(folder) / f"output_{index}.npy", allow_pickle=False) for index in range(count)]
 
 
-def agreement(device: np.ndarray, litert_outputs: np.ndarray, *, scale: float, task: str) -> Agreement:
-    """Compare dequantized outputs (samples first): in quantization steps of `scale`, absolute when it is 0."""
-    device = device.reshape(len(device), -1).astype(np.float64)
-    litert_outputs = litert_outputs.reshape(len(litert_outputs), -1).astype(np.float64)
-    difference = np.abs(device - litert_outputs) / (scale or 1.0)
-    judged = TASKS[task]
-    same = None
-    if isinstance(judged, Classification) and len(device):
-        same = float(np.mean(judged.predicted(device) == judged.predicted(litert_outputs)) * 100)
-    return Agreement(
-        litert=f"LiteRT {version('ai-edge-litert')} as gate measures it (its default XNNPACK delegate)",
-        samples=len(device),
-        max_steps=round(float(difference.max()), 3) if difference.size else 0.0,
-        differing_samples=int(np.count_nonzero(difference.max(axis=1))) if difference.size else 0,
-        same_prediction=same,
-    )
-
-
 class TflmTarget:
     """TensorFlow Lite for Microcontrollers' interpreter (the tflite-micro package), on this host."""
 
@@ -299,26 +281,13 @@ class TflmTarget:
 
     def measure(self, artifact: Path, data: Dataset, task: str, *, threads: int, app_resets: bool) -> Measured:
         on_litert = litert.LITERT.measure(artifact, data, task, threads=threads, app_resets=app_resets)
-        try:
-            graph = read_graph(artifact.read_bytes())
-        except GraphError as exc:
-            raise TflmError(f"{artifact.name}: {exc}") from None
-        operators = tuple(f"{name} x{count}" for name, count in sorted(graph.op_counts().items()))
+        graph = _graph(artifact)
         # A file that keeps state is run as the app runs it (reset before each invoke only when it resets).
         reset = on_litert.state is None or app_resets
-        names = litert.input_names(artifact, graph.inputs)
-        inputs = {t.name: t for t in on_litert.inputs}
-        feeds = [litert.quantized(data.inputs[name], inputs[name]) for name in names]
         try:
-            if missing := missing_operators(graph):
-                raise UnsupportedOperator(no_kernel(missing))
-            arena = find_arena(artifact)
-            (raw,) = run_tflm(artifact, feeds, arena_size=arena.smallest, reset=reset)
+            (raw,), arena = _run(artifact, graph, data, on_litert.inputs, reset=reset)
         except UnsupportedOperator as exc:
-            # The file's failure on this target, not gate's: the candidate fails ops.supported, naming the operator.
-            note = f"TFLM cannot run this file ({exc}): the metric shown is LiteRT's, and no arena was measured"
-            device = OnDevice(self.name, None, None, artifact.stat().st_size, operators, on_litert.evaluation, None,
-                              (), (note,), unsupported=(str(exc),))  # fmt: skip
+            device = _cannot_run(artifact, graph, exc, on_litert.evaluation)
             return Measured(on_litert.inputs, on_litert.outputs, on_litert.float_ops, on_litert.evaluation,
                             on_litert.state, device=device)  # fmt: skip
         (output,) = on_litert.outputs
@@ -328,27 +297,89 @@ class TflmTarget:
         litert_outputs, _ = litert.tflite_outputs(
             artifact, data, threads=threads, reset=reset, batch_size=1 if on_litert.state else litert.EVAL_BATCH
         )
-        resolver = artifact.with_name(artifact.name.removesuffix(".tflite") + ".ops.h")
-        model, _, method = resolver.name.removesuffix(".ops.h").rpartition(".")  # method names hold no "."
-        write_atomic(resolver, op_resolver_snippet(graph, model=model, method=method, source=artifact.name).encode())
-        device = OnDevice(
-            target=self.name,
-            arena_bytes=arena.smallest,
-            arena_recorded_bytes=arena.recorded_total,
-            flash_bytes=artifact.stat().st_size,
-            operators=operators,
-            litert_evaluation=on_litert.evaluation,
-            agreement=agreement(outputs, litert_outputs, scale=output.scale, task=task),
-            files=(),
-            notes=(HOST_NOTE,) if arena.exact else (HOST_NOTE, f"the arena search stopped after {arena.processes} "
-                                                    "tries: the figure is the smallest size that worked"),
-        )  # fmt: skip
+        same = agreement(outputs, litert_outputs, scale=output.scale, task=task)
+        device, resolver = _device(artifact, graph, arena, on_litert.evaluation, same)
         return Measured(on_litert.inputs, on_litert.outputs, on_litert.float_ops, evaluation, on_litert.state,
                         device=device, files=(resolver,))  # fmt: skip
+
+    def measure_outputs(self, artifact: Path, data: Dataset, *, threads: int) -> MeasuredOutputs:
+        on_litert, batch_size = litert.signature_outputs(artifact, data, threads=threads)
+        inputs, outputs, _float_ops = litert.describe(artifact)
+        graph = _graph(artifact)
+        try:
+            raw, arena = _run(artifact, graph, data, inputs, reset=True)  # gate.gating.several refuses a stateful file
+        except UnsupportedOperator as exc:
+            return MeasuredOutputs(on_litert, batch_size, _cannot_run(artifact, graph, exc, None))
+        # TFLM numbers the outputs as the subgraph lists their tensors (get_output(i) is its i-th), which need not be
+        # the signature's order (output_0 came second on a two-head model): each is named by its tensor, as LiteRT is.
+        tensors = {tensor.name: tensor for tensor in outputs}
+        by_name = {}
+        for name, values in zip(litert.output_names(artifact, graph.outputs), raw, strict=True):
+            # One sample an invoke: (samples, 1, ...) as TFLM gives a batch-1 output, (samples, ...) as LiteRT's is.
+            by_name[name] = litert.dequantized(values, tensors[name]).reshape(on_litert[name].shape)
+            litert.refuse_non_finite_outputs(by_name[name], data, f"{artifact.name} ({name}) in TFLM")
+        same = agreement_of_outputs(by_name, on_litert, {name: tensor.scale for name, tensor in tensors.items()})
+        device, resolver = _device(artifact, graph, arena, None, same)
+        return MeasuredOutputs(by_name, 1, device, (resolver,))
 
     # TFLM's host build says nothing about a microcontroller's speed: the latency checks time LiteRT, as the
     # report says; the deterministic cost is the MAC count.
     time = staticmethod(litert.time_on_this_cpu)
+
+
+def _graph(artifact: Path) -> Graph:
+    try:
+        return read_graph(artifact.read_bytes())
+    except GraphError as exc:
+        raise TflmError(f"{artifact.name}: {exc}") from None
+
+
+def _operators(graph: Graph) -> tuple[str, ...]:
+    return tuple(f"{name} x{count}" for name, count in sorted(graph.op_counts().items()))
+
+
+def _run(
+    artifact: Path, graph: Graph, data: Dataset, inputs: Sequence[TensorInfo], *, reset: bool
+) -> tuple[list[np.ndarray], Arena]:
+    """The file's raw outputs on the eval set in TFLM, in its subgraph's output order, and the arena they ran in;
+    UnsupportedOperator when TFLM lacks an operator of it."""
+    by_name = {tensor.name: tensor for tensor in inputs}
+    feeds = [litert.quantized(data.inputs[name], by_name[name]) for name in litert.input_names(artifact, graph.inputs)]
+    if missing := missing_operators(graph):
+        raise UnsupportedOperator(no_kernel(missing))
+    arena = find_arena(artifact)
+    return run_tflm(artifact, feeds, arena_size=arena.smallest, reset=reset), arena
+
+
+def _cannot_run(
+    artifact: Path, graph: Graph, exc: UnsupportedOperator, litert_evaluation: Evaluation | None
+) -> OnDevice:
+    """The file's failure on this target, not gate's: the candidate fails ops.supported, naming the operator."""
+    note = f"TFLM cannot run this file ({exc}): the metric shown is LiteRT's, and no arena was measured"
+    return OnDevice(TflmTarget.name, None, None, artifact.stat().st_size, _operators(graph), litert_evaluation, None,
+                    (), (note,), unsupported=(str(exc),))  # fmt: skip
+
+
+def _device(
+    artifact: Path, graph: Graph, arena: Arena, litert_evaluation: Evaluation | None, same: Agreement
+) -> tuple[OnDevice, Path]:
+    """The figures of a file TFLM ran, and the op resolver snippet written beside it (<model>.<method>.ops.h)."""
+    resolver = artifact.with_name(artifact.name.removesuffix(".tflite") + ".ops.h")
+    model, _, method = resolver.name.removesuffix(".ops.h").rpartition(".")  # method names hold no "."
+    write_atomic(resolver, op_resolver_snippet(graph, model=model, method=method, source=artifact.name).encode())
+    device = OnDevice(
+        target=TflmTarget.name,
+        arena_bytes=arena.smallest,
+        arena_recorded_bytes=arena.recorded_total,
+        flash_bytes=artifact.stat().st_size,
+        operators=_operators(graph),
+        litert_evaluation=litert_evaluation,
+        agreement=same,
+        files=(),
+        notes=(HOST_NOTE,) if arena.exact else (HOST_NOTE, f"the arena search stopped after {arena.processes} "
+                                                "tries: the figure is the smallest size that worked"),
+    )  # fmt: skip
+    return device, resolver
 
 
 TFLM = TflmTarget()
