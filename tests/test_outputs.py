@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import two_output_result
 
 from gate.errors import ModelError
 from gate.frontends.base import Dataset
 from gate.measurement.outputs import map_outputs
 from gate.quantization.base import Setup
 from gate.quantization.convert import convert
-from gate.results import DataInfo, Evaluation, FileDigest, Status
+from gate.results import DataInfo, FileDigest, Status
 from gate.targets.litert import signature_outputs
 
 PROBE = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
@@ -304,50 +305,6 @@ def test_the_worst_output_is_the_one_that_uses_most_of_what_the_policy_allows(po
 
     changes = (OutputChange("value", "regression", 4.0, None), OutputChange("class", "classification", -3.0, None))
     assert changes[worst_output(changes, policy)].output == expected
-
-
-def two_output_result(*, class_accuracy: float = 93.0, value_mae: float = 0.52, policy: dict | None = None):  # noqa: ANN201
-    """A two-output model's result as gate could have written it: each output scored, changed and judged."""
-    import dataclasses
-
-    import factories
-
-    from gate.policy.checks import Context
-    from gate.policy.judge import judge, worst_output
-    from gate.results import Fidelity, OutputChange, OutputScore
-
-    policy = policy or {**factories.DEFAULT_POLICY, "mae.max_increase": 10.0, "fidelity.min_snr_db": 20.0}
-    samples = factories.EVAL_SAMPLES
-    fidelity = Fidelity(samples, None, None, "its last activation is linear, not softmax or sigmoid", 25.0, None, False)
-
-    def scores(mae: float, accuracy: float, *, built: bool) -> tuple[OutputScore, ...]:
-        value = Evaluation("mae", mae, samples, 64, (0.5, 0.5, 0.5, 0.5))
-        klass = Evaluation("accuracy", accuracy, samples, 64, (1.0, 1.0, 1.0, 0.0))
-        return (
-            OutputScore("value", "regression", "output_0" if built else "", value, fidelity if built else None),
-            OutputScore("class", "classification", "output_1" if built else "", klass, None),
-        )
-
-    result = factories.model_result(policy=policy)
-    float_scores = scores(0.5, 96.0, built=False)
-    candidate = result.candidates[0]
-    assert candidate.conversion is not None and result.reference is not None
-    quantized = scores(value_mae, class_accuracy, built=True)
-    changes = (
-        OutputChange("value", "regression", (value_mae - 0.5) / 0.5 * 100, None),
-        OutputChange("class", "classification", class_accuracy - 96.0, None),
-    )
-    at = worst_output(changes, policy)
-    conversion = dataclasses.replace(candidate.conversion, per_output=quantized, evaluation=quantized[at].evaluation)
-    candidate = dataclasses.replace(
-        candidate, conversion=conversion, per_output=changes, metric_change=changes[at].metric_change
-    )
-    reference = dataclasses.replace(result.reference, per_output=scores(0.5, 96.0, built=False))
-    judged = judge(candidate, Context(policy, quantized[at].task, reference))
-    return dataclasses.replace(
-        result, task=quantized[at].task, float_evaluation=float_scores[at].evaluation, reference=reference,
-        candidates=(judged,), status=judged.status, float_per_output=float_scores,
-    )  # fmt: skip
 
 
 def test_each_output_is_judged_by_its_task_check_and_the_fidelity_checks_under_its_own_name() -> None:
