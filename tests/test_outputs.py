@@ -368,6 +368,72 @@ def test_a_two_output_result_reads_back_and_a_forged_one_is_refused() -> None:
             check_result(load_result(ModelResult, forged.to_json()))
 
 
+def test_each_outputs_figures_are_read_back_as_a_one_output_models_are() -> None:
+    """s31 F2: each output's fidelity, intervals, samples and tensor are checked, and the model's summary figures
+    are its worst output's; each forgery here was accepted before."""
+    import dataclasses
+
+    from test_verify import judged, problem
+
+    from gate.reporting.verify import check_result
+    from gate.results import Fidelity, Interval
+
+    replace = dataclasses.replace
+    result = two_output_result()
+    (candidate,) = result.candidates
+    assert candidate.conversion is not None and result.reference is not None
+
+    def scored(index: int, **changes) -> object:
+        scores = list(candidate.conversion.per_output)
+        scores[index] = replace(scores[index], **changes)
+        return judged(replace(result, candidates=(replace(candidate, conversion=replace(
+            candidate.conversion, per_output=tuple(scores))),)))  # fmt: skip
+
+    def changed(index: int, interval: Interval | None, **policy) -> object:
+        changes = list(candidate.per_output)
+        changes[index] = replace(changes[index], metric_change_interval=interval)
+        effective = result.provenance.effective_policy | policy
+        return judged(replace(result, provenance=replace(result.provenance, effective_policy=effective),
+                              candidates=(replace(candidate, per_output=tuple(changes)),)))  # fmt: skip
+
+    ci = Interval(-4.0, -2.0, 0.95, "BCa", 2000)
+    fidelity = candidate.conversion.per_output[0].fidelity
+    assert fidelity is not None
+    identical = Fidelity(fidelity.samples, None, None, fidelity.not_class_scores, None, None, True)
+    upper_bound = {"statistics.decide_on": "upper_bound"}
+    both = changed(1, ci, **upper_bound).candidates[0]  # the worst output's interval is the candidate's too
+    forgeries = {
+        "candidates[0].conversion.per_output[0].fidelity: 1000000.0 is out of its figure's range": scored(
+            0, fidelity=replace(fidelity, snr_db=1e6)
+        ),
+        "candidates[0].conversion.per_output[0].fidelity: identical outputs to the float32 .tflite's, but its mae is "
+        "0.52 and the float32 file's 0.5": scored(0, fidelity=identical),
+        "candidates[0].conversion.per_output[0].fidelity.not_class_scores: 'no', but gate measures top-1 agreement on "
+        "every output of a classifier, and says why not only in its own words": scored(
+            0, fidelity=replace(fidelity, not_class_scores="no")
+        ),
+        "candidates[0].per_output[0].metric_change_interval: 1e+300 to -1e+300 is not an interval": changed(
+            0, Interval(1e300, -1e300, 0.5, "nonsense", 3)
+        ),
+        "candidates[0].per_output[0].metric_change_interval: missing, but gate draws one for every output, and its "
+        "policy judges it": judged(replace(
+            result, provenance=replace(result.provenance, effective_policy=result.provenance.effective_policy
+                                       | upper_bound),
+            candidates=(replace(both, per_output=(candidate.per_output[0], both.per_output[1]),
+                                metric_change_interval=ci),))),
+        "candidates[0].conversion.per_output: maps two outputs to one .tflite tensor (gate maps each to its own)": (
+            scored(1, tensor="output_0")
+        ),
+        "candidates[0].conversion.per_output[0].evaluation: on 3 samples, but gate evaluates every output on the eval "
+        "set's 1000": scored(0, evaluation=replace(candidate.conversion.per_output[0].evaluation, samples=3)),
+        "task, float_evaluation and reference.evaluation: not those of output class, the published candidate's worst": (
+            replace(result, float_evaluation=replace(result.float_evaluation, value=90.0))
+        ),
+    }  # fmt: skip
+    found = {message: problem(check_result, forged) for message, forged in forgeries.items()}
+    assert found == {message: message for message in forgeries}
+
+
 @pytest.mark.slow  # a real gate run
 def test_gate_check_gates_the_bundled_two_output_model_per_output(tmp_path: Path) -> None:
     """Each output's figures in the report equal scikit-learn's on the published .tflite's own outputs, run here."""
