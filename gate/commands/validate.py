@@ -110,7 +110,7 @@ def check_model_folder(model: ModelConfig) -> str:
         calibrate_on_eval=model.manifest.calibrate_on_eval,
         model_folder=model.folder.path,
         inputs=tuple(InputSpec(i.name, i.shape, i.dtype) for i in signature.inputs),
-        task=model.manifest.task,
+        task=model.manifest.registered_task,
         output_width=signature.output_width,
         output_activation=signature.output_activation,
         outputs=outputs,
