@@ -221,6 +221,10 @@ def test_output_tables_are_refused_for_a_model_with_one_output(workspace: Path, 
                                  "got 'class'"]),
         ('[outputs]\nclass = "classification"\n',
          ["{p}: outputs: class: expected a table [outputs.class] with task = \"...\", got 'classification'"]),
+        # s31 F8: a name no output can have is said capped, once, without a suggestion drawn from it
+        ('[outputs."' + "<img>" + "B" * 20_000 + '"]\ntask = "regression"\n',
+         ["{p}: outputs: [outputs.<name>]: '<img>" + "B" * 75 + "' is no name of an output gate gates: letters, "
+          "digits, '_', '.' and '-' only (at most 128)"]),
         ('task = "regression"\n[outputs.class]\ntask = "classification"\n',
          ["{p}: task and [outputs.<name>] tables: a model with several outputs names the task of each in its table; "
           "remove task"]),
