@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import textwrap
 from pathlib import Path
@@ -48,7 +49,7 @@ def repository(tmp_path: Path, returned: str = "None") -> Path:
 def test_a_metric_of_the_repository_is_loaded_and_scores(tmp_path: Path) -> None:
     root = repository(tmp_path)
     metric = load_metric("my_metrics:f1", root=root, where=WHERE)
-    assert metric.source == "my_metrics.py" and str(root) not in sys.path  # on sys.path only while imported
+    assert metric.source == "my_metrics.py" and str(root) not in sys.path  # imported by its file, never via sys.path
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
     outputs = rng.normal(size=(200, 2)) + np.eye(2)[labels]
@@ -136,3 +137,62 @@ def test_a_path_the_metric_raises_with_is_told_relative_to_the_repository(tmp_pa
         call_metric(metric, np.zeros((4, 2)), np.zeros(4), root=root)
     assert "No such file or directory: 'my_metrics.py.missing' (my_metrics.py, line 16)" in str(error.value)
     assert str(root) not in str(error.value)
+
+
+def test_the_metrics_own_imports_never_look_in_the_repository(tmp_path: Path, monkeypatch) -> None:
+    """s31 F4: with the root first on sys.path while the metric was imported, a root `colorsys.py` (any module
+    Python had not imported yet: sklearn, statistics) ran in place of the real one, unseen by plan and cache key;
+    and a metric that put its folder on sys.path left it there for the rest of the model."""
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)  # a module of the standard library nothing imports
+    ran = tmp_path / "ran"
+    (tmp_path / "colorsys.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    (tmp_path / "my_metrics.py").write_text(
+        "import colorsys\nimport os\nimport sys\n\nsys.path.insert(0, os.path.dirname(__file__))  # an idiom\n"
+        "def f(outputs, labels):\n    return colorsys.__file__\n"
+    )
+    path = list(sys.path)
+    metric = load_metric("my_metrics:f", root=tmp_path, where=WHERE)
+    assert not ran.exists() and metric.function(None, None) != str(tmp_path / "colorsys.py")
+    assert sys.path == path
+
+
+@pytest.mark.parametrize("init", [True, False], ids=["package", "namespace package"])
+def test_a_metric_in_a_package_imports_its_own_submodules(tmp_path: Path, init: bool) -> None:
+    package = tmp_path / "my_metrics"
+    package.mkdir()
+    if init:
+        (package / "__init__.py").write_text("SCALE = 100.0\n")
+    (package / "helpers.py").write_text("def mean(values):\n    return float(sum(values)) / len(values)\n")
+    (package / "scores.py").write_text(
+        "from . import helpers\nimport my_metrics.helpers\n"
+        "def f(outputs, labels):\n    return helpers.mean(labels), my_metrics.helpers.mean(labels)\n"
+    )
+    metric = load_metric("my_metrics.scores:f", root=tmp_path, where=WHERE)
+    assert metric.source == "my_metrics/scores.py" and metric.function(None, [1.0, 3.0]) == (2.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("compiled", "problem"),
+    [
+        ("my_metrics/scores.pyc", "my_metrics/scores.pyc is compiled code"),  # imported when there is no scores.py
+        (f"my_metrics/scores{importlib.machinery.EXTENSION_SUFFIXES[0]}", "is compiled code"),  # before scores.py
+        (f"my_metrics/__init__{importlib.machinery.EXTENSION_SUFFIXES[-1]}", "is compiled code"),
+        ("my_metrics/__pycache__/scores.cpython-311.pyc", ""),  # never read: the workers' PYTHONPYCACHEPREFIX
+    ],
+)
+def test_compiled_code_inside_a_metric_package_is_refused_before_it_runs(tmp_path: Path, compiled, problem) -> None:
+    """s31 F5: only compiled code beside the package was refused; inside it, it ran, then was "a bug in gate"."""
+    from gate.tasks.custom import source_problem
+
+    (tmp_path / "my_metrics").mkdir()
+    (tmp_path / "my_metrics" / "__init__.py").write_text("")
+    (tmp_path / compiled).parent.mkdir(exist_ok=True)
+    (tmp_path / compiled).write_bytes(b"\x7fELF or bytecode")
+    found = source_problem("my_metrics.scores:f", tmp_path)
+    assert (problem in found) if problem else found == ""
+    if problem:
+        assert found.startswith(compiled) and found.endswith(
+            "which Python would import in place of a reviewed module of the package; remove it from the repository"
+        )
+        with pytest.raises(ModelError, match="is compiled code"):
+            load_metric("my_metrics.scores:f", root=tmp_path, where=WHERE)

@@ -10,15 +10,15 @@ metric's spec is in the result's provenance. The worker loads the function once 
         Returns the metric's value and each sample's score (one finite number per sample).'''
 
 The module is a reviewed file of the repository, trusted exactly as an allowed custom object's package is
-(gate.frontends.keras): imported from the folder gate runs in (the repository root), which is on sys.path only
-while it is imported, and refused when the name resolves to an installed module instead. Anything the function
+(gate.frontends.keras): imported by its file from the folder gate runs in (the repository root), which is never
+put on sys.path (gate.discover.import_from_repository), and refused when the name resolves to an installed module
+instead. Anything the function
 raises, and anything it returns that is not a finite value and one finite score per sample, is one ModelError
 naming the function, its file and line where it raised, and the fix; never a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import math
 import os
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gate.discover import custom_object_sources, unreviewable_custom_code
+from gate.discover import custom_object_sources, import_from_repository, unreviewable_custom_code
 from gate.errors import ModelError
 from gate.tasks.base import Metric, Task, percent_change
 
@@ -90,9 +90,8 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
             f"{where}: metric {spec!r}: {top!r} is also the name of an installed module, which the repository's "
             "would hide; rename the repository's module"
         )
-    sys.path.insert(0, str(root))
     try:
-        module = importlib.import_module(module_name)
+        module = import_from_repository(module_name, root)
     except ImportError as exc:  # "No module named 'x'", or "cannot import name ... (/home/runner/...)": no disk paths
         reason = str(exc).replace(f"{root}{os.sep}", "")
         raise ModelError(
@@ -101,8 +100,6 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
         ) from None
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the module's own code ran and failed
         raise ModelError(f"{where}: metric {spec!r}: importing {module_name!r} raised {_raised(exc, root)}") from None
-    finally:
-        sys.path.remove(str(root))
     source = Path(getattr(module, "__file__", None) or "/").resolve()
     if not source.is_relative_to(root.resolve()):  # a name Python had imported already: numpy, json, ...
         raise ModelError(
