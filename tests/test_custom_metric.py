@@ -104,7 +104,7 @@ def test_a_metric_that_exits_is_one_message(tmp_path: Path) -> None:
         ("None", "returned NoneType"),
         ("(1.0, np.ones(3))", "returned per-sample scores of shape (3,) for 4 samples; expected (4,)"),
         ("(True, np.ones(4))", "returned a value of type bool"),
-        ("(float('nan'), np.ones(4))", "returned the value nan on 4 samples"),
+        ("(float('nan'), np.ones(4))", "returned the value nan on the eval set's 4 samples"),
         ("(1.0, np.array([1.0, np.inf, 1.0, 1.0]))", "returned a per-sample score that is not finite (sample 1)"),
         ("(1.0, 'abcd')", "returned per-sample scores of type str"),
     ],
@@ -196,3 +196,96 @@ def test_compiled_code_inside_a_metric_package_is_refused_before_it_runs(tmp_pat
         )
         with pytest.raises(ModelError, match="is compiled code"):
             load_metric("my_metrics.scores:f", root=tmp_path, where=WHERE)
+
+
+ODD = """
+import numpy as np
+
+class Value(float):
+    def __float__(self):
+        raise RuntimeError("__float__ of the metric's value raised")
+
+class Scores:
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("__array__ raised")
+
+def cleans(outputs, labels):
+    labels[:] = 0
+    return 1.0, np.ones(len(labels))
+
+def interrupts(outputs, labels):
+    raise KeyboardInterrupt
+
+def closes(outputs, labels):
+    raise GeneratorExit
+
+def subclass(outputs, labels):
+    return Value(1.0), np.ones(len(labels))
+
+def scores(outputs, labels):
+    return 1.0, Scores()
+
+def huge(outputs, labels):
+    return 10 ** 400, np.ones(len(labels))
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "problem"),
+    [
+        ("cleans", "raised ValueError: assignment destination is read-only (my_metrics.py, line 13)"),
+        ("interrupts", "raised KeyboardInterrupt:  (my_metrics.py, line 17)"),
+        ("closes", "raised GeneratorExit:  (my_metrics.py, line 20)"),
+        ("subclass", "returned what gate cannot read as numbers: RuntimeError: __float__ of the metric's value raised "
+                     "(my_metrics.py, line 6)"),
+        ("scores", "returned what gate cannot read as numbers: RuntimeError: __array__ raised "
+                   "(my_metrics.py, line 10)"),
+        ("huge", "returned what gate cannot read as numbers: OverflowError: int too large to convert to float"),
+    ],
+)  # fmt: skip
+def test_whatever_the_metric_does_is_one_message_naming_it_and_gates_arrays_stay_as_they_were(
+    tmp_path: Path, function: str, problem: str
+) -> None:
+    """s31 F6, F7: a metric that edits `labels` in place changed every later figure; one that raised a
+    BaseException, or returned a value whose reading raised, was "a bug in gate" or "a crash inside TensorFlow"."""
+    (tmp_path / "my_metrics.py").write_text(ODD)
+    metric = load_metric(f"my_metrics:{function}", root=tmp_path, where=WHERE)
+    labels, outputs = np.arange(4), np.ones((4, 2))
+    with pytest.raises(ModelError) as error:
+        call_metric(metric, outputs, labels, root=tmp_path)
+    assert str(error.value).startswith(f"metric 'my_metrics:{function}' (my_metrics.py) {problem}")
+    np.testing.assert_array_equal(labels, np.arange(4))
+
+
+def test_a_ratio_metric_on_a_rare_class_gets_its_interval_from_the_resamples_that_give_a_number(
+    tmp_path: Path,
+) -> None:
+    """s31 F10: the docs' F1 on 2 positives in 200: many resamples hold no positive (0/0), which made the model an
+    ERROR; they are resamples that give no number, as for the built-in bootstrap's SNR."""
+    from gate.measurement.custom import metric_change_interval
+    from gate.results import Evaluation
+    from gate.tasks import TASKS
+    from gate.tasks.custom import bound
+
+    (tmp_path / "my_metrics.py").write_text(
+        "import numpy as np\n\ndef f1(outputs, labels):\n    predicted = np.argmax(outputs, axis=1)\n"
+        "    tp = np.sum((predicted == 1) & (labels == 1))\n"
+        "    return float(200 * tp / (np.sum(predicted == 1) + np.sum(labels == 1))), (predicted == labels) * 1.0\n"
+    )
+    rng = np.random.default_rng(0)
+    labels = np.zeros(200, np.int64)
+    labels[[3, 150]] = 1
+    float_outputs = np.eye(2)[labels] + rng.normal(0, 0.1, (200, 2))
+    quantized = np.eye(2)[labels] + rng.normal(0, 0.1, (200, 2))
+    quantized[7] = [0.0, 1.0]  # one false positive: F1 = 2·2 / (3 + 2)
+    with bound("my_metrics:f1", root=tmp_path, where=WHERE) as metric:
+        assert metric is not None
+        evaluations = []
+        for outputs in (float_outputs, quantized):
+            value, scores = call_metric(metric, outputs, labels, root=tmp_path)
+            evaluations.append(Evaluation("custom-higher", value, 200, 32, tuple(scores.tolist())))
+        assert [e.value for e in evaluations] == pytest.approx([100.0, 80.0])
+        interval = metric_change_interval(TASKS["custom-higher"], *evaluations, labels, float_outputs,
+                                          lambda: quantized, confidence=0.95)  # fmt: skip
+    assert interval.method == "percentile" and interval.resamples == 2000
+    assert -100 <= interval.low < -20 < interval.high <= 0

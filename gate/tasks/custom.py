@@ -98,7 +98,7 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
             f"{where}: metric {spec!r}: module {module_name!r} cannot be imported from the repository root "
             f"({reason}); run gate from the repository root that holds it"
         ) from None
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the module's own code ran and failed
+    except BaseException as exc:  # noqa: BLE001 - the module's own code ran and failed (KeyboardInterrupt too)
         raise ModelError(f"{where}: metric {spec!r}: importing {module_name!r} raised {_raised(exc, root)}") from None
     source = Path(getattr(module, "__file__", None) or "/").resolve()
     if not source.is_relative_to(root.resolve()):  # a name Python had imported already: numpy, json, ...
@@ -133,24 +133,43 @@ def source_problem(spec: str, root: Path) -> str:
     return unreviewable_custom_code(spec.partition(":")[0], root)
 
 
-def call_metric(metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *, root: Path) -> tuple[float, Any]:
-    """The function's value and per-sample scores (float64, one per sample), checked; ModelError naming it if not."""
-    import numpy as np
+def call_metric(
+    metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *, root: Path, resample: bool = False
+) -> tuple[float, Any]:
+    """The function's value and per-sample scores (float64, one per sample), checked; ModelError naming it if not.
 
-    samples = len(outputs)
+    It is given read-only views: gate's own outputs and labels, which a metric that edited them in place would
+    change for every later figure. On a `resample` of the eval set (the exact bootstrap) a value that is no finite
+    number is NaN, a resample that gives no number (an F1 of a resample without positives is 0/0); on the eval set
+    itself it is the model's ERROR.
+    """
     named = f"metric {metric.spec!r} ({metric.source})"
     try:
-        returned = metric.function(outputs, labels)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the repository's code: whatever it raises is its failure
+        returned = metric.function(_read_only(outputs), _read_only(labels))
+    except BaseException as exc:  # noqa: BLE001 - the repository's code: whatever it raises (KeyboardInterrupt too) is its failure; a worker is stopped by SIGKILL, never by an exception
         raise ModelError(f"{named} raised {_raised(exc, root)}") from None
+    try:
+        return _checked(returned, len(outputs), named, resample=resample)
+    except ModelError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - what it returned ran code of its own (__float__, __array__), or is a number no float holds
+        raise ModelError(
+            f"{named} returned what gate cannot read as numbers: {_raised(exc, root)}; {RETURNS}"
+        ) from None
+
+
+def _checked(returned: object, samples: int, named: str, *, resample: bool) -> tuple[float, Any]:
+    import numpy as np
+
     if not isinstance(returned, tuple | list) or len(returned) != 2:
         raise ModelError(f"{named} returned {_kind(returned)}; {RETURNS}")
     value, per_sample = returned
     number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
     if not number and not (isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf"):
         raise ModelError(f"{named} returned a value of type {_kind(value)}; {RETURNS}")
-    if not np.isfinite(float(value)):
-        raise ModelError(f"{named} returned the value {float(value)} on {samples} samples; {RETURNS}")
+    value = float(value)
+    if not math.isfinite(value) and not resample:
+        raise ModelError(f"{named} returned the value {value} on the eval set's {samples} samples; {RETURNS}")
     try:
         scores = np.asarray(per_sample, dtype=np.float64)
     except (TypeError, ValueError):
@@ -163,7 +182,13 @@ def call_metric(metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *
     if not np.isfinite(scores).all():
         first = int(np.argmax(~np.isfinite(scores.reshape(-1))))
         raise ModelError(f"{named} returned a per-sample score that is not finite (sample {first}); {RETURNS}")
-    return float(value), scores.reshape(samples)
+    return value if math.isfinite(value) else math.nan, scores.reshape(samples)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 _bound: CustomMetric | None = None  # the metric of the model this worker is gating (`bound`)
