@@ -146,6 +146,13 @@ CLASSES = np.array([0, 1, 2, 1] * 10)
             ["{manifest}: [outputs.valeu]: the model has no output 'valeu' (did you mean 'value'?); its outputs are "
              "value, class"],
         ),
+        (  # s31: a declared task of a model with several outputs was silently ignored
+            'task = "regression"\n',
+            {"y.class": CLASSES},
+            ['{manifest}: task = "regression": the model file declares 2 outputs, and gate scores each by the task of '
+             "its own [outputs.<name>] table (fidelity without one), never by task; move it into a table such as "
+             '[outputs.value] task = "regression", or remove it'],
+        ),
         (
             '[outputs.class]\ntask = "classification"\n',
             {"y": CLASSES},
