@@ -211,8 +211,9 @@ def test_output_tables_are_refused_for_a_model_with_one_output(workspace: Path, 
     (folder / "gate.toml").write_text('[outputs.class]\ntask = "classification"\n')
     assert validate([folder], policies_dir=workspace / "policies") == 2
     assert capsys.readouterr().err.splitlines()[0] == (
-        f"{folder / 'gate.toml'}: [outputs.class]: [outputs.<name>] tables are for a Keras model file that declares "
-        "several outputs, and this one does not; set task instead"
+        f"{folder / 'gate.toml'}: [outputs.class]: [outputs.<name>] tables are for a Keras model file whose config "
+        "lists several outputs, and gate reads none from this one (it has one output, or returns its outputs as a "
+        "dict, which gate does not read: return a list); set task instead"
     )
 
 

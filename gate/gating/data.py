@@ -38,8 +38,9 @@ def output_specs(
     if not outputs:
         if tasks:
             raise ModelError(
-                f"{manifest}: [outputs.{next(iter(tasks))}]: [outputs.<name>] tables are for a Keras model file that "
-                "declares several outputs, and this one does not; set task instead"
+                f"{manifest}: [outputs.{next(iter(tasks))[:80]}]: [outputs.<name>] tables are for a Keras model file "
+                "whose config lists several outputs, and gate reads none from this one (it has one output, or returns "
+                "its outputs as a dict, which gate does not read: return a list); set task instead"
             )
         return ()
     names = [output.name for output in outputs]
