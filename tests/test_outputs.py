@@ -438,6 +438,9 @@ def test_each_outputs_figures_are_read_back_as_a_one_output_models_are() -> None
         ),
         "candidates[0].conversion.per_output[0].evaluation: on 3 samples, but gate evaluates every output on the eval "
         "set's 1000": scored(0, evaluation=replace(candidate.conversion.per_output[0].evaluation, samples=3)),
+        "candidates[0].conversion.per_output[1].evaluation.value: 5000.0 is out of its metric's range": scored(
+            1, evaluation=replace(candidate.conversion.per_output[1].evaluation, value=5000.0)
+        ),
         "task, float_evaluation and reference.evaluation: not those of output class, the published candidate's worst": (
             replace(result, float_evaluation=replace(result.float_evaluation, value=90.0))
         ),

@@ -184,6 +184,10 @@ CASES = {
         "candidates[0].conversion.fidelity: identical outputs to the float32 .tflite's, but its accuracy is 95.0 and "
         "the float32 file's 96.0",
     ),
+    "accuracy_out_of_its_range": (
+        judged(built(measured(), evaluation=replace(LITERT, value=5000.0))),
+        "candidates[0].conversion.evaluation.value: 5000.0 is out of the range of its metric",
+    ),
     "task_fidelity_snr_of_its_output_error": (
         fidelity_task(0.1, replace(FIDELITY, snr_db=30.0, snr_db_interval=replace(CI, low=29.0, high=31.0))),
         "",

@@ -20,6 +20,7 @@ from gate.keys import Value
 from gate.policy.config import POLICY_KEYS
 from gate.results import Candidate, Conversion, Evaluation, Fidelity, Interval, ModelResult, OnDevice
 from gate.targets.tflm_ops import RUNTIME_REFUSALS, missing_from, no_kernel
+from gate.tasks import METRICS
 from gate.tasks.fidelity import could_be_class_scores_problem
 
 # gate.measurement.stats.DEFAULT_RESAMPLES, which no policy changes; not imported from there, which imports numpy,
@@ -61,6 +62,12 @@ def stateful(result: ModelResult, conversion: Conversion) -> bool:
     """Whether the file or the float32 one keeps state, so that each is evaluated as the app runs it, at its own
     batch: their outputs on the eval set can then be identical and their evaluations differ."""
     return conversion.state is not None or result.reference is not None and result.reference.state is not None
+
+
+def in_range(evaluation: Evaluation) -> bool:
+    """A figure its metric can take (accuracy 0 to 100%, an MAE from 0), finite; its metric one of METRICS."""
+    metric = METRICS[evaluation.metric]
+    return math.isfinite(evaluation.value) and metric.lowest <= evaluation.value <= metric.highest
 
 
 def interval_problem(interval: Interval | None, policy: Mapping[str, Value]) -> str:

@@ -16,7 +16,7 @@ import math
 from gate.layout import MAX_OUTPUTS, OUTPUT_NAME
 from gate.policy.fidelity import read_back_problem
 from gate.policy.judge import worst_output
-from gate.reporting.verify_figures import fidelity_problem, interval_problem, stateful
+from gate.reporting.verify_figures import fidelity_problem, in_range, interval_problem, stateful
 from gate.results import Candidate, Conversion, ModelResult, OutputScore
 from gate.tasks import TASKS
 
@@ -64,6 +64,10 @@ def _check_scores(scores: tuple[OutputScore, ...], where: str, *, reference: boo
             raise ValueError(f"{where}[{index}]: {score.output[:50]!r} or {score.tensor[:50]!r} is not a plain name")
         if score.task not in TASKS or score.evaluation.metric != TASKS[score.task].metric.name:
             raise ValueError(f"{where}[{index}]: task {score.task[:50]!r} does not score {score.evaluation.metric!r}")
+        if not in_range(score.evaluation):
+            raise ValueError(
+                f"{where}[{index}].evaluation.value: {score.evaluation.value!r} is out of its metric's range"
+            )
         if reference and score.fidelity is not None:
             raise ValueError(f"{where}[{index}].fidelity: the float model and the float32 .tflite have none")
         if samples is not None and score.evaluation.samples != samples:
