@@ -49,6 +49,12 @@ def fidelity_task(error: float, fidelity: Fidelity | None) -> ModelResult:
     return judged(first(result, conversion=converted, metric_change=error))
 
 
+def no_class_scores(reason: str) -> ModelResult:
+    """A result of the task fidelity whose output is no class scores, for `reason`."""
+    fidelity = replace(FIDELITY, top1_agreement=None, top1_agreement_interval=None, not_class_scores=reason)
+    return fidelity_task(0.1, replace(fidelity, snr_db=30.0, snr_db_interval=replace(CI, low=29.0, high=31.0)))
+
+
 def second(result: ModelResult, fidelity: Fidelity | None) -> ModelResult:
     """`result` with a float16 candidate after its own, built and measured as it is, its fidelity `fidelity`."""
     candidate = result.candidates[0]
@@ -148,37 +154,13 @@ CASES = {
     "classifier_said_not_class_scores": (
         measured(replace(FIDELITY, top1_agreement=None, top1_agreement_interval=None, not_class_scores=LINEAR)),
         "candidates[0].conversion.fidelity.not_class_scores: 'its last activation is linear, not softmax or sigmoid', "
-        "but gate measures top-1 agreement on every output of a classifier, and says why not only in its own words",
+        "but a classifier's output is class scores, whose top-1 agreement gate measures",
     ),
     "not_class_scores_in_other_words": (
-        fidelity_task(
-            0.1,
-            replace(
-                FIDELITY,
-                top1_agreement=None,
-                top1_agreement_interval=None,
-                not_class_scores="no",
-                snr_db=30.0,
-                snr_db_interval=replace(CI, low=29.0, high=31.0),
-            ),
-        ),
-        "candidates[0].conversion.fidelity.not_class_scores: 'no', but gate measures top-1 agreement on every output "
-        "of a classifier, and says why not only in its own words",
-    ),  # fmt: skip
-    "not_class_scores_of_a_linear_output": (
-        fidelity_task(
-            0.1,
-            replace(
-                FIDELITY,
-                top1_agreement=None,
-                top1_agreement_interval=None,
-                not_class_scores=LINEAR,
-                snr_db=30.0,
-                snr_db_interval=replace(CI, low=29.0, high=31.0),
-            ),
-        ),
-        "",
-    ),  # fmt: skip
+        no_class_scores("no"),
+        "candidates[0].conversion.fidelity.not_class_scores: 'no', but gate gives no such reason",
+    ),
+    "not_class_scores_of_a_linear_output": (no_class_scores(LINEAR), ""),
     "identical_but_scoring_otherwise_at_another_batch": (
         judged(built(measured(IDENTICAL), evaluation=replace(LITERT, batch_size=1))),
         "candidates[0].conversion.fidelity: identical outputs to the float32 .tflite's, but its accuracy is 95.0 and "

@@ -124,10 +124,12 @@ def fidelity_problem(
         if problem := interval_problem(getattr(fidelity, field), policy):
             return f".{field}: {problem}"
     if fidelity.not_class_scores and not could_be_class_scores_problem(task, fidelity.not_class_scores):
-        return (
-            f".not_class_scores: {fidelity.not_class_scores[:80]!r}, but gate measures top-1 agreement on every output "
-            "of a classifier, and says why not only in its own words"
+        why = (
+            "a classifier's output is class scores, whose top-1 agreement gate measures"
+            if task == "classification"
+            else "gate gives no such reason"
         )
+        return f".not_class_scores: {fidelity.not_class_scores[:80]!r}, but {why}"
     if problem := same_measurement_problem(fidelity, task, evaluation, reference, stateful=stateful):
         return f": {problem}"
     return ""
