@@ -440,6 +440,12 @@ def test_each_outputs_figures_are_read_back_as_a_one_output_models_are() -> None
         "candidates[0].conversion.per_output[1].evaluation.value: 5000.0 is out of its metric's range": scored(
             1, evaluation=replace(candidate.conversion.per_output[1].evaluation, value=5000.0)
         ),
+        "output value: its fidelity is measured on some built candidates only": judged(replace(result, candidates=(
+            candidate, replace(candidate, method="float16", conversion=replace(
+                candidate.conversion, method="float16", artifact=replace(candidate.conversion.artifact,
+                                                                         path="artifacts/digits.float16.tflite"),
+                per_output=(replace(candidate.conversion.per_output[0], fidelity=None),
+                            candidate.conversion.per_output[1])))))),
         "task, float_evaluation and reference.evaluation: not those of output class, the published candidate's worst": (
             replace(result, float_evaluation=replace(result.float_evaluation, value=90.0))
         ),

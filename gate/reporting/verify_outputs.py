@@ -81,13 +81,13 @@ def _check_fidelity(result: ModelResult, candidate: Candidate, where: str) -> No
     """Each output's fidelity figures, as verify checks a one-output file's."""
     conversion, reference = candidate.conversion, result.reference
     assert conversion is not None and reference is not None and result.provenance is not None  # built
-    policy = result.provenance.effective_policy
+    policy, keeps_state = result.provenance.effective_policy, stateful(result, conversion)
     for index, (score, float32) in enumerate(zip(conversion.per_output, reference.per_output, strict=True)):
         field = f"{where}.conversion.per_output[{index}].fidelity"
         if problem := read_back_problem(score.fidelity, reference=False, samples=score.evaluation.samples):
             raise ValueError(f"{field}: {problem}")
         if problem := fidelity_problem(score.fidelity, score.task, score.evaluation, float32.evaluation, policy,
-                                       stateful=stateful(result, conversion)):  # fmt: skip
+                                       stateful=keeps_state):  # fmt: skip
             raise ValueError(f"{field}{problem}")
 
 

@@ -12,9 +12,8 @@ metric's spec is in the result's provenance. The worker loads the function once 
 The module is a reviewed file of the repository, trusted exactly as an allowed custom object's package is
 (gate.frontends.keras): imported by its file from the folder gate runs in (the repository root), which is never
 put on sys.path (gate.discover.import_from_repository), and refused when the name resolves to an installed module
-instead. Anything the function
-raises, and anything it returns that is not a finite value and one finite score per sample, is one ModelError
-naming the function, its file and line where it raised, and the fix; never a traceback.
+instead. Anything the function raises, and anything it returns that is not a finite value and one finite score per
+sample, is one ModelError naming the function, its file and line where it raised, and the fix; never a traceback.
 """
 
 from __future__ import annotations
@@ -144,15 +143,18 @@ def call_metric(
     itself it is the model's ERROR.
     """
     named = f"metric {metric.spec!r} ({metric.source})"
+    # The repository's code: whatever it raises (KeyboardInterrupt, GeneratorExit too) is its failure, and so is
+    # what the value it returned raises when read (its own __float__ or __array__, an int no float holds). A worker
+    # is stopped by SIGKILL, never by an exception, so nothing of gate's own is caught here.
     try:
         returned = metric.function(_read_only(outputs), _read_only(labels))
-    except BaseException as exc:  # noqa: BLE001 - the repository's code: whatever it raises (KeyboardInterrupt too) is its failure; a worker is stopped by SIGKILL, never by an exception
+    except BaseException as exc:  # noqa: BLE001
         raise ModelError(f"{named} raised {_raised(exc, root)}") from None
     try:
         return _checked(returned, len(outputs), named, resample=resample)
     except ModelError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - what it returned ran code of its own (__float__, __array__), or is a number no float holds
+    except BaseException as exc:  # noqa: BLE001
         raise ModelError(
             f"{named} returned what gate cannot read as numbers: {_raised(exc, root)}; {RETURNS}"
         ) from None
