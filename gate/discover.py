@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from gate.errors import ConfigError, ModelError, printable
 from gate.files import refuse_links
@@ -190,8 +192,15 @@ def unreviewable_custom_code(entry: str, root: Path) -> str:
             for inner in sorted(path.rglob("*")):
                 if inner.is_symlink():
                     return f"{inner.relative_to(root).as_posix()} is a symbolic link; {_REGULAR_FILES}"
+                # pkg/mod.*.so is imported before pkg/mod.py, pkg/mod.pyc when there is no mod.py (a __pycache__
+                # is never read: PYTHONPYCACHEPREFIX)
+                if inner.name.endswith(_COMPILED) and "__pycache__" not in inner.relative_to(path).parts:
+                    return (
+                        f"{inner.relative_to(root).as_posix()} is compiled code, which Python would import in place of "
+                        "a reviewed module of the package; remove it from the repository"
+                    )
     package = sources[0].removesuffix(".py") if sources else ""
-    for suffix in (*importlib.machinery.EXTENSION_SUFFIXES, *importlib.machinery.BYTECODE_SUFFIXES):
+    for suffix in _COMPILED:
         compiled = root / f"{package}{suffix}"
         if package and (compiled.exists() or compiled.is_symlink()):
             return (
@@ -201,6 +210,55 @@ def unreviewable_custom_code(entry: str, root: Path) -> str:
     return ""
 
 
+def import_from_repository(module: str, root: Path) -> ModuleType:
+    """Import `module` (dotted) of the repository at `root`: its top package found by its file, never via sys.path.
+
+    With the root on sys.path while it is imported, every top-level name the module imports and Python has not
+    imported yet (sklearn, statistics, ...) would be looked up in the repository first: a root `sklearn/` that no
+    reviewer of the module sees would run, and neither `gate plan` nor the cache key follows it. Its submodules are
+    found in its own folder (its __path__). sys.path is put back as it was, whatever the module did to it.
+    ImportError (ModuleNotFoundError) as Python's own when the repository has no such module.
+    """
+    import importlib
+
+    top = module.partition(".")[0]
+    saved = sys.path[:]
+    try:
+        if top not in sys.modules:
+            _import_top(top, root)
+        return importlib.import_module(module)
+    finally:
+        sys.path[:] = saved
+
+
+def _import_top(top: str, root: Path) -> None:
+    """Import the top-level module or package `top` from `root`, as Python finds it there: a package folder with an
+    __init__.py, else top.py, else a folder as a namespace package (compiled code is refused before)."""
+    import importlib.util
+
+    folder, file = root / top, root / f"{top}.py"
+    if (folder / "__init__.py").is_file():
+        spec = importlib.util.spec_from_file_location(top, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])  # fmt: skip
+    elif file.is_file():
+        spec = importlib.util.spec_from_file_location(top, file)
+    elif folder.is_dir():
+        spec = importlib.machinery.ModuleSpec(top, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+    else:
+        raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+    assert spec is not None  # a file location always gives one
+    imported = importlib.util.module_from_spec(spec)
+    sys.modules[top] = imported  # before its code runs, as Python's import does (a module may import itself)
+    try:
+        if spec.loader is not None:
+            spec.loader.exec_module(imported)
+    except BaseException:
+        del sys.modules[top]
+        raise
+
+
+_COMPILED = (*importlib.machinery.EXTENSION_SUFFIXES, *importlib.machinery.BYTECODE_SUFFIXES)
 _REGULAR_FILES = (
     "gate imports custom code only from regular files of the repository: replace the link with what it points to"
 )

@@ -56,8 +56,11 @@ _MARKDOWN = str.maketrans(
 # only, as GFM's spec says); an escaped ":" or "." (shown as itself) keeps them text.
 _WWW_LINK = re.compile(r"\bwww\.")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# "_" emphasises (_a_, __a__) only where it is not inside a word: there it is escaped, and `max_drop` or
+# `breast_cancer_mlp` are written as they are.
+_EMPHASIS_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 # Text without any of the above (most figures and names: plain ASCII) is written as it is.
-_NEEDS_ESCAPING = re.compile(r"[\\`*~\[\]|$&<>@#]|[^\x20-\x7e]|://|\bwww\.")
+_NEEDS_ESCAPING = re.compile(r"[\\`*~\[\]|$&<>@#]|[^\x20-\x7e]|://|\bwww\.|" + _EMPHASIS_UNDERSCORE.pattern)
 _NOT_PLAIN_ASCII = re.compile(r"[^\x20-\x7e]")
 # Control, format (bidi overrides, zero-width), surrogate and line/paragraph-separator characters.
 _INVISIBLE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
@@ -103,7 +106,7 @@ def capped(text: str, limit: int | None) -> str:
 def _markdown(text: str) -> str:
     if not _NEEDS_ESCAPING.search(text):
         return text
-    escaped = _visible(text, keep="\r\n").translate(_MARKDOWN)
+    escaped = _EMPHASIS_UNDERSCORE.sub(r"\\_", _visible(text, keep="\r\n").translate(_MARKDOWN))
     escaped = _WWW_LINK.sub(lambda match: match.group()[:3] + "\\.", escaped.replace("://", "\\://"))
     return "<br>".join(_LINE_BREAK.split(escaped.strip("\r\n")))
 

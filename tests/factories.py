@@ -138,6 +138,78 @@ def model_result(
     )
 
 
+def two_output_result(
+    *, class_accuracy: float = 93.0, value_mae: float = 0.52, policy: dict | None = None, value_task: str = "regression"
+) -> ModelResult:
+    """A two-output model's result as gate could have written it: each output scored, changed and judged (`value` by
+    regression, its MAE `value_mae`, or by fidelity, its output error `value_mae`)."""
+    from gate.policy.judge import worst_output
+    from gate.results import Fidelity, OutputChange, OutputScore
+
+    policy = policy or {**DEFAULT_POLICY, "mae.max_increase": 10.0, "fidelity.min_snr_db": 20.0}
+    samples = EVAL_SAMPLES
+    fidelity = Fidelity(samples, None, None, "its last activation is linear, not softmax or sigmoid", 25.0, None, False)
+    fidelity_task = value_task == "fidelity"
+
+    def scores(mae: float, accuracy: float, *, built: bool) -> tuple[OutputScore, ...]:
+        value = Evaluation(
+            "output_error" if fidelity_task else "mae", mae, samples, 64, (mae if fidelity_task else 0.5,) * 4
+        )
+        klass = Evaluation("accuracy", accuracy, samples, 64, (1.0, 1.0, 1.0, 0.0))
+        return (
+            OutputScore("value", value_task, "output_0" if built else "", value, fidelity if built else None),
+            OutputScore("class", "classification", "output_1" if built else "", klass, None),
+        )
+
+    result = model_result(policy=policy)
+    float_value = 0.0 if fidelity_task else 0.5  # fidelity: the float32 .tflite against itself
+    float_scores = scores(float_value, 96.0, built=False)
+    candidate = result.candidates[0]
+    assert candidate.conversion is not None and result.reference is not None
+    quantized = scores(value_mae, class_accuracy, built=True)
+    value_change = value_mae if fidelity_task else (value_mae - 0.5) / 0.5 * 100
+    changes = (
+        OutputChange("value", value_task, value_change, None),
+        OutputChange("class", "classification", class_accuracy - 96.0, None),
+    )
+    at = worst_output(changes, policy)
+    conversion = dataclasses.replace(candidate.conversion, per_output=quantized, evaluation=quantized[at].evaluation)
+    candidate = dataclasses.replace(
+        candidate, conversion=conversion, per_output=changes, metric_change=changes[at].metric_change
+    )
+    reference = dataclasses.replace(result.reference, per_output=float_scores)
+    judged = judge(candidate, Context(policy, quantized[at].task, reference))
+    return dataclasses.replace(
+        result, task=quantized[at].task, float_evaluation=float_scores[at].evaluation, reference=reference,
+        candidates=(judged,), status=judged.status, float_per_output=float_scores,
+    )  # fmt: skip
+
+
+def regression_result() -> ModelResult:
+    """A one-output regression model's result: its figures are MAEs and its change a percent of the float one's."""
+    from gate.tasks import TASKS
+
+    policy = {**DEFAULT_POLICY, "mae.max_increase": 10.0}
+    result = model_result("radius", policy=policy)
+    (unjudged,) = result.candidates
+    assert unjudged.conversion is not None and result.reference is not None
+
+    def mae(value: float) -> Evaluation:
+        return Evaluation("mae", value, EVAL_SAMPLES, 64, (0.5, 0.5, 0.5, 0.5))
+
+    reference = dataclasses.replace(result.reference, evaluation=mae(0.5))
+    measured = dataclasses.replace(
+        unjudged,
+        conversion=dataclasses.replace(unjudged.conversion, evaluation=mae(0.52)),
+        metric_change=TASKS["regression"].change(0.5, 0.52),
+    )
+    judged = judge(measured, Context(policy, "regression", reference))
+    return dataclasses.replace(
+        result, task="regression", float_evaluation=mae(0.5), reference=reference, candidates=(judged,),
+        status=judged.status,
+    )  # fmt: skip
+
+
 PASSED = Figures(Status.PASS, "int8", 10_000, "accuracy", 95.0, 1.0)
 NOT_GATED = Figures(Status.ERROR, "", None, "", None, None)
 # A comparison with the base branch: one model changed, an ERROR row new, and one model and one ERROR row unchanged.

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from factories import model_result
+from factories import model_result, regression_result, two_output_result
 from fake_github import Answer, FakeGitHub
 from helpers import comment_requirements
 
@@ -496,8 +496,14 @@ def test_an_unreachable_api_is_named(tmp_path, monkeypatch, capsys) -> None:
     assert "check GITHUB_API_URL and the network" in err
 
 
-def test_gate_comment_imports_only_what_its_workflow_installs(github, tmp_path) -> None:
-    """The comment job installs gate with --no-deps and the packages it pins by hash only."""
+@pytest.mark.parametrize(
+    "results",
+    [RESULTS, (regression_result(),), (two_output_result(),)],
+    ids=["classification", "regression", "two outputs, one a regression"],
+)
+def test_gate_comment_imports_only_what_its_workflow_installs(github, tmp_path, results) -> None:
+    """The comment job installs gate with --no-deps and the packages it pins by hash only: no NumPy, so verifying a
+    regression figure (its percent change re-computed) is pure Python."""
     github.add_pull(7, head_sha=HEAD)
     pinned = sorted(line.split("==")[0] for line in comment_requirements().splitlines())
     assert pinned == ["jinja2", "markupsafe", "msgspec", "setuptools"]
@@ -528,7 +534,8 @@ def test_gate_comment_imports_only_what_its_workflow_installs(github, tmp_path) 
         print("attempted imports:", attempted, file=sys.stderr)
         sys.exit(code)
     """)
-    argv = ["comment", "--artifact", str(report_artifact(tmp_path)), "--repo", REPO, "--head-sha", HEAD]
+    artifact = report_artifact(tmp_path, results=results)
+    argv = ["comment", "--artifact", str(artifact), "--repo", REPO, "--head-sha", HEAD]
     process = subprocess.run(
         [sys.executable, "-P", "-c", script, *argv],
         check=False,
@@ -540,7 +547,7 @@ def test_gate_comment_imports_only_what_its_workflow_installs(github, tmp_path) 
     assert "attempted imports: []" in process.stderr, process.stderr
     assert process.returncode == 0, process.stderr
     assert "gate: created the report comment on pull request #7" in process.stdout
-    assert [c["body"] for c in github.comments_on(7)] == [expected_body()]
+    assert [c["body"] for c in github.comments_on(7)] == [expected_body(results)]
 
 
 def test_hostile_names_in_the_report_are_posted_as_text(github, tmp_path) -> None:

@@ -289,3 +289,22 @@ def test_a_metric_spec_is_bounded() -> None:
 
     assert spec_problem("m:" + "f" * 98) == ""
     assert "is longer than 100 characters" in spec_problem("m:" + "f" * 99)
+
+
+def test_validate_checks_a_correct_custom_model_and_still_reports_the_others(
+    workspace: Path, monkeypatch, capsys
+) -> None:
+    """s31 F3: validate read a custom model's data under the task "custom", which TASKS does not hold (KeyError:
+    an internal error that hid every other model's problem)."""
+    from gate import cli
+
+    (workspace / "my_metrics.py").write_text(METRICS)
+    custom_model(workspace, "f1", 'task = "custom"\nmetric = "my_metrics:f1"\ndirection = "higher"\n')
+    custom_model(workspace, "typo", 'taks = "classification"\n')
+    monkeypatch.chdir(workspace)
+    assert cli.main(["validate", "models/f1", "models/typo"]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith("models")] == [
+        str(Path("models/typo/gate.toml"))
+    ], err

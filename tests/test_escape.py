@@ -37,6 +37,8 @@ LITERAL = [
     ("$x^2$ math", "<p>$x^2$ math</p>"),
     ("trailing backslash \\", "<p>trailing backslash \\</p>"),
     ("\\`escaped\\`", "<p>\\`escaped\\`</p>"),
+    # s31 F9: output `_a_` showed as *a*, the same as output `a`
+    ("accuracy.max_drop (_a_) and (__b__) and _c_d_", "<p>accuracy.max_drop (_a_) and (__b__) and _c_d_</p>"),
 ]
 
 
@@ -64,6 +66,7 @@ def test_markdown_shows_each_construct_as_its_text(hostile, rendered) -> None:
         ("a://b", "a\\://b"),
         ("a www.b", "a www\\.b"),
         ("plain text, 1.5 ms (www-x.y)", "plain text, 1.5 ms (www-x.y)"),
+        ("_a_ b_ _c max_drop __d", "\\_a\\_ b\\_ \\_c max_drop \\_\\_d"),  # inside a word, _ is no emphasis: kept
     ],
 )
 def test_each_markdown_character_has_its_escape(text, escaped) -> None:

@@ -83,25 +83,30 @@ def test_values_the_inputs_dtype_holds_are_loaded_unchanged(tmp_path, x, spec) -
 
 
 @pytest.mark.parametrize(
-    ("module", "reason"),
+    ("files", "reason"),
     [
-        (None, "No module named 'my_layers'"),
+        ({}, "No module named 'my_layers'"),
         # Python names the file that lacks the name by its absolute path
-        ("from my_helpers import scale\n", "cannot import name 'scale' from 'my_helpers' (my_helpers.py))"),
-        ("import my_layers.missing\n", "No module named 'my_layers.missing'; 'my_layers' is not a package"),
+        ({"my_layers/__init__.py": "from my_layers.helpers import scale\n", "my_layers/helpers.py": "offset = 1\n"},
+         "cannot import name 'scale' from 'my_layers.helpers' (my_layers/helpers.py))"),
+        ({"my_layers.py": "import my_layers.missing\n"},
+         "No module named 'my_layers.missing'; 'my_layers' is not a package"),
+        # s31 F4: the repository is never on sys.path, so another of its modules is not imported from the package
+        ({"my_layers.py": "from my_helpers import offset\n"}, "No module named 'my_helpers'"),
     ],
-    ids=["missing module", "import error inside it", "not a package"],
-)
+    ids=["missing module", "import error inside it", "not a package", "another module of the repository"],
+)  # fmt: skip
 def test_a_custom_object_module_that_cannot_be_imported_is_named_without_the_runners_disk(
-    tmp_path, monkeypatch, module, reason
+    tmp_path, monkeypatch, files, reason
 ) -> None:
     from gate.frontends.keras import _import_allowed_custom_objects
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my_helpers.py").write_text("offset = 1\n")
-    if module is not None:
-        (tmp_path / "my_layers.py").write_text(module)
-    for name in ("my_layers", "my_helpers"):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    for name in ("my_layers", "my_layers.helpers", "my_helpers"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     with pytest.raises(ModelError) as refused:
         _import_allowed_custom_objects(Path("models/m/model.keras"), ("my_layers>Scale",))

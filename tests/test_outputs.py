@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import two_output_result
 
 from gate.errors import ModelError
 from gate.frontends.base import Dataset
 from gate.measurement.outputs import map_outputs
 from gate.quantization.base import Setup
 from gate.quantization.convert import convert
-from gate.results import DataInfo, Evaluation, FileDigest, Status
+from gate.results import DataInfo, FileDigest, Status
 from gate.targets.litert import signature_outputs
 
 PROBE = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
@@ -145,6 +146,13 @@ CLASSES = np.array([0, 1, 2, 1] * 10)
             ["{manifest}: [outputs.valeu]: the model has no output 'valeu' (did you mean 'value'?); its outputs are "
              "value, class"],
         ),
+        (  # s31: a declared task of a model with several outputs was silently ignored
+            'task = "regression"\n',
+            {"y.class": CLASSES},
+            ['{manifest}: task = "regression": the model file declares 2 outputs, and gate scores each by the task of '
+             "its own [outputs.<name>] table (fidelity without one), never by task; move it into a table such as "
+             '[outputs.value] task = "regression", or remove it'],
+        ),
         (
             '[outputs.class]\ntask = "classification"\n',
             {"y": CLASSES},
@@ -221,7 +229,8 @@ def test_output_tables_are_refused_for_a_model_with_one_output(workspace: Path, 
     assert validate([folder], policies_dir=workspace / "policies") == 2
     assert capsys.readouterr().err.splitlines()[0] == (
         f"{folder / 'gate.toml'}: [outputs.class]: [outputs.<name>] tables are for a model file that declares several "
-        "outputs, and this one does not; set task instead"
+        "outputs, and gate reads none from this one (it has one output, or a Keras model returns its outputs as a "
+        "dict, which gate does not read: return a list); set task instead"
     )
 
 
@@ -237,6 +246,10 @@ def test_output_tables_are_refused_for_a_model_with_one_output(workspace: Path, 
                                  "got 'class'"]),
         ('[outputs]\nclass = "classification"\n',
          ["{p}: outputs: class: expected a table [outputs.class] with task = \"...\", got 'classification'"]),
+        # s31 F8: a name no output can have is said capped, once, without a suggestion drawn from it
+        ('[outputs."' + "<img>" + "B" * 20_000 + '"]\ntask = "regression"\n',
+         ["{p}: outputs: [outputs.<name>]: '<img>" + "B" * 75 + "' is no name of an output gate gates: letters, "
+          "digits, '_', '.' and '-' only (at most 128)"]),
         ('task = "regression"\n[outputs.class]\ntask = "classification"\n',
          ["{p}: task and [outputs.<name>] tables: a model with several outputs names the task of each in its table; "
           "remove task"]),
@@ -323,59 +336,6 @@ def test_the_worst_output_is_the_one_that_uses_most_of_what_the_policy_allows(po
     assert changes[worst_output(changes, policy)].output == expected
 
 
-def two_output_result(  # noqa: ANN201
-    *, class_accuracy: float = 93.0, value_mae: float = 0.52, policy: dict | None = None, value_task: str = "regression"
-):
-    """A two-output model's result as gate could have written it: each output scored, changed and judged (`value` by
-    regression, its MAE `value_mae`, or by fidelity, its output error `value_mae`)."""
-    import dataclasses
-
-    import factories
-
-    from gate.policy.checks import Context
-    from gate.policy.judge import judge, worst_output
-    from gate.results import Fidelity, OutputChange, OutputScore
-
-    policy = policy or {**factories.DEFAULT_POLICY, "mae.max_increase": 10.0, "fidelity.min_snr_db": 20.0}
-    samples = factories.EVAL_SAMPLES
-    fidelity = Fidelity(samples, None, None, "its last activation is linear, not softmax or sigmoid", 25.0, None, False)
-
-    fidelity_task = value_task == "fidelity"
-
-    def scores(mae: float, accuracy: float, *, built: bool) -> tuple[OutputScore, ...]:
-        value = Evaluation(
-            "output_error" if fidelity_task else "mae", mae, samples, 64, (mae if fidelity_task else 0.5,) * 4
-        )
-        klass = Evaluation("accuracy", accuracy, samples, 64, (1.0, 1.0, 1.0, 0.0))
-        return (
-            OutputScore("value", value_task, "output_0" if built else "", value, fidelity if built else None),
-            OutputScore("class", "classification", "output_1" if built else "", klass, None),
-        )
-
-    result = factories.model_result(policy=policy)
-    float_value = 0.0 if fidelity_task else 0.5  # fidelity: the float32 .tflite against itself
-    float_scores = scores(float_value, 96.0, built=False)
-    candidate = result.candidates[0]
-    assert candidate.conversion is not None and result.reference is not None
-    quantized = scores(value_mae, class_accuracy, built=True)
-    value_change = value_mae if fidelity_task else (value_mae - 0.5) / 0.5 * 100
-    changes = (
-        OutputChange("value", value_task, value_change, None),
-        OutputChange("class", "classification", class_accuracy - 96.0, None),
-    )
-    at = worst_output(changes, policy)
-    conversion = dataclasses.replace(candidate.conversion, per_output=quantized, evaluation=quantized[at].evaluation)
-    candidate = dataclasses.replace(
-        candidate, conversion=conversion, per_output=changes, metric_change=changes[at].metric_change
-    )
-    reference = dataclasses.replace(result.reference, per_output=float_scores)
-    judged = judge(candidate, Context(policy, quantized[at].task, reference))
-    return dataclasses.replace(
-        result, task=quantized[at].task, float_evaluation=float_scores[at].evaluation, reference=reference,
-        candidates=(judged,), status=judged.status, float_per_output=float_scores,
-    )  # fmt: skip
-
-
 def test_each_output_is_judged_by_its_task_check_and_the_fidelity_checks_under_its_own_name() -> None:
     from gate.policy.checks import Context
     from gate.policy.judge import relaxed_policy
@@ -437,10 +397,87 @@ def test_a_two_output_result_reads_back_and_a_forged_one_is_refused() -> None:
             check_result(load_result(ModelResult, forged.to_json()))
 
 
+def test_each_outputs_figures_are_read_back_as_a_one_output_models_are() -> None:
+    """s31 F2: each output's fidelity, intervals, samples and tensor are checked, and the model's summary figures
+    are its worst output's; each forgery here was accepted before."""
+    import dataclasses
+
+    from test_verify import judged, problem
+
+    from gate.reporting.verify import check_result
+    from gate.results import Fidelity, Interval
+
+    replace = dataclasses.replace
+    result = two_output_result()
+    (candidate,) = result.candidates
+    assert candidate.conversion is not None and result.reference is not None
+
+    def scored(index: int, **changes) -> object:
+        scores = list(candidate.conversion.per_output)
+        scores[index] = replace(scores[index], **changes)
+        return judged(replace(result, candidates=(replace(candidate, conversion=replace(
+            candidate.conversion, per_output=tuple(scores))),)))  # fmt: skip
+
+    def changed(index: int, interval: Interval | None, **policy) -> object:
+        changes = list(candidate.per_output)
+        changes[index] = replace(changes[index], metric_change_interval=interval)
+        effective = result.provenance.effective_policy | policy
+        return judged(replace(result, provenance=replace(result.provenance, effective_policy=effective),
+                              candidates=(replace(candidate, per_output=tuple(changes)),)))  # fmt: skip
+
+    ci = Interval(-4.0, -2.0, 0.95, "BCa", 2000)
+    fidelity = candidate.conversion.per_output[0].fidelity
+    assert fidelity is not None
+    identical = Fidelity(fidelity.samples, None, None, fidelity.not_class_scores, None, None, True)
+    upper_bound = {"statistics.decide_on": "upper_bound"}
+    both = changed(1, ci, **upper_bound).candidates[0]  # the worst output's interval is the candidate's too
+    forgeries = {
+        "candidates[0].conversion.per_output[0].fidelity: 1000000.0 is out of its figure's range": scored(
+            0, fidelity=replace(fidelity, snr_db=1e6)
+        ),
+        "candidates[0].conversion.per_output[0].fidelity: identical outputs to the float32 .tflite's, but its mae is "
+        "0.52 and the float32 file's 0.5": scored(0, fidelity=identical),
+        "candidates[0].conversion.per_output[0].fidelity.not_class_scores: 'no', but gate gives no such reason": scored(
+            0, fidelity=replace(fidelity, not_class_scores="no")
+        ),
+        "candidates[0].per_output[0].metric_change_interval: 1e+300 to -1e+300 is not an interval": changed(
+            0, Interval(1e300, -1e300, 0.5, "nonsense", 3)
+        ),
+        "candidates[0].per_output[0].metric_change_interval: missing, but gate draws one for every output, and its "
+        "policy judges it": judged(replace(
+            result, provenance=replace(result.provenance, effective_policy=result.provenance.effective_policy
+                                       | upper_bound),
+            candidates=(replace(both, per_output=(candidate.per_output[0], both.per_output[1]),
+                                metric_change_interval=ci),))),
+        "candidates[0].conversion.per_output: maps two outputs to one .tflite tensor (gate maps each to its own)": (
+            scored(1, tensor="output_0")
+        ),
+        "candidates[0].conversion.per_output[0].evaluation: on 3 samples, but gate evaluates every output on the eval "
+        "set's 1000": scored(0, evaluation=replace(candidate.conversion.per_output[0].evaluation, samples=3)),
+        "candidates[0].conversion.per_output[1].evaluation.value: 5000.0 is out of its metric's range": scored(
+            1, evaluation=replace(candidate.conversion.per_output[1].evaluation, value=5000.0)
+        ),
+        "output value: its fidelity is measured on some built candidates only": judged(replace(result, candidates=(
+            candidate, replace(candidate, method="float16", conversion=replace(
+                candidate.conversion, method="float16", artifact=replace(candidate.conversion.artifact,
+                                                                         path="artifacts/digits.float16.tflite"),
+                per_output=(replace(candidate.conversion.per_output[0], fidelity=None),
+                            candidate.conversion.per_output[1])))))),
+        "task, float_evaluation and reference.evaluation: not those of output class, the published candidate's worst": (
+            replace(result, float_evaluation=replace(result.float_evaluation, value=90.0))
+        ),
+    }  # fmt: skip
+    found = {message: problem(check_result, forged) for message, forged in forgeries.items()}
+    assert found == {message: message for message in forgeries}
+
+
 @pytest.mark.slow  # a real gate run
 def test_gate_check_gates_the_bundled_two_output_model_per_output(tmp_path: Path) -> None:
     """Each output's figures in the report equal scikit-learn's on the published .tflite's own outputs, run here."""
+    import os
     import shutil
+    import subprocess
+    import sys
 
     from ai_edge_litert.interpreter import Interpreter
     from helpers import REPO, run_gate
@@ -475,6 +512,24 @@ def test_gate_check_gates_the_bundled_two_output_model_per_output(tmp_path: Path
     tensors = {o["output"]: o["tensor"] for o in published["conversion"]["per_output"]}
     assert outputs[tensors["radius"]].shape[1] == 1 and outputs[tensors["diagnosis"]].shape[1] == 2
     assert "`accuracy.max_drop (diagnosis)`" in run.markdown
+
+    # s31 F1: the comment job (no NumPy) verifies and renders this report: a regression output's change is re-computed
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] in ('numpy', 'tensorflow', 'keras'):\n"
+        "            raise ImportError(f'{name} is not installed in the comment job')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from pathlib import Path\n"
+        "from gate.reporting.markdown import render_markdown\n"
+        "from gate.reporting.verify import read_report\n"
+        "print(render_markdown(read_report(Path(sys.argv[1])).models))\n"
+    )
+    verified = subprocess.run([sys.executable, "-P", "-c", script, str(run.out_dir)], capture_output=True, text=True,
+                              check=False, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert "`accuracy.max_drop (diagnosis)`" in verified.stdout
 
 
 def test_the_report_names_the_worst_output_in_the_summary_and_shows_every_output() -> None:

@@ -21,6 +21,7 @@ replace = dataclasses.replace
 FIDELITY_POLICY = DEFAULT_POLICY | {"fidelity.min_top1_agreement": 95.0, "fidelity.min_snr_db": 15.0}
 CI = Interval(98.0, 99.9, 0.95, "BCa", 2000)  # as gate draws it under the default confidence
 FIDELITY = Fidelity(1000, 99.5, CI, "", 35.0, replace(CI, low=33.0, high=37.0), False)  # 995 of 1000 samples
+LINEAR = "its last activation is linear, not softmax or sigmoid"
 IDENTICAL = Fidelity(1000, 100.0, replace(CI, low=100.0, high=100.0, method="percentile"), "", None, None, True)
 
 
@@ -46,6 +47,12 @@ def fidelity_task(error: float, fidelity: Fidelity | None) -> ModelResult:
     )
     converted = replace(conversion, evaluation=output_error(conversion.evaluation, error), fidelity=fidelity)
     return judged(first(result, conversion=converted, metric_change=error))
+
+
+def no_class_scores(reason: str) -> ModelResult:
+    """A result of the task fidelity whose output is no class scores, for `reason`."""
+    fidelity = replace(FIDELITY, top1_agreement=None, top1_agreement_interval=None, not_class_scores=reason)
+    return fidelity_task(0.1, replace(fidelity, snr_db=30.0, snr_db_interval=replace(CI, low=29.0, high=31.0)))
 
 
 def second(result: ModelResult, fidelity: Fidelity | None) -> ModelResult:
@@ -142,6 +149,26 @@ CASES = {
     "identical_and_scoring_the_same": (
         judged(first(built(measured(IDENTICAL), evaluation=replace(LITERT, value=96.0)), metric_change=0.0)),
         "",
+    ),
+    # s31 F11: a classifier's top-1 agreement dropped as "no class scores", identical outputs at another batch
+    "classifier_said_not_class_scores": (
+        measured(replace(FIDELITY, top1_agreement=None, top1_agreement_interval=None, not_class_scores=LINEAR)),
+        "candidates[0].conversion.fidelity.not_class_scores: 'its last activation is linear, not softmax or sigmoid', "
+        "but a classifier's output is class scores, whose top-1 agreement gate measures",
+    ),
+    "not_class_scores_in_other_words": (
+        no_class_scores("no"),
+        "candidates[0].conversion.fidelity.not_class_scores: 'no', but gate gives no such reason",
+    ),
+    "not_class_scores_of_a_linear_output": (no_class_scores(LINEAR), ""),
+    "identical_but_scoring_otherwise_at_another_batch": (
+        judged(built(measured(IDENTICAL), evaluation=replace(LITERT, batch_size=1))),
+        "candidates[0].conversion.fidelity: identical outputs to the float32 .tflite's, but its accuracy is 95.0 and "
+        "the float32 file's 96.0",
+    ),
+    "accuracy_out_of_its_range": (
+        judged(built(measured(), evaluation=replace(LITERT, value=5000.0))),
+        "candidates[0].conversion.evaluation.value: 5000.0 is out of the range of its metric",
     ),
     "task_fidelity_snr_of_its_output_error": (
         fidelity_task(0.1, replace(FIDELITY, snr_db=30.0, snr_db_interval=replace(CI, low=29.0, high=31.0))),

@@ -101,7 +101,7 @@ def check_model_folder(model: ModelConfig) -> str:
     signature = inspection.signature
     order = search_order(model.manifest.method, tuple(model.values.get("search.candidates", ()) or ()))  # type: ignore[arg-type]
     outputs = output_specs(inspection, model.manifest.outputs, manifest=str(model.folder.manifest),
-                           model_file=files.model)  # fmt: skip
+                           model_file=files.model, task=model.manifest.registered_task)  # fmt: skip
     if signature is None:
         return f"{files.model}: the file does not declare the model's inputs, so its data is checked by gate check"
     read_data(
@@ -110,7 +110,7 @@ def check_model_folder(model: ModelConfig) -> str:
         calibrate_on_eval=model.manifest.calibrate_on_eval,
         model_folder=model.folder.path,
         inputs=tuple(InputSpec(i.name, i.shape, i.dtype) for i in signature.inputs),
-        task=model.manifest.task,
+        task=model.manifest.registered_task,
         output_width=signature.output_width,
         output_activation=signature.output_activation,
         outputs=outputs,

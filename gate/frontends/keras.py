@@ -8,14 +8,13 @@ the per-model worker, never at `import gate`.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gate.discover import MODEL_FILES
+from gate.discover import MODEL_FILES, import_from_repository
 from gate.errors import ModelError, translated
 from gate.frontends.base import InputSpec, LoadedModel
 from gate.inspection.signature import several_outputs
@@ -51,31 +50,23 @@ def _import_allowed_custom_objects(path: Path, names: tuple[str, ...]) -> None:
 
     Keras 3 never imports a module a file names (only registered objects are
     found), so the package named before ">" in the registered name is imported
-    from the repository (the worker's working directory). The worker runs with
-    PYTHONSAFEPATH set, so the repository is on sys.path only while the packages the
-    manifest names are imported. gate.inspection has checked that the config
-    names no module outside them.
+    from the repository (the worker's working directory) by its file: the worker
+    runs with PYTHONSAFEPATH set, and the repository is never put on sys.path
+    (gate.discover.import_from_repository). gate.inspection has checked that the
+    config names no module outside them.
     """
-    import importlib
-
-    if not names:
-        return
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        for name in names:
-            package = name.split(">", 1)[0]
-            try:
-                importlib.import_module(package)
-            except ImportError as exc:
-                # "cannot import name 'X' from 'pkg' (/home/runner/work/.../pkg/__init__.py)": keep the disk out.
-                reason = str(exc).replace(f"{Path.cwd()}{os.sep}", "")
-                raise ModelError(
-                    f"{path}: the allowed custom object {name!r} is registered in package {package!r}, which cannot "
-                    f"be imported from the folder gate runs in ({reason}); run gate from the repository root that "
-                    "holds it"
-                ) from None
-    finally:
-        sys.path.remove(str(Path.cwd()))
+    for name in names:
+        package = name.split(">", 1)[0]
+        try:
+            import_from_repository(package, Path.cwd())
+        except ImportError as exc:
+            # "cannot import name 'X' from 'pkg' (/home/runner/work/.../pkg/__init__.py)": keep the disk out.
+            reason = str(exc).replace(f"{Path.cwd()}{os.sep}", "")
+            raise ModelError(
+                f"{path}: the allowed custom object {name!r} is registered in package {package!r}, which cannot "
+                f"be imported from the folder gate runs in ({reason}); run gate from the repository root that "
+                "holds it"
+            ) from None
 
 
 def refuse_non_finite_weights(path: Path, weights: Iterable[tuple[str, np.ndarray]]) -> None:

@@ -15,7 +15,7 @@ from gate.frontends.base import OutputSpec
 from gate.keys import suggest
 from gate.layout import MAX_OUTPUTS, OUTPUT_NAME
 from gate.quantization.methods import METHODS
-from gate.tasks import TASKS
+from gate.tasks import CUSTOM, DEFAULT_TASK, TASKS
 from gate.tasks.fidelity import FIDELITY
 
 if TYPE_CHECKING:
@@ -23,22 +23,36 @@ if TYPE_CHECKING:
 
 
 def output_specs(
-    inspection: Inspection, tasks: Mapping[str, str], *, manifest: str, model_file: object
+    inspection: Inspection, tasks: Mapping[str, str], *, manifest: str, model_file: object, task: str = DEFAULT_TASK
 ) -> tuple[OutputSpec, ...]:
     """Each output of a model with several, with the task gate.toml's [outputs.<name>] gives it (else fidelity).
 
-    () for a model with one output (or one whose file does not say): its task is gate.toml's `task`. A table that
-    names no output of the model is a ModelError saying so.
+    () for a model with one output (or one whose file does not say): its task is gate.toml's `task` (`task`, as
+    TASKS names it). A table that names no output of the model, or a `task` other than the default on a model with
+    several (it would be silently ignored), is a ModelError saying so.
     """
     outputs = inspection.signature.outputs if inspection.signature else ()
     if not outputs:
         if tasks:
             raise ModelError(
-                f"{manifest}: [outputs.{next(iter(tasks))}]: [outputs.<name>] tables are for a model file that "
-                "declares several outputs, and this one does not; set task instead"
+                f"{manifest}: [outputs.{next(iter(tasks))[:80]}]: [outputs.<name>] tables are for a model file that "
+                "declares several outputs, and gate reads none from this one (it has one output, or a Keras model "
+                "returns its outputs as a dict, which gate does not read: return a list); set task instead"
             )
         return ()
     names = [output.name for output in outputs]
+    if task != DEFAULT_TASK and not tasks:  # gate.toml refuses task beside [outputs] tables
+        said = CUSTOM if task.startswith(f"{CUSTOM}-") else task
+        fix = (
+            "a custom metric scores a model with one output: remove task, metric and direction, and give each output "
+            "its task in a table [outputs.<name>]"
+            if said == CUSTOM
+            else f'move it into a table such as [outputs.{names[0][:80]}] task = "{said}", or remove it'
+        )
+        raise ModelError(
+            f'{manifest}: task = "{said}": the model file declares {len(names)} outputs, and gate scores each by the '
+            f"task of its own [outputs.<name>] table (fidelity without one), never by task; {fix}"
+        )
     if len(names) > MAX_OUTPUTS:
         raise ModelError(f"{model_file}: the model has {len(names)} outputs; gate gates at most {MAX_OUTPUTS}")
     if odd := [name for name in names if not OUTPUT_NAME.fullmatch(name)]:

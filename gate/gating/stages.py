@@ -140,7 +140,7 @@ def inspect(job: Job) -> Inspected:
 def load(job: Job, inspected: Inspected, settings: Settings, order: Sequence[str], scratch: Path) -> Loaded:
     inspection = inspected.inspection
     outputs = output_specs(inspection, job.outputs, manifest=str(inspected.folder.manifest),
-                           model_file=inspected.files.model)  # fmt: skip
+                           model_file=inspected.files.model, task=job.task)  # fmt: skip
     # The converter needs a static batch for recurrent layers ('tf.TensorListReserve' ... must be static).
     # Unrolled, they keep no state between invokes; as they are, a tf-keras LSTM does (gate.frontends.keras).
     model = inspected.frontend.load(

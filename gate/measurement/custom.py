@@ -47,7 +47,8 @@ def metric_change_interval(
     metric = bound_metric()
 
     def value(model_outputs: np.ndarray, rows: np.ndarray) -> float:
-        return call_metric(metric, model_outputs[rows], labels[rows], root=metric.root)[0]
+        # NaN for a resample that gives no number (0/0): the bootstrap's interval is then of those that give one.
+        return call_metric(metric, model_outputs[rows], labels[rows], root=metric.root, resample=True)[0]
 
     def statistic(indices: np.ndarray, axis: int = -1) -> np.ndarray:
         # One resample (or jackknife sample) of indices a row; the same rows for both models keep the pair.

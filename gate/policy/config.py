@@ -24,7 +24,7 @@ from gate.discover import ModelFolder, find_model_folders, shown
 from gate.errors import ConfigError, GateError, ModelError
 from gate.inspection import never_allowed_problem
 from gate.keys import Choice, Flag, Invalid, Key, Names, Number, Tables, Text, Value, suggest
-from gate.layout import MAX_OUTPUTS
+from gate.layout import MAX_OUTPUTS, OUTPUT_NAME
 from gate.policy.judge import CHECKS
 from gate.quantization.base import DEFAULT_METHOD
 from gate.quantization.methods import METHOD_CHOICES, SELECTABLE
@@ -370,6 +370,12 @@ def _output_tasks(where: str, tables: Mapping[str, Any], problems: list[str]) ->
     if len(tables) > MAX_OUTPUTS:
         problems.append(f"{where}: {len(tables)} tables; gate gates at most {MAX_OUTPUTS} outputs of a model")
     for name, table in list(tables.items())[:MAX_OUTPUTS]:
+        if not OUTPUT_NAME.fullmatch(name):  # said capped: the name is the pull request's, of any length
+            problems.append(
+                f"{where}: [outputs.<name>]: {name[:80]!r} is no name of an output gate gates: letters, digits, '_', "
+                "'.' and '-' only (at most 128)"
+            )
+            continue
         if not isinstance(table, dict):
             problems.append(f'{where}: {name}: expected a table [outputs.{name}] with task = "...", got {table!r}')
             continue

@@ -43,13 +43,12 @@ from gate.quantization.methods import METHODS
 from gate.readback import Refused, read_json
 from gate.reporting.compare import Baseline, Comparison
 from gate.reporting.verify_comparison import baseline_label, branch_name, check_comparison
-from gate.reporting.verify_figures import built_problem, fidelity_presence_problem
+from gate.reporting.verify_figures import built_problem, fidelity_presence_problem, in_range
 from gate.reporting.verify_outputs import check_outputs
 from gate.results import (
     SCHEMA_VERSION,
     Candidate,
     Conversion,
-    Evaluation,
     FileDigest,
     ModelResult,
     Status,
@@ -98,6 +97,9 @@ def check_result(result: ModelResult) -> None:
         return
     if None in (result.reference, result.float_evaluation, result.evaluation_data, result.provenance):
         raise ValueError(f"status: {result.status.value}, but its reference, evaluation or provenance is missing")
+    assert result.float_evaluation is not None  # checked just above
+    if result.float_evaluation.metric not in METRICS or not in_range(result.float_evaluation):
+        raise ValueError("float_evaluation: not a figure of one of gate's metrics, in its range")
     _check_conversion(result, result.reference, REFERENCE, "reference")  # type: ignore[arg-type]
     if result.chosen != closest(result.candidates):
         raise ValueError(f"chosen: {result.chosen}, but the search publishes candidate {closest(result.candidates)}")
@@ -156,6 +158,8 @@ def _check_conversion(result: ModelResult, conversion: Conversion, method: str, 
         raise ValueError(
             f"{where}.evaluation.metric: {conversion.evaluation.metric!r} is not one of {', '.join(METRICS)}"
         )
+    if not in_range(conversion.evaluation):
+        raise ValueError(f"{where}.evaluation.value: {conversion.evaluation.value!r} is out of the range of its metric")
     if problem := read_back_problem(conversion.fidelity, reference=method == REFERENCE,
                                     samples=conversion.evaluation.samples):  # fmt: skip
         raise ValueError(f"{where}.fidelity: {problem}")
@@ -210,7 +214,7 @@ def _check_device(result: ModelResult, conversion: Conversion, where: str) -> No
             raise ValueError(f"{where}.files[{index}].path: {file.path[:80]!r} is not one of {sorted(allowed)}")
     if device.npu_ops_percent is not None and not 0 <= device.npu_ops_percent <= 100:
         raise ValueError(f"{where}.npu_ops_percent: {device.npu_ops_percent} is not a percentage")
-    if device.litert_evaluation is not None and not _in_range(device.litert_evaluation):
+    if device.litert_evaluation is not None and not in_range(device.litert_evaluation):
         raise ValueError(f"{where}.litert_evaluation.value: out of the range of its metric")
 
 
@@ -236,13 +240,8 @@ def _check_state(result: ModelResult, conversion: Conversion, where: str) -> Non
             f"but a stateful file is measured both ways as its evaluation is ({judged.metric} on {judged.samples} "
             "samples), one sample per invoke"
         )
-    if not _in_range(other):
+    if not in_range(other):
         raise ValueError(f"{where}.other_evaluation.value: {other.value!r} is out of the range of {other.metric}")
-
-
-def _in_range(evaluation: Evaluation) -> bool:
-    metric = METRICS[evaluation.metric]
-    return math.isfinite(evaluation.value) and metric.lowest <= evaluation.value <= metric.highest
 
 
 def _check_steps(candidate: Candidate, where: str) -> None:

@@ -18,8 +18,10 @@ from collections.abc import Mapping
 
 from gate.keys import Value
 from gate.policy.config import POLICY_KEYS
-from gate.results import Candidate, Conversion, Evaluation, Interval, ModelResult, OnDevice
+from gate.results import Candidate, Conversion, Evaluation, Fidelity, Interval, ModelResult, OnDevice
 from gate.targets.tflm_ops import RUNTIME_REFUSALS, missing_from, no_kernel
+from gate.tasks import METRICS
+from gate.tasks.fidelity import could_be_class_scores_problem
 
 # gate.measurement.stats.DEFAULT_RESAMPLES, which no policy changes; not imported from there, which imports numpy,
 # and `gate comment` reads results without it (tests/test_verify_figures.py checks that the two agree).
@@ -37,26 +39,35 @@ def built_problem(result: ModelResult, candidate: Candidate) -> str:
     """What in a built candidate's figures does not follow from one measurement, as "field: problem", or ""."""
     conversion = candidate.conversion
     assert conversion is not None and result.provenance is not None  # checked by verify._check_built before
+    assert result.reference is not None  # likewise
     policy = result.provenance.effective_policy
-    fidelity = conversion.fidelity
-    intervals = {
-        "metric_change_interval": candidate.metric_change_interval,
-        "conversion.fidelity.top1_agreement_interval": fidelity.top1_agreement_interval if fidelity else None,
-        "conversion.fidelity.snr_db_interval": fidelity.snr_db_interval if fidelity else None,
-    }
     if candidate.metric_change_interval is None and policy.get("statistics.decide_on", "estimate") != "estimate":
         return "metric_change_interval: missing, but gate draws one for every built candidate, and its policy judges it"
-    for field, interval in intervals.items():
-        if problem := interval_problem(interval, policy):
-            return f"{field}: {problem}"
-    if problem := same_measurement_problem(result, conversion):
-        return f"conversion.fidelity: {problem}"
+    if problem := interval_problem(candidate.metric_change_interval, policy):
+        return f"metric_change_interval: {problem}"
+    measured = _litert(conversion), _litert(result.reference)
+    if problem := fidelity_problem(
+        conversion.fidelity, result.task, *measured, policy, stateful=stateful(result, conversion)
+    ):
+        return f"conversion.fidelity{problem}"
     if conversion.device is not None and conversion.device.target == "tflm":
         if "ops.supported" not in policy:
             return "conversion.device: measured on tflm, but its effective policy has no ops.supported (gate sets it)"
         if problem := tflm_problem(conversion, conversion.device):
             return f"conversion.device.{problem}"
     return ""
+
+
+def stateful(result: ModelResult, conversion: Conversion) -> bool:
+    """Whether the file or the float32 one keeps state, so that each is evaluated as the app runs it, at its own
+    batch: their outputs on the eval set can then be identical and their evaluations differ."""
+    return conversion.state is not None or result.reference is not None and result.reference.state is not None
+
+
+def in_range(evaluation: Evaluation) -> bool:
+    """A figure its metric can take (accuracy 0 to 100%, an MAE from 0), finite; its metric one of METRICS."""
+    metric = METRICS[evaluation.metric]
+    return math.isfinite(evaluation.value) and metric.lowest <= evaluation.value <= metric.highest
 
 
 def interval_problem(interval: Interval | None, policy: Mapping[str, Value]) -> str:
@@ -100,22 +111,49 @@ def _litert(conversion: Conversion) -> Evaluation:
     return device.litert_evaluation if device and device.litert_evaluation else conversion.evaluation
 
 
-def same_measurement_problem(result: ModelResult, conversion: Conversion) -> str:
-    """The fidelity figures and the evaluation of one file are one measurement of its outputs."""
-    fidelity = conversion.fidelity
-    if fidelity is None or result.reference is None:
+def fidelity_problem(
+    fidelity: Fidelity | None,
+    task: str,
+    evaluation: Evaluation,
+    reference: Evaluation,
+    policy: Mapping[str, Value],
+    *,
+    stateful: bool,
+) -> str:
+    """What in one file's (or one output's) fidelity figures gate could not have measured against the float32
+    file's, evaluated as `reference`, or "": as ".field: problem", or ": problem" of the figures together."""
+    if fidelity is None:
         return ""
-    evaluation, reference = _litert(conversion), _litert(result.reference)
+    for field in ("top1_agreement_interval", "snr_db_interval"):
+        if problem := interval_problem(getattr(fidelity, field), policy):
+            return f".{field}: {problem}"
+    if fidelity.not_class_scores and not could_be_class_scores_problem(task, fidelity.not_class_scores):
+        why = (
+            "a classifier's output is class scores, whose top-1 agreement gate measures"
+            if task == "classification"
+            else "gate gives no such reason"
+        )
+        return f".not_class_scores: {fidelity.not_class_scores[:80]!r}, but {why}"
+    if problem := same_measurement_problem(fidelity, task, evaluation, reference, stateful=stateful):
+        return f": {problem}"
+    return ""
+
+
+def same_measurement_problem(
+    fidelity: Fidelity, task: str, evaluation: Evaluation, reference: Evaluation, *, stateful: bool
+) -> str:
+    """The fidelity figures and the evaluation of one file are one measurement of its outputs."""
     if fidelity.identical:
         if fidelity.top1_agreement not in (None, 100.0):
             return f"identical outputs, but a top-1 agreement of {fidelity.top1_agreement!r}%"
-        same_run = evaluation.batch_size == reference.batch_size
+        # The same outputs score the same; only a file that keeps state is evaluated at another batch, as it runs.
+        same_run = evaluation.batch_size == reference.batch_size or not stateful
         if same_run and not math.isclose(evaluation.value, reference.value, rel_tol=1e-9, abs_tol=1e-12):
             return (
                 f"identical outputs to the float32 .tflite's, but its {evaluation.metric} is {evaluation.value!r} "
                 f"and the float32 file's {reference.value!r}"
             )
-    if result.task != "fidelity" or evaluation.metric != "output_error":
+    if task != "fidelity" or evaluation.metric != "output_error":
         return ""
     error = evaluation.value
     if fidelity.identical != (error == 0):

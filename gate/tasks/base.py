@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,13 @@ UNBOUNDED_CHANGE = 1000.0
 def percent_change(float_value: Any, quantized_value: Any) -> Any:
     """The change in percent of the float model's value (of its magnitude: a negative value's rise is positive too),
     for a metric where lower is better (MAE); vectorised. UNBOUNDED_CHANGE when the float value is zero and the
-    quantized one is not."""
+    quantized one is not. Two numbers are computed in pure Python: `gate comment` re-computes a report's changes
+    where NumPy is not installed."""
+    if isinstance(float_value, Real) and isinstance(quantized_value, Real):
+        before, after = float(float_value), float(quantized_value)
+        if before == 0:
+            return 0.0 if after == 0 else UNBOUNDED_CHANGE
+        return (after - before) / abs(before) * 100
     import numpy as np
 
     with np.errstate(divide="ignore", invalid="ignore"):

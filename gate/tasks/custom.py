@@ -10,15 +10,14 @@ metric's spec is in the result's provenance. The worker loads the function once 
         Returns the metric's value and each sample's score (one finite number per sample).'''
 
 The module is a reviewed file of the repository, trusted exactly as an allowed custom object's package is
-(gate.frontends.keras): imported from the folder gate runs in (the repository root), which is on sys.path only
-while it is imported, and refused when the name resolves to an installed module instead. Anything the function
-raises, and anything it returns that is not a finite value and one finite score per sample, is one ModelError
-naming the function, its file and line where it raised, and the fix; never a traceback.
+(gate.frontends.keras): imported by its file from the folder gate runs in (the repository root), which is never
+put on sys.path (gate.discover.import_from_repository), and refused when the name resolves to an installed module
+instead. Anything the function raises, and anything it returns that is not a finite value and one finite score per
+sample, is one ModelError naming the function, its file and line where it raised, and the fix; never a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import math
 import os
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gate.discover import custom_object_sources, unreviewable_custom_code
+from gate.discover import custom_object_sources, import_from_repository, unreviewable_custom_code
 from gate.errors import ModelError
 from gate.tasks.base import Metric, Task, percent_change
 
@@ -90,19 +89,16 @@ def load_metric(spec: str, *, root: Path, where: Path) -> CustomMetric:
             f"{where}: metric {spec!r}: {top!r} is also the name of an installed module, which the repository's "
             "would hide; rename the repository's module"
         )
-    sys.path.insert(0, str(root))
     try:
-        module = importlib.import_module(module_name)
+        module = import_from_repository(module_name, root)
     except ImportError as exc:  # "No module named 'x'", or "cannot import name ... (/home/runner/...)": no disk paths
         reason = str(exc).replace(f"{root}{os.sep}", "")
         raise ModelError(
             f"{where}: metric {spec!r}: module {module_name!r} cannot be imported from the repository root "
             f"({reason}); run gate from the repository root that holds it"
         ) from None
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the module's own code ran and failed
+    except BaseException as exc:  # noqa: BLE001 - the module's own code ran and failed (KeyboardInterrupt too)
         raise ModelError(f"{where}: metric {spec!r}: importing {module_name!r} raised {_raised(exc, root)}") from None
-    finally:
-        sys.path.remove(str(root))
     source = Path(getattr(module, "__file__", None) or "/").resolve()
     if not source.is_relative_to(root.resolve()):  # a name Python had imported already: numpy, json, ...
         raise ModelError(
@@ -136,24 +132,46 @@ def source_problem(spec: str, root: Path) -> str:
     return unreviewable_custom_code(spec.partition(":")[0], root)
 
 
-def call_metric(metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *, root: Path) -> tuple[float, Any]:
-    """The function's value and per-sample scores (float64, one per sample), checked; ModelError naming it if not."""
+def call_metric(
+    metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *, root: Path, resample: bool = False
+) -> tuple[float, Any]:
+    """The function's value and per-sample scores (float64, one per sample), checked; ModelError naming it if not.
+
+    It is given read-only views: gate's own outputs and labels, which a metric that edited them in place would
+    change for every later figure. On a `resample` of the eval set (the exact bootstrap) a value that is no finite
+    number is NaN, a resample that gives no number (an F1 of a resample without positives is 0/0); on the eval set
+    itself it is the model's ERROR.
+    """
+    named = f"metric {metric.spec!r} ({metric.source})"
+    # The repository's code: whatever it raises (KeyboardInterrupt, GeneratorExit too) is its failure, and so is
+    # what the value it returned raises when read (its own __float__ or __array__, an int no float holds). A worker
+    # is stopped by SIGKILL, never by an exception, so nothing of gate's own is caught here.
+    try:
+        returned = metric.function(_read_only(outputs), _read_only(labels))
+    except BaseException as exc:  # noqa: BLE001
+        raise ModelError(f"{named} raised {_raised(exc, root)}") from None
+    try:
+        return _checked(returned, len(outputs), named, resample=resample)
+    except ModelError:
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        raise ModelError(
+            f"{named} returned what gate cannot read as numbers: {_raised(exc, root)}; {RETURNS}"
+        ) from None
+
+
+def _checked(returned: object, samples: int, named: str, *, resample: bool) -> tuple[float, Any]:
     import numpy as np
 
-    samples = len(outputs)
-    named = f"metric {metric.spec!r} ({metric.source})"
-    try:
-        returned = metric.function(outputs, labels)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the repository's code: whatever it raises is its failure
-        raise ModelError(f"{named} raised {_raised(exc, root)}") from None
     if not isinstance(returned, tuple | list) or len(returned) != 2:
         raise ModelError(f"{named} returned {_kind(returned)}; {RETURNS}")
     value, per_sample = returned
     number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
     if not number and not (isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf"):
         raise ModelError(f"{named} returned a value of type {_kind(value)}; {RETURNS}")
-    if not np.isfinite(float(value)):
-        raise ModelError(f"{named} returned the value {float(value)} on {samples} samples; {RETURNS}")
+    value = float(value)
+    if not math.isfinite(value) and not resample:
+        raise ModelError(f"{named} returned the value {value} on the eval set's {samples} samples; {RETURNS}")
     try:
         scores = np.asarray(per_sample, dtype=np.float64)
     except (TypeError, ValueError):
@@ -166,7 +184,13 @@ def call_metric(metric: CustomMetric, outputs: np.ndarray, labels: np.ndarray, *
     if not np.isfinite(scores).all():
         first = int(np.argmax(~np.isfinite(scores.reshape(-1))))
         raise ModelError(f"{named} returned a per-sample score that is not finite (sample {first}); {RETURNS}")
-    return float(value), scores.reshape(samples)
+    return value if math.isfinite(value) else math.nan, scores.reshape(samples)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 _bound: CustomMetric | None = None  # the metric of the model this worker is gating (`bound`)

@@ -18,6 +18,7 @@ holds no infinity. It is what the search ranks candidates by and what the float-
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 OUTPUT_ERROR = Metric("output_error", higher_is_better=False, change_unit="pts", label="output error")
 CLASS_SCORE_ACTIVATIONS = frozenset({"softmax", "sigmoid"})
 PROBABILITY_TOLERANCE = 1e-3  # how far from 1 a row of softmax scores may sum (float32 rounding, int8 steps)
+# Why an output is no class scores (Fidelity.not_class_scores): one of these two sentences, as read back too.
+NOT_CLASS_SCORE_ACTIVATION = re.compile(r"its last activation is (.+), not softmax or sigmoid")
+NO_PROBABILITIES = "gate cannot read its last activation, and its values are no probabilities (rows summing to 1)"
 
 
 def top1(outputs: np.ndarray) -> np.ndarray:
@@ -87,7 +91,15 @@ def class_scores_problem(task: str, activation: str | None, reference: np.ndarra
     sums_to_one = np.allclose(rows.sum(axis=1), 1, atol=PROBABILITY_TOLERANCE)
     if rows.shape[1] > 1 and bool((rows >= 0).all()) and sums_to_one:
         return ""
-    return "gate cannot read its last activation, and its values are no probabilities (rows summing to 1)"
+    return NO_PROBABILITIES
+
+
+def could_be_class_scores_problem(task: str, reason: str) -> bool:
+    """Whether class_scores_problem could have given `reason` for an output of `task` (a result read back)."""
+    said = NOT_CLASS_SCORE_ACTIVATION.fullmatch(reason)
+    return task != "classification" and (
+        reason == NO_PROBABILITIES or bool(said and said[1] not in CLASS_SCORE_ACTIVATIONS)
+    )
 
 
 @dataclass(frozen=True)
