@@ -7,6 +7,7 @@ checks judged against the effective policy the provenance records, with the eval
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from gate.layout import artifact_path
 from gate.policy.checks import Context
@@ -148,8 +149,9 @@ def two_output_result(
 
     policy = policy or {**DEFAULT_POLICY, "mae.max_increase": 10.0, "fidelity.min_snr_db": 20.0}
     samples = EVAL_SAMPLES
-    fidelity = Fidelity(samples, None, None, "its last activation is linear, not softmax or sigmoid", 25.0, None, False)
     fidelity_task = value_task == "fidelity"
+    snr = -10 * math.log10(value_mae / 100) if fidelity_task else 25.0  # an output error is an SNR: the same figure
+    fidelity = Fidelity(samples, None, None, "its last activation is linear, not softmax or sigmoid", snr, None, False)
 
     def scores(mae: float, accuracy: float, *, built: bool) -> tuple[OutputScore, ...]:
         value = Evaluation(
@@ -177,7 +179,7 @@ def two_output_result(
     candidate = dataclasses.replace(
         candidate, conversion=conversion, per_output=changes, metric_change=changes[at].metric_change
     )
-    reference = dataclasses.replace(result.reference, per_output=float_scores)
+    reference = dataclasses.replace(result.reference, per_output=float_scores, evaluation=float_scores[at].evaluation)
     judged = judge(candidate, Context(policy, quantized[at].task, reference))
     return dataclasses.replace(
         result, task=quantized[at].task, float_evaluation=float_scores[at].evaluation, reference=reference,

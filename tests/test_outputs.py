@@ -567,7 +567,7 @@ def test_a_worst_output_scored_by_fidelity_shows_its_fidelity_figures_in_the_sum
     assert result.task == "fidelity"  # its worst output: 0.2 of 1.0 allowed output error, against no accuracy lost
     check_result(load_result(ModelResult, result.to_json()))  # its fidelity figures are its outputs', none its own
     summary = next(line for line in render_markdown([result]).splitlines() if line.startswith("| digits |"))
-    assert "| vs float32 (value: the worst of 2 outputs): SNR 25.00 dB |" in summary
+    assert "| vs float32 (value: the worst of 2 outputs): SNR 26.99 dB |" in summary
     assert "output_error" not in summary
     (candidate,) = result.candidates
     assert candidate.conversion is not None
@@ -699,3 +699,34 @@ def test_float_fallback_searches_a_two_output_model_by_its_worst_judged_output(t
     assert {"accuracy.max_drop (diagnosis)", "mae.max_increase (radius)"} <= {c["name"] for c in fallback["checks"]}
     # int8 lost on an output: the report ranks the layers, by the error each causes at the model's outputs.
     assert run.model("two_head")["layer_errors"], "no layer ranking"
+
+
+def test_the_base_branch_delta_compares_an_output_with_itself_and_names_it() -> None:
+    """Two heads of one metric (two regression heads): when the worst one changes, no delta between the two."""
+    import dataclasses
+
+    from gate.reporting.compare import Baseline, Figures, compare
+    from gate.reporting.markdown import render_markdown
+    from gate.reporting.verify_comparison import check_comparison
+
+    head = two_output_result(class_accuracy=80.0)  # class is the worst output: 16 of 2 points allowed
+    base = two_output_result(class_accuracy=95.0, value_mae=0.54)  # value is: 8 % of 10 %, class 1 of 2 points
+    assert (Figures.of(head).output, Figures.of(base).output) == ("class", "value")
+    # The same metric of another output: as if value were a classifier too.
+    (candidate,) = base.candidates
+    assert candidate.conversion is not None
+    evaluation = dataclasses.replace(candidate.conversion.evaluation, metric="accuracy", value=95.0)
+    renamed = dataclasses.replace(candidate.conversion, evaluation=evaluation)
+    base = dataclasses.replace(base, candidates=(dataclasses.replace(candidate, conversion=renamed),))
+
+    comparison = compare([head], Baseline("main@3f3f3f3", "3f" * 20, {"digits": base}))
+    check_comparison(comparison)
+    text = render_markdown([head], comparison)
+    assert "| accuracy (class) 80.00% |" in text  # no delta from the other output's 95.00 %
+
+    same = compare([head], Baseline("main@3f3f3f3", "3f" * 20, {"digits": two_output_result(class_accuracy=90.0)}))
+    assert "accuracy (class) 90.00% → 80.00% (−10.00 pts vs main@" in render_markdown([head], same)
+
+    forged = dataclasses.replace(same.changes[0], head=dataclasses.replace(same.changes[0].head, output="<b>x</b>"))
+    with pytest.raises(ValueError, match=r"changes\[0\].output: '<b>x</b>' is not an output's name"):
+        check_comparison(dataclasses.replace(same, changes=(forged,)))

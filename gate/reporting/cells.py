@@ -343,11 +343,12 @@ def _metric_cell(change: ModelChange, label: str) -> str:
     if head is None or head.metric_value is None:
         return "—"
     name = head.custom_metric or head.metric  # a custom metric by its spec
+    name += f" ({head.output})" if head.output else ""  # of one of several outputs: the worst
     now = f"{name} {_metric(head.metric_value, head.metric)}"
     if (
         base is None
         or base.metric_value is None
-        or (base.metric, base.custom_metric) != (head.metric, head.custom_metric)
+        or (base.metric, base.custom_metric, base.output) != (head.metric, head.custom_metric, head.output)
     ):
         return now
     delta = head.metric_value - base.metric_value

@@ -35,6 +35,8 @@ class Figures:
     arena_bytes: int | None = None  # a device target's tensor arena (tflm) or SRAM (Ethos-U)
     npu_cycles: int | None = None  # Vela's NPU cycles per inference (Ethos-U)
     custom_metric: str = ""  # a custom task's "module:function": another function is another metric
+    output: str = ""  # a model with several outputs: the Keras output whose metric this is (its worst); another is
+    # another metric, even of the same name
 
     @classmethod
     def of(cls, result: ModelResult) -> Figures:
@@ -54,6 +56,9 @@ class Figures:
             arena_bytes=_arena_or_sram(conversion.device) if conversion and conversion.device else None,
             npu_cycles=conversion.device.npu_cycles if conversion and conversion.device else None,
             custom_metric=result.provenance.custom_metric if result.provenance else "",
+            output=next((s.output for s in conversion.per_output if s.evaluation == conversion.evaluation), "")
+            if conversion
+            else "",
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 
-from gate.layout import name_problem
+from gate.layout import OUTPUT_NAME, name_problem
 from gate.quantization.methods import METHODS
 from gate.reporting.compare import Comparison
 from gate.tasks import METRICS
@@ -36,6 +36,8 @@ def check_comparison(comparison: Comparison) -> None:
             if side and (side.method not in (*METHODS, "") or side.metric not in (*METRICS, "")
                          or side.custom_metric and spec_problem(side.custom_metric)):  # fmt: skip
                 raise ValueError(f"changes[{index}]: method {side.method!r} or metric {side.metric!r} is unknown")
+            if side and side.output and not OUTPUT_NAME.fullmatch(side.output):
+                raise ValueError(f"changes[{index}].output: {side.output[:50]!r} is not an output's name")
             if side and any(v is not None and v < 0 for v in (side.macs, side.arena_bytes)):
                 raise ValueError(f"changes[{index}]: a MAC count or arena size is negative")
             spread = side.p50_spread_ms if side else None
