@@ -326,6 +326,8 @@ def test_each_output_is_scored_by_its_task_as_numpy_and_scikit_learn_compute_it_
         ({}, "value"),  # no limits: the larger loss, 4 (% of MAE) against 3 (pts)
         ({"accuracy.max_drop": 2.0, "mae.max_increase": 10.0}, "class"),  # 3/2 of its allowance against 4/10
         ({"accuracy.max_drop": 20.0, "mae.max_increase": 10.0}, "value"),  # 3/20 against 4/10
+        ({"accuracy.max_drop": 4.0}, "class"),  # 3 of 4 allowed points against an MAE rise nobody judges
+        ({"mae.max_increase": 100.0}, "value"),  # 4 of 100 allowed percent against a drop nobody judges
     ],
 )
 def test_the_worst_output_is_the_one_that_uses_most_of_what_the_policy_allows(policy: dict, expected: str) -> None:

@@ -261,9 +261,15 @@ def _loss(change: OutputChange) -> float:
 def worst_output(changes: Sequence[OutputChange], policy: Mapping[str, Value]) -> int:
     """The index of the output whose change is worst (the first of equals): the largest loss in its task's terms, as
     a share of the change the policy allows its task (a drop of 3 of 2 allowed points is worse than a rise of 4 of
-    10 allowed percent); the loss itself for a task whose check the policy does not set (or allows nothing)."""
-    shares = [_loss(change) / (_allowance(change, policy) or 1.0) for change in changes]
-    return shares.index(max(shares))
+    10 allowed percent). An output whose task's check the policy does not set is the worst only when the policy
+    judges no output (then by its loss itself): its loss, in its own units, cannot be weighed against a share."""
+    limits = [_allowance(change, policy) for change in changes]
+    judged = any(limit is not None for limit in limits)
+    keys = [
+        (limit is not None or not judged, _loss(change) / (limit or 1.0))
+        for change, limit in zip(changes, limits, strict=True)
+    ]
+    return keys.index(max(keys))
 
 
 def worst_share(changes: Sequence[OutputChange], policy: Mapping[str, Value]) -> float:
