@@ -263,7 +263,7 @@ class LayerError:
 
     name: str  # the Keras layer(s) the op computes, e.g. "features" or "Conv1_relu+bn_Conv1+Conv1"; unique
     op: str  # the TFLite op, e.g. "FULLY_CONNECTED", "CONV_2D"
-    error: float  # model output noise-to-signal ratio, sum((q - f)^2) / sum(f^2), with only this op int8
+    error: float  # output noise-to-signal ratio, sum((q - f)^2) / sum(f^2), with only this op int8 (the worst output)
     tensor: str  # the op's output tensor in the .tflite (what the MLIR quantizer's denylist names)
     scale: float  # the int8 scale of that output tensor
     channel_range_ratio: float  # widest channel's float range / the median channel's: ~1-10 normal, 100+ an outlier

@@ -75,7 +75,7 @@ def rank_layers(
         return _noise_to_signal(outputs, reference, rows), _output_scale(alone, op.outputs[0])
 
     rankable = [op for op in ops if _rankable(op)]
-    rows = samples_in(probe)
+    rows = _samples_in(probe)
     screened = len(rankable) > refined and rows > screen
     errors = {op: measured(op, screen if screened else rows) for op in rankable}
     measured_again = set(rankable)
@@ -93,7 +93,7 @@ def rank_layers(
         )
         for op in rankable
     ]
-    # The refined ops first, then the rest as screened; ties (ops whose quantization changes nothing) keep graph
+    # The ops measured again first, then the rest as screened; ties (ops whose quantization changes nothing) keep graph
     # order, so the ranking is deterministic.
     order = sorted(range(len(ranked)), key=lambda i: (rankable[i] not in measured_again, -ranked[i].error))
     return [ranked[i] for i in order]
@@ -113,7 +113,7 @@ def _noise_to_signal(outputs: Mapping[str, np.ndarray], reference: Mapping[str, 
     return max(ratios)
 
 
-def samples_in(data: Mapping[str, np.ndarray]) -> int:
+def _samples_in(data: Mapping[str, np.ndarray]) -> int:
     return len(next(iter(data.values())))
 
 
@@ -168,7 +168,7 @@ def _run(
     interpreter = _interpreter(model, preserve=bool(keep))
     runner = interpreter.get_signature_runner("serving_default")
     inputs = runner.get_input_details()
-    samples = samples_in(calibration)
+    samples = _samples_in(calibration)
     step = BATCH if dynamic_batch(model) else 1
     indices = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
     outputs: dict[str, list[np.ndarray]] = {}
