@@ -395,11 +395,40 @@ def test_no_more_layers_than_search_max_float_layers_are_kept_float(example, lim
         task="classification",
     )
     built = build(example.saved_model, setup)
-    assert len(builds) == limit  # one more layer float per build, up to the limit (of 4 the model has)
+    # One more layer float per try, up to the limit (of 4 the model has), then the quantizer's file of the best.
+    assert len(builds) == limit + 1
+    assert builds[-1] == built.tflite
     assert built.notes[1] == f"{limit} of 4 layers, ranked by the output error each causes when quantized alone"
     assert built.notes[0] == "kept in float: " + ", ".join(
         ["features (FULLY_CONNECTED)", "classifier (FULLY_CONNECTED)"][:limit]
     )
+
+
+def test_the_fallback_publishes_the_quantizers_build_and_searches_again_when_a_prediction_was_wrong(example) -> None:
+    """Tries are predicted (spliced); the winner is the quantizer's own file, and a prediction that does not measure
+    as that file does sends the search back to the quantizer, so the choice is the quantizer's."""
+    from gate.quantization.base import Setup
+    from gate.quantization.fallback import convert_selective, grow_until_allowed
+
+    def loss(tflite: bytes) -> float:
+        return example.float_accuracy - example.accuracy(tflite)
+
+    setup = Setup(calibration=example.calibration, allowed_loss=1.0, loss=loss, task="classification")
+
+    def convert(layers) -> bytes:  # noqa: ANN001
+        return convert_selective(
+            example.saved_model,
+            example.calibration,
+            keep_float=[layer.tensor for layer in layers],
+            input_dtype="int8",
+            output_dtype="int8",
+        )
+
+    exact = grow_until_allowed(example.saved_model, setup, convert)
+    assert [layer.name for layer in exact[2]] == ["features", "classifier"]
+    # A prediction that every try is the float model: it "passes" at one layer, which the quantizer's file does not.
+    lied = grow_until_allowed(example.saved_model, setup, convert, predict=lambda layers: example.float_tflite)
+    assert lied == exact
 
 
 def test_the_ranking_runs_each_variant_on_the_first_samples_and_finds_the_same_two_ops(example) -> None:

@@ -33,7 +33,8 @@ import numpy as np
 
 from gate.quantization.base import Built, NotApplicable, Setup
 from gate.quantization.convert import calibrated_model, mlir_quantize
-from gate.quantization.ranking import display_names, ranked_layers, tflite_ops, variable_layers
+from gate.quantization.ranking import display_names, every_op_float, ranked_layers, tflite_ops, variable_layers
+from gate.quantization.splice import KeptFloat
 from gate.results import LayerError
 
 IO_DTYPES = ("int8", "uint8", "float32")  # what convert_selective's model I/O can be
@@ -89,16 +90,19 @@ def build(saved_model_dir: Path, setup: Setup) -> Built:
     """The int8-float-fallback candidate: keep the most harmful layers float, one more at a time, until it passes."""
     assert setup.calibration is not None
     calibration = setup.calibration
-    ranked, tflite, kept = grow_until_allowed(
-        saved_model_dir,
-        setup,
-        lambda layers: convert_selective(
+
+    def selective(layers: Sequence[LayerError]) -> bytes:
+        return convert_selective(
             saved_model_dir,
             calibration,
             keep_float=[layer.tensor for layer in layers],
             input_dtype=setup.input_dtype,
             output_dtype=setup.output_dtype,
-        ),
+        )
+
+    tries = KeptFloat(selective([]), every_op_float(saved_model_dir, calibration))
+    ranked, tflite, kept = grow_until_allowed(
+        saved_model_dir, setup, selective, predict=lambda layers: tries.with_float([layer.tensor for layer in layers])
     )
     names = ", ".join(f"{layer.name} ({layer.op})" for layer in kept)
     return Built(
@@ -115,6 +119,7 @@ def grow_until_allowed(
     setup: Setup,
     convert: Callable[[list[LayerError]], bytes],
     leave_out: Collection[str] = (),
+    predict: Callable[[list[LayerError]], bytes | None] | None = None,
 ) -> tuple[list[LayerError], bytes, list[LayerError]]:
     """Treat the most harmful layers apart (`convert` builds the model with them so), one more at a time.
 
@@ -123,22 +128,41 @@ def grow_until_allowed(
     measured on the eval set. The first build whose metric change the policy allows wins; if none does
     within `search.max_float_layers`, the best one. Returns the ranking, the build and its layers. Layers of an
     operator in `leave_out` are never treated apart (the target has no kernel for them treated so).
+
+    `predict`, when given, builds each try faster than `convert` (None when it cannot), and `convert` builds only
+    the winner, the file gate publishes. When that file does not measure as its prediction did, the search runs
+    again with `convert` alone, so the choice is always `convert`'s own.
     """
     assert setup.calibration is not None and setup.loss is not None
     ranked = ranked_layers(saved_model_dir, setup.calibration)
     eligible = [layer for layer in ranked if layer.op not in leave_out]
+    if not eligible and ranked:
+        ops = ", ".join(sorted({layer.op for layer in ranked}))
+        raise NotApplicable(f"the target has no kernel for any of its ranked layers' operators treated so ({ops})")
+    if not eligible:
+        raise NotApplicable("the model has no layer that int8 quantizes")
+    if predict is not None:
+        loss, predicted, kept = _grow(eligible, setup, lambda layers: predict(layers) or convert(layers))
+        tflite = convert(kept)
+        if tflite == predicted or setup.loss(tflite) == loss:
+            return ranked, tflite, kept
+    _, tflite, kept = _grow(eligible, setup, convert)
+    return ranked, tflite, kept
+
+
+def _grow(
+    eligible: Sequence[LayerError], setup: Setup, build: Callable[[list[LayerError]], bytes]
+) -> tuple[float, bytes, list[LayerError]]:
+    """grow_until_allowed's search: (loss, build, layers) of the first build the policy allows, else the best one."""
+    assert setup.loss is not None
     best: tuple[float, bytes, list[LayerError]] | None = None
     for count in range(1, min(setup.max_float_layers, len(eligible)) + 1):
-        kept = eligible[:count]
-        tflite = convert(kept)
+        kept = list(eligible[:count])
+        tflite = build(kept)
         loss = setup.loss(tflite)
         if best is None or loss < best[0]:
             best = (loss, tflite, kept)
         if setup.allowed_loss is not None and loss <= setup.allowed_loss:
             break
-    if best is None and ranked:
-        ops = ", ".join(sorted({layer.op for layer in ranked}))
-        raise NotApplicable(f"the target has no kernel for any of its ranked layers' operators treated so ({ops})")
-    if best is None:
-        raise NotApplicable("the model has no layer that int8 quantizes")
-    return ranked, best[1], best[2]
+    assert best is not None  # eligible is not empty, and search.max_float_layers is at least 1
+    return best

@@ -55,7 +55,7 @@ def rank_layers(
     probe = {name: array[:samples] for name, array in calibration.items()}
     ops = tflite_ops(calibrated)
     every_tensor = [name for op in ops for name in op.outputs]
-    reference_model = mlir_quantize(calibrated, denylist=every_tensor, input_dtype="float32", output_dtype="float32")
+    reference_model = every_op_float(saved_model_dir, calibration)
     # Each op's model is spliced from this float one and one fully int8 conversion: the quantizer's own, without a
     # quantizer call per op (gate.quantization.splice); an op that cannot be spliced is quantized as before.
     every_op_int8 = mlir_quantize(calibrated, denylist=[], input_dtype="float32", output_dtype="float32")
@@ -280,6 +280,21 @@ def variable_layers(saved_model_dir: Path) -> set[str]:
 
 
 _RANKED: dict[str, list[LayerError]] = {}
+_EVERY_OP_FLOAT: dict[str, bytes] = {}
+
+
+def every_op_float(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) -> bytes:
+    """The quantizer's model with every op kept float (float I/O): what the ranking compares with, and what float
+    fallback's tries take their float ops from (gate.quantization.splice.KeptFloat). Once per model."""
+    key = calibration_digest(saved_model_dir, calibration)
+    if key not in _EVERY_OP_FLOAT:
+        _EVERY_OP_FLOAT.clear()
+        calibrated = calibrated_model(saved_model_dir, calibration)
+        every_tensor = [name for op in tflite_ops(calibrated) for name in op.outputs]
+        _EVERY_OP_FLOAT[key] = mlir_quantize(
+            calibrated, denylist=every_tensor, input_dtype="float32", output_dtype="float32"
+        )
+    return _EVERY_OP_FLOAT[key]
 
 
 def ranked_layers(saved_model_dir: Path, calibration: Mapping[str, np.ndarray]) -> list[LayerError]:
