@@ -82,6 +82,19 @@ def code(text: object, limit: int | None = None) -> Trusted:
     return Trusted(f"<code>{markdown(text, limit)}</code>")
 
 
+# What reads as itself in a Markdown code span, where a backslash escape is shown as it is: a check's name.
+_PLAIN = re.compile(r"[A-Za-z0-9_.() -]{1,300}")
+
+
+def code_span(text: object) -> Trusted:
+    """`text` as a Markdown code span when it is plain (a check's name, `fidelity.min_snr_db (_aux)`), else `code`.
+
+    Inside a code span nothing is escaped, so `markdown`'s escapes would show (a stray backslash before `_`).
+    """
+    text = str(text)
+    return Trusted(f"`{text}`") if _PLAIN.fullmatch(text) else code(text)
+
+
 def template_value(value: object) -> str:
     """What a template's `{{ value }}` writes: Trusted Markdown as it is, anything else escaped."""
     return value if isinstance(value, Trusted) else _markdown(str(value))

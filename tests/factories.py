@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gate.layout import artifact_path
+from gate.layout import artifact_path, resolver_path, vela_path
 from gate.policy.checks import Context
 from gate.policy.judge import judge
 from gate.reporting.compare import Comparison, Figures, ModelChange
@@ -21,12 +21,14 @@ from gate.results import (
     FileDigest,
     Latency,
     ModelResult,
+    OnDevice,
     Provenance,
     State,
     Status,
     TensorInfo,
     must_reset,
 )
+from gate.targets import TARGET_NAMES
 
 EVAL_SAMPLES = 1000  # per_sample below keeps 4 of them: enough to judge, few enough to read
 
@@ -308,3 +310,50 @@ def job(folder, **changes):
         "result_path": str(folder.parent.parent / f"{name}.result.json"),
     }
     return Job(**(fields | changes))
+
+
+def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
+    """`result` measured on a device target (tflm unless `figures` say): its published conversion's MAC count and
+    device figures, the file the target publishes, the target in its effective policy (and ops.supported, which gate
+    sets for tflm), judged again."""
+    candidate = result.candidates[0]
+    target = figures.get("target", "tflm")
+    if target == "tflm":
+        device = OnDevice(
+            target,
+            3_680,
+            3_328,
+            candidate.conversion.artifact.size_bytes,  # TFLM's flash is the .tflite
+            ("FULLY_CONNECTED x2",),
+            None,
+            None,
+            (FileDigest(resolver_path(result.name, "int8"), 10, "ab" * 32),),
+            (),
+        )
+    else:
+        device = OnDevice(
+            target,
+            None,
+            None,
+            None,
+            ("FULLY_CONNECTED x2",),
+            None,
+            None,
+            (FileDigest(vela_path(result.name, "int8"), 10, "ab" * 32),),
+            (),
+            sram_bytes=1_280,
+            npu_ops_percent=100.0,
+        )
+    conversion = dataclasses.replace(candidate.conversion, macs=macs, device=dataclasses.replace(device, **figures))
+    assert result.provenance is not None
+    provenance = dataclasses.replace(
+        result.provenance,
+        effective_policy={
+            **result.provenance.effective_policy,
+            "target.runtime": target if target in TARGET_NAMES else "tflm",
+            **({"ops.supported": True} if target == "tflm" else {}),
+        },
+    )
+    context = Context(provenance.effective_policy, result.task, result.reference)
+    judged = judge(dataclasses.replace(candidate, conversion=conversion), context)
+    return dataclasses.replace(result, candidates=(judged,), provenance=provenance, status=judged.status)

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from factories import model_result, regression_result, two_output_result
+from factories import model_result, on_device, regression_result, two_output_result
 from fake_github import Answer, FakeGitHub
 from helpers import comment_requirements
 
@@ -498,8 +498,14 @@ def test_an_unreachable_api_is_named(tmp_path, monkeypatch, capsys) -> None:
 
 @pytest.mark.parametrize(
     "results",
-    [RESULTS, (regression_result(),), (two_output_result(),)],
-    ids=["classification", "regression", "two outputs, one a regression"],
+    [
+        RESULTS,
+        (regression_result(),),
+        (two_output_result(),),
+        (on_device(model_result(), macs=25_600),),
+        (on_device(model_result(), macs=25_600, target="ethos-u55-128"),),
+    ],
+    ids=["classification", "regression", "two outputs, one a regression", "tflm", "ethos-u"],
 )
 def test_gate_comment_imports_only_what_its_workflow_installs(github, tmp_path, results) -> None:
     """The comment job installs gate with --no-deps and the packages it pins by hash only: no NumPy, so verifying a

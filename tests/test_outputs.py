@@ -732,3 +732,21 @@ def test_the_base_branch_delta_compares_an_output_with_itself_and_names_it() -> 
     forged = dataclasses.replace(same.changes[0], head=dataclasses.replace(same.changes[0].head, output="<b>x</b>"))
     with pytest.raises(ValueError, match=r"changes\[0\].output: '<b>x</b>' is not an output's name"):
         check_comparison(dataclasses.replace(same, changes=(forged,)))
+
+
+def test_a_check_name_with_an_output_named_with_underscores_reads_as_itself_in_the_report() -> None:
+    """A check's name is a code span, where Markdown shows a backslash escape as it is: `(\\_aux)` would show."""
+    import dataclasses
+
+    import cmarkgfm
+
+    from gate.reporting.markdown import render_markdown
+
+    result = two_output_result()
+    (candidate,) = result.candidates
+    checks = tuple(dataclasses.replace(c, name=c.name.replace("(value)", "(_aux_)")) for c in candidate.checks)
+    assert any("(_aux_)" in check.name for check in checks)
+    result = dataclasses.replace(result, candidates=(dataclasses.replace(candidate, checks=checks),))
+    html = cmarkgfm.github_flavored_markdown_to_html(render_markdown([result]))
+    assert "<code>mae.max_increase (_aux_)</code>" in html
+    assert "\\_" not in html

@@ -6,65 +6,14 @@ import dataclasses
 import re
 
 import pytest
-from factories import model_result
+from factories import model_result, on_device
 
-from gate.layout import resolver_path, vela_path
-from gate.policy.checks import Context
-from gate.policy.judge import judge
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import render_markdown
 from gate.reporting.verify import check_result
-from gate.results import Agreement, Fidelity, FileDigest, Interval, ModelResult, OnDevice
-from gate.targets import TARGET_NAMES as TARGETS
+from gate.results import Agreement, Fidelity, FileDigest, Interval, ModelResult
 
 EVALUATION = model_result().candidates[0].conversion.evaluation
-
-
-def on_device(result: ModelResult, *, macs: int, **figures) -> ModelResult:
-    """`result` measured on a device target (tflm unless `figures` say): its published conversion's MAC count and
-    device figures, the file the target publishes, the target in its effective policy (and ops.supported, which gate
-    sets for tflm), judged again."""
-    candidate = result.candidates[0]
-    target = figures.get("target", "tflm")
-    if target == "tflm":
-        device = OnDevice(
-            target,
-            3_680,
-            3_328,
-            candidate.conversion.artifact.size_bytes,  # TFLM's flash is the .tflite
-            ("FULLY_CONNECTED x2",),
-            None,
-            None,
-            (FileDigest(resolver_path(result.name, "int8"), 10, "ab" * 32),),
-            (),
-        )
-    else:
-        device = OnDevice(
-            target,
-            None,
-            None,
-            None,
-            ("FULLY_CONNECTED x2",),
-            None,
-            None,
-            (FileDigest(vela_path(result.name, "int8"), 10, "ab" * 32),),
-            (),
-            sram_bytes=1_280,
-            npu_ops_percent=100.0,
-        )
-    conversion = dataclasses.replace(candidate.conversion, macs=macs, device=dataclasses.replace(device, **figures))
-    assert result.provenance is not None
-    provenance = dataclasses.replace(
-        result.provenance,
-        effective_policy={
-            **result.provenance.effective_policy,
-            "target.runtime": target if target in TARGETS else "tflm",
-            **({"ops.supported": True} if target == "tflm" else {}),
-        },
-    )
-    context = Context(provenance.effective_policy, result.task, result.reference)
-    judged = judge(dataclasses.replace(candidate, conversion=conversion), context)
-    return dataclasses.replace(result, candidates=(judged,), provenance=provenance, status=judged.status)
 
 
 def test_the_comparison_shows_the_mac_count_and_the_targets_figures_as_deltas() -> None:

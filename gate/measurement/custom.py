@@ -17,12 +17,7 @@ import numpy as np
 from gate.measurement.stats import DEFAULT_RESAMPLES, bootstrap, change_interval
 from gate.results import Evaluation, Interval
 from gate.tasks import Task
-from gate.tasks.custom import CustomTask, bound_metric, call_metric
-
-
-def is_mean_of_scores(evaluation: Evaluation) -> bool:
-    """The metric's value is the mean of its per-sample scores (relative 1e-9): resampling the scores is exact."""
-    return bool(np.isclose(evaluation.value, np.mean(evaluation.per_sample), rtol=1e-9, atol=0.0))
+from gate.tasks.custom import CustomTask, bound_metric, call_metric, is_mean_of_scores
 
 
 def metric_change_interval(

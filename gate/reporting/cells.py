@@ -211,8 +211,7 @@ def _interval_runtime(result: ModelResult) -> str:
 
     The exact bootstrap (gate.measurement.custom) calls the function on resamples of the outputs, and gate has those
     of the file from LiteRT only: on tflm, whose figure is judged, the interval is of LiteRT's outputs of the file."""
-    from gate.measurement.custom import is_mean_of_scores
-    from gate.tasks.custom import CustomTask
+    from gate.tasks.custom import CustomTask, is_mean_of_scores
 
     candidate = result.candidate
     conversion = candidate.conversion if candidate else None
@@ -426,6 +425,7 @@ def _device_change_cell(change: ModelChange) -> str:
 FILTERS: dict[str, Callable[..., object]] = {
     "cap": escape.capped,
     "code": escape.code,
+    "code_span": escape.code_span,
     "cause": _cause,
     "size": _size,
     "size_change": _size_change,

@@ -36,9 +36,22 @@ from gate.tasks.base import Metric, Task, percent_change
 if TYPE_CHECKING:
     import numpy as np
 
+    from gate.results import Evaluation
+
 RETURNS = "return (value, per_sample_scores): a finite number, and one finite number per sample"
 DIRECTIONS = ("higher", "lower")
 MAX_SPEC = 100
+
+
+def is_mean_of_scores(evaluation: Evaluation) -> bool:
+    """The metric's value is the mean of its per-sample scores (relative 1e-9): resampling the scores is exact.
+
+    Plain Python: the report asks it too, and the comment job that renders the report has no NumPy."""
+    scores = evaluation.per_sample
+    if not scores:
+        return False
+    mean = math.fsum(scores) / len(scores)
+    return abs(evaluation.value - mean) <= 1e-9 * abs(mean)
 
 
 @dataclass(frozen=True)
