@@ -28,7 +28,7 @@ from gate.commands.check import verdict_line
 from gate.encoding import dumps
 from gate.errors import ConfigError
 from gate.layout import log_path
-from gate.policy.config import configure
+from gate.policy.manifest import configure
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
 from gate.results import LayerError, Origin, Status, error_result
