@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gate.discover import ModelFiles, ModelFolder, digest, digest_tree, model_files
 from gate.errors import ModelError
 from gate.files import write_atomic
+from gate.findings import Finding, LayerError
 from gate.gating.data import output_specs, read_data
 from gate.gating.job import Job, Reporter
 from gate.layout import ModelOutputs
@@ -32,9 +33,7 @@ from gate.results import (
     Conversion,
     Evaluation,
     FileDigest,
-    Finding,
     Latency,
-    LayerError,
 )
 from gate.tasks import TASKS
 from gate.tasks.custom import CustomTask
