@@ -29,7 +29,8 @@ from gate.frontends.base import Dataset
 from gate.frontends.data import load_dataset
 from gate.frontends.keras import load_model
 from gate.inspection import inspect_model  # noqa: E402
-from gate.policy.config import load_policies, parse_manifest  # noqa: E402
+from gate.policy.config import load_policies  # noqa: E402
+from gate.policy.manifest import parse_manifest  # noqa: E402
 from gate.quantization.convert import full_integer  # noqa: E402
 from gate.targets.litert import EVAL_BATCH, evaluate_tflite, from_model_output, to_model_input  # noqa: E402
 from gate.tasks import TASKS  # noqa: E402

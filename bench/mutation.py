@@ -73,6 +73,80 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_target_results.py",
         "tests/test_merge.py::test_a_report_read_back_is_refused_naming_the_field",  # read_report, moved from merge
     ),
+    # The fast tests below are those that run each module in the pytest process, found with coverage's per-test
+    # contexts over `pytest -m "not slow"`: coverage run --rcfile=<dynamic_context = test_function> -m pytest.
+    "gate/reporting/verify_figures.py": (
+        "tests/test_verify_figures.py",
+        "tests/test_target_results.py",
+        "tests/test_verify.py",
+        "tests/test_attacks.py",
+        "tests/test_outputs.py::test_a_two_output_result_reads_back_and_a_forged_one_is_refused",
+    ),
+    "gate/reporting/verify_outputs.py": (
+        "tests/test_outputs.py::test_a_two_output_result_reads_back_and_a_forged_one_is_refused",
+        "tests/test_outputs.py::test_each_outputs_figures_are_read_back_as_a_one_output_models_are",
+        "tests/test_several_on_device.py::test_a_two_output_file_tflm_cannot_run_reads_back_with_no_one_litert_"
+        "evaluation",
+        "tests/test_verify.py",
+        "tests/test_attacks.py",
+    ),
+    "gate/reporting/verify_comparison.py": (
+        "tests/test_verify.py",
+        "tests/test_attacks.py",
+        "tests/test_outputs.py::test_the_base_branch_delta_compares_an_output_with_itself_and_names_it",
+        "tests/test_comment.py::test_the_comment_names_the_gated_commit_and_the_base_it_compares_with",
+        "tests/test_comment.py::test_a_comparison_with_another_commit_than_the_base_is_called_out",
+        "tests/test_merge.py::test_a_report_read_back_is_refused_naming_the_field",
+    ),
+    "gate/figures.py": (
+        "tests/test_figures.py",
+        "tests/test_judge.py",
+        "tests/test_messages.py",
+        "tests/test_rendering.py",
+        "tests/test_target_results.py",
+        "tests/test_tflm.py::test_memory_checks_judge_the_device_figures_in_kib",
+        "tests/test_tflm.py::test_memory_checks_skip_on_litert_saying_which_target_measures_them",
+        "tests/test_tflm.py::test_the_supported_operators_check_fails_what_tflm_lacks_and_skips_elsewhere",
+        "tests/test_ethos_u.py::test_the_inference_time_check_skips_when_nothing_runs_on_the_npu",
+        "tests/test_ethos_u.py::test_the_npu_share_check_names_what_runs_on_the_cpu",
+    ),
+    "gate/policy/fidelity.py": (
+        "tests/test_fidelity.py",
+        # It copies the repository's models/machine_ad, which the copy mutmut runs in leaves out.
+        "--deselect=tests/test_fidelity.py::test_gate_validate_asks_labels_only_of_a_task_that_scores_them",
+        "tests/test_verify_figures.py",
+        "tests/test_outputs.py::test_each_output_is_judged_by_its_task_check_and_the_fidelity_checks_under_its_own_name",
+        "tests/test_outputs.py::test_a_worst_output_scored_by_fidelity_shows_its_fidelity_figures_in_the_summary_as_"
+        "one_output_does",
+        "tests/test_outputs.py::test_the_report_names_the_worst_output_in_the_summary_and_shows_every_output",
+        "tests/test_target_results.py::test_fidelity_figures_read_back_belong_to_a_candidate_and_its_evaluation",
+    ),
+    "gate/measurement/custom.py": (
+        "tests/test_custom_task.py",
+        "tests/test_custom_metric.py",
+        "tests/test_target_results.py::test_a_custom_metric_on_tflm_says_its_interval_is_of_litert_outputs_beside_"
+        "the_devices_notes",
+    ),
+    "gate/targets/tflm_ops.py": (
+        "tests/test_tflm.py::test_two_models_resolver_headers_name_different_things_and_can_each_be_included_twice",
+        "tests/test_tflm.py::test_the_resolver_snippet_cannot_be_broken_out_of_by_a_model_name",
+        "tests/test_target_results.py",
+        "tests/test_verify_figures.py",
+    ),
+    # Run in the pytest process by one fast test each; the rest of them runs in gate runs (slow tests).
+    "gate/targets/agreement.py": (
+        "tests/test_several_on_device.py::test_the_agreement_of_several_outputs_counts_each_in_its_own_"
+        "quantization_steps",
+    ),
+    "gate/gating/several.py": (
+        "tests/test_outputs.py::test_qat_trains_every_output_of_a_model_with_several_unless_one_has_no_training_loss",
+    ),
+    # No fast test runs these: their tests are slow ones (real conversions; a gate run whose QAT process runs
+    # heads.py), so each mutant converts real models, and a mutant of heads.py is killed only if the QAT process
+    # imports the mutated copy. Neither entry has been run: test_splice.py reads the repository's models/, which
+    # copy_repository leaves out, so its run stops at mutmut's first test run until models/ is copied too.
+    "gate/quantization/splice.py": ("tests/test_splice.py",),
+    "gate/quantization/qat/heads.py": ("tests/test_qat_outputs.py",),
 }
 
 # A mutant whose tests run out of time is caught too: a test that does not end fails the suite (e.g. one

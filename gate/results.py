@@ -9,12 +9,12 @@ rendered in another.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gate.encoding import to_jsonable
+from gate.findings import Finding, LayerError
 from gate.layout import benchmark_path
 
 # 6: several outputs, per_output; 5: a conversion's fidelity; 4: MACs, device figures; 3: state, step seconds
@@ -255,32 +255,6 @@ class Candidate:
     # What `seconds` went to, in order: e.g. {"ranking": 2.7, "conversion": 30.1, "evaluation": 2.0, "latency": 1.2}.
     step_seconds: dict[str, float] = field(default_factory=dict)
     per_output: tuple[OutputChange, ...] = ()  # several outputs: each judged; metric_change is the worst's (worst())
-
-
-@dataclass(frozen=True)
-class LayerError:
-    """How much one layer hurts the model when it alone is quantized to int8 (gate.quantization.ranking.rank_layers)."""
-
-    name: str  # the Keras layer(s) the op computes, e.g. "features" or "Conv1_relu+bn_Conv1+Conv1"; unique
-    op: str  # the TFLite op, e.g. "FULLY_CONNECTED", "CONV_2D"
-    error: float  # output noise-to-signal ratio, sum((q - f)^2) / sum(f^2), with only this op int8 (the worst output)
-    tensor: str  # the op's output tensor in the .tflite (what the MLIR quantizer's denylist names)
-    scale: float  # the int8 scale of that output tensor
-    channel_range_ratio: float  # widest channel's float range / the median channel's: ~1-10 normal, 100+ an outlier
-
-    @property
-    def snr_db(self) -> float:
-        """The same error as a signal-to-noise ratio in dB (higher is better)."""
-        return math.inf if self.error <= 0 else -10 * math.log10(self.error)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """Something the gate found out about why quantization fails, with what to do about it."""
-
-    kind: str  # e.g. "input_range"
-    title: str
-    detail: str
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,12 @@ from gate.commands import options
 from gate.commands.check import verdict_line
 from gate.encoding import dumps
 from gate.errors import ConfigError
+from gate.findings import LayerError
 from gate.layout import log_path
-from gate.policy.config import configure
+from gate.policy.manifest import configure
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
-from gate.results import LayerError, Origin, Status, error_result
+from gate.results import Origin, Status, error_result
 from gate.scheduling.cache import Cache
 
 PAYLOAD_MODULE = "import pathlib; pathlib.Path({marker!r}).write_text('ran')\n"
@@ -674,7 +675,7 @@ def test_text_from_a_pull_request_renders_as_text_wherever_it_appears(field) -> 
     elif field in ("error", "unknown_key_message"):
         result = error_result("model", f"models/model/gate.toml: unknown key '{hostile}'")
     elif field == "finding":
-        from gate.results import Finding
+        from gate.findings import Finding
 
         result = dataclasses.replace(result, findings=(Finding("input_range", hostile, hostile),))
     elif field == "layer":

@@ -1,7 +1,8 @@
 import pytest
 
 from gate.errors import ConfigError, ModelError
-from gate.policy.config import effective_policy, load_policies, parse_manifest, parse_policy
+from gate.policy.config import load_policies, parse_policy
+from gate.policy.manifest import effective_policy, parse_manifest
 
 DEFAULT = "[size]\nmin_reduction = 4.0\n[accuracy]\nmax_drop = 2.0\n"
 
@@ -160,7 +161,8 @@ def test_a_folder_without_gate_toml_gets_the_defaults(tmp_path) -> None:
 
 def _number_keys():
     from gate.keys import Number
-    from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS
+    from gate.policy.config import POLICY_KEYS
+    from gate.policy.manifest import MANIFEST_KEYS
 
     keys = [(key, "policy") for key in POLICY_KEYS.values()] + [(key, "manifest") for key in MANIFEST_KEYS.values()]
     return [pytest.param(key, where, id=key.name) for key, where in keys if isinstance(key.kind, Number)]

@@ -256,7 +256,7 @@ def test_output_tables_are_refused_for_a_model_with_one_output(workspace: Path, 
     ],
 )  # fmt: skip
 def test_output_tables_are_validated_in_gate_toml(tmp_path: Path, toml: str, problems: list[str]) -> None:
-    from gate.policy.config import parse_manifest
+    from gate.policy.manifest import parse_manifest
 
     path = tmp_path / "gate.toml"
     path.write_text(toml)
@@ -266,7 +266,7 @@ def test_output_tables_are_validated_in_gate_toml(tmp_path: Path, toml: str, pro
 
 
 def test_output_tables_become_tasks_by_output_name(tmp_path: Path) -> None:
-    from gate.policy.config import parse_manifest
+    from gate.policy.manifest import parse_manifest
 
     path = tmp_path / "gate.toml"
     path.write_text('[outputs.class]\ntask = "classification"\n[outputs.value]\ntask = "regression"\n')

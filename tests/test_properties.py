@@ -19,7 +19,8 @@ from hypothesis.extra import numpy as hnp
 from gate.errors import ConfigError, ModelError
 from gate.frontends.base import InputSpec
 from gate.frontends.data import load_dataset
-from gate.policy.config import POLICY_KEYS, load_policies, parse_manifest, parse_policy
+from gate.policy.config import POLICY_KEYS, load_policies, parse_policy
+from gate.policy.manifest import parse_manifest
 
 # Slow: 150 drawn files a test, 20 s of the fast suite's time; `.ci/run` runs them on every change.
 pytestmark = pytest.mark.slow

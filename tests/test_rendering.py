@@ -11,11 +11,12 @@ import pytest
 from cmarkgfm.cmark import Options
 from factories import model_result, stateful
 
+from gate.findings import Finding, LayerError
 from gate.keys import duration
 from gate.reporting.cells import _figure
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import COMMENT_MARKER, GITHUB_COMMENT_LIMIT, markdown_for_comment, render_markdown
-from gate.results import Finding, LayerError, Status, error_result
+from gate.results import Status, error_result
 
 
 class _Structure(html.parser.HTMLParser):

@@ -287,7 +287,7 @@ def test_a_file_litert_refuses_to_prepare_is_that_candidates_error_and_the_searc
     import keras
 
     from gate.gating.pipeline import gate_model
-    from gate.policy.config import configure
+    from gate.policy.manifest import configure
     from gate.quantization.base import Built
     from gate.quantization.methods import METHODS
     from gate.reporting.markdown import render_markdown

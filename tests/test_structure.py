@@ -24,6 +24,7 @@ FLOORS = (
             "layout",
             "encoding",
             "results",
+            "findings",
             "figures",
             "discover",
             "readback",

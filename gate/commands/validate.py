@@ -20,7 +20,8 @@ from gate.commands import options
 from gate.discover import find_model_folders
 from gate.errors import ConfigError, ModelError
 from gate.escape import terminal
-from gate.policy.config import ModelConfig, configure_model, load_policies
+from gate.policy.config import load_policies
+from gate.policy.manifest import ModelConfig, configure_model
 
 HELP = "check every policy, gate.toml, model file and data file that can be checked without TensorFlow"
 NOT_CHECKED = "loading the model, its conversion and the eval run are not checked (gate check does them)"

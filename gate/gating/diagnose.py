@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from gate.findings import Finding, LayerError
 from gate.keys import Value
 from gate.policy.judge import policy_key
 from gate.quantization.base import Setup
-from gate.results import Candidate, Finding, LayerError, Status, TensorInfo
+from gate.results import Candidate, Status, TensorInfo
 from gate.tasks import TASKS
 
 INT8_FAMILY = ("int8", "int8-all-calibration")

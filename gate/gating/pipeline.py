@@ -18,6 +18,7 @@ from gate.encoding import dumps, non_finite_fields, to_jsonable
 from gate.errors import ModelError, log_cause
 from gate.gating import several
 from gate.gating import stages as gating
+from gate.gating.assemble import assemble
 from gate.gating.job import Job, Reporter
 from gate.layout import ModelOutputs
 from gate.policy.config import Settings
@@ -111,7 +112,7 @@ def _gate_model(job: Job, stages: _Stages) -> ModelResult:
             staged.benchmark.with_name(f"{job.name}.{published.method}.json").replace(staged.benchmark)
         with stages.stage("diagnose"):
             diagnosed = gating.diagnose(job, loaded, searched)
-    result = gating.assemble(job, inspected, loaded, referenced, searched, diagnosed, stages.seconds)
+    result = assemble(job, inspected, loaded, referenced, searched, diagnosed, stages.seconds)
     return several.finished(result, outputs) if outputs else result
 
 

@@ -1,9 +1,10 @@
 """The stages of gating one model, each a function from typed inputs to a typed, frozen output.
 
-inspect → load → reference → search → diagnose → assemble, run in this order by gate.gating.pipeline. A stage
-reads only what the earlier ones hand it, so a target or a task adds a figure or a stage without editing the
-others; and what a stage no longer needs is let go (the Keras model once the float figures and the exports
-exist, unless quantization-aware training rebuilds it), so that a model's worker holds one model at a time.
+inspect → load → reference → search → diagnose → assemble (gate.gating.assemble), run in this order by
+gate.gating.pipeline. A stage reads only what the earlier ones hand it, so a target or a task adds a figure or a
+stage without editing the others; and what a stage no longer needs is let go (the Keras model once the float
+figures and the exports exist, unless quantization-aware training rebuilds it), so that a model's worker holds one
+model at a time.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gate.discover import ModelFiles, ModelFolder, digest, digest_tree, model_files
-from gate.environment import tool_versions
 from gate.errors import ModelError
 from gate.files import write_atomic
+from gate.findings import Finding, LayerError
 from gate.gating.data import output_specs, read_data
 from gate.gating.job import Job, Reporter
 from gate.layout import ModelOutputs
-from gate.policy.config import Settings, policy_digest
+from gate.policy.config import Settings
 from gate.quantization.base import REFERENCE, Setup, Training, io_dtypes
 from gate.quantization.methods import METHODS
 from gate.results import (
@@ -32,15 +33,10 @@ from gate.results import (
     Conversion,
     Evaluation,
     FileDigest,
-    Finding,
     Latency,
-    LayerError,
-    ModelResult,
-    Provenance,
-    Status,
 )
 from gate.tasks import TASKS
-from gate.tasks.custom import CustomTask, bound_metric
+from gate.tasks.custom import CustomTask
 
 # Its `# fmt: skip`s keep this module under 400 lines (formatted, it goes over): split it before removing them.
 
@@ -322,64 +318,6 @@ def diagnose(job: Job, loaded: Loaded, searched: Searched) -> Diagnosed:
         loaded.eval_data, job.policy, job.task,
     )  # fmt: skip
     return Diagnosed(layer_errors, findings)
-
-
-def assemble(
-    job: Job,
-    inspected: Inspected,
-    loaded: Loaded,
-    referenced: Referenced,
-    searched: Searched,
-    diagnosed: Diagnosed,
-    stage_seconds: dict[str, float],
-) -> ModelResult:
-    """The model's result, from what the stages found."""
-    folder, files, inspection = inspected.folder, inspected.files, inspected.inspection
-    eval_data, calibration = loaded.eval_data, loaded.calibration
-    published = searched.published
-    input_files = [*inspected.source_files, eval_data.info.file]
-    if calibration and calibration.info.file != eval_data.info.file:
-        input_files.append(calibration.info.file)
-    if files.train_data and (not calibration or calibration.info.file.path != files.train_data.name):
-        input_files.append(digest(files.train_data, folder.path))
-    if folder.manifest.is_file():
-        input_files.append(digest(folder.manifest, folder.path))
-    reference = dataclasses.replace(referenced.reference, latency=searched.reference_latencies.get(published.method))
-    return ModelResult(
-        name=job.name,
-        status=Status.PASS if published.status is Status.PASS else Status.FAIL,
-        error="",
-        task=job.task,
-        source_format=inspection.format,
-        source_writer=f"{inspection.writer} {inspection.writer_version}".strip(),
-        source_bytes=inspected.source_bytes,
-        fixed_batch=loaded.model.fixed_batch,
-        float_evaluation=referenced.float_evaluation,
-        reference=reference,
-        candidates=searched.candidates,
-        chosen=searched.chosen,
-        choice=searched.choice,
-        calibration=dataclasses.replace(calibration.info, samples=min(calibration.samples, job.calibration_samples))
-        if calibration
-        else None,
-        evaluation_data=eval_data.info,
-        provenance=Provenance(
-            tool_versions=tool_versions(),
-            inputs=tuple(sorted(set(input_files), key=lambda f: f.path)),
-            policy_file=job.policy_file,
-            policy_sha256=policy_digest(job.policy),
-            effective_policy=job.policy,
-            overrides=job.overrides,
-            override_reason=job.override_reason,
-            allowed_custom_objects=inspection.allowed_custom_objects,
-            method=job.method,
-            custom_metric=job.metric,
-            custom_metric_source=bound_metric().source if job.metric else "",
-        ),
-        stage_seconds=stage_seconds,
-        layer_errors=diagnosed.layer_errors,
-        findings=diagnosed.findings,
-    )
 
 
 def _threads() -> int:

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gate.findings import LayerError
 from gate.quantization.base import Built, NotApplicable, Setup
 from gate.quantization.convert import calibrated_model, mlir_quantize
 from gate.quantization.ranking import display_names, every_op_float, ranked_layers, tflite_ops, variable_layers
 from gate.quantization.splice import KeptFloat
-from gate.results import LayerError
 
 IO_DTYPES = ("int8", "uint8", "float32")  # what convert_selective's model I/O can be
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from gate.errors import ModelError, translated
+from gate.findings import LayerError
 from gate.quantization.base import Built, NotApplicable, Setup
 from gate.quantization.convert import converter_error, representative_dataset
 from gate.quantization.fallback import grow_until_allowed
 from gate.quantization.ranking import BATCH, dynamic_batch
-from gate.results import LayerError
 
 INT16X8_IO_DTYPES = ("int8", "int16", "float32")
 

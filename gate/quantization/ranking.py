@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gate.findings import LayerError
 from gate.quantization.base import RANKING_SAMPLES, REFINED, SCREEN_SAMPLES
 from gate.quantization.convert import calibrated_model, calibration_digest, mlir_quantize
 from gate.quantization.splice import OneOpInt8
-from gate.results import LayerError
 
 # Ops that move quantized tensors around without computing: never worth ranking on their own.
 _EDGE_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})

@@ -1,7 +1,7 @@
 """The report's cells and phrases: the Jinja filters its templates call on result fields (`FILTERS`).
 
 Each turns a figure, a check or a change into the text of a table cell or a sentence; Markdown and untrusted
-strings go through gate.escape here or in the template's finalize.
+strings go through gate.escape here or in the template's finalize. The comparison's cells are in change_cells.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from gate.keys import duration, plain
 from gate.policy.checks import Context, deciding_samples_note
 from gate.policy.fidelity import interval_text
 from gate.policy.judge import CHECKS, policy_key, relaxed_policy, worst_output
-from gate.reporting.compare import ModelChange, latency_change
 from gate.results import (
     Agreement,
     Candidate,
@@ -320,64 +319,12 @@ def _judged_on_its_interval(check: CheckResult) -> str:
     return ", its interval's pessimistic end" if met else ""
 
 
-def _verdict_cell(change: ModelChange) -> str:
-    base, head = change.base, change.head
-    if head is None:
-        return "removed" + (f" (was {STATUS_ICONS[base.status]} {base.status.value})" if base else "")
-    now = f"{STATUS_ICONS[head.status]} {head.status.value}"
-    return f"new: {now}" if base is None else f"{STATUS_ICONS[base.status]} {base.status.value} → {now}"
-
-
-def _size_cell(change: ModelChange) -> str:
-    base, head = change.base, change.head
-    if head is None or head.size_bytes is None:
-        return "—"
-    if base is None or base.size_bytes is None:
-        return _size(head.size_bytes)
-    return f"{_size(base.size_bytes)} → {_size(head.size_bytes)} ({_size_change(head.size_bytes - base.size_bytes)})"
-
-
-def _metric_cell(change: ModelChange, label: str) -> str:
-    base, head = change.base, change.head
-    if head is None or head.metric_value is None:
-        return "—"
-    name = head.custom_metric or head.metric  # a custom metric by its spec
-    name += f" ({head.output})" if head.output else ""  # of one of several outputs: the worst
-    now = f"{name} {_metric(head.metric_value, head.metric)}"
-    if (
-        base is None
-        or base.metric_value is None
-        or (base.metric, base.custom_metric, base.output) != (head.metric, head.custom_metric, head.output)
-    ):
-        return now
-    delta = head.metric_value - base.metric_value
-    if METRICS[head.metric].change_unit == "%":  # MAE: percent of the base's (a custom metric's may be negative)
-        delta = delta / abs(base.metric_value) * 100 if base.metric_value else 0.0
-    return (
-        f"{name} {_metric(base.metric_value, base.metric)} → {_metric(head.metric_value, head.metric)} "
-        f"({_change(delta, head.metric)} vs {label})"
-    )
-
-
 def _metric_name(result: ModelResult) -> str:
     """How the reports name a model's metric: a custom metric by its spec as gate.toml wrote it (escaped, as every
     {{ }} is), a built-in one by its name."""
     if result.provenance and result.provenance.custom_metric:
         return result.provenance.custom_metric
     return result.float_evaluation.metric if result.float_evaluation else "metric"
-
-
-def _latency_cell(change: ModelChange) -> str:
-    base, head = change.base, change.head
-    if head is None or head.p50_ms is None:
-        return "—"
-    if base is None or base.p50_ms is None:
-        return duration(head.p50_ms)
-    delta = latency_change(base, head)
-    if delta is None:
-        why = "" if base.machine == head.machine else ", measured on different CPUs"
-        return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} (within noise{why})"
-    return f"{duration(base.p50_ms)} → {duration(head.p50_ms)} ({_duration_change(delta)})"
 
 
 def _loss_chart(task: str) -> tuple[str, str]:
@@ -391,34 +338,6 @@ def _loss_chart(task: str) -> tuple[str, str]:
 
 def _loss(change: float, task: str) -> float:
     return TASKS[task].loss(change)
-
-
-def _count_change(base: int, head: int, show: Callable[[int], str]) -> str:
-    """'25,600 → 26,112 (+512, +2.0%)': a count that does not move between runs, so any change is the model's."""
-    delta = head - base
-    sign = "+" if delta > 0 else "−" if delta < 0 else "±"
-    percent = f", {delta / base * 100:+.1f}%".replace("-", "−") if base else ""
-    return f"{show(base)} → {show(head)} ({sign}{show(abs(delta))}{percent})"
-
-
-def _macs_cell(change: ModelChange) -> str:
-    base, head = change.base, change.head
-    if head is None or head.macs is None:
-        return "—"
-    return _macs(head.macs) if base is None or base.macs is None else _count_change(base.macs, head.macs, _macs)
-
-
-def _device_change_cell(change: ModelChange) -> str:
-    """The target's arena (tflm) or SRAM (Ethos-U), and its NPU cycles, against the base branch's."""
-    base, head = change.base, change.head
-    if head is None:
-        return "—"
-    parts = []
-    for label, field, show in (("arena", "arena_bytes", _size), ("NPU cycles", "npu_cycles", "{:,}".format)):
-        now, was = getattr(head, field), getattr(base, field) if base else None
-        if now is not None:
-            parts.append(f"{label} {show(now) if was is None else _count_change(was, now, show)}")
-    return "; ".join(parts) or "—"
 
 
 # The templates' filters, by the name a template calls them.
@@ -436,11 +355,7 @@ FILTERS: dict[str, Callable[..., object]] = {
     "duration_change": _duration_change,
     "figure": _figure,
     "failed_checks": _failed_checks,
-    "verdict_cell": _verdict_cell,
-    "size_cell": _size_cell,
-    "metric_cell": _metric_cell,
     "metric_name": _metric_name,
-    "latency_cell": _latency_cell,
     "interval": _interval,
     "fidelity": _fidelity,
     "worst_output": _worst_output,
@@ -461,6 +376,4 @@ FILTERS: dict[str, Callable[..., object]] = {
     "bytes_exact": _bytes_exact,
     "device_cell": _device_cell,
     "agreement_text": _agreement_text,
-    "macs_cell": _macs_cell,
-    "device_change_cell": _device_change_cell,
 }

@@ -20,7 +20,7 @@ import jinja2
 from gate import __version__, escape
 from gate.layout import benchmark_path, log_path
 from gate.quantization.base import RANKING_SAMPLES, REFINED, SCREEN_SAMPLES
-from gate.reporting.cells import FILTERS, STATUS_ICONS
+from gate.reporting import cells, change_cells
 from gate.reporting.compare import Comparison
 from gate.results import ModelResult, Status, overall_status
 
@@ -44,9 +44,9 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         finalize=escape.template_value,  # every {{ }}: escaped, unless Trusted
     )
-    environment.filters.update(FILTERS)
+    environment.filters.update(cells.FILTERS | change_cells.FILTERS)
     environment.globals.update(
-        icons=STATUS_ICONS,
+        icons=cells.STATUS_ICONS,
         Status=Status,
         log_path=log_path,
         benchmark_path=benchmark_path,

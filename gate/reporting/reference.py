@@ -10,8 +10,9 @@ from collections.abc import Callable, Collection
 
 from gate.figures import FIGURES
 from gate.keys import Key
-from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS, POLICY_TOP_LEVEL
+from gate.policy.config import POLICY_KEYS, POLICY_TOP_LEVEL
 from gate.policy.judge import CHECKS
+from gate.policy.manifest import MANIFEST_KEYS
 from gate.quantization.base import AUTO
 from gate.quantization.methods import METHODS
 from gate.targets import TARGETS

@@ -35,9 +35,10 @@ from gate.gating.search import closest
 from gate.keys import Invalid, Key, Value
 from gate.layout import REPORT_JSON, artifact_path, name_problem, resolver_path, vela_path
 from gate.policy.checks import Context
-from gate.policy.config import MANIFEST_KEYS, POLICY_KEYS
+from gate.policy.config import POLICY_KEYS
 from gate.policy.fidelity import read_back_problem
 from gate.policy.judge import judge
+from gate.policy.manifest import MANIFEST_KEYS
 from gate.quantization.base import REFERENCE
 from gate.quantization.methods import METHODS
 from gate.readback import Refused, read_json

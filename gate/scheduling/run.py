@@ -18,7 +18,7 @@ from gate.discover import unreviewable_custom_code
 from gate.environment import machine
 from gate.gating.pipeline import Job
 from gate.layout import ModelOutputs, clear_outputs, log_path
-from gate.policy.config import Configuration, ModelConfig, configure
+from gate.policy.manifest import Configuration, ModelConfig, configure
 from gate.reporting.compare import Baseline
 from gate.reporting.report import write_reports
 from gate.results import ModelResult, Origin, Status, error_result
