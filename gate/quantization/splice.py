@@ -172,11 +172,7 @@ class OneOpInt8:
         return op
 
     def _code_index(self, code: Any) -> int:
-        for index, known in enumerate(self._float.operatorCodes):
-            if (_builtin(known), known.version, known.customCode) == (_builtin(code), code.version, code.customCode):
-                return index
-        self._float.operatorCodes.append(code)
-        return len(self._float.operatorCodes) - 1
+        return _code_index(self._float, code)
 
 
 class KeptFloat:
@@ -302,6 +298,7 @@ def _op(model: Any, source: Any, builtin: int, inputs: list[int], outputs: list[
 
 
 def _code_index(model: Any, code: Any) -> int:
+    """The index of operator `code` in `model`'s list, added when it is not there yet."""
     for index, known in enumerate(model.operatorCodes):
         if (_builtin(known), known.version, known.customCode) == (_builtin(code), code.version, code.customCode):
             return index
