@@ -68,7 +68,7 @@ def second(result: ModelResult, fidelity: Fidelity | None) -> ModelResult:
     return judged(replace(result, candidates=(candidate, replace(candidate, method=method, conversion=conversion))))
 
 
-TFLM_UNSUPPORTED = {"arena_bytes": None, "arena_recorded_bytes": None, "files": ()}
+TFLM_UNSUPPORTED = {"arena_bytes": None, "arena_recorded_bytes": None, "files": (), "agreement": None}
 LITERT = model_result().candidates[0].conversion.evaluation
 
 
