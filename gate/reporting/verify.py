@@ -15,7 +15,8 @@ have written, so that nothing downstream trusts a string or a verdict it was mer
   result records, and must come out exactly as recorded (checks, messages, status); its size ratios and metric
   change follow from the sizes and metrics it records; the published candidate is the one the search rule picks;
   the model's status is that candidate's;
-- figures one measurement gives together agree (gate.reporting.verify_figures).
+- figures one measurement gives together agree (gate.reporting.verify_figures; a device target's,
+  gate.reporting.verify_device).
 
 A result that says PASS while one of its checks fails is refused, not re-judged into something else: it was not
 written by a gate that works, so nothing else in it is worth showing either. Every problem is a ValueError naming
