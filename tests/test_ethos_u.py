@@ -78,13 +78,15 @@ def test_the_reports_figures_are_velas_own_for_the_published_file(npu_run, tmp_p
 
 
 @pytest.mark.parametrize("accelerator", ["ethos-u55-128", "ethos-u65-256", "ethos-u85-256"])
-def test_the_clock_verify_holds_the_inference_time_to_is_velas(npu_run, tmp_path, accelerator) -> None:
+def test_velas_figures_in_each_family_are_what_verify_holds_them_to(npu_run, tmp_path, accelerator) -> None:
     """Vela's time is its total cycles at the core clock of the system config it picks (gate picks none): read back,
-    a time below the NPU cycles at ETHOS_U_CLOCK_HZ is refused, so the constant must be Vela's own clock."""
+    a time below the NPU cycles at ETHOS_U_CLOCK_HZ is refused, so the constant must be Vela's own clock; and a file
+    on the NPU takes SRAM (gate.reporting.verify_device)."""
     published = npu_run.model("fits")["candidates"][npu_run.model("fits")["chosen"]]
     row, _stdout = vela_by_hand(npu_run.out_dir / published["conversion"]["artifact"]["path"], tmp_path, accelerator)
     assert float(row["core_clock"]) == ETHOS_U_CLOCK_HZ[accelerator.rpartition("-")[0]]
     assert float(row["inference_time"]) >= int(float(row["cycles_npu"])) / float(row["core_clock"]) > 0
+    assert float(row["sram_memory_used"]) > 0
 
 
 def test_the_float_reference_runs_nothing_on_the_npu_and_says_so(npu_run) -> None:
