@@ -228,7 +228,7 @@ class Interval:
     high: float
     confidence: float  # e.g. 0.95
     method: str  # "BCa", or "percentile" where BCa is undefined (both models agree on every sample)
-    resamples: int
+    resamples: int  # drawn; fewer in a percentile interval when only those give a number (gate.measurement.stats)
 
 
 @dataclass(frozen=True)

@@ -287,5 +287,6 @@ def test_a_ratio_metric_on_a_rare_class_gets_its_interval_from_the_resamples_tha
         assert [e.value for e in evaluations] == pytest.approx([100.0, 80.0])
         interval = metric_change_interval(TASKS["custom-higher"], *evaluations, labels, float_outputs,
                                           lambda: quantized, confidence=0.95)  # fmt: skip
-    assert interval.method == "percentile" and interval.resamples == 2000
+    # About one resample in 7 holds no positive (0/0 F1): the interval is of the others, and says how many gave one.
+    assert interval.method == "percentile" and 1500 < interval.resamples < 2000
     assert -100 <= interval.low < -20 < interval.high <= 0

@@ -18,7 +18,7 @@ from gate.policy.checks import Context
 from gate.policy.judge import CHECKS
 from gate.results import CpuFallback, OnDevice, Status
 from gate.targets import ethos_u
-from gate.targets.base import ETHOS_U_ACCELERATORS
+from gate.targets.base import ETHOS_U_ACCELERATORS, ETHOS_U_CLOCK_HZ
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def npu_run(tmp_path_factory, healthy_model: Path):
     return run_gate("check", "--out", root / "out", cwd=root)
 
 
-def vela_by_hand(model: Path, folder: Path) -> tuple[dict[str, str], str]:
+def vela_by_hand(model: Path, folder: Path, accelerator: str = "ethos-u55-128") -> tuple[dict[str, str], str]:
     """Vela run as a user runs it: its summary CSV's row and its stdout."""
     done = subprocess.run(
         [
@@ -41,7 +41,7 @@ def vela_by_hand(model: Path, folder: Path) -> tuple[dict[str, str], str]:
             "ethosu.vela",
             str(model),
             "--accelerator-config",
-            "ethos-u55-128",
+            accelerator,
             "--output-dir",
             str(folder),
         ],
@@ -75,6 +75,18 @@ def test_the_reports_figures_are_velas_own_for_the_published_file(npu_run, tmp_p
     assert "fits.int8.vela.tflite" in (npu_run.out_dir / "SHA256SUMS").read_text()
     checks = {c["name"]: c["status"] for c in published["checks"]}
     assert checks["npu.min_ops_on_npu"] == checks["npu.max_inference_ms"] == checks["memory.max_arena_kib"] == "PASS"
+
+
+@pytest.mark.parametrize("accelerator", ["ethos-u55-128", "ethos-u65-256", "ethos-u85-256"])
+def test_velas_figures_in_each_family_are_what_verify_holds_them_to(npu_run, tmp_path, accelerator) -> None:
+    """Vela's time is its total cycles at the core clock of the system config it picks (gate picks none): read back,
+    a time below the NPU cycles at ETHOS_U_CLOCK_HZ is refused, so the constant must be Vela's own clock; and a file
+    on the NPU takes SRAM (gate.reporting.verify_device)."""
+    published = npu_run.model("fits")["candidates"][npu_run.model("fits")["chosen"]]
+    row, _stdout = vela_by_hand(npu_run.out_dir / published["conversion"]["artifact"]["path"], tmp_path, accelerator)
+    assert float(row["core_clock"]) == ETHOS_U_CLOCK_HZ[accelerator.rpartition("-")[0]]
+    assert float(row["inference_time"]) >= int(float(row["cycles_npu"])) / float(row["core_clock"]) > 0
+    assert float(row["sram_memory_used"]) > 0
 
 
 def test_the_float_reference_runs_nothing_on_the_npu_and_says_so(npu_run) -> None:

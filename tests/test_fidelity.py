@@ -271,3 +271,5 @@ def test_samples_with_neither_signal_nor_noise_do_not_shrink_the_snr_interval_to
     assert padded.snr_db == few.snr_db
     assert few.snr_db_interval is not None and padded.snr_db_interval is not None
     assert padded.snr_db_interval.low < padded.snr_db - 1 and padded.snr_db_interval.high > padded.snr_db + 1
+    # The padded interval is of the resamples that give a number (about 13 draw none of the 5), and says how many.
+    assert 1950 < padded.snr_db_interval.resamples < few.snr_db_interval.resamples == 2000

@@ -167,3 +167,38 @@ def test_several_outputs_a_file_does_not_declare_are_refused_when_loading_shows_
     assert str(error.value).startswith(
         f"{path}: the model has 2 outputs, but its file does not declare them where gate reads them before loading it"
     )
+
+
+@pytest.mark.slow  # saves and loads a SavedModel
+@pytest.mark.parametrize("samples", [60, 300])  # one batch of predictions, and two (gate.frontends.base.PREDICT_BATCH)
+def test_an_output_without_the_batch_as_its_first_dimension_is_refused_naming_it(tmp_path: Path, samples: int) -> None:
+    """A signature may return a tensor that is no output per sample (found by an attack: its 3 values were scored as
+    3 samples, and the result was then refused as an internal error in gate)."""
+    import tensorflow as tf
+
+    from gate.frontends.base import Dataset
+    from gate.frontends.keras import load_model
+    from gate.gating.several import keras_outputs
+    from gate.inspection import inspect_model
+    from gate.results import DataInfo, FileDigest
+
+    class Constant(tf.Module):
+        def __init__(self) -> None:
+            self.w = tf.Variable(tf.random.stateless_normal((6, 3), seed=(1, 2)))
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 6), tf.float32, name="x")])
+        def serve(self, x):  # noqa: ANN001, ANN202 - a TensorFlow function
+            return {"a": tf.nn.softmax(tf.matmul(x, self.w)), "b": self.w[0] * 1.0}
+
+    module = Constant()
+    path = tmp_path / "saved_model"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    loaded = load_model(path, inspect_model(path), export_dir=tmp_path / "export", fixed_batch=False)
+    x = np.random.default_rng(0).normal(size=(samples, 6)).astype(np.float32)
+    data = Dataset({"x": x}, None, DataInfo(FileDigest("eval.npz", 1, "0" * 64), samples), tmp_path / "eval.npz")
+    with pytest.raises(ModelError) as error:
+        keras_outputs(loaded, data, where=str(path))
+    assert str(error.value) == (
+        f"{path}: output 'b' has shape (3,) on a batch of {min(samples, 256)} eval samples: every output must have the "
+        "batch as its first dimension (one row per sample); return the output for each sample"
+    )

@@ -255,6 +255,7 @@ def test_a_two_output_file_tflm_cannot_run_reads_back_with_no_one_litert_evaluat
 
     unsupported = ("TFLM has no kernel for operator GELU",)
     result = measured_on(two_output_result(), macs=10, arena_bytes=None, arena_recorded_bytes=None, files=(),
-                         operators=("FULLY_CONNECTED x2", "GELU x1"), unsupported=unsupported)  # fmt: skip
+                         agreement=None, operators=("FULLY_CONNECTED x2", "GELU x1"),
+                         unsupported=unsupported)  # fmt: skip
     assert result.candidates[0].conversion.device.litert_evaluation is None
     check_result(load_result(ModelResult, result.to_json()))  # accepted as gate writes it

@@ -6,7 +6,7 @@ import dataclasses
 import re
 
 import pytest
-from factories import model_result, on_device
+from factories import LITERT, model_result, on_device, regression_result, two_output_result
 
 from gate.reporting.compare import Baseline, compare
 from gate.reporting.markdown import render_markdown
@@ -63,6 +63,73 @@ def test_device_figures_read_back_are_checked_and_their_files_are_the_layouts(ch
     check_result(on_device(model_result(), macs=10, target="ethos-u55-128"))
 
 
+def agreeing(**changes) -> Agreement:
+    """TFLM's agreement with LiteRT on the factory's eval set, as gate writes it, with `changes`."""
+    return dataclasses.replace(Agreement(LITERT, EVALUATION.samples, 0.0, 0, 100.0), **changes)
+
+
+SAMPLES = EVALUATION.samples
+ETHOS_U = {"target": "ethos-u55-128"}
+
+
+# The figures one run of a device target gives tie together (found by an attack: a forged shard turned a FAIL into a
+# PASS by editing one of them, and printed an agreement no run gives, or 100 KB of free text).
+# fmt: skip on this table: a case a row or two, as it reads.
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"arena_bytes": 16}, "device.arena_bytes: 16, below the 3328 bytes TFLM records it allocated in the arena"),
+        ({**ETHOS_U, "npu_cycles": 10**9},
+         "device.inference_ms: 0.2, but its 1,000,000,000 NPU cycles at the 500 MHz clock Vela uses take at least"),
+        ({"target": "ethos-u65-256", "npu_cycles": 300_000},  # 0.3 ms at U65's 1 GHz
+         "device.inference_ms: 0.2, but its 300,000 NPU cycles at the 1000 MHz clock"),
+        ({**ETHOS_U, "sram_bytes": 0}, "device.sram_bytes: 100.0% of its operators on the NPU, but SRAM 0"),
+        ({**ETHOS_U, "flash_bytes": 0}, "on the NPU, but SRAM 1280, flash 0 bytes"),
+        ({**ETHOS_U, "npu_cycles": None}, "device.sram_bytes: 100.0% of its operators on the NPU, but SRAM 1280"),
+        ({**ETHOS_U, "inference_ms": float("nan")}, "device.inference_ms: nan is not a size"),
+        ({"agreement": None}, "device.agreement: given exactly when TFLM ran the file"),
+        ({**ETHOS_U, "agreement": agreeing()}, "device.agreement: given exactly when TFLM ran the file"),
+        ({"agreement": agreeing(differing_samples=SAMPLES + 1, max_steps=1.0)},
+         f"device.agreement: {SAMPLES + 1} of {SAMPLES} samples differ, but the file was evaluated on {SAMPLES}"),
+        ({"agreement": agreeing(samples=5)},
+         f"device.agreement: 0 of 5 samples differ, but the file was evaluated on {SAMPLES} samples"),
+        ({"agreement": agreeing(differing_samples=-1)}, "device.agreement: -1 of"),
+        ({"agreement": agreeing(differing_samples=3, max_steps=-3.0)}, "device.agreement.max_steps: -3.0 is not"),
+        ({"agreement": agreeing(differing_samples=3, max_steps=float("inf"))}, "device.agreement.max_steps: inf"),
+        ({"agreement": agreeing(max_steps=2.0)}, "device.agreement.max_steps: 2.0 is not the largest difference"),
+        ({"agreement": agreeing(differing_samples=3, max_steps=1.0, same_prediction=1e6)},
+         "device.agreement.same_prediction: 1000000.0 is not a percentage"),
+        ({"agreement": agreeing(same_prediction=90.0)},
+         "device.agreement.same_prediction: 90.0%, but no sample's outputs differ"),
+        ({"agreement": agreeing(same_prediction=None)},
+         "device.agreement.same_prediction: given exactly for a classification with one output"),
+        ({"litert_evaluation": dataclasses.replace(EVALUATION, value=EVALUATION.value - 10)},
+         "device.agreement: no sample's outputs differ from LiteRT's, but its accuracy is"),
+        ({"agreement": agreeing(litert="<img src=x> " * 10_000)},
+         "device.agreement.litert: '<img src=x> <img src=x> "),
+        ({"notes": ("n" * 1001,)}, "device.notes: more than 10, or one longer than 1000 characters"),
+        ({"notes": ("a note",) * 11}, "device.notes: more than 10, or one longer than 1000 characters"),
+    ],
+)  # fmt: skip
+def test_device_figures_of_one_run_tie_together(change, message) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_result(on_device(model_result(), macs=10, **change))
+
+
+def test_an_agreement_as_gate_writes_it_is_accepted_on_every_task_and_target() -> None:
+    """TFLM's differing samples beside a different LiteRT figure; Ethos-U's time above its cycles at the clock (its
+    total cycles wait on memory too); a predicted class nowhere but on one classification output."""
+    differing = agreeing(differing_samples=3, max_steps=1.0, same_prediction=99.0)
+    litert = dataclasses.replace(EVALUATION, value=EVALUATION.value - 1)
+    check_result(on_device(model_result(), macs=10, agreement=differing, litert_evaluation=litert))
+    check_result(on_device(model_result(), macs=10, target="ethos-u85-256", npu_cycles=100_000, inference_ms=5.0))
+    for result in (regression_result(), two_output_result()):
+        check_result(on_device(result, macs=10))
+        with pytest.raises(ValueError, match=re.escape("same_prediction: given exactly for a classification with")):
+            same = agreeing(samples=result.candidates[0].conversion.evaluation.samples)
+            check_result(on_device(result, macs=10, agreement=same))
+
+
 @pytest.mark.parametrize(
     "figures",
     [
@@ -94,7 +161,7 @@ def test_a_result_is_refused_unless_measured_where_its_policy_says() -> None:
         check_result(dataclasses.replace(measured, provenance=model_result().provenance))
 
 
-AGREEMENT = Agreement("LiteRT 2.3.0", 300, 0.0, 0, 100.0)
+AGREEMENT = Agreement(LITERT, EVALUATION.samples, 0.0, 0, 100.0)
 
 
 @pytest.mark.parametrize(
@@ -111,7 +178,7 @@ def test_a_file_tflm_cannot_run_carries_no_tflm_figures_or_files(figures, refuse
     """A forged result cannot say TFLM ran what it could not, nor hide a missing operator behind figures."""
     result = on_device(
         model_result(), macs=10, operators=("FULLY_CONNECTED x2", "GELU x1"), litert_evaluation=EVALUATION,
-        unsupported=("TFLM has no kernel for operator GELU",), **figures,
+        unsupported=("TFLM has no kernel for operator GELU",), **{"agreement": None, **figures},
     )  # fmt: skip
     if not refused:
         check_result(result)

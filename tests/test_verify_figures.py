@@ -68,7 +68,7 @@ def second(result: ModelResult, fidelity: Fidelity | None) -> ModelResult:
     return judged(replace(result, candidates=(candidate, replace(candidate, method=method, conversion=conversion))))
 
 
-TFLM_UNSUPPORTED = {"arena_bytes": None, "arena_recorded_bytes": None, "files": ()}
+TFLM_UNSUPPORTED = {"arena_bytes": None, "arena_recorded_bytes": None, "files": (), "agreement": None}
 LITERT = model_result().candidates[0].conversion.evaluation
 
 
@@ -106,7 +106,8 @@ CASES = {
     ),
     "metric_change_interval_of_fewer_resamples": (
         first(measured(), metric_change_interval=replace(CI, low=-1.0, high=0.5, resamples=1000)),
-        "candidates[0].metric_change_interval: 1000 resamples, but gate draws 2000",
+        "candidates[0].metric_change_interval: 1000 resamples, but gate draws 2000 (fewer only in a percentile "
+        "interval of those that give a number)",
     ),
     "metric_change_interval_upside_down": (
         first(measured(), metric_change_interval=replace(CI, low=0.5, high=-1.0)),
@@ -126,7 +127,8 @@ CASES = {
     ),  # fmt: skip
     "interval_of_no_resamples": (
         measured(replace(FIDELITY, top1_agreement_interval=replace(CI, resamples=0))),
-        "candidates[0].conversion.fidelity.top1_agreement_interval: 0 resamples, but gate draws 2000",
+        "candidates[0].conversion.fidelity.top1_agreement_interval: 0 resamples, but gate draws 2000 (fewer only in a "
+        "percentile interval of those that give a number)",
     ),
     "top1_agreement_of_no_whole_sample": (
         measured(replace(FIDELITY, top1_agreement=33.3333)),

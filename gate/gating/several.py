@@ -47,15 +47,24 @@ if TYPE_CHECKING:
 NOT_YET = "the model has several outputs, and gate does not {} for several yet"
 
 
-def keras_outputs(model: LoadedModel, data: Dataset) -> dict[str, np.ndarray]:
-    """The Keras model's outputs on the eval set, by Keras output name."""
+def keras_outputs(model: LoadedModel, data: Dataset, *, where: str) -> dict[str, np.ndarray]:
+    """The Keras model's outputs on the eval set, by Keras output name; each must have the batch as its first
+    dimension (a SavedModel's signature may return one without: it would be scored as that many samples)."""
     from gate.targets.litert import refuse_non_finite_outputs
 
     assert model.predict_each is not None  # a model whose file declares several outputs (gate.frontends.keras)
-    batches = [
-        model.predict_each({name: array[start : start + PREDICT_BATCH] for name, array in data.inputs.items()})
-        for start in range(0, data.samples, PREDICT_BATCH)
-    ]
+    batches = []
+    for start in range(0, data.samples, PREDICT_BATCH):
+        batch = model.predict_each({name: array[start : start + PREDICT_BATCH] for name, array in data.inputs.items()})
+        size = min(PREDICT_BATCH, data.samples - start)
+        for name, values in batch.items():
+            if np.shape(values)[:1] != (size,):
+                raise ModelError(
+                    f"{where}: output '{name}' has shape {np.shape(values)} on a batch of {size} eval samples: every "
+                    "output must have the batch as its first dimension (one row per sample); return the output for "
+                    "each sample"
+                )
+        batches.append(batch)
     outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
     for name, values in outputs.items():
         refuse_non_finite_outputs(values, data, f"the float model (output '{name}')")
@@ -72,7 +81,7 @@ def reference(
     from gate.targets.litert import signature_outputs
 
     data = loaded.eval_data
-    keras = keras_outputs(loaded.model, data)
+    keras = keras_outputs(loaded.model, data, where=str(inspected.files.model))
     if list(keras) != [spec.name for spec in specs]:
         raise ModelError(
             f"{inspected.files.model}: Keras names its outputs {', '.join(keras)}, but its config "

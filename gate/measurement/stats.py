@@ -111,10 +111,12 @@ def bootstrap(
         if np.isfinite(low) and np.isfinite(high):
             return Interval(round(low, 6), round(high, 6), confidence, method, resamples)
     numbers = result.bootstrap_distribution[~np.isnan(result.bootstrap_distribution)]
+    # The interval is of the resamples that give a number, and records how many did (not the ones drawn).
+    gave = numbers.size or resamples
     if numbers.size and numbers.min() < numbers.max():
         low, high = (float(end) for end in np.percentile(numbers, [50 * (1 - confidence), 50 * (1 + confidence)]))
         if np.isfinite(low) and np.isfinite(high):
-            return Interval(round(low, 6), round(high, 6), confidence, "percentile", resamples)
+            return Interval(round(low, 6), round(high, 6), confidence, "percentile", gave)
     with np.errstate(divide="ignore", invalid="ignore"):
         point = float(statistic(*blocks))  # every resample the same: the interval is the point
-    return Interval(point, point, confidence, "percentile", resamples)
+    return Interval(point, point, confidence, "percentile", gave)

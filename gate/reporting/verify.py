@@ -15,7 +15,8 @@ have written, so that nothing downstream trusts a string or a verdict it was mer
   result records, and must come out exactly as recorded (checks, messages, status); its size ratios and metric
   change follow from the sizes and metrics it records; the published candidate is the one the search rule picks;
   the model's status is that candidate's;
-- figures one measurement gives together agree (gate.reporting.verify_figures).
+- figures one measurement gives together agree (gate.reporting.verify_figures; a device target's,
+  gate.reporting.verify_device).
 
 A result that says PASS while one of its checks fails is refused, not re-judged into something else: it was not
 written by a gate that works, so nothing else in it is worth showing either. Every problem is a ValueError naming
@@ -44,6 +45,7 @@ from gate.quantization.methods import METHODS
 from gate.readback import Refused, read_json
 from gate.reporting.compare import Baseline, Comparison
 from gate.reporting.verify_comparison import baseline_label, branch_name, check_comparison
+from gate.reporting.verify_device import device_problem
 from gate.reporting.verify_figures import built_problem, fidelity_presence_problem, in_range
 from gate.reporting.verify_outputs import check_outputs
 from gate.results import (
@@ -56,7 +58,7 @@ from gate.results import (
     must_reset,
     overall_status,
 )
-from gate.targets import DEFAULT_TARGET, TARGET_NAMES
+from gate.targets import DEFAULT_TARGET
 from gate.tasks import METRICS, TASKS
 from gate.tasks.custom import recorded_problem
 
@@ -168,8 +170,8 @@ def _check_conversion(result: ModelResult, conversion: Conversion, method: str, 
         _check_state(result, conversion, f"{where}.state")
     if conversion.macs is not None and conversion.macs < 0:
         raise ValueError(f"{where}.macs: {conversion.macs} is not a count")
-    if conversion.device is not None:
-        _check_device(result, conversion, f"{where}.device")
+    if conversion.device is not None and (problem := device_problem(result, conversion)):
+        raise ValueError(f"{where}.device.{problem}")
 
 
 def _check_target(result: ModelResult, conversion: Conversion, where: str) -> None:
@@ -197,26 +199,6 @@ def _check_target(result: ModelResult, conversion: Conversion, where: str) -> No
     published = resolver_path(result.name, conversion.method) if tflm else vela_path(result.name, conversion.method)
     if [file.path for file in device.files] != [published]:
         raise ValueError(f"{where}.files: a file measured on {target} publishes {published!r} alone")
-
-
-def _check_device(result: ModelResult, conversion: Conversion, where: str) -> None:
-    device = conversion.device
-    assert device is not None
-    if device.target not in TARGET_NAMES or device.target == DEFAULT_TARGET:
-        raise ValueError(f"{where}.target: {device.target[:50]!r} is not a device target")
-    for field in ("arena_bytes", "arena_recorded_bytes", "flash_bytes", "sram_bytes", "npu_cycles", "inference_ms"):
-        value = getattr(device, field)
-        if value is not None and value < 0:
-            raise ValueError(f"{where}.{field}: {value} is not a size")
-    # A path is one the layout gives, never one read from the data.
-    allowed = {resolver_path(result.name, conversion.method), vela_path(result.name, conversion.method)}
-    for index, file in enumerate(device.files):
-        if file.path not in allowed:
-            raise ValueError(f"{where}.files[{index}].path: {file.path[:80]!r} is not one of {sorted(allowed)}")
-    if device.npu_ops_percent is not None and not 0 <= device.npu_ops_percent <= 100:
-        raise ValueError(f"{where}.npu_ops_percent: {device.npu_ops_percent} is not a percentage")
-    if device.litert_evaluation is not None and not in_range(device.litert_evaluation):
-        raise ValueError(f"{where}.litert_evaluation.value: out of the range of its metric")
 
 
 def _check_state(result: ModelResult, conversion: Conversion, where: str) -> None:

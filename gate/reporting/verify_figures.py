@@ -79,8 +79,13 @@ def interval_problem(interval: Interval | None, policy: Mapping[str, Value]) -> 
         return f"{interval.low!r} to {interval.high!r} is not an interval"
     if interval.confidence != confidence:
         return f"confidence {interval.confidence!r}, but the effective policy's statistics.confidence is {confidence}"
-    if interval.resamples != DEFAULT_RESAMPLES:
-        return f"{interval.resamples} resamples, but gate draws {DEFAULT_RESAMPLES}"
+    # Fewer when some resamples give no number (gate.measurement.stats.bootstrap): a percentile interval of the others.
+    fewer = interval.method == "percentile" and 0 < interval.resamples < DEFAULT_RESAMPLES
+    if interval.resamples != DEFAULT_RESAMPLES and not fewer:
+        return (
+            f"{interval.resamples} resamples, but gate draws {DEFAULT_RESAMPLES} (fewer only in a percentile interval "
+            "of those that give a number)"
+        )
     if interval.method not in ("BCa", "percentile"):
         return f"the method {interval.method[:20]!r} is not BCa or percentile"
     return ""

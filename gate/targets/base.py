@@ -32,6 +32,11 @@ ETHOS_U_ACCELERATORS = (
     "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048",
 )  # fmt: skip
 
+# The NPU clock Vela estimates the inference time at: the core_clock of the system config Vela 5.2.0 picks for each
+# family when given none, as gate gives none (its vela.ini; tests/test_ethos_u.py reads it from Vela's summary). Its
+# time is its total cycles at this clock, and the total is at least the NPU's cycles.
+ETHOS_U_CLOCK_HZ = {"ethos-u55": 500e6, "ethos-u65": 1e9, "ethos-u85": 1e9}
+
 # Each target's name and the named figures (gate.figures.FIGURES) it adds to those every target measures: a
 # target's `figures` is its entry here, where what judges a report without NumPy or LiteRT (gate comment) reads it.
 TARGET_FIGURES: dict[str, tuple[str, ...]] = {
